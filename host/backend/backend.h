@@ -1,0 +1,46 @@
+/* backend.h — the backend interface: a table of function pointers that the engine drives.
+ *
+ * A backend owns memory (alloc/free/upload/download) and runs nodes forward and backward given a
+ * sal_op_call (see ops/ops.h). The CPU backend (backend/cpu) is the specification; the CUDA
+ * backend (backend/cuda) must match it. The engine never looks inside a backend's pointers.
+ */
+#ifndef SAL_BACKEND_H
+#define SAL_BACKEND_H
+
+#include "../ops/ops.h"
+
+typedef struct sal_backend sal_backend;
+
+typedef struct sal_backend_ops {
+    const char *name;                                         /* "cpu", "cuda" */
+    void (*destroy)(sal_backend *b);
+    int (*supports)(sal_backend *b, const sal_node *node);    /* forward and backward */
+    void *(*alloc)(sal_backend *b, size_t bytes);             /* NULL on failure */
+    void (*release)(sal_backend *b, void *p);
+    sal_status (*upload)(sal_backend *b, void *dst, const void *src, size_t bytes);
+    sal_status (*download)(sal_backend *b, void *dst, const void *src, size_t bytes);
+    sal_status (*zero)(sal_backend *b, void *dst, size_t bytes);
+    sal_status (*forward)(sal_backend *b, const sal_op_call *call, sal_error *err);
+    sal_status (*backward)(sal_backend *b, const sal_op_call *call, sal_error *err);
+    sal_status (*sync)(sal_backend *b, sal_error *err);
+} sal_backend_ops;
+
+struct sal_backend {
+    const sal_backend_ops *ops;
+    int threads;
+    void *impl;
+};
+
+/* CPU backend: threads 0 = every core. */
+sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err);
+
+/* CUDA backend, when built (SAL_HAVE_CUDA). *note receives why it could not start. */
+int sal_backend_cuda_built(void);
+sal_status sal_backend_cuda_create(sal_backend **out, sal_error *err);
+
+/* CPU kernels, also used by the constant folder on host data. */
+sal_status sal_cpu_forward(const sal_op_call *call, sal_error *err);
+sal_status sal_cpu_backward(const sal_op_call *call, sal_error *err);
+int sal_cpu_supports(const sal_node *node);
+
+#endif /* SAL_BACKEND_H */

@@ -1,0 +1,94 @@
+/* cpu_backend.c — the CPU backend: host memory, OpenMP threads, OpenBLAS; dispatches each node to
+ * its kernel pair in cpu_*.c. This backend is the specification the CUDA backend must match. */
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+
+#include "../backend.h"
+#include "../../ops/op_decls.h"
+
+typedef struct cpu_kernel {
+    sal_status (*fwd)(const sal_op_call *, sal_error *);
+    sal_status (*bwd)(const sal_op_call *, sal_error *);
+} cpu_kernel;
+
+static const cpu_kernel *kernel_of(int kind) {
+    static const cpu_kernel table[SAL_OP_COUNT] = {
+#define K(op, KIND) [KIND] = {sal_cpu_##op##_fwd, sal_cpu_##op##_bwd},
+        K(conv, SAL_OP_CONV) K(batchnorm, SAL_OP_BATCHNORM) K(maxpool, SAL_OP_MAXPOOL)
+        K(avgpool, SAL_OP_AVGPOOL) K(globalavgpool, SAL_OP_GLOBALAVGPOOL) K(gemm, SAL_OP_GEMM)
+        K(matmul, SAL_OP_MATMUL) K(lrn, SAL_OP_LRN) K(relu, SAL_OP_RELU)
+        K(leakyrelu, SAL_OP_LEAKYRELU) K(clip, SAL_OP_CLIP) K(sigmoid, SAL_OP_SIGMOID)
+        K(hardsigmoid, SAL_OP_HARDSIGMOID) K(hardswish, SAL_OP_HARDSWISH) K(tanh, SAL_OP_TANH)
+        K(add, SAL_OP_ADD) K(sub, SAL_OP_SUB) K(mul, SAL_OP_MUL) K(div, SAL_OP_DIV)
+        K(reducemean, SAL_OP_REDUCEMEAN) K(softmax, SAL_OP_SOFTMAX) K(concat, SAL_OP_CONCAT)
+        K(transpose, SAL_OP_TRANSPOSE) K(pad, SAL_OP_PAD)
+#undef K
+    };
+    if (kind < 0 || kind >= SAL_OP_COUNT || !table[kind].fwd) return NULL;
+    return &table[kind];
+}
+
+int sal_cpu_supports(const sal_node *node) { return kernel_of(node->op) != NULL; }
+
+sal_status sal_cpu_forward(const sal_op_call *call, sal_error *err) {
+    const cpu_kernel *k = kernel_of(call->node->op);
+    if (!k)
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': op %s has no CPU kernel",
+                        call->node->name, call->node->op_type);
+    return k->fwd(call, err);
+}
+
+sal_status sal_cpu_backward(const sal_op_call *call, sal_error *err) {
+    const cpu_kernel *k = kernel_of(call->node->op);
+    if (!k || !k->bwd)
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': op %s has no CPU backward",
+                        call->node->name, call->node->op_type);
+    return k->bwd(call, err);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Backend table                                                                                    */
+
+static void cpu_destroy(sal_backend *b) { free(b); }
+static int cpu_supports(sal_backend *b, const sal_node *n) { (void)b; return sal_cpu_supports(n); }
+static void *cpu_alloc(sal_backend *b, size_t bytes) {
+    (void)b;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    return p;
+}
+static void cpu_release(sal_backend *b, void *p) { (void)b; free(p); }
+static sal_status cpu_copy(sal_backend *b, void *dst, const void *src, size_t bytes) {
+    (void)b;
+    if (bytes) memcpy(dst, src, bytes);
+    return SAL_OK;
+}
+static sal_status cpu_zero(sal_backend *b, void *dst, size_t bytes) {
+    (void)b;
+    if (bytes) memset(dst, 0, bytes);
+    return SAL_OK;
+}
+static sal_status cpu_fwd(sal_backend *b, const sal_op_call *c, sal_error *err) {
+    (void)b;
+    return sal_cpu_forward(c, err);
+}
+static sal_status cpu_bwd(sal_backend *b, const sal_op_call *c, sal_error *err) {
+    (void)b;
+    return sal_cpu_backward(c, err);
+}
+static sal_status cpu_sync(sal_backend *b, sal_error *err) { (void)b; (void)err; return SAL_OK; }
+
+static const sal_backend_ops cpu_ops = {
+    "cpu", cpu_destroy, cpu_supports, cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero,
+    cpu_fwd, cpu_bwd, cpu_sync,
+};
+
+sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err) {
+    sal_backend *b = calloc(1, sizeof *b);
+    if (!b) return sal_fail(err, SAL_ERR_NOMEM, "out of memory creating the CPU backend");
+    b->ops = &cpu_ops;
+    b->threads = threads > 0 ? threads : omp_get_num_procs();
+    *out = b;
+    return SAL_OK;
+}

@@ -1,0 +1,28 @@
+/* op_decls.h — the per-op functions behind ops.h's registry and the CPU backend's dispatch.
+ * infer: host/ops/infer_*.c; CPU kernels: host/backend/cpu/cpu_*.c. */
+#ifndef SAL_OP_DECLS_H
+#define SAL_OP_DECLS_H
+
+#include "ops.h"
+
+#define SAL_OP_LIST(X)                                                                            \
+    X(conv) X(batchnorm) X(maxpool) X(avgpool) X(globalavgpool) X(gemm) X(matmul) X(lrn)          \
+    X(relu) X(leakyrelu) X(clip) X(sigmoid) X(hardsigmoid) X(hardswish) X(tanh)                   \
+    X(add) X(sub) X(mul) X(div) X(reducemean) X(softmax) X(concat) X(transpose) X(pad)
+
+#define SAL_ALIAS_OP_LIST(X) X(flatten) X(reshape) X(squeeze) X(unsqueeze) X(dropout) X(identity)
+
+#define SAL_DECL_INFER(op) sal_status sal_infer_##op(sal_op_ctx *ctx);
+#define SAL_DECL_CPU(op)                                                                          \
+    sal_status sal_cpu_##op##_fwd(const sal_op_call *c, sal_error *err);                          \
+    sal_status sal_cpu_##op##_bwd(const sal_op_call *c, sal_error *err);
+
+SAL_OP_LIST(SAL_DECL_INFER)
+SAL_ALIAS_OP_LIST(SAL_DECL_INFER)
+SAL_OP_LIST(SAL_DECL_CPU)
+
+/* Helper for infer functions: fail naming the node and op. */
+sal_status sal_op_fail(sal_op_ctx *ctx, sal_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

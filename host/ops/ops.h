@@ -1,0 +1,214 @@
+/* ops.h — the supported ONNX ops: their kinds, shape inference and parameter resolution (device
+ * independent), and the call record every backend's kernels receive.
+ *
+ * Life of a node: at plan time the engine calls def->infer with concrete input shapes (and the
+ * host data of constant inputs). infer checks attributes and shapes, writes output shapes and
+ * may allocate op parameters (ctx->params, freed by the engine with free()) and request scratch
+ * memory. At run time the backend receives a sal_op_call with device pointers.
+ */
+#ifndef SAL_OPS_H
+#define SAL_OPS_H
+
+#include "../model/graph.h"
+
+typedef enum sal_op_kind {
+    SAL_OP_CONV = 0,
+    SAL_OP_BATCHNORM,
+    SAL_OP_RELU,
+    SAL_OP_LEAKYRELU,
+    SAL_OP_CLIP,
+    SAL_OP_SIGMOID,
+    SAL_OP_HARDSIGMOID,
+    SAL_OP_HARDSWISH,
+    SAL_OP_TANH,
+    SAL_OP_ADD,
+    SAL_OP_SUB,
+    SAL_OP_MUL,
+    SAL_OP_DIV,
+    SAL_OP_MAXPOOL,
+    SAL_OP_AVGPOOL,
+    SAL_OP_GLOBALAVGPOOL,
+    SAL_OP_REDUCEMEAN,
+    SAL_OP_FLATTEN,
+    SAL_OP_RESHAPE,
+    SAL_OP_TRANSPOSE,
+    SAL_OP_SQUEEZE,
+    SAL_OP_UNSQUEEZE,
+    SAL_OP_GEMM,
+    SAL_OP_MATMUL,
+    SAL_OP_SOFTMAX,
+    SAL_OP_CONCAT,
+    SAL_OP_PAD,
+    SAL_OP_DROPOUT,
+    SAL_OP_IDENTITY,
+    SAL_OP_LRN,
+    /* shape-computation ops: only ever evaluated on constants at load or plan time (fold.c) */
+    SAL_OP_CONSTANT,
+    SAL_OP_SHAPE,
+    SAL_OP_GATHER,
+    SAL_OP_SLICE,
+    SAL_OP_CAST,
+    SAL_OP_CONSTANTOFSHAPE,
+    SAL_OP_COUNT
+} sal_op_kind;
+
+/* Flags of an op definition. */
+enum {
+    SAL_OPF_ALIAS = 1,      /* output 0 is input 0's memory reinterpreted (Reshape, Identity...) */
+    SAL_OPF_FOLD_ONLY = 2,  /* runs only on constants (Shape, Gather...): never on a backend */
+};
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Plan-time context                                                                                */
+
+typedef struct sal_op_ctx {
+    const sal_graph *g;
+    const sal_node *node;
+    int n_in;
+    const sal_shape *const *in_shape;   /* (n_in): NULL for an absent optional input */
+    const int *in_dtype;                /* (n_in) */
+    const sal_tensor *const *in_const;  /* (n_in): host data when the input is constant */
+    int n_out;
+    sal_shape *out_shape;               /* (n_out): infer writes */
+    int *out_dtype;                     /* (n_out): infer writes (defaults to SAL_F32) */
+    void *params;                       /* infer may malloc op parameters here */
+    size_t scratch_floats;              /* infer may request float scratch for fwd/bwd kernels */
+    sal_error *err;
+} sal_op_ctx;
+
+typedef struct sal_op_def {
+    const char *onnx_name;
+    sal_op_kind kind;
+    unsigned flags;
+    /* Check attributes and input shapes, compute output shapes; SAL_ERR_SHAPE /
+     * SAL_ERR_UNSUPPORTED with a message naming the node on failure. */
+    sal_status (*infer)(sal_op_ctx *ctx);
+} sal_op_def;
+
+/* The definition for an ONNX op type (default domain), or NULL when unsupported. */
+const sal_op_def *sal_op_lookup(const char *onnx_name);
+const sal_op_def *sal_op_def_of(sal_op_kind kind);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Run-time call record (pointers are in the backend's memory)                                      */
+
+typedef struct sal_op_call {
+    const sal_node *node;
+    const void *params;          /* from infer */
+    int n_in, n_out;
+    const float *const *in;      /* (n_in): NULL for absent optional inputs */
+    const sal_shape *const *in_shape;
+    float *const *out;           /* (n_out) */
+    const sal_shape *const *out_shape;
+    /* backward only */
+    const float *const *gout;    /* (n_out): gradient w.r.t. each output (NULL: zero) */
+    float *const *gin;           /* (n_in): ADD the gradient w.r.t. input i here; NULL: not needed */
+    int guided;                  /* ReLU-family ops apply the Guided Backprop rule */
+    float *scratch;              /* ctx->scratch_floats floats */
+    int threads;
+} sal_op_call;
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Parameters resolved by infer (shared by the backends)                                            */
+
+typedef struct sal_conv_params {
+    int spatial;          /* 1 or 2 spatial dims (1-D is treated as H=1) */
+    int64_t n, c, h, w;   /* input */
+    int64_t m, oh, ow;    /* output channels and size */
+    int64_t kh, kw, sh, sw, dh, dw;
+    int64_t pt, pl, pb, pr;  /* pads top, left, bottom, right */
+    int64_t group;
+    int has_bias;
+} sal_conv_params;
+
+typedef struct sal_pool_params {
+    int64_t n, c, h, w, oh, ow;
+    int64_t kh, kw, sh, sw, dh, dw;
+    int64_t pt, pl, pb, pr;
+    int count_include_pad;
+    int has_indices;      /* MaxPool's optional second output */
+} sal_pool_params;
+
+/* Broadcasting binary ops: both inputs broadcast to the output shape (numpy rules). */
+typedef struct sal_bcast_params {
+    int ndim;
+    int64_t out[SAL_MAX_DIMS];
+    int64_t sa[SAL_MAX_DIMS], sb[SAL_MAX_DIMS];  /* element strides of a and b, 0 on broadcast dims */
+    /* Fast-path class of Add/Sub/Mul/Div, filled by their infer (sal_broadcast leaves these 0):
+     *   SAL_BC_SAME:      a, b and y have the same number of elements
+     *   SAL_BC_SCALAR_A/B: a (resp. b) has one element, the other is y-sized
+     *   SAL_BC_CHANNEL_A/B: y viewed as (outer, mid, inner); the small input a (resp. b) is (mid)
+     *                      broadcast over outer and inner, the other is y-sized: (1,C,1,1) or
+     *                      (C,1,1) with outer = N, inner = H*W; (N,C,1,1) with outer = 1;
+     *                      (W) with inner = 1
+     *   SAL_BC_GENERAL:   anything else: use ndim/out/sa/sb */
+    int mode;
+    int64_t outer, mid, inner;
+} sal_bcast_params;
+
+enum { SAL_BC_GENERAL = 0, SAL_BC_SAME, SAL_BC_SCALAR_A, SAL_BC_SCALAR_B, SAL_BC_CHANNEL_A,
+       SAL_BC_CHANNEL_B };
+
+typedef struct sal_gemm_params {
+    int64_t m, n, k;
+    int trans_a, trans_b;
+    float alpha, beta;
+    int has_c;
+    sal_bcast_params c;   /* C broadcast to (m,n) */
+} sal_gemm_params;
+
+typedef struct sal_matmul_params {  /* batched matmul with broadcast batch dims */
+    int64_t batch, m, n, k;
+    int64_t a_batch_stride, b_batch_stride;  /* 0 when broadcast */
+} sal_matmul_params;
+
+typedef struct sal_scalar_params {  /* LeakyRelu alpha, Clip min/max, HardSigmoid alpha/beta */
+    float alpha, beta;
+    float lo, hi;
+} sal_scalar_params;
+
+typedef struct sal_axis_params {    /* Softmax, Concat, ReduceMean */
+    int64_t outer, axis_len, inner; /* Softmax: (outer, axis_len, inner) */
+    int axis;
+    int keepdims;
+    /* Concat: outer = prod(dims before axis), inner = prod(dims after), axis_len = output's
+     * length on axis; each input's own length is in_shape[i]->d[axis].
+     * ReduceMean: the input with 1-dims dropped and adjacent dims of the same kind merged:
+     * rdims[rdim], bit d of rmask set where merged dim d is reduced; count = reduced elements
+     * per output. When at most one merged dim is reduced, (outer, axis_len, inner) is the input
+     * viewed as (kept, reduced, kept) and axis_len == count. */
+    int rdim;
+    int64_t rdims[SAL_MAX_DIMS];
+    unsigned rmask;
+    int64_t count;
+} sal_axis_params;
+
+typedef struct sal_transpose_params {
+    int ndim;
+    int64_t perm[SAL_MAX_DIMS];
+} sal_transpose_params;
+
+typedef struct sal_pad_params {
+    int ndim;
+    int64_t before[SAL_MAX_DIMS], after[SAL_MAX_DIMS];  /* per input dim; negative = crop */
+    float value;
+    int mode;   /* SAL_PAD_CONSTANT, SAL_PAD_EDGE, SAL_PAD_REFLECT: applied after the crops */
+} sal_pad_params;
+
+enum { SAL_PAD_CONSTANT = 0, SAL_PAD_EDGE, SAL_PAD_REFLECT };
+
+typedef struct sal_lrn_params {
+    int64_t size;
+    float alpha, beta, bias;
+} sal_lrn_params;
+
+typedef struct sal_bn_params {     /* BatchNormalization (inference mode) */
+    int64_t n, c, inner;           /* x viewed as (n, c, inner) */
+    float epsilon;                 /* y = (x - mean[c]) / sqrt(var[c] + eps) * scale[c] + B[c] */
+} sal_bn_params;
+
+/* Compute numpy broadcast of a and b into p (and out shape); SAL_ERR_SHAPE when incompatible. */
+sal_status sal_broadcast(const sal_shape *a, const sal_shape *b, sal_shape *out,
+                         sal_bcast_params *p);
+
+#endif /* SAL_OPS_H */

@@ -1,0 +1,159 @@
+/* salient.h — the only public header of salient, a toolkit that explains image classifiers.
+ *
+ * Usage (error handling elided, see below):
+ *
+ *     sal_error err;
+ *     sal_model *m;
+ *     sal_model_load("model.onnx", &m, &err);            // parse, fold constants, fold BatchNorm
+ *     sal_session_opts o = sal_session_opts_default();
+ *     sal_session *s;
+ *     sal_session_create(m, &o, &s, &err);               // picks a backend
+ *     sal_forward(s, x, n, h, w, logits);                // x: (n,C,h,w) float32, logits: (n,K)
+ *     sal_grad_opts g = sal_grad_opts_default();
+ *     sal_gradient(s, x, n, h, w, &g, &out);             // d(seed . logits)/d(input)
+ *     sal_session_free(s);
+ *     sal_model_free(m);
+ *
+ * Contract:
+ *  - Every fallible call returns a sal_status; SAL_OK is 0. On failure a message naming the file,
+ *    node, op or option at fault is left in the caller's sal_error (calls without a session) or in
+ *    the session (sal_session_error). Passing err == NULL is allowed.
+ *  - The library never exits, never prints and keeps no global mutable state: sessions on
+ *    different threads are independent. A model may be shared by sessions once loaded.
+ *  - Whoever allocates frees; every *_free(NULL) is a no-op.
+ *  - Tensors are float32, row-major, NCHW for images. The batch dimension of the model's input is
+ *    always treated as dynamic.
+ */
+#ifndef SALIENT_H
+#define SALIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SAL_VERSION_STRING "0.1.0"
+#define SAL_MAX_DIMS 8
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Status codes and errors                                                                          */
+
+typedef enum sal_status {
+    SAL_OK = 0,
+    SAL_ERR_INVALID_ARG,   /* a caller's argument or option is wrong */
+    SAL_ERR_IO,            /* a file could not be opened, read or written */
+    SAL_ERR_PARSE,         /* a file is malformed: ONNX, image, .npy */
+    SAL_ERR_UNSUPPORTED,   /* an op, attribute, data type or layout we do not handle */
+    SAL_ERR_SHAPE,         /* shapes do not agree */
+    SAL_ERR_NOMEM,         /* host or device allocation failed */
+    SAL_ERR_DEVICE,        /* a backend call failed, or the requested device is absent */
+    SAL_ERR_NOT_FOUND,     /* a named layer, class or input does not exist */
+    SAL_ERR_INTERNAL       /* a bug in salient */
+} sal_status;
+
+#define SAL_ERROR_LEN 1024
+typedef struct sal_error {
+    sal_status status;
+    char msg[SAL_ERROR_LEN];
+} sal_error;
+
+const char *sal_status_str(sal_status st);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Models                                                                                           */
+
+typedef struct sal_model sal_model;
+
+typedef struct sal_tensor_info {
+    const char *name;           /* owned by the model */
+    int ndim;
+    int64_t dims[SAL_MAX_DIMS]; /* -1 where the model leaves a dimension dynamic */
+} sal_tensor_info;
+
+typedef struct sal_layer_info {
+    const char *name;     /* node name (or its first output's name when the node is unnamed) */
+    const char *op_type;  /* ONNX op type */
+    const char *output;   /* name of the node's first output value */
+} sal_layer_info;
+
+sal_status sal_model_load(const char *path, sal_model **out, sal_error *err);
+sal_status sal_model_load_buffer(const void *data, size_t len, const char *name, sal_model **out,
+                                 sal_error *err);
+void sal_model_free(sal_model *m);
+
+int sal_model_num_inputs(const sal_model *m);   /* graph inputs that are not weights */
+int sal_model_num_outputs(const sal_model *m);
+void sal_model_input(const sal_model *m, int i, sal_tensor_info *info);
+void sal_model_output(const sal_model *m, int i, sal_tensor_info *info);
+int sal_model_num_layers(const sal_model *m);   /* nodes left after folding, in execution order */
+void sal_model_layer(const sal_model *m, int i, sal_layer_info *info);
+/* Number of nodes removed at load: constants folded, BatchNorms folded into convolutions. */
+void sal_model_fold_stats(const sal_model *m, int *constants_folded, int *batchnorms_folded);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Sessions: a model bound to a backend with its planned memory                                     */
+
+typedef enum sal_device { SAL_DEVICE_AUTO = 0, SAL_DEVICE_CPU, SAL_DEVICE_CUDA } sal_device;
+
+typedef struct sal_session_opts {
+    sal_device device;  /* AUTO: the GPU when the CUDA backend is built and a GPU is present */
+    int threads;        /* CPU threads, 0 = every core */
+} sal_session_opts;
+
+sal_session_opts sal_session_opts_default(void);
+
+typedef struct sal_session sal_session;
+
+sal_status sal_session_create(const sal_model *m, const sal_session_opts *o, sal_session **out,
+                              sal_error *err);
+void sal_session_free(sal_session *s);
+const char *sal_session_error(const sal_session *s);  /* last failure's message, "" if none */
+const char *sal_session_device(const sal_session *s); /* "cpu" or "cuda" */
+/* Why AUTO chose the CPU when the CUDA backend is built ("" otherwise): for a one-line note. */
+const char *sal_session_device_note(const sal_session *s);
+
+/* Plan the session for input (n, C, h, w); called implicitly by forward/gradient when the shape
+ * changes. h/w are ignored (may be 0) when the model fixes them. */
+sal_status sal_session_plan(sal_session *s, int n, int h, int w);
+/* Shape of a layer's first output under the current plan. */
+sal_status sal_session_layer_shape(sal_session *s, int layer, int *ndim, int64_t dims[SAL_MAX_DIMS]);
+/* Number of classes (size of the last output dimension) under the current plan. */
+int sal_session_num_classes(const sal_session *s);
+
+/* Forward pass. x: (n,C,h,w); logits: (n, num_classes) for the model's first output. */
+sal_status sal_forward(sal_session *s, const float *x, int n, int h, int w, float *logits);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Gradients to the input (never to the weights)                                                     */
+
+typedef struct sal_grad_opts {
+    const int *targets;     /* (n): one-hot seed on this class per image; NULL = top-1 */
+    const float *seed;      /* (n, K): arbitrary seed over the outputs; overrides targets */
+    const char *layer;      /* capture this layer's activation and gradient (node or value name) */
+    int need_input_grad;    /* 0: stop the backward pass at `layer` */
+    int guided_relu;        /* Guided Backprop: ReLU passes only positive gradients */
+} sal_grad_opts;
+
+sal_grad_opts sal_grad_opts_default(void);
+
+typedef struct sal_grad_out {
+    float *logits;      /* (n, K) or NULL */
+    float *input_grad;  /* (n, C, h, w) or NULL */
+    float *layer_act;   /* (n, c, lh, lw) of the captured layer, or NULL */
+    float *layer_grad;  /* same shape, or NULL */
+    int *targets_out;   /* (n): the class each seed used when seed == NULL, or NULL */
+} sal_grad_out;
+
+sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,
+                        const sal_grad_opts *o, sal_grad_out *out);
+
+/* Shape of a captured layer's output for input (n,C,h,w) (plans if needed). */
+sal_status sal_session_value_shape(sal_session *s, const char *layer, int *ndim,
+                                   int64_t dims[SAL_MAX_DIMS]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SALIENT_H */

@@ -1,0 +1,55 @@
+/* testutil.h — helpers shared by the Criterion tests: a counter-based random generator, one-node
+ * graphs, and the gradient check of a single op's CPU kernels against central finite differences.
+ */
+#ifndef SAL_TESTUTIL_H
+#define SAL_TESTUTIL_H
+
+#include <stdint.h>
+
+#include "model/graph.h"
+#include "ops/ops.h"
+#include "backend/backend.h"
+
+/* SplitMix64: deterministic per seed, no global state. */
+uint64_t tu_next(uint64_t *state);
+float tu_uniform(uint64_t *state, float lo, float hi);
+void tu_fill(float *x, int64_t n, uint64_t *state, float lo, float hi);
+/* A seed that differs per run (fresh random inputs), printed by the test on failure. */
+uint64_t tu_fresh_seed(void);
+
+/* One input of a one-node graph. */
+typedef struct tu_input {
+    sal_shape shape;
+    const float *f32;     /* constant float data, or NULL */
+    const int64_t *i64;   /* constant int64 data, or NULL; both NULL: random runtime input */
+} tu_input;
+
+/* Graph with a single node (index 0) of op_type; inputs named "x0".."xN", outputs "y0"..;
+ * a tu_input with shape.ndim < 0 is an absent optional input. Add attributes on
+ * &g->nodes[0] afterwards. */
+sal_graph *tu_node_graph(const char *op_type, int n_in, const tu_input *ins, int n_out);
+
+typedef struct tu_grad_result {
+    sal_status st;          /* infer/forward/backward status */
+    char msg[512];
+    double max_err;         /* max |analytic - numeric| / max(|numeric|_inf, 1e-3) */
+    int64_t checked;        /* number of input elements checked */
+    sal_shape out_shape;    /* output 0 */
+} tu_grad_result;
+
+/* Run node 0 of g forward and backward on the CPU kernels with random runtime inputs in
+ * [lo, hi], seed the backward with random weights over output 0, and compare every runtime
+ * input's gradient (at most max_elems sampled per input) with central differences of the
+ * weighted sum (accumulated in double), step eps. */
+tu_grad_result tu_grad_check(sal_graph *g, uint64_t seed, float lo, float hi, float eps,
+                             int64_t max_elems);
+
+/* Run node 0 forward with the given runtime input data (in order of runtime inputs).
+ * *out receives a malloc'd copy of output 0 and its shape. */
+sal_status tu_forward(sal_graph *g, const float *const *runtime_inputs, float **out,
+                      sal_shape *out_shape, sal_error *err);
+
+/* Path of a file under the source tree. */
+const char *tu_src_path(const char *rel, char *buf, int len);
+
+#endif
