@@ -89,6 +89,9 @@ void sal_model_input(const sal_model *m, int i, sal_tensor_info *info);
 void sal_model_output(const sal_model *m, int i, sal_tensor_info *info);
 int sal_model_num_layers(const sal_model *m);   /* nodes left after folding, in execution order */
 void sal_model_layer(const sal_model *m, int i, sal_layer_info *info);
+/* A metadata_props value of the ONNX file ("salient.mean", "salient.std", "salient.resize",
+ * "salient.labels" set preprocessing defaults), or NULL. */
+const char *sal_model_metadata(const sal_model *m, const char *key);
 /* Number of nodes removed at load: constants folded, BatchNorms folded into convolutions. */
 void sal_model_fold_stats(const sal_model *m, int *constants_folded, int *batchnorms_folded);
 

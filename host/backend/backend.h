@@ -28,6 +28,7 @@ typedef struct sal_backend_ops {
 struct sal_backend {
     const sal_backend_ops *ops;
     int threads;
+    int host_memory;   /* pointers are host memory: constants are used in place, not uploaded */
     void *impl;
 };
 

@@ -451,8 +451,7 @@ static sal_status fold_constants(sal_graph *g, sal_error *err) {
         sal_tensor *outs[8] = {0};
         if (n->n_out > 8) { i++; continue; }
         sal_status st = sal_fold_node(g, n, in, shp, outs, err);
-        if (st) return sal_fail(err, st, "%s: folding constant node '%s' (%s): %s", g->path,
-                                n->name, n->op_type, err ? err->msg : "");
+        if (st) return sal_fail_prefix(err, st, g->path);
         for (int j = 0; j < n->n_out; j++) {
             if (n->out[j] >= 0) g->values[n->out[j]].konst = outs[j];
             else sal_tensor_free(outs[j]);

@@ -41,6 +41,16 @@ sal_status sal_fail(sal_error *err, sal_status st, const char *fmt, ...) {
     return st;
 }
 
+sal_status sal_fail_prefix(sal_error *err, sal_status st, const char *prefix) {
+    if (err) {
+        char tmp[SAL_ERROR_LEN];
+        snprintf(tmp, sizeof tmp, "%s", err->msg);
+        snprintf(err->msg, sizeof err->msg, "%.120s: %.900s", prefix, tmp);
+        err->status = st;
+    }
+    return st;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Shapes and host tensors                                                                          */
 
@@ -266,6 +276,9 @@ void sal_graph_free(sal_graph *g) {
     free(g->nodes);
     free(g->inputs);
     free(g->outputs);
+    for (int i = 0; i < g->n_meta; i++) { free(g->meta_keys[i]); free(g->meta_values[i]); }
+    free(g->meta_keys);
+    free(g->meta_values);
     free(g->path);
     free(g);
 }

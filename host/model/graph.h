@@ -49,6 +49,8 @@ double sal_tensor_f64(const sal_tensor *t, int64_t i);
 /* Fill err (may be NULL) with a formatted message; returns st for `return sal_fail(...)`. */
 sal_status sal_fail(sal_error *err, sal_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Prefix the message already in err with "prefix: " (e.g. the model path). */
+sal_status sal_fail_prefix(sal_error *err, sal_status st, const char *prefix);
 sal_status sal_vfail(sal_error *err, sal_status st, const char *fmt, va_list ap);
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -111,6 +113,8 @@ typedef struct sal_graph {
     int n_inputs, n_outputs;
     int *inputs, *outputs;   /* value indices of the runtime inputs (not weights) and outputs */
     int consts_folded, bn_folded;
+    int n_meta;
+    char **meta_keys, **meta_values;   /* the model's metadata_props */
 } sal_graph;
 
 sal_graph *sal_graph_new(const char *path);

@@ -222,6 +222,19 @@ static sal_status build_graph(sal_graph *g, const Onnx__ModelProto *mp, sal_erro
         if (!o->domain || !*o->domain || strcmp(o->domain, "ai.onnx") == 0) g->opset = (int)o->version;
     }
     if (g->opset == 0) g->opset = 1;
+    if (mp->n_metadata_props) {
+        g->meta_keys = calloc(mp->n_metadata_props, sizeof(char *));
+        g->meta_values = calloc(mp->n_metadata_props, sizeof(char *));
+        if (!g->meta_keys || !g->meta_values) return sal_fail(err, SAL_ERR_NOMEM, "%s: out of memory", path);
+        for (size_t i = 0; i < mp->n_metadata_props; i++) {
+            const Onnx__StringStringEntryProto *kv = mp->metadata_props[i];
+            g->meta_keys[g->n_meta] = strdup(kv->key ? kv->key : "");
+            g->meta_values[g->n_meta] = strdup(kv->value ? kv->value : "");
+            g->n_meta++;
+            if (!g->meta_keys[g->n_meta - 1] || !g->meta_values[g->n_meta - 1])
+                return sal_fail(err, SAL_ERR_NOMEM, "%s: out of memory", path);
+        }
+    }
     for (size_t i = 0; i < gp->n_initializer; i++) {
         sal_tensor *t = NULL;
         sal_status st = tensor_from_proto(gp->initializer[i], path, &t, err);

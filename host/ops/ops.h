@@ -158,11 +158,21 @@ typedef struct sal_gemm_params {
 } sal_gemm_params;
 
 typedef struct sal_matmul_params {  /* batched matmul with broadcast batch dims */
-    int64_t batch, m, n, k;
-    int64_t a_batch_stride, b_batch_stride;  /* 0 when broadcast */
+    int64_t batch, m, n, k;     /* 1-D A: m = 1; 1-D B: n = 1 (numpy) */
+    int64_t a_batch_stride, b_batch_stride;  /* 0 when broadcast; valid when !batch_general */
+    /* General numpy broadcast of the batch dims, e.g. A (2,1,m,k) x B (3,k,n): output batch
+     * index (i0,i1,..) reads matrix sum(i_d * a_bstride[d]) of A (in matrices, 0 on broadcast
+     * dims), likewise B. batch_general = 0 when a/b_batch_stride describe the mapping. */
+    int batch_ndim;
+    int batch_general;
+    int64_t batch_shape[SAL_MAX_DIMS];
+    int64_t a_bstride[SAL_MAX_DIMS], b_bstride[SAL_MAX_DIMS];
 } sal_matmul_params;
 
-typedef struct sal_scalar_params {  /* LeakyRelu alpha, Clip min/max, HardSigmoid alpha/beta */
+/* Every activation (Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh) gets one:
+ * LeakyRelu alpha, Clip [lo, hi] (+-INFINITY when absent), HardSigmoid alpha/beta; unused fields
+ * are 0 (Relu: lo = 0, hi = INFINITY). */
+typedef struct sal_scalar_params {
     float alpha, beta;
     float lo, hi;
 } sal_scalar_params;
@@ -200,6 +210,7 @@ enum { SAL_PAD_CONSTANT = 0, SAL_PAD_EDGE, SAL_PAD_REFLECT };
 typedef struct sal_lrn_params {
     int64_t size;
     float alpha, beta, bias;
+    int64_t n, c, inner;           /* x viewed as (n, c, inner) */
 } sal_lrn_params;
 
 typedef struct sal_bn_params {     /* BatchNormalization (inference mode) */

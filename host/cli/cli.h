@@ -1,0 +1,57 @@
+/* cli.h — shared pieces of the `salient` program: options common to subcommands, input loading
+ * (images and .npy) into model-ready tensors, labels, messages. Only the CLI prints. */
+#ifndef SAL_CLI_H
+#define SAL_CLI_H
+
+#include <stdio.h>
+
+#include "salient.h"
+#include "io/io.h"
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+typedef struct cli_common {
+    const char *model;
+    const char *labels;     /* NULL: the model's salient.labels beside it, if present */
+    sal_device device;
+    int threads;
+    int batch;
+    int h, w;               /* --size; 0 = from the model */
+    float mean[3], std[3], scale;
+    int have_mean, have_std, have_scale;
+    float crop;             /* resize shorter side to size/crop, then centre-crop; 0 = stretch */
+    int have_crop;
+    int gray;
+    int json;
+} cli_common;
+
+void cli_common_init(cli_common *c);
+/* Parse one common option at argv[*i]; returns 1 if consumed (advancing *i), 0 if not an
+ * option of ours, -1 on a usage error (message printed). */
+int cli_common_parse(cli_common *c, int argc, char **argv, int *i);
+extern const char *cli_common_help;
+
+/* An opened model with its session and preprocessing. */
+typedef struct cli_model {
+    sal_model *m;
+    sal_session *s;
+    int c, h, w;            /* model input */
+    sal_prep_opts prep;
+    int gray_flag;          /* --gray */
+    char **labels;
+    int n_labels;
+} cli_model;
+
+int cli_model_open(cli_model *cm, const cli_common *c);
+void cli_model_close(cli_model *cm);
+/* Load an image or .npy into out (C,h,w). Returns 0 or prints "salient: FILE: why" and -1. */
+int cli_load_input(const cli_model *cm, const char *path, float *out);
+const char *cli_label(const cli_model *cm, int k);
+
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_json_string(FILE *f, const char *s);
+
+int cmd_info(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+
+#endif

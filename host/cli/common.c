@@ -1,0 +1,259 @@
+/* common.c — options shared by subcommands, model opening, input loading, labels. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli.h"
+
+void cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("salient: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; s && *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+        else fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+const char *cli_common_help =
+    "  -m, --model FILE     ONNX model (required)\n"
+    "  --labels FILE        class names, one per line (default: the model's own list, if any)\n"
+    "  --device D           cpu, cuda or auto (default auto: the GPU when present)\n"
+    "  --threads N          CPU threads (default: every core)\n"
+    "  --batch N            images per batch (default 8)\n"
+    "  --size HxW           input size, required when the model's is dynamic\n"
+    "  --mean a[,b,c]       per-channel mean after scaling (default: the model's, else ImageNet)\n"
+    "  --std a[,b,c]        per-channel std (default: the model's, else ImageNet)\n"
+    "  --scale S            pixel scale before mean/std (default 1/255)\n"
+    "  --crop R             resize the shorter side to size/R, then centre-crop (default 0.875;\n"
+    "                       0 stretches the image to the input size)\n"
+    "  --gray               convert images to grayscale first\n"
+    "  --json               one JSON object per input on stdout\n";
+
+void cli_common_init(cli_common *c) {
+    memset(c, 0, sizeof *c);
+    c->device = SAL_DEVICE_AUTO;
+    c->batch = 8;
+    c->crop = 0.875f;
+}
+
+static int parse_floats(const char *s, float *v, int max) {
+    int n = 0;
+    char *end;
+    while (n < max) {
+        v[n] = strtof(s, &end);
+        if (end == s) return -1;
+        n++;
+        if (*end == 0) break;
+        if (*end != ',') return -1;
+        s = end + 1;
+    }
+    if (*end != 0) return -1;
+    for (int i = n; i < max; i++) v[i] = v[n - 1];
+    return n;
+}
+
+static int parse_int(const char *opt, const char *s, int lo, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == 0 || *end != 0 || v < lo || v > 1 << 20) {
+        cli_error("%s: expected an integer >= %d, got '%s'", opt, lo, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_common_parse(cli_common *c, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    const char *opts_with_value[] = {"-m", "--model", "--labels", "--device", "--threads", "--batch",
+                                     "--size", "--mean", "--std", "--scale", "--crop"};
+    int takes = 0;
+    for (size_t k = 0; k < sizeof opts_with_value / sizeof opts_with_value[0]; k++)
+        takes |= strcmp(a, opts_with_value[k]) == 0;
+    if (!takes) {
+        if (strcmp(a, "--gray") == 0) { c->gray = 1; return 1; }
+        if (strcmp(a, "--json") == 0) { c->json = 1; return 1; }
+        return 0;
+    }
+    if (*i + 1 >= argc) { cli_error("%s needs a value", a); return -1; }
+    const char *v = argv[++*i];
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) c->model = v;
+    else if (!strcmp(a, "--labels")) c->labels = v;
+    else if (!strcmp(a, "--device")) {
+        if (!strcmp(v, "cpu")) c->device = SAL_DEVICE_CPU;
+        else if (!strcmp(v, "cuda")) c->device = SAL_DEVICE_CUDA;
+        else if (!strcmp(v, "auto")) c->device = SAL_DEVICE_AUTO;
+        else { cli_error("--device: expected cpu, cuda or auto, got '%s'", v); return -1; }
+    } else if (!strcmp(a, "--threads")) { if (parse_int(a, v, 0, &c->threads)) return -1; }
+    else if (!strcmp(a, "--batch")) { if (parse_int(a, v, 1, &c->batch)) return -1; }
+    else if (!strcmp(a, "--size")) {
+        char *x;
+        long h = strtol(v, &x, 10), w = h;
+        if (*x == 'x' || *x == 'X') w = strtol(x + 1, &x, 10);
+        if (*x != 0 || h <= 0 || w <= 0 || h > 16384 || w > 16384) {
+            cli_error("--size: expected HxW (e.g. 224x224), got '%s'", v);
+            return -1;
+        }
+        c->h = (int)h;
+        c->w = (int)w;
+    } else if (!strcmp(a, "--mean") || !strcmp(a, "--std")) {
+        float *dst = a[2] == 'm' ? c->mean : c->std;
+        if (parse_floats(v, dst, 3) < 0) { cli_error("%s: expected 1 or 3 numbers, got '%s'", a, v); return -1; }
+        if (a[2] == 's') {
+            for (int k = 0; k < 3; k++)
+                if (!(dst[k] > 0)) { cli_error("--std: values must be positive"); return -1; }
+            c->have_std = 1;
+        } else {
+            c->have_mean = 1;
+        }
+    } else if (!strcmp(a, "--scale")) {
+        if (parse_floats(v, &c->scale, 1) < 0 || !(c->scale > 0)) { cli_error("--scale: expected a positive number, got '%s'", v); return -1; }
+        c->have_scale = 1;
+    } else if (!strcmp(a, "--crop")) {
+        if (parse_floats(v, &c->crop, 1) < 0 || c->crop < 0 || c->crop > 1) {
+            cli_error("--crop: expected a ratio in (0,1], or 0 to stretch, got '%s'", v);
+            return -1;
+        }
+        c->have_crop = 1;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Model                                                                                            */
+
+int cli_model_open(cli_model *cm, const cli_common *c) {
+    memset(cm, 0, sizeof *cm);
+    if (!c->model) { cli_error("no model given (-m MODEL.onnx)"); return -1; }
+    sal_error err = {0};
+    if (sal_model_load(c->model, &cm->m, &err)) { cli_error("%s", err.msg); return -1; }
+    sal_tensor_info in;
+    sal_model_input(cm->m, 0, &in);
+    if (sal_model_num_inputs(cm->m) != 1 || in.ndim != 4) {
+        cli_error("%s: expected one image input (N,C,H,W), found %d inputs", c->model,
+                  sal_model_num_inputs(cm->m));
+        goto fail;
+    }
+    cm->c = (int)in.dims[1];
+    cm->h = in.dims[2] > 0 ? (int)in.dims[2] : c->h;
+    cm->w = in.dims[3] > 0 ? (int)in.dims[3] : c->w;
+    if (cm->c != 1 && cm->c != 3) {
+        cli_error("%s: input '%s' has %d channels; images give 1 or 3", c->model, in.name, cm->c);
+        goto fail;
+    }
+    if (cm->h <= 0 || cm->w <= 0) {
+        cli_error("%s: the model's input size is dynamic: give --size HxW", c->model);
+        goto fail;
+    }
+    if (c->h && (c->h != cm->h || c->w != cm->w)) {
+        cli_error("%s: the model takes %dx%d inputs; --size %dx%d does not match", c->model,
+                  cm->h, cm->w, c->h, c->w);
+        goto fail;
+    }
+    sal_session_opts so = sal_session_opts_default();
+    so.device = c->device;
+    so.threads = c->threads;
+    if (sal_session_create(cm->m, &so, &cm->s, &err)) { cli_error("%s", err.msg); goto fail; }
+    if (*sal_session_device_note(cm->s)) fprintf(stderr, "salient: note: %s\n", sal_session_device_note(cm->s));
+
+    /* preprocessing: flags, else the model's metadata, else ImageNet conventions */
+    sal_prep_opts p = cm->c == 3 ? sal_prep_opts_imagenet(cm->h, cm->w) : sal_prep_opts_gray(cm->h, cm->w);
+    const char *mv = sal_model_metadata(cm->m, "salient.mean");
+    const char *sv = sal_model_metadata(cm->m, "salient.std");
+    const char *rv = sal_model_metadata(cm->m, "salient.resize");
+    if (mv) parse_floats(mv, p.mean, 3);
+    if (sv) parse_floats(sv, p.std, 3);
+    if (rv && !c->have_crop) p.resize_shorter = atoi(rv);
+    if (c->have_mean) memcpy(p.mean, c->mean, sizeof p.mean);
+    if (c->have_std) memcpy(p.std, c->std, sizeof p.std);
+    if (c->have_scale) p.scale = c->scale;
+    if (c->have_crop || !rv) {
+        int shorter = cm->h < cm->w ? cm->h : cm->w;
+        p.resize_shorter = c->crop > 0 ? (int)(shorter / c->crop + 0.5f) : 0;
+    }
+    cm->prep = p;
+    cm->gray_flag = c->gray;
+
+    /* labels */
+    char path[4096];
+    const char *lp = c->labels;
+    const char *lm = sal_model_metadata(cm->m, "salient.labels");
+    if (!lp && lm) {
+        const char *slash = strrchr(c->model, '/');
+        int dirlen = slash ? (int)(slash - c->model + 1) : 0;
+        snprintf(path, sizeof path, "%.*s%s", dirlen, c->model, lm);
+        FILE *f = fopen(path, "r");
+        if (f) { fclose(f); lp = path; }
+    }
+    if (lp && sal_labels_load(lp, &cm->labels, &cm->n_labels, &err)) {
+        cli_error("%s", err.msg);
+        goto fail;
+    }
+    return 0;
+fail:
+    cli_model_close(cm);
+    return -1;
+}
+
+void cli_model_close(cli_model *cm) {
+    sal_session_free(cm->s);
+    sal_model_free(cm->m);
+    if (cm->labels) sal_labels_free(cm->labels, cm->n_labels);
+    memset(cm, 0, sizeof *cm);
+}
+
+const char *cli_label(const cli_model *cm, int k) {
+    return cm->labels && k >= 0 && k < cm->n_labels ? cm->labels[k] : "";
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcasecmp(s + a - b, suffix) == 0;
+}
+
+int cli_load_input(const cli_model *cm, const char *path, float *out) {
+    sal_error err = {0};
+    if (ends_with(path, ".npy")) {
+        float *data = NULL;
+        int ndim = 0;
+        int64_t dims[SAL_MAX_DIMS];
+        if (sal_npy_read(path, &data, &ndim, dims, &err)) { cli_error("%s", err.msg); return -1; }
+        int off = ndim == 4 && dims[0] == 1 ? 1 : 0;
+        if (ndim - off != 3 || dims[off] != cm->c || dims[off + 1] != cm->h || dims[off + 2] != cm->w) {
+            cli_error("%s: array has shape (%s), the model takes (%d,%d,%d) float32 (C,H,W)", path,
+                      ndim == 3 || ndim == 4 ? "other" : "wrong rank", cm->c, cm->h, cm->w);
+            free(data);
+            return -1;
+        }
+        memcpy(out, data, sizeof(float) * (size_t)cm->c * cm->h * cm->w);
+        free(data);
+        return 0;
+    }
+    sal_image img = {0};
+    if (sal_image_load(path, &img, &err)) { cli_error("%s", err.msg); return -1; }
+    sal_status st = SAL_OK;
+    if (cm->gray_flag && img.c == 3) {
+        sal_image g = {img.w, img.h, 1, malloc((size_t)img.w * img.h)};
+        if (!g.pix) st = SAL_ERR_NOMEM;
+        for (int64_t i = 0; g.pix && i < (int64_t)img.w * img.h; i++)
+            g.pix[i] = (uint8_t)(0.299f * img.pix[3 * i] + 0.587f * img.pix[3 * i + 1] + 0.114f * img.pix[3 * i + 2] + 0.5f);
+        sal_image_free(&img);
+        img = g;
+    }
+    if (!st) st = sal_preprocess(&img, &cm->prep, out, &err);
+    sal_image_free(&img);
+    if (st) { cli_error("%s: %s", path, err.msg); return -1; }
+    return 0;
+}

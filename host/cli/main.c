@@ -1,0 +1,28 @@
+/* main.c — the `salient` program: subcommand dispatch, --help, --version. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *usage =
+    "usage: salient COMMAND [options]\n"
+    "\n"
+    "Explain image classifiers: saliency maps for ONNX CNNs on the CPU (and the GPU, when built).\n"
+    "\n"
+    "commands:\n"
+    "  info MODEL.onnx                 inputs, outputs, layers with output shapes, op counts\n"
+    "  predict -m MODEL.onnx INPUT...  top-k classes for images (PNG, JPEG, BMP, PGM/PPM) or\n"
+    "                                  .npy float32 (C,H,W) tensors already preprocessed\n"
+    "\n"
+    "Run `salient COMMAND --help` for a command's options.\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2) { fputs(usage, stderr); return EXIT_USAGE; }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) { fputs(usage, stdout); return EXIT_OK; }
+    if (!strcmp(cmd, "--version")) { printf("salient %s\n", SAL_VERSION_STRING); return EXIT_OK; }
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
+    cli_error("unknown command '%s' (try salient --help)", cmd);
+    return EXIT_USAGE;
+}

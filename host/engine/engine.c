@@ -1,0 +1,548 @@
+/* engine.c — plans and runs a graph on a backend: shape inference, plan-time folding, memory
+ * planning (one activation arena, one gradient arena, one scratch buffer per plan), forward, and
+ * backward to the inputs with optional capture of one value. */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/fold.h"
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Plan state                                                                                       */
+
+typedef struct pvalue {
+    sal_shape shape;
+    int dtype;
+    const sal_tensor *konst;  /* constant (graph's or plan-folded), host memory */
+    sal_tensor *owned;        /* plan-folded constant owned by the plan */
+    float *dconst;            /* device pointer of a float constant */
+    int runtime;              /* computed at run time, float32 */
+    int storage;              /* alias root (value index) */
+    int64_t off;              /* floats into the activation arena (storage roots only) */
+    int64_t goff;             /* floats into the gradient arena, -1: no gradient */
+    int first, last;          /* lifetime in steps (storage roots only) */
+    int producer_step;        /* step that writes it, -1 for inputs */
+} pvalue;
+
+typedef struct pnode {
+    int node;
+    void *params;
+    int alias;   /* output 0 is input 0's memory: no kernel runs */
+} pnode;
+
+struct sal_engine {
+    const sal_graph *g;
+    sal_backend *b;
+    float **wdev;         /* (n_values): device copy of the graph's float constants */
+    /* current plan */
+    int planned, mode, capture;
+    sal_shape *key;       /* (n_inputs) */
+    pvalue *pv;           /* (n_values) */
+    pnode *steps;
+    int n_steps;
+    float *arena, *garena, *scratch;
+    size_t arena_floats, garena_floats, scratch_floats;
+    const float **in_ptr;     /* call arrays sized to the widest node */
+    const sal_shape **in_shp;
+    float **out_ptr, **gin_ptr;
+    const float **gout_ptr;
+    const sal_shape **out_shp;
+    int max_io;
+};
+
+static void plan_clear(sal_engine *e) {
+    if (e->pv) {
+        for (int v = 0; v < e->g->n_values; v++) {
+            if (e->pv[v].owned) {
+                if (e->pv[v].dconst && !e->b->host_memory) e->b->ops->release(e->b, e->pv[v].dconst);
+                sal_tensor_free(e->pv[v].owned);
+            }
+        }
+    }
+    for (int i = 0; i < e->n_steps; i++) free(e->steps[i].params);
+    free(e->steps);
+    e->steps = NULL;
+    e->n_steps = 0;
+    free(e->pv);
+    e->pv = NULL;
+    if (e->arena) e->b->ops->release(e->b, e->arena);
+    if (e->garena) e->b->ops->release(e->b, e->garena);
+    if (e->scratch) e->b->ops->release(e->b, e->scratch);
+    e->arena = e->garena = e->scratch = NULL;
+    free(e->in_ptr); free(e->in_shp); free(e->out_ptr); free(e->gin_ptr); free(e->gout_ptr);
+    free(e->out_shp);
+    e->in_ptr = NULL; e->in_shp = NULL; e->out_ptr = NULL; e->gin_ptr = NULL; e->gout_ptr = NULL;
+    e->out_shp = NULL;
+    e->planned = 0;
+}
+
+sal_status sal_engine_create(const sal_graph *g, sal_backend *b, sal_engine **out, sal_error *err) {
+    sal_engine *e = calloc(1, sizeof *e);
+    if (!e) return sal_fail(err, SAL_ERR_NOMEM, "out of memory");
+    e->g = g;
+    e->b = b;
+    e->wdev = calloc((size_t)g->n_values + 1, sizeof *e->wdev);
+    e->key = calloc((size_t)g->n_inputs + 1, sizeof *e->key);
+    if (!e->wdev || !e->key) { sal_engine_free(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
+    for (int v = 0; v < g->n_values; v++) {
+        const sal_tensor *t = g->values[v].konst;
+        if (!t || t->dtype != SAL_F32) continue;
+        if (b->host_memory) { e->wdev[v] = t->data; continue; }
+        size_t bytes = (size_t)sal_shape_numel(&t->shape) * sizeof(float);
+        e->wdev[v] = b->ops->alloc(b, bytes);
+        if (!e->wdev[v]) {
+            sal_engine_free(e);
+            return sal_fail(err, SAL_ERR_NOMEM, "%s: out of %s memory uploading weights", g->path, b->ops->name);
+        }
+        sal_status st = b->ops->upload(b, e->wdev[v], t->data, bytes);
+        if (st) { sal_engine_free(e); return sal_fail(err, st, "%s: uploading weights failed", g->path); }
+    }
+    *out = e;
+    return SAL_OK;
+}
+
+void sal_engine_free(sal_engine *e) {
+    if (!e) return;
+    plan_clear(e);
+    if (e->wdev && !e->b->host_memory)
+        for (int v = 0; v < e->g->n_values; v++)
+            if (e->wdev[v]) e->b->ops->release(e->b, e->wdev[v]);
+    free(e->wdev);
+    free(e->key);
+    free(e);
+}
+
+static int root(const pvalue *pv, int v) {
+    while (pv[v].storage != v) v = pv[v].storage;
+    return v;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Planning                                                                                         */
+
+static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
+    const sal_graph *g = e->g;
+    const sal_node *n = &g->nodes[ni];
+    pvalue *pv = e->pv;
+    enum { MAXIO = 64 };
+    if (n->n_in > MAXIO || n->n_out > 8)
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: node '%s' has too many inputs or outputs",
+                        g->path, n->name);
+    const sal_tensor *in_const[MAXIO];
+    const sal_shape *in_shape[MAXIO];
+    int in_dtype[MAXIO];
+    int all_const = 1, any_runtime = 0;
+    for (int i = 0; i < n->n_in; i++) {
+        int v = n->in[i];
+        in_const[i] = v >= 0 ? pv[v].konst : NULL;
+        in_shape[i] = v >= 0 ? &pv[v].shape : NULL;
+        in_dtype[i] = v >= 0 ? pv[v].dtype : 0;
+        if (v >= 0 && !pv[v].konst) { all_const = 0; any_runtime = 1; }
+        if (v >= 0 && !pv[v].konst && !pv[v].runtime)
+            return sal_fail(err, SAL_ERR_INTERNAL, "%s: node '%s' input '%s' has no value", g->path,
+                            n->name, g->values[v].name);
+    }
+    const sal_op_def *def = sal_op_def_of((sal_op_kind)n->op);
+    /* plan-time folding: constants, and Shape of anything whose shape is now known */
+    if ((all_const && n->n_in > 0) || n->op == SAL_OP_SHAPE) {
+        sal_tensor *outs[8] = {0};
+        sal_status st = sal_fold_node(g, n, in_const, in_shape, outs, err);
+        if (st) return sal_fail_prefix(err, st, g->path);
+        for (int j = 0; j < n->n_out; j++) {
+            int v = n->out[j];
+            if (v < 0) { sal_tensor_free(outs[j]); continue; }
+            pv[v].owned = outs[j];
+            pv[v].konst = outs[j];
+            pv[v].shape = outs[j]->shape;
+            pv[v].dtype = outs[j]->dtype;
+            if (outs[j]->dtype == SAL_F32) {
+                size_t bytes = (size_t)sal_shape_numel(&outs[j]->shape) * sizeof(float);
+                if (e->b->host_memory) pv[v].dconst = outs[j]->data;
+                else {
+                    pv[v].dconst = e->b->ops->alloc(e->b, bytes ? bytes : 4);
+                    if (!pv[v].dconst) return sal_fail(err, SAL_ERR_NOMEM, "out of device memory");
+                    st = e->b->ops->upload(e->b, pv[v].dconst, outs[j]->data, bytes);
+                    if (st) return sal_fail(err, st, "upload failed");
+                }
+            }
+        }
+        return SAL_OK;
+    }
+    int alias = def && (def->flags & SAL_OPF_ALIAS);
+    if (def && (def->flags & SAL_OPF_FOLD_ONLY)) {
+        int64_t to = sal_attr_int(n, "to", 0);
+        if (n->op == SAL_OP_CAST && (to == SAL_F32 || to == SAL_F64 || to == 10) && in_dtype[0] == SAL_F32)
+            alias = 1;   /* float -> float: nothing to do */
+        else
+            return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: node '%s' (%s) computes on run-time data; "
+                            "salient evaluates %s only on constants and shapes", g->path, n->name,
+                            n->op_type, n->op_type);
+    }
+    for (int i = 0; i < n->n_in; i++)
+        if (n->in[i] >= 0 && !pv[n->in[i]].konst && pv[n->in[i]].dtype != SAL_F32)
+            return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: node '%s' (%s): input '%s' is %s at run "
+                            "time; salient runs float32 only", g->path, n->name, n->op_type,
+                            g->values[n->in[i]].name, sal_dtype_name(pv[n->in[i]].dtype));
+    (void)any_runtime;
+    sal_shape out_shape[8];
+    int out_dtype[8];
+    for (int j = 0; j < 8; j++) out_dtype[j] = SAL_F32;
+    void *params = NULL;
+    size_t scratch = 0;
+    if (n->op == SAL_OP_CAST) {
+        out_shape[0] = *in_shape[0];
+    } else {
+        sal_op_ctx ctx = {0};
+        ctx.g = g; ctx.node = n; ctx.n_in = n->n_in; ctx.in_shape = in_shape; ctx.in_dtype = in_dtype;
+        ctx.in_const = in_const; ctx.n_out = n->n_out; ctx.out_shape = out_shape;
+        ctx.out_dtype = out_dtype; ctx.err = err;
+        sal_status st = def->infer(&ctx);
+        if (st) { free(ctx.params); return sal_fail_prefix(err, st, g->path); }
+        params = ctx.params;
+        scratch = ctx.scratch_floats;
+        if (!alias && !e->b->ops->supports(e->b, n)) {
+            free(params);
+            return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: node '%s': op %s is not supported by the "
+                            "%s backend", g->path, n->name, n->op_type, e->b->ops->name);
+        }
+    }
+    for (int j = 0; j < n->n_out; j++) {
+        int v = n->out[j];
+        if (v < 0) continue;
+        if (out_dtype[j] != SAL_F32) {
+            free(params);
+            return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: node '%s' (%s): output '%s' is %s; salient "
+                            "runs float32 only", g->path, n->name, n->op_type, g->values[v].name,
+                            sal_dtype_name(out_dtype[j]));
+        }
+        if (j > 0 && (alias || g->values[v].is_output || 1)) {
+            /* extra outputs (Dropout mask, MaxPool indices) are refused by infer when consumed */
+        }
+        pv[v].shape = out_shape[j];
+        pv[v].dtype = SAL_F32;
+        pv[v].runtime = 1;
+        pv[v].producer_step = e->n_steps;
+    }
+    if (alias && n->out[0] >= 0) pv[n->out[0]].storage = root(pv, n->in[0]);
+    if (scratch > e->scratch_floats) e->scratch_floats = scratch;
+    pnode *p = &e->steps[e->n_steps++];
+    p->node = ni;
+    p->params = params;
+    p->alias = alias;
+    if (n->n_in > e->max_io) e->max_io = n->n_in;
+    if (n->n_out > e->max_io) e->max_io = n->n_out;
+    return SAL_OK;
+}
+
+/* Greedy first-fit placement of storage roots by lifetime. */
+static int64_t place(pvalue *pv, int n_values, int *order, int count) {
+    typedef struct { int64_t off, size; int last; } blk;
+    blk *live = malloc(sizeof(blk) * (size_t)(count + 1));
+    if (!live) return -1;
+    int nlive = 0;
+    int64_t top = 0;
+    (void)n_values;
+    for (int k = 0; k < count; k++) {
+        pvalue *p = &pv[order[k]];
+        int64_t size = (sal_shape_numel(&p->shape) + 15) & ~(int64_t)15;
+        if (size == 0) size = 16;
+        int w = 0;
+        for (int i = 0; i < nlive; i++)   /* expire */
+            if (live[i].last >= p->first) live[w++] = live[i];
+        nlive = w;
+        /* sort live by offset (insertion) and find the first gap */
+        for (int i = 1; i < nlive; i++) {
+            blk t = live[i];
+            int j = i - 1;
+            while (j >= 0 && live[j].off > t.off) { live[j + 1] = live[j]; j--; }
+            live[j + 1] = t;
+        }
+        int64_t at = 0;
+        for (int i = 0; i < nlive; i++) {
+            if (live[i].off - at >= size) break;
+            if (live[i].off + live[i].size > at) at = live[i].off + live[i].size;
+        }
+        p->off = at;
+        live[nlive++] = (blk){at, size, p->last};
+        if (at + size > top) top = at + size;
+    }
+    free(live);
+    return top;
+}
+
+sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, int capture_value,
+                           sal_error *err) {
+    const sal_graph *g = e->g;
+    if (e->planned && e->mode == mode && e->capture == capture_value) {
+        int same = 1;
+        for (int i = 0; i < g->n_inputs; i++) same &= sal_shape_eq(&e->key[i], &in_shapes[i]);
+        if (same) return SAL_OK;
+    }
+    plan_clear(e);
+    sal_status st = SAL_OK;
+    e->pv = calloc((size_t)g->n_values + 1, sizeof *e->pv);
+    e->steps = calloc((size_t)g->n_nodes + 1, sizeof *e->steps);
+    if (!e->pv || !e->steps) { plan_clear(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
+    e->scratch_floats = 0;
+    e->max_io = 1;
+    pvalue *pv = e->pv;
+    for (int v = 0; v < g->n_values; v++) {
+        pv[v].storage = v;
+        pv[v].off = pv[v].goff = -1;
+        pv[v].producer_step = -1;
+        pv[v].first = 1 << 30;
+        pv[v].last = -1;
+        if (g->values[v].konst) {
+            pv[v].konst = g->values[v].konst;
+            pv[v].shape = g->values[v].konst->shape;
+            pv[v].dtype = g->values[v].konst->dtype;
+            pv[v].dconst = e->wdev[v];
+        }
+    }
+    for (int i = 0; i < g->n_inputs; i++) {
+        int v = g->inputs[i];
+        const sal_value *val = &g->values[v];
+        if (val->elem_type && val->elem_type != SAL_F32) {
+            plan_clear(e);
+            return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: input '%s' is %s; salient takes float32 inputs",
+                            g->path, val->name, sal_dtype_name(val->elem_type));
+        }
+        const sal_shape *s = &in_shapes[i];
+        if (s->ndim != val->decl.ndim) {
+            plan_clear(e);
+            return sal_fail(err, SAL_ERR_SHAPE, "%s: input '%s' has rank %d, the model expects %d",
+                            g->path, val->name, s->ndim, val->decl.ndim);
+        }
+        for (int d = 0; d < s->ndim; d++) {
+            if (s->d[d] == 0) {
+                plan_clear(e);
+                return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: input '%s' is empty (a zero-size "
+                                "dimension)", g->path, val->name);
+            }
+            if (s->d[d] < 0 || (d > 0 && val->decl.d[d] > 0 && val->decl.d[d] != s->d[d])) {
+                char a[96], b[96];
+                plan_clear(e);
+                return sal_fail(err, SAL_ERR_SHAPE, "%s: input '%s' has shape %s, the model expects %s",
+                                g->path, val->name, sal_shape_str(s, a, sizeof a),
+                                sal_shape_str(&val->decl, b, sizeof b));
+            }
+        }
+        pv[v].shape = *s;
+        pv[v].dtype = SAL_F32;
+        pv[v].runtime = 1;
+        e->key[i] = *s;
+    }
+    for (int i = 0; i < g->n_nodes && !st; i++) st = plan_node(e, i, err);
+    if (st) { plan_clear(e); return st; }
+    if (capture_value >= 0 && !pv[capture_value].runtime) {
+        plan_clear(e);
+        return sal_fail(err, SAL_ERR_INVALID_ARG, "%s: value '%s' is a constant, not a layer output",
+                        g->path, g->values[capture_value].name);
+    }
+
+    /* lifetimes of storage roots */
+    int end = e->n_steps;
+    for (int v = 0; v < g->n_values; v++) {
+        if (!pv[v].runtime) continue;
+        int r = root(pv, v);
+        int first = pv[v].producer_step < 0 ? 0 : pv[v].producer_step;
+        if (first < pv[r].first) pv[r].first = first;
+        if (first > pv[r].last) pv[r].last = first;
+        if (g->values[v].is_output || v == capture_value || mode == SAL_PLAN_GRAD) pv[r].last = end;
+    }
+    for (int s = 0; s < e->n_steps; s++) {
+        const sal_node *n = &g->nodes[e->steps[s].node];
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] >= 0 && pv[n->in[i]].runtime) {
+                int r = root(pv, n->in[i]);
+                if (s > pv[r].last) pv[r].last = s;
+            }
+    }
+    int *order = malloc(sizeof(int) * (size_t)(g->n_values + 1));
+    int count = 0;
+    if (!order) { plan_clear(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
+    for (int s = -1; s < e->n_steps; s++)     /* storage roots in order of first use */
+        for (int v = 0; v < g->n_values; v++)
+            if (pv[v].runtime && pv[v].storage == v && pv[v].producer_step == s) order[count++] = v;
+    int64_t arena = place(pv, g->n_values, order, count);
+
+    /* gradients: values that reach output 0 */
+    int64_t garena = 0;
+    if (mode == SAL_PLAN_GRAD) {
+        char *need = calloc((size_t)g->n_values + 1, 1);
+        if (!need) { free(order); plan_clear(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
+        need[g->outputs[0]] = 1;
+        for (int s = e->n_steps - 1; s >= 0; s--) {
+            const sal_node *n = &g->nodes[e->steps[s].node];
+            int any = 0;
+            for (int j = 0; j < n->n_out; j++) any |= n->out[j] >= 0 && need[n->out[j]];
+            if (!any) continue;
+            for (int i = 0; i < n->n_in; i++)
+                if (n->in[i] >= 0 && pv[n->in[i]].runtime) need[n->in[i]] = 1;
+        }
+        for (int k = 0; k < count; k++) {
+            int r = order[k];
+            int any = 0;
+            for (int v = 0; v < g->n_values; v++) any |= need[v] && pv[v].runtime && root(pv, v) == r;
+            if (!any) continue;
+            pv[r].goff = garena;
+            garena += (sal_shape_numel(&pv[r].shape) + 15) & ~(int64_t)15;
+        }
+        free(need);
+    }
+    free(order);
+    if (arena < 0) { plan_clear(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
+    e->arena_floats = (size_t)arena;
+    e->garena_floats = (size_t)garena;
+    e->arena = e->b->ops->alloc(e->b, (e->arena_floats + 16) * sizeof(float));
+    e->garena = e->b->ops->alloc(e->b, (e->garena_floats + 16) * sizeof(float));
+    e->scratch = e->b->ops->alloc(e->b, (e->scratch_floats + 16) * sizeof(float));
+    size_t mio = (size_t)e->max_io + 1;
+    e->in_ptr = calloc(mio, sizeof *e->in_ptr);
+    e->in_shp = calloc(mio, sizeof *e->in_shp);
+    e->out_ptr = calloc(mio, sizeof *e->out_ptr);
+    e->out_shp = calloc(mio, sizeof *e->out_shp);
+    e->gin_ptr = calloc(mio, sizeof *e->gin_ptr);
+    e->gout_ptr = calloc(mio, sizeof *e->gout_ptr);
+    if (!e->arena || !e->garena || !e->scratch || !e->in_ptr || !e->in_shp || !e->out_ptr ||
+        !e->out_shp || !e->gin_ptr || !e->gout_ptr) {
+        size_t mb = (e->arena_floats + e->garena_floats + e->scratch_floats) * 4 >> 20;
+        plan_clear(e);
+        return sal_fail(err, SAL_ERR_NOMEM, "out of %s memory planning %zu MiB for this batch",
+                        e->b->ops->name, mb);
+    }
+    e->planned = 1;
+    e->mode = mode;
+    e->capture = capture_value;
+    return SAL_OK;
+}
+
+const sal_shape *sal_engine_shape(const sal_engine *e, int value) {
+    if (!e->planned || value < 0 || value >= e->g->n_values) return NULL;
+    if (!e->pv[value].runtime && !e->pv[value].konst) return NULL;
+    return &e->pv[value].shape;
+}
+
+size_t sal_engine_plan_bytes(const sal_engine *e) {
+    return (e->arena_floats + e->garena_floats + e->scratch_floats) * sizeof(float);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Running                                                                                          */
+
+static float *act_ptr(sal_engine *e, int v) {
+    if (!e->pv[v].runtime) return e->pv[v].dconst;
+    return e->arena + e->pv[root(e->pv, v)].off;
+}
+
+static float *grad_ptr(sal_engine *e, int v) {
+    if (!e->pv[v].runtime) return NULL;
+    int r = root(e->pv, v);
+    return e->pv[r].goff < 0 ? NULL : e->garena + e->pv[r].goff;
+}
+
+static sal_op_call make_call(sal_engine *e, const pnode *p) {
+    const sal_node *n = &e->g->nodes[p->node];
+    for (int i = 0; i < n->n_in; i++) {
+        int v = n->in[i];
+        e->in_ptr[i] = v >= 0 ? act_ptr(e, v) : NULL;
+        e->in_shp[i] = v >= 0 ? &e->pv[v].shape : NULL;
+    }
+    for (int j = 0; j < n->n_out; j++) {
+        int v = n->out[j];
+        e->out_ptr[j] = v >= 0 ? act_ptr(e, v) : NULL;
+        e->out_shp[j] = v >= 0 ? &e->pv[v].shape : NULL;
+    }
+    sal_op_call c = {0};
+    c.node = n;
+    c.params = p->params;
+    c.n_in = n->n_in;
+    c.n_out = n->n_out;
+    c.in = e->in_ptr;
+    c.in_shape = e->in_shp;
+    c.out = e->out_ptr;
+    c.out_shape = e->out_shp;
+    c.gout = e->gout_ptr;
+    c.gin = e->gin_ptr;
+    c.scratch = e->scratch;
+    c.threads = e->b->threads;
+    return c;
+}
+
+sal_status sal_engine_forward(sal_engine *e, const float *const *inputs, sal_error *err) {
+    if (!e->planned) return sal_fail(err, SAL_ERR_INVALID_ARG, "engine: forward before plan");
+    const sal_graph *g = e->g;
+    for (int i = 0; i < g->n_inputs; i++) {
+        int v = g->inputs[i];
+        sal_status st = e->b->ops->upload(e->b, act_ptr(e, v), inputs[i],
+                                          (size_t)sal_shape_numel(&e->pv[v].shape) * sizeof(float));
+        if (st) return sal_fail(err, st, "%s: uploading input '%s' failed", g->path, g->values[v].name);
+    }
+    for (int s = 0; s < e->n_steps; s++) {
+        const pnode *p = &e->steps[s];
+        if (p->alias) continue;
+        sal_op_call c = make_call(e, p);
+        sal_status st = e->b->ops->forward(e->b, &c, err);
+        if (st) return st;
+    }
+    return SAL_OK;
+}
+
+sal_status sal_engine_read(sal_engine *e, int value, float *host, sal_error *err) {
+    if (!e->planned || value < 0) return sal_fail(err, SAL_ERR_INVALID_ARG, "engine: nothing planned");
+    const pvalue *p = &e->pv[value];
+    size_t n = (size_t)sal_shape_numel(&p->shape);
+    if (!p->runtime) {
+        if (!p->konst || p->konst->dtype != SAL_F32)
+            return sal_fail(err, SAL_ERR_UNSUPPORTED, "value '%s' is not float32", e->g->values[value].name);
+        memcpy(host, p->konst->data, n * sizeof(float));
+        return SAL_OK;
+    }
+    return e->b->ops->download(e->b, host, act_ptr(e, value), n * sizeof(float));
+}
+
+sal_status sal_engine_read_grad(sal_engine *e, int value, float *host, sal_error *err) {
+    if (!e->planned || e->mode != SAL_PLAN_GRAD || value < 0)
+        return sal_fail(err, SAL_ERR_INVALID_ARG, "engine: no gradient plan");
+    size_t n = (size_t)sal_shape_numel(&e->pv[value].shape);
+    float *gp = grad_ptr(e, value);
+    if (!gp) { memset(host, 0, n * sizeof(float)); return SAL_OK; }   /* does not reach the output */
+    return e->b->ops->download(e->b, host, gp, n * sizeof(float));
+}
+
+sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int stop_at_capture,
+                               sal_error *err) {
+    if (!e->planned || e->mode != SAL_PLAN_GRAD)
+        return sal_fail(err, SAL_ERR_INVALID_ARG, "engine: backward needs a gradient plan");
+    const sal_graph *g = e->g;
+    sal_status st = e->b->ops->zero(e->b, e->garena, e->garena_floats * sizeof(float));
+    if (st) return sal_fail(err, st, "zeroing gradients failed");
+    int out0 = g->outputs[0];
+    float *gseed = grad_ptr(e, out0);
+    if (!gseed) return SAL_OK;   /* output does not depend on the input */
+    st = e->b->ops->upload(e->b, gseed, seed, (size_t)sal_shape_numel(&e->pv[out0].shape) * sizeof(float));
+    if (st) return sal_fail(err, st, "uploading the seed failed");
+    int stop = -1;
+    if (stop_at_capture && e->capture >= 0) stop = e->pv[e->capture].producer_step;
+    for (int s = e->n_steps - 1; s > stop; s--) {
+        const pnode *p = &e->steps[s];
+        if (p->alias) continue;
+        const sal_node *n = &g->nodes[p->node];
+        int any_out = 0, any_in = 0;
+        for (int j = 0; j < n->n_out; j++) {
+            e->gout_ptr[j] = n->out[j] >= 0 ? grad_ptr(e, n->out[j]) : NULL;
+            any_out |= e->gout_ptr[j] != NULL;
+        }
+        for (int i = 0; i < n->n_in; i++) {
+            e->gin_ptr[i] = n->in[i] >= 0 ? grad_ptr(e, n->in[i]) : NULL;
+            any_in |= e->gin_ptr[i] != NULL;
+        }
+        if (!any_out || !any_in) continue;
+        sal_op_call c = make_call(e, p);
+        c.guided = guided;
+        st = e->b->ops->backward(e->b, &c, err);
+        if (st) return st;
+    }
+    return SAL_OK;
+}

@@ -1,0 +1,36 @@
+/* engine.h — plans and runs batched forward and backward-to-input passes of a graph on a backend.
+ *
+ * A plan is made for concrete input shapes: shape inference, plan-time folding of shape
+ * subgraphs, one activation arena with lifetimes (forward plans reuse memory, gradient plans keep
+ * every activation for the backward pass), one gradient arena, one scratch buffer. Nothing is
+ * allocated per op. Backward seeds output 0 and propagates to the inputs only (never to weights);
+ * it can capture one value's activation and gradient and stop there. */
+#ifndef SAL_ENGINE_H
+#define SAL_ENGINE_H
+
+#include "../backend/backend.h"
+
+typedef struct sal_engine sal_engine;
+
+enum { SAL_PLAN_FORWARD = 0, SAL_PLAN_GRAD = 1 };
+
+sal_status sal_engine_create(const sal_graph *g, sal_backend *b, sal_engine **out, sal_error *err);
+void sal_engine_free(sal_engine *e);
+
+/* in_shapes: one per graph input (g->inputs order). capture_value: value index or -1. Replans
+ * only when something changed. */
+sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, int capture_value,
+                           sal_error *err);
+/* Shape of a value under the current plan (NULL when unknown). */
+const sal_shape *sal_engine_shape(const sal_engine *e, int value);
+/* Bytes of the plan's activation, gradient and scratch memory. */
+size_t sal_engine_plan_bytes(const sal_engine *e);
+
+sal_status sal_engine_forward(sal_engine *e, const float *const *inputs, sal_error *err);
+sal_status sal_engine_read(sal_engine *e, int value, float *host, sal_error *err);
+/* seed: host (shape of output 0). stop_at_capture: skip everything before the captured value. */
+sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int stop_at_capture,
+                               sal_error *err);
+sal_status sal_engine_read_grad(sal_engine *e, int value, float *host, sal_error *err);
+
+#endif

@@ -1,0 +1,284 @@
+/* session.c — the public model/session API over the engine: backend choice, planning by
+ * (n, h, w), forward, gradient with one-hot or arbitrary seeds, layer capture. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+
+struct sal_session {
+    const sal_model *m;
+    sal_backend *b;
+    sal_engine *e;
+    char note[SAL_ERROR_LEN + 64];
+    sal_error err;
+    int n, h, w, mode, capture;   /* current plan */
+};
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Model queries                                                                                    */
+
+int sal_model_num_inputs(const sal_model *m) { return m ? m->g->n_inputs : 0; }
+int sal_model_num_outputs(const sal_model *m) { return m ? m->g->n_outputs : 0; }
+
+static void value_info(const sal_graph *g, int v, sal_tensor_info *info) {
+    const sal_value *val = &g->values[v];
+    info->name = val->name;
+    info->ndim = val->decl.ndim;
+    for (int i = 0; i < val->decl.ndim; i++) info->dims[i] = val->decl.d[i] > 0 ? val->decl.d[i] : -1;
+}
+
+void sal_model_input(const sal_model *m, int i, sal_tensor_info *info) {
+    memset(info, 0, sizeof *info);
+    if (m && i >= 0 && i < m->g->n_inputs) value_info(m->g, m->g->inputs[i], info);
+}
+
+void sal_model_output(const sal_model *m, int i, sal_tensor_info *info) {
+    memset(info, 0, sizeof *info);
+    if (m && i >= 0 && i < m->g->n_outputs) value_info(m->g, m->g->outputs[i], info);
+}
+
+int sal_model_num_layers(const sal_model *m) { return m ? m->g->n_nodes : 0; }
+
+void sal_model_layer(const sal_model *m, int i, sal_layer_info *info) {
+    memset(info, 0, sizeof *info);
+    if (!m || i < 0 || i >= m->g->n_nodes) return;
+    const sal_node *n = &m->g->nodes[i];
+    info->name = n->name;
+    info->op_type = n->op_type;
+    info->output = n->n_out > 0 && n->out[0] >= 0 ? m->g->values[n->out[0]].name : "";
+}
+
+const char *sal_model_metadata(const sal_model *m, const char *key) {
+    if (!m || !key) return NULL;
+    for (int i = 0; i < m->g->n_meta; i++)
+        if (strcmp(m->g->meta_keys[i], key) == 0) return m->g->meta_values[i];
+    return NULL;
+}
+
+void sal_model_fold_stats(const sal_model *m, int *constants_folded, int *batchnorms_folded) {
+    if (constants_folded) *constants_folded = m ? m->g->consts_folded : 0;
+    if (batchnorms_folded) *batchnorms_folded = m ? m->g->bn_folded : 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Sessions                                                                                         */
+
+sal_session_opts sal_session_opts_default(void) {
+    sal_session_opts o = {SAL_DEVICE_AUTO, 0};
+    return o;
+}
+
+sal_grad_opts sal_grad_opts_default(void) {
+    sal_grad_opts o = {NULL, NULL, NULL, 1, 0};
+    return o;
+}
+
+static sal_status sfail(sal_session *s, sal_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static sal_status sfail(sal_session *s, sal_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    sal_vfail(&s->err, st, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+sal_status sal_session_create(const sal_model *m, const sal_session_opts *o, sal_session **out,
+                              sal_error *err) {
+    if (!m || !out) return sal_fail(err, SAL_ERR_INVALID_ARG, "sal_session_create: NULL argument");
+    *out = NULL;
+    sal_session_opts d = sal_session_opts_default();
+    if (!o) o = &d;
+    if (m->g->n_inputs < 1)
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: the model has no run-time input", m->g->path);
+    sal_session *s = calloc(1, sizeof *s);
+    if (!s) return sal_fail(err, SAL_ERR_NOMEM, "out of memory");
+    s->m = m;
+    s->capture = -2;
+    sal_status st = SAL_OK;
+    if (o->device == SAL_DEVICE_CUDA || o->device == SAL_DEVICE_AUTO) {
+        sal_error cerr = {0};
+        if (sal_backend_cuda_built()) {
+            st = sal_backend_cuda_create(&s->b, &cerr);
+        } else {
+            st = sal_fail(&cerr, SAL_ERR_DEVICE, "this salient was built without the CUDA backend");
+        }
+        if (st && o->device == SAL_DEVICE_CUDA) {
+            sal_fail(err, st, "--device cuda: %s", cerr.msg);
+            free(s);
+            return st;
+        }
+        if (st && sal_backend_cuda_built())
+            snprintf(s->note, sizeof s->note, "no usable GPU (%s); running on the CPU", cerr.msg);
+        st = SAL_OK;
+    }
+    if (!s->b) st = sal_backend_cpu_create(o->threads, &s->b, err);
+    if (!st) st = sal_engine_create(m->g, s->b, &s->e, err);
+    if (st) {
+        sal_session_free(s);
+        return st;
+    }
+    *out = s;
+    return SAL_OK;
+}
+
+void sal_session_free(sal_session *s) {
+    if (!s) return;
+    sal_engine_free(s->e);
+    if (s->b) s->b->ops->destroy(s->b);
+    free(s);
+}
+
+const char *sal_session_error(const sal_session *s) { return s ? s->err.msg : ""; }
+const char *sal_session_device(const sal_session *s) { return s && s->b ? s->b->ops->name : ""; }
+const char *sal_session_device_note(const sal_session *s) { return s ? s->note : ""; }
+
+static sal_status plan(sal_session *s, int n, int h, int w, int mode, int capture) {
+    const sal_graph *g = s->m->g;
+    if (n <= 0) return sfail(s, SAL_ERR_INVALID_ARG, "batch size must be positive (got %d)", n);
+    if (g->n_inputs != 1)
+        return sfail(s, SAL_ERR_UNSUPPORTED, "%s: the model has %d inputs; salient explains "
+                     "single-input image models", g->path, g->n_inputs);
+    const sal_value *in = &g->values[g->inputs[0]];
+    sal_shape shape = in->decl;
+    if (shape.ndim != 4)
+        return sfail(s, SAL_ERR_UNSUPPORTED, "%s: input '%s' has rank %d; salient expects an "
+                     "image batch (N,C,H,W)", g->path, in->name, shape.ndim);
+    if (shape.d[1] <= 0)
+        return sfail(s, SAL_ERR_UNSUPPORTED, "%s: input '%s' has a dynamic channel count", g->path, in->name);
+    shape.d[0] = n;
+    int want[2] = {h, w};
+    for (int k = 0; k < 2; k++) {
+        int64_t *d = &shape.d[2 + k];
+        if (*d <= 0) {
+            if (want[k] <= 0)
+                return sfail(s, SAL_ERR_INVALID_ARG, "%s: input '%s' has a dynamic %s: give the "
+                             "input size (--size HxW)", g->path, in->name, k ? "width" : "height");
+            *d = want[k];
+        } else if (want[k] > 0 && want[k] != *d) {
+            return sfail(s, SAL_ERR_SHAPE, "%s: the model takes %lldx%lld inputs, got %dx%d", g->path,
+                         (long long)shape.d[2], (long long)shape.d[3], h, w);
+        }
+    }
+    sal_status st = sal_engine_plan(s->e, &shape, mode, capture, &s->err);
+    if (st) return st;
+    s->n = n;
+    s->h = (int)shape.d[2];
+    s->w = (int)shape.d[3];
+    s->mode = mode;
+    s->capture = capture;
+    return SAL_OK;
+}
+
+sal_status sal_session_plan(sal_session *s, int n, int h, int w) {
+    if (!s) return SAL_ERR_INVALID_ARG;
+    return plan(s, n, h, w, SAL_PLAN_FORWARD, -1);
+}
+
+int sal_session_num_classes(const sal_session *s) {
+    if (!s || s->n <= 0) return 0;
+    const sal_shape *o = sal_engine_shape(s->e, s->m->g->outputs[0]);
+    return o ? (int)(sal_shape_numel(o) / s->n) : 0;
+}
+
+sal_status sal_session_layer_shape(sal_session *s, int layer, int *ndim, int64_t dims[SAL_MAX_DIMS]) {
+    if (!s || layer < 0 || layer >= s->m->g->n_nodes)
+        return s ? sfail(s, SAL_ERR_INVALID_ARG, "layer index %d out of range", layer) : SAL_ERR_INVALID_ARG;
+    const sal_node *n = &s->m->g->nodes[layer];
+    const sal_shape *sh = n->n_out > 0 ? sal_engine_shape(s->e, n->out[0]) : NULL;
+    if (!sh) return sfail(s, SAL_ERR_INVALID_ARG, "layer '%s' has no planned shape", n->name);
+    *ndim = sh->ndim;
+    for (int i = 0; i < sh->ndim; i++) dims[i] = sh->d[i];
+    return SAL_OK;
+}
+
+/* A layer by node name or value name; -1 when absent. */
+static int find_layer_value(const sal_graph *g, const char *name) {
+    for (int i = 0; i < g->n_nodes; i++)
+        if (strcmp(g->nodes[i].name, name) == 0 && g->nodes[i].n_out > 0) return g->nodes[i].out[0];
+    return sal_graph_find_value(g, name);
+}
+
+sal_status sal_session_value_shape(sal_session *s, const char *layer, int *ndim,
+                                   int64_t dims[SAL_MAX_DIMS]) {
+    if (!s || !layer) return SAL_ERR_INVALID_ARG;
+    int v = find_layer_value(s->m->g, layer);
+    if (v < 0) return sfail(s, SAL_ERR_NOT_FOUND, "%s: no layer named '%s' (see `salient info`)",
+                            s->m->g->path, layer);
+    const sal_shape *sh = sal_engine_shape(s->e, v);
+    if (!sh) return sfail(s, SAL_ERR_INVALID_ARG, "layer '%s': plan the session first", layer);
+    *ndim = sh->ndim;
+    for (int i = 0; i < sh->ndim; i++) dims[i] = sh->d[i];
+    return SAL_OK;
+}
+
+sal_status sal_forward(sal_session *s, const float *x, int n, int h, int w, float *logits) {
+    if (!s) return SAL_ERR_INVALID_ARG;
+    if (!x || !logits) return sfail(s, SAL_ERR_INVALID_ARG, "sal_forward: NULL input or output");
+    /* a gradient plan also serves forward passes of the same shape */
+    int mode = s->mode == SAL_PLAN_GRAD && s->n == n ? SAL_PLAN_GRAD : SAL_PLAN_FORWARD;
+    sal_status st = plan(s, n, h, w, mode, mode == SAL_PLAN_GRAD ? s->capture : -1);
+    if (st) return st;
+    const float *ins[1] = {x};
+    st = sal_engine_forward(s->e, ins, &s->err);
+    if (!st) st = sal_engine_read(s->e, s->m->g->outputs[0], logits, &s->err);
+    return st;
+}
+
+sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,
+                        const sal_grad_opts *o, sal_grad_out *out) {
+    if (!s) return SAL_ERR_INVALID_ARG;
+    if (!x || !o || !out) return sfail(s, SAL_ERR_INVALID_ARG, "sal_gradient: NULL argument");
+    const sal_graph *g = s->m->g;
+    int capture = -1;
+    if (o->layer && *o->layer) {
+        capture = find_layer_value(g, o->layer);
+        if (capture < 0)
+            return sfail(s, SAL_ERR_NOT_FOUND, "%s: no layer named '%s' (see `salient info`)",
+                         g->path, o->layer);
+    }
+    if (!o->need_input_grad && capture < 0)
+        return sfail(s, SAL_ERR_INVALID_ARG, "sal_gradient: stopping early needs a layer to capture");
+    sal_status st = plan(s, n, h, w, SAL_PLAN_GRAD, capture);
+    if (st) return st;
+    const float *ins[1] = {x};
+    st = sal_engine_forward(s->e, ins, &s->err);
+    if (st) return st;
+    int out0 = g->outputs[0];
+    int64_t total = sal_shape_numel(sal_engine_shape(s->e, out0));
+    int64_t k = total / n;
+    float *logits = malloc(sizeof(float) * (size_t)total);
+    float *seed = calloc((size_t)total, sizeof(float));
+    if (!logits || !seed) { free(logits); free(seed); return sfail(s, SAL_ERR_NOMEM, "out of memory"); }
+    st = sal_engine_read(s->e, out0, logits, &s->err);
+    if (!st && o->seed) {
+        memcpy(seed, o->seed, sizeof(float) * (size_t)total);
+    } else if (!st) {
+        for (int i = 0; i < n && !st; i++) {
+            int64_t t = 0;
+            if (o->targets) {
+                t = o->targets[i];
+                if (t < 0 || t >= k)
+                    st = sfail(s, SAL_ERR_INVALID_ARG, "target class %lld out of range [0, %lld)",
+                               (long long)t, (long long)k);
+            } else {
+                for (int64_t j = 1; j < k; j++) if (logits[i * k + j] > logits[i * k + t]) t = j;
+            }
+            if (!st) {
+                seed[i * k + t] = 1.f;
+                if (out->targets_out) out->targets_out[i] = (int)t;
+            }
+        }
+    }
+    if (!st && out->logits) memcpy(out->logits, logits, sizeof(float) * (size_t)total);
+    if (!st) st = sal_engine_backward(s->e, seed, o->guided_relu, !o->need_input_grad, &s->err);
+    if (!st && out->input_grad && o->need_input_grad)
+        st = sal_engine_read_grad(s->e, g->inputs[0], out->input_grad, &s->err);
+    if (!st && capture >= 0 && out->layer_act) st = sal_engine_read(s->e, capture, out->layer_act, &s->err);
+    if (!st && capture >= 0 && out->layer_grad) st = sal_engine_read_grad(s->e, capture, out->layer_grad, &s->err);
+    free(logits);
+    free(seed);
+    return st;
+}
