@@ -42,7 +42,7 @@ typedef enum { R_PASS, R_FAIL, R_SKIP } result;
 
 /* Run one test directory; *why explains a skip or failure. */
 static result run_case(const char *dir, char *why, size_t whylen) {
-    char path[1024];
+    char path[2200];
     snprintf(path, sizeof path, "%s/model.onnx", dir);
     sal_error err = {0};
     sal_model *m = NULL;
@@ -62,8 +62,9 @@ static result run_case(const char *dir, char *why, size_t whylen) {
         ins[i] = read_pb(path);
         if (!ins[i]) { snprintf(why, whylen, "input %d not readable/supported type", i); r = R_SKIP; goto done; }
     }
-    /* Integer inputs (shapes, axes, pads, indices) are known constants in these tests: salient
-     * computes in float32 and evaluates integer tensors only at plan time, so bind them. */
+    /* Integer inputs (shapes, axes, pads, indices) and float scalars (Clip bounds, Pad value) are
+     * known constants in these tests: salient computes in float32, evaluates integer tensors only
+     * at plan time and takes such parameters as constants, so bind them. */
     int kept = 0;
     for (int i = 0; i < g->n_inputs; i++) {
         int v = g->inputs[i];
@@ -73,7 +74,7 @@ static result run_case(const char *dir, char *why, size_t whylen) {
             r = R_SKIP;
             goto done;
         }
-        if (et == SAL_F32) {
+        if (et == SAL_F32 && (i == 0 || sal_shape_numel(&ins[i]->shape) != 1 || ins[i]->shape.ndim != 0)) {
             shapes[kept] = ins[i]->shape;
             in_ptr[kept] = ins[i]->data;
             g->inputs[kept++] = v;

@@ -31,7 +31,7 @@ sal_graph *tu_node_graph(const char *op_type, int n_in, const tu_input *ins, int
 
 typedef struct tu_grad_result {
     sal_status st;          /* infer/forward/backward status */
-    char msg[512];
+    char msg[SAL_ERROR_LEN];
     double max_err;         /* max |analytic - numeric| / max(|numeric|_inf, 1e-3) */
     int64_t checked;        /* number of input elements checked */
     sal_shape out_shape;    /* output 0 */
