@@ -4,6 +4,7 @@
  * are skipped and listed with the reason; the counts are printed. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
