@@ -156,6 +156,93 @@ sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,
 sal_status sal_session_value_shape(sal_session *s, const char *layer, int *ndim,
                                    int64_t dims[SAL_MAX_DIMS]);
 
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Attribution methods                                                                              */
+
+typedef enum sal_method {
+    SAL_M_SALIENCY = 0,   /* gradient of the target score w.r.t. the input */
+    SAL_M_INPUTXGRAD,     /* input * gradient */
+    SAL_M_SMOOTHGRAD,     /* mean of the inner method over noisy copies */
+    SAL_M_SMOOTHGRAD_SQ,  /* mean of squares */
+    SAL_M_VARGRAD,        /* variance */
+    SAL_M_IG,             /* Integrated Gradients */
+    SAL_M_GUIDED,         /* Guided Backprop */
+    SAL_M_OCCLUSION,      /* sliding-window occlusion (Captum's Occlusion semantics) */
+    SAL_M_GRADCAM,
+    SAL_M_GRADCAMPP,
+    SAL_M_HIRESCAM,
+    SAL_M_XGRADCAM,
+    SAL_M_LAYERCAM,
+    SAL_M_SCORECAM,
+    SAL_M_GUIDED_GRADCAM,
+    SAL_M_COUNT
+} sal_method;
+
+/* "saliency", "ig", "gradcam++"...; SAL_ERR_INVALID_ARG for an unknown name. */
+sal_status sal_method_parse(const char *name, sal_method *m);
+const char *sal_method_name(sal_method m);
+int sal_method_is_cam(sal_method m);   /* map at a layer's resolution */
+
+typedef enum sal_ig_rule {
+    SAL_IG_GAUSSLEGENDRE = 0, SAL_IG_RIEMANN_LEFT, SAL_IG_RIEMANN_RIGHT, SAL_IG_RIEMANN_MIDDLE,
+    SAL_IG_RIEMANN_TRAPEZOID
+} sal_ig_rule;
+
+typedef enum sal_baseline {
+    SAL_BASELINE_ZERO = 0,  /* zeros in model-input space */
+    SAL_BASELINE_BLACK,     /* a black image after preprocessing: black_value[c] per channel */
+    SAL_BASELINE_BLUR,      /* the input blurred (box blur of radius blur_radius) */
+    SAL_BASELINE_UNIFORM,   /* uniform noise in [min, max] of the input, from the seed */
+    SAL_BASELINE_USER       /* baseline_data */
+} sal_baseline;
+
+typedef struct sal_explain_opts {
+    sal_method method;
+    int explain_prob;           /* 0: explain logits (default); 1: softmax probabilities */
+    uint64_t seed;              /* Philox key: same seed, same maps */
+    int batch;                  /* internal batch size; 0 = automatic */
+    /* SmoothGrad / SmoothGrad^2 / VarGrad */
+    sal_method nt_inner;        /* saliency (default), inputxgrad, ig or guided */
+    int nt_samples;             /* 50 */
+    float nt_sigma;             /* noise std as a fraction of (max - min) of the input: 0.15 */
+    /* Integrated Gradients (also the inner IG of the noise tunnel) */
+    int ig_steps;               /* 50 */
+    sal_ig_rule ig_rule;        /* gausslegendre */
+    sal_baseline baseline;      /* zero */
+    const float *baseline_data; /* (C,H,W) for SAL_BASELINE_USER */
+    float black_value[3];       /* preprocessed black per channel (SAL_BASELINE_BLACK) */
+    int blur_radius;            /* 10 */
+    /* Occlusion */
+    int occ_h, occ_w;           /* window, 15x15 */
+    int occ_stride_h, occ_stride_w;  /* 8 */
+    int occ_fill;               /* 0: zero in model-input space, 1: per-image mean, 2: blurred input */
+    /* CAM family */
+    const char *layer;          /* NULL: the last node with a 4-D output larger than 1x1 */
+    int cam_relu;               /* 1: ReLU on the map (default) */
+} sal_explain_opts;
+
+sal_explain_opts sal_explain_opts_default(sal_method m);
+
+typedef struct sal_maps {
+    int n;
+    int ndim;                   /* per image: 3 (C,H,W) for input-space methods, 2 (h,w) for CAM */
+    int64_t dims[3];
+    float *attr;                /* (n, dims...) raw attribution before any reduction */
+    float *upsampled;           /* CAM methods: (n, H, W) bilinear to the input size; else NULL */
+    int *targets;               /* (n) class explained */
+    float *scores;              /* (n) the explained output f(x) */
+    float *completeness;        /* (n) IG: |sum(attr) - (f(x) - f(baseline))|; else NULL */
+    float *delta;               /* (n) IG: f(x) - f(baseline); else NULL */
+    char layer[256];            /* CAM methods: the layer used */
+} sal_maps;
+
+void sal_maps_free(sal_maps *m);   /* frees the arrays, not the struct */
+
+/* Explain n images x (n,C,h,w) for targets (NULL = top-1). */
+sal_status sal_explain(sal_session *s, const sal_explain_opts *o, const float *x, int n, int h,
+                       int w, const int *targets, sal_maps *out);
+
 #ifdef __cplusplus
 }
 #endif

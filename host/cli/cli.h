@@ -53,5 +53,6 @@ void cli_json_string(FILE *f, const char *s);
 
 int cmd_info(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "--version")) { printf("salient %s\n", SAL_VERSION_STRING); return EXIT_OK; }
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
+    if (!strcmp(cmd, "explain")) return cmd_explain(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try salient --help)", cmd);
     return EXIT_USAGE;
 }

@@ -282,3 +282,18 @@ sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,
     free(seed);
     return st;
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Attribution methods (host/methods)                                                               */
+
+#include "methods/methods.h"
+
+sal_status sal_explain(sal_session *s, const sal_explain_opts *o, const float *x, int n, int h,
+                       int w, const int *targets, sal_maps *out) {
+    if (!s) return SAL_ERR_INVALID_ARG;
+    if (!out) return sfail(s, SAL_ERR_INVALID_ARG, "sal_explain: out is NULL");
+    sal_error err = {0};
+    sal_status st = sal_explain_impl(s, s->m, o, x, n, h, w, targets, out, &err);
+    if (st) s->err = err;
+    return st;
+}

@@ -10,7 +10,14 @@
  * hardswish_backward (0 for x < -3, x/3 + 1/2 for -3 <= x <= 3, 1 above). Guided Backprop
  * (call->guided) further zeroes negative incoming gradients in Relu and in Clip with lo >= 0.
  */
+/* We never use floating-point exceptions; without them GCC can if-convert the clamps and
+ * selects below into vector code (with -ftrapping-math it keeps branches and scalar loops). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "../backend.h"
@@ -28,6 +35,29 @@ static int64_t numel(const sal_shape *s) { return sal_shape_numel(s); }
             return sal_fail(err, SAL_ERR_INTERNAL, "node '%s' (%s): no parameters from infer",   \
                             (c)->node->name, (c)->node->op_type);                                 \
     } while (0)
+
+/* e^x within 2 ulp (Cephes expf's range reduction and polynomial) in branch-free code that
+ * vectorizes (libm's expf does not without -ffast-math). x is clamped to [-87, 88]: below, the
+ * result is ~1.6e-38 instead of a denormal or 0; above, 1.65e38 instead of inf. */
+static inline float exp_fast(float x) {
+    x = x < -87.f ? -87.f : x;
+    x = x > 88.f ? 88.f : x;
+    const float fn = x * 1.44269504088896341f;
+    const int32_t n = (int32_t)(fn + (fn >= 0.f ? 0.5f : -0.5f));
+    const float nf = (float)n;
+    float r = x - nf * 0.693359375f;
+    r = r + nf * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.f;
+    union { int32_t i; float f; } two_n;
+    two_n.i = (n + 127) << 23;   /* 2^n, n in [-126, 127] */
+    return p * two_n.f;
+}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Activations                                                                                      */
@@ -52,10 +82,16 @@ sal_status sal_cpu_relu_bwd(const sal_op_call *c, sal_error *err) {
     int nt = nthreads(c);
     if (c->guided) {
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0.f && g[i] > 0.f ? g[i] : 0.f;
+        for (int64_t i = 0; i < n; i++) {
+            const float xv = x[i], gv = g[i];
+            gx[i] += (xv > 0.f) & (gv > 0.f) ? gv : 0.f;
+        }
     } else {
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0.f ? g[i] : 0.f;
+        for (int64_t i = 0; i < n; i++) {
+            const float xv = x[i], gv = g[i];
+            gx[i] += xv > 0.f ? gv : 0.f;
+        }
     }
     return SAL_OK;
 }
@@ -69,7 +105,10 @@ sal_status sal_cpu_leakyrelu_fwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->out_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.f ? x[i] : alpha * x[i];
+    for (int64_t i = 0; i < n; i++) {
+        const float xv = x[i];
+        y[i] = xv > 0.f ? xv : alpha * xv;
+    }
     return SAL_OK;
 }
 
@@ -83,7 +122,10 @@ sal_status sal_cpu_leakyrelu_bwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->in_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0.f ? g[i] : alpha * g[i];
+    for (int64_t i = 0; i < n; i++) {
+        const float xv = x[i], gv = g[i];
+        gx[i] += xv > 0.f ? gv : alpha * gv;
+    }
     return SAL_OK;
 }
 
@@ -97,7 +139,8 @@ sal_status sal_cpu_clip_fwd(const sal_op_call *c, sal_error *err) {
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        float v = x[i] < lo ? lo : x[i];
+        float v = x[i];
+        v = v < lo ? lo : v;
         y[i] = v > hi ? hi : v;
     }
     return SAL_OK;
@@ -114,11 +157,16 @@ sal_status sal_cpu_clip_bwd(const sal_op_call *c, sal_error *err) {
     int nt = nthreads(c);
     if (c->guided && lo >= 0.f) {
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++)
-            gx[i] += x[i] > lo && x[i] < hi && g[i] > 0.f ? g[i] : 0.f;
+        for (int64_t i = 0; i < n; i++) {
+            const float xv = x[i], gv = g[i];
+            gx[i] += (xv > lo) & (xv < hi) & (gv > 0.f) ? gv : 0.f;
+        }
     } else {
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) gx[i] += x[i] > lo && x[i] < hi ? g[i] : 0.f;
+        for (int64_t i = 0; i < n; i++) {
+            const float xv = x[i], gv = g[i];
+            gx[i] += (xv > lo) & (xv < hi) ? gv : 0.f;
+        }
     }
     return SAL_OK;
 }
@@ -130,7 +178,7 @@ sal_status sal_cpu_sigmoid_fwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->out_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = 1.f / (1.f + expf(-x[i]));
+    for (int64_t i = 0; i < n; i++) y[i] = 1.f / (1.f + exp_fast(-x[i]));
     return SAL_OK;
 }
 
@@ -174,8 +222,8 @@ sal_status sal_cpu_hardsigmoid_bwd(const sal_op_call *c, sal_error *err) {
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        float t = alpha * x[i] + beta;
-        gx[i] += t > 0.f && t < 1.f ? alpha * g[i] : 0.f;
+        const float t = alpha * x[i] + beta, gv = g[i];
+        gx[i] += (t > 0.f) & (t < 1.f) ? alpha * gv : 0.f;
     }
     return SAL_OK;
 }
@@ -205,9 +253,11 @@ sal_status sal_cpu_hardswish_bwd(const sal_op_call *c, sal_error *err) {
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
-        float d = v < -3.f ? 0.f : v <= 3.f ? v * (1.f / 3.f) + 0.5f : 1.f;
-        gx[i] += g[i] * d;
+        const float v = x[i], gv = g[i];
+        float d = v * (1.f / 3.f) + 0.5f;
+        d = v < -3.f ? 0.f : d;
+        d = v > 3.f ? 1.f : d;
+        gx[i] += gv * d;
     }
     return SAL_OK;
 }
@@ -237,10 +287,13 @@ sal_status sal_cpu_tanh_bwd(const sal_op_call *c, sal_error *err) {
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Broadcasting binary ops                                                                          */
-/* Each kernel body is written once over an op code that is a compile-time constant at every call
- * site (always_inline), so the switch in bin_f / bin_da / bin_db folds away. */
+/* The inner loops are row kernels (always_inline) whose op code and broadcast pattern are literal
+ * constants at every call site: BIN_CALL switches on the op inside the parallel body, so each case
+ * inlines a specialized, vectorizable loop. (A switch on a runtime op inside the loop would not
+ * vectorize: OpenMP outlines the parallel body before inlining could propagate the constant.) */
 
 enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
+enum { BCHUNK = 8192 };   /* elements per task in the flat loops */
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -253,17 +306,15 @@ ALWAYS_INLINE float bin_f(int op, float a, float b) {
     }
 }
 
-/* dL/da and dL/db of y = a op b for incoming gradient g. */
-ALWAYS_INLINE float bin_da(int op, float a, float b, float g) {
-    (void)a;
-    switch (op) {
-    case BIN_ADD: case BIN_SUB: return g;
-    case BIN_MUL: return g * b;
-    default: return g / b;
+/* dL/da (which = 0) or dL/db (which = 1) of y = a op b for incoming gradient g. */
+ALWAYS_INLINE float bin_d(int op, int which, float a, float b, float g) {
+    if (!which) {
+        switch (op) {
+        case BIN_ADD: case BIN_SUB: return g;
+        case BIN_MUL: return g * b;
+        default: return g / b;
+        }
     }
-}
-
-ALWAYS_INLINE float bin_db(int op, float a, float b, float g) {
     switch (op) {
     case BIN_ADD: return g;
     case BIN_SUB: return -g;
@@ -272,8 +323,72 @@ ALWAYS_INLINE float bin_db(int op, float a, float b, float g) {
     }
 }
 
+#define BIN_CALL(op, fn, ...)                                                                     \
+    do {                                                                                          \
+        switch (op) {                                                                             \
+        case BIN_ADD: fn(BIN_ADD, __VA_ARGS__); break;                                            \
+        case BIN_SUB: fn(BIN_SUB, __VA_ARGS__); break;                                            \
+        case BIN_MUL: fn(BIN_MUL, __VA_ARGS__); break;                                            \
+        default: fn(BIN_DIV, __VA_ARGS__); break;                                                 \
+        }                                                                                         \
+    } while (0)
+
+/* Row kernels over n elements; a_bc / b_bc: that operand is one value broadcast over the row. */
+#define A_(i) a[a_bc ? 0 : (i)]
+#define B_(i) b[b_bc ? 0 : (i)]
+
+ALWAYS_INLINE void row_fwd(const int op, const int a_bc, const int b_bc, const float *a,
+                           const float *b, float *y, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] = bin_f(op, A_(i), B_(i));
+}
+
+/* gx[i] += d_which */
+ALWAYS_INLINE void row_grad(const int op, const int which, const int a_bc, const int b_bc,
+                            const float *a, const float *b, const float *g, float *gx, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) gx[i] += bin_d(op, which, A_(i), B_(i), g[i]);
+}
+
+/* ga[i] += d_a, gb[i] += d_b (same-shape operands) */
+ALWAYS_INLINE void row_grad2(const int op, const int a_bc, const int b_bc, const float *a,
+                             const float *b, const float *g, float *ga, float *gb, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        ga[i] += bin_d(op, 0, A_(i), B_(i), g[i]);
+        gb[i] += bin_d(op, 1, A_(i), B_(i), g[i]);
+    }
+}
+
+/* *sum = sum_i d_which */
+ALWAYS_INLINE void row_grad_sum(const int op, const int which, const int a_bc, const int b_bc,
+                                const float *a, const float *b, const float *g, int64_t n,
+                                float *sum) {
+    float s = 0.f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++) s += bin_d(op, which, A_(i), B_(i), g[i]);
+    *sum = s;
+}
+
+/* gx[i] += d_which (the row-sized operand), *sum = sum_i d_other (the broadcast one) */
+ALWAYS_INLINE void row_grad_fused(const int op, const int which, const int a_bc, const int b_bc,
+                                  const float *a, const float *b, const float *g, float *gx,
+                                  int64_t n, float *sum) {
+    float s = 0.f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++) {
+        gx[i] += bin_d(op, which, A_(i), B_(i), g[i]);
+        s += bin_d(op, !which, A_(i), B_(i), g[i]);
+    }
+    *sum = s;
+}
+
+#undef A_
+#undef B_
+
 /* The broadcast with 1-dims dropped and adjacent dims merged where all three tensors stay
- * contiguous across them: a view of at most ndim dims (at least one). */
+ * contiguous across them: a view of at most ndim dims (at least one). The last dim's strides in
+ * a and b are 0 or 1. */
 typedef struct bview {
     int nd;
     int64_t d[SAL_MAX_DIMS];
@@ -323,26 +438,29 @@ static inline void bview_row(const bview *v, int64_t r, int64_t *oa, int64_t *ob
     *ob = b;
 }
 
-ALWAYS_INLINE void bin_fwd(const int op, const sal_bcast_params *p, const float *a, const float *b,
-                           float *y, int nt) {
+static int64_t bcast_numel(const sal_bcast_params *p) {
     int64_t n = 1;
     for (int d = 0; d < p->ndim; d++) n *= p->out[d];
+    return n;
+}
+
+static void bin_fwd(int op, const sal_bcast_params *p, const float *a, const float *b, float *y,
+                    int nt) {
+    const int64_t n = bcast_numel(p);
     if (n == 0) return;
     switch (p->mode) {
     case SAL_BC_SAME:
-#pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) y[i] = bin_f(op, a[i], b[i]);
-        return;
-    case SAL_BC_SCALAR_A: {
-        const float s = a[0];
-#pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) y[i] = bin_f(op, s, b[i]);
-        return;
-    }
+    case SAL_BC_SCALAR_A:
     case SAL_BC_SCALAR_B: {
-        const float s = b[0];
-#pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) y[i] = bin_f(op, a[i], s);
+        const int64_t nch = (n + BCHUNK - 1) / BCHUNK;
+        const int mode = p->mode;
+#pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
+        for (int64_t t = 0; t < nch; t++) {
+            const int64_t i0 = t * BCHUNK, cnt = n - i0 < BCHUNK ? n - i0 : BCHUNK;
+            if (mode == SAL_BC_SAME) BIN_CALL(op, row_fwd, 0, 0, a + i0, b + i0, y + i0, cnt);
+            else if (mode == SAL_BC_SCALAR_A) BIN_CALL(op, row_fwd, 1, 0, a, b + i0, y + i0, cnt);
+            else BIN_CALL(op, row_fwd, 0, 1, a + i0, b, y + i0, cnt);
+        }
         return;
     }
     case SAL_BC_CHANNEL_A:
@@ -350,57 +468,42 @@ ALWAYS_INLINE void bin_fwd(const int op, const sal_bcast_params *p, const float 
         /* y (outer, mid, inner); the small input is (mid) */
         const int small_a = p->mode == SAL_BC_CHANNEL_A;
         const float *big = small_a ? b : a, *sm = small_a ? a : b;
-        const int64_t outer = p->outer, mid = p->mid, inner = p->inner, rows = outer * mid;
-        if (inner == 1) {
+        const int64_t outer = p->outer, mid = p->mid, inner = p->inner;
+        if (inner == 1) {   /* rows of mid against the small vector */
 #pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
             for (int64_t o = 0; o < outer; o++) {
                 const float *bo = big + o * mid;
                 float *yo = y + o * mid;
-                if (small_a) {
-#pragma omp simd
-                    for (int64_t m = 0; m < mid; m++) yo[m] = bin_f(op, sm[m], bo[m]);
-                } else {
-#pragma omp simd
-                    for (int64_t m = 0; m < mid; m++) yo[m] = bin_f(op, bo[m], sm[m]);
-                }
+                if (small_a) BIN_CALL(op, row_fwd, 0, 0, sm, bo, yo, mid);
+                else BIN_CALL(op, row_fwd, 0, 0, bo, sm, yo, mid);
             }
-        } else if (rows >= nt) {
+            return;
+        }
+        /* tasks: (row, chunk of the row); row r = (o, m) uses sm[m] */
+        const int64_t cpr = (inner + BCHUNK - 1) / BCHUNK, tasks = outer * mid * cpr;
 #pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-            for (int64_t r = 0; r < rows; r++) {
-                const float s = sm[r % mid];
-                const float *br = big + r * inner;
-                float *yr = y + r * inner;
-                if (small_a) {
-#pragma omp simd
-                    for (int64_t i = 0; i < inner; i++) yr[i] = bin_f(op, s, br[i]);
-                } else {
-#pragma omp simd
-                    for (int64_t i = 0; i < inner; i++) yr[i] = bin_f(op, br[i], s);
-                }
-            }
-        } else {
-            for (int64_t r = 0; r < rows; r++) {
-                const float s = sm[r % mid];
-                const float *br = big + r * inner;
-                float *yr = y + r * inner;
-#pragma omp parallel for simd num_threads(nt) if (parallel : inner > PAR_MIN) schedule(static)
-                for (int64_t i = 0; i < inner; i++)
-                    yr[i] = small_a ? bin_f(op, s, br[i]) : bin_f(op, br[i], s);
-            }
+        for (int64_t t = 0; t < tasks; t++) {
+            const int64_t r = t / cpr, i0 = (t - r * cpr) * BCHUNK;
+            const int64_t cnt = inner - i0 < BCHUNK ? inner - i0 : BCHUNK;
+            const float *s = sm + r % mid, *br = big + r * inner + i0;
+            float *yr = y + r * inner + i0;
+            if (small_a) BIN_CALL(op, row_fwd, 1, 0, s, br, yr, cnt);
+            else BIN_CALL(op, row_fwd, 0, 1, br, s, yr, cnt);
         }
         return;
     }
     default: {
         bview v;
         bview_make(p, &v);
-        const int64_t len = v.d[v.nd - 1], sla = v.sa[v.nd - 1], slb = v.sb[v.nd - 1];
-        const int64_t rows = n / len;
+        const int64_t len = v.d[v.nd - 1], rows = n / len;
+        const int a_bc = v.sa[v.nd - 1] == 0, b_bc = v.sb[v.nd - 1] == 0;
 #pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
         for (int64_t r = 0; r < rows; r++) {
             int64_t oa, ob;
             bview_row(&v, r, &oa, &ob);
-            float *yr = y + r * len;
-            for (int64_t j = 0; j < len; j++) yr[j] = bin_f(op, a[oa + j * sla], b[ob + j * slb]);
+            if (a_bc) BIN_CALL(op, row_fwd, 1, 0, a + oa, b + ob, y + r * len, len);
+            else if (b_bc) BIN_CALL(op, row_fwd, 0, 1, a + oa, b + ob, y + r * len, len);
+            else BIN_CALL(op, row_fwd, 0, 0, a + oa, b + ob, y + r * len, len);
         }
         return;
     }
@@ -408,10 +511,10 @@ ALWAYS_INLINE void bin_fwd(const int op, const sal_bcast_params *p, const float 
 }
 
 /* Gradient of input `which` (0: a, 1: b) of the general broadcast. A y-sized input walks the
- * output rows; a broadcast one sums, for each of its elements, over the dims it is broadcast on. */
-ALWAYS_INLINE void bin_bwd_general(const int op, const int which, const bview *v, int64_t n,
-                                   const float *a, const float *b, const float *g, float *gx,
-                                   int nt) {
+ * output rows; a broadcast one sums, for each of its elements, over the dims it is broadcast on
+ * (one task per element of the input: no two tasks write the same gradient). */
+static void bin_bwd_general(int op, int which, const bview *v, int64_t n, const float *a,
+                            const float *b, const float *g, float *gx, int nt) {
     const int64_t *sx = which ? v->sb : v->sa;
     int keep[SAL_MAX_DIMS], red[SAL_MAX_DIMS], nk = 0, nr = 0;
     int64_t nx = 1, nred = 1;
@@ -420,17 +523,20 @@ ALWAYS_INLINE void bin_bwd_general(const int op, const int which, const bview *v
         else { red[nr++] = k; nred *= v->d[k]; }
     }
     if (nr == 0) {   /* y-sized: gx has y's layout */
-        const int64_t len = v->d[v->nd - 1], sla = v->sa[v->nd - 1], slb = v->sb[v->nd - 1];
-        const int64_t rows = n / len;
+        const int64_t len = v->d[v->nd - 1], rows = n / len;
+        const int a_bc = v->sa[v->nd - 1] == 0, b_bc = v->sb[v->nd - 1] == 0;
 #pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
         for (int64_t r = 0; r < rows; r++) {
             int64_t oa, ob;
             bview_row(v, r, &oa, &ob);
-            const float *gr = g + r * len;
+            const float *ar = a + oa, *br = b + ob, *gr = g + r * len;
             float *gxr = gx + r * len;
-            for (int64_t j = 0; j < len; j++) {
-                float av = a[oa + j * sla], bv = b[ob + j * slb];
-                gxr[j] += which ? bin_db(op, av, bv, gr[j]) : bin_da(op, av, bv, gr[j]);
+            if (which) {
+                if (a_bc) BIN_CALL(op, row_grad, 1, 1, 0, ar, br, gr, gxr, len);
+                else BIN_CALL(op, row_grad, 1, 0, 0, ar, br, gr, gxr, len);
+            } else {
+                if (b_bc) BIN_CALL(op, row_grad, 0, 0, 1, ar, br, gr, gxr, len);
+                else BIN_CALL(op, row_grad, 0, 0, 0, ar, br, gr, gxr, len);
             }
         }
         return;
@@ -450,8 +556,10 @@ ALWAYS_INLINE void bin_bwd_general(const int op, const int which, const bview *v
         int64_t cr[SAL_MAX_DIMS] = {0};
         double sum = 0;
         for (int64_t t = 0; t < nred; t++) {
-            float av = a[oa], bv = b[ob];
-            sum += which ? bin_db(op, av, bv, g[oo]) : bin_da(op, av, bv, g[oo]);
+            float d;
+            if (which) BIN_CALL(op, d = bin_d, 1, a[oa], b[ob], g[oo]);
+            else BIN_CALL(op, d = bin_d, 0, a[oa], b[ob], g[oo]);
+            sum += d;
             for (int u = nr - 1; u >= 0; u--) {   /* odometer over the reduced dims */
                 int k = red[u];
                 oo += v->so[k];
@@ -468,50 +576,46 @@ ALWAYS_INLINE void bin_bwd_general(const int op, const int which, const bview *v
     }
 }
 
-ALWAYS_INLINE void bin_bwd(const int op, const sal_bcast_params *p, const float *a, const float *b,
-                           const float *g, float *ga, float *gb, int nt) {
-    int64_t n = 1;
-    for (int d = 0; d < p->ndim; d++) n *= p->out[d];
+static void bin_bwd(int op, const sal_bcast_params *p, const float *a, const float *b,
+                    const float *g, float *ga, float *gb, int nt) {
+    const int64_t n = bcast_numel(p);
     if (n == 0) return;
+    const int64_t nch = (n + BCHUNK - 1) / BCHUNK;
     switch (p->mode) {
     case SAL_BC_SAME:
-        if (ga) {
-#pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-            for (int64_t i = 0; i < n; i++) ga[i] += bin_da(op, a[i], b[i], g[i]);
-        }
-        if (gb) {
-#pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-            for (int64_t i = 0; i < n; i++) gb[i] += bin_db(op, a[i], b[i], g[i]);
-        }
-        return;
-    case SAL_BC_SCALAR_A: {
-        const float s = a[0];
-        if (ga) {
-            double sum = 0;
-#pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static) \
-    reduction(+ : sum)
-            for (int64_t i = 0; i < n; i++) sum += bin_da(op, s, b[i], g[i]);
-            ga[0] += (float)sum;
-        }
-        if (gb) {
-#pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-            for (int64_t i = 0; i < n; i++) gb[i] += bin_db(op, s, b[i], g[i]);
+#pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
+        for (int64_t t = 0; t < nch; t++) {
+            const int64_t i0 = t * BCHUNK, cnt = n - i0 < BCHUNK ? n - i0 : BCHUNK;
+            if (ga && gb) BIN_CALL(op, row_grad2, 0, 0, a + i0, b + i0, g + i0, ga + i0, gb + i0, cnt);
+            else if (ga) BIN_CALL(op, row_grad, 0, 0, 0, a + i0, b + i0, g + i0, ga + i0, cnt);
+            else BIN_CALL(op, row_grad, 1, 0, 0, a + i0, b + i0, g + i0, gb + i0, cnt);
         }
         return;
-    }
+    case SAL_BC_SCALAR_A:
     case SAL_BC_SCALAR_B: {
-        const float s = b[0];
-        if (ga) {
-#pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-            for (int64_t i = 0; i < n; i++) ga[i] += bin_da(op, a[i], s, g[i]);
-        }
-        if (gb) {
-            double sum = 0;
-#pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static) \
+        /* the y-sized operand element-wise, the scalar summed (double across chunks) */
+        const int sa_ = p->mode == SAL_BC_SCALAR_A;
+        float *gbig = sa_ ? gb : ga, *gsc = sa_ ? ga : gb;
+        double sum = 0;
+#pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static) \
     reduction(+ : sum)
-            for (int64_t i = 0; i < n; i++) sum += bin_db(op, a[i], s, g[i]);
-            gb[0] += (float)sum;
+        for (int64_t t = 0; t < nch; t++) {
+            const int64_t i0 = t * BCHUNK, cnt = n - i0 < BCHUNK ? n - i0 : BCHUNK;
+            const float *ac = sa_ ? a : a + i0, *bc = sa_ ? b + i0 : b;
+            float part = 0.f;
+            if (gbig && gsc) {
+                if (sa_) BIN_CALL(op, row_grad_fused, 1, 1, 0, ac, bc, g + i0, gbig + i0, cnt, &part);
+                else BIN_CALL(op, row_grad_fused, 0, 0, 1, ac, bc, g + i0, gbig + i0, cnt, &part);
+            } else if (gbig) {
+                if (sa_) BIN_CALL(op, row_grad, 1, 1, 0, ac, bc, g + i0, gbig + i0, cnt);
+                else BIN_CALL(op, row_grad, 0, 0, 1, ac, bc, g + i0, gbig + i0, cnt);
+            } else {
+                if (sa_) BIN_CALL(op, row_grad_sum, 0, 1, 0, ac, bc, g + i0, cnt, &part);
+                else BIN_CALL(op, row_grad_sum, 1, 0, 1, ac, bc, g + i0, cnt, &part);
+            }
+            sum += part;
         }
+        if (gsc) gsc[0] += (float)sum;
         return;
     }
     case SAL_BC_CHANNEL_A:
@@ -519,32 +623,18 @@ ALWAYS_INLINE void bin_bwd(const int op, const sal_bcast_params *p, const float 
         const int small_a = p->mode == SAL_BC_CHANNEL_A;
         const float *big = small_a ? b : a, *sm = small_a ? a : b;
         float *gbig = small_a ? gb : ga, *gsm = small_a ? ga : gb;
-        const int64_t outer = p->outer, mid = p->mid, inner = p->inner, rows = outer * mid;
-        /* d/d(big): element-wise with the small input's value of the row */
-#define D_BIG(s, bv, gv) (small_a ? bin_db(op, (s), (bv), (gv)) : bin_da(op, (bv), (s), (gv)))
-#define D_SMALL(s, bv, gv) (small_a ? bin_da(op, (s), (bv), (gv)) : bin_db(op, (bv), (s), (gv)))
-        if (gbig) {
-            if (inner == 1) {
+        const int64_t outer = p->outer, mid = p->mid, inner = p->inner;
+        if (inner == 1) {
+            if (gbig) {
 #pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
                 for (int64_t o = 0; o < outer; o++) {
                     const float *bo = big + o * mid, *go = g + o * mid;
                     float *gxo = gbig + o * mid;
-#pragma omp simd
-                    for (int64_t m = 0; m < mid; m++) gxo[m] += D_BIG(sm[m], bo[m], go[m]);
-                }
-            } else {
-#pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-                for (int64_t r = 0; r < rows; r++) {
-                    const float s = sm[r % mid];
-                    const float *br = big + r * inner, *gr = g + r * inner;
-                    float *gxr = gbig + r * inner;
-#pragma omp simd
-                    for (int64_t i = 0; i < inner; i++) gxr[i] += D_BIG(s, br[i], gr[i]);
+                    if (small_a) BIN_CALL(op, row_grad, 1, 0, 0, sm, bo, go, gxo, mid);
+                    else BIN_CALL(op, row_grad, 0, 0, 0, bo, sm, go, gxo, mid);
                 }
             }
-        }
-        if (gsm) {
-            if (inner == 1) {   /* blocks of 64 channels, each summed over outer */
+            if (gsm) {   /* blocks of 64 channels, each accumulated over outer */
                 const int64_t nblk = (mid + 63) / 64;
 #pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
                 for (int64_t blk = 0; blk < nblk; blk++) {
@@ -552,30 +642,68 @@ ALWAYS_INLINE void bin_bwd(const int op, const sal_bcast_params *p, const float 
                     float acc[64] = {0};
                     for (int64_t o = 0; o < outer; o++) {
                         const float *bo = big + o * mid + m0, *go = g + o * mid + m0;
-#pragma omp simd
-                        for (int64_t m = 0; m < cnt; m++) acc[m] += D_SMALL(sm[m0 + m], bo[m], go[m]);
+                        if (small_a) BIN_CALL(op, row_grad, 0, 0, 0, sm + m0, bo, go, acc, cnt);
+                        else BIN_CALL(op, row_grad, 1, 0, 0, bo, sm + m0, go, acc, cnt);
                     }
                     for (int64_t m = 0; m < cnt; m++) gsm[m0 + m] += acc[m];
                 }
-            } else {
+            }
+            return;
+        }
+        if (gsm && mid >= nt) {
+            /* one task per channel m: its rows (o, m) for every o, the big operand's gradient
+             * and the channel's sum in one pass */
 #pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-                for (int64_t m = 0; m < mid; m++) {
-                    const float s = sm[m];
-                    double acc = 0;
-                    for (int64_t o = 0; o < outer; o++) {
-                        const int64_t r = o * mid + m;
-                        const float *br = big + r * inner, *gr = g + r * inner;
-                        float part = 0.f;
-#pragma omp simd reduction(+ : part)
-                        for (int64_t i = 0; i < inner; i++) part += D_SMALL(s, br[i], gr[i]);
-                        acc += part;
+            for (int64_t m = 0; m < mid; m++) {
+                const float *s = sm + m;
+                double acc = 0;
+                for (int64_t o = 0; o < outer; o++) {
+                    const int64_t r = o * mid + m;
+                    const float *br = big + r * inner, *gr = g + r * inner;
+                    float part = 0.f;
+                    if (gbig) {
+                        float *gxr = gbig + r * inner;
+                        if (small_a) BIN_CALL(op, row_grad_fused, 1, 1, 0, s, br, gr, gxr, inner, &part);
+                        else BIN_CALL(op, row_grad_fused, 0, 0, 1, br, s, gr, gxr, inner, &part);
+                    } else {
+                        if (small_a) BIN_CALL(op, row_grad_sum, 0, 1, 0, s, br, gr, inner, &part);
+                        else BIN_CALL(op, row_grad_sum, 1, 0, 1, br, s, gr, inner, &part);
                     }
-                    gsm[m] += (float)acc;
+                    acc += part;
                 }
+                gsm[m] += (float)acc;
+            }
+            return;
+        }
+        if (gbig) {   /* tasks: (row, chunk of the row) */
+            const int64_t cpr = (inner + BCHUNK - 1) / BCHUNK, tasks = outer * mid * cpr;
+#pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
+            for (int64_t t = 0; t < tasks; t++) {
+                const int64_t r = t / cpr, i0 = (t - r * cpr) * BCHUNK;
+                const int64_t cnt = inner - i0 < BCHUNK ? inner - i0 : BCHUNK;
+                const float *s = sm + r % mid, *br = big + r * inner + i0, *gr = g + r * inner + i0;
+                float *gxr = gbig + r * inner + i0;
+                if (small_a) BIN_CALL(op, row_grad, 1, 1, 0, s, br, gr, gxr, cnt);
+                else BIN_CALL(op, row_grad, 0, 0, 1, br, s, gr, gxr, cnt);
             }
         }
-#undef D_BIG
-#undef D_SMALL
+        if (gsm) {   /* fewer channels than threads: each channel's rows in parallel */
+            for (int64_t m = 0; m < mid; m++) {
+                const float *s = sm + m;
+                double acc = 0;
+#pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static) \
+    reduction(+ : acc)
+                for (int64_t o = 0; o < outer; o++) {
+                    const int64_t r = o * mid + m;
+                    const float *br = big + r * inner, *gr = g + r * inner;
+                    float part = 0.f;
+                    if (small_a) BIN_CALL(op, row_grad_sum, 0, 1, 0, s, br, gr, inner, &part);
+                    else BIN_CALL(op, row_grad_sum, 1, 0, 1, br, s, gr, inner, &part);
+                    acc += part;
+                }
+                gsm[m] += (float)acc;
+            }
+        }
         return;
     }
     default: {
@@ -694,6 +822,7 @@ sal_status sal_cpu_reducemean_fwd(const sal_op_call *c, sal_error *err) {
 #pragma omp simd
                     for (int64_t i = 0; i < cnt; i++) yr[i] += xr[i];
                 }
+#pragma omp simd
                 for (int64_t i = 0; i < cnt; i++) yr[i] *= inv;
             }
         }
@@ -771,12 +900,13 @@ sal_status sal_cpu_softmax_fwd(const sal_op_call *c, sal_error *err) {
             float *yr = y + o * len;
             float mx = -INFINITY;
             for (int64_t k = 0; k < len; k++) mx = xr[k] > mx ? xr[k] : mx;
-            double s = 0;
+            float s = 0.f;
+#pragma omp simd reduction(+ : s)
             for (int64_t k = 0; k < len; k++) {
-                yr[k] = expf(xr[k] - mx);
+                yr[k] = exp_fast(xr[k] - mx);
                 s += yr[k];
             }
-            const float is = (float)(1.0 / s);
+            const float is = 1.f / s;
 #pragma omp simd
             for (int64_t k = 0; k < len; k++) yr[k] *= is;
         }
@@ -795,7 +925,7 @@ sal_status sal_cpu_softmax_fwd(const sal_op_call *c, sal_error *err) {
             for (int64_t i = 0; i < cnt; i++) mx[i] = xb[k * inner + i] > mx[i] ? xb[k * inner + i] : mx[i];
         for (int64_t k = 0; k < len; k++)
             for (int64_t i = 0; i < cnt; i++) {
-                float e = expf(xb[k * inner + i] - mx[i]);
+                float e = exp_fast(xb[k * inner + i] - mx[i]);
                 yb[k * inner + i] = e;
                 s[i] += e;
             }
@@ -922,6 +1052,7 @@ sal_status sal_cpu_concat_bwd(const sal_op_call *c, sal_error *err) {
             if (c->gin[i]) {
                 float *gxr = c->gin[i] + o * blk;
                 const float *gr = g + o * len * inner + at;
+#pragma omp simd
                 for (int64_t j = 0; j < blk; j++) gxr[j] += gr[j];
             }
             at += blk;
@@ -1138,7 +1269,10 @@ sal_status sal_cpu_pad_bwd(const sal_op_call *c, sal_error *err) {
         for (int64_t r = t * rows_per; r < (t + 1) * rows_per; r++) {
             float *gxr = gx + pad_row(&v, r);   /* never -1: edge/reflect always map */
             const float *gr = g + r * len;
-            for (int64_t j = 0; j < len; j++) gxr[pad_src(&v, last, j)] += gr[j];
+            for (int64_t j = 0; j < lo; j++) gxr[pad_src(&v, last, j)] += gr[j];
+#pragma omp simd
+            for (int64_t j = 0; j < keep; j++) gxr[crop + j] += gr[lo + j];
+            for (int64_t j = lo + keep; j < len; j++) gxr[pad_src(&v, last, j)] += gr[j];
         }
     }
     return SAL_OK;

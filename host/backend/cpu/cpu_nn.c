@@ -29,6 +29,11 @@
 
 static int nthreads(const sal_op_call *c) { return c->threads > 0 ? c->threads : 1; }
 
+/* Threads for a loop of about `work` element visits or multiply-adds: small loops stay on the
+ * calling thread, where waking a team would cost more than it saves. */
+#define SAL_PAR_MIN_WORK 32768
+static int par(int threads, int64_t work) { return work < SAL_PAR_MIN_WORK ? 1 : threads; }
+
 /* Output positions o in [*lo, *hi) with 0 <= o*step + off < in, clamped to [0, out). */
 static void valid_range(int64_t off, int64_t step, int64_t in, int64_t out, int64_t *lo, int64_t *hi) {
     int64_t l = off >= 0 ? 0 : (-off + step - 1) / step;
@@ -62,7 +67,7 @@ static void im2col(const sal_conv_params *p, int64_t cg, const float *restrict x
                    int threads) {
     const int64_t H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
     const int64_t rows = cg * KH * KW;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(par(threads, rows * OH * OW)) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         int64_t ci = r / (KH * KW), ky = (r / KW) % KH, kx = r % KW;
         float *dst = col + r * OH * OW;
@@ -93,7 +98,7 @@ static void im2col(const sal_conv_params *p, int64_t cg, const float *restrict x
 static void col2im_add(const sal_conv_params *p, int64_t cg, const float *restrict col, float *restrict gx,
                        int threads) {
     const int64_t H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(par(threads, cg * KH * KW * OH * OW)) schedule(static)
     for (int64_t ci = 0; ci < cg; ci++) {
         float *plane = gx + ci * H * W;
         for (int64_t ky = 0; ky < KH; ky++) {
@@ -124,7 +129,7 @@ static void dw_forward(const sal_conv_params *p, const float *restrict x, const 
                        const float *restrict b, float *restrict y, int threads) {
     const int64_t C = p->c, M = p->m, H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
     const int64_t mult = M / C, sw = p->sw;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(par(threads, p->n * M * OH * OW * KH * KW)) schedule(static)
     for (int64_t nm = 0; nm < p->n * M; nm++) {
         int64_t n = nm / M, m = nm % M;
         const float *in = x + (n * C + m / mult) * H * W;
@@ -161,7 +166,7 @@ static void dw_backward_data(const sal_conv_params *p, const float *restrict gy,
                              float *restrict gx, int threads) {
     const int64_t C = p->c, M = p->m, H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
     const int64_t mult = M / C, sw = p->sw;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(par(threads, p->n * M * OH * OW * KH * KW)) schedule(static)
     for (int64_t nc = 0; nc < p->n * C; nc++) {
         int64_t n = nc / C, ci = nc % C;
         float *gplane = gx + nc * H * W;
@@ -198,7 +203,7 @@ static void dw_backward_weight(const sal_conv_params *p, const float *restrict x
                                float *restrict gw, int threads) {
     const int64_t C = p->c, M = p->m, H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
     const int64_t mult = M / C, sw = p->sw;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(par(threads, p->n * M * OH * OW * KH * KW)) schedule(static)
     for (int64_t m = 0; m < M; m++) {
         for (int64_t ky = 0; ky < KH; ky++)
             for (int64_t kx = 0; kx < KW; kx++) {
@@ -228,7 +233,7 @@ static void dw_backward_weight(const sal_conv_params *p, const float *restrict x
 
 /* Rows of y_g (Mg, OHW) set to the bias of their channel. */
 static void fill_bias(float *y, const float *b, int64_t rows, int64_t len, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(par(threads, rows * len)) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         float v = b[r];
         float *d = y + r * len;
@@ -331,7 +336,7 @@ sal_status sal_cpu_conv_bwd(const sal_op_call *c, sal_error *err) {
         }
     }
     if (gb) {   /* runtime bias only */
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(par(t, p->n * p->m * OHW)) schedule(static)
         for (int64_t m = 0; m < p->m; m++) {
             double acc = 0;
             for (int64_t n = 0; n < p->n; n++) {
@@ -355,7 +360,7 @@ sal_status sal_cpu_batchnorm_fwd(const sal_op_call *c, sal_error *err) {
     const float *x = c->in[0], *scale = c->in[1], *bias = c->in[2], *mean = c->in[3], *var = c->in[4];
     float *y = c->out[0];
     const int64_t C = p->c, inner = p->inner;
-#pragma omp parallel for num_threads(nthreads(c)) schedule(static)
+#pragma omp parallel for num_threads(par(nthreads(c), p->n * C * inner)) schedule(static)
     for (int64_t nc = 0; nc < p->n * C; nc++) {
         int64_t ch = nc % C;
         float a = scale[ch] / sqrtf(var[ch] + p->epsilon);
@@ -378,7 +383,7 @@ sal_status sal_cpu_batchnorm_bwd(const sal_op_call *c, sal_error *err) {
     float *gx = c->gin[0];
     const int64_t C = p->c, inner = p->inner;
     if (gx) {
-#pragma omp parallel for num_threads(nthreads(c)) schedule(static)
+#pragma omp parallel for num_threads(par(nthreads(c), p->n * C * inner)) schedule(static)
         for (int64_t nc = 0; nc < p->n * C; nc++) {
             int64_t ch = nc % C;
             float a = scale[ch] / sqrtf(var[ch] + p->epsilon);
@@ -392,7 +397,7 @@ sal_status sal_cpu_batchnorm_bwd(const sal_op_call *c, sal_error *err) {
      * per-channel gradients of y = (x - mean) * rsqrt(var + eps) * scale + B. */
     float *gs = c->gin[1], *gb = c->gin[2], *gm = c->gin[3], *gv = c->gin[4];
     if (gs || gb || gm || gv) {
-#pragma omp parallel for num_threads(nthreads(c)) schedule(static)
+#pragma omp parallel for num_threads(par(nthreads(c), p->n * C * inner)) schedule(static)
         for (int64_t ch = 0; ch < C; ch++) {
             double inv = 1.0 / sqrt((double)var[ch] + (double)p->epsilon);
             double sum_g = 0, sum_gxc = 0;   /* sum g, sum g * (x - mean) */
@@ -457,7 +462,7 @@ static sal_status pool_run(const sal_op_call *c, sal_error *err, int is_max, int
     float *gx = backward ? c->gin[0] : NULL;
     if (backward && (!gy || !gx)) return SAL_OK;
     const int64_t H = p->h, W = p->w, OH = p->oh, OW = p->ow;
-#pragma omp parallel for num_threads(nthreads(c)) schedule(static)
+#pragma omp parallel for num_threads(par(nthreads(c), p->n * p->c * OH * OW * p->kh * p->kw)) schedule(static)
     for (int64_t nc = 0; nc < p->n * p->c; nc++) {
         const float *plane = x + nc * H * W;
         float *gplane = gx ? gx + nc * H * W : NULL;
@@ -514,7 +519,7 @@ sal_status sal_cpu_globalavgpool_fwd(const sal_op_call *c, sal_error *err) {
     const float *x = c->in[0];
     float *y = c->out[0];
     const int64_t S = p->h;
-#pragma omp parallel for num_threads(nthreads(c)) schedule(static)
+#pragma omp parallel for num_threads(par(nthreads(c), p->n * p->c * S)) schedule(static)
     for (int64_t nc = 0; nc < p->n * p->c; nc++) {
         const float *xs = x + nc * S;
         float s = 0.f;
@@ -533,7 +538,7 @@ sal_status sal_cpu_globalavgpool_bwd(const sal_op_call *c, sal_error *err) {
     float *gx = c->gin[0];
     if (!gy || !gx) return SAL_OK;
     const int64_t S = p->h;
-#pragma omp parallel for num_threads(nthreads(c)) schedule(static)
+#pragma omp parallel for num_threads(par(nthreads(c), p->n * p->c * S)) schedule(static)
     for (int64_t nc = 0; nc < p->n * p->c; nc++) {
         float g = gy[nc] / (float)S;
         float *d = gx + nc * S;
@@ -556,7 +561,7 @@ sal_status sal_cpu_gemm_fwd(const sal_op_call *c, sal_error *err) {
     float beta = 0.f;
     if (cc && p->beta != 0.f) {
         const int64_t s0 = p->c.sb[0], s1 = p->c.sb[1];
-#pragma omp parallel for num_threads(nthreads(c)) schedule(static)
+#pragma omp parallel for num_threads(par(nthreads(c), M * N)) schedule(static)
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) y[i * N + j] = p->beta * cc[i * s0 + j * s1];
         beta = 1.f;
@@ -705,7 +710,7 @@ sal_status sal_cpu_lrn_fwd(const sal_op_call *c, sal_error *err) {
     float *y = c->out[0];
     const int64_t C = p->c, S = p->inner, lo = (p->size - 1) / 2, hi = p->size - 1 - lo;
     const float as = p->alpha / (float)p->size, beta = p->beta, bias = p->bias;
-#pragma omp parallel for num_threads(nthreads(c)) schedule(static)
+#pragma omp parallel for num_threads(par(nthreads(c), p->n * C * S * p->size)) schedule(static)
     for (int64_t nc = 0; nc < p->n * C; nc++) {
         int64_t n = nc / C, ch = nc % C;
         float *yr = y + nc * S;   /* sum of squares accumulated in place, then replaced by y */
@@ -729,7 +734,7 @@ sal_status sal_cpu_lrn_bwd(const sal_op_call *c, sal_error *err) {
     const int64_t C = p->c, S = p->inner, lo = (p->size - 1) / 2, hi = p->size - 1 - lo;
     const float as = p->alpha / (float)p->size, beta = p->beta, bias = p->bias;
     const int t = nthreads(c);
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(par(t, p->n * C * S * p->size)) schedule(static)
     for (int64_t nc = 0; nc < p->n * C; nc++) {
         int64_t n = nc / C, ch = nc % C;
         float *ur = u + nc * S;
@@ -745,7 +750,7 @@ sal_status sal_cpu_lrn_bwd(const sal_op_call *c, sal_error *err) {
     }
     /* channel i receives from the channels c with c - lo <= i <= c + hi, i.e. c in [i - hi, i + lo] */
     const float k2 = -2.f * beta * as;
-#pragma omp parallel for num_threads(t) schedule(static)
+#pragma omp parallel for num_threads(par(t, p->n * C * S * p->size)) schedule(static)
     for (int64_t ni = 0; ni < p->n * C; ni++) {
         int64_t n = ni / C, i = ni % C;
         int64_t c0 = i - hi < 0 ? 0 : i - hi, c1 = i + lo > C - 1 ? C - 1 : i + lo;

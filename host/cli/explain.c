@@ -1,0 +1,433 @@
+/* explain.c — `salient explain -m MODEL -M METHOD[,METHOD...] INPUT... -o OUTDIR`: attribution
+ * maps for each input and method, written as overlays (and optionally bare heatmaps and raw
+ * arrays), with summary.csv / summary.jsonl rows per image, method and target. Methods of one
+ * image share its forward pass (the targets are computed once). A bad input is reported and
+ * skipped; files are written whole or not at all. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "post/post.h"
+
+static const char *help_head =
+    "usage: salient explain -m MODEL.onnx -M METHOD[,METHOD...] [options] INPUT... -o OUTDIR\n"
+    "Attribution maps for each input. Methods: saliency, inputxgrad, smoothgrad, smoothgrad_sq,\n"
+    "vargrad, ig, guided, occlusion, gradcam, gradcam++, hirescam, xgradcam, layercam, scorecam,\n"
+    "guided-gradcam.\n"
+    "options:\n"
+    "  -M, --methods LIST   comma-separated methods (default saliency)\n"
+    "  -o, --out DIR        output directory (created if absent)\n"
+    "  --target N|LABEL     class to explain (default: top-1)\n"
+    "  --topk K             explain each of the top K classes (one map per class)\n"
+    "  --output logit|prob  explain logits (default, the field's advice) or probabilities\n"
+    "  --seed S             random seed (default 0): same seed, same maps\n"
+    "  --samples N          noise tunnel samples (default 50)\n"
+    "  --noise F            noise std as a fraction of the input's range (default 0.15)\n"
+    "  --nt-inner M         method under the noise tunnel: saliency, inputxgrad, ig, guided\n"
+    "  --steps N            IG steps (default 50)\n"
+    "  --rule R             IG rule: gausslegendre (default), riemann_left, riemann_right,\n"
+    "                       riemann_middle, riemann_trapezoid\n"
+    "  --baseline B         IG baseline: zero (default), black, blur, uniform, or FILE.npy\n"
+    "  --window HxW         occlusion window (default 15x15)\n"
+    "  --stride HxW         occlusion stride (default 8x8)\n"
+    "  --fill F             occlusion fill: zero (default), mean, blur\n"
+    "  --layer NAME         CAM layer (default: the last 4-D layer larger than 1x1)\n"
+    "  --no-relu            keep negative CAM values\n"
+    "  --reduce R           channel reduction: abs-max (default), abs-sum, sum (signed)\n"
+    "  --clip P             clip at the P-th percentile (default 99 for gradient maps, 100 else)\n"
+    "  --colormap C         jet (default), turbo, viridis, inferno, gray; bwr for signed maps\n"
+    "  --alpha A            overlay weight of the colours (default 0.5)\n"
+    "  --heatmap            also write OUTDIR/<stem>.<method>.heatmap.png\n"
+    "  --raw                also write OUTDIR/<stem>.<method>.npy (float32, before reduction)\n"
+    "  --method-batch N     images per internal batch (default 16)\n";
+
+typedef struct xopts {
+    sal_method methods[SAL_M_COUNT];
+    int n_methods;
+    const char *out;
+    const char *target;
+    int topk;
+    sal_explain_opts base;
+    sal_reduce reduce;
+    int have_reduce;
+    double clip;
+    int have_clip;
+    sal_colormap cmap;
+    int have_cmap;
+    float alpha;
+    int heatmap, raw;
+    float *baseline_npy;
+} xopts;
+
+static int parse_hw(const char *opt, const char *v, int *h, int *w) {
+    char *x;
+    long a = strtol(v, &x, 10), b = a;
+    if (*x == 'x' || *x == 'X') b = strtol(x + 1, &x, 10);
+    if (*x || a < 1 || b < 1 || a > 16384 || b > 16384) {
+        cli_error("%s: expected N or HxW with positive sizes, got '%s'", opt, v);
+        return -1;
+    }
+    *h = (int)a;
+    *w = (int)b;
+    return 0;
+}
+
+static int parse_methods(xopts *xo, const char *list) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", list);
+    xo->n_methods = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        sal_method m;
+        if (sal_method_parse(tok, &m)) {
+            cli_error("unknown method '%s' (see salient explain --help)", tok);
+            return -1;
+        }
+        if (xo->n_methods < SAL_M_COUNT) xo->methods[xo->n_methods++] = m;
+    }
+    if (xo->n_methods == 0) { cli_error("-M: no method given"); return -1; }
+    return 0;
+}
+
+static const char *stem_of(const char *path, char *buf, size_t len) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    snprintf(buf, len, "%s", b);
+    char *dot = strrchr(buf, '.');
+    if (dot && dot != buf) *dot = 0;
+    return buf;
+}
+
+static int ensure_dir(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(path, 0777) && errno != EEXIST) { cli_error("%s: cannot create: %s", path, strerror(errno)); return -1; }
+        *p = '/';
+    }
+    if (mkdir(path, 0777) && errno != EEXIST) { cli_error("%s: cannot create: %s", path, strerror(errno)); return -1; }
+    struct stat sb;
+    if (stat(path, &sb) || !S_ISDIR(sb.st_mode)) { cli_error("%s: not a directory", path); return -1; }
+    if (access(path, W_OK)) { cli_error("%s: not writable", path); return -1; }
+    return 0;
+}
+
+/* Post-process one attribution into a normalized (h,w) map; *signed_out says whether it is signed. */
+static int to_map(const xopts *xo, sal_method m, const sal_maps *mp, int i, int mh, int mw,
+                  float *map, int *signed_out) {
+    sal_error err = {0};
+    int is_cam = sal_method_is_cam(m);
+    int64_t hw = (int64_t)mh * mw;
+    int signed_map = 0;
+    if (is_cam) {
+        memcpy(map, mp->upsampled + (size_t)i * hw, sizeof(float) * (size_t)hw);
+        signed_map = !xo->base.cam_relu;
+    } else {
+        int c = (int)mp->dims[0];
+        const float *a = mp->attr + (size_t)i * c * hw;
+        sal_reduce r = xo->have_reduce ? xo->reduce : SAL_REDUCE_ABS_MAX;
+        if (m == SAL_M_OCCLUSION && !xo->have_reduce) {
+            memcpy(map, a, sizeof(float) * (size_t)hw);   /* every channel holds the same drop */
+            signed_map = 1;
+        } else {
+            if (r == SAL_REDUCE_NONE) r = SAL_REDUCE_ABS_MAX;
+            if (sal_reduce_channels(a, c, mh, mw, r, map, &err)) { cli_error("%s", err.msg); return -1; }
+            signed_map = r == SAL_REDUCE_SUM;
+        }
+    }
+    double clip = xo->have_clip ? xo->clip : (is_cam || m == SAL_M_OCCLUSION ? 100.0 : SAL_CLIP_PERCENTILE_DEFAULT);
+    if (clip < 100.0 && sal_clip_percentile(map, (size_t)hw, clip, signed_map, NULL, &err)) {
+        cli_error("%s", err.msg);
+        return -1;
+    }
+    sal_normalize(map, (size_t)hw, signed_map, map);
+    *signed_out = signed_map;
+    return 0;
+}
+
+static int write_png(const char *path, int w, int h, const uint8_t *rgb) {
+    sal_error err = {0};
+    if (sal_png_write_rgb(path, w, h, rgb, &err)) { cli_error("%s", err.msg); return -1; }
+    return 0;
+}
+
+int cmd_explain(int argc, char **argv) {
+    cli_common c;
+    cli_common_init(&c);
+    xopts xo;
+    memset(&xo, 0, sizeof xo);
+    xo.base = sal_explain_opts_default(SAL_M_SALIENCY);
+    xo.alpha = SAL_OVERLAY_ALPHA;
+    xo.topk = 1;
+    xo.methods[0] = SAL_M_SALIENCY;
+    xo.n_methods = 1;
+    const char *baseline_arg = NULL;
+    char **inputs = calloc((size_t)argc, sizeof(char *));
+    int n_inputs = 0, rc = EXIT_USAGE;
+    if (!inputs) return EXIT_FAIL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(help_head, stdout);
+            fputs(cli_common_help, stdout);
+            free(inputs);
+            return EXIT_OK;
+        }
+        int r = cli_common_parse(&c, argc, argv, &i);
+        if (r < 0) goto out;
+        if (r > 0) continue;
+        static const char *flags[] = {"--no-relu", "--heatmap", "--raw"};
+        int is_flag = 0;
+        for (size_t k = 0; k < 3; k++) is_flag |= !strcmp(a, flags[k]);
+        if (is_flag) {
+            if (!strcmp(a, "--no-relu")) xo.base.cam_relu = 0;
+            else if (!strcmp(a, "--heatmap")) xo.heatmap = 1;
+            else xo.raw = 1;
+            continue;
+        }
+        if (a[0] == '-' && a[1]) {
+            if (i + 1 >= argc) { cli_error("%s needs a value", a); goto out; }
+            const char *v = argv[++i];
+            char *end = NULL;
+            sal_error err = {0};
+            if (!strcmp(a, "-M") || !strcmp(a, "--methods")) { if (parse_methods(&xo, v)) goto out; }
+            else if (!strcmp(a, "-o") || !strcmp(a, "--out")) xo.out = v;
+            else if (!strcmp(a, "--target")) xo.target = v;
+            else if (!strcmp(a, "--topk")) {
+                xo.topk = (int)strtol(v, &end, 10);
+                if (*end || xo.topk < 1) { cli_error("--topk: expected a positive integer, got '%s'", v); goto out; }
+            } else if (!strcmp(a, "--output")) {
+                if (!strcmp(v, "prob")) xo.base.explain_prob = 1;
+                else if (!strcmp(v, "logit") || !strcmp(v, "logits")) xo.base.explain_prob = 0;
+                else { cli_error("--output: expected logit or prob, got '%s'", v); goto out; }
+            } else if (!strcmp(a, "--seed")) {
+                xo.base.seed = strtoull(v, &end, 10);
+                if (*end || !*v) { cli_error("--seed: expected a non-negative integer, got '%s'", v); goto out; }
+            } else if (!strcmp(a, "--samples") || !strcmp(a, "--steps") || !strcmp(a, "--method-batch")) {
+                long n = strtol(v, &end, 10);
+                if (*end || !*v || n < 1 || n > 1000000) { cli_error("%s: expected a positive integer, got '%s'", a, v); goto out; }
+                if (a[2] == 's' && a[3] == 'a') xo.base.nt_samples = (int)n;
+                else if (a[2] == 's') xo.base.ig_steps = (int)n;
+                else xo.base.batch = (int)n;
+            } else if (!strcmp(a, "--noise")) {
+                xo.base.nt_sigma = strtof(v, &end);
+                if (*end || !(xo.base.nt_sigma >= 0)) { cli_error("--noise: expected a non-negative number, got '%s'", v); goto out; }
+            } else if (!strcmp(a, "--nt-inner")) {
+                if (sal_method_parse(v, &xo.base.nt_inner)) { cli_error("--nt-inner: unknown method '%s'", v); goto out; }
+            } else if (!strcmp(a, "--rule")) {
+                static const char *rules[] = {"gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"};
+                int k = 0;
+                while (k < 5 && strcmp(v, rules[k])) k++;
+                if (k == 5) { cli_error("--rule: expected one of gausslegendre, riemann_left, riemann_right, riemann_middle, riemann_trapezoid; got '%s'", v); goto out; }
+                xo.base.ig_rule = (sal_ig_rule)k;
+            } else if (!strcmp(a, "--baseline")) {
+                if (!strcmp(v, "zero")) xo.base.baseline = SAL_BASELINE_ZERO;
+                else if (!strcmp(v, "black")) xo.base.baseline = SAL_BASELINE_BLACK;
+                else if (!strcmp(v, "blur")) xo.base.baseline = SAL_BASELINE_BLUR;
+                else if (!strcmp(v, "uniform")) xo.base.baseline = SAL_BASELINE_UNIFORM;
+                else { xo.base.baseline = SAL_BASELINE_USER; baseline_arg = v; }
+            } else if (!strcmp(a, "--window")) { if (parse_hw(a, v, &xo.base.occ_h, &xo.base.occ_w)) goto out; }
+            else if (!strcmp(a, "--stride")) { if (parse_hw(a, v, &xo.base.occ_stride_h, &xo.base.occ_stride_w)) goto out; }
+            else if (!strcmp(a, "--fill")) {
+                if (!strcmp(v, "zero")) xo.base.occ_fill = 0;
+                else if (!strcmp(v, "mean")) xo.base.occ_fill = 1;
+                else if (!strcmp(v, "blur")) xo.base.occ_fill = 2;
+                else { cli_error("--fill: expected zero, mean or blur, got '%s'", v); goto out; }
+            } else if (!strcmp(a, "--layer")) xo.base.layer = v;
+            else if (!strcmp(a, "--reduce")) {
+                if (sal_reduce_parse(v, &xo.reduce, &err)) { cli_error("--reduce: %s", err.msg); goto out; }
+                xo.have_reduce = 1;
+            } else if (!strcmp(a, "--clip")) {
+                xo.clip = strtod(v, &end);
+                if (*end || !(xo.clip > 0 && xo.clip <= 100)) { cli_error("--clip: expected a percentile in (0,100], got '%s'", v); goto out; }
+                xo.have_clip = 1;
+            } else if (!strcmp(a, "--colormap")) {
+                if (sal_colormap_parse(v, &xo.cmap, &err)) { cli_error("--colormap: %s", err.msg); goto out; }
+                xo.have_cmap = 1;
+            } else if (!strcmp(a, "--alpha")) {
+                xo.alpha = strtof(v, &end);
+                if (*end || !(xo.alpha >= 0 && xo.alpha <= 1)) { cli_error("--alpha: expected a number in [0,1], got '%s'", v); goto out; }
+            } else { cli_error("explain: unknown option '%s'", a); goto out; }
+            continue;
+        }
+        inputs[n_inputs++] = argv[i];
+    }
+    if (!c.model || !n_inputs || !xo.out) {
+        cli_error("explain: needs -m MODEL.onnx, at least one input and -o OUTDIR (see salient explain --help)");
+        goto out;
+    }
+    rc = EXIT_FAIL;
+    cli_model cm;
+    if (cli_model_open(&cm, &c)) goto out;
+    if (ensure_dir(xo.out)) { cli_model_close(&cm); goto out; }
+    int per = cm.c * cm.h * cm.w, hw = cm.h * cm.w;
+    if (sal_session_plan(cm.s, 1, cm.h, cm.w)) { cli_error("%s", sal_session_error(cm.s)); cli_model_close(&cm); goto out; }
+    int K = sal_session_num_classes(cm.s);
+    if (baseline_arg) {
+        float *data = NULL;
+        int nd;
+        int64_t d[SAL_MAX_DIMS];
+        sal_error err = {0};
+        if (sal_npy_read(baseline_arg, &data, &nd, d, &err)) { cli_error("--baseline: %s", err.msg); cli_model_close(&cm); goto out; }
+        if (nd != 3 || d[0] != cm.c || d[1] != cm.h || d[2] != cm.w) {
+            cli_error("--baseline %s: expected a (%d,%d,%d) float32 array", baseline_arg, cm.c, cm.h, cm.w);
+            free(data);
+            cli_model_close(&cm);
+            goto out;
+        }
+        xo.baseline_npy = data;
+        xo.base.baseline_data = data;
+    }
+    int fixed_target = -1;
+    if (xo.target) {
+        char *end;
+        long t = strtol(xo.target, &end, 10);
+        if (*end) t = cm.labels ? sal_labels_find(cm.labels, cm.n_labels, xo.target) : -1;
+        if (t < 0 || t >= K) {
+            cli_error("--target %s: %s", xo.target, *end ? "no class has this name" : "out of range for this model");
+            free(xo.baseline_npy);
+            cli_model_close(&cm);
+            goto out;
+        }
+        fixed_target = (int)t;
+    }
+    /* black baseline: the preprocessing of a black pixel */
+    for (int k = 0; k < 3; k++) xo.base.black_value[k] = (0.0f - cm.prep.mean[k < cm.c ? k : 0]) / cm.prep.std[k < cm.c ? k : 0];
+
+    char path[4200], stem[1024];
+    snprintf(path, sizeof path, "%s/summary.csv", xo.out);
+    sal_io_atomic csv = {0}, jsonl = {0};
+    sal_error err = {0};
+    if (sal_io_atomic_open(path, &csv, &err)) { cli_error("%s", err.msg); free(xo.baseline_npy); cli_model_close(&cm); goto out; }
+    snprintf(path, sizeof path, "%s/summary.jsonl", xo.out);
+    if (sal_io_atomic_open(path, &jsonl, &err)) {
+        cli_error("%s", err.msg);
+        snprintf(path, sizeof path, "%s/summary.csv", xo.out);
+        sal_io_atomic_commit(path, &csv, 0, NULL);
+        free(xo.baseline_npy);
+        cli_model_close(&cm);
+        goto out;
+    }
+    fprintf(csv.f, "input,method,target,target_label,rank,predicted,predicted_label,probability,score,completeness_gap,seconds\n");
+    float *x = malloc(sizeof(float) * (size_t)per), *logits = malloc(sizeof(float) * (size_t)K);
+    float *map = malloc(sizeof(float) * (size_t)hw);
+    uint8_t *heat = malloc((size_t)hw * 3);
+    int failed = 0, rows = 0;
+    if (!x || !logits || !map || !heat) { cli_error("out of memory"); failed = 1; goto done; }
+    for (int ii = 0; ii < n_inputs; ii++) {
+        const char *in = inputs[ii];
+        if (cli_load_input(&cm, in, x)) { failed++; continue; }
+        sal_image orig = {0};
+        int is_npy = strlen(in) > 4 && !strcasecmp(in + strlen(in) - 4, ".npy");
+        if (!is_npy && sal_image_load(in, &orig, &err)) { cli_error("%s", err.msg); failed++; continue; }
+        float rect[4] = {0, 0, 0, 0};
+        if (!is_npy) sal_prep_rect(orig.w, orig.h, &cm.prep, rect);
+        if (sal_forward(cm.s, x, 1, cm.h, cm.w, logits)) { cli_error("%s: %s", in, sal_session_error(cm.s)); failed++; sal_image_free(&orig); continue; }
+        /* targets: fixed, or the top-k by logit */
+        int tk = fixed_target >= 0 ? 1 : (xo.topk < K ? xo.topk : K);
+        int targets[64];
+        if (tk > 64) tk = 64;
+        int pred = 0;
+        for (int j = 1; j < K; j++) if (logits[j] > logits[pred]) pred = j;
+        double mx = logits[pred], zsum = 0;
+        for (int j = 0; j < K; j++) zsum += exp(logits[j] - mx);
+        if (fixed_target >= 0) targets[0] = fixed_target;
+        else {
+            char *used = calloc((size_t)K, 1);
+            for (int r = 0; r < tk && used; r++) {
+                int best = -1;
+                for (int j = 0; j < K; j++) if (!used[j] && (best < 0 || logits[j] > logits[best])) best = j;
+                used[best] = 1;
+                targets[r] = best;
+            }
+            free(used);
+        }
+        stem_of(in, stem, sizeof stem);
+        for (int mi = 0; mi < xo.n_methods; mi++) {
+            sal_method m = xo.methods[mi];
+            for (int r = 0; r < tk; r++) {
+                sal_explain_opts o = xo.base;
+                o.method = m;
+                sal_maps mp;
+                struct timespec t0, t1;
+                clock_gettime(CLOCK_MONOTONIC, &t0);
+                sal_status st = sal_explain(cm.s, &o, x, 1, cm.h, cm.w, &targets[r], &mp);
+                clock_gettime(CLOCK_MONOTONIC, &t1);
+                double secs = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+                if (st) { cli_error("%s: %s", in, sal_session_error(cm.s)); failed++; continue; }
+                char suffix[64] = "";
+                if (tk > 1) snprintf(suffix, sizeof suffix, ".top%d", r + 1);
+                int signed_map = 0, ok = 0;
+                if (to_map(&xo, m, &mp, 0, cm.h, cm.w, map, &signed_map) == 0) {
+                    sal_colormap cmap = xo.have_cmap ? xo.cmap : signed_map ? SAL_CMAP_BWR : SAL_CMAP_JET;
+                    ok = 1;
+                    if (!is_npy) {
+                        uint8_t *rgb = malloc((size_t)orig.w * orig.h * 3);
+                        snprintf(path, sizeof path, "%s/%s.%s%s.png", xo.out, stem, sal_method_name(m), suffix);
+                        ok = rgb && !sal_overlay(&orig, map, cm.h, cm.w, rect, cmap, xo.alpha, signed_map, rgb) &&
+                             !write_png(path, orig.w, orig.h, rgb);
+                        free(rgb);
+                    }
+                    if (ok && (xo.heatmap || is_npy)) {
+                        snprintf(path, sizeof path, "%s/%s.%s%s%s.png", xo.out, stem, sal_method_name(m), suffix, is_npy ? "" : ".heatmap");
+                        ok = !sal_heatmap_rgb(map, cm.h, cm.w, cmap, signed_map, heat) && !write_png(path, cm.w, cm.h, heat);
+                    }
+                    if (ok && xo.raw) {
+                        snprintf(path, sizeof path, "%s/%s.%s%s.npy", xo.out, stem, sal_method_name(m), suffix);
+                        if (sal_npy_write(path, mp.attr, mp.ndim, mp.dims, &err)) { cli_error("%s", err.msg); ok = 0; }
+                    }
+                }
+                if (!ok) failed++;
+                rows++;
+                double prob = exp(logits[pred] - mx) / zsum;
+                const char *tl = cli_label(&cm, targets[r]), *pl = cli_label(&cm, pred);
+                fprintf(csv.f, "\"%s\",%s,%d,\"%s\",%d,%d,\"%s\",%.6g,%.7g,", in, sal_method_name(m), targets[r], tl, r + 1, pred, pl, prob, mp.scores[0]);
+                if (mp.completeness) fprintf(csv.f, "%.6g", mp.completeness[0]);
+                fprintf(csv.f, ",%.4f\n", secs);
+                fprintf(jsonl.f, "{\"input\": ");
+                cli_json_string(jsonl.f, in);
+                fprintf(jsonl.f, ", \"method\": \"%s\", \"target\": %d, \"target_label\": ", sal_method_name(m), targets[r]);
+                cli_json_string(jsonl.f, tl);
+                fprintf(jsonl.f, ", \"rank\": %d, \"predicted\": %d, \"predicted_label\": ", r + 1, pred);
+                cli_json_string(jsonl.f, pl);
+                fprintf(jsonl.f, ", \"probability\": %.6g, \"score\": %.7g", prob, mp.scores[0]);
+                if (mp.completeness) fprintf(jsonl.f, ", \"completeness_gap\": %.6g, \"delta\": %.7g", mp.completeness[0], mp.delta[0]);
+                if (mp.layer[0]) { fprintf(jsonl.f, ", \"layer\": "); cli_json_string(jsonl.f, mp.layer); }
+                fprintf(jsonl.f, ", \"seconds\": %.4f}\n", secs);
+                if (c.json) {   /* the same object, logits included, on stdout */
+                    printf("{\"input\": ");
+                    cli_json_string(stdout, in);
+                    printf(", \"method\": \"%s\", \"target\": %d, \"score\": %.7g, \"logits\": [", sal_method_name(m), targets[r], mp.scores[0]);
+                    for (int j = 0; j < K; j++) printf("%s%.7g", j ? ", " : "", logits[j]);
+                    printf("]}\n");
+                }
+                if (!c.json) fprintf(stderr, "salient: %s %s target %d (%s): %.2f s\n", stem, sal_method_name(m), targets[r], tl, secs);
+                sal_maps_free(&mp);
+            }
+        }
+        sal_image_free(&orig);
+    }
+done:
+    snprintf(path, sizeof path, "%s/summary.csv", xo.out);
+    /* a run that explained nothing leaves no files behind */
+    if (sal_io_atomic_commit(path, &csv, rows > 0, &err) && rows > 0) { cli_error("%s", err.msg); failed++; }
+    snprintf(path, sizeof path, "%s/summary.jsonl", xo.out);
+    if (sal_io_atomic_commit(path, &jsonl, rows > 0, &err) && rows > 0) { cli_error("%s", err.msg); failed++; }
+    free(x);
+    free(logits);
+    free(map);
+    free(heat);
+    free(xo.baseline_npy);
+    cli_model_close(&cm);
+    rc = failed ? EXIT_FAIL : EXIT_OK;
+out:
+    free(inputs);
+    return rc;
+}

@@ -1,0 +1,433 @@
+/* test_model.c — the real model: EfficientNet-Lite0 (models/efficientnet_lite0.onnx, made by
+ * scripts/fetch-models) through the public API.
+ *
+ *  - structure: 143 ONNX nodes, 49 BatchNorms folded into their convolutions, layer names;
+ *  - logits of the 7 sample photos (samples/<stem>.npy) in one batch against onnxruntime's
+ *    (tests/fixtures/effnet_lite0_ref.txt): max |diff| <= LOGIT_TOL * max(1, max|ref|) per photo,
+ *    and the same top-1 class; the cat photo (chelsea) lands in ImageNet's cats 281..285;
+ *  - input gradients: finite, non-zero, and their directional derivative along a random direction
+ *    agrees with a central finite difference of the target logit (accumulated in double);
+ *  - batch independence: photo i's logits and gradient in a batch of 7 equal those of a batch of 1;
+ *  - capture of layer 'head.conv' (by name), with the backward stopped there: shape
+ *    (n,1280,7,7) and a gradient that equals the closed form W_fc[t,c] / 49 * (0 < act < 6)
+ *    (head.conv -> ReLU6 -> global average pool -> Gemm).
+ * Without the model every test is skipped with a message saying to run scripts/fetch-models.
+ *
+ * Tolerances (why):
+ *  - LOGIT_TOL 1e-3: onnxruntime and salient sum the same float32 products in different orders
+ *    through 49 convolutions; observed differences are ~1e-5 of the logit range, the fixture
+ *    prints 6 significant digits (5e-6 relative), so 1e-3 is loose yet would catch any wrong
+ *    padding, fold or activation (those move logits by 1e-1 or more).
+ *  - DIRDERIV_TOL 3e-2 relative, eps 1e-2 along a direction of unit RMS (about one grey level per
+ *    pixel): the network is piecewise smooth (ReLU6 kinks) so the difference quotient is only
+ *    approximately the derivative; a wrong gradient is off by far more than a few percent.
+ *  - BATCH_TOL 1e-4 relative to the largest element: the kernels should not depend on the batch.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/io.h"
+#include "model/graph.h"
+#include "testutil.h"
+
+#define MODEL_REL "models/efficientnet_lite0.onnx"
+#define FIXTURE_REL "tests/fixtures/effnet_lite0_ref.txt"
+#define NPHOTOS 7
+#define K 1000
+#define C 3
+#define HW 224
+#define IMG (C * HW * HW)
+
+#define LOGIT_TOL 1e-3
+#define DIRDERIV_TOL 3e-2
+#define BATCH_TOL 1e-4
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Fixtures                                                                                         */
+
+typedef struct ref_photo {
+    char stem[64];
+    int top1;
+    float logits[K];
+} ref_photo;
+
+static sal_model *load_model(void) {
+    char path[1024];
+    tu_src_path(MODEL_REL, path, sizeof path);
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        cr_skip_test("%s is missing: run scripts/fetch-models to download the model and make the samples",
+                     path);
+    sal_model *m = NULL;
+    sal_error err = {0};
+    sal_status st = sal_model_load(path, &m, &err);
+    cr_assert_eq(st, SAL_OK, "loading %s: %s: %s", path, sal_status_str(st), err.msg);
+    return m;
+}
+
+static sal_session *cpu_session(const sal_model *m) {
+    sal_session_opts o = sal_session_opts_default();
+    o.device = SAL_DEVICE_CPU;
+    sal_session *s = NULL;
+    sal_error err = {0};
+    sal_status st = sal_session_create(m, &o, &s, &err);
+    cr_assert_eq(st, SAL_OK, "session: %s", err.msg);
+    return s;
+}
+
+/* Parse the reference file: '#' lines are comments, then "<stem> <top1> <1000 logits>". */
+static int load_refs(ref_photo *refs, int max) {
+    char path[1024];
+    tu_src_path(FIXTURE_REL, path, sizeof path);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot open %s", path);
+    int n = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        cr_assert_lt(n, max, "%s: more than %d photos", path, max);
+        ref_photo *r = &refs[n];
+        char *p = line, *end;
+        int used = 0;
+        cr_assert_eq(sscanf(p, "%63s %d%n", r->stem, &r->top1, &used), 2, "%s: bad line %d", path, n + 1);
+        p += used;
+        for (int k = 0; k < K; k++) {
+            r->logits[k] = strtof(p, &end);
+            cr_assert(end != p, "%s: photo %s has only %d logits", path, r->stem, k);
+            p = end;
+        }
+        n++;
+    }
+    free(line);
+    fclose(f);
+    return n;
+}
+
+/* The preprocessed photo samples/<stem>.npy, (3,224,224), copied into dst. */
+static void load_photo(const char *stem, float *dst) {
+    char rel[256], path[1024];
+    snprintf(rel, sizeof rel, "samples/%s.npy", stem);
+    tu_src_path(rel, path, sizeof path);
+    float *data = NULL;
+    int ndim = 0;
+    int64_t dims[SAL_MAX_DIMS];
+    sal_error err = {0};
+    sal_status st = sal_npy_read(path, &data, &ndim, dims, &err);
+    if (st == SAL_ERR_IO)
+        cr_skip_test("%s is missing: run scripts/fetch-models", path);
+    cr_assert_eq(st, SAL_OK, "%s: %s", path, err.msg);
+    cr_assert(ndim == 3 && dims[0] == C && dims[1] == HW && dims[2] == HW,
+              "%s: expected shape (3,224,224)", path);
+    memcpy(dst, data, sizeof(float) * IMG);
+    free(data);
+}
+
+static int argmax(const float *v, int n) {
+    int a = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[a]) a = i;
+    return a;
+}
+
+static double max_abs(const float *v, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(v[i]));
+    return m;
+}
+
+static double max_abs_diff(const float *a, const float *b, int64_t n, int64_t *at) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= m)) { m = d; if (at) *at = i; }   /* NaN counts as worst */
+    }
+    return m;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Structure                                                                                        */
+
+Test(model, structure_folding_and_layer_names, .timeout = 120) {
+    sal_model *m = load_model();
+    int consts = -1, bns = -1;
+    sal_model_fold_stats(m, &consts, &bns);
+    cr_expect_eq(bns, 49, "BatchNorms folded: %d, expected 49", bns);
+    cr_expect_geq(consts, 0);
+    /* 143 nodes in the file, 49 BatchNorms gone */
+    int nl = sal_model_num_layers(m);
+    cr_expect_eq(nl, 143 - 49, "layers after folding: %d, expected 94", nl);
+    cr_expect_eq(sal_model_num_inputs(m), 1);
+    cr_expect_eq(sal_model_num_outputs(m), 1);
+    sal_tensor_info in, out;
+    sal_model_input(m, 0, &in);
+    sal_model_output(m, 0, &out);
+    cr_expect_str_eq(in.name, "input");
+    cr_expect(in.ndim == 4 && in.dims[1] == 3 && in.dims[2] == 224 && in.dims[3] == 224,
+              "input shape (%d dims) should be (N,3,224,224)", in.ndim);
+    cr_expect_str_eq(out.name, "logits");
+    cr_expect(out.ndim == 2 && out.dims[1] == K);
+    int convs = 0, clips = 0, head_conv = -1, bn_left = 0;
+    for (int i = 0; i < nl; i++) {
+        sal_layer_info li;
+        sal_model_layer(m, i, &li);
+        cr_assert(li.name && *li.name && li.op_type && li.output, "layer %d has no name", i);
+        convs += strcmp(li.op_type, "Conv") == 0;
+        clips += strcmp(li.op_type, "Clip") == 0;
+        bn_left += strcmp(li.op_type, "BatchNormalization") == 0;
+        if (strcmp(li.name, "head.conv") == 0) head_conv = i;
+        for (int j = 0; j < i; j++) {
+            sal_layer_info lj;
+            sal_model_layer(m, j, &lj);
+            cr_expect_str_neq(li.name, lj.name, "layers %d and %d share the name '%s'", j, i, li.name);
+        }
+    }
+    cr_expect_eq(convs, 49);
+    cr_expect_eq(clips, 33);
+    cr_expect_eq(bn_left, 0);
+    cr_assert_geq(head_conv, 0, "no layer named 'head.conv'");
+    sal_layer_info hc;
+    sal_model_layer(m, head_conv, &hc);
+    cr_expect_str_eq(hc.op_type, "Conv");
+    /* its output is now the folded BatchNorm's */
+    cr_expect_str_eq(hc.output, "head.bn");
+    sal_layer_info none;
+    sal_model_layer(m, nl, &none);
+    cr_expect_null(none.name, "a layer index past the end should give an empty info");
+    sal_model_free(m);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Logits against onnxruntime                                                                       */
+
+Test(model, logits_match_onnxruntime_for_seven_photos, .timeout = 300) {
+    sal_model *m = load_model();
+    ref_photo *refs = malloc(sizeof(ref_photo) * NPHOTOS);
+    int n = load_refs(refs, NPHOTOS);
+    cr_assert_eq(n, NPHOTOS, "the fixture lists %d photos, expected %d", n, NPHOTOS);
+    float *x = malloc(sizeof(float) * (size_t)n * IMG), *logits = malloc(sizeof(float) * (size_t)n * K);
+    for (int i = 0; i < n; i++) load_photo(refs[i].stem, x + (size_t)i * IMG);
+    sal_session *s = cpu_session(m);
+    sal_status st = sal_forward(s, x, n, HW, HW, logits);
+    cr_assert_eq(st, SAL_OK, "forward: %s", sal_session_error(s));
+    cr_expect_eq(sal_session_num_classes(s), K);
+    int chelsea = -1;
+    for (int i = 0; i < n; i++) {
+        const float *got = logits + (size_t)i * K;
+        int64_t at = 0;
+        double diff = max_abs_diff(got, refs[i].logits, K, &at);
+        double scale = fmax(1.0, max_abs(refs[i].logits, K));
+        int top = argmax(got, K);
+        cr_log_info("%-10s top-1 %3d (ref %3d), max |logit - onnxruntime| = %.3g (max |ref| %.3g)",
+                    refs[i].stem, top, refs[i].top1, diff, scale);
+        cr_expect(diff <= LOGIT_TOL * scale, "%s: logit %lld is %.6g, onnxruntime says %.6g "
+                  "(max abs diff %.3g > %.1g * %.3g)", refs[i].stem, (long long)at, got[at],
+                  refs[i].logits[at], diff, LOGIT_TOL, scale);
+        cr_expect_eq(top, refs[i].top1, "%s: top-1 %d, onnxruntime says %d", refs[i].stem, top,
+                     refs[i].top1);
+        if (strcmp(refs[i].stem, "chelsea") == 0) chelsea = i;
+    }
+    cr_assert_geq(chelsea, 0, "the fixture has no 'chelsea' photo");
+    int cat = argmax(logits + (size_t)chelsea * K, K);
+    cr_expect(cat >= 281 && cat <= 285, "chelsea (a cat) is class %d, not one of ImageNet's cats 281..285", cat);
+    sal_session_free(s);
+    free(x);
+    free(logits);
+    free(refs);
+    sal_model_free(m);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Gradients                                                                                        */
+
+Test(model, input_gradient_matches_directional_finite_difference, .timeout = 300) {
+    sal_model *m = load_model();
+    enum { N = 2 };
+    static const char *stems[N] = {"chelsea", "dog"};
+    uint64_t seed = tu_fresh_seed(), rng = seed;
+    float *x = malloc(sizeof(float) * N * IMG), *g = malloc(sizeof(float) * N * IMG);
+    float *d = malloc(sizeof(float) * N * IMG), *xp = malloc(sizeof(float) * N * IMG);
+    float logits[N * K], lp[N * K], lm[N * K];
+    int targets[N];
+    for (int i = 0; i < N; i++) load_photo(stems[i], x + (size_t)i * IMG);
+    sal_session *s = cpu_session(m);
+    sal_grad_opts o = sal_grad_opts_default();
+    sal_grad_out out = {0};
+    out.logits = logits;
+    out.input_grad = g;
+    out.targets_out = targets;
+    sal_status st = sal_gradient(s, x, N, HW, HW, &o, &out);
+    cr_assert_eq(st, SAL_OK, "gradient: %s", sal_session_error(s));
+
+    /* direction: uniform noise scaled to unit RMS per photo */
+    tu_fill(d, N * IMG, &rng, -1.f, 1.f);
+    for (int i = 0; i < N; i++) {
+        double ss = 0;
+        for (int j = 0; j < IMG; j++) ss += (double)d[i * IMG + j] * d[i * IMG + j];
+        float k = (float)(1.0 / sqrt(ss / IMG));
+        for (int j = 0; j < IMG; j++) d[i * IMG + j] *= k;
+    }
+    const float eps = 1e-2f;
+    for (int j = 0; j < N * IMG; j++) xp[j] = x[j] + eps * d[j];
+    cr_assert_eq(sal_forward(s, xp, N, HW, HW, lp), SAL_OK, "%s", sal_session_error(s));
+    for (int j = 0; j < N * IMG; j++) xp[j] = x[j] - eps * d[j];
+    cr_assert_eq(sal_forward(s, xp, N, HW, HW, lm), SAL_OK, "%s", sal_session_error(s));
+
+    for (int i = 0; i < N; i++) {
+        const float *gi = g + (size_t)i * IMG, *di = d + (size_t)i * IMG;
+        double gmax = 0, gnorm = 0, dd = 0;
+        int finite = 1;
+        for (int j = 0; j < IMG; j++) {
+            finite &= isfinite(gi[j]);
+            gmax = fmax(gmax, fabs(gi[j]));
+            gnorm += (double)gi[j] * gi[j];
+            dd += (double)gi[j] * di[j];
+        }
+        cr_expect(finite, "%s: the input gradient has non-finite values", stems[i]);
+        cr_expect(gmax > 0, "%s: the input gradient is zero", stems[i]);
+        cr_expect_eq(targets[i], argmax(logits + i * K, K), "%s: targets_out is not the top-1", stems[i]);
+        int t = targets[i];
+        /* the perturbation of the logit, in double (the float logits are exact inputs here) */
+        double fd = ((double)lp[i * K + t] - (double)lm[i * K + t]) / (2.0 * eps);
+        double rel = fabs(dd - fd) / fmax(fabs(fd), 1e-12);
+        cr_log_info("%s: class %d, |g|_2 %.4g, g.d %.6g, finite difference %.6g, rel err %.3g "
+                    "(seed %llu)", stems[i], t, sqrt(gnorm), dd, fd, rel, (unsigned long long)seed);
+        /* the direction is random, so g.d is about |g|_2: make sure it is not lost in noise */
+        cr_expect(fabs(fd) > 1e-2 * sqrt(gnorm), "%s: degenerate direction (seed %llu)", stems[i],
+                  (unsigned long long)seed);
+        cr_expect(rel < DIRDERIV_TOL, "%s: directional derivative g.d = %.6g, finite difference "
+                  "%.6g (rel err %.3g >= %g, eps %g, seed %llu)", stems[i], dd, fd, rel,
+                  DIRDERIV_TOL, eps, (unsigned long long)seed);
+    }
+    sal_session_free(s);
+    free(x); free(g); free(d); free(xp);
+    sal_model_free(m);
+}
+
+Test(model, batch_of_seven_equals_seven_batches_of_one, .timeout = 600) {
+    sal_model *m = load_model();
+    ref_photo *refs = malloc(sizeof(ref_photo) * NPHOTOS);
+    int n = load_refs(refs, NPHOTOS);
+    cr_assert_eq(n, NPHOTOS);
+    float *x = malloc(sizeof(float) * (size_t)n * IMG), *g = malloc(sizeof(float) * (size_t)n * IMG);
+    float *g1 = malloc(sizeof(float) * IMG);
+    float *logits = malloc(sizeof(float) * (size_t)n * K), l1[K];
+    int targets[NPHOTOS];
+    for (int i = 0; i < n; i++) {
+        load_photo(refs[i].stem, x + (size_t)i * IMG);
+        targets[i] = refs[i].top1;
+    }
+    sal_session *s = cpu_session(m);
+    sal_grad_opts o = sal_grad_opts_default();
+    o.targets = targets;
+    sal_grad_out out = {0};
+    out.logits = logits;
+    out.input_grad = g;
+    cr_assert_eq(sal_gradient(s, x, n, HW, HW, &o, &out), SAL_OK, "%s", sal_session_error(s));
+    for (int i = 0; i < n; i++) {
+        sal_grad_out o1 = {0};
+        o1.logits = l1;
+        o1.input_grad = g1;
+        sal_grad_opts oo = o;
+        oo.targets = &targets[i];
+        cr_assert_eq(sal_gradient(s, x + (size_t)i * IMG, 1, HW, HW, &oo, &o1), SAL_OK, "%s",
+                     sal_session_error(s));
+        int64_t at = 0;
+        double dl = max_abs_diff(logits + (size_t)i * K, l1, K, &at);
+        double sl = fmax(1.0, max_abs(l1, K));
+        double dg = max_abs_diff(g + (size_t)i * IMG, g1, IMG, &at);
+        double sg = max_abs(g1, IMG);
+        cr_log_info("%-10s batch 7 vs 1: logits max diff %.3g (scale %.3g), gradient max diff %.3g "
+                    "(scale %.3g)", refs[i].stem, dl, sl, dg, sg);
+        cr_expect(dl <= BATCH_TOL * sl, "%s: logits differ between batch 7 and batch 1 by %.3g",
+                  refs[i].stem, dl);
+        cr_expect(sg > 0, "%s: zero gradient", refs[i].stem);
+        cr_expect(dg <= BATCH_TOL * sg, "%s: gradient element %lld differs between batch 7 (%.6g) "
+                  "and batch 1 (%.6g)", refs[i].stem, (long long)at, g[(size_t)i * IMG + at], g1[at]);
+    }
+    sal_session_free(s);
+    free(x); free(g); free(g1); free(logits); free(refs);
+    sal_model_free(m);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Layer capture                                                                                    */
+
+Test(model, capture_head_conv_by_name_without_input_gradient, .timeout = 300) {
+    sal_model *m = load_model();
+    enum { N = 2, CH = 1280, LH = 7 };
+    static const char *stems[N] = {"chelsea", "coffee"};
+    float *x = malloc(sizeof(float) * N * IMG);
+    float *act = malloc(sizeof(float) * N * CH * LH * LH), *grad = malloc(sizeof(float) * N * CH * LH * LH);
+    float *grad_full = malloc(sizeof(float) * N * CH * LH * LH), *gin = malloc(sizeof(float) * N * IMG);
+    float logits[N * K];
+    int targets[N];
+    for (int i = 0; i < N; i++) load_photo(stems[i], x + (size_t)i * IMG);
+    sal_session *s = cpu_session(m);
+
+    sal_grad_opts o = sal_grad_opts_default();
+    o.layer = "head.conv";
+    o.need_input_grad = 0;
+    sal_grad_out out = {0};
+    out.logits = logits;
+    out.layer_act = act;
+    out.layer_grad = grad;
+    out.targets_out = targets;
+    sal_status st = sal_gradient(s, x, N, HW, HW, &o, &out);
+    cr_assert_eq(st, SAL_OK, "gradient at head.conv: %s: %s", sal_status_str(st), sal_session_error(s));
+    int ndim = 0;
+    int64_t dims[SAL_MAX_DIMS];
+    st = sal_session_value_shape(s, "head.conv", &ndim, dims);
+    cr_assert_eq(st, SAL_OK, "%s", sal_session_error(s));
+    cr_expect(ndim == 4 && dims[0] == N && dims[1] == CH && dims[2] == LH && dims[3] == LH,
+              "head.conv shape should be (2,1280,7,7), got %d dims (%lld,%lld,...)", ndim,
+              (long long)dims[0], (long long)dims[1]);
+
+    /* closed form: logit_t = sum_c W[t,c] * mean_yx relu6(act) + b_t */
+    const sal_graph *gr = m->g;
+    int wv = sal_graph_find_value(gr, "classifier.weight");
+    cr_assert_geq(wv, 0, "no 'classifier.weight' in the model");
+    const sal_tensor *W = gr->values[wv].konst;
+    cr_assert(W && W->shape.ndim == 2 && W->shape.d[0] == K && W->shape.d[1] == CH);
+    const float *w = W->data;
+    double worst = 0, scale = 0;
+    int64_t passing = 0;
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < CH; c++)
+            for (int p = 0; p < LH * LH; p++) {
+                size_t k = ((size_t)(i * CH + c)) * LH * LH + (size_t)p;
+                float a = act[k];
+                double want = (a > 0.f && a < 6.f) ? (double)w[(size_t)targets[i] * CH + c] / (LH * LH) : 0.0;
+                passing += a > 0.f && a < 6.f;
+                scale = fmax(scale, fabs(want));
+                worst = fmax(worst, fabs(want - grad[k]));
+            }
+    cr_expect(passing > 0, "no head.conv unit is inside ReLU6's linear range");
+    cr_expect(worst <= 1e-6 * scale, "head.conv gradient differs from W[t,c]/49 * (0<act<6) by %.3g "
+              "(scale %.3g)", worst, scale);
+
+    /* the same capture with the full backward pass gives the same gradient */
+    o.need_input_grad = 1;
+    out.layer_grad = grad_full;
+    out.input_grad = gin;
+    st = sal_gradient(s, x, N, HW, HW, &o, &out);
+    cr_assert_eq(st, SAL_OK, "%s", sal_session_error(s));
+    cr_expect(memcmp(grad, grad_full, sizeof(float) * N * CH * LH * LH) == 0,
+              "head.conv gradient differs between need_input_grad 0 and 1");
+    cr_expect(max_abs(gin, N * IMG) > 0, "no input gradient with need_input_grad = 1");
+
+    /* a layer may also be named by its output value */
+    o.layer = "head.relu6";
+    o.need_input_grad = 0;
+    out.input_grad = NULL;
+    out.layer_grad = grad_full;
+    st = sal_gradient(s, x, N, HW, HW, &o, &out);
+    cr_expect_eq(st, SAL_OK, "capture by value name 'head.relu6': %s", sal_session_error(s));
+    sal_session_free(s);
+    free(x); free(act); free(grad); free(grad_full); free(gin);
+    sal_model_free(m);
+}
