@@ -24,7 +24,10 @@ onnxruntime forward, salient gradient (the order is reversed every other round).
 run the script sleeps --gap seconds so that the other engine's worker threads, which spin for a
 while after their last parallel region (OpenBLAS, libgomp, the onnxruntime thread pool), have gone
 to sleep. Rounds go on until at least --reps rounds AND --min-time seconds of rounds (at most
---max-reps rounds).
+--max-reps rounds; and once 3 rounds are done, no longer than --max-time seconds, so that a busy
+machine cannot stretch the run without bound). Warm-up: --warmup onnxruntime runs and
+--salient-warmup runs of each salient mode (the first salient run plans the session and touches
+its memory for the first time; the later ones are steady state).
 
 Output: one line per (engine, mode, batch); with --json one JSON object per line:
   {"engine":"onnxruntime","mode":"forward","batch":8,"threads":2,"reps":7,"median_s":...,
@@ -55,7 +58,11 @@ def parse_args(argv):
     p.add_argument("--min-time", type=float, default=3.0,
                    help="minimum seconds of timed runs (of rounds, when interleaved) per batch size")
     p.add_argument("--max-reps", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--max-time", type=float, default=150.0,
+                   help="per batch size: stop after this many seconds of rounds once 3 are done")
+    p.add_argument("--warmup", type=int, default=2, help="untimed onnxruntime runs per batch size")
+    p.add_argument("--salient-warmup", type=int, default=1,
+                   help="untimed salient runs per batch size and mode (the first one plans; >= 1)")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime intra_op_num_threads")
     p.add_argument("--inter-threads", type=int, default=1, help="onnxruntime inter_op_num_threads")
     p.add_argument("--inputs", default=DEFAULT_INPUTS, help="comma-separated (3,H,W) float32 .npy files")
@@ -66,8 +73,9 @@ def parse_args(argv):
     p.add_argument("--gap", type=float, default=0.25, help="seconds of idle before each interleaved timed run")
     a = p.parse_args(argv)
     a.batches = [int(b) for b in a.batch.split(",") if b]
-    if not a.batches or min(a.batches) <= 0 or a.reps < 1 or a.max_reps < a.reps or a.warmup < 0:
-        p.error("bad --batch/--reps/--max-reps/--warmup")
+    if (not a.batches or min(a.batches) <= 0 or a.reps < 1 or a.max_reps < a.reps or a.warmup < 0
+            or a.salient_warmup < 1):
+        p.error("bad --batch/--reps/--max-reps/--warmup/--salient-warmup")
     return a
 
 
@@ -200,7 +208,7 @@ def interleaved(args, sess, in_name, imgs):
             x = make_batch(imgs, n)
             # warm-up (also plans salient's sessions for this batch size)
             for m in modes:
-                sal.time(m, n, max(args.warmup, 1))
+                sal.time(m, n, args.salient_warmup)
             for _ in range(args.warmup):
                 ort_run(sess, in_name, x)
             # same-batch logits check
@@ -213,7 +221,12 @@ def interleaved(args, sess, in_name, imgs):
             jobs = [("salient", modes[0])] + [("onnxruntime", "forward")] + [("salient", m) for m in modes[1:]]
             res = {j: ([], []) for j in jobs}
             rounds, t_start = 0, time.perf_counter()
-            while rounds < args.max_reps and (rounds < args.reps or time.perf_counter() - t_start < args.min_time):
+            def more():
+                spent = time.perf_counter() - t_start
+                if rounds >= args.max_reps or (rounds >= 3 and spent > args.max_time):
+                    return False
+                return rounds < args.reps or spent < args.min_time
+            while more():
                 for j in (jobs if rounds % 2 == 0 else jobs[::-1]):
                     if args.gap > 0:
                         time.sleep(args.gap)

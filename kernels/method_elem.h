@@ -47,17 +47,30 @@ SAL_HD float sal_uniform(uint64_t seed, uint32_t stream, uint32_t image, uint32_
 /* A point on the straight path from baseline b to input x. */
 SAL_HD float sal_ig_point(float x, float b, float alpha) { return b + alpha * (x - b); }
 
+/* Bilinear sample with align_corners=True (torch's UpsamplingBilinear2d, used for Score-CAM
+ * masks): output (y, x) of (oh, ow) reads input (ih, iw) at (y*(ih-1)/(oh-1), x*(iw-1)/(ow-1)). */
+SAL_HD float sal_bilinear_ac(const float *in, int ih, int iw, int oh, int ow, int y, int x) {
+    float sy = oh > 1 ? (float)y * (float)(ih - 1) / (float)(oh - 1) : 0.0f;
+    float sx = ow > 1 ? (float)x * (float)(iw - 1) / (float)(ow - 1) : 0.0f;
+    int y0 = (int)sy, x0 = (int)sx;
+    int y1 = y0 + 1 < ih ? y0 + 1 : ih - 1, x1 = x0 + 1 < iw ? x0 + 1 : iw - 1;
+    float fy = sy - (float)y0, fx = sx - (float)x0;
+    float top = in[y0 * iw + x0] * (1.0f - fx) + in[y0 * iw + x1] * fx;
+    float bot = in[y1 * iw + x0] * (1.0f - fx) + in[y1 * iw + x1] * fx;
+    return top * (1.0f - fy) + bot * fy;
+}
+
 /* Is (y, x) inside the window starting at (y0, x0) of size (wh, ww)? */
 SAL_HD int sal_in_window(int y, int x, int y0, int x0, int wh, int ww) {
     return y >= y0 && y < y0 + wh && x >= x0 && x < x0 + ww;
 }
 
 /* Grad-CAM++ weight of one gradient element (pytorch-grad-cam's formula):
- * alpha = g^2 / (2 g^2 + sum_A g^3 + eps), zero where g == 0; weight = relu(g) * alpha. */
+ * alpha = g^2 / (2 g^2 + sum_A g^3 + 1e-6), zero where g == 0; weight = relu(g) * alpha. */
 SAL_HD float sal_gradcampp_elem(float g, float sum_a) {
     float g2 = g * g, g3 = g2 * g;
     if (g == 0.0f) return 0.0f;
-    float a = g2 / (2.0f * g2 + sum_a * g3 + 1e-7f);
+    float a = g2 / (2.0f * g2 + sum_a * g3 + 1e-6f);
     return (g > 0.0f ? g : 0.0f) * a;
 }
 

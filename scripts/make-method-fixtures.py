@@ -539,9 +539,10 @@ def self_checks(x_np, targets, baselines_np, maps, deltas):
     layer["layercam"] = np.maximum((np.maximum(G, 0) * A).sum(1), 0)
     for k in CAM_CLASSES:
         if k + "_weights" in maps:
-            errs[k + "_weights"] = expect_close(k + " weights", maps[k + "_weights"], weights[k], SELF_TOL)
+            errs[k + "_weights"] = expect_close(k + " weights", maps[k + "_weights"],
+                                                weights[k], SELF_TOL)
         errs[k + "_layer"] = expect_close(k + " layer", maps[k + "_layer"], layer[k], SELF_TOL)
-        # final = minmax(resize(minmax(layer))) computed in float32 like the library
+        # final = minmax(max(resize(minmax(layer)), 0)), resize = half-pixel bilinear
         fin = []
         for i in range(N):
             m1 = minmax_gradcam_lib(maps[k + "_layer"][i].astype(np.float32))
@@ -618,10 +619,6 @@ def describe_files():
     d["cam_gradient.npy"] = {"method": "d logit[target] / d cam.relu", "shape": [N, 32, 16, 16],
                              "params": {}}
     return d
-
-
-def to_np(v):
-    return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
 
 
 def main():
@@ -720,7 +717,8 @@ def main():
             "file": "tinycnn.onnx", "opset": 13, "input": "input", "output": "logits",
             "input_shape": ["N", C, H, W], "output_shape": ["N", NUM_CLASSES],
             "cam_layer": {"node": "cam.relu", "output": cam_nodes["cam.relu"]["outputs"][0],
-                          "conv_node": "cam.conv", "conv_output": cam_nodes["cam.conv"]["outputs"][0],
+                          "conv_node": "cam.conv",
+                          "conv_output": cam_nodes["cam.conv"]["outputs"][0],
                           "shape": [N, 32, 16, 16]},
             "nodes": nodes,
             "cam_layer_fraction_positive": float(f"{live:.4g}"),
@@ -735,9 +733,16 @@ def main():
         json.dump(manifest, fh, indent=1, sort_keys=False)
         fh.write("\n")
 
-    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
+    # Remove .npy files an older version of this script may have left behind.
+    written = set(files) | {"manifest.json", "tinycnn.onnx"}
+    for fname in sorted(os.listdir(OUT)):
+        if fname.endswith(".npy") and fname not in written:
+            print(f"  removing stale {fname}")
+            os.remove(os.path.join(OUT, fname))
+
+    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in written)
     print(f"targets {targets.tolist()}, margins {margin}, cam layer {live:.0%} positive")
-    print(f"wrote {len(os.listdir(OUT))} files, {total / 1024:.0f} KiB, to {OUT}")
+    print(f"wrote {len(written)} files, {total / 1024:.0f} KiB, to {OUT}")
 
 
 if __name__ == "__main__":

@@ -116,9 +116,10 @@ sal_status sal_ig_rule_points(sal_ig_rule rule, int n, double *alpha, double *we
         }
         return SAL_OK;
     case SAL_IG_RIEMANN_TRAPEZOID:
+        /* Captum's weights: 1/n with the two ends halved (they sum to (n-1)/n, not 1) */
         for (int i = 0; i < n; i++) {
             alpha[i] = (double)i / (n - 1);
-            weight[i] = (i == 0 || i == n - 1) ? 0.5 / (n - 1) : 1.0 / (n - 1);
+            weight[i] = (i == 0 || i == n - 1) ? 0.5 / n : 1.0 / n;
         }
         return SAL_OK;
     }
@@ -476,6 +477,40 @@ static sal_status default_layer(ctx *cx, const sal_model *m, char *name, size_t 
     return SAL_ERR_NOT_FOUND;
 }
 
+/* pytorch-grad-cam's presentation of a CAM: m = (L - min) / (1e-7 + max(L - min)), bilinear
+ * (half-pixel, cv2's INTER_LINEAR) to the input size, ReLU, and the same scaling again. With
+ * relu == 0 (signed maps) the map is instead upsampled and divided by max|L|. */
+static sal_status cam_final(const float *L, int lh, int lw, float *out, int h, int w, int relu) {
+    int64_t n = (int64_t)lh * lw, N = (int64_t)h * w;
+    float *m = malloc(sizeof(float) * (size_t)n);
+    if (!m) return SAL_ERR_NOMEM;
+    if (relu) {
+        float mn = L[0], mx;
+        for (int64_t j = 1; j < n; j++) if (L[j] < mn) mn = L[j];
+        mx = L[0] - mn;
+        for (int64_t j = 0; j < n; j++) { m[j] = L[j] - mn; if (m[j] > mx) mx = m[j]; }
+        for (int64_t j = 0; j < n; j++) m[j] /= 1e-7f + mx;
+    } else {
+        memcpy(m, L, sizeof(float) * (size_t)n);
+    }
+    sal_upsample_bilinear(m, lh, lw, out, h, w);
+    free(m);
+    if (relu) {
+        float mn, mx;
+        for (int64_t j = 0; j < N; j++) if (out[j] < 0) out[j] = 0;
+        mn = out[0];
+        for (int64_t j = 1; j < N; j++) if (out[j] < mn) mn = out[j];
+        mx = out[0] - mn;
+        for (int64_t j = 0; j < N; j++) { out[j] -= mn; if (out[j] > mx) mx = out[j]; }
+        for (int64_t j = 0; j < N; j++) out[j] /= 1e-7f + mx;
+    } else {
+        float mx = 0;
+        for (int64_t j = 0; j < N; j++) if (fabsf(out[j]) > mx) mx = fabsf(out[j]);
+        for (int64_t j = 0; mx > 0 && j < N; j++) out[j] /= mx;
+    }
+    return SAL_OK;
+}
+
 static sal_status explain_cam(ctx *cx, const sal_model *m, const float *x, int n, const int *tg,
                               sal_maps *out) {
     const sal_explain_opts *o = cx->o;
@@ -527,12 +562,16 @@ static sal_status explain_cam(ctx *cx, const sal_model *m, const float *x, int n
             for (int64_t c0 = 0; !st && c0 < lc; c0 += B) {
                 int nb = lc - c0 < B ? (int)(lc - c0) : B;
                 for (int k = 0; k < nb; k++) {
-                    sal_upsample_bilinear(act + (c0 + k) * lhw, (int)lh, (int)lw, up, cx->h, cx->w);
+                    /* pytorch-grad-cam: UpsamplingBilinear2d (align_corners=True), then
+                     * (up - min) / (max - min + 1e-8) per channel */
+                    for (int y = 0; y < cx->h; y++)
+                        for (int xx = 0; xx < cx->w; xx++)
+                            up[y * cx->w + xx] = sal_bilinear_ac(act + (c0 + k) * lhw, (int)lh, (int)lw, cx->h, cx->w, y, xx);
                     float mn = up[0], mx = up[0];
                     for (int64_t j = 1; j < (int64_t)cx->h * cx->w; j++) { if (up[j] < mn) mn = up[j]; if (up[j] > mx) mx = up[j]; }
                     for (int ch = 0; ch < cx->c; ch++)
                         for (int64_t j = 0; j < (int64_t)cx->h * cx->w; j++) {
-                            float mask = mx > mn ? (up[j] - mn) / (mx - mn) : 0.f;
+                            float mask = (up[j] - mn) / (mx - mn + 1e-8f);
                             xb[k * cx->per + ch * (int64_t)cx->h * cx->w + j] = xi[ch * (int64_t)cx->h * cx->w + j] * mask;
                         }
                 }
@@ -621,7 +660,7 @@ static sal_status explain_cam(ctx *cx, const sal_model *m, const float *x, int n
         }
         if (!st && o->cam_relu)
             for (int64_t j = 0; j < lhw; j++) if (cam[j] < 0) cam[j] = 0;
-        if (!st) sal_upsample_bilinear(cam, (int)lh, (int)lw, out->upsampled + (int64_t)i * cx->h * cx->w, cx->h, cx->w);
+        if (!st) st = cam_final(cam, (int)lh, (int)lw, out->upsampled + (int64_t)i * cx->h * cx->w, cx->h, cx->w, o->cam_relu);
     }
     free(act);
     free(grad);
@@ -665,6 +704,10 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     if (o->method == SAL_M_OCCLUSION) {
         if (o->occ_h < 1 || o->occ_w < 1 || o->occ_stride_h < 1 || o->occ_stride_w < 1)
             return sal_fail(err, SAL_ERR_INVALID_ARG, "--window and --stride must be positive");
+        if (o->occ_stride_h > o->occ_h || o->occ_stride_w > o->occ_w)
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "--stride %dx%d is larger than --window %dx%d: "
+                            "pixels between windows would get no attribution", o->occ_stride_h,
+                            o->occ_stride_w, o->occ_h, o->occ_w);
         if (o->occ_h > cx.h || o->occ_w > cx.w)
             return sal_fail(err, SAL_ERR_INVALID_ARG, "--window %dx%d is larger than the %dx%d input",
                             o->occ_h, o->occ_w, cx.h, cx.w);
@@ -714,11 +757,16 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
         o2.method = SAL_M_GUIDED;
         if (!st) st = explain_gradient(&cx, x, n, out->targets, out);
         if (!st) {
-            int64_t hw = (int64_t)cx.h * cx.w;
+            /* Captum's GuidedGradCam: the ReLU'd Grad-CAM layer map, nearest-upsampled (source
+             * pixel floor(y * lh / H)), times the guided backprop attribution */
+            int64_t hw = (int64_t)cx.h * cx.w, lh = cam.dims[0], lw = cam.dims[1];
             for (int i = 0; i < n; i++)
                 for (int c = 0; c < cx.c; c++)
-                    for (int64_t j = 0; j < hw; j++)
-                        out->attr[i * cx.per + c * hw + j] *= cam.upsampled[i * hw + j];
+                    for (int y = 0; y < cx.h; y++)
+                        for (int xx = 0; xx < cx.w; xx++) {
+                            float v = cam.attr[i * lh * lw + (y * lh / cx.h) * lw + (xx * lw / cx.w)];
+                            out->attr[i * cx.per + c * hw + (int64_t)y * cx.w + xx] *= v;
+                        }
             snprintf(out->layer, sizeof out->layer, "%s", cam.layer);
         }
         sal_maps_free(&cam);

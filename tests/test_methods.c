@@ -1,0 +1,331 @@
+/* test_methods.c — attribution methods against Captum and pytorch-grad-cam: the fixtures in
+ * tests/fixtures/methods/ were written by scripts/make-method-fixtures.py from the same compact
+ * CNN (tinycnn.onnx) and inputs, and the maps here must match them within the float32 noise the
+ * script measured (README there). Also the methods' defining properties: IG completeness, the
+ * noise tunnel's seed determinism and convergence, occlusion exactness on a linear model and
+ * coverage for any window and stride, and bad options. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/io.h"
+#include "testutil.h"
+
+#define FIX "tests/fixtures/methods/"
+
+static sal_model *model;
+static sal_session *sess;
+static float *input;     /* (2,3,32,32) */
+static int targets[2];
+
+static void load(void) {
+    char path[1024];
+    sal_error err = {0};
+    cr_assert_eq(sal_model_load(tu_src_path(FIX "tinycnn.onnx", path, sizeof path), &model, &err), SAL_OK, "%s", err.msg);
+    sal_session_opts o = sal_session_opts_default();
+    o.device = SAL_DEVICE_CPU;
+    cr_assert_eq(sal_session_create(model, &o, &sess, &err), SAL_OK, "%s", err.msg);
+    int nd;
+    int64_t d[SAL_MAX_DIMS];
+    cr_assert_eq(sal_npy_read(tu_src_path(FIX "input.npy", path, sizeof path), &input, &nd, d, &err), SAL_OK, "%s", err.msg);
+    cr_assert(nd == 4 && d[0] == 2 && d[1] == 3 && d[2] == 32 && d[3] == 32);
+    /* targets.npy is int64 (2,): the last 16 bytes of the file */
+    FILE *f = fopen(tu_src_path(FIX "targets.npy", path, sizeof path), "rb");
+    cr_assert(f);
+    int64_t t[2];
+    fseek(f, -16, SEEK_END);
+    cr_assert_eq(fread(t, 8, 2, f), 2);
+    fclose(f);
+    targets[0] = (int)t[0];
+    targets[1] = (int)t[1];
+}
+
+static void unload(void) {
+    sal_session_free(sess);
+    sal_model_free(model);
+    free(input);
+}
+
+/* Max |a - b| over max |b| (relative to the reference map's scale). */
+static double rel_err(const float *a, const float *b, int64_t n) {
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs((double)b[i]));
+    }
+    return d / fmax(m, 1e-12);
+}
+
+static float *fixture(const char *name, int64_t expect_n) {
+    char rel[256], path[1024];
+    snprintf(rel, sizeof rel, FIX "%s", name);
+    float *data = NULL;
+    int nd;
+    int64_t d[SAL_MAX_DIMS];
+    sal_error err = {0};
+    cr_assert_eq(sal_npy_read(tu_src_path(rel, path, sizeof path), &data, &nd, d, &err), SAL_OK, "%s", err.msg);
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= d[i];
+    cr_assert_eq(n, expect_n, "%s has %lld elements, expected %lld", name, (long long)n, (long long)expect_n);
+    return data;
+}
+
+/* Run a method on both images with the fixture targets; compare attr (and the CAM final map). */
+static void check(sal_explain_opts o, const char *ref, const char *ref_final, double tol) {
+    sal_maps m;
+    cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, targets, &m), SAL_OK, "%s", sal_session_error(sess));
+    int64_t per = m.ndim == 3 ? m.dims[0] * m.dims[1] * m.dims[2] : m.dims[0] * m.dims[1];
+    float *want = fixture(ref, 2 * per);
+    double e = rel_err(m.attr, want, 2 * per);
+    cr_expect_lt(e, tol, "%s (%s): max error %.3g of the map's max (tolerance %.1g)",
+                 sal_method_name(o.method), ref, e, tol);
+    free(want);
+    if (ref_final) {
+        float *fin = fixture(ref_final, 2 * 32 * 32);
+        double ef = rel_err(m.upsampled, fin, 2 * 32 * 32);
+        cr_expect_lt(ef, 1e-4, "%s final map: max error %.3g", sal_method_name(o.method), ef);
+        free(fin);
+    }
+    sal_maps_free(&m);
+}
+
+TestSuite(methods, .init = load, .fini = unload, .timeout = 300);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Against Captum                                                                                   */
+
+Test(methods, saliency_matches_captum) { check(sal_explain_opts_default(SAL_M_SALIENCY), "saliency.npy", NULL, 1e-4); }
+Test(methods, inputxgrad_matches_captum) { check(sal_explain_opts_default(SAL_M_INPUTXGRAD), "inputxgrad.npy", NULL, 1e-4); }
+Test(methods, guided_backprop_matches_captum) { check(sal_explain_opts_default(SAL_M_GUIDED), "guided.npy", NULL, 1e-4); }
+
+Test(methods, ig_rules_match_captum) {
+    /* IG sums 50 float32 gradients along a path that crosses ReLU kinks: the script measured up
+     * to 9e-4 of the max between float32 and float64 runs, hence 5e-3 */
+    static const char *names[] = {"ig_gausslegendre_zero.npy", "ig_riemann_left_zero.npy",
+                                  "ig_riemann_right_zero.npy", "ig_riemann_middle_zero.npy",
+                                  "ig_riemann_trapezoid_zero.npy"};
+    for (int r = 0; r < 5; r++) {
+        sal_explain_opts o = sal_explain_opts_default(SAL_M_IG);
+        o.ig_rule = (sal_ig_rule)r;
+        check(o, names[r], NULL, 5e-3);
+    }
+}
+
+Test(methods, ig_black_and_user_baselines_match_captum) {
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_IG);
+    o.baseline = SAL_BASELINE_BLACK;   /* ImageNet preprocessing of black, as the script used */
+    check(o, "ig_gausslegendre_black.npy", NULL, 5e-3);
+    /* a user baseline per image: explain each image with its own */
+    float *base = fixture("ig_baseline_uniform.npy", 2 * 3 * 32 * 32);
+    float *want = fixture("ig_gausslegendre_uniform.npy", 2 * 3 * 32 * 32);
+    for (int i = 0; i < 2; i++) {
+        sal_explain_opts u = sal_explain_opts_default(SAL_M_IG);
+        u.baseline = SAL_BASELINE_USER;
+        u.baseline_data = base + i * 3 * 32 * 32;
+        sal_maps m;
+        cr_assert_eq(sal_explain(sess, &u, input + i * 3 * 32 * 32, 1, 0, 0, &targets[i], &m), SAL_OK, "%s", sal_session_error(sess));
+        double e = rel_err(m.attr, want + i * 3 * 32 * 32, 3 * 32 * 32);
+        cr_expect_lt(e, 5e-3, "ig user baseline, image %d: error %.3g", i, e);
+        sal_maps_free(&m);
+    }
+    free(base);
+    free(want);
+}
+
+Test(methods, occlusion_matches_captum) {
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_OCCLUSION);   /* 15x15, stride 8, fill 0 */
+    check(o, "occlusion_w15_s8.npy", NULL, 1e-4);
+    o.occ_h = o.occ_w = 5;
+    o.occ_stride_h = o.occ_stride_w = 3;
+    check(o, "occlusion_w5_s3.npy", NULL, 1e-4);
+}
+
+Test(methods, guided_gradcam_matches_captum) {
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_GUIDED_GRADCAM);
+    o.layer = "cam.relu";
+    check(o, "guided_gradcam.npy", NULL, 1e-4);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Against pytorch-grad-cam: the layer map (after ReLU) and the final normalized, upsampled map    */
+
+Test(methods, cam_family_matches_pytorch_grad_cam) {
+    static const struct { sal_method m; const char *layer_ref, *final_ref; } cases[] = {
+        {SAL_M_GRADCAM, "gradcam_layer.npy", "gradcam.npy"},
+        {SAL_M_GRADCAMPP, "gradcampp_layer.npy", "gradcampp.npy"},
+        {SAL_M_HIRESCAM, "hirescam_layer.npy", "hirescam.npy"},
+        {SAL_M_XGRADCAM, "xgradcam_layer.npy", "xgradcam.npy"},
+        {SAL_M_LAYERCAM, "layercam_layer.npy", "layercam.npy"},
+        {SAL_M_SCORECAM, "scorecam_layer.npy", "scorecam.npy"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        sal_explain_opts o = sal_explain_opts_default(cases[k].m);
+        o.layer = "cam.relu";
+        check(o, cases[k].layer_ref, cases[k].final_ref, 1e-4);
+    }
+}
+
+Test(methods, default_cam_layer_is_last_spatial_layer) {
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_GRADCAM);
+    sal_maps m;
+    cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &m), SAL_OK, "%s", sal_session_error(sess));
+    /* head.relu is the last node with a 4-D output larger than 1x1 (16x16) */
+    cr_expect_str_eq(m.layer, "head.relu");
+    cr_expect(m.dims[0] == 16 && m.dims[1] == 16);
+    sal_maps_free(&m);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Properties                                                                                       */
+
+Test(methods, ig_completeness_and_reported_gap) {
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_IG);
+    sal_maps m;
+    cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, targets, &m), SAL_OK, "%s", sal_session_error(sess));
+    for (int i = 0; i < 2; i++) {
+        double sum = 0;
+        for (int j = 0; j < 3 * 32 * 32; j++) sum += m.attr[i * 3 * 32 * 32 + j];
+        cr_expect_float_eq(m.completeness[i], fabs(sum - m.delta[i]), 1e-4 * fmax(1, fabs(m.delta[i])));
+        cr_expect_lt(m.completeness[i], 0.05 * fabs(m.delta[i]), "image %d: gap %g of delta %g", i, m.completeness[i], m.delta[i]);
+    }
+    sal_maps_free(&m);
+}
+
+Test(methods, noise_tunnel_same_seed_same_maps_and_converges) {
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_SMOOTHGRAD);
+    o.nt_samples = 8;
+    o.seed = 1234;
+    sal_maps a, b, c;
+    cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &a), SAL_OK, "%s", sal_session_error(sess));
+    o.batch = 3;   /* another internal batching: same noise (counter-based) */
+    cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &b), SAL_OK, "%s", sal_session_error(sess));
+    cr_expect_eq(memcmp(a.attr, b.attr, sizeof(float) * 3 * 32 * 32), 0, "same seed, different maps");
+    o.seed = 99;
+    cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &c), SAL_OK, "%s", sal_session_error(sess));
+    cr_expect_neq(memcmp(a.attr, c.attr, sizeof(float) * 3 * 32 * 32), 0, "different seeds, same maps");
+    sal_maps_free(&a); sal_maps_free(&b); sal_maps_free(&c);
+
+    /* with zero noise, SmoothGrad is the plain gradient and VarGrad is zero */
+    o.nt_sigma = 0;
+    o.nt_samples = 3;
+    sal_explain_opts s = sal_explain_opts_default(SAL_M_SALIENCY);
+    cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &a), SAL_OK);
+    cr_assert_eq(sal_explain(sess, &s, input, 1, 0, 0, targets, &b), SAL_OK);
+    cr_expect_lt(rel_err(a.attr, b.attr, 3 * 32 * 32), 1e-6);
+    o.method = SAL_M_VARGRAD;
+    cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &c), SAL_OK);
+    for (int j = 0; j < 3 * 32 * 32; j++) cr_expect_lt(fabsf(c.attr[j]), 1e-10f);
+    sal_maps_free(&a); sal_maps_free(&b); sal_maps_free(&c);
+
+    /* the Monte-Carlo mean converges: the error against a 400-sample mean shrinks with samples */
+    o.method = SAL_M_SMOOTHGRAD;
+    o.nt_sigma = 0.15f;
+    o.seed = 7;
+    o.nt_samples = 400;
+    o.batch = 32;
+    sal_maps ref, few, many;
+    cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &ref), SAL_OK);
+    o.seed = 8; o.nt_samples = 10;
+    cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &few), SAL_OK);
+    o.seed = 9; o.nt_samples = 160;
+    cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &many), SAL_OK);
+    double e_few = rel_err(few.attr, ref.attr, 3 * 32 * 32), e_many = rel_err(many.attr, ref.attr, 3 * 32 * 32);
+    cr_expect_lt(e_many, e_few, "160 samples (%g) not closer to the mean than 10 (%g)", e_many, e_few);
+    sal_maps_free(&ref); sal_maps_free(&few); sal_maps_free(&many);
+}
+
+Test(methods, bad_options_are_refused) {
+    sal_maps m;
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_IG);
+    o.ig_steps = 0;
+    cr_expect_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &m), SAL_ERR_INVALID_ARG);
+    cr_expect(strstr(sal_session_error(sess), "steps"));
+    o = sal_explain_opts_default(SAL_M_SMOOTHGRAD);
+    o.nt_samples = 0;
+    cr_expect_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &m), SAL_ERR_INVALID_ARG);
+    o = sal_explain_opts_default(SAL_M_OCCLUSION);
+    o.occ_h = 40;
+    cr_expect_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &m), SAL_ERR_INVALID_ARG);
+    cr_expect(strstr(sal_session_error(sess), "window"));
+    int bad = 10;
+    o = sal_explain_opts_default(SAL_M_SALIENCY);
+    cr_expect_eq(sal_explain(sess, &o, input, 1, 0, 0, &bad, &m), SAL_ERR_INVALID_ARG);
+    cr_expect(strstr(sal_session_error(sess), "out of range"));
+    o = sal_explain_opts_default(SAL_M_GRADCAM);
+    o.layer = "no.such.layer";
+    cr_expect_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &m), SAL_ERR_NOT_FOUND);
+    cr_expect(strstr(sal_session_error(sess), "no.such.layer"));
+}
+
+/* Occlusion on a linear model y = sum(W * x) is exact: with fill 0, the drop of a window is the
+ * sum of W*x inside it, and a pixel's attribution is the mean over its windows. */
+Test(occlusion, exact_on_linear_model_and_covers_every_pixel) {
+    uint64_t s = tu_fresh_seed();
+    int C = 2, H = 11, W = 13;
+    sal_graph *g = sal_graph_new("");
+    sal_shape xs = {4, {-1, C, H, W}};
+    sal_graph_add_input(g, "x", &xs);
+    sal_shape ws = {2, {1, C * H * W}};
+    sal_tensor *wt = sal_tensor_new(SAL_F32, &ws);
+    tu_fill(wt->data, C * H * W, &s, -1, 1);
+    sal_graph_add_const(g, "w", wt);
+    const char *fin[] = {"x"}, *fout[] = {"f"}, *gin[] = {"f", "w"}, *gout[] = {"y"};
+    sal_graph_add_node(g, "Flatten", "flat", 1, fin, 1, fout);
+    int k = sal_graph_add_node(g, "Gemm", "fc", 2, gin, 1, gout);
+    sal_node_attr_int(&g->nodes[k], "transB", 1);
+    sal_graph_mark_output(g, "y");
+    sal_error err = {0};
+    cr_assert_eq(sal_graph_finalize(g, &err), SAL_OK, "%s", err.msg);
+    sal_model m = {g};
+    sal_session_opts so = sal_session_opts_default();
+    so.device = SAL_DEVICE_CPU;
+    sal_session *ss;
+    cr_assert_eq(sal_session_create(&m, &so, &ss, &err), SAL_OK, "%s", err.msg);
+    float x[2 * 11 * 13];
+    tu_fill(x, C * H * W, &s, -1, 1);
+    const float *wv = wt->data;
+    int windows[][4] = {{3, 3, 2, 2}, {5, 4, 3, 4}, {11, 13, 1, 1}, {4, 7, 4, 6}, {1, 1, 1, 1}, {6, 5, 5, 5}};
+    for (size_t t = 0; t < sizeof windows / sizeof windows[0]; t++) {
+        sal_explain_opts o = sal_explain_opts_default(SAL_M_OCCLUSION);
+        o.occ_h = windows[t][0]; o.occ_w = windows[t][1];
+        o.occ_stride_h = windows[t][2]; o.occ_stride_w = windows[t][3];
+        int target = 0;
+        sal_maps mp;
+        cr_assert_eq(sal_explain(ss, &o, x, 1, 0, 0, &target, &mp), SAL_OK, "%s", sal_session_error(ss));
+        int ny = (int)ceil((double)(H - o.occ_h) / o.occ_stride_h) + 1, nx = (int)ceil((double)(W - o.occ_w) / o.occ_stride_w) + 1;
+        for (int y = 0; y < H; y++)
+            for (int xx = 0; xx < W; xx++) {
+                double sum = 0;
+                int cnt = 0;
+                for (int a = 0; a < ny; a++)
+                    for (int b = 0; b < nx; b++) {
+                        int y0 = a * o.occ_stride_h, x0 = b * o.occ_stride_w;
+                        if (y < y0 || y >= y0 + o.occ_h || xx < x0 || xx >= x0 + o.occ_w) continue;
+                        double drop = 0;
+                        for (int c = 0; c < C; c++)
+                            for (int yy = y0; yy < y0 + o.occ_h && yy < H; yy++)
+                                for (int q = x0; q < x0 + o.occ_w && q < W; q++)
+                                    drop += (double)wv[(c * H + yy) * W + q] * x[(c * H + yy) * W + q];
+                        sum += drop;
+                        cnt++;
+                    }
+                cr_assert_gt(cnt, 0, "pixel (%d,%d) not covered by window %dx%d stride %dx%d", y, xx, o.occ_h, o.occ_w, o.occ_stride_h, o.occ_stride_w);
+                for (int c = 0; c < C; c++)
+                    cr_expect_float_eq(mp.attr[(c * H + y) * W + xx], sum / cnt, 1e-4,
+                                       "window %dx%d stride %dx%d pixel (%d,%d)", o.occ_h, o.occ_w, o.occ_stride_h, o.occ_stride_w, y, xx);
+            }
+        sal_maps_free(&mp);
+    }
+    /* a stride larger than the window would leave pixels unexplained: refused */
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_OCCLUSION);
+    o.occ_h = o.occ_w = 3;
+    o.occ_stride_h = 4;
+    int target = 0;
+    sal_maps mp;
+    cr_expect_eq(sal_explain(ss, &o, x, 1, 0, 0, &target, &mp), SAL_ERR_INVALID_ARG);
+    cr_expect(strstr(sal_session_error(ss), "stride"), "%s", sal_session_error(ss));
+    sal_session_free(ss);
+    sal_graph_free(g);
+}
