@@ -176,6 +176,9 @@ typedef enum sal_method {
     SAL_M_LAYERCAM,
     SAL_M_SCORECAM,
     SAL_M_GUIDED_GRADCAM,
+    SAL_M_RISE,           /* random masks on a coarse grid, score-weighted (Petsiuk et al.) */
+    SAL_M_GRADSHAP,       /* GradientSHAP (Captum's GradientShap) */
+    SAL_M_KERNELSHAP,     /* KernelSHAP over grid cells or superpixels */
     SAL_M_COUNT
 } sal_method;
 
@@ -220,6 +223,19 @@ typedef struct sal_explain_opts {
     /* CAM family */
     const char *layer;          /* NULL: the last node with a 4-D output larger than 1x1 */
     int cam_relu;               /* 1: ReLU on the map (default) */
+    /* RISE */
+    int rise_masks;             /* 4000 */
+    int rise_grid;              /* 7: masks are made on a 7x7 grid, upsampled with random shifts */
+    float rise_p;               /* 0.5: probability that a grid cell is kept */
+    /* GradientSHAP */
+    int shap_samples;           /* 50 */
+    float shap_stdev;           /* 0.0: noise added to each sample (Captum's stdevs) */
+    const float *shap_baselines;  /* (shap_n_baselines, C,H,W); NULL: zero and black baselines */
+    int shap_n_baselines;
+    /* KernelSHAP */
+    int kshap_grid;             /* 8: features are grid cells of an 8x8 grid */
+    int kshap_superpixels;      /* 0; > 0: this many SLIC-like superpixels instead of the grid */
+    int kshap_coalitions;       /* 1000 */
 } sal_explain_opts;
 
 sal_explain_opts sal_explain_opts_default(sal_method m);

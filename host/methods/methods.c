@@ -20,7 +20,7 @@
 static const char *method_names[SAL_M_COUNT] = {
     "saliency", "inputxgrad", "smoothgrad", "smoothgrad_sq", "vargrad", "ig", "guided",
     "occlusion", "gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "scorecam",
-    "guided-gradcam",
+    "guided-gradcam", "rise", "gradshap", "kernelshap",
 };
 
 sal_status sal_method_parse(const char *name, sal_method *m) {
@@ -55,6 +55,12 @@ sal_explain_opts sal_explain_opts_default(sal_method m) {
     o.occ_h = o.occ_w = 15;
     o.occ_stride_h = o.occ_stride_w = 8;
     o.cam_relu = 1;
+    o.rise_masks = 4000;
+    o.rise_grid = 7;
+    o.rise_p = 0.5f;
+    o.shap_samples = 50;
+    o.kshap_grid = 8;
+    o.kshap_coalitions = 1000;
     return o;
 }
 
@@ -129,16 +135,7 @@ sal_status sal_ig_rule_points(sal_ig_rule rule, int n, double *alpha, double *we
 /* ------------------------------------------------------------------------------------------------ */
 /* Batched passes                                                                                   */
 
-typedef struct ctx {
-    sal_session *s;
-    const sal_explain_opts *o;
-    int c, h, w, k;      /* input channels and size, classes */
-    int64_t per;         /* c*h*w */
-    int batch;           /* internal batch */
-} ctx;
-
-/* Scores and gradients of the target outputs for nb images xb; grad may be NULL (forward only). */
-static sal_status pass(ctx *cx, const float *xb, int nb, const int *tg, int guided, float *grad,
+sal_status sal_method_pass(sal_method_ctx *cx, const float *xb, int nb, const int *tg, int guided, float *grad,
                        float *scores) {
     sal_session *s = cx->s;
     int k = cx->k;
@@ -188,15 +185,15 @@ static sal_status pass(ctx *cx, const float *xb, int nb, const int *tg, int guid
 
 /* Gradient-type attribution of ONE image x for target t (saliency, inputxgrad, guided, ig),
  * with its own noise-free evaluation; used directly and as the noise tunnel's inner method. */
-static sal_status ig_one(ctx *cx, const float *x, const float *base, int t, float *attr,
+static sal_status ig_one(sal_method_ctx *cx, const float *x, const float *base, int t, float *attr,
                          float *fx, float *fb);
 
-static sal_status grad_one_batch(ctx *cx, sal_method m, const float *xb, int nb, int t, float *out) {
+static sal_status grad_one_batch(sal_method_ctx *cx, sal_method m, const float *xb, int nb, int t, float *out) {
     int *tg = malloc(sizeof(int) * (size_t)nb);
     float *scores = malloc(sizeof(float) * (size_t)nb);
     sal_status st = tg && scores ? SAL_OK : SAL_ERR_NOMEM;
     for (int i = 0; !st && i < nb; i++) tg[i] = t;
-    if (!st) st = pass(cx, xb, nb, tg, m == SAL_M_GUIDED, out, scores);
+    if (!st) st = sal_method_pass(cx, xb, nb, tg, m == SAL_M_GUIDED, out, scores);
     if (!st && m == SAL_M_INPUTXGRAD)
         for (int64_t i = 0; i < (int64_t)nb * cx->per; i++) out[i] *= xb[i];
     free(tg);
@@ -207,7 +204,7 @@ static sal_status grad_one_batch(ctx *cx, sal_method m, const float *xb, int nb,
 /* ------------------------------------------------------------------------------------------------ */
 /* Baselines                                                                                        */
 
-static void box_blur(const float *x, int c, int h, int w, int r, float *out) {
+void sal_box_blur(const float *x, int c, int h, int w, int r, float *out) {
     float *tmp = malloc(sizeof(float) * (size_t)h * w);
     if (!tmp) { memcpy(out, x, sizeof(float) * (size_t)c * h * w); return; }
     for (int ch = 0; ch < c; ch++) {
@@ -231,7 +228,7 @@ static void box_blur(const float *x, int c, int h, int w, int r, float *out) {
     free(tmp);
 }
 
-static sal_status make_baseline(ctx *cx, const float *x, int image, float *b) {
+static sal_status make_baseline(sal_method_ctx *cx, const float *x, int image, float *b) {
     const sal_explain_opts *o = cx->o;
     int64_t per = cx->per, hw = (int64_t)cx->h * cx->w;
     switch (o->baseline) {
@@ -239,7 +236,7 @@ static sal_status make_baseline(ctx *cx, const float *x, int image, float *b) {
     case SAL_BASELINE_BLACK:
         for (int64_t i = 0; i < per; i++) b[i] = o->black_value[cx->c == 3 ? i / hw : 0];
         return SAL_OK;
-    case SAL_BASELINE_BLUR: box_blur(x, cx->c, cx->h, cx->w, o->blur_radius, b); return SAL_OK;
+    case SAL_BASELINE_BLUR: sal_box_blur(x, cx->c, cx->h, cx->w, o->blur_radius, b); return SAL_OK;
     case SAL_BASELINE_UNIFORM: {
         float lo = x[0], hi = x[0];
         for (int64_t i = 1; i < per; i++) { if (x[i] < lo) lo = x[i]; if (x[i] > hi) hi = x[i]; }
@@ -258,7 +255,7 @@ static sal_status make_baseline(ctx *cx, const float *x, int image, float *b) {
 /* ------------------------------------------------------------------------------------------------ */
 /* Integrated Gradients                                                                             */
 
-static sal_status ig_one(ctx *cx, const float *x, const float *base, int t, float *attr,
+static sal_status ig_one(sal_method_ctx *cx, const float *x, const float *base, int t, float *attr,
                          float *fx, float *fb) {
     const sal_explain_opts *o = cx->o;
     int steps = o->ig_steps, B = cx->batch;
@@ -279,7 +276,7 @@ static sal_status ig_one(ctx *cx, const float *x, const float *base, int t, floa
             float *dst = xb + (size_t)k * per;
             for (int64_t i = 0; i < per; i++) dst[i] = sal_ig_point(x[i], base[i], a);
         }
-        st = pass(cx, xb, nb, tg, 0, gb, sc);
+        st = sal_method_pass(cx, xb, nb, tg, 0, gb, sc);
         for (int k = 0; !st && k < nb; k++) {
             const float *g = gb + (size_t)k * per;
             for (int64_t i = 0; i < per; i++) acc[i] += wt[k0 + k] * g[i];
@@ -289,10 +286,10 @@ static sal_status ig_one(ctx *cx, const float *x, const float *base, int t, floa
         for (int64_t i = 0; i < per; i++) attr[i] = (float)((x[i] - base[i]) * acc[i]);
         memcpy(xb, x, sizeof(float) * (size_t)per);
         memcpy(xb + per, base, sizeof(float) * (size_t)per);
-        if (B >= 2) st = pass(cx, xb, 2, tg, 0, NULL, sc);
+        if (B >= 2) st = sal_method_pass(cx, xb, 2, tg, 0, NULL, sc);
         else {
-            st = pass(cx, x, 1, tg, 0, NULL, sc);
-            if (!st) st = pass(cx, base, 1, tg, 0, NULL, sc + 1);
+            st = sal_method_pass(cx, x, 1, tg, 0, NULL, sc);
+            if (!st) st = sal_method_pass(cx, base, 1, tg, 0, NULL, sc + 1);
         }
         if (!st) { *fx = sc[0]; *fb = sc[1]; }
     }
@@ -303,7 +300,7 @@ static sal_status ig_one(ctx *cx, const float *x, const float *base, int t, floa
 /* ------------------------------------------------------------------------------------------------ */
 /* Input-space methods                                                                              */
 
-static sal_status explain_gradient(ctx *cx, const float *x, int n, const int *tg, sal_maps *out) {
+static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, const int *tg, sal_maps *out) {
     const sal_explain_opts *o = cx->o;
     int64_t per = cx->per;
     sal_status st = SAL_OK;
@@ -313,7 +310,7 @@ static sal_status explain_gradient(ctx *cx, const float *x, int n, const int *tg
     case SAL_M_GUIDED:
         for (int i0 = 0; !st && i0 < n; i0 += cx->batch) {
             int nb = n - i0 < cx->batch ? n - i0 : cx->batch;
-            st = pass(cx, x + i0 * per, nb, tg + i0, o->method == SAL_M_GUIDED, out->attr + i0 * per,
+            st = sal_method_pass(cx, x + i0 * per, nb, tg + i0, o->method == SAL_M_GUIDED, out->attr + i0 * per,
                       out->scores + i0);
             if (!st && o->method == SAL_M_INPUTXGRAD)
                 for (int64_t i = 0; i < nb * per; i++) out->attr[i0 * per + i] *= x[i0 * per + i];
@@ -383,7 +380,7 @@ static sal_status explain_gradient(ctx *cx, const float *x, int n, const int *tg
                                                  : o->method == SAL_M_SMOOTHGRAD_SQ ? msq : msq - mean * mean);
             }
             for (int k = 0; k < B && t1; k++) t1[k] = tg[i];
-            if (!st) st = pass(cx, xi, 1, t1, 0, NULL, out->scores + i);
+            if (!st) st = sal_method_pass(cx, xi, 1, t1, 0, NULL, out->scores + i);
         }
         free(xb); free(gb); free(base); free(sum); free(sq); free(t1); free(sc);
         return st;
@@ -395,7 +392,7 @@ static sal_status explain_gradient(ctx *cx, const float *x, int n, const int *tg
 /* Occlusion with Captum's semantics: windows over all channels at starts 0, s, 2s... with
  * ceil((D - win) / s) + 1 positions per axis (the last may hang over the edge), attribution =
  * mean score drop over the windows covering each pixel. */
-static sal_status explain_occlusion(ctx *cx, const float *x, int n, const int *tg, sal_maps *out) {
+static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, const int *tg, sal_maps *out) {
     const sal_explain_opts *o = cx->o;
     int H = cx->h, W = cx->w, C = cx->c, B = cx->batch;
     int64_t per = cx->per, hw = (int64_t)H * W;
@@ -419,11 +416,11 @@ static sal_status explain_occlusion(ctx *cx, const float *x, int n, const int *t
                 for (int64_t j = 0; j < hw; j++) fill[c * hw + j] = (float)(m / hw);
             }
         } else if (o->occ_fill == 2) {
-            box_blur(xi, C, H, W, o->blur_radius, fill);
+            sal_box_blur(xi, C, H, W, o->blur_radius, fill);
         } else {
             memset(fill, 0, sizeof(float) * (size_t)per);
         }
-        st = pass(cx, xi, 1, t1, 0, NULL, &out->scores[i]);
+        st = sal_method_pass(cx, xi, 1, t1, 0, NULL, &out->scores[i]);
         memset(acc, 0, sizeof(double) * (size_t)hw);
         memset(cnt, 0, sizeof(int) * (size_t)hw);
         for (int w0 = 0; !st && w0 < nwin; w0 += B) {
@@ -438,7 +435,7 @@ static sal_status explain_occlusion(ctx *cx, const float *x, int n, const int *t
                             dst[j] = sal_in_window(y, xx, y0, x0, o->occ_h, o->occ_w) ? fill[j] : xi[j];
                         }
             }
-            st = pass(cx, xb, nb, t1, 0, NULL, sc);
+            st = sal_method_pass(cx, xb, nb, t1, 0, NULL, sc);
             for (int k = 0; !st && k < nb; k++) {
                 int y0 = ((w0 + k) / nx) * o->occ_stride_h, x0 = ((w0 + k) % nx) * o->occ_stride_w;
                 double drop = (double)out->scores[i] - sc[k];
@@ -461,7 +458,7 @@ static sal_status explain_occlusion(ctx *cx, const float *x, int n, const int *t
 /* CAM family                                                                                       */
 
 /* The default CAM layer: the last node whose output is 4-D with spatial size above 1x1. */
-static sal_status default_layer(ctx *cx, const sal_model *m, char *name, size_t len) {
+static sal_status default_layer(sal_method_ctx *cx, const sal_model *m, char *name, size_t len) {
     int nl = sal_model_num_layers(m);
     for (int i = nl - 1; i >= 0; i--) {
         int nd;
@@ -511,7 +508,7 @@ static sal_status cam_final(const float *L, int lh, int lw, float *out, int h, i
     return SAL_OK;
 }
 
-static sal_status explain_cam(ctx *cx, const sal_model *m, const float *x, int n, const int *tg,
+static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const float *x, int n, const int *tg,
                               sal_maps *out) {
     const sal_explain_opts *o = cx->o;
     sal_status st;
@@ -575,7 +572,7 @@ static sal_status explain_cam(ctx *cx, const sal_model *m, const float *x, int n
                             xb[k * cx->per + ch * (int64_t)cx->h * cx->w + j] = xi[ch * (int64_t)cx->h * cx->w + j] * mask;
                         }
                 }
-                st = pass(cx, xb, nb, t1, 0, NULL, sc);
+                st = sal_method_pass(cx, xb, nb, t1, 0, NULL, sc);
                 for (int k = 0; !st && k < nb; k++) wts[c0 + k] = sc[k];
             }
             if (!st) {   /* softmax over channels */
@@ -588,7 +585,7 @@ static sal_status explain_cam(ctx *cx, const sal_model *m, const float *x, int n
                     for (int64_t j = 0; j < lhw; j++) cam[j] += wts[c] * act[c * lhw + j];
             }
             free(xb); free(up); free(sc); free(t1);
-            if (!st) st = pass(cx, xi, 1, &t, 0, NULL, out->scores + i);
+            if (!st) st = sal_method_pass(cx, xi, 1, &t, 0, NULL, out->scores + i);
         } else {
             sal_grad_out go = {0};
             go.layer_act = act;
@@ -678,7 +675,7 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     if (!o || !x || n <= 0) return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: no input");
     if (o->method < 0 || o->method >= SAL_M_COUNT)
         return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: unknown method %d", (int)o->method);
-    ctx cx = {0};
+    sal_method_ctx cx = {0};
     cx.s = s;
     cx.o = o;
     sal_tensor_info in;
@@ -770,7 +767,10 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
             snprintf(out->layer, sizeof out->layer, "%s", cam.layer);
         }
         sal_maps_free(&cam);
-    } else st = explain_gradient(&cx, x, n, out->targets, out);
+    } else if (o->method == SAL_M_RISE) st = sal_explain_rise(&cx, x, n, out->targets, out);
+    else if (o->method == SAL_M_GRADSHAP) st = sal_explain_gradshap(&cx, x, n, out->targets, out);
+    else if (o->method == SAL_M_KERNELSHAP) st = sal_explain_kernelshap(&cx, x, n, out->targets, out);
+    else st = explain_gradient(&cx, x, n, out->targets, out);
     if (st) {
         const char *why = sal_session_error(s);
         sal_maps_free(out);

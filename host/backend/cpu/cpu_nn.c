@@ -123,39 +123,161 @@ static void col2im_add(const sal_conv_params *p, int64_t cg, const float *restri
 /* ------------------------------------------------------------------------------------------------ */
 /* Conv: depthwise (group == C, weights (M, 1, kh, kw), output channel m reads input m / (M/C))    */
 
-/* y (N, M, OH, OW) = bias + taps over x (N, C, H, W); one (n, m) plane per iteration, each output
- * row accumulated tap by tap over the tap's valid column range. */
+/* The per-plane kernel is compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load
+ * time (GCC target_clones), since the library is not built with -march=native. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define SAL_ISA_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#endif
+#endif
+#ifndef SAL_ISA_CLONES
+#define SAL_ISA_CLONES
+#endif
+
+/* Geometry of one depthwise plane: in (H, W) -> out (OH, OW), kernel (KH, KW). */
+typedef struct dw_geom {
+    int64_t H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
+} dw_geom;
+
+/* Interior columns, fused over a KxK kernel whose K input rows are all inside the input:
+ * orow[ox] += sum_{ky,kx} w[ky*K+kx] * in[ky*W + ox*S + off + kx] for ox in [xa, xb). K and S
+ * are constants at every call, so the tap loops unroll and the column loop vectorizes. */
+static inline __attribute__((always_inline)) void dw_rows_fixed(float *restrict orow, const float *restrict in,
+                                                                int64_t W, const float *restrict w, int64_t xa,
+                                                                int64_t xb, int64_t off, const int K, const int S) {
+#pragma omp simd
+    for (int64_t ox = xa; ox < xb; ox++) {
+        float s = orow[ox];
+        for (int ky = 0; ky < K; ky++)
+            for (int kx = 0; kx < K; kx++) s += w[ky * K + kx] * in[ky * W + ox * S + off + kx];
+        orow[ox] = s;
+    }
+}
+
+/* Interior columns of one kernel row (K taps, stride S, dilation 1). */
+static inline __attribute__((always_inline)) void dw_row_fixed(float *restrict orow, const float *restrict irow,
+                                                               const float *restrict w, int64_t xa, int64_t xb,
+                                                               int64_t off, const int K, const int S) {
+#pragma omp simd
+    for (int64_t ox = xa; ox < xb; ox++) {
+        float s = orow[ox];
+        for (int kx = 0; kx < K; kx++) s += w[kx] * irow[ox * S + off + kx];
+        orow[ox] = s;
+    }
+}
+
+/* out (OH, OW) = bias + taps over in (H, W)   (accumulate = 0)
+ * out (OH, OW) += taps over in (H, W)         (accumulate = 1)
+ * with out[oy][ox] taking in[oy*sh - pt + ky*dh][ox*sw - pl + kx*dw] * wk[ky][kx]. Columns
+ * [xa, xb) have every tap inside the input and run without bounds checks (fused over the whole
+ * kernel for 3x3 and 5x5 rows away from the top and bottom edges); border columns are summed
+ * tap by tap with checks. */
+SAL_ISA_CLONES
+static void dw_plane(const dw_geom *g, const float *restrict in, const float *restrict wk, float bias,
+                     int accumulate, float *restrict out) {
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, KH = g->KH, KW = g->KW;
+    const int64_t sh = g->sh, sw = g->sw, dh = g->dh, dw = g->dw, pt = g->pt, pl = g->pl;
+    int64_t lo0, hi0, loK, hiK;
+    valid_range(-pl, sw, W, OW, &lo0, &hi0);
+    valid_range((KW - 1) * dw - pl, sw, W, OW, &loK, &hiK);
+    const int64_t xa = lo0 > loK ? lo0 : loK;
+    int64_t xb = hi0 < hiK ? hi0 : hiK;
+    if (xb < xa) xb = xa;
+    const int fixed = dh == 1 && dw == 1 && KH == KW && (KW == 3 || KW == 5) && (sw == 1 || sw == 2);
+    for (int64_t oy = 0; oy < OH; oy++) {
+        float *restrict orow = out + oy * OW;
+        if (!accumulate)
+            for (int64_t ox = 0; ox < OW; ox++) orow[ox] = bias;
+        const int64_t iy0 = oy * sh - pt;
+        /* border columns */
+        for (int64_t ox = 0; ox < OW; ox++) {
+            if (ox == xa) ox = xb;
+            if (ox >= OW) break;
+            float s = 0.f;
+            for (int64_t ky = 0; ky < KH; ky++) {
+                int64_t iy = iy0 + ky * dh;
+                if (iy < 0 || iy >= H) continue;
+                for (int64_t kx = 0; kx < KW; kx++) {
+                    int64_t ix = ox * sw - pl + kx * dw;
+                    if (ix >= 0 && ix < W) s += wk[ky * KW + kx] * in[iy * W + ix];
+                }
+            }
+            orow[ox] += s;
+        }
+        if (xa >= xb) continue;
+        /* interior columns */
+        if (fixed && iy0 >= 0 && iy0 + KH - 1 < H) {
+            const float *rows = in + iy0 * W;
+            if (KW == 3 && sw == 1) dw_rows_fixed(orow, rows, W, wk, xa, xb, -pl, 3, 1);
+            else if (KW == 3) dw_rows_fixed(orow, rows, W, wk, xa, xb, -pl, 3, 2);
+            else if (sw == 1) dw_rows_fixed(orow, rows, W, wk, xa, xb, -pl, 5, 1);
+            else dw_rows_fixed(orow, rows, W, wk, xa, xb, -pl, 5, 2);
+            continue;
+        }
+        for (int64_t ky = 0; ky < KH; ky++) {
+            int64_t iy = iy0 + ky * dh;
+            if (iy < 0 || iy >= H) continue;
+            const float *restrict irow = in + iy * W;
+            const float *restrict wr = wk + ky * KW;
+            if (fixed) {
+                if (KW == 3 && sw == 1) dw_row_fixed(orow, irow, wr, xa, xb, -pl, 3, 1);
+                else if (KW == 3) dw_row_fixed(orow, irow, wr, xa, xb, -pl, 3, 2);
+                else if (sw == 1) dw_row_fixed(orow, irow, wr, xa, xb, -pl, 5, 1);
+                else dw_row_fixed(orow, irow, wr, xa, xb, -pl, 5, 2);
+                continue;
+            }
+            for (int64_t kx = 0; kx < KW; kx++) {
+                const float wv = wr[kx];
+                const int64_t off = kx * dw - pl;
+                if (sw == 1) {
+#pragma omp simd
+                    for (int64_t ox = xa; ox < xb; ox++) orow[ox] += wv * irow[ox + off];
+                } else {
+#pragma omp simd
+                    for (int64_t ox = xa; ox < xb; ox++) orow[ox] += wv * irow[ox * sw + off];
+                }
+            }
+        }
+    }
+}
+
+static dw_geom dw_geom_of(const sal_conv_params *p) {
+    dw_geom g = {p->h, p->w, p->oh, p->ow, p->kh, p->kw, p->sh, p->sw, p->dh, p->dw, p->pt, p->pl};
+    return g;
+}
+
+/* y (N, M, OH, OW) = bias + taps over x (N, C, H, W); one (n, m) plane per iteration. */
 static void dw_forward(const sal_conv_params *p, const float *restrict x, const float *restrict w,
                        const float *restrict b, float *restrict y, int threads) {
     const int64_t C = p->c, M = p->m, H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
-    const int64_t mult = M / C, sw = p->sw;
+    const int64_t mult = M / C;
+    const dw_geom g = dw_geom_of(p);
 #pragma omp parallel for num_threads(par(threads, p->n * M * OH * OW * KH * KW)) schedule(static)
     for (int64_t nm = 0; nm < p->n * M; nm++) {
         int64_t n = nm / M, m = nm % M;
-        const float *in = x + (n * C + m / mult) * H * W;
-        const float *wk = w + m * KH * KW;
-        float *out = y + nm * OH * OW;
-        float bias = b ? b[m] : 0.f;
-        for (int64_t oy = 0; oy < OH; oy++) {
-            float *restrict orow = out + oy * OW;
-            for (int64_t ox = 0; ox < OW; ox++) orow[ox] = bias;
-            for (int64_t ky = 0; ky < KH; ky++) {
-                int64_t iy = oy * p->sh - p->pt + ky * p->dh;
-                if (iy < 0 || iy >= H) continue;
-                const float *restrict irow = in + iy * W;
-                for (int64_t kx = 0; kx < KW; kx++) {
-                    const float wv = wk[ky * KW + kx];
-                    int64_t off = kx * p->dw - p->pl, lo, hi;
-                    valid_range(off, sw, W, OW, &lo, &hi);
-                    if (sw == 1) {
-#pragma omp simd
-                        for (int64_t ox = lo; ox < hi; ox++) orow[ox] += wv * irow[ox + off];
-                    } else {
-#pragma omp simd
-                        for (int64_t ox = lo; ox < hi; ox++) orow[ox] += wv * irow[ox * sw + off];
-                    }
-                }
-            }
+        dw_plane(&g, x + (n * C + m / mult) * H * W, w + m * KH * KW, b ? b[m] : 0.f, 0, y + nm * OH * OW);
+    }
+}
+
+/* Stride 1: the gradient of a depthwise conv is a depthwise conv of gy with the kernel flipped,
+ * gx[iy][ix] += sum wk[KH-1-ky][KW-1-kx] * gy[iy - pt' + ky*dh][ix - pl' + kx*dw] with
+ * pt' = (KH-1)*dh - pt, pl' = (KW-1)*dw - pl: run dw_plane in accumulate mode on (gy -> gx).
+ * One (n, c) input plane per iteration, over the mult output channels that read it. */
+#define DW_MAX_TAPS 256
+static void dw_backward_data_s1(const sal_conv_params *p, const float *restrict gy, const float *restrict w,
+                                float *restrict gx, int threads) {
+    const int64_t C = p->c, M = p->m, H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
+    const int64_t mult = M / C;
+    const dw_geom g = {OH, OW, H, W, KH, KW, 1, 1, p->dh, p->dw, (KH - 1) * p->dh - p->pt, (KW - 1) * p->dw - p->pl};
+#pragma omp parallel for num_threads(par(threads, p->n * M * OH * OW * KH * KW)) schedule(static)
+    for (int64_t nc = 0; nc < p->n * C; nc++) {
+        int64_t n = nc / C, ci = nc % C;
+        float wf[DW_MAX_TAPS];   /* (KH, KW) flipped */
+        for (int64_t j = 0; j < mult; j++) {
+            int64_t m = ci * mult + j;
+            const float *wk = w + m * KH * KW;
+            for (int64_t t = 0; t < KH * KW; t++) wf[t] = wk[KH * KW - 1 - t];
+            dw_plane(&g, gy + (n * M + m) * OH * OW, wf, 0.f, 1, gx + nc * H * W);
         }
     }
 }
@@ -296,7 +418,9 @@ sal_status sal_cpu_conv_bwd(const sal_op_call *c, sal_error *err) {
         return sal_fail(err, SAL_ERR_INTERNAL, "node '%s' (Conv): no scratch for col2im", c->node->name);
 
     if (gx) {
-        if (depthwise) {
+        if (depthwise && p->sh == 1 && p->sw == 1 && p->kh * p->kw <= DW_MAX_TAPS) {
+            dw_backward_data_s1(p, gy, w, gx, t);
+        } else if (depthwise) {
             dw_backward_data(p, gy, w, gx, t);
         } else {
             for (int64_t n = 0; n < p->n; n++)
