@@ -139,30 +139,45 @@ typedef struct dw_geom {
     int64_t H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
 } dw_geom;
 
-/* Interior columns, fused over a KxK kernel whose K input rows are all inside the input:
- * orow[ox] += sum_{ky,kx} w[ky*K+kx] * in[ky*W + ox*S + off + kx] for ox in [xa, xb). K and S
- * are constants at every call, so the tap loops unroll and the column loop vectorizes. */
+/* Interior columns, fused over a KxK kernel (K = 3 or 5) whose K input rows are all inside the
+ * input: orow[ox] += sum_{ky,kx} w[ky*K+kx] * in[ky*W + ox*S + off + kx] for ox in [xa, xb).
+ * K and S are constants at every call; the taps are spelled out so that the column loop
+ * vectorizes, one partial sum per kernel row to keep dependency chains short. */
+#define DW_TAPS3(r, w, b) ((w)[0] * (r)[b] + (w)[1] * (r)[(b) + 1] + (w)[2] * (r)[(b) + 2])
+#define DW_TAPS5(r, w, b)                                                                          \
+    ((w)[0] * (r)[b] + (w)[1] * (r)[(b) + 1] + (w)[2] * (r)[(b) + 2] + (w)[3] * (r)[(b) + 3] +     \
+     (w)[4] * (r)[(b) + 4])
 static inline __attribute__((always_inline)) void dw_rows_fixed(float *restrict orow, const float *restrict in,
                                                                 int64_t W, const float *restrict w, int64_t xa,
                                                                 int64_t xb, int64_t off, const int K, const int S) {
+    const float *restrict r0 = in, *restrict r1 = in + W, *restrict r2 = in + 2 * W;
+    if (K == 3) {
 #pragma omp simd
-    for (int64_t ox = xa; ox < xb; ox++) {
-        float s = orow[ox];
-        for (int ky = 0; ky < K; ky++)
-            for (int kx = 0; kx < K; kx++) s += w[ky * K + kx] * in[ky * W + ox * S + off + kx];
-        orow[ox] = s;
+        for (int64_t ox = xa; ox < xb; ox++) {
+            const int64_t b = ox * S + off;
+            orow[ox] += (DW_TAPS3(r0, w, b) + DW_TAPS3(r1, w + 3, b)) + DW_TAPS3(r2, w + 6, b);
+        }
+    } else {
+        const float *restrict r3 = in + 3 * W, *restrict r4 = in + 4 * W;
+#pragma omp simd
+        for (int64_t ox = xa; ox < xb; ox++) {
+            const int64_t b = ox * S + off;
+            orow[ox] += ((DW_TAPS5(r0, w, b) + DW_TAPS5(r1, w + 5, b)) +
+                         (DW_TAPS5(r2, w + 10, b) + DW_TAPS5(r3, w + 15, b))) + DW_TAPS5(r4, w + 20, b);
+        }
     }
 }
 
-/* Interior columns of one kernel row (K taps, stride S, dilation 1). */
+/* Interior columns of one kernel row (K = 3 or 5 taps, stride S, dilation 1). */
 static inline __attribute__((always_inline)) void dw_row_fixed(float *restrict orow, const float *restrict irow,
                                                                const float *restrict w, int64_t xa, int64_t xb,
                                                                int64_t off, const int K, const int S) {
+    if (K == 3) {
 #pragma omp simd
-    for (int64_t ox = xa; ox < xb; ox++) {
-        float s = orow[ox];
-        for (int kx = 0; kx < K; kx++) s += w[kx] * irow[ox * S + off + kx];
-        orow[ox] = s;
+        for (int64_t ox = xa; ox < xb; ox++) orow[ox] += DW_TAPS3(irow, w, ox * S + off);
+    } else {
+#pragma omp simd
+        for (int64_t ox = xa; ox < xb; ox++) orow[ox] += DW_TAPS5(irow, w, ox * S + off);
     }
 }
 
