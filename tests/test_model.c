@@ -5,8 +5,8 @@
  *  - logits of the 7 sample photos (samples/<stem>.npy) in one batch against onnxruntime's
  *    (tests/fixtures/effnet_lite0_ref.txt): max |diff| <= LOGIT_TOL * max(1, max|ref|) per photo,
  *    and the same top-1 class; the cat photo (chelsea) lands in ImageNet's cats 281..285;
- *  - input gradients: finite, non-zero, and their directional derivative along a random direction
- *    agrees with a central finite difference of the target logit (accumulated in double);
+ *  - input gradients (batch 2): finite, non-zero, and matching finite differences of the target
+ *    logit (accumulated in double) along coordinate directions and along random directions;
  *  - batch independence: photo i's logits and gradient in a batch of 7 equal those of a batch of 1;
  *  - capture of layer 'head.conv' (by name), with the backward stopped there: shape
  *    (n,1280,7,7) and a gradient that equals the closed form W_fc[t,c] / 49 * (0 < act < 6)
@@ -15,13 +15,25 @@
  *
  * Tolerances (why):
  *  - LOGIT_TOL 1e-3: onnxruntime and salient sum the same float32 products in different orders
- *    through 49 convolutions; observed differences are ~1e-5 of the logit range, the fixture
- *    prints 6 significant digits (5e-6 relative), so 1e-3 is loose yet would catch any wrong
- *    padding, fold or activation (those move logits by 1e-1 or more).
- *  - DIRDERIV_TOL 3e-2 relative, eps 1e-2 along a direction of unit RMS (about one grey level per
- *    pixel): the network is piecewise smooth (ReLU6 kinks) so the difference quotient is only
- *    approximately the derivative; a wrong gradient is off by far more than a few percent.
- *  - BATCH_TOL 1e-4 relative to the largest element: the kernels should not depend on the batch.
+ *    through 49 convolutions; observed differences are <= 3.5e-5 absolute (logits up to 11.4),
+ *    the fixture prints 6 significant digits, so 1e-3 is loose yet catches any wrong padding,
+ *    fold or activation (those move logits by 1e-1 or more).
+ *  - Finite differences: the model is piecewise linear with millions of ReLU6 kinks and
+ *    BN-folded depthwise weights, and it is far from linear even at small scales: along a random
+ *    direction of unit RMS, a step of 1e-2 per element (about one grey level) gives a difference
+ *    quotient unrelated to the gradient (it even has the other sign), and only for steps
+ *    <= 1e-4 does it converge to g.d. (Checked by hand: the quotient tends to g.d as the step
+ *    shrinks, both along random directions and along single pixels, so the gradient is right and
+ *    the step was the problem.) Hence:
+ *      * coordinate directions: NCOORD elements among the NTOP largest |g|, step 3e-4 (the best
+ *        compromise between kinks and float32 rounding of the logits), sum|g - fd| / sum|g| <
+ *        DIRDERIV_TOL = 5e-2 (observed 0.3%..2%);
+ *      * random directions (uniform per element), step 3e-5, 8 directions per photo evaluated in
+ *        one batch; the float32 logit changes are ~1e-4 so rounding costs a few percent per
+ *        direction: sum|df - dd| / sum|df| over all 16 < RANDDIR_TOL = 1e-1 (observed 1%..6%).
+ *    A wrong gradient (scale, sign, position, a missing path) is off by far more.
+ *  - BATCH_TOL 1e-4 relative to the largest element: the kernels should not depend on the batch
+ *    (observed: gradients bit-identical, logits within 1.5e-6).
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -43,7 +55,8 @@
 #define IMG (C * HW * HW)
 
 #define LOGIT_TOL 1e-3
-#define DIRDERIV_TOL 3e-2
+#define DIRDERIV_TOL 5e-2
+#define RANDDIR_TOL 1e-1
 #define BATCH_TOL 1e-4
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -248,7 +261,7 @@ Test(model, logits_match_onnxruntime_for_seven_photos, .timeout = 300) {
  * elements drawn at random among the NTOP largest |gradient| ones; both photos are perturbed at
  * once (they are independent in the batch). The finite difference of the target logit (in double)
  * must match the gradient, in aggregate: sum|g - fd| / sum|g| < DIRDERIV_TOL. See the file
- * comment for why the step is so small and the directions are coordinates. */
+ * comment for the choice of step. */
 static const float *sort_key;
 static int by_abs_desc(const void *a, const void *b) {
     float x = fabsf(sort_key[*(const int *)a]), y = fabsf(sort_key[*(const int *)b]);
@@ -257,7 +270,7 @@ static int by_abs_desc(const void *a, const void *b) {
 
 Test(model, input_gradient_matches_finite_differences, .timeout = 600) {
     sal_model *m = load_model();
-    enum { N = 2, NTOP = 32, NCOORD = 8 };
+    enum { N = 2, NTOP = 32, NCOORD = 16 };
     static const char *stems[N] = {"chelsea", "dog"};
     uint64_t seed = tu_fresh_seed(), rng = seed;
     float *x = malloc(sizeof(float) * N * IMG), *g = malloc(sizeof(float) * N * IMG);
@@ -331,20 +344,22 @@ Test(model, input_gradient_matches_finite_differences, .timeout = 600) {
     sal_model_free(m);
 }
 
-/* A random direction over the whole photo is checked too, with what the model allows: the step
- * is small (1e-4 per element RMS, about 1/80 of a grey level) and the tolerance is 25%. A wrong
- * gradient (wrong scale, sign, location or missing path) is off by far more; the tight check is
- * the one above. */
-Test(model, input_gradient_random_direction, .timeout = 600) {
+/* Random directions over the whole photo (uniform noise in [-1,1] per element): the gradient's
+ * prediction g.(x+ - x-) of the change of the target logit against the change itself. The model is
+ * so kinked that the step must be tiny (3e-5 per element, 1/250 of a grey level; see the file
+ * comment), where float32 rounding of the logits costs a few percent per direction, so the check
+ * is in aggregate over NDIR directions for each of two photos, evaluated in one batch (+ and -
+ * for each): sum|df - dd| / sum|df| < RANDDIR_TOL over all of them. */
+Test(model, input_gradient_matches_random_direction_derivatives, .timeout = 600) {
     sal_model *m = load_model();
-    enum { N = 2 };
+    enum { N = 2, NDIR = 8, NB = N * NDIR * 2 };
     static const char *stems[N] = {"coffee", "eagle"};
     uint64_t seed = tu_fresh_seed(), rng = seed;
     float *x = malloc(sizeof(float) * N * IMG), *g = malloc(sizeof(float) * N * IMG);
-    float *d = malloc(sizeof(float) * N * IMG), *xp = malloc(sizeof(float) * N * IMG);
-    float *xm = malloc(sizeof(float) * N * IMG);
-    float logits[N * K], lp[N * K], lm[N * K];
+    float *xb = malloc(sizeof(float) * (size_t)NB * IMG), *lb = malloc(sizeof(float) * (size_t)NB * K);
+    float logits[N * K];
     int targets[N];
+    double dd[N][NDIR];
     for (int i = 0; i < N; i++) load_photo(stems[i], x + (size_t)i * IMG);
     sal_session *s = cpu_session(m);
     sal_grad_opts o = sal_grad_opts_default();
@@ -353,31 +368,44 @@ Test(model, input_gradient_random_direction, .timeout = 600) {
     out.input_grad = g;
     out.targets_out = targets;
     cr_assert_eq(sal_gradient(s, x, N, HW, HW, &o, &out), SAL_OK, "%s", sal_session_error(s));
-    tu_fill(d, N * IMG, &rng, -1.f, 1.f);
-    const float eps = 1e-4f;
-    for (int j = 0; j < N * IMG; j++) {
-        xp[j] = x[j] + eps * d[j];
-        xm[j] = x[j] - eps * d[j];
-    }
-    cr_assert_eq(sal_forward(s, xp, N, HW, HW, lp), SAL_OK, "%s", sal_session_error(s));
-    cr_assert_eq(sal_forward(s, xm, N, HW, HW, lm), SAL_OK, "%s", sal_session_error(s));
-    for (int i = 0; i < N; i++) {
-        double dd = 0, gnorm = 0;
-        /* the step actually taken, element by element, in double */
-        for (int j = i * IMG; j < (i + 1) * IMG; j++) {
-            dd += (double)g[j] * ((double)xp[j] - (double)xm[j]);
-            gnorm += (double)g[j] * g[j];
+    const float eps = 3e-5f;
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < NDIR; k++) {
+            float *xp = xb + (size_t)((i * NDIR + k) * 2) * IMG, *xm = xp + IMG;
+            const float *xi = x + (size_t)i * IMG, *gi = g + (size_t)i * IMG;
+            dd[i][k] = 0;
+            for (int j = 0; j < IMG; j++) {
+                float d = tu_uniform(&rng, -1.f, 1.f);
+                xp[j] = xi[j] + eps * d;
+                xm[j] = xi[j] - eps * d;
+                /* the step actually taken in float, in double */
+                dd[i][k] += (double)gi[j] * ((double)xp[j] - (double)xm[j]);
+            }
         }
+    cr_assert_eq(sal_forward(s, xb, NB, HW, HW, lb), SAL_OK, "%s", sal_session_error(s));
+    double se_all = 0, sf_all = 0;
+    for (int i = 0; i < N; i++) {
         int t = targets[i];
-        double df = (double)lp[i * K + t] - (double)lm[i * K + t];
-        double rel = fabs(dd - df) / fmax(fabs(df), 1e-30);
-        cr_log_info("%s: random direction: g.dx %.4g, logit change %.4g, rel err %.3g (|g| %.3g, seed %llu)",
-                    stems[i], dd, df, rel, sqrt(gnorm), (unsigned long long)seed);
-        cr_expect(rel < 0.25, "%s: along a random direction the logit moves by %.4g, the gradient "
-                  "predicts %.4g (rel err %.3g, seed %llu)", stems[i], df, dd, rel, (unsigned long long)seed);
+        double se = 0, sf = 0, worst = 0;
+        for (int k = 0; k < NDIR; k++) {
+            const float *lp = lb + (size_t)((i * NDIR + k) * 2) * K, *lm = lp + K;
+            double df = (double)lp[t] - (double)lm[t];
+            se += fabs(df - dd[i][k]);
+            sf += fabs(df);
+            worst = fmax(worst, fabs(df - dd[i][k]) / fabs(df));
+        }
+        se_all += se;
+        sf_all += sf;
+        cr_log_info("%s: class %d, %d random directions: aggregate rel err %.3g (worst single %.3g), "
+                    "eps %g, seed %llu", stems[i], t, NDIR, se / fmax(sf, 1e-30), worst, eps,
+                    (unsigned long long)seed);
     }
+    double rel = se_all / fmax(sf_all, 1e-30);
+    cr_expect(rel < RANDDIR_TOL, "along %d random directions (%s, %s) the logit changes differ from "
+              "the gradient's prediction by %.3g in aggregate (>= %g, eps %g, seed %llu)", N * NDIR,
+              stems[0], stems[1], rel, RANDDIR_TOL, eps, (unsigned long long)seed);
     sal_session_free(s);
-    free(x); free(g); free(d); free(xp); free(xm);
+    free(x); free(g); free(xb); free(lb);
     sal_model_free(m);
 }
 

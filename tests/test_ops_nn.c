@@ -91,7 +91,8 @@ static void nn_run_free(nn_run *r) {
     for (int i = 0; i < 8; i++) free(r->gin[i]);
 }
 
-static sal_status nn_run_node(sal_graph *g, const float *const *ins, const float *gout, nn_run *r, sal_error *err) {
+static sal_status nn_run_node(sal_graph *g, const float *const *ins, const float *gout, nn_run *r,
+                              sal_error *err) {
     memset(r, 0, sizeof *r);
     const sal_node *n = &g->nodes[0];
     const sal_op_def *def = sal_op_lookup(n->op_type);
@@ -183,6 +184,13 @@ static conv_case conv_cases[] = {
     {"dw5x5_s1",        2, 1, 3, 7,  9,  3, 5, 5, 3, 1, 1, 1, 1, 2, 2, 2, 2, "",          1, 7, 9, 0, 0},
     {"dw_multiplier2",  2, 2, 3, 7,  7,  6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, "",          1, 7, 7, 0, 0},
     {"dw_dilation2",    2, 1, 2, 8,  8,  2, 3, 3, 2, 1, 1, 2, 2, 2, 2, 2, 2, "",          0, 8, 8, 0, 0},
+    {"dw3x3_s2_oddw",   2, 2, 3, 9,  11, 3, 3, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, "",            1, 4, 5, 0, 0},
+    {"dw5x5_s2_odd",    2, 1, 2, 9,  9,  4, 5, 5, 2, 2, 2, 1, 1, 1, 1, 1, 1, "",            1, 4, 4, 0, 0},
+    {"dw_stride21",     2, 2, 3, 8,  7,  3, 3, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, "",            1, 4, 7, 0, 0},
+    {"dw_stride12",     2, 2, 3, 7,  9,  3, 3, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, "",            1, 7, 5, 0, 0},
+    {"dw_stride3",      2, 1, 3, 10, 10, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, "",            0, 4, 4, 0, 0},
+    {"dw7x7",           2, 1, 2, 9,  9,  2, 7, 7, 2, 1, 1, 1, 1, 3, 3, 3, 3, "",            1, 9, 9, 0, 0},
+    {"dw_single_chan",  2, 2, 1, 6,  6,  3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, "",            1, 6, 6, 0, 0},
     {"pointwise",       2, 2, 5, 6,  7,  4, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, "",          1, 6, 7, 0, 1},
     {"pointwise_nobias",2, 2, 5, 6,  7,  4, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, "",            0, 6, 7, 0, 0},
     {"pointwise_g2",    2, 2, 4, 5,  5,  6, 1, 1, 2, 1, 1, 1, 1, 0, 0, 0, 0, "",          1, 5, 5, 0, 0},
@@ -233,7 +241,8 @@ static sal_shape conv_x_shape(const conv_case *cc) {
     return cc->nsp == 2 ? SHP(cc->n, cc->c, cc->h, cc->w) : SHP(cc->n, cc->c, cc->w);
 }
 static sal_shape conv_w_shape(const conv_case *cc) {
-    return cc->nsp == 2 ? SHP(cc->m, cc->c / cc->group, cc->kh, cc->kw) : SHP(cc->m, cc->c / cc->group, cc->kw);
+    int64_t cg = cc->c / cc->group;
+    return cc->nsp == 2 ? SHP(cc->m, cg, cc->kh, cc->kw) : SHP(cc->m, cg, cc->kw);
 }
 static sal_shape conv_y_shape(const conv_case *cc) {
     return cc->nsp == 2 ? SHP(cc->n, cc->m, cc->oh, cc->ow) : SHP(cc->n, cc->m, cc->ow);
@@ -242,7 +251,8 @@ static sal_shape conv_y_shape(const conv_case *cc) {
 static void conv_attrs(sal_graph *g, const conv_case *cc) {
     if (cc->group != 1) set_int(g, "group", cc->group);
     if (cc->nsp == 2) {
-        int64_t st[2] = {cc->sh, cc->sw}, dl[2] = {cc->dh, cc->dw}, pads[4] = {cc->pt, cc->pl, cc->pb, cc->pr};
+        int64_t st[2] = {cc->sh, cc->sw}, dl[2] = {cc->dh, cc->dw};
+        int64_t pads[4] = {cc->pt, cc->pl, cc->pb, cc->pr};
         int64_t ks[2] = {cc->kh, cc->kw};
         set_ints(g, "strides", 2, st);
         set_ints(g, "dilations", 2, dl);
@@ -322,7 +332,8 @@ Test(conv, batch_images_independent) {
     uint64_t seed = tu_fresh_seed(), s = seed;
     conv_case cc = conv_cases[3];   /* groups2 */
     sal_shape xs = conv_x_shape(&cc), ws = conv_w_shape(&cc);
-    float *x = rand_buf(sal_shape_numel(&xs), &s, -1.f, 1.f), *w = rand_buf(sal_shape_numel(&ws), &s, -1.f, 1.f);
+    float *x = rand_buf(sal_shape_numel(&xs), &s, -1.f, 1.f);
+    float *w = rand_buf(sal_shape_numel(&ws), &s, -1.f, 1.f);
     float *b = rand_buf(cc.m, &s, -1.f, 1.f);
     sal_graph *g2 = conv_graph(&cc, w, b);
     float *y2, *y1;
@@ -336,7 +347,8 @@ Test(conv, batch_images_independent) {
     const float *rt1[1] = {x + per_x};
     cr_assert_eq(tu_forward(g1, rt1, &y1, &sh, &err), SAL_OK, "%s", err.msg);
     for (int64_t i = 0; i < per_y; i++)
-        cr_assert_float_eq(y1[i], y2[per_y + i], 1e-5, "image 1 differs at %lld (seed %llu)", (long long)i, ULL(seed));
+        cr_assert_float_eq(y1[i], y2[per_y + i], 1e-5, "image 1 differs at %lld (seed %llu)", (long long)i,
+                           ULL(seed));
     free(y1); free(y2); free(x); free(w); free(b);
     sal_graph_free(g1);
     sal_graph_free(g2);
@@ -466,7 +478,8 @@ Test(batchnorm, forward_and_gradient) {
         cr_expect_lt(e, 1e-5, "batchnorm case %d: forward error %g (seed %llu)", k, e, ULL(seed));
         tu_grad_result r = tu_grad_check(g, seed + (uint64_t)k, -2.f, 2.f, 1e-2f, 200);
         cr_assert_eq(r.st, SAL_OK, "%s (seed %llu)", r.msg, ULL(seed));
-        cr_expect_lt(r.max_err, 1e-2, "batchnorm case %d: gradient error %g (seed %llu)", k, r.max_err, ULL(seed));
+        cr_expect_lt(r.max_err, 1e-2, "batchnorm case %d: gradient error %g (seed %llu)", k, r.max_err,
+                     ULL(seed));
         free(ref); free(y); free(x); free(sc); free(bi); free(mu); free(var);
         sal_graph_free(g);
     }
@@ -562,8 +575,10 @@ static void ref_pool(const pool_case *pc, int is_max, const float *x, double *y)
                 int64_t valid = 0, padded = 0;
                 for (int64_t ky = 0; ky < pc->kh; ky++)
                     for (int64_t kx = 0; kx < pc->kw; kx++) {
-                        int64_t iy = oy * pc->sh - pc->pt + ky * pc->dh, ix = ox * pc->sw - pc->pl + kx * pc->dw;
-                        if (iy >= -pc->pt && iy < pc->h + pc->pb && ix >= -pc->pl && ix < pc->w + pc->pr) padded++;
+                        int64_t iy = oy * pc->sh - pc->pt + ky * pc->dh;
+                        int64_t ix = ox * pc->sw - pc->pl + kx * pc->dw;
+                        if (iy >= -pc->pt && iy < pc->h + pc->pb && ix >= -pc->pl && ix < pc->w + pc->pr)
+                            padded++;
                         if (iy < 0 || iy >= pc->h || ix < 0 || ix >= pc->w) continue;
                         double v = x[(nc * pc->h + iy) * pc->w + ix];
                         valid++;
@@ -587,7 +602,8 @@ static sal_graph *pool_graph(const pool_case *pc, int is_max) {
     sal_graph *g = tu_node_graph(is_max ? "MaxPool" : "AveragePool", 1, ins, 1);
     cr_assert(g);
     if (pc->nsp == 2) {
-        int64_t ks[2] = {pc->kh, pc->kw}, st[2] = {pc->sh, pc->sw}, pads[4] = {pc->pt, pc->pl, pc->pb, pc->pr};
+        int64_t ks[2] = {pc->kh, pc->kw}, st[2] = {pc->sh, pc->sw};
+        int64_t pads[4] = {pc->pt, pc->pl, pc->pb, pc->pr};
         set_ints(g, "kernel_shape", 2, ks);
         set_ints(g, "strides", 2, st);
         if (pc->dh != 1 || pc->dw != 1) {
@@ -648,7 +664,8 @@ ParameterizedTest(pool_case *pc, avgpool, gradient) {
     sal_shape xs = pool_x_shape(pc);
     tu_grad_result r = tu_grad_check(g, seed, -1.f, 1.f, 1e-2f, sal_shape_numel(&xs) > 2000 ? 60 : 300);
     cr_assert_eq(r.st, SAL_OK, "%s: %s (seed %llu)", pc->name, r.msg, ULL(seed));
-    cr_expect_lt(r.max_err, 1e-2, "avgpool %s: gradient error %g (seed %llu)", pc->name, r.max_err, ULL(seed));
+    cr_expect_lt(r.max_err, 1e-2, "avgpool %s: gradient error %g (seed %llu)", pc->name, r.max_err,
+                 ULL(seed));
     sal_graph_free(g);
 }
 
@@ -683,7 +700,8 @@ ParameterizedTest(pool_case *pc, maxpool, gradient) {
                 int64_t best = -1;
                 for (int64_t ky = 0; ky < pc->kh; ky++)
                     for (int64_t kx = 0; kx < pc->kw; kx++) {
-                        int64_t iy = oy * pc->sh - pc->pt + ky * pc->dh, ix = ox * pc->sw - pc->pl + kx * pc->dw;
+                        int64_t iy = oy * pc->sh - pc->pt + ky * pc->dh;
+                        int64_t ix = ox * pc->sw - pc->pl + kx * pc->dw;
                         if (iy < 0 || iy >= pc->h || ix < 0 || ix >= pc->w) continue;
                         int64_t k = (nc * pc->h + iy) * pc->w + ix;
                         if (best < 0 || x[k] > x[best]) best = k;
@@ -819,7 +837,8 @@ Test(globalavgpool, forward_and_gradient) {
         cr_expect_lt(e, 1e-5, "globalavgpool case %d: forward error %g (seed %llu)", k, e, ULL(seed));
         tu_grad_result r = tu_grad_check(g, seed + (uint64_t)k, -1.f, 1.f, 1e-2f, 200);
         cr_assert_eq(r.st, SAL_OK, "%s", r.msg);
-        cr_expect_lt(r.max_err, 1e-2, "globalavgpool case %d: gradient error %g (seed %llu)", k, r.max_err, ULL(seed));
+        cr_expect_lt(r.max_err, 1e-2, "globalavgpool case %d: gradient error %g (seed %llu)", k, r.max_err,
+                     ULL(seed));
         free(ref); free(y); free(x);
         sal_graph_free(g);
     }
@@ -857,7 +876,8 @@ static void gemm_case(int ta, int tb, int kind, int rt, float alpha, float beta)
     uint64_t seed = tu_fresh_seed(), s = seed;
     const int64_t M = 3, N = 5, K = 4;
     sal_shape as = ta ? SHP(K, M) : SHP(M, K), bs = tb ? SHP(N, K) : SHP(K, N), cs = gemm_c_shape(kind, M, N);
-    float *a = rand_buf(M * K, &s, -1.f, 1.f), *b = rand_buf(K * N, &s, -1.f, 1.f), *c = rand_buf(M * N, &s, -1.f, 1.f);
+    float *a = rand_buf(M * K, &s, -1.f, 1.f), *b = rand_buf(K * N, &s, -1.f, 1.f);
+    float *c = rand_buf(M * N, &s, -1.f, 1.f);
     tu_input ins[3] = {{as, NULL, NULL}, {bs, rt ? NULL : b, NULL}, {cs, rt ? NULL : c, NULL}};
     sal_graph *g = tu_node_graph("Gemm", kind == C_NONE ? 2 : 3, ins, 1);
     if (ta) set_int(g, "transA", 1);
@@ -876,12 +896,13 @@ static void gemm_case(int ta, int tb, int kind, int rt, float alpha, float beta)
         for (int64_t j = 0; j < N; j++) {
             double acc = 0;
             for (int64_t k = 0; k < K; k++)
-                acc += (double)(ta ? a[k * M + i] : a[i * K + k]) * (double)(tb ? b[j * K + k] : b[k * N + j]);
+                acc += (double)(ta ? a[k * M + i] : a[i * K + k]) *
+                       (double)(tb ? b[j * K + k] : b[k * N + j]);
             ref[i * N + j] = alpha * acc + (kind == C_NONE ? 0.0 : beta * gemm_c_at(kind, c, i, j, N));
         }
     double e = rel_err(y, ref, M * N);
-    cr_expect_lt(e, 1e-5, "gemm tA=%d tB=%d C=%s rt=%d: forward error %g (seed %llu)", ta, tb, c_kind_name[kind], rt,
-                 e, ULL(seed));
+    cr_expect_lt(e, 1e-5, "gemm tA=%d tB=%d C=%s rt=%d: forward error %g (seed %llu)", ta, tb,
+                 c_kind_name[kind], rt, e, ULL(seed));
     tu_grad_result r = tu_grad_check(g, seed, -1.f, 1.f, 1e-2f, 100);
     cr_assert_eq(r.st, SAL_OK, "%s", r.msg);
     cr_expect_lt(r.max_err, 1e-2, "gemm tA=%d tB=%d C=%s rt=%d: gradient error %g (seed %llu)", ta, tb,
@@ -975,7 +996,8 @@ static void ref_matmul(const matmul_case *mc, const float *a, const float *b, do
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) {
                 double acc = 0;
-                for (int64_t k = 0; k < K; k++) acc += (double)a[ia * M * K + i * K + k] * b[ib * K * N + k * N + j];
+                for (int64_t k = 0; k < K; k++)
+                    acc += (double)a[ia * M * K + i * K + k] * b[ib * K * N + k * N + j];
                 y[(bi * M + i) * N + j] = acc;
             }
     }
@@ -989,7 +1011,8 @@ ParameterizedTestParameters(matmul, forward_and_gradient) {
 ParameterizedTest(matmul_case *mc, matmul, forward_and_gradient) {
     uint64_t seed = tu_fresh_seed(), s = seed;
     sal_shape as = mkshape(mc->ra, mc->a), bs = mkshape(mc->rb, mc->b), want = mkshape(mc->ry, mc->y);
-    float *a = rand_buf(sal_shape_numel(&as), &s, -1.f, 1.f), *b = rand_buf(sal_shape_numel(&bs), &s, -1.f, 1.f);
+    float *a = rand_buf(sal_shape_numel(&as), &s, -1.f, 1.f);
+    float *b = rand_buf(sal_shape_numel(&bs), &s, -1.f, 1.f);
     tu_input ins[2] = {{as, NULL, NULL}, {bs, mc->b_const ? b : NULL, NULL}};
     sal_graph *g = tu_node_graph("MatMul", 2, ins, 1);
     const float *rt[2] = {a, b};
@@ -1104,7 +1127,8 @@ static onnx_case onnx_cases[] = {
     {"test_averagepool_2d_default", SAL_OK}, {"test_averagepool_2d_pads", SAL_OK},
     {"test_averagepool_2d_pads_count_include_pad", SAL_OK}, {"test_averagepool_2d_precomputed_pads", SAL_OK},
     {"test_averagepool_2d_precomputed_pads_count_include_pad", SAL_OK},
-    {"test_averagepool_2d_precomputed_same_upper", SAL_OK}, {"test_averagepool_2d_precomputed_strides", SAL_OK},
+    {"test_averagepool_2d_precomputed_same_upper", SAL_OK},
+    {"test_averagepool_2d_precomputed_strides", SAL_OK},
     {"test_averagepool_2d_same_lower", SAL_OK}, {"test_averagepool_2d_same_upper", SAL_OK},
     {"test_averagepool_2d_strides", SAL_OK}, {"test_averagepool_3d_default", SAL_ERR_UNSUPPORTED},
     {"test_basic_conv_with_padding", SAL_OK}, {"test_basic_conv_without_padding", SAL_OK},
@@ -1121,7 +1145,8 @@ static onnx_case onnx_cases[] = {
     {"test_globalaveragepool", SAL_OK}, {"test_globalaveragepool_precomputed", SAL_OK},
     {"test_lrn", SAL_OK}, {"test_lrn_default", SAL_OK},
     {"test_matmul_2d", SAL_OK}, {"test_matmul_3d", SAL_OK}, {"test_matmul_4d", SAL_OK},
-    {"test_maxpool_1d_default", SAL_OK}, {"test_maxpool_2d_ceil", SAL_OK}, {"test_maxpool_2d_default", SAL_OK},
+    {"test_maxpool_1d_default", SAL_OK}, {"test_maxpool_2d_ceil", SAL_OK},
+    {"test_maxpool_2d_default", SAL_OK},
     {"test_maxpool_2d_dilations", SAL_OK}, {"test_maxpool_2d_pads", SAL_OK},
     {"test_maxpool_2d_precomputed_pads", SAL_OK}, {"test_maxpool_2d_precomputed_same_upper", SAL_OK},
     {"test_maxpool_2d_precomputed_strides", SAL_OK}, {"test_maxpool_2d_same_lower", SAL_OK},
@@ -1191,8 +1216,8 @@ ParameterizedTest(onnx_case *oc, onnx, conformance) {
                       sal_shape_str(&ys, a, sizeof a), sal_shape_str(&want->shape, b, sizeof b));
             const float *w = want->data;
             for (int64_t i = 0; i < sal_shape_numel(&ys); i++)
-                cr_assert(fabsf(y[i] - w[i]) <= 1e-5f + 1e-4f * fabsf(w[i]), "%s: y[%lld] = %.7g, expected %.7g",
-                          oc->dir, (long long)i, y[i], w[i]);
+                cr_assert(fabsf(y[i] - w[i]) <= 1e-5f + 1e-4f * fabsf(w[i]),
+                          "%s: y[%lld] = %.7g, expected %.7g", oc->dir, (long long)i, y[i], w[i]);
         }
     }
     if (oc->expect == SAL_OK)

@@ -232,8 +232,11 @@ int cli_load_input(const cli_model *cm, const char *path, float *out) {
         if (sal_npy_read(path, &data, &ndim, dims, &err)) { cli_error("%s", err.msg); return -1; }
         int off = ndim == 4 && dims[0] == 1 ? 1 : 0;
         if (ndim - off != 3 || dims[off] != cm->c || dims[off + 1] != cm->h || dims[off + 2] != cm->w) {
-            cli_error("%s: array has shape (%s), the model takes (%d,%d,%d) float32 (C,H,W)", path,
-                      ndim == 3 || ndim == 4 ? "other" : "wrong rank", cm->c, cm->h, cm->w);
+            char shape[256] = "";
+            for (int k = 0, len = 0; k < ndim && len < (int)sizeof shape - 24; k++)
+                len += snprintf(shape + len, sizeof shape - (size_t)len, "%s%lld", k ? "," : "", (long long)dims[k]);
+            cli_error("%s: array has shape (%s), the model takes (%d,%d,%d) float32 (C,H,W)", path, shape,
+                      cm->c, cm->h, cm->w);
             free(data);
             return -1;
         }

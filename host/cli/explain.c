@@ -103,16 +103,39 @@ static const char *stem_of(const char *path, char *buf, size_t len) {
     return buf;
 }
 
-static int ensure_dir(const char *dir) {
+/* Remove the directories ensure_dir created (leaf first, up to `created`), when they are empty. */
+static void remove_created_dirs(const char *dir, const char *created) {
     char path[4096];
     snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(path, 0777) && errno != EEXIST) { cli_error("%s: cannot create: %s", path, strerror(errno)); return -1; }
-        *p = '/';
+    for (int guard = 0; *created && guard < 256; guard++) {
+        rmdir(path);
+        if (!strcmp(path, created)) break;
+        char *slash = strrchr(path, '/');
+        if (!slash || slash == path) break;
+        *slash = 0;
     }
-    if (mkdir(path, 0777) && errno != EEXIST) { cli_error("%s: cannot create: %s", path, strerror(errno)); return -1; }
+}
+
+/* Create dir and its parents; *created receives the topmost directory this call created ("" if
+ * none), for remove_created_dirs when the run writes nothing. */
+static int ensure_dir(const char *dir, char *created, size_t len) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    created[0] = 0;
+    for (char *p = path + 1;; p++) {
+        if (*p && *p != '/') continue;
+        char saved = *p;
+        *p = 0;
+        if (mkdir(path, 0777) == 0) {
+            if (!created[0]) snprintf(created, len, "%s", path);
+        } else if (errno != EEXIST) {
+            cli_error("%s: cannot create: %s", path, strerror(errno));
+            if (created[0]) remove_created_dirs(path, created);
+            return -1;
+        }
+        *p = saved;
+        if (!saved) break;
+    }
     struct stat sb;
     if (stat(path, &sb) || !S_ISDIR(sb.st_mode)) { cli_error("%s: not a directory", path); return -1; }
     if (access(path, W_OK)) { cli_error("%s: not writable", path); return -1; }
@@ -158,6 +181,128 @@ static int write_png(const char *path, int w, int h, const uint8_t *rgb) {
     return 0;
 }
 
+/* Method options checked against the model before any output exists. The library checks them
+ * too, but only when a method runs, which is after earlier methods' files were written. */
+static int check_methods(const xopts *xo, cli_model *cm) {
+    const sal_explain_opts *o = &xo->base;
+    for (int mi = 0; mi < xo->n_methods; mi++) {
+        sal_method m = xo->methods[mi];
+        int is_nt = m == SAL_M_SMOOTHGRAD || m == SAL_M_SMOOTHGRAD_SQ || m == SAL_M_VARGRAD;
+        if (is_nt && o->nt_inner != SAL_M_SALIENCY && o->nt_inner != SAL_M_INPUTXGRAD &&
+            o->nt_inner != SAL_M_IG && o->nt_inner != SAL_M_GUIDED) {
+            cli_error("--nt-inner: expected saliency, inputxgrad, ig or guided, got '%s'", sal_method_name(o->nt_inner));
+            return -1;
+        }
+        if ((m == SAL_M_IG || (is_nt && o->nt_inner == SAL_M_IG)) && o->ig_rule == SAL_IG_RIEMANN_TRAPEZOID &&
+            o->ig_steps < 2) {
+            cli_error("--steps: riemann_trapezoid needs at least 2 steps, got %d", o->ig_steps);
+            return -1;
+        }
+        if (m == SAL_M_OCCLUSION) {
+            if (o->occ_stride_h > o->occ_h || o->occ_stride_w > o->occ_w) {
+                cli_error("--stride %dx%d is larger than --window %dx%d: pixels between windows would get no attribution",
+                          o->occ_stride_h, o->occ_stride_w, o->occ_h, o->occ_w);
+                return -1;
+            }
+            if (o->occ_h > cm->h || o->occ_w > cm->w) {
+                cli_error("--window %dx%d is larger than the model's %dx%d input", o->occ_h, o->occ_w, cm->h, cm->w);
+                return -1;
+            }
+        }
+        if (sal_method_is_cam(m) || m == SAL_M_GUIDED_GRADCAM) {
+            int nd;
+            int64_t d[SAL_MAX_DIMS];
+            if (o->layer && *o->layer) {
+                if (sal_session_value_shape(cm->s, o->layer, &nd, d)) {
+                    cli_error("--layer %s: %s", o->layer, sal_session_error(cm->s));
+                    return -1;
+                }
+                if (nd != 4) {
+                    cli_error("--layer %s: its output has %d dimensions; %s needs a 4-D (N,C,H,W) layer (see `salient info`)",
+                              o->layer, nd, sal_method_name(m));
+                    return -1;
+                }
+            } else {
+                int found = 0;
+                for (int i = sal_model_num_layers(cm->m) - 1; i >= 0 && !found; i--)
+                    found = !sal_session_layer_shape(cm->s, i, &nd, d) && nd == 4 && d[2] * d[3] > 1;
+                if (!found) {
+                    cli_error("%s: no layer with a 4-D output larger than 1x1: give --layer", sal_method_name(m));
+                    return -1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* One input's state while its maps are written. */
+typedef struct img_ctx {
+    const char *in;
+    const char *stem;
+    int is_npy;
+    sal_image orig;
+    float rect[4];
+    const float *logits;
+    int pred, tk;
+    double mx, zsum;
+} img_ctx;
+
+/* Write one map's files (overlay, heatmap, raw array) and its summary rows; returns 0 when every
+ * file was written. */
+static int emit_map(const xopts *xo, const cli_common *c, const cli_model *cm, const img_ctx *ic,
+                    sal_method m, int r, const int *targets, int K, sal_maps *mp, double secs,
+                    FILE *csv, FILE *jsonl, float *map, uint8_t *heat) {
+    char path[4200], suffix[64] = "";
+    sal_error err = {0};
+    if (ic->tk > 1) snprintf(suffix, sizeof suffix, ".top%d", r + 1);
+    int signed_map = 0, ok = 0;
+    if (to_map(xo, m, mp, 0, cm->h, cm->w, map, &signed_map) == 0) {
+        sal_colormap cmap = xo->have_cmap ? xo->cmap : signed_map ? SAL_CMAP_BWR : SAL_CMAP_JET;
+        ok = 1;
+        if (!ic->is_npy) {
+            uint8_t *rgb = malloc((size_t)ic->orig.w * ic->orig.h * 3);
+            snprintf(path, sizeof path, "%s/%s.%s%s.png", xo->out, ic->stem, sal_method_name(m), suffix);
+            ok = rgb && !sal_overlay(&ic->orig, map, cm->h, cm->w, ic->rect, cmap, xo->alpha, signed_map, rgb) &&
+                 !write_png(path, ic->orig.w, ic->orig.h, rgb);
+            free(rgb);
+        }
+        if (ok && (xo->heatmap || ic->is_npy)) {
+            snprintf(path, sizeof path, "%s/%s.%s%s%s.png", xo->out, ic->stem, sal_method_name(m), suffix,
+                     ic->is_npy ? "" : ".heatmap");
+            ok = !sal_heatmap_rgb(map, cm->h, cm->w, cmap, signed_map, heat) && !write_png(path, cm->w, cm->h, heat);
+        }
+        if (ok && xo->raw) {
+            snprintf(path, sizeof path, "%s/%s.%s%s.npy", xo->out, ic->stem, sal_method_name(m), suffix);
+            if (sal_npy_write(path, mp->attr, mp->ndim, mp->dims, &err)) { cli_error("%s", err.msg); ok = 0; }
+        }
+    }
+    double prob = exp(ic->logits[ic->pred] - ic->mx) / ic->zsum;
+    const char *tl = cli_label(cm, targets[r]), *pl = cli_label(cm, ic->pred);
+    fprintf(csv, "\"%s\",%s,%d,\"%s\",%d,%d,\"%s\",%.6g,%.7g,", ic->in, sal_method_name(m), targets[r], tl, r + 1,
+            ic->pred, pl, prob, mp->scores[0]);
+    if (mp->completeness) fprintf(csv, "%.6g", mp->completeness[0]);
+    fprintf(csv, ",%.4f\n", secs);
+    fprintf(jsonl, "{\"input\": ");
+    cli_json_string(jsonl, ic->in);
+    fprintf(jsonl, ", \"method\": \"%s\", \"target\": %d, \"target_label\": ", sal_method_name(m), targets[r]);
+    cli_json_string(jsonl, tl);
+    fprintf(jsonl, ", \"rank\": %d, \"predicted\": %d, \"predicted_label\": ", r + 1, ic->pred);
+    cli_json_string(jsonl, pl);
+    fprintf(jsonl, ", \"probability\": %.6g, \"score\": %.7g", prob, mp->scores[0]);
+    if (mp->completeness) fprintf(jsonl, ", \"completeness_gap\": %.6g, \"delta\": %.7g", mp->completeness[0], mp->delta[0]);
+    if (mp->layer[0]) { fprintf(jsonl, ", \"layer\": "); cli_json_string(jsonl, mp->layer); }
+    fprintf(jsonl, ", \"seconds\": %.4f}\n", secs);
+    if (c->json) {   /* the same object, logits included, on stdout */
+        printf("{\"input\": ");
+        cli_json_string(stdout, ic->in);
+        printf(", \"method\": \"%s\", \"target\": %d, \"score\": %.7g, \"logits\": [", sal_method_name(m), targets[r], mp->scores[0]);
+        for (int j = 0; j < K; j++) printf("%s%.7g", j ? ", " : "", ic->logits[j]);
+        printf("]}\n");
+    }
+    return ok ? 0 : -1;
+}
+
 int cmd_explain(int argc, char **argv) {
     cli_common c;
     cli_common_init(&c);
@@ -193,6 +338,12 @@ int cmd_explain(int argc, char **argv) {
             continue;
         }
         if (a[0] == '-' && a[1]) {
+            static const char *with_value[] = {"-M", "--methods", "-o", "--out", "--target", "--topk", "--output",
+                "--seed", "--samples", "--steps", "--method-batch", "--noise", "--nt-inner", "--rule", "--baseline",
+                "--window", "--stride", "--fill", "--layer", "--reduce", "--clip", "--colormap", "--alpha"};
+            int known = 0;
+            for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
+            if (!known) { cli_error("explain: unknown option '%s' (see salient explain --help)", a); goto out; }
             if (i + 1 >= argc) { cli_error("%s needs a value", a); goto out; }
             const char *v = argv[++i];
             char *end = NULL;
@@ -263,13 +414,31 @@ int cmd_explain(int argc, char **argv) {
         cli_error("explain: needs -m MODEL.onnx, at least one input and -o OUTDIR (see salient explain --help)");
         goto out;
     }
+    /* Everything that can be checked is checked before OUTDIR or any file in it is created. */
     rc = EXIT_FAIL;
     cli_model cm;
     if (cli_model_open(&cm, &c)) goto out;
-    if (ensure_dir(xo.out)) { cli_model_close(&cm); goto out; }
     int per = cm.c * cm.h * cm.w, hw = cm.h * cm.w;
     if (sal_session_plan(cm.s, 1, cm.h, cm.w)) { cli_error("%s", sal_session_error(cm.s)); cli_model_close(&cm); goto out; }
     int K = sal_session_num_classes(cm.s);
+    int fixed_target = -1;
+    if (xo.target) {
+        char *end;
+        long t = strtol(xo.target, &end, 10);
+        int by_name = *end || !*xo.target;
+        if (by_name) t = cm.labels ? sal_labels_find(cm.labels, cm.n_labels, xo.target) : -1;
+        if (t < 0 || t >= K) {
+            if (by_name)
+                cli_error("--target %s: %s", xo.target, cm.labels ? "no class has this name" : "no class has this name (the model has no labels: give --labels FILE)");
+            else
+                cli_error("--target %s: out of range: the model has %d classes (0..%d)", xo.target, K, K - 1);
+            cli_model_close(&cm);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        fixed_target = (int)t;
+    }
+    if (check_methods(&xo, &cm)) { cli_model_close(&cm); rc = EXIT_USAGE; goto out; }
     if (baseline_arg) {
         float *data = NULL;
         int nd;
@@ -285,19 +454,8 @@ int cmd_explain(int argc, char **argv) {
         xo.baseline_npy = data;
         xo.base.baseline_data = data;
     }
-    int fixed_target = -1;
-    if (xo.target) {
-        char *end;
-        long t = strtol(xo.target, &end, 10);
-        if (*end) t = cm.labels ? sal_labels_find(cm.labels, cm.n_labels, xo.target) : -1;
-        if (t < 0 || t >= K) {
-            cli_error("--target %s: %s", xo.target, *end ? "no class has this name" : "out of range for this model");
-            free(xo.baseline_npy);
-            cli_model_close(&cm);
-            goto out;
-        }
-        fixed_target = (int)t;
-    }
+    char created[4096] = "";
+    if (ensure_dir(xo.out, created, sizeof created)) { free(xo.baseline_npy); cli_model_close(&cm); goto out; }
     /* black baseline: the preprocessing of a black pixel */
     for (int k = 0; k < 3; k++) xo.base.black_value[k] = (0.0f - cm.prep.mean[k < cm.c ? k : 0]) / cm.prep.std[k < cm.c ? k : 0];
 
@@ -305,12 +463,19 @@ int cmd_explain(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/summary.csv", xo.out);
     sal_io_atomic csv = {0}, jsonl = {0};
     sal_error err = {0};
-    if (sal_io_atomic_open(path, &csv, &err)) { cli_error("%s", err.msg); free(xo.baseline_npy); cli_model_close(&cm); goto out; }
+    if (sal_io_atomic_open(path, &csv, &err)) {
+        cli_error("%s", err.msg);
+        remove_created_dirs(xo.out, created);
+        free(xo.baseline_npy);
+        cli_model_close(&cm);
+        goto out;
+    }
     snprintf(path, sizeof path, "%s/summary.jsonl", xo.out);
     if (sal_io_atomic_open(path, &jsonl, &err)) {
         cli_error("%s", err.msg);
         snprintf(path, sizeof path, "%s/summary.csv", xo.out);
         sal_io_atomic_commit(path, &csv, 0, NULL);
+        remove_created_dirs(xo.out, created);
         free(xo.baseline_npy);
         cli_model_close(&cm);
         goto out;
@@ -319,25 +484,26 @@ int cmd_explain(int argc, char **argv) {
     float *x = malloc(sizeof(float) * (size_t)per), *logits = malloc(sizeof(float) * (size_t)K);
     float *map = malloc(sizeof(float) * (size_t)hw);
     uint8_t *heat = malloc((size_t)hw * 3);
-    int failed = 0, rows = 0;
+    int failed = 0, rows = 0, explained = 0;
     if (!x || !logits || !map || !heat) { cli_error("out of memory"); failed = 1; goto done; }
     for (int ii = 0; ii < n_inputs; ii++) {
         const char *in = inputs[ii];
         if (cli_load_input(&cm, in, x)) { failed++; continue; }
-        sal_image orig = {0};
-        int is_npy = strlen(in) > 4 && !strcasecmp(in + strlen(in) - 4, ".npy");
-        if (!is_npy && sal_image_load(in, &orig, &err)) { cli_error("%s", err.msg); failed++; continue; }
-        float rect[4] = {0, 0, 0, 0};
-        if (!is_npy) sal_prep_rect(orig.w, orig.h, &cm.prep, rect);
-        if (sal_forward(cm.s, x, 1, cm.h, cm.w, logits)) { cli_error("%s: %s", in, sal_session_error(cm.s)); failed++; sal_image_free(&orig); continue; }
+        img_ctx ic = {0};
+        ic.in = in;
+        ic.logits = logits;
+        ic.is_npy = strlen(in) > 4 && !strcasecmp(in + strlen(in) - 4, ".npy");
+        if (!ic.is_npy && sal_image_load(in, &ic.orig, &err)) { cli_error("%s", err.msg); failed++; continue; }
+        if (!ic.is_npy) sal_prep_rect(ic.orig.w, ic.orig.h, &cm.prep, ic.rect);
+        if (sal_forward(cm.s, x, 1, cm.h, cm.w, logits)) { cli_error("%s: %s", in, sal_session_error(cm.s)); failed++; sal_image_free(&ic.orig); continue; }
         /* targets: fixed, or the top-k by logit */
         int tk = fixed_target >= 0 ? 1 : (xo.topk < K ? xo.topk : K);
         int targets[64];
         if (tk > 64) tk = 64;
-        int pred = 0;
-        for (int j = 1; j < K; j++) if (logits[j] > logits[pred]) pred = j;
-        double mx = logits[pred], zsum = 0;
-        for (int j = 0; j < K; j++) zsum += exp(logits[j] - mx);
+        ic.tk = tk;
+        for (int j = 1; j < K; j++) if (logits[j] > logits[ic.pred]) ic.pred = j;
+        ic.mx = logits[ic.pred];
+        for (int j = 0; j < K; j++) ic.zsum += exp(logits[j] - ic.mx);
         if (fixed_target >= 0) targets[0] = fixed_target;
         else {
             char *used = calloc((size_t)K, 1);
@@ -349,8 +515,15 @@ int cmd_explain(int argc, char **argv) {
             }
             free(used);
         }
-        stem_of(in, stem, sizeof stem);
-        for (int mi = 0; mi < xo.n_methods; mi++) {
+        ic.stem = stem_of(in, stem, sizeof stem);
+        /* The first image explained holds its maps until every method has succeeded on it: a
+         * method that fails there (an option the checks above do not know) fails on every
+         * image, and the run then stops with no file written. */
+        int first = explained == 0, n_held = xo.n_methods * tk, fatal = 0;
+        sal_maps *held = first ? calloc((size_t)n_held, sizeof(sal_maps)) : NULL;
+        double *held_secs = first ? calloc((size_t)n_held, sizeof(double)) : NULL;
+        if (first && (!held || !held_secs)) { cli_error("out of memory"); free(held); free(held_secs); sal_image_free(&ic.orig); failed++; goto done; }
+        for (int mi = 0; mi < xo.n_methods && !fatal; mi++) {
             sal_method m = xo.methods[mi];
             for (int r = 0; r < tk; r++) {
                 sal_explain_opts o = xo.base;
@@ -361,65 +534,43 @@ int cmd_explain(int argc, char **argv) {
                 sal_status st = sal_explain(cm.s, &o, x, 1, cm.h, cm.w, &targets[r], &mp);
                 clock_gettime(CLOCK_MONOTONIC, &t1);
                 double secs = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
-                if (st) { cli_error("%s: %s", in, sal_session_error(cm.s)); failed++; continue; }
-                char suffix[64] = "";
-                if (tk > 1) snprintf(suffix, sizeof suffix, ".top%d", r + 1);
-                int signed_map = 0, ok = 0;
-                if (to_map(&xo, m, &mp, 0, cm.h, cm.w, map, &signed_map) == 0) {
-                    sal_colormap cmap = xo.have_cmap ? xo.cmap : signed_map ? SAL_CMAP_BWR : SAL_CMAP_JET;
-                    ok = 1;
-                    if (!is_npy) {
-                        uint8_t *rgb = malloc((size_t)orig.w * orig.h * 3);
-                        snprintf(path, sizeof path, "%s/%s.%s%s.png", xo.out, stem, sal_method_name(m), suffix);
-                        ok = rgb && !sal_overlay(&orig, map, cm.h, cm.w, rect, cmap, xo.alpha, signed_map, rgb) &&
-                             !write_png(path, orig.w, orig.h, rgb);
-                        free(rgb);
-                    }
-                    if (ok && (xo.heatmap || is_npy)) {
-                        snprintf(path, sizeof path, "%s/%s.%s%s%s.png", xo.out, stem, sal_method_name(m), suffix, is_npy ? "" : ".heatmap");
-                        ok = !sal_heatmap_rgb(map, cm.h, cm.w, cmap, signed_map, heat) && !write_png(path, cm.w, cm.h, heat);
-                    }
-                    if (ok && xo.raw) {
-                        snprintf(path, sizeof path, "%s/%s.%s%s.npy", xo.out, stem, sal_method_name(m), suffix);
-                        if (sal_npy_write(path, mp.attr, mp.ndim, mp.dims, &err)) { cli_error("%s", err.msg); ok = 0; }
-                    }
+                if (st) {
+                    cli_error("%s: %s", in, sal_session_error(cm.s));
+                    failed++;
+                    if (first) { cli_error("explain: %s failed on the first image: stopping, no files written", sal_method_name(m)); fatal = 1; break; }
+                    continue;
                 }
-                if (!ok) failed++;
+                if (!c.json) fprintf(stderr, "salient: %s %s target %d (%s): %.2f s\n", ic.stem, sal_method_name(m), targets[r], cli_label(&cm, targets[r]), secs);
+                if (first) {
+                    held[mi * tk + r] = mp;
+                    held_secs[mi * tk + r] = secs;
+                    continue;
+                }
+                if (emit_map(&xo, &c, &cm, &ic, m, r, targets, K, &mp, secs, csv.f, jsonl.f, map, heat)) failed++;
                 rows++;
-                double prob = exp(logits[pred] - mx) / zsum;
-                const char *tl = cli_label(&cm, targets[r]), *pl = cli_label(&cm, pred);
-                fprintf(csv.f, "\"%s\",%s,%d,\"%s\",%d,%d,\"%s\",%.6g,%.7g,", in, sal_method_name(m), targets[r], tl, r + 1, pred, pl, prob, mp.scores[0]);
-                if (mp.completeness) fprintf(csv.f, "%.6g", mp.completeness[0]);
-                fprintf(csv.f, ",%.4f\n", secs);
-                fprintf(jsonl.f, "{\"input\": ");
-                cli_json_string(jsonl.f, in);
-                fprintf(jsonl.f, ", \"method\": \"%s\", \"target\": %d, \"target_label\": ", sal_method_name(m), targets[r]);
-                cli_json_string(jsonl.f, tl);
-                fprintf(jsonl.f, ", \"rank\": %d, \"predicted\": %d, \"predicted_label\": ", r + 1, pred);
-                cli_json_string(jsonl.f, pl);
-                fprintf(jsonl.f, ", \"probability\": %.6g, \"score\": %.7g", prob, mp.scores[0]);
-                if (mp.completeness) fprintf(jsonl.f, ", \"completeness_gap\": %.6g, \"delta\": %.7g", mp.completeness[0], mp.delta[0]);
-                if (mp.layer[0]) { fprintf(jsonl.f, ", \"layer\": "); cli_json_string(jsonl.f, mp.layer); }
-                fprintf(jsonl.f, ", \"seconds\": %.4f}\n", secs);
-                if (c.json) {   /* the same object, logits included, on stdout */
-                    printf("{\"input\": ");
-                    cli_json_string(stdout, in);
-                    printf(", \"method\": \"%s\", \"target\": %d, \"score\": %.7g, \"logits\": [", sal_method_name(m), targets[r], mp.scores[0]);
-                    for (int j = 0; j < K; j++) printf("%s%.7g", j ? ", " : "", logits[j]);
-                    printf("]}\n");
-                }
-                if (!c.json) fprintf(stderr, "salient: %s %s target %d (%s): %.2f s\n", stem, sal_method_name(m), targets[r], tl, secs);
                 sal_maps_free(&mp);
             }
         }
-        sal_image_free(&orig);
+        for (int k = 0; first && k < n_held; k++) {
+            if (!fatal) {
+                if (emit_map(&xo, &c, &cm, &ic, xo.methods[k / tk], k % tk, targets, K, &held[k], held_secs[k], csv.f, jsonl.f, map, heat)) failed++;
+                rows++;
+            }
+            sal_maps_free(&held[k]);
+        }
+        free(held);
+        free(held_secs);
+        sal_image_free(&ic.orig);
+        explained++;
+        if (fatal) break;
     }
 done:
     snprintf(path, sizeof path, "%s/summary.csv", xo.out);
-    /* a run that explained nothing leaves no files behind */
+    /* a run that explained nothing leaves no files behind (and no directory it created) */
     if (sal_io_atomic_commit(path, &csv, rows > 0, &err) && rows > 0) { cli_error("%s", err.msg); failed++; }
     snprintf(path, sizeof path, "%s/summary.jsonl", xo.out);
     if (sal_io_atomic_commit(path, &jsonl, rows > 0, &err) && rows > 0) { cli_error("%s", err.msg); failed++; }
+    if (rows == 0) remove_created_dirs(xo.out, created);
     free(x);
     free(logits);
     free(map);

@@ -13,6 +13,9 @@ static const char *usage =
     "  info MODEL.onnx                 inputs, outputs, layers with output shapes, op counts\n"
     "  predict -m MODEL.onnx INPUT...  top-k classes for images (PNG, JPEG, BMP, PGM/PPM) or\n"
     "                                  .npy float32 (C,H,W) tensors already preprocessed\n"
+    "  explain -m MODEL.onnx -M METHOD[,METHOD...] INPUT... -o OUTDIR\n"
+    "                                  attribution maps (overlays, heatmaps, raw arrays) and\n"
+    "                                  summary.csv / summary.jsonl\n"
     "\n"
     "Run `salient COMMAND --help` for a command's options.\n";
 

@@ -709,6 +709,37 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
             return sal_fail(err, SAL_ERR_INVALID_ARG, "--window %dx%d is larger than the %dx%d input",
                             o->occ_h, o->occ_w, cx.h, cx.w);
     }
+    /* --- RISE / GradientSHAP / KernelSHAP option checks (host/methods/perturb.c) --- */
+    if (o->method == SAL_M_RISE) {
+        if (o->rise_masks < 1)
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "rise: --masks (rise_masks) must be at least 1 (got %d)", o->rise_masks);
+        if (o->rise_grid < 1)
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "rise: --grid (rise_grid) must be at least 1 (got %d)", o->rise_grid);
+        if (!(o->rise_p > 0.0f && o->rise_p <= 1.0f))
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "rise: --p (rise_p, the kept fraction) must be in (0,1] (got %g)", (double)o->rise_p);
+    }
+    if (o->method == SAL_M_GRADSHAP) {
+        if (o->shap_samples < 1)
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "gradshap: --samples (shap_samples) must be at least 1 (got %d)", o->shap_samples);
+        if (!(o->shap_stdev >= 0.0f) || isinf(o->shap_stdev))
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "gradshap: --stdev (shap_stdev) must be a finite number >= 0 (got %g)", (double)o->shap_stdev);
+        if (o->shap_baselines && o->shap_n_baselines < 1)
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "gradshap: shap_n_baselines must be at least 1 when shap_baselines is given (got %d)", o->shap_n_baselines);
+    }
+    if (o->method == SAL_M_KERNELSHAP) {
+        if (o->kshap_superpixels < 0)
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "kernelshap: --superpixels (kshap_superpixels) must be >= 0 (got %d)", o->kshap_superpixels);
+        if (o->kshap_superpixels == 0 && (o->kshap_grid < 1 || o->kshap_grid > cx.h || o->kshap_grid > cx.w))
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "kernelshap: --grid (kshap_grid) must be in 1..%d for a %dx%d input (got %d)",
+                            cx.h < cx.w ? cx.h : cx.w, cx.h, cx.w, o->kshap_grid);
+        int nfeat = o->kshap_superpixels > 0 ? o->kshap_superpixels : o->kshap_grid * o->kshap_grid;
+        if (o->kshap_coalitions < nfeat)
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "kernelshap: --coalitions (kshap_coalitions) must be at least the number of features, %d (got %d)",
+                            nfeat, o->kshap_coalitions);
+        if (o->baseline == SAL_BASELINE_USER && !o->baseline_data)
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "--baseline: no baseline data given");
+    }
+    /* --- end of RISE / SHAP option checks --- */
     out->n = n;
     out->targets = malloc(sizeof(int) * (size_t)n);
     out->scores = calloc((size_t)n, sizeof(float));

@@ -1,15 +1,410 @@
-/* perturb.c — RISE, GradientSHAP and KernelSHAP. (STUB: being written) */
+/* perturb.c — the perturbation and Shapley methods: RISE, GradientSHAP and KernelSHAP, written
+ * against the session's batched passes (sal_method_pass) and the per-element math and random
+ * numbers of kernels/method_elem.h (the same Philox counters on every device, so the same seed
+ * gives the same masks, samples and coalitions whatever the internal batch).
+ *
+ * RISE (Petsiuk, Das, Saenko 2018, "RISE: Randomized Input Sampling for Explanation of Black-box
+ * Models", and its reference implementation's generate_masks/forward):
+ *   N masks shared by all images of a run (see sal_rise_mask_value for the grid, the upsampling
+ *   and the shift); masked input = x * mask on every channel; saliency = sum_k f(x * m_k) m_k /
+ *   (N p). The score explained is the target's logit (or probability with explain_prob), where
+ *   the reference applies the model's softmax output. The map is per pixel, written to every
+ *   channel.
+ *
+ * GradientSHAP (Lundberg & Lee 2017; Captum's GradientShap = NoiseTunnel(smoothgrad) over
+ * InputBaselineXGradient): for each of shap_samples samples, a baseline drawn uniformly from the
+ * baselines (shap_baselines, or the two defaults: zeros and the preprocessed black image), the
+ * input plus N(0, shap_stdev^2) noise (absolute stdev, as Captum's stdevs), alpha ~ U(0,1); the
+ * attribution is the mean of grad f(alpha x_noisy + (1 - alpha) b) * (x_noisy - b).
+ *
+ * KernelSHAP (Lundberg & Lee 2017; the shap library's KernelExplainer for the exact efficiency
+ * constraint, Captum's KernelShap for the sampling and the per-element output):
+ *   features: the cells of a kshap_grid x kshap_grid grid (cell size floor(H/g) x floor(W/g), the
+ *   last row and column of cells absorb the remainders), or kshap_superpixels > 0 SLIC-like
+ *   superpixels (sal_kshap_superpixels below). A feature is "present" with the input's values and
+ *   "absent" with the baseline's (baseline: zero, black, blur, uniform or user, as IG's).
+ *   Features whose pixels equal the baseline everywhere cannot change f: they get 0 and are left
+ *   out of the regression (shap's varying features). Over the M' others, kshap_coalitions
+ *   coalitions are drawn from the Shapley kernel (sal_kshap_coalition; weight 1 each). The two
+ *   infinite-weight rows (nobody: f(b); everybody: f(x)) are imposed exactly: phi_0 = f(b) and,
+ *   eliminating the last feature, phi_last = delta - sum of the others with delta = f(x) - f(b);
+ *   the reduced least squares (L rows, M'-1 unknowns) is solved by LAPACK's dgelsd (SVD, minimum
+ *   norm where duplicate coalitions leave it rank-deficient). Each pixel gets its feature's phi
+ *   on every channel (Captum's feature_mask convention), so sum(phi over FEATURES) = delta:
+ *   out->delta = f(x) - f(b) and out->completeness = |sum_j phi_j - delta| (float rounding only).
+ */
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "methods.h"
+#include "method_elem.h"
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Shared helpers                                                                                   */
+
+/* Scores of n images x (n,C,H,W) for targets tg, forward only, in batches of cx->batch. */
+static sal_status scores_of(sal_method_ctx *cx, const float *x, int n, const int *tg, float *scores) {
+    sal_status st = SAL_OK;
+    for (int i0 = 0; !st && i0 < n; i0 += cx->batch) {
+        int nb = n - i0 < cx->batch ? n - i0 : cx->batch;
+        st = sal_method_pass(cx, x + (int64_t)i0 * cx->per, nb, tg + i0, 0, NULL, scores + i0);
+    }
+    return st;
+}
+
+/* A target repeated nb times. */
+static void fill_targets(int *t, int nb, int target) {
+    for (int k = 0; k < nb; k++) t[k] = target;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* RISE                                                                                             */
 
 sal_status sal_explain_rise(sal_method_ctx *cx, const float *x, int n, const int *tg, sal_maps *out) {
-    (void)cx; (void)x; (void)n; (void)tg; (void)out;
-    return SAL_ERR_UNSUPPORTED;
+    const sal_explain_opts *o = cx->o;
+    int N = o->rise_masks, s = o->rise_grid, B = cx->batch, C = cx->c, H = cx->h, W = cx->w;
+    float p = o->rise_p;
+    if (N < 1 || s < 1 || !(p > 0.0f && p <= 1.0f) || B < 1) return SAL_ERR_INVALID_ARG;
+    int64_t per = cx->per, hw = (int64_t)H * W;
+    int ch = sal_rise_cell_size(H, s), cw = sal_rise_cell_size(W, s);
+    float *grid = malloc(sizeof(float) * (size_t)s * (size_t)s);   /* (s,s) */
+    float *masks = malloc(sizeof(float) * (size_t)B * (size_t)hw); /* (B,H,W) */
+    float *xb = malloc(sizeof(float) * (size_t)B * (size_t)per);   /* (B,C,H,W) */
+    double *acc = calloc((size_t)n * (size_t)hw, sizeof(double));  /* (n,H,W) */
+    float *sc = malloc(sizeof(float) * (size_t)B);
+    int *t1 = malloc(sizeof(int) * (size_t)B);
+    sal_status st = grid && masks && xb && acc && sc && t1 ? SAL_OK : SAL_ERR_NOMEM;
+    if (!st) st = scores_of(cx, x, n, tg, out->scores);
+    for (int m0 = 0; !st && m0 < N; m0 += B) {
+        int nb = N - m0 < B ? N - m0 : B;
+        for (int k = 0; k < nb; k++) {
+            uint32_t mk = (uint32_t)(m0 + k);
+            for (int gy = 0; gy < s; gy++)
+                for (int gx = 0; gx < s; gx++) grid[gy * s + gx] = sal_rise_cell(o->seed, mk, gy, gx, s, p);
+            int dy = sal_rise_shift(o->seed, mk, 0, ch), dx = sal_rise_shift(o->seed, mk, 1, cw);
+            float *m = masks + (int64_t)k * hw;
+            for (int y = 0; y < H; y++)
+                for (int xx = 0; xx < W; xx++)
+                    m[(int64_t)y * W + xx] = sal_rise_mask_from_grid(grid, s, H, W, dy, dx, y, xx);
+        }
+        for (int i = 0; !st && i < n; i++) {
+            const float *xi = x + (int64_t)i * per;
+            for (int k = 0; k < nb; k++)
+                for (int c = 0; c < C; c++)
+                    for (int64_t j = 0; j < hw; j++)
+                        xb[(int64_t)k * per + c * hw + j] = xi[c * hw + j] * masks[(int64_t)k * hw + j];
+            fill_targets(t1, nb, tg[i]);
+            st = sal_method_pass(cx, xb, nb, t1, 0, NULL, sc);
+            double *a = acc + (int64_t)i * hw;
+            for (int k = 0; !st && k < nb; k++) {
+                const float *m = masks + (int64_t)k * hw;
+                for (int64_t j = 0; j < hw; j++) a[j] += (double)sc[k] * m[j];
+            }
+        }
+    }
+    for (int i = 0; !st && i < n; i++)
+        for (int c = 0; c < C; c++)
+            for (int64_t j = 0; j < hw; j++)
+                out->attr[(int64_t)i * per + c * hw + j] = (float)(acc[(int64_t)i * hw + j] / ((double)N * p));
+    free(grid); free(masks); free(xb); free(acc); free(sc); free(t1);
+    return st;
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* GradientSHAP                                                                                     */
+
 sal_status sal_explain_gradshap(sal_method_ctx *cx, const float *x, int n, const int *tg, sal_maps *out) {
-    (void)cx; (void)x; (void)n; (void)tg; (void)out;
-    return SAL_ERR_UNSUPPORTED;
+    const sal_explain_opts *o = cx->o;
+    int S = o->shap_samples, B = cx->batch;
+    float sd = o->shap_stdev;
+    if (S < 1 || !(sd >= 0.0f) || isinf(sd) || B < 1) return SAL_ERR_INVALID_ARG;
+    if (o->shap_baselines && o->shap_n_baselines < 1) return SAL_ERR_INVALID_ARG;
+    int64_t per = cx->per, hw = (int64_t)cx->h * cx->w;
+    int nbase = o->shap_baselines ? o->shap_n_baselines : 2;
+    float *defaults = NULL;   /* (2,C,H,W): zeros, preprocessed black */
+    const float *bases = o->shap_baselines;
+    float *pts = malloc(sizeof(float) * (size_t)B * (size_t)per);   /* (B,C,H,W) gradient points */
+    float *diff = malloc(sizeof(float) * (size_t)B * (size_t)per);  /* (B,C,H,W) x_noisy - b */
+    float *grad = malloc(sizeof(float) * (size_t)B * (size_t)per);  /* (B,C,H,W) */
+    double *acc = malloc(sizeof(double) * (size_t)per);             /* (C,H,W) */
+    float *sc = malloc(sizeof(float) * (size_t)B);
+    int *t1 = malloc(sizeof(int) * (size_t)B);
+    sal_status st = pts && diff && grad && acc && sc && t1 ? SAL_OK : SAL_ERR_NOMEM;
+    if (!st && !bases) {
+        defaults = calloc(2 * (size_t)per, sizeof(float));
+        if (!defaults) st = SAL_ERR_NOMEM;
+        for (int64_t j = 0; !st && j < per; j++)
+            defaults[per + j] = o->black_value[cx->c == 3 ? j / hw : 0];
+        bases = defaults;
+    }
+    if (!st) st = scores_of(cx, x, n, tg, out->scores);
+    for (int i = 0; !st && i < n; i++) {
+        const float *xi = x + (int64_t)i * per;
+        memset(acc, 0, sizeof(double) * (size_t)per);
+        fill_targets(t1, B, tg[i]);
+        for (int j0 = 0; !st && j0 < S; j0 += B) {
+            int nb = S - j0 < B ? S - j0 : B;
+            for (int k = 0; k < nb; k++) {
+                uint32_t smp = (uint32_t)(j0 + k);
+                const float *b = bases + (int64_t)sal_gradshap_baseline(o->seed, (uint32_t)i, smp, nbase) * per;
+                float alpha = sal_gradshap_alpha(o->seed, (uint32_t)i, smp);
+                float *pk = pts + (int64_t)k * per, *dk = diff + (int64_t)k * per;
+                for (int64_t e = 0; e < per; e++) {
+                    float xn = sal_gradshap_noisy(o->seed, (uint32_t)i, smp, (uint64_t)e, xi[e], sd);
+                    pk[e] = sal_gradshap_point(xn, b[e], alpha);
+                    dk[e] = xn - b[e];
+                }
+            }
+            st = sal_method_pass(cx, pts, nb, t1, 0, grad, sc);
+            for (int k = 0; !st && k < nb; k++)
+                for (int64_t e = 0; e < per; e++)
+                    acc[e] += (double)grad[(int64_t)k * per + e] * diff[(int64_t)k * per + e];
+        }
+        for (int64_t e = 0; !st && e < per; e++) out->attr[(int64_t)i * per + e] = (float)(acc[e] / S);
+    }
+    free(defaults); free(pts); free(diff); free(grad); free(acc); free(sc); free(t1);
+    return st;
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* KernelSHAP: features                                                                             */
+
+/* Grid features: cell (gy, gx) of a g x g grid, cells floor(H/g) x floor(W/g), the last row and
+ * column absorbing the remainders. labels: (H,W). */
+static void grid_labels(int H, int W, int g, int *labels) {
+    int chh = H / g, cww = W / g;
+    for (int y = 0; y < H; y++)
+        for (int xx = 0; xx < W; xx++) {
+            int gy = y / chh, gx = xx / cww;
+            if (gy > g - 1) gy = g - 1;
+            if (gx > g - 1) gx = g - 1;
+            labels[y * W + xx] = gy * g + gx;
+        }
+}
+
+/* SLIC-like superpixels of one image x (C,H,W) (Achanta et al. 2012, simplified):
+ *  - about K clusters seeded on a regular ky x kx grid (ky*kx <= K, ky <= H, kx <= W) with
+ *    spacing S = sqrt(H*W / (ky*kx)), each seeded with its centre pixel's values;
+ *  - 10 k-means iterations on (y, x, values), distance
+ *        D = mean_c ((x_c - mu_c) / sigma)^2 + ((y - cy)^2 + (x - cx)^2) / S^2
+ *    with sigma the image's standard deviation over all its values (so one standard deviation
+ *    of colour weighs as much as one grid step), each pixel comparing only the centres within
+ *    2S of it on both axes (SLIC's window; every pixel has its own seed within S), empty
+ *    clusters keeping their centre;
+ *  - no connectivity enforcement (a label may hold a few disconnected pieces: Shapley values are
+ *    well defined for any partition); labels renumbered 0..M-1 in raster order of first
+ *    appearance, dropping empty clusters.
+ * labels: (H,W); *m: number of superpixels M (1 <= M <= K). Deterministic. */
+sal_status sal_kshap_superpixels(const float *x, int C, int H, int W, int K, int *labels, int *m) {
+    if (K < 1 || C < 1 || H < 1 || W < 1) return SAL_ERR_INVALID_ARG;
+    int64_t hw = (int64_t)H * W;
+    int ky = (int)floor(sqrt((double)K * H / W));
+    if (ky < 1) ky = 1;
+    if (ky > H) ky = H;
+    if (ky > K) ky = K;
+    int kx = K / ky;
+    if (kx > W) kx = W;
+    if (kx < 1) kx = 1;
+    int nk = ky * kx, D = 2 + C;
+    double S = sqrt((double)hw / nk);
+    double *cen = malloc(sizeof(double) * (size_t)nk * (size_t)D);  /* (nk, y x c...) */
+    double *sum = malloc(sizeof(double) * (size_t)nk * (size_t)D);
+    int64_t *cnt = malloc(sizeof(int64_t) * (size_t)nk);
+    int *remap = malloc(sizeof(int) * (size_t)nk);
+    if (!cen || !sum || !cnt || !remap) { free(cen); free(sum); free(cnt); free(remap); return SAL_ERR_NOMEM; }
+    double mean = 0, var = 0;
+    for (int64_t j = 0; j < (int64_t)C * hw; j++) mean += x[j];
+    mean /= (double)C * hw;
+    for (int64_t j = 0; j < (int64_t)C * hw; j++) var += (x[j] - mean) * (x[j] - mean);
+    var /= (double)C * hw;
+    double inv_var = var > 1e-20 ? 1.0 / var : 1.0, inv_s2 = 1.0 / (S * S);
+    for (int a = 0; a < ky; a++)
+        for (int b = 0; b < kx; b++) {
+            double *c = cen + (int64_t)(a * kx + b) * D;
+            int py = (int)(((double)a + 0.5) * H / ky), px = (int)(((double)b + 0.5) * W / kx);
+            c[0] = py;
+            c[1] = px;
+            for (int q = 0; q < C; q++) c[2 + q] = x[q * hw + (int64_t)py * W + px];
+        }
+    for (int it = 0; it < 10; it++) {
+        memset(sum, 0, sizeof(double) * (size_t)nk * (size_t)D);
+        memset(cnt, 0, sizeof(int64_t) * (size_t)nk);
+        for (int y = 0; y < H; y++)
+            for (int xx = 0; xx < W; xx++) {
+                int best = -1;
+                double bd = 0;
+                for (int k = 0; k < nk; k++) {
+                    const double *c = cen + (int64_t)k * D;
+                    double dy = y - c[0], dx = xx - c[1];
+                    if (fabs(dy) > 2 * S || fabs(dx) > 2 * S) continue;
+                    double dc = 0;
+                    for (int q = 0; q < C; q++) {
+                        double v = x[q * hw + (int64_t)y * W + xx] - c[2 + q];
+                        dc += v * v;
+                    }
+                    double d = dc * inv_var / C + (dy * dy + dx * dx) * inv_s2;
+                    if (best < 0 || d < bd) { bd = d; best = k; }
+                }
+                if (best < 0) {   /* no centre in the window (centres drifted away): nearest one */
+                    for (int k = 0; k < nk; k++) {
+                        const double *c = cen + (int64_t)k * D;
+                        double d = (y - c[0]) * (y - c[0]) + (xx - c[1]) * (xx - c[1]);
+                        if (best < 0 || d < bd) { bd = d; best = k; }
+                    }
+                }
+                labels[(int64_t)y * W + xx] = best;
+                double *sm = sum + (int64_t)best * D;
+                sm[0] += y;
+                sm[1] += xx;
+                for (int q = 0; q < C; q++) sm[2 + q] += x[q * hw + (int64_t)y * W + xx];
+                cnt[best]++;
+            }
+        for (int k = 0; k < nk; k++)
+            if (cnt[k])
+                for (int q = 0; q < D; q++) cen[(int64_t)k * D + q] = sum[(int64_t)k * D + q] / (double)cnt[k];
+    }
+    int M = 0;
+    for (int k = 0; k < nk; k++) remap[k] = -1;
+    for (int64_t j = 0; j < hw; j++) {
+        if (remap[labels[j]] < 0) remap[labels[j]] = M++;
+        labels[j] = remap[labels[j]];
+    }
+    *m = M;
+    free(cen); free(sum); free(cnt); free(remap);
+    return SAL_OK;
+}
+
+/* The baseline of KernelSHAP's absent features for image `image` x (C,H,W) into b. */
+static sal_status kshap_baseline(sal_method_ctx *cx, const float *x, int image, float *b) {
+    const sal_explain_opts *o = cx->o;
+    int64_t per = cx->per, hw = (int64_t)cx->h * cx->w;
+    switch (o->baseline) {
+    case SAL_BASELINE_ZERO: memset(b, 0, sizeof(float) * (size_t)per); return SAL_OK;
+    case SAL_BASELINE_BLACK:
+        for (int64_t j = 0; j < per; j++) b[j] = o->black_value[cx->c == 3 ? j / hw : 0];
+        return SAL_OK;
+    case SAL_BASELINE_BLUR: sal_box_blur(x, cx->c, cx->h, cx->w, o->blur_radius, b); return SAL_OK;
+    case SAL_BASELINE_UNIFORM: {   /* the same draw as IG's uniform baseline */
+        float lo = x[0], hi = x[0];
+        for (int64_t j = 1; j < per; j++) { if (x[j] < lo) lo = x[j]; if (x[j] > hi) hi = x[j]; }
+        for (int64_t j = 0; j < per; j++)
+            b[j] = lo + (hi - lo) * sal_uniform(o->seed, SAL_RNG_BASELINE, (uint32_t)image, 0, (uint64_t)j);
+        return SAL_OK;
+    }
+    case SAL_BASELINE_USER:
+        if (!o->baseline_data) return SAL_ERR_INVALID_ARG;
+        memcpy(b, o->baseline_data, sizeof(float) * (size_t)per);
+        return SAL_OK;
+    }
+    return SAL_ERR_INVALID_ARG;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* KernelSHAP                                                                                       */
+
 sal_status sal_explain_kernelshap(sal_method_ctx *cx, const float *x, int n, const int *tg, sal_maps *out) {
-    (void)cx; (void)x; (void)n; (void)tg; (void)out;
-    return SAL_ERR_UNSUPPORTED;
+    const sal_explain_opts *o = cx->o;
+    int C = cx->c, H = cx->h, W = cx->w, B = cx->batch, L = o->kshap_coalitions;
+    int g = o->kshap_grid, K = o->kshap_superpixels;
+    int64_t per = cx->per, hw = (int64_t)H * W;
+    if (B < 1 || L < 1 || K < 0 || (K == 0 && (g < 1 || g > H || g > W))) return SAL_ERR_INVALID_ARG;
+    int Mmax = K > 0 ? K : g * g;   /* superpixels: M <= K */
+    if (L < Mmax) return SAL_ERR_INVALID_ARG;
+    int *labels = malloc(sizeof(int) * (size_t)hw);          /* (H,W) feature of each pixel */
+    float *base = malloc(sizeof(float) * (size_t)per);       /* (C,H,W) */
+    float *xb = malloc(sizeof(float) * (size_t)B * (size_t)per);   /* (B,C,H,W) */
+    float *fz = malloc(sizeof(float) * (size_t)L);           /* (L) f of each coalition */
+    unsigned char *z = malloc((size_t)L * (size_t)Mmax);     /* (L, M') coalitions */
+    int *perm = malloc(sizeof(int) * (size_t)Mmax);
+    int *vidx = malloc(sizeof(int) * (size_t)Mmax);          /* feature -> varying index or -1 */
+    int *vfeat = malloc(sizeof(int) * (size_t)Mmax);         /* varying index -> feature */
+    double *phi = malloc(sizeof(double) * (size_t)Mmax);
+    double *A = malloc(sizeof(double) * (size_t)L * (size_t)Mmax);   /* (L, M'-1) row-major */
+    double *rhs = malloc(sizeof(double) * (size_t)(L > Mmax ? L : Mmax));
+    double *sv = malloc(sizeof(double) * (size_t)Mmax);
+    float sc2[2];
+    int t2[2];
+    int *t1 = malloc(sizeof(int) * (size_t)B);
+    out->delta = calloc((size_t)n, sizeof(float));
+    out->completeness = calloc((size_t)n, sizeof(float));
+    sal_status st = labels && base && xb && fz && z && perm && vidx && vfeat && phi && A && rhs && sv &&
+                    t1 && out->delta && out->completeness ? SAL_OK : SAL_ERR_NOMEM;
+    int M = g * g;
+    if (!st && K == 0) grid_labels(H, W, g, labels);
+    for (int i = 0; !st && i < n; i++) {
+        const float *xi = x + (int64_t)i * per;
+        if (K > 0) st = sal_kshap_superpixels(xi, C, H, W, K, labels, &M);
+        if (!st) st = kshap_baseline(cx, xi, i, base);
+        if (st) break;
+        /* f(x) and f(baseline) */
+        memcpy(xb, xi, sizeof(float) * (size_t)per);
+        t2[0] = t2[1] = tg[i];
+        if (B >= 2) {
+            memcpy(xb + per, base, sizeof(float) * (size_t)per);
+            st = sal_method_pass(cx, xb, 2, t2, 0, NULL, sc2);
+        } else {
+            st = sal_method_pass(cx, xb, 1, t2, 0, NULL, sc2);
+            if (!st) st = sal_method_pass(cx, base, 1, t2, 0, NULL, sc2 + 1);
+        }
+        if (st) break;
+        double fx = sc2[0], fb = sc2[1], delta = fx - fb;
+        out->scores[i] = sc2[0];
+        out->delta[i] = (float)delta;
+        /* varying features: some pixel differs from the baseline */
+        for (int j = 0; j < M; j++) vidx[j] = -1;
+        for (int c = 0; c < C; c++)
+            for (int64_t j = 0; j < hw; j++)
+                if (xi[c * hw + j] != base[c * hw + j]) vidx[labels[j]] = 0;
+        int Mv = 0;
+        for (int j = 0; j < M; j++) {
+            phi[j] = 0;
+            if (vidx[j] >= 0) { vidx[j] = Mv; vfeat[Mv++] = j; }
+        }
+        if (Mv == 1) phi[vfeat[0]] = delta;
+        if (Mv >= 2) {
+            /* coalitions over the varying features, evaluated in batches */
+            for (int l = 0; l < L; l++)
+                sal_kshap_coalition(o->seed, (uint32_t)i, (uint32_t)l, Mv, perm, z + (int64_t)l * Mv);
+            fill_targets(t1, B, tg[i]);
+            for (int l0 = 0; !st && l0 < L; l0 += B) {
+                int nb = L - l0 < B ? L - l0 : B;
+                for (int k = 0; k < nb; k++) {
+                    const unsigned char *zl = z + (int64_t)(l0 + k) * Mv;
+                    float *dst = xb + (int64_t)k * per;
+                    for (int64_t j = 0; j < hw; j++) {
+                        int v = vidx[labels[j]];
+                        int present = v < 0 || zl[v];   /* non-varying: x == b there anyway */
+                        for (int c = 0; c < C; c++)
+                            dst[c * hw + j] = present ? xi[c * hw + j] : base[c * hw + j];
+                    }
+                }
+                st = sal_method_pass(cx, xb, nb, t1, 0, NULL, fz + l0);
+            }
+            if (st) break;
+            /* reduced least squares: y_l - z_l,last * delta = sum_{j<last} (z_lj - z_l,last) phi_j */
+            int nu = Mv - 1;
+            for (int l = 0; l < L; l++) {
+                const unsigned char *zl = z + (int64_t)l * Mv;
+                double zlast = zl[nu];
+                for (int j = 0; j < nu; j++) A[(int64_t)l * nu + j] = (double)zl[j] - zlast;
+                rhs[l] = ((double)fz[l] - fb) - zlast * delta;
+            }
+            lapack_int rank = 0;
+            lapack_int info = LAPACKE_dgelsd(LAPACK_ROW_MAJOR, L, nu, 1, A, nu, rhs, 1, sv, 1e-10, &rank);
+            if (info != 0) { st = info < 0 ? SAL_ERR_INTERNAL : SAL_ERR_INVALID_ARG; break; }
+            double rest = 0;
+            for (int j = 0; j < nu; j++) { phi[vfeat[j]] = rhs[j]; rest += rhs[j]; }
+            phi[vfeat[nu]] = delta - rest;
+        }
+        double total = 0;
+        for (int j = 0; j < M; j++) total += phi[j];
+        out->completeness[i] = (float)fabs(total - delta);
+        for (int c = 0; c < C; c++)
+            for (int64_t j = 0; j < hw; j++) out->attr[(int64_t)i * per + c * hw + j] = (float)phi[labels[j]];
+    }
+    free(labels); free(base); free(xb); free(fz); free(z); free(perm); free(vidx); free(vfeat);
+    free(phi); free(A); free(rhs); free(sv); free(t1);
+    return st;
 }

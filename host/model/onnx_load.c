@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "graph.h"
 #include "onnx.pb-c.h"
@@ -302,6 +303,8 @@ sal_status sal_model_load(const char *path, sal_model **out, sal_error *err) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return sal_fail(err, SAL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;   /* a directory opens, and may then seek to a huge "size" (ext4/overlayfs) */
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) { fclose(f); return sal_fail(err, SAL_ERR_IO, "%s: is a directory", path); }
     if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return sal_fail(err, SAL_ERR_IO, "%s: cannot seek", path); }
     long len = ftell(f);
     rewind(f);

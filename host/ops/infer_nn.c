@@ -77,19 +77,23 @@ static sal_status window_attrs(sal_op_ctx *ctx, int nsp, const int64_t *in, int 
         w->s[i] = 1;
         w->d[i] = 1;
         w->pb[i] = w->pe[i] = 0;
-        if (w->k[i] <= 0) return sal_op_fail(ctx, SAL_ERR_SHAPE, "kernel size %lld must be > 0", (long long)w->k[i]);
+        if (w->k[i] <= 0)
+            return sal_op_fail(ctx, SAL_ERR_SHAPE, "kernel size %lld must be > 0", (long long)w->k[i]);
     }
     if ((n = sal_attr_ints(node, "strides", &v)) >= 0) {
         if (n != nsp) return sal_op_fail(ctx, SAL_ERR_SHAPE, "strides has %d values, expected %d", n, nsp);
         for (int i = 0; i < nsp; i++) {
-            if (v[i] <= 0) return sal_op_fail(ctx, SAL_ERR_SHAPE, "strides[%d] = %lld must be > 0", i, (long long)v[i]);
+            if (v[i] <= 0)
+                return sal_op_fail(ctx, SAL_ERR_SHAPE, "strides[%d] = %lld must be > 0", i, (long long)v[i]);
             w->s[i] = v[i];
         }
     }
     if ((n = sal_attr_ints(node, "dilations", &v)) >= 0) {
         if (n != nsp) return sal_op_fail(ctx, SAL_ERR_SHAPE, "dilations has %d values, expected %d", n, nsp);
         for (int i = 0; i < nsp; i++) {
-            if (v[i] <= 0) return sal_op_fail(ctx, SAL_ERR_SHAPE, "dilations[%d] = %lld must be > 0", i, (long long)v[i]);
+            if (v[i] <= 0)
+                return sal_op_fail(ctx, SAL_ERR_SHAPE, "dilations[%d] = %lld must be > 0", i,
+                                   (long long)v[i]);
             w->d[i] = v[i];
         }
     }
@@ -97,17 +101,21 @@ static sal_status window_attrs(sal_op_ctx *ctx, int nsp, const int64_t *in, int 
     int same_upper = strcmp(auto_pad, "SAME_UPPER") == 0, same_lower = strcmp(auto_pad, "SAME_LOWER") == 0;
     int valid = strcmp(auto_pad, "VALID") == 0, notset = strcmp(auto_pad, "NOTSET") == 0 || !*auto_pad;
     if (!same_upper && !same_lower && !valid && !notset)
-        return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID",
-                           auto_pad);
+        return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED,
+                           "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID", auto_pad);
     if (notset && (n = sal_attr_ints(node, "pads", &v)) >= 0) {
-        if (n != 2 * nsp) return sal_op_fail(ctx, SAL_ERR_SHAPE, "pads has %d values, expected %d", n, 2 * nsp);
+        if (n != 2 * nsp)
+            return sal_op_fail(ctx, SAL_ERR_SHAPE, "pads has %d values, expected %d", n, 2 * nsp);
         for (int i = 0; i < 2 * nsp; i++)
-            if (v[i] < 0) return sal_op_fail(ctx, SAL_ERR_SHAPE, "pads[%d] = %lld must be >= 0", i, (long long)v[i]);
+            if (v[i] < 0)
+                return sal_op_fail(ctx, SAL_ERR_SHAPE, "pads[%d] = %lld must be >= 0", i, (long long)v[i]);
         for (int i = 0; i < nsp; i++) {
             w->pb[i] = v[i];
             w->pe[i] = v[i + nsp];
             if (pool && (w->pb[i] >= w->k[i] || w->pe[i] >= w->k[i]))
-                return sal_op_fail(ctx, SAL_ERR_SHAPE, "pads (%lld, %lld) on spatial axis %d must be smaller than kernel_shape %lld",
+                return sal_op_fail(ctx, SAL_ERR_SHAPE,
+                                   "pads (%lld, %lld) on spatial axis %d must be smaller than "
+                                   "kernel_shape %lld",
                                    (long long)w->pb[i], (long long)w->pe[i], i, (long long)w->k[i]);
         }
     }
@@ -125,7 +133,8 @@ static sal_status window_attrs(sal_op_ctx *ctx, int nsp, const int64_t *in, int 
         int64_t span = in[i] + w->pb[i] + w->pe[i];
         if (span < ek)
             return sal_op_fail(ctx, SAL_ERR_SHAPE,
-                               "kernel extent %lld (kernel %lld, dilation %lld) is larger than the padded input %lld on spatial axis %d",
+                               "kernel extent %lld (kernel %lld, dilation %lld) is larger than the padded "
+                               "input %lld on spatial axis %d",
                                (long long)ek, (long long)w->k[i], (long long)w->d[i], (long long)span, i);
         if (ceil_mode) {
             w->out[i] = (span - ek + w->s[i] - 1) / w->s[i] + 1;
@@ -160,7 +169,8 @@ sal_status sal_infer_conv(sal_op_ctx *ctx) {
     if (group <= 0) return sal_op_fail(ctx, SAL_ERR_SHAPE, "group = %lld must be > 0", (long long)group);
     if (C % group != 0 || wt->d[1] * group != C)
         return sal_op_fail(ctx, SAL_ERR_SHAPE,
-                           "weight channel mismatch: X has %lld channels, W has %lld input channels per group, group = %lld",
+                           "weight channel mismatch: X has %lld channels, W has %lld input channels per "
+                           "group, group = %lld",
                            (long long)C, (long long)wt->d[1], (long long)group);
     if (M % group != 0)
         return sal_op_fail(ctx, SAL_ERR_SHAPE, "W has %lld output channels, not a multiple of group = %lld",
@@ -206,8 +216,19 @@ sal_status sal_infer_conv(sal_op_ctx *ctx) {
     int pointwise = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pt == 0 && p->pl == 0 &&
                     p->pb == 0 && p->pr == 0;
     int depthwise = cg == 1 && group == C;
-    /* im2col / col2im buffer (Cg*kh*kw, OH*OW) of one image and group (forward and backward) */
-    ctx->scratch_floats = pointwise || depthwise ? 0 : (size_t)(kk * ohw);
+    if (depthwise) {
+        /* Per thread, the CPU kernel keeps a plane zero-padded to every tap's reach (or its four
+         * stride-2 phases), the same for dY in the backward, and an accumulator: all within
+         * 3 * E * F floats, E and F bounding the padded extents. */
+        int64_t e = p->h + p->pt + p->pb + p->kh * p->dh, f = p->w + p->pl + p->pr + p->kw * p->dw;
+        if (p->oh * p->sh + p->kh * p->dh > e) e = p->oh * p->sh + p->kh * p->dh;
+        if (p->ow * p->sw + p->kw * p->dw > f) f = p->ow * p->sw + p->kw * p->dw;
+        p->dw_slot = (3 * (e + 8) * (f + 8) + 64 + 15) / 16 * 16;   /* 64-byte aligned slots */
+        ctx->scratch_floats = (size_t)(SAL_CONV_DW_SLOTS * p->dw_slot);
+    } else {
+        /* im2col / col2im buffer (Cg*kh*kw, OH*OW) of one image and group (forward and backward) */
+        ctx->scratch_floats = pointwise ? 0 : (size_t)(kk * ohw);
+    }
 
     ctx->out_shape[0].ndim = x->ndim;
     ctx->out_shape[0].d[0] = x->d[0];
@@ -226,7 +247,8 @@ sal_status sal_infer_batchnorm(sal_op_ctx *ctx) {
     for (int i = 0; i < 5; i++)
         if ((st = need_f32(ctx, i, names[i]))) return st;
     const sal_shape *x = ctx->in_shape[0];
-    if (x->ndim < 2) return sal_op_fail(ctx, SAL_ERR_SHAPE, "X has rank %d, expected >= 2 (N,C,...)", x->ndim);
+    if (x->ndim < 2)
+        return sal_op_fail(ctx, SAL_ERR_SHAPE, "X has rank %d, expected >= 2 (N,C,...)", x->ndim);
     if (sal_attr_int(ctx->node, "training_mode", 0) != 0)
         return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "training_mode = 1 is not supported (inference only)");
     if (ctx->g && ctx->g->opset < 9 && sal_attr_int(ctx->node, "spatial", 1) == 0 && x->ndim > 2)
@@ -234,7 +256,8 @@ sal_status sal_infer_batchnorm(sal_op_ctx *ctx) {
     for (int i = 1; i < ctx->node->n_out; i++)
         if (output_used(ctx, i))
             return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED,
-                               "output %d (running or saved statistics) is used: training mode is not supported", i);
+                               "output %d (running or saved statistics) is used: training mode is not "
+                               "supported", i);
     int64_t C = x->d[1];
     for (int i = 1; i < 5; i++) {
         const sal_shape *s = ctx->in_shape[i];
@@ -268,8 +291,10 @@ static sal_status infer_pool(sal_op_ctx *ctx, int is_max) {
     sal_status st;
     if ((st = need_f32(ctx, 0, "X"))) return st;
     const sal_shape *x = ctx->in_shape[0];
-    if (x->ndim == 5) return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "3-D pooling (5-D input) is not supported");
-    if (x->ndim > 5) return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "%d-D pooling is not supported", x->ndim - 2);
+    if (x->ndim == 5)
+        return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "3-D pooling (5-D input) is not supported");
+    if (x->ndim > 5)
+        return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "%d-D pooling is not supported", x->ndim - 2);
     if (x->ndim < 3)
         return sal_op_fail(ctx, SAL_ERR_SHAPE, "X has rank %d, expected 3 (N,C,L) or 4 (N,C,H,W)", x->ndim);
     if (is_max && output_used(ctx, 1))
@@ -320,7 +345,8 @@ sal_status sal_infer_globalavgpool(sal_op_ctx *ctx) {
     sal_status st;
     if ((st = need_f32(ctx, 0, "X"))) return st;
     const sal_shape *x = ctx->in_shape[0];
-    if (x->ndim < 3) return sal_op_fail(ctx, SAL_ERR_SHAPE, "X has rank %d, expected >= 3 (N,C,spatial...)", x->ndim);
+    if (x->ndim < 3)
+        return sal_op_fail(ctx, SAL_ERR_SHAPE, "X has rank %d, expected >= 3 (N,C,spatial...)", x->ndim);
     sal_pool_params *p;
     if (!(p = alloc_params(ctx, sizeof *p))) return OOM(ctx);
     p->n = x->d[0];
@@ -349,11 +375,12 @@ sal_status sal_infer_gemm(sal_op_ctx *ctx) {
     if (c && (st = need_f32(ctx, 2, "C"))) return st;
     if (a->ndim != 2 || b->ndim != 2)
         return sal_op_fail(ctx, SAL_ERR_SHAPE, "A and B must be 2-D (ranks %d and %d)", a->ndim, b->ndim);
-    int ta = (int)sal_attr_int(ctx->node, "transA", 0) != 0, tb = (int)sal_attr_int(ctx->node, "transB", 0) != 0;
+    int ta = sal_attr_int(ctx->node, "transA", 0) != 0, tb = sal_attr_int(ctx->node, "transB", 0) != 0;
     int64_t M = ta ? a->d[1] : a->d[0], K = ta ? a->d[0] : a->d[1];
     int64_t Kb = tb ? b->d[1] : b->d[0], N = tb ? b->d[0] : b->d[1];
     if (K != Kb)
-        return sal_op_fail(ctx, SAL_ERR_SHAPE, "inner dimensions differ: op(A) is (%lld,%lld), op(B) is (%lld,%lld)",
+        return sal_op_fail(ctx, SAL_ERR_SHAPE,
+                           "inner dimensions differ: op(A) is (%lld,%lld), op(B) is (%lld,%lld)",
                            (long long)M, (long long)K, (long long)Kb, (long long)N);
     if (!fits_int(M) || !fits_int(N) || !fits_int(K))
         return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "matrix too large for 32-bit BLAS sizes");
@@ -389,7 +416,8 @@ sal_status sal_infer_matmul(sal_op_ctx *ctx) {
     if ((st = need_f32(ctx, 0, "A")) || (st = need_f32(ctx, 1, "B"))) return st;
     const sal_shape *a = ctx->in_shape[0], *b = ctx->in_shape[1];
     if (a->ndim < 1 || b->ndim < 1)
-        return sal_op_fail(ctx, SAL_ERR_SHAPE, "MatMul operands must have rank >= 1 (ranks %d and %d)", a->ndim, b->ndim);
+        return sal_op_fail(ctx, SAL_ERR_SHAPE, "operands must have rank >= 1 (ranks %d and %d)", a->ndim,
+                           b->ndim);
     int64_t M = a->ndim == 1 ? 1 : a->d[a->ndim - 2], K = a->d[a->ndim - 1];
     int64_t Kb = b->ndim == 1 ? b->d[0] : b->d[b->ndim - 2], N = b->ndim == 1 ? 1 : b->d[b->ndim - 1];
     char ba[128], bb[128];
@@ -405,7 +433,8 @@ sal_status sal_infer_matmul(sal_op_ctx *ctx) {
         return sal_op_fail(ctx, SAL_ERR_SHAPE, "batch dimensions of A %s and B %s do not broadcast",
                            sal_shape_str(a, ba, sizeof ba), sal_shape_str(b, bb, sizeof bb));
     int out_nd = obat.ndim + (a->ndim > 1) + (b->ndim > 1);
-    if (out_nd > SAL_MAX_DIMS) return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "output rank %d too large", out_nd);
+    if (out_nd > SAL_MAX_DIMS)
+        return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "output rank %d too large", out_nd);
     if (!fits_int(M) || !fits_int(N) || !fits_int(K))
         return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "matrix too large for 32-bit BLAS sizes");
 
@@ -442,9 +471,11 @@ sal_status sal_infer_lrn(sal_op_ctx *ctx) {
     sal_status st;
     if ((st = need_f32(ctx, 0, "X"))) return st;
     const sal_shape *x = ctx->in_shape[0];
-    if (x->ndim < 2) return sal_op_fail(ctx, SAL_ERR_SHAPE, "X has rank %d, expected >= 2 (N,C,...)", x->ndim);
+    if (x->ndim < 2)
+        return sal_op_fail(ctx, SAL_ERR_SHAPE, "X has rank %d, expected >= 2 (N,C,...)", x->ndim);
     int64_t size = sal_attr_int(ctx->node, "size", 0);
-    if (size <= 0) return sal_op_fail(ctx, SAL_ERR_SHAPE, "size = %lld must be given and > 0", (long long)size);
+    if (size <= 0)
+        return sal_op_fail(ctx, SAL_ERR_SHAPE, "size = %lld must be given and > 0", (long long)size);
     sal_lrn_params *p;
     if (!(p = alloc_params(ctx, sizeof *p))) return OOM(ctx);
     p->size = size;

@@ -119,7 +119,11 @@ typedef struct sal_conv_params {
     int64_t pt, pl, pb, pr;  /* pads top, left, bottom, right */
     int64_t group;
     int has_bias;
+    /* CPU depthwise kernel (group == c): floats of one thread's zero-padded plane buffer; the
+     * scratch holds SAL_CONV_DW_SLOTS of them (threads beyond that are not used). */
+    int64_t dw_slot;
 } sal_conv_params;
+#define SAL_CONV_DW_SLOTS 32
 
 typedef struct sal_pool_params {
     int64_t n, c, h, w, oh, ow;

@@ -2,23 +2,27 @@
  * BatchNormalization, MaxPool, AveragePool, GlobalAveragePool, Gemm, MatMul, LRN; forward and
  * backward (gradients are ADDED into call->gin[i] where it is non-NULL).
  *
- * Layouts are row-major NCHW (1-D ops use H = 1). Matrix products go to OpenBLAS (cblas_sgemm),
+ * Layouts are row-major NCHW (1-D ops use H = 1). Matrix products go to sal_sgemm (oneDNN),
  * always called from the calling thread, never inside an OpenMP region (OpenBLAS threads itself).
  * Loops that are not BLAS are parallelized with OpenMP over independent planes or rows.
  *
  * Convolution strategy (per image n and group g; Cg = C/group, Mg = M/group):
  *   1x1, stride 1, no padding:  Y_g (Mg, HW) = W_g (Mg, Cg) . X_g (Cg, HW)       one sgemm
- *   depthwise (group == C):     direct loops over (n, m) planes, tap by tap, with the valid
- *                               column range of each tap computed up front (no bounds checks in
- *                               the vectorized inner loop)
+ *   depthwise (group == C):     direct, OpenMP over (n, m) planes: each plane is copied into a
+ *                               zero-padded per-thread buffer so that no tap needs a bounds check;
+ *                               stride 1 with 3x3/5x5 kernels is then one flat vectorized loop over
+ *                               the padded grid, stride 2 the same over the plane's four phases
  *   general:                    im2col X_g -> col (Cg*kh*kw, OH*OW) in scratch, then
  *                               Y_g (Mg, OHW) = W_g (Mg, Cg*kh*kw) . col
- * Backward-data mirrors these: col = W_g^T . dY_g then col2im (scatter-add) into dX; 1x1 is one
- * sgemm accumulating into dX (beta = 1); depthwise is direct. Weight/bias gradients are computed
+ * The bias is written first and the sgemm accumulates onto it (beta = 1). Backward-data mirrors
+ * these: col = W_g^T . dY_g then col2im (scatter-add) into dX; 1x1 is one sgemm accumulating into
+ * dX; depthwise stride 1 is a depthwise conv of dY with the kernel flipped, stride 2 a phase-wise
+ * stride-1 correlation, anything else a bounds-checked scatter. Weight/bias gradients are computed
  * only when W/B are runtime inputs (gin[1]/gin[2] != NULL), which models normally never have.
  */
-#include <cblas.h>
+#include "gemm.h"
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "../backend.h"
@@ -123,133 +127,221 @@ static void col2im_add(const sal_conv_params *p, int64_t cg, const float *restri
 /* ------------------------------------------------------------------------------------------------ */
 /* Conv: depthwise (group == C, weights (M, 1, kh, kw), output channel m reads input m / (M/C))    */
 
-/* The per-plane kernel is compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load
- * time (GCC target_clones), since the library is not built with -march=native. */
+/* The per-plane kernel is compiled for AVX-512, FMA (+AVX) and baseline x86-64 and picked at load
+ * time by CPU features (GCC target_clones; not by CPU model, which virtual machines often hide),
+ * since the library is not built with -march=native. Multiply-adds may be fused there. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-#define SAL_ISA_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define SAL_ISA_CLONES \
+    __attribute__((target_clones("avx512f", "fma", "default"), optimize("fp-contract=fast")))
 #endif
 #endif
 #ifndef SAL_ISA_CLONES
 #define SAL_ISA_CLONES
 #endif
 
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
 /* Geometry of one depthwise plane: in (H, W) -> out (OH, OW), kernel (KH, KW). */
 typedef struct dw_geom {
     int64_t H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
 } dw_geom;
 
-/* Interior columns, fused over a KxK kernel (K = 3 or 5) whose K input rows are all inside the
- * input: orow[ox] += sum_{ky,kx} w[ky*K+kx] * in[ky*W + ox*S + off + kx] for ox in [xa, xb).
- * K and S are constants at every call; the taps are spelled out so that the column loop
- * vectorizes, one partial sum per kernel row to keep dependency chains short. */
+/* One output row from K consecutive rows of the padded plane (row stride W), K = 3 or 5, column
+ * stride S, dilation 1: orow[ox] += sum_{ky,kx} w[ky*K+kx] * in[ky*W + ox*S + kx]. K and S are
+ * constants at every call; the taps are spelled out so that the column loop vectorizes, one
+ * partial sum per kernel row to keep dependency chains short. */
 #define DW_TAPS3(r, w, b) ((w)[0] * (r)[b] + (w)[1] * (r)[(b) + 1] + (w)[2] * (r)[(b) + 2])
 #define DW_TAPS5(r, w, b)                                                                          \
     ((w)[0] * (r)[b] + (w)[1] * (r)[(b) + 1] + (w)[2] * (r)[(b) + 2] + (w)[3] * (r)[(b) + 3] +     \
      (w)[4] * (r)[(b) + 4])
-static inline __attribute__((always_inline)) void dw_rows_fixed(float *restrict orow, const float *restrict in,
-                                                                int64_t W, const float *restrict w, int64_t xa,
-                                                                int64_t xb, int64_t off, const int K, const int S) {
+ALWAYS_INLINE void dw_rows_fixed(float *restrict orow, const float *restrict in, int64_t W,
+                                 const float *restrict w, int64_t OW, const int K, const int S) {
     const float *restrict r0 = in, *restrict r1 = in + W, *restrict r2 = in + 2 * W;
     if (K == 3) {
 #pragma omp simd
-        for (int64_t ox = xa; ox < xb; ox++) {
-            const int64_t b = ox * S + off;
+        for (int64_t ox = 0; ox < OW; ox++) {
+            const int64_t b = ox * S;
             orow[ox] += (DW_TAPS3(r0, w, b) + DW_TAPS3(r1, w + 3, b)) + DW_TAPS3(r2, w + 6, b);
         }
     } else {
         const float *restrict r3 = in + 3 * W, *restrict r4 = in + 4 * W;
 #pragma omp simd
-        for (int64_t ox = xa; ox < xb; ox++) {
-            const int64_t b = ox * S + off;
+        for (int64_t ox = 0; ox < OW; ox++) {
+            const int64_t b = ox * S;
             orow[ox] += ((DW_TAPS5(r0, w, b) + DW_TAPS5(r1, w + 5, b)) +
                          (DW_TAPS5(r2, w + 10, b) + DW_TAPS5(r3, w + 15, b))) + DW_TAPS5(r4, w + 20, b);
         }
     }
 }
 
-/* Interior columns of one kernel row (K = 3 or 5 taps, stride S, dilation 1). */
-static inline __attribute__((always_inline)) void dw_row_fixed(float *restrict orow, const float *restrict irow,
-                                                               const float *restrict w, int64_t xa, int64_t xb,
-                                                               int64_t off, const int K, const int S) {
+/* Size (Hp, Wp) of the zero-padded copy of an input plane that holds every tap of every output:
+ * the input sits at (pt, pl). Needs pt, pl >= 0. */
+static void dw_pad_dims(const dw_geom *g, int64_t *hp, int64_t *wp) {
+    int64_t h = g->pt + g->H, w = g->pl + g->W;
+    int64_t need_h = (g->OH - 1) * g->sh + (g->KH - 1) * g->dh + 1;
+    int64_t need_w = (g->OW - 1) * g->sw + (g->KW - 1) * g->dw + 1;
+    *hp = need_h > h ? need_h : h;
+    *wp = need_w > w ? need_w : w;
+}
+
+/* Stride 2, 3x3 or 5x5, dilation 1: the padded plane split into its four phases
+ * P[a][b][i][j] = padded[2i+a][2j+b] (each (Hq, Wq) = half the padded size, rounded up), after
+ * which every tap (ky, kx) reads phase (ky&1, kx&1) at the fixed offset (ky>>1)*Wq + (kx>>1)
+ * from q = oy*Wq + ox: a flat stride-1 loop over acc (OH, Wq) as in dw_plane. Buffer: the four
+ * phases then acc, inside one slot (borders zeroed by the caller, interiors rewritten). */
+#define DW_PH(ky, kx) ((ky) & 1 ? ((kx) & 1 ? p11 : p10) : ((kx) & 1 ? p01 : p00))
+#define DW_PT(ky, kx) (w[(ky) * K + (kx)] * DW_PH(ky, kx)[q + ((ky) >> 1) * Wq + ((kx) >> 1)])
+#define DW_ROW3(ky) (DW_PT(ky, 0) + DW_PT(ky, 1) + DW_PT(ky, 2))
+#define DW_ROW5(ky) (DW_PT(ky, 0) + DW_PT(ky, 1) + DW_PT(ky, 2) + DW_PT(ky, 3) + DW_PT(ky, 4))
+/* The flat loops run over a whole number of 16-float vectors (no scalar tail): the extra
+ * outputs are junk that is never copied out, their reads stay inside the buffer thanks to a gap
+ * of DW_GAP floats between the input planes and acc, and acc has DW_TAIL floats to spare. */
+#define DW_GAP 32
+#define DW_TAIL 16
+static int64_t dw_round_len(int64_t n) { return (n + 15) / 16 * 16; }
+
+static void dw_phase_dims(int64_t hp, int64_t wp, int64_t *hq, int64_t *wq) {
+    *hq = (hp + 1) / 2;
+    *wq = (wp + 1) / 2;
+}
+
+ALWAYS_INLINE void dw_plane_s2(const dw_geom *g, int64_t Hp, int64_t Wp, const float *restrict in,
+                               const float *restrict w, float bias, int accumulate, float *restrict out,
+                               float *restrict buf) {
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, K = g->KW;
+    int64_t Hq, Wq;
+    dw_phase_dims(Hp, Wp, &Hq, &Wq);
+    float *restrict p00 = buf, *restrict p01 = buf + Hq * Wq, *restrict p10 = buf + 2 * Hq * Wq;
+    float *restrict p11 = buf + 3 * Hq * Wq, *restrict acc = buf + 4 * Hq * Wq + DW_GAP;
+    /* input row y lands in padded row y + pt: phase row (y+pt)>>1 of phases a = (y+pt)&1; its
+     * columns x go to column (x+pl)>>1 of phase b = (x+pl)&1 */
+    const int64_t pt = g->pt, pl = g->pl;
+    for (int64_t y = 0; y < H; y++) {
+        const int64_t yy = y + pt;
+        float *restrict even = ((yy & 1) ? p10 : p00) + (yy >> 1) * Wq;   /* padded columns 2j */
+        float *restrict odd = ((yy & 1) ? p11 : p01) + (yy >> 1) * Wq;    /* padded columns 2j+1 */
+        const float *restrict src = in + y * W;
+        int64_t x = 0;
+        if (pl & 1) {   /* x = 0 is an odd padded column: pair (x, x+1) = (odd j, even j+1) */
+            const int64_t j0 = pl >> 1;
+            for (; x + 1 < W; x += 2) {
+                odd[j0 + x / 2] = src[x];
+                even[j0 + 1 + x / 2] = src[x + 1];
+            }
+            if (x < W) odd[j0 + x / 2] = src[x];
+        } else {
+            const int64_t j0 = pl >> 1;
+            const int64_t pairs = W / 2;
+#pragma omp simd
+            for (int64_t k = 0; k < pairs; k++) {
+                even[j0 + k] = src[2 * k];
+                odd[j0 + k] = src[2 * k + 1];
+            }
+            if (W & 1) even[j0 + pairs] = src[W - 1];
+        }
+    }
+    const int64_t L = dw_round_len((OH - 1) * Wq + OW);
     if (K == 3) {
 #pragma omp simd
-        for (int64_t ox = xa; ox < xb; ox++) orow[ox] += DW_TAPS3(irow, w, ox * S + off);
+        for (int64_t q = 0; q < L; q++) acc[q] = (DW_ROW3(0) + DW_ROW3(1)) + DW_ROW3(2);
     } else {
 #pragma omp simd
-        for (int64_t ox = xa; ox < xb; ox++) orow[ox] += DW_TAPS5(irow, w, ox * S + off);
+        for (int64_t q = 0; q < L; q++)
+            acc[q] = ((DW_ROW5(0) + DW_ROW5(1)) + (DW_ROW5(2) + DW_ROW5(3))) + DW_ROW5(4);
+    }
+    for (int64_t oy = 0; oy < OH; oy++) {
+        float *restrict orow = out + oy * OW;
+        const float *restrict arow = acc + oy * Wq;
+        if (accumulate) {
+#pragma omp simd
+            for (int64_t ox = 0; ox < OW; ox++) orow[ox] += arow[ox];
+        } else {
+#pragma omp simd
+            for (int64_t ox = 0; ox < OW; ox++) orow[ox] = bias + arow[ox];
+        }
     }
 }
 
-/* out (OH, OW) = bias + taps over in (H, W)   (accumulate = 0)
- * out (OH, OW) += taps over in (H, W)         (accumulate = 1)
- * with out[oy][ox] taking in[oy*sh - pt + ky*dh][ox*sw - pl + kx*dw] * wk[ky][kx]. Columns
- * [xa, xb) have every tap inside the input and run without bounds checks (fused over the whole
- * kernel for 3x3 and 5x5 rows away from the top and bottom edges); border columns are summed
- * tap by tap with checks. */
+/* Floats of a dw_plane buffer for geometry g (padded plane or its phases, plus acc). */
+static int64_t dw_buffer_floats(const dw_geom *g, int64_t hp, int64_t wp) {
+    int64_t hq, wq;
+    dw_phase_dims(hp, wp, &hq, &wq);
+    int64_t a = hp * wp + DW_GAP + g->OH * wp + DW_TAIL, b = 4 * hq * wq + DW_GAP + g->OH * wq + DW_TAIL;
+    return a > b ? a : b;
+}
+
+/* One depthwise plane, no bounds checks:
+ *   out (OH, OW) = bias + taps over in (H, W)   (accumulate = 0)
+ *   out (OH, OW) += taps over in (H, W)         (accumulate = 1)
+ * out[oy][ox] sums wk[ky][kx] * in[oy*sh - pt + ky*dh][ox*sw - pl + kx*dw] (zero outside in).
+ * The plane is first copied into pad (Hp, Wp), whose border the caller has zeroed (only the
+ * interior is ever written). Stride 1 with a 3x3 or 5x5 kernel then runs as one flat loop over
+ * acc (OH, Wp): acc[q] = sum_taps w * pad[q + ky*Wp + kx], columns ox >= OW of acc are junk and
+ * dropped; other shapes run row by row over pad. */
 SAL_ISA_CLONES
-static void dw_plane(const dw_geom *g, const float *restrict in, const float *restrict wk, float bias,
-                     int accumulate, float *restrict out) {
+static void dw_plane(const dw_geom *g, int64_t Hp, int64_t Wp, const float *restrict in,
+                     const float *restrict wk, float bias, int accumulate, float *restrict out,
+                     float *restrict pad, float *restrict acc) {
     const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, KH = g->KH, KW = g->KW;
-    const int64_t sh = g->sh, sw = g->sw, dh = g->dh, dw = g->dw, pt = g->pt, pl = g->pl;
-    int64_t lo0, hi0, loK, hiK;
-    valid_range(-pl, sw, W, OW, &lo0, &hi0);
-    valid_range((KW - 1) * dw - pl, sw, W, OW, &loK, &hiK);
-    const int64_t xa = lo0 > loK ? lo0 : loK;
-    int64_t xb = hi0 < hiK ? hi0 : hiK;
-    if (xb < xa) xb = xa;
-    const int fixed = dh == 1 && dw == 1 && KH == KW && (KW == 3 || KW == 5) && (sw == 1 || sw == 2);
+    const int64_t sh = g->sh, sw = g->sw, dh = g->dh, dw = g->dw;
+    const int fixed = dh == 1 && dw == 1 && KH == KW && (KW == 3 || KW == 5);
+    if (fixed && sh == 2 && sw == 2) {
+        dw_plane_s2(g, Hp, Wp, in, wk, bias, accumulate, out, pad);
+        return;
+    }
+    for (int64_t y = 0; y < H; y++)
+        memcpy(pad + (g->pt + y) * Wp + g->pl, in + y * W, sizeof(float) * (size_t)W);
+    if (fixed && sh == 1 && sw == 1) {
+        const int64_t L = dw_round_len((OH - 1) * Wp + OW);
+        const float *restrict r0 = pad, *restrict r1 = pad + Wp, *restrict r2 = pad + 2 * Wp;
+        if (KW == 3) {
+#pragma omp simd
+            for (int64_t q = 0; q < L; q++)
+                acc[q] = (DW_TAPS3(r0, wk, q) + DW_TAPS3(r1, wk + 3, q)) + DW_TAPS3(r2, wk + 6, q);
+        } else {
+            const float *restrict r3 = pad + 3 * Wp, *restrict r4 = pad + 4 * Wp;
+#pragma omp simd
+            for (int64_t q = 0; q < L; q++)
+                acc[q] = ((DW_TAPS5(r0, wk, q) + DW_TAPS5(r1, wk + 5, q)) +
+                          (DW_TAPS5(r2, wk + 10, q) + DW_TAPS5(r3, wk + 15, q))) + DW_TAPS5(r4, wk + 20, q);
+        }
+        for (int64_t oy = 0; oy < OH; oy++) {
+            float *restrict orow = out + oy * OW;
+            const float *restrict arow = acc + oy * Wp;
+            if (accumulate) {
+#pragma omp simd
+                for (int64_t ox = 0; ox < OW; ox++) orow[ox] += arow[ox];
+            } else {
+#pragma omp simd
+                for (int64_t ox = 0; ox < OW; ox++) orow[ox] = bias + arow[ox];
+            }
+        }
+        return;
+    }
     for (int64_t oy = 0; oy < OH; oy++) {
         float *restrict orow = out + oy * OW;
-        if (!accumulate)
+        if (!accumulate) {
+#pragma omp simd
             for (int64_t ox = 0; ox < OW; ox++) orow[ox] = bias;
-        const int64_t iy0 = oy * sh - pt;
-        /* border columns */
-        for (int64_t ox = 0; ox < OW; ox++) {
-            if (ox == xa) ox = xb;
-            if (ox >= OW) break;
-            float s = 0.f;
-            for (int64_t ky = 0; ky < KH; ky++) {
-                int64_t iy = iy0 + ky * dh;
-                if (iy < 0 || iy >= H) continue;
-                for (int64_t kx = 0; kx < KW; kx++) {
-                    int64_t ix = ox * sw - pl + kx * dw;
-                    if (ix >= 0 && ix < W) s += wk[ky * KW + kx] * in[iy * W + ix];
-                }
-            }
-            orow[ox] += s;
         }
-        if (xa >= xb) continue;
-        /* interior columns */
-        if (fixed && iy0 >= 0 && iy0 + KH - 1 < H) {
-            const float *rows = in + iy0 * W;
-            if (KW == 3 && sw == 1) dw_rows_fixed(orow, rows, W, wk, xa, xb, -pl, 3, 1);
-            else if (KW == 3) dw_rows_fixed(orow, rows, W, wk, xa, xb, -pl, 3, 2);
-            else if (sw == 1) dw_rows_fixed(orow, rows, W, wk, xa, xb, -pl, 5, 1);
-            else dw_rows_fixed(orow, rows, W, wk, xa, xb, -pl, 5, 2);
+        const float *rows = pad + oy * sh * Wp;
+        if (fixed && sw == 2) {
+            if (KW == 3) dw_rows_fixed(orow, rows, Wp, wk, OW, 3, 2);
+            else dw_rows_fixed(orow, rows, Wp, wk, OW, 5, 2);
             continue;
         }
         for (int64_t ky = 0; ky < KH; ky++) {
-            int64_t iy = iy0 + ky * dh;
-            if (iy < 0 || iy >= H) continue;
-            const float *restrict irow = in + iy * W;
-            const float *restrict wr = wk + ky * KW;
-            if (fixed) {
-                if (KW == 3 && sw == 1) dw_row_fixed(orow, irow, wr, xa, xb, -pl, 3, 1);
-                else if (KW == 3) dw_row_fixed(orow, irow, wr, xa, xb, -pl, 3, 2);
-                else if (sw == 1) dw_row_fixed(orow, irow, wr, xa, xb, -pl, 5, 1);
-                else dw_row_fixed(orow, irow, wr, xa, xb, -pl, 5, 2);
-                continue;
-            }
+            const float *restrict irow = rows + ky * dh * Wp;
             for (int64_t kx = 0; kx < KW; kx++) {
-                const float wv = wr[kx];
-                const int64_t off = kx * dw - pl;
+                const float wv = wk[ky * KW + kx];
+                const int64_t off = kx * dw;
                 if (sw == 1) {
 #pragma omp simd
-                    for (int64_t ox = xa; ox < xb; ox++) orow[ox] += wv * irow[ox + off];
+                    for (int64_t ox = 0; ox < OW; ox++) orow[ox] += wv * irow[ox + off];
                 } else {
 #pragma omp simd
-                    for (int64_t ox = xa; ox < xb; ox++) orow[ox] += wv * irow[ox * sw + off];
+                    for (int64_t ox = 0; ox < OW; ox++) orow[ox] += wv * irow[ox * sw + off];
                 }
             }
         }
@@ -261,44 +353,164 @@ static dw_geom dw_geom_of(const sal_conv_params *p) {
     return g;
 }
 
-/* y (N, M, OH, OW) = bias + taps over x (N, C, H, W); one (n, m) plane per iteration. */
+/* Thread t's buffer in the scratch: floats [t*dw_slot, t*dw_slot + dw_buffer_floats), zeroed
+ * once per call. */
+static int dw_slot_ok(const sal_conv_params *p, const dw_geom *g, int64_t hp, int64_t wp,
+                      const float *scratch) {
+    return scratch && g->pt >= 0 && g->pl >= 0 && dw_buffer_floats(g, hp, wp) <= p->dw_slot;
+}
+
+/* y (N, M, OH, OW) = bias + taps over x (N, C, H, W); one (n, m) plane per iteration, output
+ * channel m reading input channel m / (M/C). */
 static void dw_forward(const sal_conv_params *p, const float *restrict x, const float *restrict w,
-                       const float *restrict b, float *restrict y, int threads) {
+                       const float *restrict b, float *restrict y, float *scratch, int threads) {
     const int64_t C = p->c, M = p->m, H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
     const int64_t mult = M / C;
     const dw_geom g = dw_geom_of(p);
-#pragma omp parallel for num_threads(par(threads, p->n * M * OH * OW * KH * KW)) schedule(static)
-    for (int64_t nm = 0; nm < p->n * M; nm++) {
-        int64_t n = nm / M, m = nm % M;
-        dw_plane(&g, x + (n * C + m / mult) * H * W, w + m * KH * KW, b ? b[m] : 0.f, 0, y + nm * OH * OW);
+    int64_t hp, wp;
+    dw_pad_dims(&g, &hp, &wp);
+    int nt = par(threads, p->n * M * OH * OW * KH * KW);
+    if (nt > SAL_CONV_DW_SLOTS) nt = SAL_CONV_DW_SLOTS;
+#pragma omp parallel num_threads(nt)
+    {
+        float *pad = scratch + (int64_t)omp_get_thread_num() * p->dw_slot, *acc = pad + hp * wp + DW_GAP;
+        memset(pad, 0, sizeof(float) * (size_t)dw_buffer_floats(&g, hp, wp));
+#pragma omp for schedule(static)
+        for (int64_t nm = 0; nm < p->n * M; nm++) {
+            int64_t n = nm / M, m = nm % M;
+            dw_plane(&g, hp, wp, x + (n * C + m / mult) * H * W, w + m * KH * KW, b ? b[m] : 0.f, 0,
+                     y + nm * OH * OW, pad, acc);
+        }
     }
 }
 
 /* Stride 1: the gradient of a depthwise conv is a depthwise conv of gy with the kernel flipped,
  * gx[iy][ix] += sum wk[KH-1-ky][KW-1-kx] * gy[iy - pt' + ky*dh][ix - pl' + kx*dw] with
- * pt' = (KH-1)*dh - pt, pl' = (KW-1)*dw - pl: run dw_plane in accumulate mode on (gy -> gx).
+ * pt' = (KH-1)*dh - pt, pl' = (KW-1)*dw - pl: dw_plane in accumulate mode on (gy -> gx).
  * One (n, c) input plane per iteration, over the mult output channels that read it. */
 #define DW_MAX_TAPS 256
+static dw_geom dw_geom_s1_backward(const sal_conv_params *p) {
+    dw_geom g = {p->oh, p->ow, p->h, p->w, p->kh, p->kw, 1, 1, p->dh, p->dw,
+                 (p->kh - 1) * p->dh - p->pt, (p->kw - 1) * p->dw - p->pl};
+    return g;
+}
+
 static void dw_backward_data_s1(const sal_conv_params *p, const float *restrict gy, const float *restrict w,
-                                float *restrict gx, int threads) {
+                                float *restrict gx, float *scratch, int threads) {
     const int64_t C = p->c, M = p->m, H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
     const int64_t mult = M / C;
-    const dw_geom g = {OH, OW, H, W, KH, KW, 1, 1, p->dh, p->dw, (KH - 1) * p->dh - p->pt, (KW - 1) * p->dw - p->pl};
-#pragma omp parallel for num_threads(par(threads, p->n * M * OH * OW * KH * KW)) schedule(static)
-    for (int64_t nc = 0; nc < p->n * C; nc++) {
-        int64_t n = nc / C, ci = nc % C;
+    const dw_geom g = dw_geom_s1_backward(p);
+    int64_t hp, wp;
+    dw_pad_dims(&g, &hp, &wp);
+    int nt = par(threads, p->n * M * OH * OW * KH * KW);
+    if (nt > SAL_CONV_DW_SLOTS) nt = SAL_CONV_DW_SLOTS;
+#pragma omp parallel num_threads(nt)
+    {
+        float *pad = scratch + (int64_t)omp_get_thread_num() * p->dw_slot, *acc = pad + hp * wp + DW_GAP;
         float wf[DW_MAX_TAPS];   /* (KH, KW) flipped */
-        for (int64_t j = 0; j < mult; j++) {
-            int64_t m = ci * mult + j;
-            const float *wk = w + m * KH * KW;
-            for (int64_t t = 0; t < KH * KW; t++) wf[t] = wk[KH * KW - 1 - t];
-            dw_plane(&g, gy + (n * M + m) * OH * OW, wf, 0.f, 1, gx + nc * H * W);
+        memset(pad, 0, sizeof(float) * (size_t)dw_buffer_floats(&g, hp, wp));
+#pragma omp for schedule(static)
+        for (int64_t nc = 0; nc < p->n * C; nc++) {
+            int64_t n = nc / C, ci = nc % C;
+            for (int64_t j = 0; j < mult; j++) {
+                int64_t m = ci * mult + j;
+                const float *wk = w + m * KH * KW;
+                for (int64_t t = 0; t < KH * KW; t++) wf[t] = wk[KH * KW - 1 - t];
+                dw_plane(&g, hp, wp, gy + (n * M + m) * OH * OW, wf, 0.f, 1, gx + nc * H * W, pad, acc);
+            }
         }
     }
 }
 
-/* gx (N, C, H, W) += taps^T gy (N, M, OH, OW); one (n, c) input plane per iteration, looping over
- * the mult output channels that read it (so planes are written by one thread only). */
+/* Stride 2 (3x3 or 5x5, dilation 1), one (gy -> gx) plane pair. In the forward's padded
+ * coordinates, gx's phase (a, b) at (i, j) (padded row 2i+a, column 2j+b) receives the taps
+ * ky = a + 2u, kx = b + 2v from gy[i-u][j-v]: a stride-1 correlation of gy with a sub-kernel.
+ * Buffer: gpad = gy zero-padded by U = (K-1)/2 on the top and left, row stride Wg = Wq + U,
+ * (Hq + U, Wg); then the four phases, each flat (Hq, Wg) (columns >= Wq junk); then
+ * gx[iy][ix] += phase[(iy+pt)&1][(ix+pl)&1][(iy+pt)>>1][(ix+pl)>>1]. */
+typedef struct dw_s2b_dims {
+    int64_t hq, wq, u, wg, len;   /* len: one phase's flat length, rounded to whole vectors */
+} dw_s2b_dims;
+
+static dw_s2b_dims dw_s2b_dims_of(const sal_conv_params *p) {
+    const dw_geom g = dw_geom_of(p);
+    int64_t hp, wp;
+    dw_pad_dims(&g, &hp, &wp);
+    dw_s2b_dims d;
+    dw_phase_dims(hp, wp, &d.hq, &d.wq);
+    d.u = (p->kw - 1) / 2;
+    d.wg = d.wq + d.u;
+    d.len = dw_round_len(d.hq * d.wg);
+    return d;
+}
+static int64_t dw_s2b_floats(const dw_s2b_dims *d) { return (d->hq + d->u) * d->wg + DW_GAP + 4 * d->len; }
+
+SAL_ISA_CLONES
+static void dw_plane_s2_backward(const sal_conv_params *p, const dw_s2b_dims *d, const float *restrict gy,
+                                 const float *restrict w, float *restrict gx, float *restrict buf) {
+    const int64_t H = p->h, W = p->w, OH = p->oh, OW = p->ow, K = p->kw, U = d->u, Wg = d->wg, L = d->len;
+    float *restrict gpad = buf;
+    for (int64_t oy = 0; oy < OH; oy++)
+        memcpy(gpad + (oy + U) * Wg + U, gy + oy * OW, sizeof(float) * (size_t)OW);
+    float *restrict ph = buf + (d->hq + U) * Wg + DW_GAP;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            float *restrict dst = ph + (a * 2 + b) * L;
+            int first = 1;
+            for (int64_t u = 0; a + 2 * u < K; u++)
+                for (int64_t v = 0; b + 2 * v < K; v++) {
+                    const float wv = w[(a + 2 * u) * K + b + 2 * v];
+                    const float *restrict src = gpad + (U - u) * Wg + (U - v);
+                    if (first) {
+#pragma omp simd
+                        for (int64_t r = 0; r < L; r++) dst[r] = wv * src[r];
+                    } else {
+#pragma omp simd
+                        for (int64_t r = 0; r < L; r++) dst[r] += wv * src[r];
+                    }
+                    first = 0;
+                }
+        }
+    for (int64_t iy = 0; iy < H; iy++) {
+        const int64_t yy = iy + p->pt;
+        const float *restrict even = ph + ((yy & 1) * 2) * L + (yy >> 1) * Wg;      /* padded columns 2j */
+        const float *restrict odd = ph + ((yy & 1) * 2 + 1) * L + (yy >> 1) * Wg;   /* padded columns 2j+1 */
+        float *restrict row = gx + iy * W;
+        /* ix with ix + pl even: ix = e0 + 2k reads even[(e0 + pl)/2 + k]; the others read odd */
+        const int64_t e0 = p->pl & 1, o0 = 1 - e0;
+        const int64_t ne = (W - e0 + 1) / 2, no = (W - o0 + 1) / 2;
+        const float *restrict es = even + (e0 + p->pl) / 2, *restrict os = odd + (o0 + p->pl) / 2;
+#pragma omp simd
+        for (int64_t k = 0; k < ne; k++) row[e0 + 2 * k] += es[k];
+#pragma omp simd
+        for (int64_t k = 0; k < no; k++) row[o0 + 2 * k] += os[k];
+    }
+}
+
+static void dw_backward_data_s2(const sal_conv_params *p, const dw_s2b_dims *d, const float *restrict gy,
+                                const float *restrict w, float *restrict gx, float *scratch, int threads) {
+    const int64_t C = p->c, M = p->m, H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
+    const int64_t mult = M / C;
+    int nt = par(threads, p->n * M * OH * OW * KH * KW);
+    if (nt > SAL_CONV_DW_SLOTS) nt = SAL_CONV_DW_SLOTS;
+#pragma omp parallel num_threads(nt)
+    {
+        float *buf = scratch + (int64_t)omp_get_thread_num() * p->dw_slot;
+        memset(buf, 0, sizeof(float) * (size_t)dw_s2b_floats(d));
+#pragma omp for schedule(static)
+        for (int64_t nc = 0; nc < p->n * C; nc++) {
+            int64_t n = nc / C, ci = nc % C;
+            for (int64_t j = 0; j < mult; j++) {
+                int64_t m = ci * mult + j;
+                dw_plane_s2_backward(p, d, gy + (n * M + m) * OH * OW, w + m * KH * KW, gx + nc * H * W, buf);
+            }
+        }
+    }
+}
+
+/* Any other depthwise geometry: gx (N, C, H, W) += taps^T gy (N, M, OH, OW) scattered tap by tap
+ * over each tap's valid column range; one (n, c) input plane per iteration, looping over the mult
+ * output channels that read it (so planes are written by one thread only). */
 static void dw_backward_data(const sal_conv_params *p, const float *restrict gy, const float *restrict w,
                              float *restrict gx, int threads) {
     const int64_t C = p->c, M = p->m, H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
@@ -372,8 +584,9 @@ static void dw_backward_weight(const sal_conv_params *p, const float *restrict x
 static void fill_bias(float *y, const float *b, int64_t rows, int64_t len, int threads) {
 #pragma omp parallel for num_threads(par(threads, rows * len)) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
-        float v = b[r];
-        float *d = y + r * len;
+        const float v = b[r];
+        float *restrict d = y + r * len;
+#pragma omp simd
         for (int64_t i = 0; i < len; i++) d[i] = v;
     }
 }
@@ -386,7 +599,13 @@ sal_status sal_cpu_conv_fwd(const sal_op_call *c, sal_error *err) {
     float *y = c->out[0];
     const int t = nthreads(c);
     if (conv_depthwise(p)) {
-        dw_forward(p, x, w, b, y, t);
+        const dw_geom g = dw_geom_of(p);
+        int64_t hp, wp;
+        dw_pad_dims(&g, &hp, &wp);
+        if (!dw_slot_ok(p, &g, hp, wp, c->scratch))
+            return sal_fail(err, SAL_ERR_INTERNAL, "node '%s' (Conv): depthwise scratch too small",
+                            c->node->name);
+        dw_forward(p, x, w, b, y, c->scratch, t);
         return SAL_OK;
     }
     const int64_t G = p->group, Cg = p->c / G, Mg = p->m / G, HW = p->h * p->w, OHW = p->oh * p->ow;
@@ -405,11 +624,11 @@ sal_status sal_cpu_conv_fwd(const sal_op_call *c, sal_error *err) {
                 beta = 1.f;
             }
             if (pointwise) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mg, (int)OHW, (int)Cg, 1.f, wg,
+                sal_sgemm(0, 0, (int)Mg, (int)OHW, (int)Cg, 1.f, wg,
                             (int)Cg, xg, (int)HW, beta, yg, (int)OHW);
             } else {
                 im2col(p, Cg, xg, c->scratch, t);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mg, (int)OHW, (int)K, 1.f, wg,
+                sal_sgemm(0, 0, (int)Mg, (int)OHW, (int)K, 1.f, wg,
                             (int)K, c->scratch, (int)OHW, beta, yg, (int)OHW);
             }
         }
@@ -433,8 +652,17 @@ sal_status sal_cpu_conv_bwd(const sal_op_call *c, sal_error *err) {
         return sal_fail(err, SAL_ERR_INTERNAL, "node '%s' (Conv): no scratch for col2im", c->node->name);
 
     if (gx) {
-        if (depthwise && p->sh == 1 && p->sw == 1 && p->kh * p->kw <= DW_MAX_TAPS) {
-            dw_backward_data_s1(p, gy, w, gx, t);
+        const dw_geom g1 = dw_geom_s1_backward(p);
+        int64_t hp = 0, wp = 0;
+        if (depthwise) dw_pad_dims(&g1, &hp, &wp);
+        const int fixed = p->kh == p->kw && (p->kw == 3 || p->kw == 5) && p->dh == 1 && p->dw == 1;
+        const dw_s2b_dims d2 = dw_s2b_dims_of(p);
+        if (depthwise && p->sh == 1 && p->sw == 1 && p->kh * p->kw <= DW_MAX_TAPS &&
+            dw_slot_ok(p, &g1, hp, wp, c->scratch)) {
+            dw_backward_data_s1(p, gy, w, gx, c->scratch, t);
+        } else if (depthwise && p->sh == 2 && p->sw == 2 && fixed && c->scratch &&
+                   dw_s2b_floats(&d2) <= p->dw_slot) {
+            dw_backward_data_s2(p, &d2, gy, w, gx, c->scratch, t);
         } else if (depthwise) {
             dw_backward_data(p, gy, w, gx, t);
         } else {
@@ -444,11 +672,11 @@ sal_status sal_cpu_conv_bwd(const sal_op_call *c, sal_error *err) {
                     const float *gyg = gy + (n * p->m + g * Mg) * OHW; /* (Mg, OHW) */
                     float *gxg = gx + (n * p->c + g * Cg) * HW;        /* (Cg, H, W) */
                     if (pointwise) {   /* gx_g (Cg, HW) += W_g^T (Cg, Mg) . gy_g (Mg, HW) */
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Cg, (int)HW, (int)Mg, 1.f, wg,
-                                    (int)Cg, gyg, (int)OHW, 1.f, gxg, (int)HW);
+                        sal_sgemm(1, 0, (int)Cg, (int)HW, (int)Mg, 1.f,
+                                    wg, (int)Cg, gyg, (int)OHW, 1.f, gxg, (int)HW);
                     } else {           /* col (K, OHW) = W_g^T . gy_g, then scatter-add */
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)OHW, (int)Mg, 1.f, wg,
-                                    (int)K, gyg, (int)OHW, 0.f, c->scratch, (int)OHW);
+                        sal_sgemm(1, 0, (int)K, (int)OHW, (int)Mg, 1.f,
+                                    wg, (int)K, gyg, (int)OHW, 0.f, c->scratch, (int)OHW);
                         col2im_add(p, Cg, c->scratch, gxg, t);
                     }
                 }
@@ -469,7 +697,7 @@ sal_status sal_cpu_conv_bwd(const sal_op_call *c, sal_error *err) {
                         col = c->scratch;
                     }
                     /* gw_g (Mg, K) += gy_g (Mg, OHW) . col^T (OHW, K) */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Mg, (int)K, (int)OHW, 1.f, gyg,
+                    sal_sgemm(0, 1, (int)Mg, (int)K, (int)OHW, 1.f, gyg,
                                 (int)OHW, col, (int)OHW, 1.f, gwg, (int)K);
                 }
         }
@@ -701,15 +929,17 @@ sal_status sal_cpu_gemm_fwd(const sal_op_call *c, sal_error *err) {
     if (cc && p->beta != 0.f) {
         const int64_t s0 = p->c.sb[0], s1 = p->c.sb[1];
 #pragma omp parallel for num_threads(par(nthreads(c), M * N)) schedule(static)
-        for (int64_t i = 0; i < M; i++)
+        for (int64_t i = 0; i < M; i++) {
+#pragma omp simd
             for (int64_t j = 0; j < N; j++) y[i * N + j] = p->beta * cc[i * s0 + j * s1];
+        }
         beta = 1.f;
     }
     if (K == 0) {
         if (beta == 0.f) memset(y, 0, sizeof(float) * (size_t)(M * N));
         return SAL_OK;
     }
-    cblas_sgemm(CblasRowMajor, p->trans_a ? CblasTrans : CblasNoTrans, p->trans_b ? CblasTrans : CblasNoTrans,
+    sal_sgemm(p->trans_a ? 1 : 0, p->trans_b ? 1 : 0,
                 (int)M, (int)N, (int)K, p->alpha, a, p->trans_a ? (int)M : (int)K, b,
                 p->trans_b ? (int)K : (int)N, beta, y, (int)N);
     return SAL_OK;
@@ -727,18 +957,18 @@ sal_status sal_cpu_gemm_bwd(const sal_op_call *c, sal_error *err) {
     const int lda = p->trans_a ? M : K, ldb = p->trans_b ? K : N;
     if (ga && K > 0) {
         if (!p->trans_a)   /* dA (M, K) = alpha * G (M, N) . op(B)^T (N, K) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, p->trans_b ? CblasNoTrans : CblasTrans, M, K, N, p->alpha,
-                        g, N, b, ldb, 1.f, ga, K);
+            sal_sgemm(0, p->trans_b ? 0 : 1, M, K, N,
+                        p->alpha, g, N, b, ldb, 1.f, ga, K);
         else               /* dA (K, M) = alpha * op(B) (K, N) . G^T (N, M) */
-            cblas_sgemm(CblasRowMajor, p->trans_b ? CblasTrans : CblasNoTrans, CblasTrans, K, M, N, p->alpha,
+            sal_sgemm(p->trans_b ? 1 : 0, 1, K, M, N, p->alpha,
                         b, ldb, g, N, 1.f, ga, M);
     }
     if (gb && K > 0) {
         if (!p->trans_b)   /* dB (K, N) = alpha * op(A)^T (K, M) . G (M, N) */
-            cblas_sgemm(CblasRowMajor, p->trans_a ? CblasNoTrans : CblasTrans, CblasNoTrans, K, N, M, p->alpha,
-                        a, lda, g, N, 1.f, gb, N);
+            sal_sgemm(p->trans_a ? 0 : 1, 0, K, N, M,
+                        p->alpha, a, lda, g, N, 1.f, gb, N);
         else               /* dB (N, K) = alpha * G^T (N, M) . op(A) (M, K) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, p->trans_a ? CblasTrans : CblasNoTrans, N, K, M, p->alpha,
+            sal_sgemm(1, p->trans_a ? 1 : 0, N, K, M, p->alpha,
                         g, N, a, lda, 1.f, gb, K);
     }
     if (gc) {   /* dC = beta * G summed over C's broadcast dims (serial: several (i,j) share one C) */
@@ -769,6 +999,13 @@ static void matmul_offsets(const sal_matmul_params *p, int64_t bi, int64_t *ao, 
     *bo = ib * p->k * p->n;
 }
 
+/* B shared by every batch and A's batches contiguous: the batch folds into M, one sgemm
+ * (A' (batch*M, K), Y' (batch*M, N)). */
+static int matmul_foldable(const sal_matmul_params *p) {
+    return !p->batch_general && p->b_batch_stride == 0 && (p->a_batch_stride != 0 || p->batch == 1) &&
+           p->batch * p->m <= 0x7fffffff;
+}
+
 sal_status sal_cpu_matmul_fwd(const sal_op_call *c, sal_error *err) {
     sal_status st;
     if ((st = need_params(c, err))) return st;
@@ -780,17 +1017,15 @@ sal_status sal_cpu_matmul_fwd(const sal_op_call *c, sal_error *err) {
         memset(y, 0, sizeof(float) * (size_t)(p->batch * p->m * p->n));
         return SAL_OK;
     }
-    /* B shared by every batch and A contiguous: fold the batch into M, one sgemm */
-    if (!p->batch_general && p->b_batch_stride == 0 && (p->a_batch_stride != 0 || p->batch == 1) &&
-        p->batch * p->m <= 0x7fffffff) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(p->batch * M), N, K, 1.f, a, K, b, N, 0.f,
-                    y, N);
+    if (matmul_foldable(p)) {
+        sal_sgemm(0, 0, (int)(p->batch * M), N, K, 1.f, a, K, b, N,
+                    0.f, y, N);
         return SAL_OK;
     }
     for (int64_t bi = 0; bi < p->batch; bi++) {
         int64_t ao, bo;
         matmul_offsets(p, bi, &ao, &bo);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.f, a + ao, K, b + bo, N, 0.f,
+        sal_sgemm(0, 0, M, N, K, 1.f, a + ao, K, b + bo, N, 0.f,
                     y + bi * p->m * p->n, N);
     }
     return SAL_OK;
@@ -805,12 +1040,11 @@ sal_status sal_cpu_matmul_bwd(const sal_op_call *c, sal_error *err) {
     const float *a = c->in[0], *b = c->in[1];
     float *ga = c->gin[0], *gb = c->gin[1];
     const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
-    const int fold = !p->batch_general && p->b_batch_stride == 0 && (p->a_batch_stride != 0 || p->batch == 1) &&
-                     p->batch * p->m <= 0x7fffffff;
+    const int fold = matmul_foldable(p);
     if (fold) {   /* A' (batch*M, K), G' (batch*M, N), B (K, N) */
         const int BM = (int)(p->batch * p->m);
-        if (ga) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BM, K, N, 1.f, g, N, b, N, 1.f, ga, K);
-        if (gb) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, BM, 1.f, a, K, g, N, 1.f, gb, N);
+        if (ga) sal_sgemm(0, 1, BM, K, N, 1.f, g, N, b, N, 1.f, ga, K);
+        if (gb) sal_sgemm(1, 0, K, N, BM, 1.f, a, K, g, N, 1.f, gb, N);
         return SAL_OK;
     }
     /* serial over batches: broadcast operands receive several contributions */
@@ -819,9 +1053,11 @@ sal_status sal_cpu_matmul_bwd(const sal_op_call *c, sal_error *err) {
         matmul_offsets(p, bi, &ao, &bo);
         const float *gbi = g + bi * p->m * p->n;
         if (ga)   /* dA (M, K) += G (M, N) . B^T (N, K) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, N, 1.f, gbi, N, b + bo, N, 1.f, ga + ao, K);
+            sal_sgemm(0, 1, M, K, N, 1.f, gbi, N, b + bo, N, 1.f,
+                        ga + ao, K);
         if (gb)   /* dB (K, N) += A^T (K, M) . G (M, N) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, M, 1.f, a + ao, K, gbi, N, 1.f, gb + bo, N);
+            sal_sgemm(1, 0, K, N, M, 1.f, a + ao, K, gbi, N, 1.f,
+                        gb + bo, N);
     }
     return SAL_OK;
 }
@@ -831,7 +1067,8 @@ sal_status sal_cpu_matmul_bwd(const sal_op_call *c, sal_error *err) {
 /* c + ceil((size-1)/2)] clipped; s_c = bias + alpha/size * sum_window x^2, y_c = x_c * s_c^-beta  */
 /* One (n, c) row of S pixels per iteration, vectorized over pixels.                                */
 
-static void lrn_sumsq(const float *x, int64_t C, int64_t S, int64_t ch, int64_t lo, int64_t hi, float *restrict acc) {
+static void lrn_sumsq(const float *x, int64_t C, int64_t S, int64_t ch, int64_t lo, int64_t hi,
+                      float *restrict acc) {
     int64_t c0 = ch - lo < 0 ? 0 : ch - lo, c1 = ch + hi > C - 1 ? C - 1 : ch + hi;
     for (int64_t i = 0; i < S; i++) acc[i] = 0.f;
     for (int64_t j = c0; j <= c1; j++) {

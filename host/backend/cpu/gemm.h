@@ -1,0 +1,14 @@
+/* gemm.h — the CPU backend's matrix product: row-major single-precision GEMM,
+ * C = alpha * op(A) * op(B) + beta * C, through oneDNN's dnnl_sgemm (see README, "CPU math
+ * library", for the measurement behind the choice). Threads: oneDNN's OpenMP pool, the same
+ * pool as salient's own kernels. Call it outside OpenMP parallel regions. */
+#ifndef SAL_GEMM_H
+#define SAL_GEMM_H
+
+#include <stdint.h>
+
+void sal_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+               int64_t ldc);
+
+#endif

@@ -1,0 +1,764 @@
+/* test_cli.c — the `salient` program against its command-line contract (DESIGN.md, "Command
+ * line"): exit statuses (0 ok, 1 a failed input or file, 2 usage), messages on stderr that name the
+ * option or file at fault, predict's text and JSON output, explain's files (overlays at the
+ * original image's size, heatmaps at the model's, raw arrays with the documented shapes, the
+ * summaries), seeds, and bad input that must leave no file behind. The program runs in a child
+ * process (fork/exec) with stdout and stderr captured into files of a mkdtemp directory. The model
+ * is the tiny fixture CNN of tests/fixtures/methods (input (N,3,32,32), 10 classes, no labels). */
+#include <criterion/criterion.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "salient.h"
+#include "io/io.h"
+
+#define SALIENT SAL_BINARY_DIR "/salient"
+#define TINYCNN SAL_SOURCE_DIR "/tests/fixtures/methods/tinycnn.onnx"
+#define IMG_W 50   /* the test PNG is 50 wide, 40 high: not the model's 32x32, not square */
+#define IMG_H 40
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Files and directories                                                                            */
+
+/* Whole file, NUL-terminated; *len (if given) receives its size. NULL when it cannot be read. */
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *nb = realloc(buf, 2 * cap + 1);
+            if (!nb) { free(buf); buf = NULL; break; }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (!buf) return NULL;
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+static int write_bytes(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(data, 1, len, f);
+    return fclose(f) == 0 && w == len ? 0 : -1;
+}
+
+static int exists(const char *path) {
+    struct stat sb;
+    return lstat(path, &sb) == 0;
+}
+
+/* Number of entries in a directory (-1 if it cannot be opened); names joined into list. */
+static int dir_entries(const char *dir, char *list, size_t len) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    if (list && len) list[0] = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        n++;
+        if (list) {
+            size_t used = strlen(list);
+            snprintf(list + used, len - used, "%s ", e->d_name);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static void remove_tree(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb)) return;
+    if (S_ISDIR(sb.st_mode)) {
+        chmod(path, 0700);
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char sub[4096];
+            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+            remove_tree(sub);
+        }
+        if (d) closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* A fresh scratch directory for one test; removed by the test at its end. */
+static void make_tmp(char *dir, size_t len) {
+    snprintf(dir, len, "/tmp/salient_cli_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+}
+
+static const char *join(char *buf, size_t len, const char *dir, const char *name) {
+    snprintf(buf, len, "%s/%s", dir, name);
+    return buf;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Running the program                                                                              */
+
+typedef struct run_result {
+    int status;   /* exit status, or -1 when the program did not exit normally */
+    char *out;    /* stdout, NUL-terminated */
+    char *err;    /* stderr */
+    char cmd[2048];
+} run_result;
+
+static void run_free(run_result *r) {
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+/* Run `salient argv...` (argv NULL-terminated, without the program name) with stdout and stderr
+ * captured into files of scratch. */
+static void run_argv(run_result *r, const char *scratch, const char *const *argv) {
+    static int counter;
+    char out_path[4096], err_path[4096];
+    int k = counter++;
+    snprintf(out_path, sizeof out_path, "%s/.run%d.out", scratch, k);
+    snprintf(err_path, sizeof err_path, "%s/.run%d.err", scratch, k);
+    const char *args[64];
+    int n = 0;
+    args[n++] = SALIENT;
+    size_t used = (size_t)snprintf(r->cmd, sizeof r->cmd, "salient");
+    for (int i = 0; argv[i] && n < 63; i++) {
+        args[n++] = argv[i];
+        if (used < sizeof r->cmd) used += (size_t)snprintf(r->cmd + used, sizeof r->cmd - used, " %s", argv[i]);
+    }
+    args[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(127);
+        close(fo);
+        close(fe);
+        execv(SALIENT, (char *const *)args);
+        _exit(127);
+    }
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
+    r->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+    r->out = slurp(out_path, NULL);
+    r->err = slurp(err_path, NULL);
+    if (!r->out) r->out = calloc(1, 1);
+    if (!r->err) r->err = calloc(1, 1);
+    unlink(out_path);
+    unlink(err_path);
+    cr_assert_neq(r->status, 127, "%s: could not run the program (built at " SALIENT "?)", r->cmd);
+    cr_assert_neq(r->status, -1, "%s: killed by a signal\nstderr: %s", r->cmd, r->err);
+}
+
+/* run(r, scratch, "arg", ..., NULL) */
+static void run(run_result *r, const char *scratch, ...) {
+    const char *argv[64];
+    int n = 0;
+    va_list ap;
+    va_start(ap, scratch);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < 63) argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    run_argv(r, scratch, argv);
+}
+
+static int count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+static int count_substr(const char *s, const char *needle) {
+    int n = 0;
+    size_t len = strlen(needle);
+    for (const char *p = strstr(s, needle); p; p = strstr(p + len, needle)) n++;
+    return n;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Inputs                                                                                           */
+
+/* A (3,32,32) float32 .npy of smooth values in about [-2, 2], as preprocessed input. */
+static void write_test_npy(const char *path) {
+    static float x[3 * 32 * 32];
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < 32; y++)
+            for (int xx = 0; xx < 32; xx++)
+                x[(c * 32 + y) * 32 + xx] = 2.0f * sinf(0.3f * (float)(xx + 2 * c)) * cosf(0.2f * (float)(y - c));
+    int64_t dims[3] = {3, 32, 32};
+    sal_error err = {0};
+    cr_assert_eq(sal_npy_write(path, x, 3, dims, &err), SAL_OK, "%s", err.msg);
+}
+
+/* A 50x40 (w x h) RGB PNG with gradients and a bright square. */
+static void write_test_png(const char *path) {
+    static uint8_t rgb[IMG_W * IMG_H * 3];
+    for (int y = 0; y < IMG_H; y++)
+        for (int x = 0; x < IMG_W; x++) {
+            uint8_t *p = rgb + 3 * (y * IMG_W + x);
+            int sq = x >= 20 && x < 32 && y >= 10 && y < 22;
+            p[0] = (uint8_t)(sq ? 250 : 5 * x);
+            p[1] = (uint8_t)(sq ? 240 : 6 * y);
+            p[2] = (uint8_t)(sq ? 30 : 128 + ((x * y) % 100));
+        }
+    sal_error err = {0};
+    cr_assert_eq(sal_png_write_rgb(path, IMG_W, IMG_H, rgb, &err), SAL_OK, "%s", err.msg);
+}
+
+/* Width and height from a PNG's IHDR; -1 when the file is not a PNG. */
+static int png_size(const char *path, int *w, int *h) {
+    size_t len = 0;
+    unsigned char *b = (unsigned char *)slurp(path, &len);
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    int ok = b && len >= 24 && !memcmp(b, sig, 8) && !memcmp(b + 12, "IHDR", 4);
+    if (ok) {
+        *w = (int)((uint32_t)b[16] << 24 | (uint32_t)b[17] << 16 | (uint32_t)b[18] << 8 | b[19]);
+        *h = (int)((uint32_t)b[20] << 24 | (uint32_t)b[21] << 16 | (uint32_t)b[22] << 8 | b[23]);
+    }
+    free(b);
+    return ok ? 0 : -1;
+}
+
+/* Shape of a little-endian float32 .npy from its header, checked against the file's size;
+ * returns ndim, or -1 when the file is not such an array. */
+static int npy_shape(const char *path, int64_t *dims, int max) {
+    size_t len = 0;
+    char *b = slurp(path, &len);
+    int ndim = -1;
+    if (!b || len < 10 || memcmp(b, "\x93NUMPY", 6) || b[6] != 1) goto out;
+    size_t hlen = (size_t)(unsigned char)b[8] | (size_t)(unsigned char)b[9] << 8;
+    if (10 + hlen > len) goto out;
+    char header[1024];
+    snprintf(header, sizeof header, "%.*s", (int)(hlen < 1023 ? hlen : 1023), b + 10);
+    if (!strstr(header, "'descr': '<f4'") || !strstr(header, "'fortran_order': False")) goto out;
+    const char *p = strstr(header, "'shape': (");
+    if (!p) goto out;
+    p += strlen("'shape': (");
+    int n = 0;
+    int64_t count = 1;
+    while (*p && *p != ')' && n < max) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p) goto out;
+        dims[n++] = v;
+        count *= v;
+        p = end;
+        while (*p == ',' || *p == ' ') p++;
+    }
+    if (*p != ')') goto out;
+    if ((size_t)count * 4 != len - 10 - hlen) goto out;
+    ndim = n;
+out:
+    free(b);
+    return ndim;
+}
+
+/* Split one CSV line into fields (double quotes protect commas); returns the field count. */
+static int csv_fields(const char *line, char fields[][256], int max) {
+    int n = 0, q = 0;
+    size_t k = 0;
+    for (const char *p = line;; p++) {
+        if (*p == '"') { q = !q; continue; }
+        if ((*p == ',' && !q) || *p == '\n' || *p == 0) {
+            if (n < max) { fields[n][k < 255 ? k : 255] = 0; n++; }
+            k = 0;
+            if (*p != ',') break;
+            continue;
+        }
+        if (n < max && k < 255) fields[n][k] = *p;
+        k++;
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Help, version, usage errors                                                                      */
+
+Test(cli, help_and_version) {
+    char tmp[64];
+    make_tmp(tmp, sizeof tmp);
+    run_result r;
+    run(&r, tmp, "--help", NULL);
+    cr_expect_eq(r.status, 0, "%s: exit %d", r.cmd, r.status);
+    cr_expect(strstr(r.out, "usage: salient"), "--help prints usage on stdout: %s", r.out);
+    cr_expect(strstr(r.out, "explain"), "--help lists the explain command: %s", r.out);
+    run_free(&r);
+    run(&r, tmp, "--version", NULL);
+    cr_expect_eq(r.status, 0);
+    cr_expect(strstr(r.out, SAL_VERSION_STRING), "--version: %s", r.out);
+    run_free(&r);
+    const char *cmds[] = {"predict", "explain", "info"};
+    for (int i = 0; i < 3; i++) {
+        run(&r, tmp, cmds[i], "--help", NULL);
+        cr_expect_eq(r.status, 0, "%s: exit %d", r.cmd, r.status);
+        cr_expect(strstr(r.out, "usage: salient"), "%s: %s", r.cmd, r.out);
+        cr_expect(strstr(r.out, cmds[i]), "%s: %s", r.cmd, r.out);
+        run_free(&r);
+    }
+    remove_tree(tmp);
+}
+
+Test(cli, usage_errors_exit_2) {
+    char tmp[64];
+    make_tmp(tmp, sizeof tmp);
+    run_result r;
+    run(&r, tmp, NULL);
+    cr_expect_eq(r.status, 2, "no arguments: exit %d", r.status);
+    cr_expect(r.err[0], "no arguments: usage on stderr");
+    run_free(&r);
+    run(&r, tmp, "frobnicate", NULL);
+    cr_expect_eq(r.status, 2, "%s: exit %d", r.cmd, r.status);
+    cr_expect(strstr(r.err, "frobnicate"), "%s: stderr names the command: %s", r.cmd, r.err);
+    run_free(&r);
+    const char *cmds[] = {"predict", "explain", "info"};
+    for (int i = 0; i < 3; i++) {
+        /* an unknown option, alone (no value after it) and followed by something */
+        run(&r, tmp, cmds[i], "--no-such-option", NULL);
+        cr_expect_eq(r.status, 2, "%s: exit %d", r.cmd, r.status);
+        cr_expect(strstr(r.err, "--no-such-option"), "%s: stderr names the option: %s", r.cmd, r.err);
+        cr_expect(strstr(r.err, "unknown option"), "%s: says it is unknown: %s", r.cmd, r.err);
+        run_free(&r);
+        run(&r, tmp, cmds[i], "-m", TINYCNN, "--no-such-option", "x.png", NULL);
+        cr_expect_eq(r.status, 2, "%s: exit %d", r.cmd, r.status);
+        cr_expect(strstr(r.err, "--no-such-option"), "%s: stderr names the option: %s", r.cmd, r.err);
+        run_free(&r);
+    }
+    /* a missing model or input is a usage error too */
+    run(&r, tmp, "predict", "-m", TINYCNN, NULL);
+    cr_expect_eq(r.status, 2, "%s: exit %d", r.cmd, r.status);
+    cr_expect(r.err[0], "%s: message on stderr", r.cmd);
+    run_free(&r);
+    run(&r, tmp, "explain", "-m", TINYCNN, "x.png", NULL);
+    cr_expect_eq(r.status, 2, "%s (no -o): exit %d", r.cmd, r.status);
+    cr_expect(strstr(r.err, "-o"), "%s: stderr mentions -o: %s", r.cmd, r.err);
+    run_free(&r);
+    cr_expect_eq(dir_entries(tmp, NULL, 0), 0, "usage errors wrote files");
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* info                                                                                             */
+
+Test(cli, info_lists_layers_shapes_and_op_counts) {
+    char tmp[64];
+    make_tmp(tmp, sizeof tmp);
+    run_result r;
+    run(&r, tmp, "info", TINYCNN, NULL);
+    cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    cr_expect(strstr(r.out, "input "), "inputs listed: %s", r.out);
+    cr_expect(strstr(r.out, "(?,3,32,32)"), "input shape with a dynamic batch: %s", r.out);
+    cr_expect(strstr(r.out, "(?,10)"), "output shape: %s", r.out);
+    /* the CAM layer's line: name, op type, shape for one image */
+    const char *line = strstr(r.out, " cam.relu ");
+    cr_assert_not_null(line, "cam.relu listed: %s", r.out);
+    const char *eol = strchr(line, '\n');
+    char buf[256];
+    snprintf(buf, sizeof buf, "%.*s", (int)(eol ? eol - line : (long)strlen(line)), line);
+    cr_expect(strstr(buf, "Relu"), "cam.relu is a Relu: '%s'", buf);
+    cr_expect(strstr(buf, "(1,32,16,16)"), "cam.relu shape (1,32,16,16): '%s'", buf);
+    cr_expect(strstr(r.out, " head.fc "), "head.fc listed");
+    const char *ops = strstr(r.out, "op counts:");
+    cr_assert_not_null(ops, "op counts: %s", r.out);
+    cr_expect(strstr(ops, "Conv="), "Conv counted: %s", ops);
+    cr_expect(strstr(ops, "Relu=5"), "5 Relu: %s", ops);
+    cr_expect(strstr(ops, "Gemm=1"), "1 Gemm: %s", ops);
+    run_free(&r);
+
+    run(&r, tmp, "info", SAL_SOURCE_DIR "/tests/fixtures/methods/no-such-model.onnx", NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
+    cr_expect(strstr(r.err, "no-such-model.onnx"), "stderr names the file: %s", r.err);
+    run_free(&r);
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* predict                                                                                          */
+
+Test(cli, predict_text_and_json) {
+    char tmp[64], npy[256], png[256];
+    make_tmp(tmp, sizeof tmp);
+    write_test_npy(join(npy, sizeof npy, tmp, "tensor.npy"));
+    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    run_result r;
+    run(&r, tmp, "predict", "-m", TINYCNN, npy, png, NULL);
+    cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    cr_expect(strstr(r.out, npy) && strstr(r.out, png), "both inputs reported: %s", r.out);
+    cr_expect(strstr(r.out, npy) < strstr(r.out, png), "inputs in the order given");
+    cr_expect_eq(count_substr(r.out, "  1. "), 2, "one top-1 line per input: %s", r.out);
+    cr_expect_eq(count_substr(r.out, "  5. "), 2, "top-5 by default: %s", r.out);
+    cr_expect_eq(count_substr(r.out, "  6. "), 0, "no more than 5: %s", r.out);
+    cr_expect_eq(count_substr(r.out, "%"), 10, "a probability per line: %s", r.out);
+    run_free(&r);
+
+    run(&r, tmp, "predict", "-m", TINYCNN, "--topk", "3", png, NULL);
+    cr_expect_eq(r.status, 0);
+    cr_expect_eq(count_lines(r.out), 4, "--topk 3: a name line and 3 classes: %s", r.out);
+    run_free(&r);
+
+    run(&r, tmp, "predict", "-m", TINYCNN, "--json", npy, png, NULL);
+    cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    cr_expect_eq(count_lines(r.out), 2, "one JSON object per input: %s", r.out);
+    const char *line = r.out;
+    for (int i = 0; i < 2 && line && *line; i++) {
+        cr_expect_eq(line[0], '{', "object %d starts with '{': %s", i, line);
+        const char *eol = strchr(line, '\n');
+        cr_assert_not_null(eol);
+        cr_expect_eq(eol[-1], '}', "object %d ends with '}'", i);
+        const char *lg = strstr(line, "\"logits\": [");
+        cr_assert(lg && lg < eol, "object %d has \"logits\": %s", i, line);
+        const char *close = strchr(lg, ']');
+        cr_assert(close && close < eol);
+        int commas = 0, digits = 0;
+        for (const char *p = lg; p < close; p++) { commas += *p == ','; digits += *p >= '0' && *p <= '9'; }
+        cr_expect_eq(commas, 9, "object %d: 10 logits (9 commas), got %d", i, commas);
+        cr_expect_gt(digits, 10, "object %d: logits are numbers", i);
+        cr_expect(strstr(line, i == 0 ? "\"input\": \"" : "photo.png"), "object %d names its input", i);
+        line = eol + 1;
+    }
+    run_free(&r);
+    remove_tree(tmp);
+}
+
+Test(cli, predict_missing_file_among_good_ones) {
+    char tmp[64], npy[256], png[256], missing[256];
+    make_tmp(tmp, sizeof tmp);
+    write_test_npy(join(npy, sizeof npy, tmp, "tensor.npy"));
+    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    join(missing, sizeof missing, tmp, "not-here.png");
+    run_result r;
+    run(&r, tmp, "predict", "-m", TINYCNN, png, missing, npy, NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
+    cr_expect(strstr(r.out, png) && strstr(r.out, npy), "the good inputs are still predicted: %s", r.out);
+    cr_expect(!strstr(r.out, "not-here.png"), "the missing one is not on stdout: %s", r.out);
+    cr_expect(strstr(r.err, "not-here.png"), "stderr names the missing file: %s", r.err);
+    run_free(&r);
+
+    run(&r, tmp, "predict", "-m", TINYCNN, "--json", missing, png, NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
+    cr_expect_eq(count_lines(r.out), 1, "--json: the good input's object only: %s", r.out);
+    cr_expect(strstr(r.err, "not-here.png"), "stderr names the missing file: %s", r.err);
+    run_free(&r);
+
+    /* an array of the wrong shape is named with its shape */
+    char bad[256];
+    float v[2 * 8 * 8] = {0};
+    int64_t dims[3] = {2, 8, 8};
+    cr_assert_eq(sal_npy_write(join(bad, sizeof bad, tmp, "wrong.npy"), v, 3, dims, NULL), SAL_OK);
+    run(&r, tmp, "predict", "-m", TINYCNN, bad, NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
+    cr_expect(strstr(r.err, "wrong.npy") && strstr(r.err, "(2,8,8)"), "stderr names file and shape: %s", r.err);
+    run_free(&r);
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* explain: files and summaries                                                                     */
+
+Test(cli, explain_writes_documented_files, .timeout = 120) {
+    char tmp[64], png[256], out[256], p[512];
+    make_tmp(tmp, sizeof tmp);
+    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    join(out, sizeof out, tmp, "out/nested");   /* created with its parent */
+    run_result r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency,gradcam,ig,occlusion", "--steps", "8",
+        "--window", "8x8", "--stride", "4x4", "--layer", "cam.relu", png, "-o", out, "--raw", "--heatmap", NULL);
+    cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    const char *methods[] = {"saliency", "gradcam", "ig", "occlusion"};
+    for (int i = 0; i < 4; i++) {
+        int w = 0, h = 0;
+        snprintf(p, sizeof p, "%s/photo.%s.png", out, methods[i]);
+        cr_expect_eq(png_size(p, &w, &h), 0, "%s: a PNG", p);
+        cr_expect(w == IMG_W && h == IMG_H, "%s: overlay at the original size %dx%d, got %dx%d", p, IMG_W, IMG_H, w, h);
+        snprintf(p, sizeof p, "%s/photo.%s.heatmap.png", out, methods[i]);
+        cr_expect_eq(png_size(p, &w, &h), 0, "%s: a PNG", p);
+        cr_expect(w == 32 && h == 32, "%s: heatmap at the model's 32x32, got %dx%d", p, w, h);
+        snprintf(p, sizeof p, "%s/photo.%s.npy", out, methods[i]);
+        int64_t d[8] = {0};
+        int nd = npy_shape(p, d, 8);
+        if (!strcmp(methods[i], "gradcam"))
+            cr_expect(nd == 2 && d[0] == 16 && d[1] == 16, "%s: (16,16) at cam.relu's resolution, got ndim %d (%lld,%lld)",
+                      p, nd, (long long)d[0], (long long)d[1]);
+        else
+            cr_expect(nd == 3 && d[0] == 3 && d[1] == 32 && d[2] == 32, "%s: (3,32,32), got ndim %d (%lld,%lld,%lld)",
+                      p, nd, (long long)d[0], (long long)d[1], (long long)d[2]);
+    }
+    char list[4096];
+    cr_expect_eq(dir_entries(out, list, sizeof list), 4 * 3 + 2, "4 methods x 3 files + 2 summaries: %s", list);
+    cr_expect(!strstr(list, ".tmp"), "no temporary file left: %s", list);
+
+    /* summary.csv: a header and one row per method, ig's with a completeness gap */
+    char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    cr_assert_not_null(csv, "summary.csv");
+    cr_expect_eq(count_lines(csv), 5, "header + 4 rows: %s", csv);
+    char f[16][256];
+    int nh = csv_fields(csv, f, 16);
+    int col_method = -1, col_gap = -1, col_input = -1;
+    for (int k = 0; k < nh; k++) {
+        if (!strcmp(f[k], "method")) col_method = k;
+        if (!strcmp(f[k], "completeness_gap")) col_gap = k;
+        if (!strcmp(f[k], "input")) col_input = k;
+    }
+    cr_assert(col_method >= 0 && col_gap >= 0 && col_input >= 0, "header has input, method, completeness_gap: %s", csv);
+    int seen = 0;
+    for (const char *line = strchr(csv, '\n') + 1; *line; line = strchr(line, '\n') + 1) {
+        int nf = csv_fields(line, f, 16);
+        cr_expect_eq(nf, nh, "row has as many fields as the header: %.80s", line);
+        cr_expect_str_eq(f[col_input], png);
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(f[col_method], methods[i])) seen |= 1 << i;
+        if (!strcmp(f[col_method], "ig")) {
+            char *end;
+            double gap = strtod(f[col_gap], &end);
+            cr_expect(f[col_gap][0] && !*end && gap >= 0, "ig row has a completeness gap: '%s'", f[col_gap]);
+        } else {
+            cr_expect_str_empty(f[col_gap], "%s row: no completeness gap", f[col_method]);
+        }
+    }
+    cr_expect_eq(seen, 15, "one row per method");
+    free(csv);
+
+    char *jl = slurp(join(p, sizeof p, out, "summary.jsonl"), NULL);
+    cr_assert_not_null(jl, "summary.jsonl");
+    cr_expect_eq(count_lines(jl), 4, "4 lines: %s", jl);
+    cr_expect_eq(count_substr(jl, "\"method\""), 4, "each line has \"method\": %s", jl);
+    cr_expect_eq(count_substr(jl, "\"completeness_gap\""), 1, "ig's line has its gap: %s", jl);
+    cr_expect(strstr(jl, "\"layer\": \"cam.relu\""), "gradcam's layer: %s", jl);
+    free(jl);
+    run_free(&r);
+    remove_tree(tmp);
+}
+
+Test(cli, explain_npy_input_and_json, .timeout = 60) {
+    char tmp[64], npy[256], out[256], p[512];
+    make_tmp(tmp, sizeof tmp);
+    write_test_npy(join(npy, sizeof npy, tmp, "tensor.npy"));
+    join(out, sizeof out, tmp, "out");
+    run_result r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency,gradcam", "--json", "--target", "3", npy, "-o", out, NULL);
+    cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    /* a .npy input has no original image: the map is written at the model's size */
+    int w = 0, h = 0;
+    cr_expect_eq(png_size(join(p, sizeof p, out, "tensor.saliency.png"), &w, &h), 0);
+    cr_expect(w == 32 && h == 32, "npy input: 32x32 map, got %dx%d", w, h);
+    cr_expect_eq(count_lines(r.out), 2, "--json: one object per input and method: %s", r.out);
+    cr_expect_eq(count_substr(r.out, "\"target\": 3"), 2, "--target 3 explained: %s", r.out);
+    cr_expect_eq(count_substr(r.out, "\"logits\": ["), 2, "logits included: %s", r.out);
+    run_free(&r);
+    remove_tree(tmp);
+}
+
+Test(cli, explain_missing_file_among_good_ones, .timeout = 60) {
+    char tmp[64], png[256], out[256], missing[256], p[512];
+    make_tmp(tmp, sizeof tmp);
+    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    join(missing, sizeof missing, tmp, "not-here.png");
+    join(out, sizeof out, tmp, "out");
+    run_result r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", missing, png, "-o", out, NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
+    cr_expect(strstr(r.err, "not-here.png"), "stderr names the missing file: %s", r.err);
+    cr_expect(exists(join(p, sizeof p, out, "photo.saliency.png")), "the good input is explained");
+    char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    cr_assert_not_null(csv);
+    cr_expect_eq(count_lines(csv), 2, "header + the good input's row: %s", csv);
+    free(csv);
+    run_free(&r);
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* explain: seeds                                                                                   */
+
+static char *smoothgrad_raw(const char *tmp, const char *png, const char *sub, const char *seed, size_t *len) {
+    char out[256], p[512];
+    join(out, sizeof out, tmp, sub);
+    run_result r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "smoothgrad", "--samples", "4", "--seed", seed, "--raw", png,
+        "-o", out, NULL);
+    cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    run_free(&r);
+    char *b = slurp(join(p, sizeof p, out, "photo.smoothgrad.npy"), len);
+    cr_assert_not_null(b, "%s written", p);
+    return b;
+}
+
+Test(cli, explain_seed_reproducible, .timeout = 60) {
+    char tmp[64], png[256];
+    make_tmp(tmp, sizeof tmp);
+    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    size_t la, lb, lc;
+    char *a = smoothgrad_raw(tmp, png, "a", "5", &la);
+    char *b = smoothgrad_raw(tmp, png, "b", "5", &lb);
+    char *c = smoothgrad_raw(tmp, png, "c", "6", &lc);
+    cr_expect(la == lb && !memcmp(a, b, la), "same seed: byte-identical SmoothGrad arrays");
+    cr_expect(la == lc && memcmp(a, c, la), "another seed: a different SmoothGrad array");
+    free(a);
+    free(b);
+    free(c);
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* explain: bad input leaves nothing behind                                                         */
+
+/* Run explain with args + "-o DIR" twice: into a fresh empty directory (which must stay empty) and
+ * into one that does not exist (which must not be created). The exit status must be `status` (or
+ * any non-zero status when status < 0) and stderr must contain `needle`. */
+static void expect_rejected(const char *tmp, const char *what, int status, const char *needle,
+                            const char *const *args) {
+    for (int variant = 0; variant < 2; variant++) {
+        char out[256];
+        snprintf(out, sizeof out, "%s/out-%s-%d", tmp, what, variant);
+        if (variant == 0) cr_assert_eq(mkdir(out, 0755), 0);
+        const char *argv[64];
+        int n = 0;
+        argv[n++] = "explain";
+        argv[n++] = "-m";
+        argv[n++] = TINYCNN;
+        for (int i = 0; args[i] && n < 60; i++) argv[n++] = args[i];
+        argv[n++] = "-o";
+        argv[n++] = out;
+        argv[n] = NULL;
+        run_result r;
+        run_argv(&r, tmp, argv);
+        if (status < 0) cr_expect_neq(r.status, 0, "%s: %s: exit 0", what, r.cmd);
+        else cr_expect_eq(r.status, status, "%s: %s: exit %d, expected %d\n%s", what, r.cmd, r.status, status, r.err);
+        cr_expect(strstr(r.err, needle), "%s: stderr should name '%s': %s", what, needle, r.err);
+        cr_expect(!strstr(r.err, "target 0 (") && !strstr(r.err, " s\n"), "%s: no method ran: %s", what, r.err);
+        char list[2048] = "";
+        if (variant == 0)
+            cr_expect_eq(dir_entries(out, list, sizeof list), 0, "%s: files left in the output directory: %s", what, list);
+        else
+            cr_expect(!exists(out), "%s: the output directory was created", what);
+        run_free(&r);
+    }
+}
+
+Test(cli, explain_rejects_bad_options_before_writing, .timeout = 120) {
+    char tmp[64], png[256];
+    make_tmp(tmp, sizeof tmp);
+    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    const char *const a1[] = {"-M", "nosuch", png, NULL};
+    expect_rejected(tmp, "method", 2, "nosuch", a1);
+    const char *const a1b[] = {"-M", "saliency,nosuch", png, NULL};
+    expect_rejected(tmp, "method2", 2, "nosuch", a1b);
+    const char *const a2[] = {"--target", "99", png, NULL};
+    expect_rejected(tmp, "target", 2, "--target 99", a2);
+    const char *const a2b[] = {"--target", "-1", png, NULL};
+    expect_rejected(tmp, "target-neg", 2, "--target -1", a2b);
+    const char *const a3[] = {"--target", "nosuchlabel", png, NULL};
+    expect_rejected(tmp, "label", 2, "nosuchlabel", a3);
+    const char *const a4[] = {"-M", "gradcam", "--layer", "nope", png, NULL};
+    expect_rejected(tmp, "layer", 2, "nope", a4);
+    /* a bad option of a later method must not let an earlier one write its files */
+    const char *const a4b[] = {"-M", "saliency,gradcam", "--layer", "nope", png, NULL};
+    expect_rejected(tmp, "layer2", 2, "--layer nope", a4b);
+    const char *const a4c[] = {"-M", "gradcam", "--layer", "head.fc", png, NULL};   /* 2-D output */
+    expect_rejected(tmp, "layer2d", 2, "head.fc", a4c);
+    const char *const a5[] = {"-M", "occlusion", "--window", "64x64", png, NULL};
+    expect_rejected(tmp, "window", 2, "--window", a5);
+    const char *const a5b[] = {"-M", "saliency,occlusion", "--window", "64x64", png, NULL};
+    expect_rejected(tmp, "window2", 2, "--window", a5b);
+    const char *const a5c[] = {"-M", "occlusion", "--window", "4x4", "--stride", "8x8", png, NULL};
+    expect_rejected(tmp, "stride", 2, "--stride", a5c);
+    const char *const a6[] = {"-M", "ig", "--steps", "0", png, NULL};
+    expect_rejected(tmp, "steps", 2, "--steps", a6);
+    const char *const a7[] = {"-M", "smoothgrad", "--samples", "0", png, NULL};
+    expect_rejected(tmp, "samples", 2, "--samples", a7);
+    const char *const a8[] = {"-M", "smoothgrad", "--nt-inner", "gradcam", png, NULL};
+    expect_rejected(tmp, "nt-inner", 2, "--nt-inner", a8);
+    const char *const a9[] = {"-M", "ig", "--baseline", "/nonexistent/baseline.npy", png, NULL};
+    expect_rejected(tmp, "baseline", 1, "baseline.npy", a9);
+    remove_tree(tmp);
+}
+
+Test(cli, explain_rejects_bad_inputs_before_writing, .timeout = 120) {
+    char tmp[64], png[256], junk[256], trunc[256], missing[256];
+    make_tmp(tmp, sizeof tmp);
+    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    /* random bytes under a .png name, and a PNG cut after its header */
+    unsigned char noise[300];
+    for (int i = 0; i < 300; i++) noise[i] = (unsigned char)(i * 151 + 7);
+    cr_assert_eq(write_bytes(join(junk, sizeof junk, tmp, "junk.png"), noise, sizeof noise), 0);
+    size_t len = 0;
+    char *good = slurp(png, &len);
+    cr_assert(good && len > 60);
+    cr_assert_eq(write_bytes(join(trunc, sizeof trunc, tmp, "truncated.png"), good, 60), 0);
+    free(good);
+    join(missing, sizeof missing, tmp, "not-here.png");
+    const char *const a1[] = {"-M", "saliency,gradcam", junk, NULL};
+    expect_rejected(tmp, "junk", 1, "junk.png", a1);
+    const char *const a2[] = {"-M", "saliency", trunc, NULL};
+    expect_rejected(tmp, "truncated", 1, "truncated.png", a2);
+    const char *const a3[] = {"-M", "saliency", missing, junk, NULL};
+    expect_rejected(tmp, "missing", 1, "not-here.png", a3);
+    const char *const a4[] = {"-M", "saliency", png, NULL};
+    /* a model that is not one */
+    char badmodel[256];
+    cr_assert_eq(write_bytes(join(badmodel, sizeof badmodel, tmp, "model.onnx"), noise, sizeof noise), 0);
+    for (int variant = 0; variant < 2; variant++) {
+        char out[256];
+        snprintf(out, sizeof out, "%s/out-model-%d", tmp, variant);
+        if (variant == 0) mkdir(out, 0755);
+        run_result r;
+        run(&r, tmp, "explain", "-m", badmodel, a4[0], a4[1], a4[2], "-o", out, NULL);
+        cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
+        cr_expect(strstr(r.err, "model.onnx"), "stderr names the model: %s", r.err);
+        if (variant == 0) cr_expect_eq(dir_entries(out, NULL, 0), 0, "bad model: files left");
+        else cr_expect(!exists(out), "bad model: output directory created");
+        run_free(&r);
+    }
+    remove_tree(tmp);
+}
+
+Test(cli, explain_unwritable_output_dir) {
+    char tmp[64], png[256], parent[256], out[512];
+    make_tmp(tmp, sizeof tmp);
+    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    if (geteuid() == 0) {
+        /* root ignores permissions: a path under a regular file can never be created */
+        cr_assert_eq(write_bytes(join(parent, sizeof parent, tmp, "a-file"), "x", 1), 0);
+    } else {
+        cr_assert_eq(mkdir(join(parent, sizeof parent, tmp, "read-only"), 0500), 0);
+    }
+    snprintf(out, sizeof out, "%s/sub", parent);
+    run_result r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", png, "-o", out, NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
+    cr_expect(strstr(r.err, parent), "stderr names the directory: %s", r.err);
+    cr_expect(!strstr(r.err, " s\n"), "no method ran before the directory was checked: %s", r.err);
+    cr_expect(!exists(out), "%s was created", out);
+    if (geteuid() != 0) cr_expect_eq(dir_entries(parent, NULL, 0), 0, "files left in %s", parent);
+    run_free(&r);
+    /* an output "directory" that is a file */
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", png, "-o", png, NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
+    cr_expect(strstr(r.err, "photo.png") && strstr(r.err, "not a directory"), "stderr: %s", r.err);
+    run_free(&r);
+    remove_tree(tmp);
+}
