@@ -41,12 +41,17 @@
 #include "io/io.h"
 #include "salient.h"
 
-/* The CPU backend's GEMM is oneDNN's sgemm (it picks its kernels by CPU features at run time);
- * these fields of the output records keep their old names for the result scripts. */
-#include <omp.h>
-static const char *openblas_get_corename(void) { return "oneDNN"; }
-static const char *openblas_get_config(void) { return "dnnl_sgemm"; }
-static int openblas_get_num_threads(void) { return omp_get_max_threads(); }
+/* The CPU backend's GEMM is oneDNN's dnnl_sgemm (host/backend/cpu/gemm.c, CMakeLists.txt): report
+ * its version and the instruction set it picked at run time (it dispatches on CPU features). */
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+static void gemm_info(char *buf, size_t len) {
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(buf, len, "\"gemm\":\"oneDNN %d.%d.%d dnnl_sgemm (%s runtime)\",\"gemm_isa\":\"%s\"", v->major,
+             v->minor, v->patch, v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other",
+             dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()));
+}
 
 enum { MODE_FORWARD = 0, MODE_GRADIENT = 1, N_MODES = 2 };
 static const char *mode_names[N_MODES] = {"forward", "gradient"};
@@ -230,10 +235,10 @@ static int parse_mode(const char *s) {
 
 static int serve(bench *b) {
     char line[512], msg[SAL_ERROR_LEN + 128];
-    printf("{\"ready\":true,\"engine\":\"salient\",\"version\":\"%s\",\"threads\":%d,\"inputs\":%d,"
-           "\"openblas_core\":\"%s\",\"openblas_threads\":%d,\"openblas_config\":\"%s\"}\n",
-           SAL_VERSION_STRING, b->threads, b->n_inputs, openblas_get_corename(), openblas_get_num_threads(),
-           openblas_get_config());
+    char gi[256];
+    gemm_info(gi, sizeof gi);
+    printf("{\"ready\":true,\"engine\":\"salient\",\"version\":\"%s\",\"threads\":%d,\"inputs\":%d,%s}\n",
+           SAL_VERSION_STRING, b->threads, b->n_inputs, gi);
     fflush(stdout);
     int max_times = 0;
     double *times = NULL, *cpus = NULL;
@@ -360,15 +365,14 @@ int main(int argc, char **argv) {
         int nb = split(batch_list, bl, 32), nm = split(mode_list, ml, N_MODES + 4);
         double *times = malloc(sizeof(double) * (size_t)max_reps), *cpus = malloc(sizeof(double) * (size_t)max_reps);
         char msg[SAL_ERROR_LEN + 128];
+        char gi[256];
+        gemm_info(gi, sizeof gi);
         if (json)
-            printf("{\"meta\":\"salient\",\"version\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"inputs\":%d,"
-                   "\"openblas_core\":\"%s\",\"openblas_threads\":%d,\"openblas_config\":\"%s\"}\n",
-                   SAL_VERSION_STRING, sal_session_device(b.sess[0]), b.threads, b.n_inputs,
-                   openblas_get_corename(), openblas_get_num_threads(), openblas_get_config());
+            printf("{\"meta\":\"salient\",\"version\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"inputs\":%d,%s}\n",
+                   SAL_VERSION_STRING, sal_session_device(b.sess[0]), b.threads, b.n_inputs, gi);
         else
-            printf("salient %s, device %s, threads %d, inputs %d; OpenBLAS core %s, %d threads (%s)\n",
-                   SAL_VERSION_STRING, sal_session_device(b.sess[0]), b.threads, b.n_inputs,
-                   openblas_get_corename(), openblas_get_num_threads(), openblas_get_config());
+            printf("salient %s, device %s, threads %d, inputs %d, {%s}\n", SAL_VERSION_STRING,
+                   sal_session_device(b.sess[0]), b.threads, b.n_inputs, gi);
         for (int i = 0; i < nb && !rc; i++) {
             int n = atoi(bl[i]);
             if (n <= 0) die("bad batch size '%s'%s", bl[i], "");

@@ -201,8 +201,8 @@ def interleaved(args, sess, in_name, imgs):
     sal_threads_eff = sal.hello.get("threads", sal_threads)
     hello = {k: v for k, v in sal.hello.items() if k not in ("ready", "engine")}
     emit(args, {"meta": "salient", **hello}) if args.json else print(
-        f"salient {hello.get('version')}, threads {sal_threads_eff}, OpenBLAS core {hello.get('openblas_core')}, "
-        f"{hello.get('openblas_threads')} threads", flush=True)
+        f"salient {hello.get('version')}, threads {sal_threads_eff}, GEMM {hello.get('gemm')} "
+        f"ISA {hello.get('gemm_isa')}", flush=True)
     try:
         for n in args.batches:
             x = make_batch(imgs, n)

@@ -49,7 +49,7 @@ static void tmp_teardown(void) {
     tmp_dir[0] = 0;
 }
 
-TestSuite(bad_input, .init = tmp_setup, .fini = tmp_teardown, .timeout = 300);
+TestSuite(bad_input, .init = tmp_setup, .fini = tmp_teardown);
 
 /* Write data into tmp_dir/name; path receives the full path. */
 static void tmp_write(const char *name, const void *data, size_t len, char *path, size_t pathlen) {

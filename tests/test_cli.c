@@ -132,9 +132,9 @@ static void run_free(run_result *r) {
     r->out = r->err = NULL;
 }
 
-/* Run `salient argv...` (argv NULL-terminated, without the program name) with stdout and stderr
+/* Run `prog argv...` (argv NULL-terminated, without the program name) with stdout and stderr
  * captured into files of scratch. */
-static void run_argv(run_result *r, const char *scratch, const char *const *argv) {
+static void run_prog(run_result *r, const char *scratch, const char *prog, const char *const *argv) {
     static int counter;
     char out_path[4096], err_path[4096];
     int k = counter++;
@@ -142,8 +142,9 @@ static void run_argv(run_result *r, const char *scratch, const char *const *argv
     snprintf(err_path, sizeof err_path, "%s/.run%d.err", scratch, k);
     const char *args[64];
     int n = 0;
-    args[n++] = SALIENT;
-    size_t used = (size_t)snprintf(r->cmd, sizeof r->cmd, "salient");
+    args[n++] = prog;
+    const char *base = strrchr(prog, '/');
+    size_t used = (size_t)snprintf(r->cmd, sizeof r->cmd, "%s", base ? base + 1 : prog);
     for (int i = 0; argv[i] && n < 63; i++) {
         args[n++] = argv[i];
         if (used < sizeof r->cmd) used += (size_t)snprintf(r->cmd + used, sizeof r->cmd - used, " %s", argv[i]);
@@ -158,7 +159,7 @@ static void run_argv(run_result *r, const char *scratch, const char *const *argv
         if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(127);
         close(fo);
         close(fe);
-        execv(SALIENT, (char *const *)args);
+        execv(prog, (char *const *)args);
         _exit(127);
     }
     int ws = 0;
@@ -170,8 +171,12 @@ static void run_argv(run_result *r, const char *scratch, const char *const *argv
     if (!r->err) r->err = calloc(1, 1);
     unlink(out_path);
     unlink(err_path);
-    cr_assert_neq(r->status, 127, "%s: could not run the program (built at " SALIENT "?)", r->cmd);
+    cr_assert_neq(r->status, 127, "%s: could not run %s", r->cmd, prog);
     cr_assert_neq(r->status, -1, "%s: killed by a signal\nstderr: %s", r->cmd, r->err);
+}
+
+static void run_argv(run_result *r, const char *scratch, const char *const *argv) {
+    run_prog(r, scratch, SALIENT, argv);
 }
 
 /* run(r, scratch, "arg", ..., NULL) */
@@ -760,5 +765,44 @@ Test(cli, explain_unwritable_output_dir) {
     cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
     cr_expect(strstr(r.err, "photo.png") && strstr(r.err, "not a directory"), "stderr: %s", r.err);
     run_free(&r);
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* scripts/make-index.py on explain's output                                                        */
+
+Test(cli, make_index_page, .timeout = 60) {
+    const char *python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : NULL;
+    if (!python) cr_skip_test("no /usr/bin/python3 for scripts/make-index.py");
+    char tmp[64], png[256], npy[256], out[256], p[512];
+    make_tmp(tmp, sizeof tmp);
+    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    write_test_npy(join(npy, sizeof npy, tmp, "tensor.npy"));
+    join(out, sizeof out, tmp, "out");
+    run_result r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency,gradcam++", "--topk", "2", png, npy, "-o", out, NULL);
+    cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    run_free(&r);
+    const char *argv[] = {SAL_SOURCE_DIR "/scripts/make-index.py", out, NULL};
+    run_prog(&r, tmp, python, argv);
+    cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    cr_expect(strstr(r.out, "index.html"), "prints the page's path: %s", r.out);
+    run_free(&r);
+    char *page = slurp(join(p, sizeof p, out, "index.html"), NULL);
+    cr_assert_not_null(page, "index.html written");
+    cr_expect(exists(join(p, sizeof p, out, "inputs/photo.png")), "the original is copied into inputs/");
+    cr_expect(strstr(page, "src=\"inputs/photo.png\""), "the original is shown");
+    /* every overlay of both inputs, top-1 and top-2, with '+' percent-encoded */
+    const char *imgs[] = {"photo.saliency.top1.png", "photo.saliency.top2.png", "photo.gradcam%2B%2B.top1.png",
+                          "photo.gradcam%2B%2B.top2.png", "tensor.saliency.top1.png", "tensor.gradcam%2B%2B.top2.png"};
+    for (int i = 0; i < 6; i++) {
+        char needle[128];
+        snprintf(needle, sizeof needle, "src=\"%s\"", imgs[i]);
+        cr_expect(strstr(page, needle), "index.html shows %s", imgs[i]);
+    }
+    cr_expect_eq(count_substr(page, "<section"), 2, "one row per input");
+    cr_expect_eq(count_substr(page, "<figure"), 2 * (1 + 4), "input + 2 methods x 2 targets per row");
+    cr_expect(!strstr(page, "<script"), "no JavaScript");
+    free(page);
     remove_tree(tmp);
 }

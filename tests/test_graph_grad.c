@@ -5,18 +5,27 @@
  * double-precision math, plan-time folding of a shape subgraph across batch sizes, and forward-plan
  * memory reuse.
  *
- * Tolerances: the normalized error max|g - fd| / max|fd| must stay below GRAD_TOL = 2e-2. With
- * float32 activations of order 1 the rounding noise of one finite difference is about
- * 1e-6 * sqrt(outputs) / eps, i.e. ~1e-4 of the gradient's scale at eps = 3e-3, and the O(eps^2)
- * truncation of a smooth graph is smaller still, so 2e-2 leaves two orders of magnitude while a
- * wrong factor, a wrong index or a missing path shows up at 1e-1 or more (the test
+ * Tolerances: the normalized error max|g - fd| / max|fd| must stay below GRAD_TOL = 2e-2.
+ * Steps: EPS_SMOOTH = 1e-2 for smooth graphs, EPS_KINK = 1e-3 for graphs with ReLU / Clip /
+ * MaxPool / HardSwish kinks. With float32 activations of order 1 the rounding noise of one
+ * difference quotient is ~1e-7 / eps of the output scale, i.e. < 1e-3 of the gradient's scale
+ * even at 1e-3, and the O(eps^2) truncation of smooth graphs is smaller still; observed errors
+ * are 1e-5..1e-3 (up to 1e-2 where a kink is stepped over, see below), so 2e-2 has margin while
+ * a wrong factor, index or a missing path shows up at 1e-1 or more (the test
  * grad_check_detects_a_wrong_gradient shows the check failing on a 10% error).
- * Piecewise-linear ops (ReLU, Clip, MaxPool, HardSwish) have kinks: when a perturbation of +-eps
- * carries a pre-activation across one, the central difference is not the derivative. Such an
- * element is recognised by its one-sided differences disagreeing by more than the tolerance and
- * is left out; at most MAX_SKIP_FRAC of the checked elements may be left out (the skip decision
- * reads only the finite differences, never the gradient under test, so it cannot hide a bug).
- * Every random number comes from tu_fresh_seed(), printed in each failure message. */
+ * Kinks: when +-eps carries a pre-activation (or a max-pool tie) across a kink, the central
+ * difference is not the derivative. Such an element is recognised by its two one-sided
+ * differences disagreeing by more than KINK_GAP = GRAD_TOL/2 of max|fd| (then the central
+ * difference is within GRAD_TOL/4 of the one-sided slope at x), or (a kink on each side) by the
+ * quotients at eps and eps/4 disagreeing as much; every element is measured at both steps, the
+ * one at eps is used when it is clean, else the one at eps/4 when that is clean, else the element
+ * is left out. When more than MAX_SKIP_FRAC = 25% of the checked
+ * elements are left out (one ReLU unit within ~1e-4 of zero takes its whole receptive field with
+ * it, and in the squeeze-excite block that is the whole image), the check is repeated on fresh
+ * inputs, up to MAX_ATTEMPTS times; every attempt's kept elements must pass.
+ * The skip decision reads only the finite differences, never the gradient under test, so it
+ * cannot hide a bug. Every random number comes from tu_fresh_seed(), printed in each failure
+ * message. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdarg.h>
@@ -28,7 +37,9 @@
 #include "testutil.h"
 
 #define GRAD_TOL 2e-2
+#define KINK_GAP (GRAD_TOL / 2)   /* one-sided differences further apart than this: a kink */
 #define MAX_SKIP_FRAC 0.25
+#define MAX_ATTEMPTS 3   /* fresh inputs when too many elements straddle kinks */
 #define MAX_CHECK 400     /* elements checked per graph input (all of them when fewer) */
 #define EPS_KINK 1e-3f    /* step for graphs with ReLU/Clip/MaxPool kinks */
 #define EPS_SMOOTH 1e-2f  /* step for smooth graphs */
@@ -248,48 +259,56 @@ static fd_result fd_check(rig *r, const sal_graph *g, sal_shape xs, uint64_t see
     int64_t count = nx <= MAX_CHECK ? nx : MAX_CHECK;
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)count);
     double *fd = malloc(sizeof(double) * (size_t)count), *gap = malloc(sizeof(double) * (size_t)count);
-    cr_assert(idx && fd && gap);
+    double *fd4 = malloc(sizeof(double) * (size_t)count), *gap4 = malloc(sizeof(double) * (size_t)count);
+    cr_assert(idx && fd && gap && fd4 && gap4);
     for (int64_t k = 0; k < count; k++) {
         idx[k] = nx <= MAX_CHECK ? k : (int64_t)(tu_next(&rng) % (uint64_t)nx);
         central_diff(r, g, x, w, y, ny, idx[k], eps, s0, &fd[k], &gap[k]);
+        central_diff(r, g, x, w, y, ny, idx[k], eps / 4, s0, &fd4[k], &gap4[k]);
         if (fabs(fd[k]) > res.max_fd) res.max_fd = fabs(fd[k]);
     }
-    double scale = res.max_fd > 1e-6 ? res.max_fd : 1e-6;
+    double scale = res.max_fd > 1e-6 ? res.max_fd : 1e-6, thr = KINK_GAP * scale;
     double worst = 0;
     for (int64_t k = 0; k < count; k++) {
         res.checked++;
-        /* one-sided differences that disagree: a kink lies within +-eps; a step 4x smaller
-         * usually steps over it, else the element is left out */
-        if (gap[k] > GRAD_TOL * scale)
-            central_diff(r, g, x, w, y, ny, idx[k], eps / 4, s0, &fd[k], &gap[k]);
-        if (gap[k] > GRAD_TOL * scale) { res.skipped++; continue; }
-        double d = fabs((double)gx[idx[k]] - fd[k]);
-        if (!(d <= worst)) { worst = d; res.worst = idx[k]; res.worst_g = gx[idx[k]]; res.worst_fd = fd[k]; }
+        /* Kinks within +-eps make the one-sided differences disagree, or (one on each side) the
+         * quotients at eps and eps/4. Clean at eps: use it (less rounding noise); else clean at
+         * eps/4: use that; else leave the element out. */
+        double f;
+        if (gap[k] <= thr && fabs(fd[k] - fd4[k]) <= thr) f = fd[k];
+        else if (gap4[k] <= thr) f = fd4[k];
+        else { res.skipped++; continue; }
+        double d = fabs((double)gx[idx[k]] - f);
+        if (!(d <= worst)) { worst = d; res.worst = idx[k]; res.worst_g = gx[idx[k]]; res.worst_fd = f; }
     }
     res.err = worst / scale;
-    free(idx); free(fd); free(gap);
+    free(idx); free(fd); free(gap); free(fd4); free(gap4);
     free(x); free(gx); free(w); free(ws); free(y);
     return res;
 }
 
 /* The full check of one graph at one input shape. */
 static void expect_grad_ok(rig *r, const gb *b, sal_shape xs, float eps, const char *what) {
-    fd_result res = fd_check(r, b->g, xs, b->seed, eps, 1.f);
     char sb[64];
     sal_shape_str(&xs, sb, sizeof sb);
-    cr_log_info("%s %s: normalized error %.3g over %lld elements (%lld skipped at kinks), "
-                "max|fd| %.3g, seed %llu", what, sb, res.err, (long long)res.checked,
-                (long long)res.skipped, res.max_fd, (unsigned long long)b->seed);
-    cr_expect(res.max_fd > 1e-4, "%s %s: the output does not depend on the input (max|fd| %g, seed %llu)",
-              what, sb, res.max_fd, (unsigned long long)b->seed);
-    cr_expect(res.skipped <= MAX_SKIP_FRAC * (double)res.checked,
-              "%s %s: %lld of %lld elements crossed kinks (seed %llu)", what, sb,
-              (long long)res.skipped, (long long)res.checked, (unsigned long long)b->seed);
-    cr_expect(res.err < GRAD_TOL,
-              "%s %s: input gradient vs finite differences: normalized error %.4g >= %g; worst "
-              "element %lld: engine %.6g, finite difference %.6g (max|fd| %.4g, eps %g, seed %llu)",
-              what, sb, res.err, GRAD_TOL, (long long)res.worst, res.worst_g, res.worst_fd,
-              res.max_fd, eps, (unsigned long long)b->seed);
+    for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        /* attempt k draws its input and seed from b->seed + k */
+        fd_result res = fd_check(r, b->g, xs, b->seed + (uint64_t)attempt, eps, 1.f);
+        cr_log_info("%s %s: normalized error %.3g over %lld elements (%lld skipped at kinks), "
+                    "max|fd| %.3g, seed %llu, attempt %d", what, sb, res.err, (long long)res.checked,
+                    (long long)res.skipped, res.max_fd, (unsigned long long)b->seed, attempt);
+        cr_expect(res.max_fd > 1e-4, "%s %s: the output does not depend on the input (max|fd| %g, "
+                  "seed %llu)", what, sb, res.max_fd, (unsigned long long)b->seed);
+        /* the elements compared must agree on every attempt */
+        cr_expect(res.err < GRAD_TOL,
+                  "%s %s: input gradient vs finite differences: normalized error %.4g >= %g; worst "
+                  "element %lld: engine %.6g, finite difference %.6g (max|fd| %.4g, eps %g, seed "
+                  "%llu, attempt %d)", what, sb, res.err, GRAD_TOL, (long long)res.worst, res.worst_g,
+                  res.worst_fd, res.max_fd, eps, (unsigned long long)b->seed, attempt);
+        if (res.skipped <= MAX_SKIP_FRAC * (double)res.checked) return;
+    }
+    cr_expect(0, "%s %s: more than %.0f%% of the elements straddled kinks on %d inputs in a row (seed "
+              "%llu)", what, sb, 100 * MAX_SKIP_FRAC, MAX_ATTEMPTS, (unsigned long long)b->seed);
 }
 
 static void check_graph(gb *b, sal_shape xs, float eps, const char *what) {
@@ -462,13 +481,15 @@ Test(graph_grad, relu6_hardswish_avgpool_gemm_head) {
     sal_graph_free(b.g);
 }
 
-/* Conv -> Relu -> ReduceMean over H,W with keepdims -> (N,6,1,1) */
+/* Conv -> Tanh -> ReduceMean over H,W with keepdims -> (N,6,1,1). Smooth on purpose: the mean
+ * divides each input's effect by 49 while float rounding stays relative to the outputs, so the
+ * difference quotient needs a large step, which ReLU kinks would not allow. */
 Test(graph_grad, reducemean_over_hw_keepdims) {
     gb b = gb_new();
     sal_shape xs = S4(-1, 3, 7, 7);
     sal_graph_add_input(b.g, "x", &xs);
     conv(&b, "x", "c1", 3, 6, 3, 1, 1, 1, 1, 1, 1, 1, 1.f);
-    node(&b, "Relu", "r1", "c1", NULL);
+    node(&b, "Tanh", "r1", "c1", NULL);
     sal_node *m = node(&b, "ReduceMean", "y", "r1", NULL);
     attr_ints(m, "axes", 2, (int64_t)2, (int64_t)3);
     cr_assert_eq(sal_node_attr_int(m, "keepdims", 1), SAL_OK);
@@ -481,7 +502,7 @@ Test(graph_grad, reducemean_over_hw_keepdims) {
     sal_shape want = S4(2, 6, 1, 1);
     const sal_shape *ys = sal_engine_shape(r.e, b.g->outputs[0]);
     cr_expect(ys && sal_shape_eq(ys, &want), "ReduceMean keepdims output should be (2,6,1,1)");
-    expect_grad_ok(&r, &b, x2, EPS_KINK, "reducemean over H,W");
+    expect_grad_ok(&r, &b, x2, EPS_SMOOTH, "reducemean over H,W");
     rig_free(&r);
     sal_graph_free(b.g);
 }
@@ -626,7 +647,7 @@ Test(graph_grad, capture_stop_matches_full_backward_residual) {
  *   W1^T [ (W1 x + b1 > 0) * (W2^T seed > 0) * W2^T seed ],
  * vanilla gradient without the (W2^T seed > 0) factor. */
 Test(graph_grad, guided_backprop_matches_hand_computation) {
-    enum { N = 3, D = 6, H = 8, K = 4 };
+    enum { N = 4, D = 6, H = 16, K = 4 };
     gb b = gb_new();
     sal_shape xs = S2(-1, D);
     sal_graph_add_input(b.g, "x", &xs);

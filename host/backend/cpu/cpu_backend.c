@@ -36,7 +36,13 @@ sal_status sal_cpu_forward(const sal_op_call *call, sal_error *err) {
     if (!k)
         return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': op %s has no CPU kernel",
                         call->node->name, call->node->op_type);
-    return k->fwd(call, err);
+    /* the GEMM (oneDNN) sizes its OpenMP team from the calling thread's setting: give it the
+     * session's thread count for this call, and restore the caller's */
+    int saved = omp_get_max_threads();
+    if (call->threads > 0) omp_set_num_threads(call->threads);
+    sal_status st = k->fwd(call, err);
+    omp_set_num_threads(saved);
+    return st;
 }
 
 sal_status sal_cpu_backward(const sal_op_call *call, sal_error *err) {
@@ -44,7 +50,11 @@ sal_status sal_cpu_backward(const sal_op_call *call, sal_error *err) {
     if (!k || !k->bwd)
         return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': op %s has no CPU backward",
                         call->node->name, call->node->op_type);
-    return k->bwd(call, err);
+    int saved = omp_get_max_threads();
+    if (call->threads > 0) omp_set_num_threads(call->threads);
+    sal_status st = k->bwd(call, err);
+    omp_set_num_threads(saved);
+    return st;
 }
 
 /* ------------------------------------------------------------------------------------------------ */

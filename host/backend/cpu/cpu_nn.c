@@ -3,7 +3,7 @@
  * backward (gradients are ADDED into call->gin[i] where it is non-NULL).
  *
  * Layouts are row-major NCHW (1-D ops use H = 1). Matrix products go to sal_sgemm (oneDNN),
- * always called from the calling thread, never inside an OpenMP region (OpenBLAS threads itself).
+ * always called from the calling thread, never inside an OpenMP region (oneDNN threads itself).
  * Loops that are not BLAS are parallelized with OpenMP over independent planes or rows.
  *
  * Convolution strategy (per image n and group g; Cg = C/group, Mg = M/group):
