@@ -51,6 +51,9 @@ static void tmp_teardown(void) {
 
 TestSuite(bad_input, .init = tmp_setup, .fini = tmp_teardown);
 
+/* Criterion does not run .fini after cr_skip_test: clean up first. */
+#define SKIP_TEST(...) do { tmp_teardown(); cr_skip_test(__VA_ARGS__); } while (0)
+
 /* Write data into tmp_dir/name; path receives the full path. */
 static void tmp_write(const char *name, const void *data, size_t len, char *path, size_t pathlen) {
     snprintf(path, pathlen, "%s/%s", tmp_dir, name);
@@ -257,7 +260,7 @@ Test(bad_input, truncated_onnx) {
     char src[1024];
     tu_src_path(EFFNET_REL, src, sizeof src);
     if (!file_exists(src)) snprintf(src, sizeof src, "%s/test_conv_with_strides_padding/model.onnx", CONFORMANCE);
-    if (!file_exists(src)) cr_skip_test("neither %s nor the ONNX conformance data is present", EFFNET_REL);
+    if (!file_exists(src)) SKIP_TEST("neither %s nor the ONNX conformance data is present", EFFNET_REL);
     size_t len;
     uint8_t *buf = read_all(src, &len);
     cr_assert(buf && len > 16, "cannot read %s", src);
@@ -367,7 +370,7 @@ Test(bad_input, wrong_input_size_on_fixed_size_model) {
 Test(bad_input, wrong_input_size_on_effnet) {
     char path[1024];
     tu_src_path(EFFNET_REL, path, sizeof path);
-    if (!file_exists(path)) cr_skip_test("%s is missing: run scripts/fetch-models", path);
+    if (!file_exists(path)) SKIP_TEST("%s is missing: run scripts/fetch-models", path);
     sal_model *m = NULL;
     sal_error err = {0};
     cr_assert_eq(sal_model_load(path, &m, &err), SAL_OK, "%s", err.msg);
@@ -466,7 +469,7 @@ Test(bad_input, gradient_bad_target_and_unknown_layer) {
 Test(bad_input, gradient_bad_target_and_unknown_layer_on_effnet) {
     char path[1024];
     tu_src_path(EFFNET_REL, path, sizeof path);
-    if (!file_exists(path)) cr_skip_test("%s is missing: run scripts/fetch-models", path);
+    if (!file_exists(path)) SKIP_TEST("%s is missing: run scripts/fetch-models", path);
     sal_model *m = NULL;
     sal_error err = {0};
     cr_assert_eq(sal_model_load(path, &m, &err), SAL_OK, "%s", err.msg);
