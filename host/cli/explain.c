@@ -19,7 +19,7 @@ static const char *help_head =
     "usage: salient explain -m MODEL.onnx -M METHOD[,METHOD...] [options] INPUT... -o OUTDIR\n"
     "Attribution maps for each input. Methods: saliency, inputxgrad, smoothgrad, smoothgrad_sq,\n"
     "vargrad, ig, guided, occlusion, gradcam, gradcam++, hirescam, xgradcam, layercam, scorecam,\n"
-    "guided-gradcam.\n"
+    "guided-gradcam, rise, gradshap, kernelshap.\n"
     "options:\n"
     "  -M, --methods LIST   comma-separated methods (default saliency)\n"
     "  -o, --out DIR        output directory (created if absent)\n"
@@ -45,6 +45,12 @@ static const char *help_head =
     "  --alpha A            overlay weight of the colours (default 0.5)\n"
     "  --heatmap            also write OUTDIR/<stem>.<method>.heatmap.png\n"
     "  --raw                also write OUTDIR/<stem>.<method>.npy (float32, before reduction)\n"
+    "  --masks N            RISE masks (default 4000)\n"
+    "  --grid N             RISE mask grid (default 7) and KernelSHAP feature grid (default 8)\n"
+    "  --keep P             RISE probability of keeping a grid cell (default 0.5)\n"
+    "  --stdev F            GradientSHAP noise std added to the input (default 0)\n"
+    "  --coalitions N       KernelSHAP coalitions (default 1000)\n"
+    "  --superpixels N      KernelSHAP features: about N superpixels instead of the grid\n"
     "  --method-batch N     images per internal batch (default 16)\n";
 
 typedef struct xopts {
@@ -340,7 +346,8 @@ int cmd_explain(int argc, char **argv) {
         if (a[0] == '-' && a[1]) {
             static const char *with_value[] = {"-M", "--methods", "-o", "--out", "--target", "--topk", "--output",
                 "--seed", "--samples", "--steps", "--method-batch", "--noise", "--nt-inner", "--rule", "--baseline",
-                "--window", "--stride", "--fill", "--layer", "--reduce", "--clip", "--colormap", "--alpha"};
+                "--window", "--stride", "--fill", "--layer", "--reduce", "--clip", "--colormap", "--alpha",
+                "--masks", "--grid", "--keep", "--stdev", "--coalitions", "--superpixels"};
             int known = 0;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
             if (!known) { cli_error("explain: unknown option '%s' (see salient explain --help)", a); goto out; }
@@ -364,9 +371,26 @@ int cmd_explain(int argc, char **argv) {
             } else if (!strcmp(a, "--samples") || !strcmp(a, "--steps") || !strcmp(a, "--method-batch")) {
                 long n = strtol(v, &end, 10);
                 if (*end || !*v || n < 1 || n > 1000000) { cli_error("%s: expected a positive integer, got '%s'", a, v); goto out; }
-                if (a[2] == 's' && a[3] == 'a') xo.base.nt_samples = (int)n;
+                if (a[2] == 's' && a[3] == 'a') xo.base.nt_samples = xo.base.shap_samples = (int)n;
                 else if (a[2] == 's') xo.base.ig_steps = (int)n;
                 else xo.base.batch = (int)n;
+            } else if (!strcmp(a, "--masks") || !strcmp(a, "--grid") || !strcmp(a, "--coalitions") ||
+                       !strcmp(a, "--superpixels")) {
+                long n = strtol(v, &end, 10);
+                int lo = !strcmp(a, "--superpixels") ? 0 : 1;
+                if (*end || !*v || n < lo || n > 10000000) { cli_error("%s: expected an integer >= %d, got '%s'", a, lo, v); goto out; }
+                if (!strcmp(a, "--masks")) xo.base.rise_masks = (int)n;
+                else if (!strcmp(a, "--grid")) xo.base.rise_grid = xo.base.kshap_grid = (int)n;
+                else if (!strcmp(a, "--coalitions")) xo.base.kshap_coalitions = (int)n;
+                else xo.base.kshap_superpixels = (int)n;
+            } else if (!strcmp(a, "--keep") || !strcmp(a, "--stdev")) {
+                float f = strtof(v, &end);
+                if (*end || !*v || !(f >= 0) || (a[2] == 'k' && !(f > 0 && f <= 1))) {
+                    cli_error("%s: expected %s, got '%s'", a, a[2] == 'k' ? "a probability in (0,1]" : "a non-negative number", v);
+                    goto out;
+                }
+                if (a[2] == 'k') xo.base.rise_p = f;
+                else xo.base.shap_stdev = f;
             } else if (!strcmp(a, "--noise")) {
                 xo.base.nt_sigma = strtof(v, &end);
                 if (*end || !(xo.base.nt_sigma >= 0)) { cli_error("--noise: expected a non-negative number, got '%s'", v); goto out; }
