@@ -248,8 +248,9 @@ typedef struct sal_maps {
     float *upsampled;           /* CAM methods: (n, H, W) bilinear to the input size; else NULL */
     int *targets;               /* (n) class explained */
     float *scores;              /* (n) the explained output f(x) */
-    float *completeness;        /* (n) IG: |sum(attr) - (f(x) - f(baseline))|; else NULL */
-    float *delta;               /* (n) IG: f(x) - f(baseline); else NULL */
+    float *completeness;        /* (n) IG and KernelSHAP: |sum - (f(x) - f(baseline))| (IG sums
+                                   attr, KernelSHAP its per-feature values); else NULL */
+    float *delta;               /* (n) IG and KernelSHAP: f(x) - f(baseline); else NULL */
     char layer[256];            /* CAM methods: the layer used */
 } sal_maps;
 

@@ -23,7 +23,6 @@
 #include "../kernels/method_elem.h"
 
 /* host/methods/perturb.c: SLIC-like superpixels used by KernelSHAP (not in a header). */
-sal_status sal_kshap_superpixels(const float *x, int C, int H, int W, int K, int *labels, int *m);
 
 #define FIX "tests/fixtures/methods/"
 

@@ -228,7 +228,7 @@ void sal_box_blur(const float *x, int c, int h, int w, int r, float *out) {
     free(tmp);
 }
 
-static sal_status make_baseline(sal_method_ctx *cx, const float *x, int image, float *b) {
+sal_status sal_method_baseline(sal_method_ctx *cx, const float *x, int image, float *b) {
     const sal_explain_opts *o = cx->o;
     int64_t per = cx->per, hw = (int64_t)cx->h * cx->w;
     switch (o->baseline) {
@@ -323,7 +323,7 @@ static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, co
         if (!base || !out->completeness || !out->delta) { free(base); return SAL_ERR_NOMEM; }
         for (int i = 0; !st && i < n; i++) {
             float fx, fb;
-            st = make_baseline(cx, x + i * per, i, base);
+            st = sal_method_baseline(cx, x + i * per, i, base);
             if (!st) st = ig_one(cx, x + i * per, base, tg[i], out->attr + i * per, &fx, &fb);
             if (st) break;
             double sum = 0;
@@ -362,7 +362,7 @@ static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, co
                                                                      (uint32_t)(s0 + k), (uint64_t)j);
                 if (inner == SAL_M_IG) {
                     float fx, fb;
-                    st = make_baseline(cx, xb, i, base);
+                    st = sal_method_baseline(cx, xb, i, base);
                     if (!st) st = ig_one(cx, xb, base, tg[i], gb, &fx, &fb);
                 } else {
                     st = grad_one_batch(cx, inner, xb, nb, tg[i], gb);

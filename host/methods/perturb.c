@@ -276,30 +276,6 @@ sal_status sal_kshap_superpixels(const float *x, int C, int H, int W, int K, int
     return SAL_OK;
 }
 
-/* The baseline of KernelSHAP's absent features for image `image` x (C,H,W) into b. */
-static sal_status kshap_baseline(sal_method_ctx *cx, const float *x, int image, float *b) {
-    const sal_explain_opts *o = cx->o;
-    int64_t per = cx->per, hw = (int64_t)cx->h * cx->w;
-    switch (o->baseline) {
-    case SAL_BASELINE_ZERO: memset(b, 0, sizeof(float) * (size_t)per); return SAL_OK;
-    case SAL_BASELINE_BLACK:
-        for (int64_t j = 0; j < per; j++) b[j] = o->black_value[cx->c == 3 ? j / hw : 0];
-        return SAL_OK;
-    case SAL_BASELINE_BLUR: sal_box_blur(x, cx->c, cx->h, cx->w, o->blur_radius, b); return SAL_OK;
-    case SAL_BASELINE_UNIFORM: {   /* the same draw as IG's uniform baseline */
-        float lo = x[0], hi = x[0];
-        for (int64_t j = 1; j < per; j++) { if (x[j] < lo) lo = x[j]; if (x[j] > hi) hi = x[j]; }
-        for (int64_t j = 0; j < per; j++)
-            b[j] = lo + (hi - lo) * sal_uniform(o->seed, SAL_RNG_BASELINE, (uint32_t)image, 0, (uint64_t)j);
-        return SAL_OK;
-    }
-    case SAL_BASELINE_USER:
-        if (!o->baseline_data) return SAL_ERR_INVALID_ARG;
-        memcpy(b, o->baseline_data, sizeof(float) * (size_t)per);
-        return SAL_OK;
-    }
-    return SAL_ERR_INVALID_ARG;
-}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* KernelSHAP                                                                                       */
@@ -336,7 +312,7 @@ sal_status sal_explain_kernelshap(sal_method_ctx *cx, const float *x, int n, con
     for (int i = 0; !st && i < n; i++) {
         const float *xi = x + (int64_t)i * per;
         if (K > 0) st = sal_kshap_superpixels(xi, C, H, W, K, labels, &M);
-        if (!st) st = kshap_baseline(cx, xi, i, base);
+        if (!st) st = sal_method_baseline(cx, xi, i, base);   /* absent features: the baseline */
         if (st) break;
         /* f(x) and f(baseline) */
         memcpy(xb, xi, sizeof(float) * (size_t)per);

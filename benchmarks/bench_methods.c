@@ -1,0 +1,188 @@
+/* bench_methods.c — time salient's attribution methods (sal_explain) one image at a time, as a
+ * line-protocol server that benchmarks/methods_peer.py drives so that salient and the Python peer
+ * (Captum / pytorch-grad-cam) alternate in one run. See benchmarks/README.md ("Attribution methods").
+ *
+ *   bench_methods [--model M.onnx] [--threads 2] [--inputs a.npy,b.npy,...] [--batch 0]
+ *                 [--ig-steps 50] [--nt-samples 16] [--nt-sigma 0.15] [--occ-window 15]
+ *                 [--occ-stride 8] [--seed 1]
+ *
+ * After a first line {"ready":true,...} it reads commands on stdin and answers one JSON line each:
+ *   time METHOD IMG   one sal_explain call (n = 1, target = top-1) on input IMG (0-based) ->
+ *                     {"ok":true,"method":..,"img":..,"time_s":..,"cpu_s":..,"target":..,
+ *                      "score":..,"layer":"..","dims":[..],"abs_sum":..,"map":[..]?}
+ *   map METHOD IMG    the same, with the raw map (attr, or for CAMs the layer-resolution map) added
+ *   logits IMG        one forward -> {"ok":true,"img":..,"classes":K,"logits":[...]}
+ *   quit
+ * Errors are {"ok":false,"error":"..."}. One CPU session serves every method (what a user of
+ * sal_explain gets: switching methods may re-plan, which the peer's warm-up run per method absorbs).
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "io/io.h"
+#include "salient.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+static const char *default_inputs =
+    "samples/chelsea.npy,samples/coffee.npy,samples/astronaut.npy,samples/rocket.npy,"
+    "samples/dog.npy,samples/eagle.npy,samples/giraffe.npy";
+
+static double wall_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double cpu_now(void) {
+    struct rusage r;
+    getrusage(RUSAGE_SELF, &r);
+    return (double)r.ru_utime.tv_sec + 1e-6 * (double)r.ru_utime.tv_usec + (double)r.ru_stime.tv_sec +
+           1e-6 * (double)r.ru_stime.tv_usec;
+}
+
+static void json_error(const char *msg) {
+    printf("{\"ok\":false,\"error\":\"");
+    for (const char *p = msg; *p; p++) {
+        if (*p == '"' || *p == '\\') putchar('\\');
+        putchar((unsigned char)*p < 0x20 ? ' ' : *p);
+    }
+    printf("\"}\n");
+    fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+    const char *model_path = "models/efficientnet_lite0.onnx", *inputs = default_inputs;
+    int threads = 2, batch = 0, ig_steps = 50, nt_samples = 16, occ_window = 15, occ_stride = 8;
+    float nt_sigma = 0.15f;
+    unsigned long long seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) { fprintf(stderr, "bench_methods: %s needs a value\n", a); return 2; }
+        if (!strcmp(a, "--model")) model_path = v;
+        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--inputs")) inputs = v;
+        else if (!strcmp(a, "--batch")) batch = atoi(v);
+        else if (!strcmp(a, "--ig-steps")) ig_steps = atoi(v);
+        else if (!strcmp(a, "--nt-samples")) nt_samples = atoi(v);
+        else if (!strcmp(a, "--nt-sigma")) nt_sigma = (float)atof(v);
+        else if (!strcmp(a, "--occ-window")) occ_window = atoi(v);
+        else if (!strcmp(a, "--occ-stride")) occ_stride = atoi(v);
+        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+        else { fprintf(stderr, "bench_methods: unknown option %s\n", a); return 2; }
+        i++;
+    }
+
+    sal_error err = {0};
+    sal_model *model = NULL;
+    if (sal_model_load(model_path, &model, &err)) { fprintf(stderr, "bench_methods: %s\n", err.msg); return 1; }
+    sal_tensor_info in;
+    sal_model_input(model, 0, &in);
+    int C = (int)in.dims[1], H = (int)in.dims[2], W = (int)in.dims[3];
+    sal_session_opts so = sal_session_opts_default();
+    so.device = SAL_DEVICE_CPU;
+    so.threads = threads;
+    sal_session *s = NULL;
+    if (sal_session_create(model, &so, &s, &err)) { fprintf(stderr, "bench_methods: %s\n", err.msg); return 1; }
+
+    /* inputs */
+    char *copy = strdup(inputs);
+    float *imgs[64];
+    int n_imgs = 0;
+    for (char *tok = strtok(copy, ","); tok && n_imgs < 64; tok = strtok(NULL, ",")) {
+        int ndim = 0;
+        int64_t dims[SAL_MAX_DIMS];
+        if (sal_npy_read(tok, &imgs[n_imgs], &ndim, dims, &err)) {
+            fprintf(stderr, "bench_methods: %s\n", err.msg);
+            return 1;
+        }
+        int64_t tot = 1;
+        for (int d = 0; d < ndim; d++) tot *= dims[d];
+        if (tot != (int64_t)C * H * W) { fprintf(stderr, "bench_methods: %s: wrong size\n", tok); return 1; }
+        n_imgs++;
+    }
+    free(copy);
+
+    const dnnl_version_t *dv = dnnl_version();
+    printf("{\"ready\":true,\"engine\":\"salient\",\"version\":\"%s\",\"threads\":%d,\"inputs\":%d,"
+           "\"batch\":%d,\"ig_steps\":%d,\"nt_samples\":%d,\"nt_sigma\":%g,\"occ_window\":%d,\"occ_stride\":%d,"
+           "\"gemm\":\"oneDNN %d.%d.%d dnnl_sgemm\",\"gemm_isa\":\"%s\"}\n",
+           SAL_VERSION_STRING, threads, n_imgs, batch, ig_steps, nt_samples, nt_sigma, occ_window, occ_stride,
+           dv->major, dv->minor, dv->patch, dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()));
+    fflush(stdout);
+
+    int K = 0;
+    float *logits = NULL;
+    char line[512];
+    while (fgets(line, sizeof line, stdin)) {
+        char cmd[32] = "", mname[64] = "";
+        int img = -1;
+        if (sscanf(line, "%31s", cmd) != 1) continue;
+        if (!strcmp(cmd, "quit")) break;
+        if (!strcmp(cmd, "logits")) {
+            if (sscanf(line, "%*s %d", &img) != 1 || img < 0 || img >= n_imgs) { json_error("usage: logits IMG"); continue; }
+            if (sal_session_plan(s, 1, H, W)) { json_error(sal_session_error(s)); continue; }
+            K = sal_session_num_classes(s);
+            logits = realloc(logits, sizeof(float) * (size_t)K);
+            if (sal_forward(s, imgs[img], 1, H, W, logits)) { json_error(sal_session_error(s)); continue; }
+            printf("{\"ok\":true,\"img\":%d,\"classes\":%d,\"logits\":[", img, K);
+            for (int k = 0; k < K; k++) printf(k ? ",%.7g" : "%.7g", logits[k]);
+            printf("]}\n");
+            fflush(stdout);
+            continue;
+        }
+        int want_map = !strcmp(cmd, "map");
+        if (strcmp(cmd, "time") && !want_map) { json_error("unknown command (time, map, logits, quit)"); continue; }
+        sal_method m;
+        if (sscanf(line, "%*s %63s %d", mname, &img) != 2 || img < 0 || img >= n_imgs ||
+            sal_method_parse(mname, &m)) {
+            json_error("usage: time|map METHOD IMG (METHOD as in salient explain -M)");
+            continue;
+        }
+        sal_explain_opts o = sal_explain_opts_default(m);
+        o.batch = batch;
+        o.seed = seed;
+        o.ig_steps = ig_steps;
+        o.ig_rule = SAL_IG_GAUSSLEGENDRE;
+        o.baseline = SAL_BASELINE_ZERO;
+        o.nt_samples = nt_samples;
+        o.nt_sigma = nt_sigma;
+        o.occ_h = o.occ_w = occ_window;
+        o.occ_stride_h = o.occ_stride_w = occ_stride;
+        o.occ_fill = 0;
+        sal_maps maps;
+        memset(&maps, 0, sizeof maps);
+        double c0 = cpu_now(), t0 = wall_now();
+        sal_status st = sal_explain(s, &o, imgs[img], 1, H, W, NULL, &maps);
+        double t1 = wall_now(), c1 = cpu_now();
+        if (st) { json_error(sal_session_error(s)); sal_maps_free(&maps); continue; }
+        int64_t per = 1;
+        for (int d = 0; d < maps.ndim; d++) per *= maps.dims[d];
+        double asum = 0;
+        for (int64_t i = 0; i < per; i++) asum += maps.attr[i] < 0 ? -maps.attr[i] : maps.attr[i];
+        printf("{\"ok\":true,\"method\":\"%s\",\"img\":%d,\"time_s\":%.6f,\"cpu_s\":%.6f,\"target\":%d,"
+               "\"score\":%.7g,\"layer\":\"%s\",\"dims\":[",
+               sal_method_name(m), img, t1 - t0, c1 - c0, maps.targets ? maps.targets[0] : -1,
+               maps.scores ? maps.scores[0] : 0.f, maps.layer);
+        for (int d = 0; d < maps.ndim; d++) printf(d ? ",%lld" : "%lld", (long long)maps.dims[d]);
+        printf("],\"abs_sum\":%.7g", asum);
+        if (want_map) {
+            printf(",\"map\":[");
+            for (int64_t i = 0; i < per; i++) printf(i ? ",%.7g" : "%.7g", maps.attr[i]);
+            printf("]");
+        }
+        printf("}\n");
+        fflush(stdout);
+        sal_maps_free(&maps);
+    }
+    free(logits);
+    for (int i = 0; i < n_imgs; i++) free(imgs[i]);
+    sal_session_free(s);
+    sal_model_free(model);
+    return 0;
+}
