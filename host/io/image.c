@@ -416,6 +416,27 @@ static void bilinear_axis(int n, int r, int first, int count, int *i0, int *i1, 
     }
 }
 
+sal_status sal_prep_geometry(int img_w, int img_h, const sal_prep_opts *o, int *rh, int *rw,
+                             int *top, int *left) {
+    const int H = img_h, W = img_w, oh = o->out_h, ow = o->out_w;
+    *rh = oh;
+    *rw = ow;
+    *top = *left = 0;
+    if (o->resize_shorter <= 0) return SAL_OK;
+    const int rs = o->resize_shorter;
+    if (H <= W) {
+        *rh = rs;
+        *rw = (int)lround((double)W * (double)rs / (double)H);
+    } else {
+        *rw = rs;
+        *rh = (int)lround((double)H * (double)rs / (double)W);
+    }
+    if (*rh < oh || *rw < ow) return SAL_ERR_SHAPE;
+    *top = (*rh - oh) / 2;
+    *left = (*rw - ow) / 2;
+    return SAL_OK;
+}
+
 sal_status sal_preprocess(const sal_image *img, const sal_prep_opts *o, float *out, sal_error *err) {
     if (!img || !o || !out)
         return sal_fail(err, SAL_ERR_INVALID_ARG, "preprocess: NULL image, options or output");
@@ -441,23 +462,11 @@ sal_status sal_preprocess(const sal_image *img, const sal_prep_opts *o, float *o
 
     const int H = img->h, W = img->w, C_in = img->c, C = o->channels;
     const int oh = o->out_h, ow = o->out_w;
-    int RH = oh, RW = ow, top = 0, left = 0;
-    if (o->resize_shorter > 0) {
-        const int rs = o->resize_shorter;
-        if (H <= W) {
-            RH = rs;
-            RW = (int)lround((double)W * (double)rs / (double)H);
-        } else {
-            RW = rs;
-            RH = (int)lround((double)H * (double)rs / (double)W);
-        }
-        if (RH < oh || RW < ow)
-            return sal_fail(err, SAL_ERR_SHAPE,
-                            "preprocess: image %dx%d resized to %dx%d (shorter side %d) is smaller "
-                            "than the %dx%d crop", H, W, RH, RW, rs, oh, ow);
-        top = (RH - oh) / 2;
-        left = (RW - ow) / 2;
-    }
+    int RH, RW, top, left;
+    if (sal_prep_geometry(W, H, o, &RH, &RW, &top, &left))
+        return sal_fail(err, SAL_ERR_SHAPE,
+                        "preprocess: image %dx%d resized to %dx%d (shorter side %d) is smaller "
+                        "than the %dx%d crop", H, W, RH, RW, o->resize_shorter, oh, ow);
 
     /* Bilinear tables for the crop window only: (ow) and (oh). */
     int *x0 = malloc(sizeof(int) * (size_t)ow), *x1 = malloc(sizeof(int) * (size_t)ow);

@@ -99,6 +99,11 @@ sal_prep_opts sal_prep_opts_gray(int h, int w);
 sal_status sal_preprocess(const sal_image *img, const sal_prep_opts *opts, float *out,
                           sal_error *err);
 
+/* The resize and crop sal_preprocess applies to an img_w x img_h image: resized size (rh, rw)
+ * and crop offsets (top, left) in resized pixels. SAL_ERR_SHAPE when the crop does not fit. */
+sal_status sal_prep_geometry(int img_w, int img_h, const sal_prep_opts *o, int *rh, int *rw,
+                             int *top, int *left);
+
 /* ------------------------------------------------------------------------------------------------ */
 /* PNG output                                                                                       */
 

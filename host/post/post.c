@@ -192,20 +192,8 @@ sal_status sal_prep_rect(int img_w, int img_h, const sal_prep_opts *o, float rec
         return SAL_ERR_INVALID_ARG;
     if (o->resize_shorter < 0 || o->resize_shorter > 4 * SAL_IMAGE_MAX_SIDE) return SAL_ERR_INVALID_ARG;
     const int H = img_h, W = img_w, oh = o->out_h, ow = o->out_w;
-    int RH = oh, RW = ow, top = 0, left = 0; /* as in sal_preprocess (host/io/image.c) */
-    if (o->resize_shorter > 0) {
-        const int rs = o->resize_shorter;
-        if (H <= W) {
-            RH = rs;
-            RW = (int)lround((double)W * (double)rs / (double)H);
-        } else {
-            RW = rs;
-            RH = (int)lround((double)H * (double)rs / (double)W);
-        }
-        if (RH < oh || RW < ow) return SAL_ERR_SHAPE;
-        top = (RH - oh) / 2;
-        left = (RW - ow) / 2;
-    }
+    int RH, RW, top, left;   /* exactly as sal_preprocess resizes and crops */
+    if (sal_prep_geometry(W, H, o, &RH, &RW, &top, &left)) return SAL_ERR_SHAPE;
     const double sx = (double)W / (double)RW, sy = (double)H / (double)RH;
     rect[0] = (float)((double)left * sx);
     rect[1] = (float)((double)top * sy);
