@@ -31,11 +31,8 @@ typedef struct pnode {
     int alias;   /* output 0 is input 0's memory: no kernel runs */
 } pnode;
 
-struct sal_engine {
-    const sal_graph *g;
-    sal_backend *b;
-    float **wdev;         /* (n_values): device copy of the graph's float constants */
-    /* current plan */
+/* One plan: everything that depends on the input shapes, the mode and the captured value. */
+typedef struct plan {
     int planned, mode, capture;
     sal_shape *key;       /* (n_inputs) */
     pvalue *pv;           /* (n_values) */
@@ -49,32 +46,56 @@ struct sal_engine {
     const float **gout_ptr;
     const sal_shape **out_shp;
     int max_io;
+    unsigned long used;   /* for least-recently-used replacement */
+} plan;
+
+/* Methods alternate between a few shapes (one image forward, a batch of path points, the last
+ * partial batch): the engine keeps this many plans instead of replanning on every switch. */
+#define SAL_PLAN_CACHE 3
+
+struct sal_engine {
+    const sal_graph *g;
+    sal_backend *b;
+    float **wdev;         /* (n_values): device copy of the graph's float constants */
+    plan plans[SAL_PLAN_CACHE];
+    plan *p;              /* the current plan */
+    unsigned long tick;
 };
 
-static void plan_clear(sal_engine *e) {
-    if (e->pv) {
+static void plan_clear(sal_engine *e) {   /* clears e->p */
+    if (e->p->pv) {
         for (int v = 0; v < e->g->n_values; v++) {
-            if (e->pv[v].owned) {
-                if (e->pv[v].dconst && !e->b->host_memory) e->b->ops->release(e->b, e->pv[v].dconst);
-                sal_tensor_free(e->pv[v].owned);
+            if (e->p->pv[v].owned) {
+                if (e->p->pv[v].dconst && !e->b->host_memory) e->b->ops->release(e->b, e->p->pv[v].dconst);
+                sal_tensor_free(e->p->pv[v].owned);
             }
         }
     }
-    for (int i = 0; i < e->n_steps; i++) free(e->steps[i].params);
-    free(e->steps);
-    e->steps = NULL;
-    e->n_steps = 0;
-    free(e->pv);
-    e->pv = NULL;
-    if (e->arena) e->b->ops->release(e->b, e->arena);
-    if (e->garena) e->b->ops->release(e->b, e->garena);
-    if (e->scratch) e->b->ops->release(e->b, e->scratch);
-    e->arena = e->garena = e->scratch = NULL;
-    free(e->in_ptr); free(e->in_shp); free(e->out_ptr); free(e->gin_ptr); free(e->gout_ptr);
-    free(e->out_shp);
-    e->in_ptr = NULL; e->in_shp = NULL; e->out_ptr = NULL; e->gin_ptr = NULL; e->gout_ptr = NULL;
-    e->out_shp = NULL;
-    e->planned = 0;
+    for (int i = 0; i < e->p->n_steps; i++) free(e->p->steps[i].params);
+    free(e->p->steps);
+    e->p->steps = NULL;
+    e->p->n_steps = 0;
+    free(e->p->pv);
+    e->p->pv = NULL;
+    if (e->p->arena) e->b->ops->release(e->b, e->p->arena);
+    if (e->p->garena) e->b->ops->release(e->b, e->p->garena);
+    if (e->p->scratch) e->b->ops->release(e->b, e->p->scratch);
+    e->p->arena = e->p->garena = e->p->scratch = NULL;
+    free(e->p->in_ptr); free(e->p->in_shp); free(e->p->out_ptr); free(e->p->gin_ptr); free(e->p->gout_ptr);
+    free(e->p->out_shp);
+    e->p->in_ptr = NULL; e->p->in_shp = NULL; e->p->out_ptr = NULL; e->p->gin_ptr = NULL; e->p->gout_ptr = NULL;
+    e->p->out_shp = NULL;
+    e->p->planned = 0;
+}
+
+/* Clear every cached plan (engine teardown). */
+static void plans_clear_all(sal_engine *e) {
+    for (int i = 0; i < SAL_PLAN_CACHE; i++) {
+        e->p = &e->plans[i];
+        plan_clear(e);
+        free(e->p->key);
+        e->p->key = NULL;
+    }
 }
 
 sal_status sal_engine_create(const sal_graph *g, sal_backend *b, sal_engine **out, sal_error *err) {
@@ -83,8 +104,13 @@ sal_status sal_engine_create(const sal_graph *g, sal_backend *b, sal_engine **ou
     e->g = g;
     e->b = b;
     e->wdev = calloc((size_t)g->n_values + 1, sizeof *e->wdev);
-    e->key = calloc((size_t)g->n_inputs + 1, sizeof *e->key);
-    if (!e->wdev || !e->key) { sal_engine_free(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
+    e->p = &e->plans[0];
+    int keys_ok = 1;
+    for (int i = 0; i < SAL_PLAN_CACHE; i++) {
+        e->plans[i].key = calloc((size_t)g->n_inputs + 1, sizeof *e->plans[i].key);
+        keys_ok &= e->plans[i].key != NULL;
+    }
+    if (!e->wdev || !keys_ok) { sal_engine_free(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
     for (int v = 0; v < g->n_values; v++) {
         const sal_tensor *t = g->values[v].konst;
         if (!t || t->dtype != SAL_F32) continue;
@@ -104,12 +130,11 @@ sal_status sal_engine_create(const sal_graph *g, sal_backend *b, sal_engine **ou
 
 void sal_engine_free(sal_engine *e) {
     if (!e) return;
-    plan_clear(e);
+    plans_clear_all(e);
     if (e->wdev && !e->b->host_memory)
         for (int v = 0; v < e->g->n_values; v++)
             if (e->wdev[v]) e->b->ops->release(e->b, e->wdev[v]);
     free(e->wdev);
-    free(e->key);
     free(e);
 }
 
@@ -124,7 +149,7 @@ static int root(const pvalue *pv, int v) {
 static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
     const sal_graph *g = e->g;
     const sal_node *n = &g->nodes[ni];
-    pvalue *pv = e->pv;
+    pvalue *pv = e->p->pv;
     enum { MAXIO = 64 };
     if (n->n_in > MAXIO || n->n_out > 8)
         return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: node '%s' has too many inputs or outputs",
@@ -222,16 +247,16 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
         pv[v].shape = out_shape[j];
         pv[v].dtype = SAL_F32;
         pv[v].runtime = 1;
-        pv[v].producer_step = e->n_steps;
+        pv[v].producer_step = e->p->n_steps;
     }
     if (alias && n->out[0] >= 0) pv[n->out[0]].storage = root(pv, n->in[0]);
-    if (scratch > e->scratch_floats) e->scratch_floats = scratch;
-    pnode *p = &e->steps[e->n_steps++];
+    if (scratch > e->p->scratch_floats) e->p->scratch_floats = scratch;
+    pnode *p = &e->p->steps[e->p->n_steps++];
     p->node = ni;
     p->params = params;
     p->alias = alias;
-    if (n->n_in > e->max_io) e->max_io = n->n_in;
-    if (n->n_out > e->max_io) e->max_io = n->n_out;
+    if (n->n_in > e->p->max_io) e->p->max_io = n->n_in;
+    if (n->n_out > e->p->max_io) e->p->max_io = n->n_out;
     return SAL_OK;
 }
 
@@ -274,19 +299,31 @@ static int64_t place(pvalue *pv, int n_values, int *order, int count) {
 sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, int capture_value,
                            sal_error *err) {
     const sal_graph *g = e->g;
-    if (e->planned && e->mode == mode && e->capture == capture_value) {
+    e->tick++;
+    for (int k = 0; k < SAL_PLAN_CACHE; k++) {
+        plan *c = &e->plans[k];
+        if (!c->planned || c->mode != mode || c->capture != capture_value) continue;
         int same = 1;
-        for (int i = 0; i < g->n_inputs; i++) same &= sal_shape_eq(&e->key[i], &in_shapes[i]);
-        if (same) return SAL_OK;
+        for (int i = 0; i < g->n_inputs; i++) same &= sal_shape_eq(&c->key[i], &in_shapes[i]);
+        if (same) { e->p = c; c->used = e->tick; return SAL_OK; }
     }
+    /* a free slot, else the least recently used plan */
+    plan *victim = &e->plans[0];
+    for (int k = 0; k < SAL_PLAN_CACHE; k++) {
+        plan *c = &e->plans[k];
+        if (!c->planned) { victim = c; break; }
+        if (c->used < victim->used) victim = c;
+    }
+    e->p = victim;
     plan_clear(e);
+    e->p->used = e->tick;
     sal_status st = SAL_OK;
-    e->pv = calloc((size_t)g->n_values + 1, sizeof *e->pv);
-    e->steps = calloc((size_t)g->n_nodes + 1, sizeof *e->steps);
-    if (!e->pv || !e->steps) { plan_clear(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
-    e->scratch_floats = 0;
-    e->max_io = 1;
-    pvalue *pv = e->pv;
+    e->p->pv = calloc((size_t)g->n_values + 1, sizeof *e->p->pv);
+    e->p->steps = calloc((size_t)g->n_nodes + 1, sizeof *e->p->steps);
+    if (!e->p->pv || !e->p->steps) { plan_clear(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
+    e->p->scratch_floats = 0;
+    e->p->max_io = 1;
+    pvalue *pv = e->p->pv;
     for (int v = 0; v < g->n_values; v++) {
         pv[v].storage = v;
         pv[v].off = pv[v].goff = -1;
@@ -331,7 +368,7 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
         pv[v].shape = *s;
         pv[v].dtype = SAL_F32;
         pv[v].runtime = 1;
-        e->key[i] = *s;
+        e->p->key[i] = *s;
     }
     for (int i = 0; i < g->n_nodes && !st; i++) st = plan_node(e, i, err);
     if (st) { plan_clear(e); return st; }
@@ -342,7 +379,7 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
     }
 
     /* lifetimes of storage roots */
-    int end = e->n_steps;
+    int end = e->p->n_steps;
     for (int v = 0; v < g->n_values; v++) {
         if (!pv[v].runtime) continue;
         int r = root(pv, v);
@@ -351,8 +388,8 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
         if (first > pv[r].last) pv[r].last = first;
         if (g->values[v].is_output || v == capture_value || mode == SAL_PLAN_GRAD) pv[r].last = end;
     }
-    for (int s = 0; s < e->n_steps; s++) {
-        const sal_node *n = &g->nodes[e->steps[s].node];
+    for (int s = 0; s < e->p->n_steps; s++) {
+        const sal_node *n = &g->nodes[e->p->steps[s].node];
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] >= 0 && pv[n->in[i]].runtime) {
                 int r = root(pv, n->in[i]);
@@ -362,7 +399,7 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
     int *order = malloc(sizeof(int) * (size_t)(g->n_values + 1));
     int count = 0;
     if (!order) { plan_clear(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
-    for (int s = -1; s < e->n_steps; s++)     /* storage roots in order of first use */
+    for (int s = -1; s < e->p->n_steps; s++)     /* storage roots in order of first use */
         for (int v = 0; v < g->n_values; v++)
             if (pv[v].runtime && pv[v].storage == v && pv[v].producer_step == s) order[count++] = v;
     int64_t arena = place(pv, g->n_values, order, count);
@@ -373,8 +410,8 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
         char *need = calloc((size_t)g->n_values + 1, 1);
         if (!need) { free(order); plan_clear(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
         need[g->outputs[0]] = 1;
-        for (int s = e->n_steps - 1; s >= 0; s--) {
-            const sal_node *n = &g->nodes[e->steps[s].node];
+        for (int s = e->p->n_steps - 1; s >= 0; s--) {
+            const sal_node *n = &g->nodes[e->p->steps[s].node];
             int any = 0;
             for (int j = 0; j < n->n_out; j++) any |= n->out[j] >= 0 && need[n->out[j]];
             if (!any) continue;
@@ -393,94 +430,94 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
     }
     free(order);
     if (arena < 0) { plan_clear(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
-    e->arena_floats = (size_t)arena;
-    e->garena_floats = (size_t)garena;
-    e->arena = e->b->ops->alloc(e->b, (e->arena_floats + 16) * sizeof(float));
-    e->garena = e->b->ops->alloc(e->b, (e->garena_floats + 16) * sizeof(float));
-    e->scratch = e->b->ops->alloc(e->b, (e->scratch_floats + 16) * sizeof(float));
-    size_t mio = (size_t)e->max_io + 1;
-    e->in_ptr = calloc(mio, sizeof *e->in_ptr);
-    e->in_shp = calloc(mio, sizeof *e->in_shp);
-    e->out_ptr = calloc(mio, sizeof *e->out_ptr);
-    e->out_shp = calloc(mio, sizeof *e->out_shp);
-    e->gin_ptr = calloc(mio, sizeof *e->gin_ptr);
-    e->gout_ptr = calloc(mio, sizeof *e->gout_ptr);
-    if (!e->arena || !e->garena || !e->scratch || !e->in_ptr || !e->in_shp || !e->out_ptr ||
-        !e->out_shp || !e->gin_ptr || !e->gout_ptr) {
-        size_t mb = (e->arena_floats + e->garena_floats + e->scratch_floats) * 4 >> 20;
+    e->p->arena_floats = (size_t)arena;
+    e->p->garena_floats = (size_t)garena;
+    e->p->arena = e->b->ops->alloc(e->b, (e->p->arena_floats + 16) * sizeof(float));
+    e->p->garena = e->b->ops->alloc(e->b, (e->p->garena_floats + 16) * sizeof(float));
+    e->p->scratch = e->b->ops->alloc(e->b, (e->p->scratch_floats + 16) * sizeof(float));
+    size_t mio = (size_t)e->p->max_io + 1;
+    e->p->in_ptr = calloc(mio, sizeof *e->p->in_ptr);
+    e->p->in_shp = calloc(mio, sizeof *e->p->in_shp);
+    e->p->out_ptr = calloc(mio, sizeof *e->p->out_ptr);
+    e->p->out_shp = calloc(mio, sizeof *e->p->out_shp);
+    e->p->gin_ptr = calloc(mio, sizeof *e->p->gin_ptr);
+    e->p->gout_ptr = calloc(mio, sizeof *e->p->gout_ptr);
+    if (!e->p->arena || !e->p->garena || !e->p->scratch || !e->p->in_ptr || !e->p->in_shp || !e->p->out_ptr ||
+        !e->p->out_shp || !e->p->gin_ptr || !e->p->gout_ptr) {
+        size_t mb = (e->p->arena_floats + e->p->garena_floats + e->p->scratch_floats) * 4 >> 20;
         plan_clear(e);
         return sal_fail(err, SAL_ERR_NOMEM, "out of %s memory planning %zu MiB for this batch",
                         e->b->ops->name, mb);
     }
-    e->planned = 1;
-    e->mode = mode;
-    e->capture = capture_value;
+    e->p->planned = 1;
+    e->p->mode = mode;
+    e->p->capture = capture_value;
     return SAL_OK;
 }
 
 const sal_shape *sal_engine_shape(const sal_engine *e, int value) {
-    if (!e->planned || value < 0 || value >= e->g->n_values) return NULL;
-    if (!e->pv[value].runtime && !e->pv[value].konst) return NULL;
-    return &e->pv[value].shape;
+    if (!e->p->planned || value < 0 || value >= e->g->n_values) return NULL;
+    if (!e->p->pv[value].runtime && !e->p->pv[value].konst) return NULL;
+    return &e->p->pv[value].shape;
 }
 
 size_t sal_engine_plan_bytes(const sal_engine *e) {
-    return (e->arena_floats + e->garena_floats + e->scratch_floats) * sizeof(float);
+    return (e->p->arena_floats + e->p->garena_floats + e->p->scratch_floats) * sizeof(float);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Running                                                                                          */
 
 static float *act_ptr(sal_engine *e, int v) {
-    if (!e->pv[v].runtime) return e->pv[v].dconst;
-    return e->arena + e->pv[root(e->pv, v)].off;
+    if (!e->p->pv[v].runtime) return e->p->pv[v].dconst;
+    return e->p->arena + e->p->pv[root(e->p->pv, v)].off;
 }
 
 static float *grad_ptr(sal_engine *e, int v) {
-    if (!e->pv[v].runtime) return NULL;
-    int r = root(e->pv, v);
-    return e->pv[r].goff < 0 ? NULL : e->garena + e->pv[r].goff;
+    if (!e->p->pv[v].runtime) return NULL;
+    int r = root(e->p->pv, v);
+    return e->p->pv[r].goff < 0 ? NULL : e->p->garena + e->p->pv[r].goff;
 }
 
 static sal_op_call make_call(sal_engine *e, const pnode *p) {
     const sal_node *n = &e->g->nodes[p->node];
     for (int i = 0; i < n->n_in; i++) {
         int v = n->in[i];
-        e->in_ptr[i] = v >= 0 ? act_ptr(e, v) : NULL;
-        e->in_shp[i] = v >= 0 ? &e->pv[v].shape : NULL;
+        e->p->in_ptr[i] = v >= 0 ? act_ptr(e, v) : NULL;
+        e->p->in_shp[i] = v >= 0 ? &e->p->pv[v].shape : NULL;
     }
     for (int j = 0; j < n->n_out; j++) {
         int v = n->out[j];
-        e->out_ptr[j] = v >= 0 ? act_ptr(e, v) : NULL;
-        e->out_shp[j] = v >= 0 ? &e->pv[v].shape : NULL;
+        e->p->out_ptr[j] = v >= 0 ? act_ptr(e, v) : NULL;
+        e->p->out_shp[j] = v >= 0 ? &e->p->pv[v].shape : NULL;
     }
     sal_op_call c = {0};
     c.node = n;
     c.params = p->params;
     c.n_in = n->n_in;
     c.n_out = n->n_out;
-    c.in = e->in_ptr;
-    c.in_shape = e->in_shp;
-    c.out = e->out_ptr;
-    c.out_shape = e->out_shp;
-    c.gout = e->gout_ptr;
-    c.gin = e->gin_ptr;
-    c.scratch = e->scratch;
+    c.in = e->p->in_ptr;
+    c.in_shape = e->p->in_shp;
+    c.out = e->p->out_ptr;
+    c.out_shape = e->p->out_shp;
+    c.gout = e->p->gout_ptr;
+    c.gin = e->p->gin_ptr;
+    c.scratch = e->p->scratch;
     c.threads = e->b->threads;
     return c;
 }
 
 sal_status sal_engine_forward(sal_engine *e, const float *const *inputs, sal_error *err) {
-    if (!e->planned) return sal_fail(err, SAL_ERR_INVALID_ARG, "engine: forward before plan");
+    if (!e->p->planned) return sal_fail(err, SAL_ERR_INVALID_ARG, "engine: forward before plan");
     const sal_graph *g = e->g;
     for (int i = 0; i < g->n_inputs; i++) {
         int v = g->inputs[i];
         sal_status st = e->b->ops->upload(e->b, act_ptr(e, v), inputs[i],
-                                          (size_t)sal_shape_numel(&e->pv[v].shape) * sizeof(float));
+                                          (size_t)sal_shape_numel(&e->p->pv[v].shape) * sizeof(float));
         if (st) return sal_fail(err, st, "%s: uploading input '%s' failed", g->path, g->values[v].name);
     }
-    for (int s = 0; s < e->n_steps; s++) {
-        const pnode *p = &e->steps[s];
+    for (int s = 0; s < e->p->n_steps; s++) {
+        const pnode *p = &e->p->steps[s];
         if (p->alias) continue;
         sal_op_call c = make_call(e, p);
         sal_status st = e->b->ops->forward(e->b, &c, err);
@@ -490,8 +527,8 @@ sal_status sal_engine_forward(sal_engine *e, const float *const *inputs, sal_err
 }
 
 sal_status sal_engine_read(sal_engine *e, int value, float *host, sal_error *err) {
-    if (!e->planned || value < 0) return sal_fail(err, SAL_ERR_INVALID_ARG, "engine: nothing planned");
-    const pvalue *p = &e->pv[value];
+    if (!e->p->planned || value < 0) return sal_fail(err, SAL_ERR_INVALID_ARG, "engine: nothing planned");
+    const pvalue *p = &e->p->pv[value];
     size_t n = (size_t)sal_shape_numel(&p->shape);
     if (!p->runtime) {
         if (!p->konst || p->konst->dtype != SAL_F32)
@@ -503,9 +540,9 @@ sal_status sal_engine_read(sal_engine *e, int value, float *host, sal_error *err
 }
 
 sal_status sal_engine_read_grad(sal_engine *e, int value, float *host, sal_error *err) {
-    if (!e->planned || e->mode != SAL_PLAN_GRAD || value < 0)
+    if (!e->p->planned || e->p->mode != SAL_PLAN_GRAD || value < 0)
         return sal_fail(err, SAL_ERR_INVALID_ARG, "engine: no gradient plan");
-    size_t n = (size_t)sal_shape_numel(&e->pv[value].shape);
+    size_t n = (size_t)sal_shape_numel(&e->p->pv[value].shape);
     float *gp = grad_ptr(e, value);
     if (!gp) { memset(host, 0, n * sizeof(float)); return SAL_OK; }   /* does not reach the output */
     return e->b->ops->download(e->b, host, gp, n * sizeof(float));
@@ -513,30 +550,30 @@ sal_status sal_engine_read_grad(sal_engine *e, int value, float *host, sal_error
 
 sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int stop_at_capture,
                                sal_error *err) {
-    if (!e->planned || e->mode != SAL_PLAN_GRAD)
+    if (!e->p->planned || e->p->mode != SAL_PLAN_GRAD)
         return sal_fail(err, SAL_ERR_INVALID_ARG, "engine: backward needs a gradient plan");
     const sal_graph *g = e->g;
-    sal_status st = e->b->ops->zero(e->b, e->garena, e->garena_floats * sizeof(float));
+    sal_status st = e->b->ops->zero(e->b, e->p->garena, e->p->garena_floats * sizeof(float));
     if (st) return sal_fail(err, st, "zeroing gradients failed");
     int out0 = g->outputs[0];
     float *gseed = grad_ptr(e, out0);
     if (!gseed) return SAL_OK;   /* output does not depend on the input */
-    st = e->b->ops->upload(e->b, gseed, seed, (size_t)sal_shape_numel(&e->pv[out0].shape) * sizeof(float));
+    st = e->b->ops->upload(e->b, gseed, seed, (size_t)sal_shape_numel(&e->p->pv[out0].shape) * sizeof(float));
     if (st) return sal_fail(err, st, "uploading the seed failed");
     int stop = -1;
-    if (stop_at_capture && e->capture >= 0) stop = e->pv[e->capture].producer_step;
-    for (int s = e->n_steps - 1; s > stop; s--) {
-        const pnode *p = &e->steps[s];
+    if (stop_at_capture && e->p->capture >= 0) stop = e->p->pv[e->p->capture].producer_step;
+    for (int s = e->p->n_steps - 1; s > stop; s--) {
+        const pnode *p = &e->p->steps[s];
         if (p->alias) continue;
         const sal_node *n = &g->nodes[p->node];
         int any_out = 0, any_in = 0;
         for (int j = 0; j < n->n_out; j++) {
-            e->gout_ptr[j] = n->out[j] >= 0 ? grad_ptr(e, n->out[j]) : NULL;
-            any_out |= e->gout_ptr[j] != NULL;
+            e->p->gout_ptr[j] = n->out[j] >= 0 ? grad_ptr(e, n->out[j]) : NULL;
+            any_out |= e->p->gout_ptr[j] != NULL;
         }
         for (int i = 0; i < n->n_in; i++) {
-            e->gin_ptr[i] = n->in[i] >= 0 ? grad_ptr(e, n->in[i]) : NULL;
-            any_in |= e->gin_ptr[i] != NULL;
+            e->p->gin_ptr[i] = n->in[i] >= 0 ? grad_ptr(e, n->in[i]) : NULL;
+            any_in |= e->p->gin_ptr[i] != NULL;
         }
         if (!any_out || !any_in) continue;
         sal_op_call c = make_call(e, p);
