@@ -329,3 +329,38 @@ Test(occlusion, exact_on_linear_model_and_covers_every_pixel) {
     sal_session_free(ss);
     sal_graph_free(g);
 }
+
+/* Explaining the probability: by the chain rule, d p_t/dx = p_t (d z_t/dx - sum_j p_j d z_j/dx),
+ * assembled here from the ten logit saliency maps and the softmax of the logits. */
+Test(methods, probability_saliency_is_the_softmax_chain_rule_of_logit_maps) {
+    enum { K = 10, PER = 3 * 32 * 32 };
+    float logits[K];
+    cr_assert_eq(sal_forward(sess, input, 1, 0, 0, logits), SAL_OK, "%s", sal_session_error(sess));
+    double mx = logits[0], sum = 0, p[K];
+    for (int j = 1; j < K; j++) mx = fmax(mx, logits[j]);
+    for (int j = 0; j < K; j++) sum += (p[j] = exp(logits[j] - mx));
+    for (int j = 0; j < K; j++) p[j] /= sum;
+    static float g[K][PER];
+    for (int j = 0; j < K; j++) {
+        sal_explain_opts o = sal_explain_opts_default(SAL_M_SALIENCY);
+        sal_maps m;
+        cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, &j, &m), SAL_OK, "%s", sal_session_error(sess));
+        memcpy(g[j], m.attr, sizeof g[j]);
+        sal_maps_free(&m);
+    }
+    int t = targets[0];
+    float want[PER];
+    for (int i = 0; i < PER; i++) {
+        double mix = 0;
+        for (int j = 0; j < K; j++) mix += p[j] * g[j][i];
+        want[i] = (float)(p[t] * (g[t][i] - mix));
+    }
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_SALIENCY);
+    o.explain_prob = 1;
+    sal_maps m;
+    cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, &t, &m), SAL_OK, "%s", sal_session_error(sess));
+    cr_expect_float_eq(m.scores[0], (float)p[t], 1e-6);
+    double e = rel_err(m.attr, want, PER);
+    cr_expect_lt(e, 1e-4, "probability saliency vs chain rule: %.3g", e);
+    sal_maps_free(&m);
+}

@@ -157,13 +157,13 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
     const sal_tensor *in_const[MAXIO];
     const sal_shape *in_shape[MAXIO];
     int in_dtype[MAXIO];
-    int all_const = 1, any_runtime = 0;
+    int all_const = 1;
     for (int i = 0; i < n->n_in; i++) {
         int v = n->in[i];
         in_const[i] = v >= 0 ? pv[v].konst : NULL;
         in_shape[i] = v >= 0 ? &pv[v].shape : NULL;
         in_dtype[i] = v >= 0 ? pv[v].dtype : 0;
-        if (v >= 0 && !pv[v].konst) { all_const = 0; any_runtime = 1; }
+        if (v >= 0 && !pv[v].konst) all_const = 0;
         if (v >= 0 && !pv[v].konst && !pv[v].runtime)
             return sal_fail(err, SAL_ERR_INTERNAL, "%s: node '%s' input '%s' has no value", g->path,
                             n->name, g->values[v].name);
@@ -209,7 +209,6 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
             return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: node '%s' (%s): input '%s' is %s at run "
                             "time; salient runs float32 only", g->path, n->name, n->op_type,
                             g->values[n->in[i]].name, sal_dtype_name(pv[n->in[i]].dtype));
-    (void)any_runtime;
     sal_shape out_shape[8];
     int out_dtype[8];
     for (int j = 0; j < 8; j++) out_dtype[j] = SAL_F32;
@@ -240,9 +239,6 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
             return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: node '%s' (%s): output '%s' is %s; salient "
                             "runs float32 only", g->path, n->name, n->op_type, g->values[v].name,
                             sal_dtype_name(out_dtype[j]));
-        }
-        if (j > 0 && (alias || g->values[v].is_output || 1)) {
-            /* extra outputs (Dropout mask, MaxPool indices) are refused by infer when consumed */
         }
         pv[v].shape = out_shape[j];
         pv[v].dtype = SAL_F32;

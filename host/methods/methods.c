@@ -135,6 +135,20 @@ sal_status sal_ig_rule_points(sal_ig_rule rule, int n, double *alpha, double *we
 /* ------------------------------------------------------------------------------------------------ */
 /* Batched passes                                                                                   */
 
+/* Softmax probability p_t of class t from logits z (k), and, when seed is not NULL, the seed that
+ * explains it: d p_t / d z = p_t (e_t - p). */
+static float prob_seed(const float *z, int k, int t, float *seed) {
+    double mx = z[0], sum = 0;
+    for (int j = 1; j < k; j++) if (z[j] > mx) mx = z[j];
+    for (int j = 0; j < k; j++) sum += exp(z[j] - mx);
+    double pt = exp(z[t] - mx) / sum;
+    if (seed) {
+        for (int j = 0; j < k; j++) seed[j] = (float)(-pt * exp(z[j] - mx) / sum);
+        seed[t] += (float)pt;
+    }
+    return (float)pt;
+}
+
 sal_status sal_method_pass(sal_method_ctx *cx, const float *xb, int nb, const int *tg, int guided, float *grad,
                        float *scores) {
     sal_session *s = cx->s;
@@ -148,18 +162,10 @@ sal_status sal_method_pass(sal_method_ctx *cx, const float *xb, int nb, const in
         g.guided_relu = guided;
         g.targets = tg;
         if (cx->o->explain_prob) {
-            /* d softmax_t / d z = p_t (e_t - p) */
             seed = calloc((size_t)nb * (size_t)k, sizeof(float));
             if (!seed) st = SAL_ERR_NOMEM;
-            for (int i = 0; !st && i < nb; i++) {
-                const float *z = logits + (size_t)i * k;
-                double mx = z[0], sum = 0;
-                for (int j = 1; j < k; j++) if (z[j] > mx) mx = z[j];
-                for (int j = 0; j < k; j++) sum += exp(z[j] - mx);
-                double pt = exp(z[tg[i]] - mx) / sum;
-                for (int j = 0; j < k; j++) seed[(size_t)i * k + j] = (float)(-pt * exp(z[j] - mx) / sum);
-                seed[(size_t)i * k + tg[i]] += (float)pt;
-            }
+            for (int i = 0; !st && i < nb; i++)
+                prob_seed(logits + (size_t)i * k, k, tg[i], seed + (size_t)i * k);
             g.seed = seed;
         }
         sal_grad_out out = {0};
@@ -169,14 +175,7 @@ sal_status sal_method_pass(sal_method_ctx *cx, const float *xb, int nb, const in
     }
     for (int i = 0; !st && i < nb; i++) {
         const float *z = logits + (size_t)i * k;
-        if (cx->o->explain_prob) {
-            double mx = z[0], sum = 0;
-            for (int j = 1; j < k; j++) if (z[j] > mx) mx = z[j];
-            for (int j = 0; j < k; j++) sum += exp(z[j] - mx);
-            scores[i] = (float)(exp(z[tg[i]] - mx) / sum);
-        } else {
-            scores[i] = z[tg[i]];
-        }
+        scores[i] = cx->o->explain_prob ? prob_seed(z, k, tg[i], NULL) : z[tg[i]];
     }
     free(logits);
     free(seed);
@@ -590,25 +589,17 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             sal_grad_out go = {0};
             go.layer_act = act;
             go.layer_grad = grad;
-            float logits_dummy;
-            (void)logits_dummy;
             int t = tg[i];
             g.targets = &t;
             g.need_input_grad = 0;
             if (o->explain_prob) {
-                /* probability seed: reuse pass() by asking the session for logits first */
+                /* probability seed: the logits first, then the backward from d p_t / d z */
                 float *lg = malloc(sizeof(float) * (size_t)cx->k);
                 float *seed = calloc((size_t)cx->k, sizeof(float));
                 if (!lg || !seed) st = SAL_ERR_NOMEM;
                 if (!st) st = sal_forward(cx->s, xi, 1, cx->h, cx->w, lg);
                 if (!st) {
-                    double mx = lg[0], sum = 0;
-                    for (int j = 1; j < cx->k; j++) if (lg[j] > mx) mx = lg[j];
-                    for (int j = 0; j < cx->k; j++) sum += exp(lg[j] - mx);
-                    double pt = exp(lg[t] - mx) / sum;
-                    for (int j = 0; j < cx->k; j++) seed[j] = (float)(-pt * exp(lg[j] - mx) / sum);
-                    seed[t] += (float)pt;
-                    out->scores[i] = (float)pt;
+                    out->scores[i] = prob_seed(lg, cx->k, t, seed);
                     g.seed = seed;
                     st = sal_gradient(cx->s, xi, 1, cx->h, cx->w, &g, &go);
                     g.seed = NULL;

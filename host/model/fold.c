@@ -364,12 +364,11 @@ static sal_status topo_sort(sal_graph *g, sal_error *err) {
     int nn = g->n_nodes;
     if (nn == 0) return SAL_OK;
     int *producer = malloc(sizeof(int) * (size_t)g->n_values);
-    int *indeg = calloc((size_t)nn, sizeof(int));
     int *order = malloc(sizeof(int) * (size_t)nn);
     char *done = calloc((size_t)nn, 1);
     sal_node *sorted = malloc(sizeof(sal_node) * (size_t)nn);
     sal_status st = SAL_OK;
-    if (!producer || !indeg || !order || !done || !sorted) {
+    if (!producer || !order || !done || !sorted) {
         st = sal_fail(err, SAL_ERR_NOMEM, "%s: out of memory", g->path);
         goto out;
     }
@@ -411,7 +410,7 @@ static sal_status topo_sort(sal_graph *g, sal_error *err) {
     for (int i = 0; i < nn; i++) sorted[i] = g->nodes[order[i]];
     memcpy(g->nodes, sorted, sizeof(sal_node) * (size_t)nn);
 out:
-    free(producer); free(indeg); free(order); free(done); free(sorted);
+    free(producer); free(order); free(done); free(sorted);
     return st;
 }
 
