@@ -4,7 +4,8 @@
  *
  *   bench_methods [--model M.onnx] [--threads 2] [--inputs a.npy,b.npy,...] [--batch 0]
  *                 [--ig-steps 50] [--nt-samples 16] [--nt-sigma 0.15] [--occ-window 15]
- *                 [--occ-stride 8] [--seed 1]
+ *                 [--occ-stride 8] [--seed 1] [--shap-samples 50] [--kshap-grid 8]
+ *                 [--kshap-coalitions 1000] [--rise-masks 4000]
  *
  * After a first line {"ready":true,...} it reads commands on stdin and answers one JSON line each:
  *   time METHOD IMG   one sal_explain call (n = 1, target = top-1) on input IMG (0-based) ->
@@ -59,6 +60,7 @@ static void json_error(const char *msg) {
 int main(int argc, char **argv) {
     const char *model_path = "models/efficientnet_lite0.onnx", *inputs = default_inputs;
     int threads = 2, batch = 0, ig_steps = 50, nt_samples = 16, occ_window = 15, occ_stride = 8;
+    int shap_samples = 50, kshap_grid = 8, kshap_coalitions = 1000, rise_masks = 4000;
     float nt_sigma = 0.15f;
     unsigned long long seed = 1;
     for (int i = 1; i < argc; i++) {
@@ -74,6 +76,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--occ-window")) occ_window = atoi(v);
         else if (!strcmp(a, "--occ-stride")) occ_stride = atoi(v);
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--shap-samples")) shap_samples = atoi(v);
+        else if (!strcmp(a, "--kshap-grid")) kshap_grid = atoi(v);
+        else if (!strcmp(a, "--kshap-coalitions")) kshap_coalitions = atoi(v);
+        else if (!strcmp(a, "--rise-masks")) rise_masks = atoi(v);
         else { fprintf(stderr, "bench_methods: unknown option %s\n", a); return 2; }
         i++;
     }
@@ -111,8 +117,10 @@ int main(int argc, char **argv) {
     const dnnl_version_t *dv = dnnl_version();
     printf("{\"ready\":true,\"engine\":\"salient\",\"version\":\"%s\",\"threads\":%d,\"inputs\":%d,"
            "\"batch\":%d,\"ig_steps\":%d,\"nt_samples\":%d,\"nt_sigma\":%g,\"occ_window\":%d,\"occ_stride\":%d,"
+           "\"shap_samples\":%d,\"kshap_grid\":%d,\"kshap_coalitions\":%d,\"rise_masks\":%d,"
            "\"gemm\":\"oneDNN %d.%d.%d dnnl_sgemm\",\"gemm_isa\":\"%s\"}\n",
            SAL_VERSION_STRING, threads, n_imgs, batch, ig_steps, nt_samples, nt_sigma, occ_window, occ_stride,
+           shap_samples, kshap_grid, kshap_coalitions, rise_masks,
            dv->major, dv->minor, dv->patch, dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()));
     fflush(stdout);
 
@@ -155,6 +163,10 @@ int main(int argc, char **argv) {
         o.occ_h = o.occ_w = occ_window;
         o.occ_stride_h = o.occ_stride_w = occ_stride;
         o.occ_fill = 0;
+        o.shap_samples = shap_samples;
+        o.kshap_grid = kshap_grid;
+        o.kshap_coalitions = kshap_coalitions;
+        o.rise_masks = rise_masks;
         sal_maps maps;
         memset(&maps, 0, sizeof maps);
         double c0 = cpu_now(), t0 = wall_now();

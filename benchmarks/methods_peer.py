@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """methods_peer.py — ms per image of each attribution method, salient (build/bench_methods --serve
 protocol) against Captum 0.8 / pytorch-grad-cam 1.5.7 on CPU torch, on the same ONNX model (converted
-to torch with onnx2torch), alternating the two in one run. Run with .venv-ref/bin/python (scripts/refenv
-+ `pip install --no-deps onnx2torch`). See benchmarks/README.md ("Attribution methods"); driven by
+to torch with onnx2torch), alternating the two in one run. Run with .venv-ref/bin/python (scripts/refenv,
+which pins onnx2torch too). See benchmarks/README.md ("Attribution methods"); driven by
 benchmarks/run-methods. Prints one JSON object per line.
 
   methods_peer.py --salient build/bench_methods [--model M] [--threads 2] [--images 3]
@@ -49,6 +49,10 @@ def main():
     ap.add_argument("--nt-sigma", type=float, default=0.15)
     ap.add_argument("--occ-window", type=int, default=15)
     ap.add_argument("--occ-stride", type=int, default=8)
+    ap.add_argument("--shap-samples", type=int, default=50)
+    ap.add_argument("--kshap-grid", type=int, default=8)
+    ap.add_argument("--kshap-coalitions", type=int, default=1000)
+    ap.add_argument("--rise-masks", type=int, default=4000)
     ap.add_argument("--batch", type=int, default=16, help="internal batch of both sides (Captum "
                     "internal_batch_size / perturbations_per_eval / nt_samples_batch_size; salient sal_explain_opts.batch)")
     ap.add_argument("--pause", type=float, default=0.25)
@@ -62,8 +66,8 @@ def main():
     import onnx, onnx2torch, captum, pytorch_grad_cam
     from onnx2torch import convert
     from captum.attr import (Saliency, InputXGradient, IntegratedGradients, NoiseTunnel,
-                             GuidedBackprop, Occlusion)
-    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM
+                             GuidedBackprop, Occlusion, GuidedGradCam, GradientShap, KernelShap)
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, HiResCAM, XGradCAM, ScoreCAM
 
     model = convert(onnx.load(a.model)).eval()
     mods = dict(model.named_modules())
@@ -78,7 +82,9 @@ def main():
     sal = subprocess.Popen([a.salient, "--model", a.model, "--threads", str(a.threads), "--batch", str(a.batch),
                             "--ig-steps", str(a.ig_steps), "--nt-samples", str(a.nt_samples),
                             "--nt-sigma", str(a.nt_sigma), "--occ-window", str(a.occ_window),
-                            "--occ-stride", str(a.occ_stride),
+                            "--occ-stride", str(a.occ_stride), "--shap-samples", str(a.shap_samples),
+                            "--kshap-grid", str(a.kshap_grid), "--kshap-coalitions", str(a.kshap_coalitions),
+                            "--rise-masks", str(a.rise_masks),
                             "--inputs", ",".join(f"samples/{s}.npy" for s in SAMPLES[:a.images])],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
@@ -114,11 +120,15 @@ def main():
     W, S = a.occ_window, a.occ_stride
 
     def peer(method, x):
-        if method in ("gradcam", "gradcam++", "layercam"):
-            cls = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "layercam": LayerCAM}[method]
+        if method in ("gradcam", "gradcam++", "layercam", "hirescam", "xgradcam", "scorecam"):
+            cls = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "layercam": LayerCAM, "hirescam": HiResCAM,
+                   "xgradcam": XGradCAM, "scorecam": ScoreCAM}[method]
             with cls(model=model, target_layers=[cam_layer]) as cam:
+                cam.batch_size = a.batch   # ScoreCAM's masked forward passes per batch
                 m = cam(input_tensor=x, targets=None)   # targets=None: top-1 of the forward pass
             return m
+        if method == "rise":
+            return None   # neither Captum nor pytorch-grad-cam has RISE: salient is timed alone
         t = top1(x)
         xi = x.clone().requires_grad_(True)
         if method == "saliency":
@@ -139,7 +149,24 @@ def main():
             with torch.no_grad():
                 return Occlusion(model).attribute(x, sliding_window_shapes=(3, W, W), strides=(3, S, S),
                                                   baselines=0.0, target=t, perturbations_per_eval=a.batch)
+        if method == "guided-gradcam":
+            return GuidedGradCam(model, cam_layer).attribute(xi, target=t)
+        if method == "gradshap":
+            # salient's defaults: two baselines (zeros, a preprocessed black image), no noise
+            black = torch.tensor(black_value, dtype=torch.float32).reshape(1, 3, 1, 1).expand(1, 3, 224, 224)
+            bases = torch.cat([torch.zeros(1, 3, 224, 224), black])
+            return GradientShap(model).attribute(xi, baselines=bases, n_samples=a.shap_samples, stdevs=0.0,
+                                                 target=t)
+        if method == "kernelshap":
+            cell = 224 // a.kshap_grid   # features: a kshap_grid x kshap_grid grid of cells
+            mask = (torch.arange(224) // cell).clamp(max=a.kshap_grid - 1)
+            fm = (mask.reshape(224, 1) * a.kshap_grid + mask.reshape(1, 224)).expand(1, 3, 224, 224)
+            with torch.no_grad():
+                return KernelShap(model).attribute(x, baselines=0.0, target=t, feature_mask=fm,
+                                                   n_samples=a.kshap_coalitions, perturbations_per_eval=a.batch)
         raise SystemExit(f"unknown method {method}")
+
+    black_value = [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225]   # sal_explain_opts_default's black
 
     def time_peer(method, x):
         c0, t0 = cpu_now(), time.perf_counter()
@@ -164,6 +191,8 @@ def main():
                     rec["salient_s"].append(r["time_s"]); rec["salient_cpu_s"].append(r["cpu_s"])
                     rec["targets_salient"].append(r["target"]); rec["layer_salient"] = r["layer"]
                 else:
+                    if method == "rise":
+                        continue
                     t, c = time_peer(method, x)
                     rec["peer_s"].append(t); rec["peer_cpu_s"].append(c)
                     rec["targets_peer"].append(top1(x))
@@ -171,8 +200,9 @@ def main():
         rec["block_wall_s"] = m1 - m0
         rec["other_cpus"] = max(0.0, ((b1 - b0) / hz - (o1 - o0)) / (m1 - m0))
         rec["salient_median_s"] = statistics.median(rec["salient_s"])
-        rec["peer_median_s"] = statistics.median(rec["peer_s"])
-        rec["ratio_peer_over_salient"] = rec["peer_median_s"] / rec["salient_median_s"]
+        rec["peer_median_s"] = statistics.median(rec["peer_s"]) if rec["peer_s"] else None
+        rec["ratio_peer_over_salient"] = (rec["peer_median_s"] / rec["salient_median_s"]
+                                          if rec["peer_s"] else None)
         print(json.dumps(rec), flush=True)
     sal.stdin.write("quit\n"); sal.stdin.flush(); sal.wait(timeout=30)
 

@@ -120,6 +120,13 @@ const char *sal_session_device_note(const sal_session *s);
 /* Plan the session for input (n, C, h, w); called implicitly by forward/gradient when the shape
  * changes. h/w are ignored (may be 0) when the model fixes them. */
 sal_status sal_session_plan(sal_session *s, int n, int h, int w);
+/* The internal batch for gradient passes on (C,h,w) inputs that fits in `budget` bytes of the
+ * backend's memory (0 = half of what it reports available now): the gradient plan's memory per
+ * image (activations kept for the backward pass, gradients, scratch) is measured by planning
+ * batch 1. At most `cap` images (0 = the backend's own maximum: 16 on the CPU, where larger
+ * batches stop paying off), at least 1. *bytes_per_image (may be NULL) receives that measure. */
+sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, int cap, int *batch,
+                                  size_t *bytes_per_image);
 /* Shape of a layer's first output under the current plan. */
 sal_status sal_session_layer_shape(sal_session *s, int layer, int *ndim, int64_t dims[SAL_MAX_DIMS]);
 /* Number of classes (size of the last output dimension) under the current plan. */
@@ -204,7 +211,7 @@ typedef struct sal_explain_opts {
     sal_method method;
     int explain_prob;           /* 0: explain logits (default); 1: softmax probabilities */
     uint64_t seed;              /* Philox key: same seed, same maps */
-    int batch;                  /* internal batch size; 0 = automatic */
+    int batch;                  /* internal batch size; 0 = automatic (sal_session_auto_batch) */
     /* SmoothGrad / SmoothGrad^2 / VarGrad */
     sal_method nt_inner;        /* saliency (default), inputxgrad, ig or guided */
     int nt_samples;             /* 50 */
@@ -252,6 +259,7 @@ typedef struct sal_maps {
                                    attr, KernelSHAP its per-feature values); else NULL */
     float *delta;               /* (n) IG and KernelSHAP: f(x) - f(baseline); else NULL */
     char layer[256];            /* CAM methods: the layer used */
+    int batch;                  /* the internal batch used */
 } sal_maps;
 
 void sal_maps_free(sal_maps *m);   /* frees the arrays, not the struct */

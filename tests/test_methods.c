@@ -193,6 +193,37 @@ Test(methods, ig_completeness_and_reported_gap) {
     sal_maps_free(&m);
 }
 
+/* The automatic internal batch: as many images as the gradient plan's per-image memory allows in
+ * the budget, capped, at least one; an explanation with it equals one with a fixed batch. */
+Test(methods, auto_batch_fits_the_memory_budget) {
+    int b = 0;
+    size_t per = 0;
+    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, (size_t)1 << 40, 0, &b, &per), SAL_OK, "%s", sal_session_error(sess));
+    cr_expect_eq(b, 16, "CPU cap is 16, got %d", b);
+    cr_expect_gt(per, 3 * 32 * 32 * sizeof(float), "a gradient plan needs more than the input: %zu bytes", per);
+    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, per * 7 / 2, 0, &b, NULL), SAL_OK);
+    cr_expect_eq(b, 3, "3.5 images' worth of memory gave batch %d", b);
+    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, per / 2, 0, &b, NULL), SAL_OK);
+    cr_expect_eq(b, 1, "less than one image's worth still runs one at a time, got %d", b);
+    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, (size_t)1 << 40, 5, &b, NULL), SAL_OK);
+    cr_expect_eq(b, 5);
+    /* with half the memory the backend reports free (plenty here): the cap or less */
+    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, 0, 0, &b, NULL), SAL_OK, "%s", sal_session_error(sess));
+    cr_expect(b >= 1 && b <= 16);
+
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_IG);
+    o.batch = 0;
+    sal_maps a, c;
+    cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, targets, &a), SAL_OK, "%s", sal_session_error(sess));
+    cr_expect_eq(a.batch, b, "explain used batch %d, auto batch says %d", a.batch, b);
+    o.batch = 7;
+    cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, targets, &c), SAL_OK, "%s", sal_session_error(sess));
+    cr_expect_eq(c.batch, 7);
+    cr_expect_lt(rel_err(a.attr, c.attr, 2 * 3 * 32 * 32), 1e-5);
+    sal_maps_free(&a);
+    sal_maps_free(&c);
+}
+
 Test(methods, noise_tunnel_same_seed_same_maps_and_converges) {
     sal_explain_opts o = sal_explain_opts_default(SAL_M_SMOOTHGRAD);
     o.nt_samples = 8;

@@ -538,18 +538,40 @@ Test(model, capture_head_conv_by_name_without_input_gradient) {
 
 /* Integrated Gradients' completeness axiom on the real model: sum(attr) = f(x) - f(baseline) up
  * to the quadrature error. EfficientNet-Lite0's ReLU6 kinks make the path integrand jagged, so
- * 50 Gauss-Legendre steps leave gaps of 2-26% on these photos (printed; see README); the test
- * asserts what the axiom implies: the gap shrinks with the step count and is under 5% of
- * |f(x) - f(0)| at 256 steps for every sample photo. */
-Test(model, ig_completeness_on_sample_photos) {
+ * 50 Gauss-Legendre steps leave gaps of 2-26% on these photos. The reference is Captum's own
+ * IntegratedGradients on the same model (tests/fixtures/effnet_lite0_ig_captum.txt, written by
+ * scripts/make-ig-reference.py): salient's f(x) - f(0) and its gaps at 50 and 256 steps must be
+ * Captum's, and the axiom's consequences hold: the gap shrinks with the step count and is under
+ * 5% of |f(x) - f(0)| at 256 steps for every sample photo. */
+#define IG_FIXTURE_REL "tests/fixtures/effnet_lite0_ig_captum.txt"
+#define IG_GAP_TOL 0.005  /* |salient gap - Captum gap| <= 0.5% of |f(x) - f(0)| (seen: 0.22%) */
+
+typedef struct { char stem[64]; int target; double delta, gap[2]; } ig_ref;
+
+Test(model, ig_completeness_on_sample_photos_matches_captum) {
 #ifdef SAL_SANITIZED
     cr_skip_test("2,000 gradient passes of EfficientNet-Lite0: run in the release build, too slow "
                  "under AddressSanitizer");
 #endif
+    char path[1024];
+    tu_src_path(IG_FIXTURE_REL, path, sizeof path);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot open %s", path);
+    ig_ref refs[16];
+    int n = 0;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        cr_assert_lt(n, 16);
+        ig_ref *r = &refs[n++];
+        cr_assert_eq(sscanf(line, "%63s %d %lf %lf %lf", r->stem, &r->target, &r->delta, &r->gap[0], &r->gap[1]), 5,
+                     "%s: bad line %d", path, n);
+    }
+    fclose(f);
+    cr_assert_eq(n, NPHOTOS, "%s lists %d photos, expected %d", path, n, NPHOTOS);
+
     sal_model *m = load_model();
     sal_session *s = cpu_session(m);
-    ref_photo *refs = malloc(sizeof(ref_photo) * 16);
-    int n = load_refs(refs, 16);
     float *x = malloc(sizeof(float) * IMG);
     for (int i = 0; i < n; i++) {
         load_photo(refs[i].stem, x);
@@ -562,9 +584,18 @@ Test(model, ig_completeness_on_sample_photos) {
             sal_maps mp;
             sal_status st = sal_explain(s, &o, x, 1, 0, 0, NULL, &mp);
             cr_assert_eq(st, SAL_OK, "%s: %s", refs[i].stem, sal_session_error(s));
-            rel[k] = mp.completeness[0] / fabs(mp.delta[0]);
-            printf("IG completeness %s, %d steps: target %d, f(x)-f(0) = %.4f, gap %.4f (%.2f%%)\n",
-                   refs[i].stem, steps[k], mp.targets[0], mp.delta[0], mp.completeness[0], 100 * rel[k]);
+            double d = mp.delta[0], gap = mp.completeness[0];
+            rel[k] = gap / fabs(d);
+            printf("IG completeness %-9s %3d steps: target %d, f(x)-f(0) = %.4f, gap %.4f (%5.2f%%); "
+                   "Captum: f(x)-f(0) = %.4f, gap %.4f (%5.2f%%)\n", refs[i].stem, steps[k], mp.targets[0], d,
+                   gap, 100 * rel[k], refs[i].delta, refs[i].gap[k], 100 * refs[i].gap[k] / fabs(refs[i].delta));
+            cr_expect_eq(mp.targets[0], refs[i].target, "%s: top-1 %d, Captum's %d", refs[i].stem, mp.targets[0],
+                         refs[i].target);
+            cr_expect_leq(fabs(d - refs[i].delta), 1e-3 * fabs(refs[i].delta), "%s: f(x)-f(0) %.5f, Captum %.5f",
+                          refs[i].stem, d, refs[i].delta);
+            cr_expect_leq(fabs(gap - refs[i].gap[k]), IG_GAP_TOL * fabs(refs[i].delta),
+                          "%s, %d steps: gap %.4f, Captum's %.4f (f(x)-f(0) = %.4f)", refs[i].stem, steps[k], gap,
+                          refs[i].gap[k], refs[i].delta);
             sal_maps_free(&mp);
         }
         cr_expect_lt(rel[1], 0.05, "%s: IG completeness gap %.2f%% at 256 steps", refs[i].stem, 100 * rel[1]);
@@ -572,7 +603,6 @@ Test(model, ig_completeness_on_sample_photos) {
                      refs[i].stem, 100 * rel[0], 100 * rel[1]);
     }
     free(x);
-    free(refs);
     sal_session_free(s);
     sal_model_free(m);
 }

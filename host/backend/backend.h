@@ -23,6 +23,9 @@ typedef struct sal_backend_ops {
     sal_status (*forward)(sal_backend *b, const sal_op_call *call, sal_error *err);
     sal_status (*backward)(sal_backend *b, const sal_op_call *call, sal_error *err);
     sal_status (*sync)(sal_backend *b, sal_error *err);
+    /* memory this backend can still allocate, and its total (host RAM, or the GPU's memory) */
+    sal_status (*mem_info)(sal_backend *b, size_t *avail, size_t *total);
+    int max_batch;   /* the largest internal batch worth using (more stops paying off) */
 } sal_backend_ops;
 
 struct sal_backend {

@@ -51,7 +51,8 @@ static const char *help_head =
     "  --stdev F            GradientSHAP noise std added to the input (default 0)\n"
     "  --coalitions N       KernelSHAP coalitions (default 1000)\n"
     "  --superpixels N      KernelSHAP features: about N superpixels instead of the grid\n"
-    "  --method-batch N     images per internal batch (default 16)\n";
+    "  --method-batch N     images per internal batch (default: what fits in half the free\n"
+    "                       memory, at most 16 on the CPU)\n";
 
 typedef struct xopts {
     sal_method methods[SAL_M_COUNT];

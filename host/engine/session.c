@@ -172,6 +172,31 @@ static sal_status plan(sal_session *s, int n, int h, int w, int mode, int captur
     return SAL_OK;
 }
 
+sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, int cap, int *batch,
+                                  size_t *bytes_per_image) {
+    if (!s || !batch) return SAL_ERR_INVALID_ARG;
+    if (cap <= 0) cap = s->b->ops->max_batch > 0 ? s->b->ops->max_batch : 16;
+    if (!budget) {
+        size_t avail = 0, total = 0;
+        if (!s->b->ops->mem_info || s->b->ops->mem_info(s->b, &avail, &total))
+            return sfail(s, SAL_ERR_UNSUPPORTED, "the %s backend cannot report its free memory: give "
+                         "the internal batch size", s->b->ops->name);
+        budget = avail / 2;
+    }
+    /* planning batch 1 also makes the plan current: restore the previous one (the engine keeps
+     * recent plans, so this costs nothing) */
+    int pn = s->n, ph = s->h, pw = s->w, pmode = s->mode, pcap = s->capture;
+    sal_status st = plan(s, 1, h, w, SAL_PLAN_GRAD, -1);
+    if (st) return st;
+    size_t per = sal_engine_plan_bytes(s->e);
+    if (per == 0) per = 1;
+    if (pn > 0 && pcap >= -1 && (st = plan(s, pn, ph, pw, pmode, pcap))) return st;
+    size_t fit = budget / per;
+    *batch = fit < 1 ? 1 : fit > (size_t)cap ? cap : (int)fit;
+    if (bytes_per_image) *bytes_per_image = per;
+    return SAL_OK;
+}
+
 sal_status sal_session_plan(sal_session *s, int n, int h, int w) {
     if (!s) return SAL_ERR_INVALID_ARG;
     return plan(s, n, h, w, SAL_PLAN_FORWARD, -1);

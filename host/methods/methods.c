@@ -675,8 +675,11 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     cx.h = in.dims[2] > 0 ? (int)in.dims[2] : h;
     cx.w = in.dims[3] > 0 ? (int)in.dims[3] : w;
     cx.per = (int64_t)cx.c * cx.h * cx.w;
-    cx.batch = o->batch > 0 ? o->batch : 16;
-    sal_status st = sal_session_plan(s, 1, cx.h, cx.w);
+    sal_status st = SAL_OK;
+    cx.batch = o->batch;
+    if (cx.batch <= 0 && (st = sal_session_auto_batch(s, cx.h, cx.w, 0, 0, &cx.batch, NULL)))
+        return sal_fail(err, st, "%s", sal_session_error(s));
+    st = sal_session_plan(s, 1, cx.h, cx.w);
     if (st) return sal_fail(err, st, "%s", sal_session_error(s));
     cx.k = sal_session_num_classes(s);
     /* option checks */
@@ -800,5 +803,6 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
             return sal_fail(err, st, "no layer with a 4-D output larger than 1x1 for a CAM method: give --layer");
         return sal_fail(err, st, "%s: %s", sal_method_name(o->method), why && *why ? why : sal_status_str(st));
     }
+    out->batch = cx.batch;
     return SAL_OK;
 }

@@ -1,6 +1,8 @@
 /* cpu_backend.c — the CPU backend: host memory, OpenMP threads, OpenBLAS; dispatches each node to
  * its kernel pair in cpu_*.c. This backend is the specification the CUDA backend must match. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <omp.h>
 
@@ -89,9 +91,33 @@ static sal_status cpu_bwd(sal_backend *b, const sal_op_call *c, sal_error *err) 
 }
 static sal_status cpu_sync(sal_backend *b, sal_error *err) { (void)b; (void)err; return SAL_OK; }
 
+/* MemAvailable and MemTotal from /proc/meminfo (Linux); sysconf's page counts elsewhere. */
+static sal_status cpu_mem_info(sal_backend *b, size_t *avail, size_t *total) {
+    (void)b;
+    size_t a = 0, t = 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) a = (size_t)kb * 1024;
+            else if (sscanf(line, "MemTotal: %llu kB", &kb) == 1) t = (size_t)kb * 1024;
+        }
+        fclose(f);
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    if (!a && page > 0) a = (size_t)sysconf(_SC_AVPHYS_PAGES) * (size_t)page;
+    if (!t && page > 0) t = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)page;
+    if (!a || !t) return SAL_ERR_UNSUPPORTED;
+    *avail = a;
+    *total = t;
+    return SAL_OK;
+}
+
+/* max_batch 16: on this design's CPUs (benchmarks/README.md) larger batches add no speed */
 static const sal_backend_ops cpu_ops = {
     "cpu", cpu_destroy, cpu_supports, cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero,
-    cpu_fwd, cpu_bwd, cpu_sync,
+    cpu_fwd, cpu_bwd, cpu_sync, cpu_mem_info, 16,
 };
 
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err) {
