@@ -5,7 +5,7 @@
  *   bench_methods [--model M.onnx] [--threads 2] [--inputs a.npy,b.npy,...] [--batch 0]
  *                 [--ig-steps 50] [--nt-samples 16] [--nt-sigma 0.15] [--occ-window 15]
  *                 [--occ-stride 8] [--seed 1] [--shap-samples 50] [--kshap-grid 8]
- *                 [--kshap-coalitions 1000] [--rise-masks 4000]
+ *                 [--kshap-coalitions 1000] [--rise-masks 4000] [--device cpu|cuda]
  *
  * After a first line {"ready":true,...} it reads commands on stdin and answers one JSON line each:
  *   time METHOD IMG   one sal_explain call (n = 1, target = top-1) on input IMG (0-based) ->
@@ -61,6 +61,7 @@ int main(int argc, char **argv) {
     const char *model_path = "models/efficientnet_lite0.onnx", *inputs = default_inputs;
     int threads = 2, batch = 0, ig_steps = 50, nt_samples = 16, occ_window = 15, occ_stride = 8;
     int shap_samples = 50, kshap_grid = 8, kshap_coalitions = 1000, rise_masks = 4000;
+    sal_device device = SAL_DEVICE_CPU;
     float nt_sigma = 0.15f;
     unsigned long long seed = 1;
     for (int i = 1; i < argc; i++) {
@@ -80,6 +81,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--kshap-grid")) kshap_grid = atoi(v);
         else if (!strcmp(a, "--kshap-coalitions")) kshap_coalitions = atoi(v);
         else if (!strcmp(a, "--rise-masks")) rise_masks = atoi(v);
+        else if (!strcmp(a, "--device")) {
+            if (!strcmp(v, "cpu")) device = SAL_DEVICE_CPU;
+            else if (!strcmp(v, "cuda")) device = SAL_DEVICE_CUDA;
+            else { fprintf(stderr, "bench_methods: --device cpu|cuda\n"); return 2; }
+        }
         else { fprintf(stderr, "bench_methods: unknown option %s\n", a); return 2; }
         i++;
     }
@@ -91,7 +97,7 @@ int main(int argc, char **argv) {
     sal_model_input(model, 0, &in);
     int C = (int)in.dims[1], H = (int)in.dims[2], W = (int)in.dims[3];
     sal_session_opts so = sal_session_opts_default();
-    so.device = SAL_DEVICE_CPU;
+    so.device = device;
     so.threads = threads;
     sal_session *s = NULL;
     if (sal_session_create(model, &so, &s, &err)) { fprintf(stderr, "bench_methods: %s\n", err.msg); return 1; }
@@ -118,10 +124,10 @@ int main(int argc, char **argv) {
     printf("{\"ready\":true,\"engine\":\"salient\",\"version\":\"%s\",\"threads\":%d,\"inputs\":%d,"
            "\"batch\":%d,\"ig_steps\":%d,\"nt_samples\":%d,\"nt_sigma\":%g,\"occ_window\":%d,\"occ_stride\":%d,"
            "\"shap_samples\":%d,\"kshap_grid\":%d,\"kshap_coalitions\":%d,\"rise_masks\":%d,"
-           "\"gemm\":\"oneDNN %d.%d.%d dnnl_sgemm\",\"gemm_isa\":\"%s\"}\n",
+           "\"gemm\":\"oneDNN %d.%d.%d dnnl_sgemm\",\"gemm_isa\":\"%s\",\"device\":\"%s\"}\n",
            SAL_VERSION_STRING, threads, n_imgs, batch, ig_steps, nt_samples, nt_sigma, occ_window, occ_stride,
            shap_samples, kshap_grid, kshap_coalitions, rise_masks,
-           dv->major, dv->minor, dv->patch, dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()));
+           dv->major, dv->minor, dv->patch, dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()), sal_session_device(s));
     fflush(stdout);
 
     int K = 0;

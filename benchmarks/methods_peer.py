@@ -56,6 +56,8 @@ def main():
     ap.add_argument("--batch", type=int, default=16, help="internal batch of both sides (Captum "
                     "internal_batch_size / perturbations_per_eval / nt_samples_batch_size; salient sal_explain_opts.batch)")
     ap.add_argument("--pause", type=float, default=0.25)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="both sides: salient's session device and torch's (a GPU peer run: scripts/gpu-check)")
     a = ap.parse_args()
 
     import torch
@@ -69,7 +71,11 @@ def main():
                              GuidedBackprop, Occlusion, GuidedGradCam, GradientShap, KernelShap)
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, HiResCAM, XGradCAM, ScoreCAM
 
-    model = convert(onnx.load(a.model)).eval()
+    dev = torch.device(a.device)
+    if a.device == "cuda":   # FP32 like salient: no TF32 tensor-core shortcuts on the peer either
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    model = convert(onnx.load(a.model)).eval().to(dev)
     mods = dict(model.named_modules())
     cam_layer_name = "head/relu6"   # onnx2torch's name of the node 'head.relu6' (salient's default CAM layer)
     cam_layer = mods[cam_layer_name]
@@ -78,13 +84,14 @@ def main():
 
     imgs = [torch.from_numpy(np.load(f"samples/{s}.npy").astype(np.float32)).reshape(1, 3, 224, 224)
             for s in SAMPLES[:a.images]]
+    imgs = [x.to(dev) for x in imgs]
 
     sal = subprocess.Popen([a.salient, "--model", a.model, "--threads", str(a.threads), "--batch", str(a.batch),
                             "--ig-steps", str(a.ig_steps), "--nt-samples", str(a.nt_samples),
                             "--nt-sigma", str(a.nt_sigma), "--occ-window", str(a.occ_window),
                             "--occ-stride", str(a.occ_stride), "--shap-samples", str(a.shap_samples),
                             "--kshap-grid", str(a.kshap_grid), "--kshap-coalitions", str(a.kshap_coalitions),
-                            "--rise-masks", str(a.rise_masks),
+                            "--rise-masks", str(a.rise_masks), "--device", a.device,
                             "--inputs", ",".join(f"samples/{s}.npy" for s in SAMPLES[:a.images])],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
@@ -100,7 +107,11 @@ def main():
     print(json.dumps({"meta": "peer", "torch": torch.__version__, "captum": captum.__version__,
                       "grad_cam": "1.5.7", "onnx2torch": importlib.metadata.version("onnx2torch"),
                       "numpy": np.__version__, "torch_threads": torch.get_num_threads(),
-                      "torch_interop_threads": torch.get_num_interop_threads(),
+                      "torch_interop_threads": torch.get_num_interop_threads(), "device": a.device,
+                      "cuda_device": torch.cuda.get_device_name(0) if a.device == "cuda" else None,
+                      "cudnn": torch.backends.cudnn.version() if a.device == "cuda" else None,
+                      "allow_tf32": [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32]
+                      if a.device == "cuda" else None,
                       "torch_config_parallel": torch.__config__.parallel_info().splitlines()[:6],
                       "cam_layer": cam_layer_name, "nn_relu_modules": n_relu, "nn_relu6_modules": n_relu6}),
           flush=True)
@@ -108,7 +119,7 @@ def main():
     # logits check: onnx2torch model vs salient
     for i, x in enumerate(imgs):
         with torch.no_grad():
-            lt = model(x)[0].numpy()
+            lt = model(x)[0].cpu().numpy()
         ls = np.array(ask(f"logits {i}")["logits"], dtype=np.float32)
         print(json.dumps({"check": "logits", "img": i, "max_abs_diff": float(np.abs(lt - ls).max()),
                           "top1_torch": int(lt.argmax()), "top1_salient": int(ls.argmax())}), flush=True)
@@ -153,13 +164,13 @@ def main():
             return GuidedGradCam(model, cam_layer).attribute(xi, target=t)
         if method == "gradshap":
             # salient's defaults: two baselines (zeros, a preprocessed black image), no noise
-            black = torch.tensor(black_value, dtype=torch.float32).reshape(1, 3, 1, 1).expand(1, 3, 224, 224)
-            bases = torch.cat([torch.zeros(1, 3, 224, 224), black])
+            black = torch.tensor(black_value, dtype=torch.float32, device=dev).reshape(1, 3, 1, 1).expand(1, 3, 224, 224)
+            bases = torch.cat([torch.zeros(1, 3, 224, 224, device=dev), black])
             return GradientShap(model).attribute(xi, baselines=bases, n_samples=a.shap_samples, stdevs=0.0,
                                                  target=t)
         if method == "kernelshap":
             cell = 224 // a.kshap_grid   # features: a kshap_grid x kshap_grid grid of cells
-            mask = (torch.arange(224) // cell).clamp(max=a.kshap_grid - 1)
+            mask = (torch.arange(224, device=dev) // cell).clamp(max=a.kshap_grid - 1)
             fm = (mask.reshape(224, 1) * a.kshap_grid + mask.reshape(1, 224)).expand(1, 3, 224, 224)
             with torch.no_grad():
                 return KernelShap(model).attribute(x, baselines=0.0, target=t, feature_mask=fm,
@@ -168,9 +179,15 @@ def main():
 
     black_value = [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225]   # sal_explain_opts_default's black
 
+    def sync():
+        if a.device == "cuda":
+            torch.cuda.synchronize()
+
     def time_peer(method, x):
+        sync()
         c0, t0 = cpu_now(), time.perf_counter()
         peer(method, x)
+        sync()
         t1, c1 = time.perf_counter(), cpu_now()
         return t1 - t0, c1 - c0
 

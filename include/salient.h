@@ -103,6 +103,9 @@ typedef enum sal_device { SAL_DEVICE_AUTO = 0, SAL_DEVICE_CPU, SAL_DEVICE_CUDA }
 typedef struct sal_session_opts {
     sal_device device;  /* AUTO: the GPU when the CUDA backend is built and a GPU is present */
     int threads;        /* CPU threads, 0 = every core */
+    size_t mem_limit;   /* bytes of device memory one batch's plan may take (activations, gradients,
+                           scratch); 0 = whatever the device has. Explanations that hit it (or a
+                           real out-of-memory) retry with smaller internal batches */
 } sal_session_opts;
 
 sal_session_opts sal_session_opts_default(void);
@@ -121,12 +124,15 @@ const char *sal_session_device_note(const sal_session *s);
  * changes. h/w are ignored (may be 0) when the model fixes them. */
 sal_status sal_session_plan(sal_session *s, int n, int h, int w);
 /* The internal batch for gradient passes on (C,h,w) inputs that fits in `budget` bytes of the
- * backend's memory (0 = half of what it reports available now): the gradient plan's memory per
- * image (activations kept for the backward pass, gradients, scratch) is measured by planning
- * batch 1. At most `cap` images (0 = the backend's own maximum: 16 on the CPU, where larger
- * batches stop paying off), at least 1. *bytes_per_image (may be NULL) receives that measure. */
+ * backend's memory (0 = half of what it reports available now, at most the session's mem_limit).
+ * The gradient plan's memory (activations kept for the backward pass, gradients, scratch) is
+ * measured by planning batches 1 and 2: bytes_per_image (may be NULL) receives the growth per
+ * image, bytes_fixed (may be NULL) the rest. At most `cap` images (0 = the backend's maximum: 16
+ * on the CPU, where larger batches stop paying off; 256 on a GPU), at least 1. */
 sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, int cap, int *batch,
-                                  size_t *bytes_per_image);
+                                  size_t *bytes_per_image, size_t *bytes_fixed);
+/* Memory the session's device can still allocate, and its total (host RAM on the CPU). */
+sal_status sal_session_mem_info(const sal_session *s, size_t *avail, size_t *total);
 /* Shape of a layer's first output under the current plan. */
 sal_status sal_session_layer_shape(sal_session *s, int layer, int *ndim, int64_t dims[SAL_MAX_DIMS]);
 /* Number of classes (size of the last output dimension) under the current plan. */

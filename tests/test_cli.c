@@ -577,6 +577,46 @@ Test(cli, explain_npy_input_and_json, .timeout = 60) {
     remove_tree(tmp);
 }
 
+/* salient bench: one JSON object per method with a positive rate, nothing written to disk; bad
+ * options are usage errors. */
+Test(cli, bench_reports_throughput_per_method, .timeout = 60) {
+    char tmp[64], npy[256];
+    make_tmp(tmp, sizeof tmp);
+    write_test_npy(join(npy, sizeof npy, tmp, "tensor.npy"));
+    run_result r;
+    run(&r, tmp, "bench", "-m", TINYCNN, "--device", "cpu", "-M", "saliency,gradcam,occlusion", "--images", "3",
+        "--min-time", "0", "--json", NULL);
+    cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    cr_expect_eq(count_lines(r.out), 3, "one object per method: %s", r.out);
+    static const char *ms[] = {"saliency", "gradcam", "occlusion"};
+    for (int k = 0; k < 3; k++) {
+        char needle[64];
+        snprintf(needle, sizeof needle, "\"method\": \"%s\"", ms[k]);
+        const char *line = strstr(r.out, needle);
+        cr_expect(line, "no %s line: %s", ms[k], r.out);
+        const char *ips = line ? strstr(line, "\"images_per_s\": ") : NULL;
+        cr_expect(ips && strtod(ips + 16, NULL) > 0, "%s: images/s missing or not positive: %s", ms[k], r.out);
+    }
+    cr_expect_eq(count_substr(r.out, "\"images\": 3"), 3, "%s", r.out);
+    run_free(&r);
+    /* inputs are used when given; text output has a header and a row per method */
+    run(&r, tmp, "bench", "-m", TINYCNN, "--device", "cpu", "-M", "ig", "--steps", "4", "--min-time", "0", npy, NULL);
+    cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    cr_expect(strstr(r.out, "from the inputs") && strstr(r.out, "\nig "), "%s", r.out);
+    run_free(&r);
+    run(&r, tmp, "bench", "-m", TINYCNN, "-M", "nosuch", NULL);
+    cr_expect_eq(r.status, 2, "unknown method: exit %d", r.status);
+    run_free(&r);
+    run(&r, tmp, "bench", "-m", TINYCNN, "--images", "0", NULL);
+    cr_expect_eq(r.status, 2, "--images 0: exit %d", r.status);
+    cr_expect(strstr(r.err, "--images"), "%s", r.err);
+    run_free(&r);
+    char list[4096] = "";
+    dir_entries(tmp, list, sizeof list);
+    cr_expect_str_eq(list, "tensor.npy ", "bench wrote files: %s", list);
+    remove_tree(tmp);
+}
+
 Test(cli, explain_missing_file_among_good_ones, .timeout = 60) {
     char tmp[64], png[256], out[256], missing[256], p[512];
     make_tmp(tmp, sizeof tmp);

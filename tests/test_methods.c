@@ -197,18 +197,19 @@ Test(methods, ig_completeness_and_reported_gap) {
  * the budget, capped, at least one; an explanation with it equals one with a fixed batch. */
 Test(methods, auto_batch_fits_the_memory_budget) {
     int b = 0;
-    size_t per = 0;
-    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, (size_t)1 << 40, 0, &b, &per), SAL_OK, "%s", sal_session_error(sess));
+    size_t per = 0, fixed = 0;
+    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, (size_t)1 << 40, 0, &b, &per, &fixed), SAL_OK, "%s",
+                 sal_session_error(sess));
     cr_expect_eq(b, 16, "CPU cap is 16, got %d", b);
     cr_expect_gt(per, 3 * 32 * 32 * sizeof(float), "a gradient plan needs more than the input: %zu bytes", per);
-    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, per * 7 / 2, 0, &b, NULL), SAL_OK);
+    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, fixed + per * 7 / 2, 0, &b, NULL, NULL), SAL_OK);
     cr_expect_eq(b, 3, "3.5 images' worth of memory gave batch %d", b);
-    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, per / 2, 0, &b, NULL), SAL_OK);
+    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, per / 2, 0, &b, NULL, NULL), SAL_OK);
     cr_expect_eq(b, 1, "less than one image's worth still runs one at a time, got %d", b);
-    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, (size_t)1 << 40, 5, &b, NULL), SAL_OK);
+    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, (size_t)1 << 40, 5, &b, NULL, NULL), SAL_OK);
     cr_expect_eq(b, 5);
     /* with half the memory the backend reports free (plenty here): the cap or less */
-    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, 0, 0, &b, NULL), SAL_OK, "%s", sal_session_error(sess));
+    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, 0, 0, &b, NULL, NULL), SAL_OK, "%s", sal_session_error(sess));
     cr_expect(b >= 1 && b <= 16);
 
     sal_explain_opts o = sal_explain_opts_default(SAL_M_IG);
@@ -222,6 +223,42 @@ Test(methods, auto_batch_fits_the_memory_budget) {
     cr_expect_lt(rel_err(a.attr, c.attr, 2 * 3 * 32 * 32), 1e-5);
     sal_maps_free(&a);
     sal_maps_free(&c);
+}
+
+/* Out of memory (here: the session's mem_limit) mid-explanation: the internal batch halves until
+ * it fits and the maps are the same; a limit that not even one image fits is a clear error. */
+Test(methods, out_of_memory_retries_with_smaller_batches) {
+    int b;
+    size_t per = 0, fixed = 0;
+    cr_assert_eq(sal_session_auto_batch(sess, 0, 0, (size_t)1 << 40, 0, &b, &per, &fixed), SAL_OK);
+    sal_session_opts so = sal_session_opts_default();
+    so.device = SAL_DEVICE_CPU;
+    so.mem_limit = fixed + per * 7 / 2;   /* 3 images' gradient plan fits, 4 do not */
+    sal_session *lim = NULL;
+    sal_error err = {0};
+    cr_assert_eq(sal_session_create(model, &so, &lim, &err), SAL_OK, "%s", err.msg);
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_IG);
+    o.ig_steps = 20;
+    o.batch = 16;
+    sal_maps a, c;
+    cr_assert_eq(sal_explain(lim, &o, input, 2, 0, 0, targets, &a), SAL_OK, "%s", sal_session_error(lim));
+    cr_expect(a.batch >= 1 && a.batch <= 3, "batch after the retries: %d", a.batch);
+    o.batch = 3;
+    cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, targets, &c), SAL_OK, "%s", sal_session_error(sess));
+    cr_expect_lt(rel_err(a.attr, c.attr, 2 * 3 * 32 * 32), 1e-5);
+    /* automatic batch under the limit: at most what fits */
+    cr_assert_eq(sal_session_auto_batch(lim, 0, 0, 0, 0, &b, NULL, NULL), SAL_OK);
+    cr_expect_eq(b, 3, "auto batch under a 3.5-image limit: %d", b);
+    sal_maps_free(&a);
+    sal_maps_free(&c);
+    sal_session_free(lim);
+
+    so.mem_limit = fixed + per / 2;
+    cr_assert_eq(sal_session_create(model, &so, &lim, &err), SAL_OK, "%s", err.msg);
+    o = sal_explain_opts_default(SAL_M_SALIENCY);
+    cr_expect_eq(sal_explain(lim, &o, input, 1, 0, 0, targets, &a), SAL_ERR_NOMEM);
+    cr_expect(strstr(sal_session_error(lim), "limit"), "message: %s", sal_session_error(lim));
+    sal_session_free(lim);
 }
 
 Test(methods, noise_tunnel_same_seed_same_maps_and_converges) {

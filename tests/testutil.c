@@ -34,7 +34,9 @@ uint64_t tu_fresh_seed(void) {
 }
 
 const char *tu_src_path(const char *rel, char *buf, int len) {
-    snprintf(buf, (size_t)len, "%s/%s", SAL_SOURCE_DIR, rel);
+    /* SAL_SOURCE_DIR in the environment: the tests run from a copied tree (scripts/gpu-check) */
+    const char *root = getenv("SAL_SOURCE_DIR");
+    snprintf(buf, (size_t)len, "%s/%s", root && *root ? root : SAL_SOURCE_DIR, rel);
     return buf;
 }
 
@@ -257,6 +259,94 @@ tu_grad_result tu_grad_check(sal_graph *g, uint64_t seed, float lo, float hi, fl
     free(w);
 done:
     snprintf(res.msg, sizeof res.msg, "%s", err.msg);
+    node_run_free(&r);
+    return res;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Twin check: the CUDA backend's element functions, run on the host, against the CPU kernels      */
+
+#include "twin_all.h"
+
+static double max_rel_diff(const float *a, const float *ref, int64_t n) {
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)ref[i]);
+        if (!(e <= d)) d = e;   /* NaN propagates as the worst */
+        if (fabs((double)ref[i]) > m) m = fabs((double)ref[i]);
+    }
+    return d / (m > 1e-6 ? m : 1e-6);
+}
+
+tu_twin_result tu_twin_check(sal_graph *g, uint64_t seed, float lo, float hi, int guided) {
+    tu_twin_result res = {0};
+    sal_error err = {0};
+    node_run r;
+    uint64_t s = seed;
+    float *ref_out[8] = {0}, *ref_gin[16] = {0}, *gin0[16] = {0}, *w = NULL;
+    res.st = node_run_setup(&r, g, &err);
+    if (res.st) goto done;
+    for (int i = 0; i < r.node->n_in; i++)
+        if (r.runtime[i]) tu_fill(r.in[i], sal_shape_numel(&r.in_shape[i]), &s, lo, hi);
+    sal_op_call c = node_call(&r);
+    c.guided = guided;
+    res.st = sal_cpu_forward(&c, &err);
+    if (res.st) goto done;
+    /* forward: every float output, the twin writing over a NaN-filled buffer */
+    for (int o = 0; o < r.node->n_out; o++) {
+        int64_t n = sal_shape_numel(&r.out_shape[o]);
+        ref_out[o] = malloc(sizeof(float) * (size_t)(n + 1));
+        memcpy(ref_out[o], r.out[o], sizeof(float) * (size_t)n);
+        for (int64_t j = 0; j < n; j++) r.out[o][j] = NAN;
+    }
+    res.st = sal_twin_run(&c, 0, &err);
+    if (res.st) goto done;
+    for (int o = 0; o < r.node->n_out; o++) {
+        int64_t n = sal_shape_numel(&r.out_shape[o]);
+        if (r.out_dtype[o] != SAL_F32) { memcpy(r.out[o], ref_out[o], sizeof(float) * (size_t)n); continue; }
+        double e = max_rel_diff(r.out[o], ref_out[o], n);
+        if (!(e <= res.fwd_err)) res.fwd_err = e;
+        res.n_checked += n;
+        memcpy(r.out[o], ref_out[o], sizeof(float) * (size_t)n);   /* backward sees the CPU's y */
+    }
+    /* backward: random seed on output 0, gradients ADDED onto random starting values */
+    int64_t nout = sal_shape_numel(&r.out_shape[0]);
+    w = malloc(sizeof(float) * (size_t)(nout + 1));
+    tu_fill(w, nout, &s, -1.f, 1.f);
+    r.gout_c[0] = w;
+    for (int i = 0; i < r.node->n_in; i++) {
+        if (!r.runtime[i]) continue;
+        int64_t n = sal_shape_numel(&r.in_shape[i]);
+        r.gin[i] = malloc(sizeof(float) * (size_t)(n + 1));
+        gin0[i] = malloc(sizeof(float) * (size_t)(n + 1));
+        ref_gin[i] = malloc(sizeof(float) * (size_t)(n + 1));
+        tu_fill(gin0[i], n, &s, -0.5f, 0.5f);
+        memcpy(r.gin[i], gin0[i], sizeof(float) * (size_t)n);
+    }
+    c = node_call(&r);
+    c.guided = guided;
+    res.st = sal_cpu_backward(&c, &err);
+    if (res.st) goto done;
+    for (int i = 0; i < r.node->n_in; i++) {
+        if (!r.runtime[i]) continue;
+        int64_t n = sal_shape_numel(&r.in_shape[i]);
+        memcpy(ref_gin[i], r.gin[i], sizeof(float) * (size_t)n);
+        memcpy(r.gin[i], gin0[i], sizeof(float) * (size_t)n);
+    }
+    res.st = sal_twin_run(&c, 1, &err);
+    if (res.st) goto done;
+    for (int i = 0; i < r.node->n_in; i++) {
+        if (!r.runtime[i]) continue;
+        int64_t n = sal_shape_numel(&r.in_shape[i]);
+        double e = max_rel_diff(r.gin[i], ref_gin[i], n);
+        if (!(e <= res.bwd_err)) res.bwd_err = e;
+        res.n_checked += n;
+    }
+done:
+    snprintf(res.msg, sizeof res.msg, "%s", err.msg);
+    for (int o = 0; o < 8; o++) free(ref_out[o]);
+    for (int i = 0; i < 16; i++) { free(ref_gin[i]); free(gin0[i]); }
+    free(w);
     node_run_free(&r);
     return res;
 }

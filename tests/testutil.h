@@ -49,7 +49,20 @@ tu_grad_result tu_grad_check(sal_graph *g, uint64_t seed, float lo, float hi, fl
 sal_status tu_forward(sal_graph *g, const float *const *runtime_inputs, float **out,
                       sal_shape *out_shape, sal_error *err);
 
-/* Path of a file under the source tree. */
+/* The twin check (kernels/twin.h): node 0 of g forward and backward with the CPU kernels and
+ * with the CUDA backend's element functions run on the host (sal_twin_run), on the same random
+ * runtime inputs in [lo, hi] and a random seed over output 0; gradients are ADDED onto the same
+ * random starting values on both sides. guided: the call's Guided Backprop flag. */
+typedef struct tu_twin_result {
+    sal_status st;             /* a CPU or twin failure */
+    char msg[SAL_ERROR_LEN];
+    double fwd_err;            /* max |twin - cpu| / max(max |cpu|, 1e-6) over the float outputs */
+    double bwd_err;            /* the same over every runtime input's gradient */
+    int64_t n_checked;         /* elements compared */
+} tu_twin_result;
+tu_twin_result tu_twin_check(sal_graph *g, uint64_t seed, float lo, float hi, int guided);
+
+/* Path of a file under the source tree ($SAL_SOURCE_DIR when set, else the configured one). */
 const char *tu_src_path(const char *rel, char *buf, int len);
 
 #endif

@@ -15,6 +15,7 @@ typedef struct cli_common {
     const char *labels;     /* NULL: the model's salient.labels beside it, if present */
     sal_device device;
     int threads;
+    int mem_limit_mib;      /* --mem-limit; 0 = none */
     int batch;
     int h, w;               /* --size; 0 = from the model */
     float mean[3], std[3], scale;
@@ -54,5 +55,6 @@ void cli_json_string(FILE *f, const char *s);
 int cmd_info(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

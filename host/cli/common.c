@@ -31,6 +31,8 @@ const char *cli_common_help =
     "  --labels FILE        class names, one per line (default: the model's own list, if any)\n"
     "  --device D           cpu, cuda or auto (default auto: the GPU when present)\n"
     "  --threads N          CPU threads (default: every core)\n"
+    "  --mem-limit MIB      device memory one batch may take; larger batches are split\n"
+    "                       (default: what the device has)\n"
     "  --batch N            images per batch (default 8)\n"
     "  --size HxW           input size, required when the model's is dynamic\n"
     "  --mean a[,b,c]       per-channel mean after scaling (default: the model's, else ImageNet)\n"
@@ -78,7 +80,7 @@ static int parse_int(const char *opt, const char *s, int lo, int *out) {
 int cli_common_parse(cli_common *c, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     const char *opts_with_value[] = {"-m", "--model", "--labels", "--device", "--threads", "--batch",
-                                     "--size", "--mean", "--std", "--scale", "--crop"};
+                                     "--mem-limit", "--size", "--mean", "--std", "--scale", "--crop"};
     int takes = 0;
     for (size_t k = 0; k < sizeof opts_with_value / sizeof opts_with_value[0]; k++)
         takes |= strcmp(a, opts_with_value[k]) == 0;
@@ -97,6 +99,7 @@ int cli_common_parse(cli_common *c, int argc, char **argv, int *i) {
         else if (!strcmp(v, "auto")) c->device = SAL_DEVICE_AUTO;
         else { cli_error("--device: expected cpu, cuda or auto, got '%s'", v); return -1; }
     } else if (!strcmp(a, "--threads")) { if (parse_int(a, v, 0, &c->threads)) return -1; }
+    else if (!strcmp(a, "--mem-limit")) { if (parse_int(a, v, 1, &c->mem_limit_mib)) return -1; }
     else if (!strcmp(a, "--batch")) { if (parse_int(a, v, 1, &c->batch)) return -1; }
     else if (!strcmp(a, "--size")) {
         char *x;
@@ -165,6 +168,7 @@ int cli_model_open(cli_model *cm, const cli_common *c) {
     sal_session_opts so = sal_session_opts_default();
     so.device = c->device;
     so.threads = c->threads;
+    so.mem_limit = (size_t)c->mem_limit_mib << 20;
     if (sal_session_create(cm->m, &so, &cm->s, &err)) { cli_error("%s", err.msg); goto fail; }
     if (*sal_session_device_note(cm->s)) fprintf(stderr, "salient: note: %s\n", sal_session_device_note(cm->s));
 

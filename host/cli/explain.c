@@ -54,6 +54,16 @@ static const char *help_head =
     "  --method-batch N     images per internal batch (default: what fits in half the free\n"
     "                       memory, at most 16 on the CPU)\n";
 
+static const char *bench_help_head =
+    "usage: salient bench -m MODEL.onnx [-M METHOD[,METHOD...]] [--images N] [--min-time S] [options] [INPUT...]\n"
+    "Throughput per method: images/s and ms/image of sal_explain on N images (default 8: the given\n"
+    "inputs cycled, else fixed random images), each method timed for at least S seconds (default 2)\n"
+    "after one untimed call; --json prints one object per method. Default methods: the fast ones\n"
+    "(saliency, inputxgrad, smoothgrad, ig, guided, occlusion, gradcam, gradcam++, hirescam, xgradcam,\n"
+    "layercam). The method options below apply; output options are ignored.\n\n";
+static const char *bench_default_methods =
+    "saliency,inputxgrad,smoothgrad,ig,guided,occlusion,gradcam,gradcam++,hirescam,xgradcam,layercam";
+
 typedef struct xopts {
     sal_method methods[SAL_M_COUNT];
     int n_methods;
@@ -310,7 +320,10 @@ static int emit_map(const xopts *xo, const cli_common *c, const cli_model *cm, c
     return ok ? 0 : -1;
 }
 
-int cmd_explain(int argc, char **argv) {
+static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char **inputs, int n_inputs,
+                     int n_images, double min_time);
+
+static int explain_or_bench(int argc, char **argv, int bench) {
     cli_common c;
     cli_common_init(&c);
     xopts xo;
@@ -322,11 +335,13 @@ int cmd_explain(int argc, char **argv) {
     xo.n_methods = 1;
     const char *baseline_arg = NULL;
     char **inputs = calloc((size_t)argc, sizeof(char *));
-    int n_inputs = 0, rc = EXIT_USAGE;
+    int n_inputs = 0, rc = EXIT_USAGE, methods_given = 0, bench_images = 8;
+    double bench_min_time = 2.0;
     if (!inputs) return EXIT_FAIL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            if (bench) fputs(bench_help_head, stdout);
             fputs(help_head, stdout);
             fputs(cli_common_help, stdout);
             free(inputs);
@@ -351,12 +366,29 @@ int cmd_explain(int argc, char **argv) {
                 "--masks", "--grid", "--keep", "--stdev", "--coalitions", "--superpixels"};
             int known = 0;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
+            if (bench && (!strcmp(a, "--images") || !strcmp(a, "--min-time"))) {
+                if (i + 1 >= argc) { cli_error("%s needs a value", a); goto out; }
+                const char *v = argv[++i];
+                char *end = NULL;
+                if (!strcmp(a, "--images")) {
+                    long n = strtol(v, &end, 10);
+                    if (*end || !*v || n < 1 || n > 4096) { cli_error("--images: expected 1..4096, got '%s'", v); goto out; }
+                    bench_images = (int)n;
+                } else {
+                    bench_min_time = strtod(v, &end);
+                    if (*end || !*v || !(bench_min_time >= 0 && bench_min_time <= 3600)) {
+                        cli_error("--min-time: expected seconds in [0, 3600], got '%s'", v);
+                        goto out;
+                    }
+                }
+                continue;
+            }
             if (!known) { cli_error("explain: unknown option '%s' (see salient explain --help)", a); goto out; }
             if (i + 1 >= argc) { cli_error("%s needs a value", a); goto out; }
             const char *v = argv[++i];
             char *end = NULL;
             sal_error err = {0};
-            if (!strcmp(a, "-M") || !strcmp(a, "--methods")) { if (parse_methods(&xo, v)) goto out; }
+            if (!strcmp(a, "-M") || !strcmp(a, "--methods")) { if (parse_methods(&xo, v)) goto out; methods_given = 1; }
             else if (!strcmp(a, "-o") || !strcmp(a, "--out")) xo.out = v;
             else if (!strcmp(a, "--target")) xo.target = v;
             else if (!strcmp(a, "--topk")) {
@@ -435,10 +467,12 @@ int cmd_explain(int argc, char **argv) {
         }
         inputs[n_inputs++] = argv[i];
     }
-    if (!c.model || !n_inputs || !xo.out) {
+    if (bench && !c.model) { cli_error("bench: needs -m MODEL.onnx (see salient bench --help)"); goto out; }
+    if (!bench && (!c.model || !n_inputs || !xo.out)) {
         cli_error("explain: needs -m MODEL.onnx, at least one input and -o OUTDIR (see salient explain --help)");
         goto out;
     }
+    if (bench && !methods_given) parse_methods(&xo, bench_default_methods);
     /* Everything that can be checked is checked before OUTDIR or any file in it is created. */
     rc = EXIT_FAIL;
     cli_model cm;
@@ -478,6 +512,13 @@ int cmd_explain(int argc, char **argv) {
         }
         xo.baseline_npy = data;
         xo.base.baseline_data = data;
+    }
+    if (bench) {
+        for (int k = 0; k < 3; k++) xo.base.black_value[k] = (0.0f - cm.prep.mean[k < cm.c ? k : 0]) / cm.prep.std[k < cm.c ? k : 0];
+        rc = run_bench(&xo, &c, &cm, inputs, n_inputs, bench_images, bench_min_time);
+        free(xo.baseline_npy);
+        cli_model_close(&cm);
+        goto out;
     }
     char created[4096] = "";
     if (ensure_dir(xo.out, created, sizeof created)) { free(xo.baseline_npy); cli_model_close(&cm); goto out; }
@@ -606,4 +647,89 @@ done:
 out:
     free(inputs);
     return rc;
+}
+
+int cmd_explain(int argc, char **argv) { return explain_or_bench(argc, argv, 0); }
+int cmd_bench(int argc, char **argv) { return explain_or_bench(argc, argv, 1); }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* salient bench                                                                                    */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+/* Per method: one untimed call on one image (plans the session), then calls on all n_images
+ * images at once (the library batches them internally) until min_time seconds and at least one
+ * call were measured. Prints images/s, ms/image, the internal batch and, on a GPU, the device
+ * memory in use. Inputs: the given files cycled to fill n_images, else fixed pseudo-random images
+ * (uniform in [-2, 2], the scale of normalized pixels). */
+static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char **inputs, int n_inputs,
+                     int n_images, double min_time) {
+    int64_t per = (int64_t)cm->c * cm->h * cm->w;
+    float *x = malloc(sizeof(float) * (size_t)(per * n_images));
+    if (!x) { cli_error("out of memory for %d images", n_images); return EXIT_FAIL; }
+    if (n_inputs) {
+        for (int i = 0; i < n_images; i++)
+            if (i < n_inputs) { if (cli_load_input(cm, inputs[i], x + i * per)) { free(x); return EXIT_FAIL; } }
+            else memcpy(x + i * per, x + (int64_t)(i % n_inputs) * per, sizeof(float) * (size_t)per);
+    } else {
+        uint64_t st = 0x5a11e47ULL;
+        for (int64_t j = 0; j < per * n_images; j++) {
+            st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+            x[j] = -2.0f + 4.0f * (float)((st >> 40) * (1.0 / 16777216.0));
+        }
+    }
+    const char *dev = sal_session_device(cm->s);
+    int on_gpu = !strcmp(dev, "cuda");
+    if (!c->json)
+        printf("salient bench: %s on %s, %d images (%s), %dx%d input, at least %.1f s per method\n", c->model, dev,
+               n_images, n_inputs ? "from the inputs" : "random", cm->h, cm->w, min_time);
+    if (!c->json)
+        printf("%-16s %12s %12s %8s %6s %s\n", "method", "images/s", "ms/image", "batch", "calls", on_gpu ? "device MiB in use" : "");
+    int failed = 0;
+    for (int mi = 0; mi < xo->n_methods; mi++) {
+        sal_explain_opts o = xo->base;
+        o.method = xo->methods[mi];
+        sal_maps mp;
+        if (sal_explain(cm->s, &o, x, 1, cm->h, cm->w, NULL, &mp)) {
+            cli_error("bench: %s: %s", sal_method_name(o.method), sal_session_error(cm->s));
+            failed++;
+            continue;
+        }
+        sal_maps_free(&mp);
+        double total = 0;
+        int calls = 0, batch = 0;
+        sal_status st = SAL_OK;
+        while (!st && (calls == 0 || total < min_time)) {
+            double t0 = now_s();
+            st = sal_explain(cm->s, &o, x, n_images, cm->h, cm->w, NULL, &mp);
+            total += now_s() - t0;
+            if (!st) { batch = mp.batch; sal_maps_free(&mp); calls++; }
+        }
+        if (st) {
+            cli_error("bench: %s: %s", sal_method_name(o.method), sal_session_error(cm->s));
+            failed++;
+            continue;
+        }
+        double ips = calls * (double)n_images / total;
+        size_t avail = 0, tot = 0;
+        long used_mib = on_gpu && !sal_session_mem_info(cm->s, &avail, &tot) ? (long)((tot - avail) >> 20) : -1;
+        if (c->json) {
+            printf("{\"method\": \"%s\", \"device\": \"%s\", \"images\": %d, \"calls\": %d, \"seconds\": %.4f, "
+                   "\"images_per_s\": %.4g, \"ms_per_image\": %.4g, \"batch\": %d", sal_method_name(o.method), dev,
+                   n_images, calls, total, ips, 1e3 / ips, batch);
+            if (used_mib >= 0) printf(", \"device_mib_in_use\": %ld", used_mib);
+            printf("}\n");
+        } else {
+            printf("%-16s %12.2f %12.2f %8d %6d", sal_method_name(o.method), ips, 1e3 / ips, batch, calls);
+            if (used_mib >= 0) printf(" %ld", used_mib);
+            printf("\n");
+        }
+        fflush(stdout);
+    }
+    free(x);
+    return failed ? EXIT_FAIL : EXIT_OK;
 }

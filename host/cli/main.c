@@ -16,6 +16,8 @@ static const char *usage =
     "  explain -m MODEL.onnx -M METHOD[,METHOD...] INPUT... -o OUTDIR\n"
     "                                  attribution maps (overlays, heatmaps, raw arrays) and\n"
     "                                  summary.csv / summary.jsonl\n"
+    "  bench -m MODEL.onnx [-M METHOD,...] [--images N] [INPUT...]\n"
+    "                                  throughput per method (images/s, ms/image)\n"
     "\n"
     "Run `salient COMMAND --help` for a command's options.\n";
 
@@ -27,6 +29,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "explain")) return cmd_explain(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try salient --help)", cmd);
     return EXIT_USAGE;
 }

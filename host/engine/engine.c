@@ -60,7 +60,10 @@ struct sal_engine {
     plan plans[SAL_PLAN_CACHE];
     plan *p;              /* the current plan */
     unsigned long tick;
+    size_t mem_limit;     /* bytes one plan's memory may take, 0 = no limit */
 };
+
+void sal_engine_set_mem_limit(sal_engine *e, size_t bytes) { e->mem_limit = bytes; }
 
 static void plan_clear(sal_engine *e) {   /* clears e->p */
     if (e->p->pv) {
@@ -428,9 +431,30 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
     if (arena < 0) { plan_clear(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
     e->p->arena_floats = (size_t)arena;
     e->p->garena_floats = (size_t)garena;
-    e->p->arena = e->b->ops->alloc(e->b, (e->p->arena_floats + 16) * sizeof(float));
-    e->p->garena = e->b->ops->alloc(e->b, (e->p->garena_floats + 16) * sizeof(float));
-    e->p->scratch = e->b->ops->alloc(e->b, (e->p->scratch_floats + 16) * sizeof(float));
+    size_t need = (e->p->arena_floats + e->p->garena_floats + e->p->scratch_floats + 48) * sizeof(float);
+    if (e->mem_limit && need > e->mem_limit) {
+        plan_clear(e);
+        return sal_fail(err, SAL_ERR_NOMEM, "this batch needs %zu MiB of %s memory, over the session's "
+                        "limit of %zu MiB", need >> 20, e->b->ops->name, e->mem_limit >> 20);
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        e->p->arena = e->b->ops->alloc(e->b, (e->p->arena_floats + 16) * sizeof(float));
+        e->p->garena = e->b->ops->alloc(e->b, (e->p->garena_floats + 16) * sizeof(float));
+        e->p->scratch = e->b->ops->alloc(e->b, (e->p->scratch_floats + 16) * sizeof(float));
+        if ((e->p->arena && e->p->garena && e->p->scratch) || attempt) break;
+        /* out of memory: give back the other cached plans' memory, and try once more */
+        plan *cur = e->p;
+        for (int k = 0; k < SAL_PLAN_CACHE; k++) {
+            if (&e->plans[k] == cur || !e->plans[k].planned) continue;
+            e->p = &e->plans[k];
+            plan_clear(e);
+        }
+        e->p = cur;
+        if (e->p->arena) e->b->ops->release(e->b, e->p->arena);
+        if (e->p->garena) e->b->ops->release(e->b, e->p->garena);
+        if (e->p->scratch) e->b->ops->release(e->b, e->p->scratch);
+        e->p->arena = e->p->garena = e->p->scratch = NULL;
+    }
     size_t mio = (size_t)e->p->max_io + 1;
     e->p->in_ptr = calloc(mio, sizeof *e->p->in_ptr);
     e->p->in_shp = calloc(mio, sizeof *e->p->in_shp);

@@ -23,6 +23,8 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
                            sal_error *err);
 /* Shape of a value under the current plan (NULL when unknown). */
 const sal_shape *sal_engine_shape(const sal_engine *e, int value);
+/* Refuse (SAL_ERR_NOMEM) plans whose memory would exceed `bytes` (0 = no limit). */
+void sal_engine_set_mem_limit(sal_engine *e, size_t bytes);
 /* Bytes of the plan's activation, gradient and scratch memory. */
 size_t sal_engine_plan_bytes(const sal_engine *e);
 

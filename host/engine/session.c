@@ -14,6 +14,7 @@ struct sal_session {
     char note[SAL_ERROR_LEN + 64];
     sal_error err;
     int n, h, w, mode, capture;   /* current plan */
+    size_t mem_limit;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -66,7 +67,7 @@ void sal_model_fold_stats(const sal_model *m, int *constants_folded, int *batchn
 /* Sessions                                                                                         */
 
 sal_session_opts sal_session_opts_default(void) {
-    sal_session_opts o = {SAL_DEVICE_AUTO, 0};
+    sal_session_opts o = {SAL_DEVICE_AUTO, 0, 0};
     return o;
 }
 
@@ -116,6 +117,8 @@ sal_status sal_session_create(const sal_model *m, const sal_session_opts *o, sal
     }
     if (!s->b) st = sal_backend_cpu_create(o->threads, &s->b, err);
     if (!st) st = sal_engine_create(m->g, s->b, &s->e, err);
+    if (!st) sal_engine_set_mem_limit(s->e, o->mem_limit);
+    s->mem_limit = o->mem_limit;
     if (st) {
         sal_session_free(s);
         return st;
@@ -173,7 +176,7 @@ static sal_status plan(sal_session *s, int n, int h, int w, int mode, int captur
 }
 
 sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, int cap, int *batch,
-                                  size_t *bytes_per_image) {
+                                  size_t *bytes_per_image, size_t *bytes_fixed) {
     if (!s || !batch) return SAL_ERR_INVALID_ARG;
     if (cap <= 0) cap = s->b->ops->max_batch > 0 ? s->b->ops->max_batch : 16;
     if (!budget) {
@@ -182,19 +185,29 @@ sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, i
             return sfail(s, SAL_ERR_UNSUPPORTED, "the %s backend cannot report its free memory: give "
                          "the internal batch size", s->b->ops->name);
         budget = avail / 2;
+        if (s->mem_limit && budget > s->mem_limit) budget = s->mem_limit;
     }
-    /* planning batch 1 also makes the plan current: restore the previous one (the engine keeps
-     * recent plans, so this costs nothing) */
+    /* plans of batch 1 and 2 measure the memory per image and the part that does not grow with
+     * the batch; planning makes them current: restore the previous plan after (the engine keeps
+     * recent plans, so that costs nothing) */
     int pn = s->n, ph = s->h, pw = s->w, pmode = s->mode, pcap = s->capture;
     sal_status st = plan(s, 1, h, w, SAL_PLAN_GRAD, -1);
     if (st) return st;
-    size_t per = sal_engine_plan_bytes(s->e);
+    size_t b1 = sal_engine_plan_bytes(s->e), b2 = 0;
+    if (plan(s, 2, h, w, SAL_PLAN_GRAD, -1) == SAL_OK) b2 = sal_engine_plan_bytes(s->e);
+    size_t per = b2 > b1 ? b2 - b1 : b1, fixed = b1 > per ? b1 - per : 0;
     if (per == 0) per = 1;
     if (pn > 0 && pcap >= -1 && (st = plan(s, pn, ph, pw, pmode, pcap))) return st;
-    size_t fit = budget / per;
+    size_t fit = budget > fixed ? (budget - fixed) / per : 0;
     *batch = fit < 1 ? 1 : fit > (size_t)cap ? cap : (int)fit;
     if (bytes_per_image) *bytes_per_image = per;
+    if (bytes_fixed) *bytes_fixed = fixed;
     return SAL_OK;
+}
+
+sal_status sal_session_mem_info(const sal_session *s, size_t *avail, size_t *total) {
+    if (!s || !avail || !total || !s->b->ops->mem_info) return SAL_ERR_INVALID_ARG;
+    return s->b->ops->mem_info(s->b, avail, total);
 }
 
 sal_status sal_session_plan(sal_session *s, int n, int h, int w) {

@@ -149,8 +149,8 @@ static float prob_seed(const float *z, int k, int t, float *seed) {
     return (float)pt;
 }
 
-sal_status sal_method_pass(sal_method_ctx *cx, const float *xb, int nb, const int *tg, int guided, float *grad,
-                       float *scores) {
+static sal_status method_pass_once(sal_method_ctx *cx, const float *xb, int nb, const int *tg, int guided,
+                                   float *grad, float *scores) {
     sal_session *s = cx->s;
     int k = cx->k;
     float *logits = malloc(sizeof(float) * (size_t)nb * (size_t)k);
@@ -179,6 +179,21 @@ sal_status sal_method_pass(sal_method_ctx *cx, const float *xb, int nb, const in
     }
     free(logits);
     free(seed);
+    return st;
+}
+
+/* Out of memory (the device's, or the session's mem_limit) with more than one image: halve the
+ * internal batch for the rest of this explanation and run this batch in two halves. */
+sal_status sal_method_pass(sal_method_ctx *cx, const float *xb, int nb, const int *tg, int guided, float *grad,
+                           float *scores) {
+    sal_status st = method_pass_once(cx, xb, nb, tg, guided, grad, scores);
+    if (st != SAL_ERR_NOMEM || nb < 2) return st;
+    int h = nb / 2;
+    if (cx->batch > h) cx->batch = h;
+    st = sal_method_pass(cx, xb, h, tg, guided, grad, scores);
+    if (!st)
+        st = sal_method_pass(cx, xb + (int64_t)h * cx->per, nb - h, tg + h, guided,
+                             grad ? grad + (int64_t)h * cx->per : NULL, scores + h);
     return st;
 }
 
@@ -677,7 +692,7 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     cx.per = (int64_t)cx.c * cx.h * cx.w;
     sal_status st = SAL_OK;
     cx.batch = o->batch;
-    if (cx.batch <= 0 && (st = sal_session_auto_batch(s, cx.h, cx.w, 0, 0, &cx.batch, NULL)))
+    if (cx.batch <= 0 && (st = sal_session_auto_batch(s, cx.h, cx.w, 0, 0, &cx.batch, NULL, NULL)))
         return sal_fail(err, st, "%s", sal_session_error(s));
     st = sal_session_plan(s, 1, cx.h, cx.w);
     if (st) return sal_fail(err, st, "%s", sal_session_error(s));

@@ -492,3 +492,28 @@ sal_status sal_infer_lrn(sal_op_ctx *ctx) {
     ctx->out_dtype[0] = SAL_F32;
     return SAL_OK;
 }
+
+/* Element offsets of batch bi's A and B matrices (used by every backend's MatMul). */
+void sal_matmul_offsets(const sal_matmul_params *p, int64_t bi, int64_t *ao, int64_t *bo) {
+    if (!p->batch_general) {
+        *ao = bi * p->a_batch_stride;
+        *bo = bi * p->b_batch_stride;
+        return;
+    }
+    int64_t ia = 0, ib = 0, r = bi;
+    for (int d = p->batch_ndim - 1; d >= 0; d--) {
+        int64_t idx = r % p->batch_shape[d];
+        r /= p->batch_shape[d];
+        ia += idx * p->a_bstride[d];
+        ib += idx * p->b_bstride[d];
+    }
+    *ao = ia * p->m * p->k;
+    *bo = ib * p->k * p->n;
+}
+
+/* B shared by every batch and A's batches contiguous: the batch folds into M, one GEMM
+ * (A' (batch*M, K), Y' (batch*M, N)). */
+int sal_matmul_foldable(const sal_matmul_params *p) {
+    return !p->batch_general && p->b_batch_stride == 0 && (p->a_batch_stride != 0 || p->batch == 1) &&
+           p->batch * p->m <= 0x7fffffff;
+}

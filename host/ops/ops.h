@@ -173,6 +173,11 @@ typedef struct sal_matmul_params {  /* batched matmul with broadcast batch dims 
     int64_t a_bstride[SAL_MAX_DIMS], b_bstride[SAL_MAX_DIMS];
 } sal_matmul_params;
 
+/* Element offsets of output batch bi's A and B matrices. */
+void sal_matmul_offsets(const sal_matmul_params *p, int64_t bi, int64_t *ao, int64_t *bo);
+/* B shared by every batch and A's batches contiguous: the batch folds into M (one GEMM). */
+int sal_matmul_foldable(const sal_matmul_params *p);
+
 /* Every activation (Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh) gets one:
  * LeakyRelu alpha, Clip [lo, hi] (+-INFINITY when absent), HardSigmoid alpha/beta; unused fields
  * are 0 (Relu: lo = 0, hi = INFINITY). */

@@ -982,30 +982,6 @@ sal_status sal_cpu_gemm_bwd(const sal_op_call *c, sal_error *err) {
 /* ------------------------------------------------------------------------------------------------ */
 /* MatMul (numpy): Y[batch] (M, N) = A[batch] (M, K) . B[batch] (K, N), batch dims broadcast       */
 
-static void matmul_offsets(const sal_matmul_params *p, int64_t bi, int64_t *ao, int64_t *bo) {
-    if (!p->batch_general) {
-        *ao = bi * p->a_batch_stride;
-        *bo = bi * p->b_batch_stride;
-        return;
-    }
-    int64_t ia = 0, ib = 0, r = bi;
-    for (int d = p->batch_ndim - 1; d >= 0; d--) {
-        int64_t idx = r % p->batch_shape[d];
-        r /= p->batch_shape[d];
-        ia += idx * p->a_bstride[d];
-        ib += idx * p->b_bstride[d];
-    }
-    *ao = ia * p->m * p->k;
-    *bo = ib * p->k * p->n;
-}
-
-/* B shared by every batch and A's batches contiguous: the batch folds into M, one sgemm
- * (A' (batch*M, K), Y' (batch*M, N)). */
-static int matmul_foldable(const sal_matmul_params *p) {
-    return !p->batch_general && p->b_batch_stride == 0 && (p->a_batch_stride != 0 || p->batch == 1) &&
-           p->batch * p->m <= 0x7fffffff;
-}
-
 sal_status sal_cpu_matmul_fwd(const sal_op_call *c, sal_error *err) {
     sal_status st;
     if ((st = need_params(c, err))) return st;
@@ -1017,14 +993,14 @@ sal_status sal_cpu_matmul_fwd(const sal_op_call *c, sal_error *err) {
         memset(y, 0, sizeof(float) * (size_t)(p->batch * p->m * p->n));
         return SAL_OK;
     }
-    if (matmul_foldable(p)) {
+    if (sal_matmul_foldable(p)) {
         sal_sgemm(0, 0, (int)(p->batch * M), N, K, 1.f, a, K, b, N,
                     0.f, y, N);
         return SAL_OK;
     }
     for (int64_t bi = 0; bi < p->batch; bi++) {
         int64_t ao, bo;
-        matmul_offsets(p, bi, &ao, &bo);
+        sal_matmul_offsets(p, bi, &ao, &bo);
         sal_sgemm(0, 0, M, N, K, 1.f, a + ao, K, b + bo, N, 0.f,
                     y + bi * p->m * p->n, N);
     }
@@ -1040,7 +1016,7 @@ sal_status sal_cpu_matmul_bwd(const sal_op_call *c, sal_error *err) {
     const float *a = c->in[0], *b = c->in[1];
     float *ga = c->gin[0], *gb = c->gin[1];
     const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
-    const int fold = matmul_foldable(p);
+    const int fold = sal_matmul_foldable(p);
     if (fold) {   /* A' (batch*M, K), G' (batch*M, N), B (K, N) */
         const int BM = (int)(p->batch * p->m);
         if (ga) sal_sgemm(0, 1, BM, K, N, 1.f, g, N, b, N, 1.f, ga, K);
@@ -1050,7 +1026,7 @@ sal_status sal_cpu_matmul_bwd(const sal_op_call *c, sal_error *err) {
     /* serial over batches: broadcast operands receive several contributions */
     for (int64_t bi = 0; bi < p->batch; bi++) {
         int64_t ao, bo;
-        matmul_offsets(p, bi, &ao, &bo);
+        sal_matmul_offsets(p, bi, &ao, &bo);
         const float *gbi = g + bi * p->m * p->n;
         if (ga)   /* dA (M, K) += G (M, N) . B^T (N, K) */
             sal_sgemm(0, 1, M, K, N, 1.f, gbi, N, b + bo, N, 1.f,

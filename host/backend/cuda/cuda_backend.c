@@ -1,16 +1,488 @@
-/* cuda_backend.c — the host side of the CUDA backend (built when nvcc is found).
+/* cuda_backend.c — the CUDA backend (built when nvcc is found): device memory, one stream, cuDNN
+ * for convolution (forward and backward-data), cuBLAS for Gemm/MatMul, and the twin element
+ * kernels (kernels/twin.h, kernels/cuda_twin.cu) for every other op. The CPU backend is the
+ * specification; tests/test_cuda_parity.c compares the two on a GPU.
  *
- * Status: device detection and a probe kernel only. The cuDNN/cuBLAS op kernels and method
- * primitives are the subject of their own issue; until they exist, creating the backend reports
- * that, and --device auto falls back to the CPU with a one-line note. */
+ * FP32 throughout: cuDNN's convolutions are restricted to FMA math (no TF32 tensor cores) and
+ * cuBLAS runs its default FP32 math, so results match the CPU to float rounding.
+ *
+ * Every CUDA, cuDNN and cuBLAS call is checked; a failure names the node (or the operation) and the
+ * failing call. Status: compiled and linked in CI; not yet run on a GPU by this project (see
+ * README: "CUDA backend: unverified" until scripts/gpu-check passes on a real card). */
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "../backend.h"
+#include "twin_all.h"
 
 int sal_cuda_probe_launch(void);
+sal_status sal_cuda_twin_run(const sal_op_call *c, int backward, cudaStream_t s, sal_error *err);
+int sal_cuda_gemm_fill_c(float *y, const float *c, int64_t M, int64_t N, int64_t s0, int64_t s1,
+                         float beta, cudaStream_t s);
+int sal_cuda_gemm_grad_c(float *gc, const float *g, int64_t M, int64_t N, int64_t s0, int64_t s1,
+                         float beta, cudaStream_t s);
 
 int sal_backend_cuda_built(void) { return 1; }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* State                                                                                            */
+
+/* One convolution shape: descriptors and the algorithms chosen for it (once, then cached). */
+typedef struct conv_entry {
+    const sal_node *node;
+    int64_t n, c, h, w, m;
+    cudnnTensorDescriptor_t xd, yd, bd;
+    cudnnFilterDescriptor_t fd;
+    cudnnConvolutionDescriptor_t cd;
+    cudnnConvolutionFwdAlgo_t fwd_algo;
+    cudnnMathType_t fwd_math;
+    size_t fwd_ws;
+    int bwd_ready;
+    cudnnConvolutionBwdDataAlgo_t bwd_algo;
+    cudnnMathType_t bwd_math;
+    size_t bwd_ws;
+} conv_entry;
+
+typedef struct cu_impl {
+    int device;
+    cudaStream_t stream;
+    cudnnHandle_t dnn;
+    cublasHandle_t blas;
+    void *ws;            /* cuDNN workspace, grown on demand */
+    size_t ws_bytes;
+    conv_entry *conv;
+    int n_conv, cap_conv;
+} cu_impl;
+
+static cu_impl *impl_of(sal_backend *b) { return (cu_impl *)b->impl; }
+
+/* the most workspace a convolution algorithm may ask for */
+#define SAL_CUDA_MAX_WS ((size_t)1 << 30)
+
+#define CU_TRY(what, call)                                                                         \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            return sal_fail(err, SAL_ERR_DEVICE, "%s: %s failed: %s", what, #call,                 \
+                            cudaGetErrorString(e_));                                               \
+    } while (0)
+#define DNN_TRY(what, call)                                                                        \
+    do {                                                                                           \
+        cudnnStatus_t e_ = (call);                                                                 \
+        if (e_ != CUDNN_STATUS_SUCCESS)                                                            \
+            return sal_fail(err, e_ == CUDNN_STATUS_ALLOC_FAILED ? SAL_ERR_NOMEM : SAL_ERR_DEVICE,  \
+                            "%s: %s failed: %s", what, #call, cudnnGetErrorString(e_));            \
+    } while (0)
+#define BLAS_TRY(what, call)                                                                       \
+    do {                                                                                           \
+        cublasStatus_t e_ = (call);                                                                \
+        if (e_ != CUBLAS_STATUS_SUCCESS)                                                           \
+            return sal_fail(err, e_ == CUBLAS_STATUS_ALLOC_FAILED ? SAL_ERR_NOMEM : SAL_ERR_DEVICE, \
+                            "%s: %s failed: %s", what, #call, cublasGetStatusString(e_));          \
+    } while (0)
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Memory                                                                                           */
+
+static void *cu_alloc(sal_backend *b, size_t bytes) {
+    void *p = NULL;
+    cudaSetDevice(impl_of(b)->device);
+    if (cudaMalloc(&p, bytes ? bytes : 4) != cudaSuccess) {
+        cudaGetLastError();   /* an allocation failure is not sticky: clear it */
+        return NULL;
+    }
+    return p;
+}
+
+static void cu_release(sal_backend *b, void *p) {
+    if (!p) return;
+    cudaStreamSynchronize(impl_of(b)->stream);   /* nothing queued may still use it */
+    cudaFree(p);
+}
+
+/* Copies are synchronous for the caller: the host buffer may be reused on return. */
+static sal_status cu_upload(sal_backend *b, void *dst, const void *src, size_t bytes) {
+    cu_impl *u = impl_of(b);
+    if (cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, u->stream) != cudaSuccess ||
+        cudaStreamSynchronize(u->stream) != cudaSuccess)
+        return SAL_ERR_DEVICE;
+    return SAL_OK;
+}
+
+static sal_status cu_download(sal_backend *b, void *dst, const void *src, size_t bytes) {
+    cu_impl *u = impl_of(b);
+    if (cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, u->stream) != cudaSuccess ||
+        cudaStreamSynchronize(u->stream) != cudaSuccess)
+        return SAL_ERR_DEVICE;
+    return SAL_OK;
+}
+
+static sal_status cu_zero(sal_backend *b, void *dst, size_t bytes) {
+    return cudaMemsetAsync(dst, 0, bytes, impl_of(b)->stream) == cudaSuccess ? SAL_OK : SAL_ERR_DEVICE;
+}
+
+static sal_status cu_sync(sal_backend *b, sal_error *err) {
+    CU_TRY("synchronizing the GPU", cudaStreamSynchronize(impl_of(b)->stream));
+    return SAL_OK;
+}
+
+static sal_status cu_mem_info(sal_backend *b, size_t *avail, size_t *total) {
+    cudaSetDevice(impl_of(b)->device);
+    return cudaMemGetInfo(avail, total) == cudaSuccess ? SAL_OK : SAL_ERR_DEVICE;
+}
+
+static sal_status ensure_ws(cu_impl *u, size_t bytes, const char *what, sal_error *err) {
+    if (bytes <= u->ws_bytes) return SAL_OK;
+    CU_TRY(what, cudaStreamSynchronize(u->stream));
+    cudaFree(u->ws);
+    u->ws = NULL;
+    u->ws_bytes = 0;
+    if (cudaMalloc(&u->ws, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return sal_fail(err, SAL_ERR_NOMEM, "%s: out of GPU memory for a %zu MiB cuDNN workspace", what,
+                        bytes >> 20);
+    }
+    u->ws_bytes = bytes;
+    return SAL_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Convolution (cuDNN)                                                                              */
+
+static int tensor_core_math(cudnnMathType_t m) {
+    return m == CUDNN_TENSOR_OP_MATH || m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+}
+
+static void conv_entry_free(conv_entry *ce) {
+    if (ce->xd) cudnnDestroyTensorDescriptor(ce->xd);
+    if (ce->yd) cudnnDestroyTensorDescriptor(ce->yd);
+    if (ce->bd) cudnnDestroyTensorDescriptor(ce->bd);
+    if (ce->fd) cudnnDestroyFilterDescriptor(ce->fd);
+    if (ce->cd) cudnnDestroyConvolutionDescriptor(ce->cd);
+    memset(ce, 0, sizeof *ce);
+}
+
+/* The cached descriptors and forward algorithm of this node at this shape, made on first use. */
+static sal_status conv_lookup(cu_impl *u, const sal_op_call *c, conv_entry **out, sal_error *err) {
+    const sal_conv_params *p = (const sal_conv_params *)c->params;
+    const char *nm = c->node->name;
+    for (int i = 0; i < u->n_conv; i++) {
+        conv_entry *ce = &u->conv[i];
+        if (ce->node == c->node && ce->n == p->n && ce->c == p->c && ce->h == p->h && ce->w == p->w &&
+            ce->m == p->m) {
+            *out = ce;
+            return SAL_OK;
+        }
+    }
+    /* cuDNN pads symmetrically: asymmetric ONNX pads are accepted when the smaller pad gives the
+     * same output size (the extra bottom/right padding is then never read) */
+    int64_t ph = p->pt < p->pb ? p->pt : p->pb, pw = p->pl < p->pr ? p->pl : p->pr;
+    int64_t oh = (p->h + 2 * ph - p->dh * (p->kh - 1) - 1) / p->sh + 1;
+    int64_t ow = (p->w + 2 * pw - p->dw * (p->kw - 1) - 1) / p->sw + 1;
+    if (oh != p->oh || ow != p->ow)
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': Conv pads (%lld,%lld,%lld,%lld) are "
+                        "asymmetric in a way cuDNN cannot express; run with --device cpu", nm,
+                        (long long)p->pt, (long long)p->pl, (long long)p->pb, (long long)p->pr);
+    if (p->n > 0x7fffffff || p->c > 0x7fffffff || p->h > 0x7fffffff || p->w > 0x7fffffff)
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': Conv input too large for cuDNN", nm);
+    if (u->n_conv == u->cap_conv) {
+        int cap = u->cap_conv ? 2 * u->cap_conv : 64;
+        conv_entry *nc = (conv_entry *)realloc(u->conv, sizeof *nc * (size_t)cap);
+        if (!nc) return sal_fail(err, SAL_ERR_NOMEM, "out of memory");
+        u->conv = nc;
+        u->cap_conv = cap;
+    }
+    conv_entry *ce = &u->conv[u->n_conv];
+    memset(ce, 0, sizeof *ce);
+    ce->node = c->node;
+    ce->n = p->n; ce->c = p->c; ce->h = p->h; ce->w = p->w; ce->m = p->m;
+    sal_status st = SAL_OK;
+#define CE_TRY(call)                                                                               \
+    do {                                                                                           \
+        cudnnStatus_t e_ = (call);                                                                 \
+        if (e_ != CUDNN_STATUS_SUCCESS) {                                                          \
+            st = sal_fail(err, SAL_ERR_DEVICE, "node '%s': %s failed: %s", nm, #call,              \
+                          cudnnGetErrorString(e_));                                                \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+    CE_TRY(cudnnCreateTensorDescriptor(&ce->xd));
+    CE_TRY(cudnnCreateTensorDescriptor(&ce->yd));
+    CE_TRY(cudnnCreateTensorDescriptor(&ce->bd));
+    CE_TRY(cudnnCreateFilterDescriptor(&ce->fd));
+    CE_TRY(cudnnCreateConvolutionDescriptor(&ce->cd));
+    CE_TRY(cudnnSetTensor4dDescriptor(ce->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)p->n, (int)p->c,
+                                      (int)p->h, (int)p->w));
+    CE_TRY(cudnnSetTensor4dDescriptor(ce->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)p->n, (int)p->m,
+                                      (int)p->oh, (int)p->ow));
+    CE_TRY(cudnnSetTensor4dDescriptor(ce->bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, (int)p->m, 1, 1));
+    CE_TRY(cudnnSetFilter4dDescriptor(ce->fd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, (int)p->m,
+                                      (int)(p->c / p->group), (int)p->kh, (int)p->kw));
+    CE_TRY(cudnnSetConvolution2dDescriptor(ce->cd, (int)ph, (int)pw, (int)p->sh, (int)p->sw, (int)p->dh,
+                                           (int)p->dw, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    CE_TRY(cudnnSetConvolutionGroupCount(ce->cd, (int)p->group));
+    CE_TRY(cudnnSetConvolutionMathType(ce->cd, CUDNN_FMA_MATH));
+    {
+        int n_out = (int)p->n, c_out = 0, h_out = 0, w_out = 0;
+        CE_TRY(cudnnGetConvolution2dForwardOutputDim(ce->cd, ce->xd, ce->fd, &n_out, &c_out, &h_out, &w_out));
+        if (c_out != p->m || h_out != p->oh || w_out != p->ow) {
+            st = sal_fail(err, SAL_ERR_INTERNAL, "node '%s': cuDNN's output %dx%dx%d differs from the "
+                          "plan's %lldx%lldx%lld", nm, c_out, h_out, w_out, (long long)p->m,
+                          (long long)p->oh, (long long)p->ow);
+            goto fail;
+        }
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        int got = 0, chosen = -1;
+        CE_TRY(cudnnGetConvolutionForwardAlgorithm_v7(u->dnn, ce->xd, ce->fd, ce->cd, ce->yd,
+                                                      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
+        for (int i = 0; i < got && chosen < 0; i++)
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && !tensor_core_math(perf[i].mathType) &&
+                perf[i].memory <= SAL_CUDA_MAX_WS)
+                chosen = i;
+        if (chosen < 0) {
+            st = sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': cuDNN offers no FP32 forward algorithm "
+                          "for this convolution", nm);
+            goto fail;
+        }
+        ce->fwd_algo = perf[chosen].algo;
+        /* FMA math whatever the heuristic listed: CUDNN_DEFAULT_MATH may use TF32 on Ampere+ */
+        ce->fwd_math = CUDNN_FMA_MATH;
+        ce->fwd_ws = perf[chosen].memory;
+    }
+    u->n_conv++;
+    *out = ce;
+    return SAL_OK;
+fail:
+    conv_entry_free(ce);
+    return st;
+#undef CE_TRY
+}
+
+static sal_status conv_bwd_algo(cu_impl *u, conv_entry *ce, const char *nm, sal_error *err) {
+    if (ce->bwd_ready) return SAL_OK;
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    int got = 0, chosen = -1;
+    DNN_TRY(nm, cudnnGetConvolutionBackwardDataAlgorithm_v7(u->dnn, ce->fd, ce->yd, ce->cd, ce->xd,
+                                                            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
+    for (int i = 0; i < got && chosen < 0; i++)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS && !tensor_core_math(perf[i].mathType) &&
+            perf[i].memory <= SAL_CUDA_MAX_WS)
+            chosen = i;
+    if (chosen < 0)
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': cuDNN offers no FP32 backward-data "
+                        "algorithm for this convolution", nm);
+    ce->bwd_algo = perf[chosen].algo;
+    ce->bwd_math = CUDNN_FMA_MATH;
+    ce->bwd_ws = perf[chosen].memory;
+    ce->bwd_ready = 1;
+    return SAL_OK;
+}
+
+static sal_status conv_fwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
+    const sal_conv_params *p = (const sal_conv_params *)c->params;
+    const char *nm = c->node->name;
+    conv_entry *ce;
+    sal_status st = conv_lookup(u, c, &ce, err);
+    if (st) return st;
+    if ((st = ensure_ws(u, ce->fwd_ws, nm, err))) return st;
+    const float one = 1.f, zero = 0.f;
+    DNN_TRY(nm, cudnnSetConvolutionMathType(ce->cd, ce->fwd_math));
+    DNN_TRY(nm, cudnnConvolutionForward(u->dnn, &one, ce->xd, c->in[0], ce->fd, c->in[1], ce->cd,
+                                        ce->fwd_algo, u->ws, ce->fwd_ws, &zero, ce->yd, c->out[0]));
+    if (p->has_bias && c->n_in > 2 && c->in[2])
+        DNN_TRY(nm, cudnnAddTensor(u->dnn, &one, ce->bd, c->in[2], &one, ce->yd, c->out[0]));
+    return SAL_OK;
+}
+
+static sal_status conv_bwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
+    const char *nm = c->node->name;
+    if ((c->n_in > 1 && c->gin[1]) || (c->n_in > 2 && c->gin[2]))
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': the CUDA backend computes no weight or "
+                        "bias gradients (Conv weights must be constants)", nm);
+    if (!c->gout[0] || !c->gin[0]) return SAL_OK;
+    conv_entry *ce;
+    sal_status st = conv_lookup(u, c, &ce, err);
+    if (!st) st = conv_bwd_algo(u, ce, nm, err);
+    if (!st) st = ensure_ws(u, ce->bwd_ws, nm, err);
+    if (st) return st;
+    const float one = 1.f;   /* beta = 1: ADD into gin */
+    DNN_TRY(nm, cudnnSetConvolutionMathType(ce->cd, ce->bwd_math));
+    DNN_TRY(nm, cudnnConvolutionBackwardData(u->dnn, &one, ce->fd, c->in[1], ce->yd, c->gout[0], ce->cd,
+                                             ce->bwd_algo, u->ws, ce->bwd_ws, &one, ce->xd, c->gin[0]));
+    return SAL_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Gemm and MatMul (cuBLAS)                                                                         */
+
+/* Row-major C (M,N) = alpha op(A) op(B) + beta C, as sal_sgemm (host/backend/cpu/gemm.h): cuBLAS is
+ * column-major, so compute C^T = op(B)^T op(A)^T. */
+static sal_status sgemm(cu_impl *u, const char *nm, int ta, int tb, int M, int N, int K, float alpha,
+                        const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                        sal_error *err) {
+    BLAS_TRY(nm, cublasSgemm(u->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                             N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+    return SAL_OK;
+}
+
+static int fits_int(int64_t v) { return v >= 0 && v <= 0x7fffffff; }
+
+static sal_status gemm_fwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
+    const sal_gemm_params *p = (const sal_gemm_params *)c->params;
+    const char *nm = c->node->name;
+    const float *a = c->in[0], *b = c->in[1], *cc = p->has_c && c->n_in > 2 ? c->in[2] : NULL;
+    float *y = c->out[0];
+    if (!fits_int(p->m) || !fits_int(p->n) || !fits_int(p->k))
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': Gemm too large for cuBLAS", nm);
+    const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
+    float beta = 0.f;
+    if (cc && p->beta != 0.f) {
+        CU_TRY(nm, (cudaError_t)sal_cuda_gemm_fill_c(y, cc, M, N, p->c.sb[0], p->c.sb[1], p->beta, u->stream));
+        beta = 1.f;
+    }
+    if (K == 0) {
+        if (beta == 0.f) CU_TRY(nm, cudaMemsetAsync(y, 0, sizeof(float) * (size_t)M * (size_t)N, u->stream));
+        return SAL_OK;
+    }
+    return sgemm(u, nm, p->trans_a, p->trans_b, M, N, K, p->alpha, a, p->trans_a ? M : K, b,
+                 p->trans_b ? K : N, beta, y, N, err);
+}
+
+static sal_status gemm_bwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
+    const sal_gemm_params *p = (const sal_gemm_params *)c->params;
+    const char *nm = c->node->name;
+    const float *g = c->gout[0];
+    if (!g) return SAL_OK;
+    const float *a = c->in[0], *b = c->in[1];
+    float *ga = c->gin[0], *gb = c->gin[1], *gc = p->has_c && c->n_in > 2 ? c->gin[2] : NULL;
+    const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
+    const int lda = p->trans_a ? M : K, ldb = p->trans_b ? K : N;
+    sal_status st = SAL_OK;
+    if (ga && K > 0) {
+        if (!p->trans_a)
+            st = sgemm(u, nm, 0, p->trans_b ? 0 : 1, M, K, N, p->alpha, g, N, b, ldb, 1.f, ga, K, err);
+        else
+            st = sgemm(u, nm, p->trans_b ? 1 : 0, 1, K, M, N, p->alpha, b, ldb, g, N, 1.f, ga, M, err);
+        if (st) return st;
+    }
+    if (gb && K > 0) {
+        if (!p->trans_b)
+            st = sgemm(u, nm, p->trans_a ? 0 : 1, 0, K, N, M, p->alpha, a, lda, g, N, 1.f, gb, N, err);
+        else
+            st = sgemm(u, nm, 1, p->trans_a ? 1 : 0, N, K, M, p->alpha, g, N, a, lda, 1.f, gb, K, err);
+        if (st) return st;
+    }
+    if (gc)
+        CU_TRY(nm, (cudaError_t)sal_cuda_gemm_grad_c(gc, g, M, N, p->c.sb[0], p->c.sb[1], p->beta, u->stream));
+    return SAL_OK;
+}
+
+static sal_status matmul_fwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
+    const sal_matmul_params *p = (const sal_matmul_params *)c->params;
+    const char *nm = c->node->name;
+    const float *a = c->in[0], *b = c->in[1];
+    float *y = c->out[0];
+    if (!fits_int(p->m) || !fits_int(p->n) || !fits_int(p->k))
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': MatMul too large for cuBLAS", nm);
+    const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
+    if (K == 0) {
+        CU_TRY(nm, cudaMemsetAsync(y, 0, sizeof(float) * (size_t)(p->batch * p->m * p->n), u->stream));
+        return SAL_OK;
+    }
+    if (sal_matmul_foldable(p))
+        return sgemm(u, nm, 0, 0, (int)(p->batch * M), N, K, 1.f, a, K, b, N, 0.f, y, N, err);
+    if (!p->batch_general && p->batch <= 0x7fffffff) {
+        const float alpha = 1.f, beta = 0.f;
+        BLAS_TRY(nm, cublasSgemmStridedBatched(u->blas, CUBLAS_OP_N, CUBLAS_OP_N, N, M, K, &alpha, b, N,
+                                               p->b_batch_stride, a, K, p->a_batch_stride, &beta, y, N,
+                                               p->m * p->n, (int)p->batch));
+        return SAL_OK;
+    }
+    for (int64_t bi = 0; bi < p->batch; bi++) {
+        int64_t ao, bo;
+        sal_matmul_offsets(p, bi, &ao, &bo);
+        sal_status st = sgemm(u, nm, 0, 0, M, N, K, 1.f, a + ao, K, b + bo, N, 0.f, y + bi * p->m * p->n, N, err);
+        if (st) return st;
+    }
+    return SAL_OK;
+}
+
+static sal_status matmul_bwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
+    const sal_matmul_params *p = (const sal_matmul_params *)c->params;
+    const char *nm = c->node->name;
+    const float *g = c->gout[0];
+    if (!g || p->k == 0) return SAL_OK;
+    const float *a = c->in[0], *b = c->in[1];
+    float *ga = c->gin[0], *gb = c->gin[1];
+    const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
+    sal_status st = SAL_OK;
+    if (sal_matmul_foldable(p)) {
+        const int BM = (int)(p->batch * p->m);
+        if (ga && (st = sgemm(u, nm, 0, 1, BM, K, N, 1.f, g, N, b, N, 1.f, ga, K, err))) return st;
+        if (gb && (st = sgemm(u, nm, 1, 0, K, N, BM, 1.f, a, K, g, N, 1.f, gb, N, err))) return st;
+        return SAL_OK;
+    }
+    /* in order over the batches: broadcast operands receive several contributions */
+    for (int64_t bi = 0; bi < p->batch; bi++) {
+        int64_t ao, bo;
+        sal_matmul_offsets(p, bi, &ao, &bo);
+        const float *gbi = g + bi * p->m * p->n;
+        if (ga && (st = sgemm(u, nm, 0, 1, M, K, N, 1.f, gbi, N, b + bo, N, 1.f, ga + ao, K, err))) return st;
+        if (gb && (st = sgemm(u, nm, 1, 0, K, N, M, 1.f, a + ao, K, gbi, N, 1.f, gb + bo, N, err))) return st;
+    }
+    return SAL_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Dispatch                                                                                         */
+
+static int cu_supports(sal_backend *b, const sal_node *node) {
+    (void)b;
+    if (node->op == SAL_OP_CONV || node->op == SAL_OP_GEMM || node->op == SAL_OP_MATMUL) return 1;
+    return sal_tw_has_op(node->op);
+}
+
+static sal_status run(sal_backend *b, const sal_op_call *call, int backward, sal_error *err) {
+    cu_impl *u = impl_of(b);
+    if (!call->params && (call->node->op == SAL_OP_CONV || call->node->op == SAL_OP_GEMM ||
+                          call->node->op == SAL_OP_MATMUL))
+        return sal_fail(err, SAL_ERR_INTERNAL, "node '%s': no parameters", call->node->name);
+    switch (call->node->op) {
+    case SAL_OP_CONV: return backward ? conv_bwd(u, call, err) : conv_fwd(u, call, err);
+    case SAL_OP_GEMM: return backward ? gemm_bwd(u, call, err) : gemm_fwd(u, call, err);
+    case SAL_OP_MATMUL: return backward ? matmul_bwd(u, call, err) : matmul_fwd(u, call, err);
+    default: return sal_cuda_twin_run(call, backward, u->stream, err);
+    }
+}
+
+static sal_status cu_fwd(sal_backend *b, const sal_op_call *call, sal_error *err) { return run(b, call, 0, err); }
+static sal_status cu_bwd(sal_backend *b, const sal_op_call *call, sal_error *err) { return run(b, call, 1, err); }
+
+static void cu_destroy(sal_backend *b) {
+    if (!b) return;
+    cu_impl *u = impl_of(b);
+    if (u) {
+        if (u->stream) cudaStreamSynchronize(u->stream);
+        for (int i = 0; i < u->n_conv; i++) conv_entry_free(&u->conv[i]);
+        free(u->conv);
+        cudaFree(u->ws);
+        if (u->blas) cublasDestroy(u->blas);
+        if (u->dnn) cudnnDestroy(u->dnn);
+        if (u->stream) cudaStreamDestroy(u->stream);
+        free(u);
+    }
+    free(b);
+}
+
+/* max_batch 256: a GPU needs large batches to fill; memory decides below that */
+static const sal_backend_ops cuda_ops = {
+    "cuda", cu_destroy, cu_supports, cu_alloc, cu_release, cu_upload, cu_download, cu_zero,
+    cu_fwd, cu_bwd, cu_sync, cu_mem_info, 256,
+};
 
 sal_status sal_backend_cuda_create(sal_backend **out, sal_error *err) {
     *out = NULL;
@@ -22,6 +494,37 @@ sal_status sal_backend_cuda_create(sal_backend **out, sal_error *err) {
     if (sal_cuda_probe_launch() != 0)
         return sal_fail(err, SAL_ERR_DEVICE, "the CUDA device cannot run this build's kernels "
                         "(built for sm_80/sm_90?)");
-    return sal_fail(err, SAL_ERR_UNSUPPORTED, "the CUDA backend's op kernels are not implemented "
-                    "yet");
+    sal_backend *b = (sal_backend *)calloc(1, sizeof *b);
+    cu_impl *u = (cu_impl *)calloc(1, sizeof *u);
+    if (!b || !u) {
+        free(b);
+        free(u);
+        return sal_fail(err, SAL_ERR_NOMEM, "out of memory creating the CUDA backend");
+    }
+    b->ops = &cuda_ops;
+    b->impl = u;
+    b->host_memory = 0;
+    b->threads = 1;
+    sal_status st = SAL_OK;
+    const char *what = "creating the CUDA backend";
+    cudnnStatus_t ds;
+    cublasStatus_t bs;
+    if ((e = cudaGetDevice(&u->device)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&u->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        st = sal_fail(err, SAL_ERR_DEVICE, "%s: %s", what, cudaGetErrorString(e));
+    } else if ((ds = cudnnCreate(&u->dnn)) != CUDNN_STATUS_SUCCESS ||
+               (ds = cudnnSetStream(u->dnn, u->stream)) != CUDNN_STATUS_SUCCESS) {
+        st = sal_fail(err, SAL_ERR_DEVICE, "%s: cuDNN: %s (cuDNN %zu loaded, built against %d)", what,
+                      cudnnGetErrorString(ds), cudnnGetVersion(), CUDNN_VERSION);
+    } else if ((bs = cublasCreate(&u->blas)) != CUBLAS_STATUS_SUCCESS ||
+               (bs = cublasSetStream(u->blas, u->stream)) != CUBLAS_STATUS_SUCCESS ||
+               (bs = cublasSetMathMode(u->blas, CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS) {
+        st = sal_fail(err, SAL_ERR_DEVICE, "%s: cuBLAS: %s", what, cublasGetStatusString(bs));
+    }
+    if (st) {
+        cu_destroy(b);
+        return st;
+    }
+    *out = b;
+    return SAL_OK;
 }

@@ -1,0 +1,60 @@
+/* twin.c — the twins' plan dispatch and their host runner (kernels/twin.h): the CUDA backend's
+ * element functions executed in plain loops, so the CPU-only build can test the device math. */
+#include <string.h>
+
+#include "twin_all.h"
+
+typedef void (*tw_host_fn)(int64_t i, const sal_tw_args *a);
+
+#define SAL_TW_HOSTFN(name) [SAL_TW_##name] = sal_tw_##name,
+static const tw_host_fn host_fns[SAL_TW_NFUNCS + 1] = {
+    SAL_TW_ELEM_FUNCS(SAL_TW_HOSTFN) SAL_TW_NN_FUNCS(SAL_TW_HOSTFN)
+};
+#undef SAL_TW_HOSTFN
+
+int sal_tw_plan(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a,
+                sal_error *err) {
+    memset(a, 0, sizeof *a);
+    memset(l, 0, sizeof *l);
+    int r = sal_tw_plan_elem(c, backward, k, l, a, err);
+    if (r == -2) r = sal_tw_plan_nn(c, backward, k, l, a, err);
+    if (r == -2)
+        sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': op %s has no twin kernels", c->node->name,
+                 c->node->op_type);
+    if (r == 1 && (l->fn < 0 || l->fn >= SAL_TW_NFUNCS || l->count < 0)) {
+        sal_fail(err, SAL_ERR_INTERNAL, "node '%s': bad twin launch %d (fn %d, count %lld)",
+                 c->node->name, k, l->fn, (long long)l->count);
+        return -1;
+    }
+    return r;
+}
+
+int sal_tw_has_op(int op_kind) {
+    sal_node node;
+    memset(&node, 0, sizeof node);
+    node.op = op_kind;
+    node.name = (char *)"probe";
+    node.op_type = (char *)"probe";
+    sal_op_call c;
+    memset(&c, 0, sizeof c);
+    c.node = &node;
+    /* plans answer -2 from the op kind alone, before looking at the call */
+    sal_tw_launch l;
+    sal_tw_args a;
+    sal_error err = {0};
+    int r = sal_tw_plan_elem(&c, -1, 0, &l, &a, &err);
+    if (r == -2) r = sal_tw_plan_nn(&c, -1, 0, &l, &a, &err);
+    return r != -2;
+}
+
+sal_status sal_twin_run(const sal_op_call *c, int backward, sal_error *err) {
+    for (int k = 0;; k++) {
+        sal_tw_launch l;
+        sal_tw_args a;
+        int r = sal_tw_plan(c, backward, k, &l, &a, err);
+        if (r == 0) return SAL_OK;
+        if (r < 0) return err->status ? err->status : SAL_ERR_UNSUPPORTED;
+        tw_host_fn f = host_fns[l.fn];
+        for (int64_t i = 0; i < l.count; i++) f(i, &a);
+    }
+}

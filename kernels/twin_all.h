@@ -1,0 +1,42 @@
+/* twin_all.h — the enum of every twin element function (kernels/twin.h), and the plans. */
+#ifndef SAL_TWIN_ALL_H
+#define SAL_TWIN_ALL_H
+
+#include "twin.h"
+#include "twin_elem.h"
+#include "twin_nn.h"
+
+#define SAL_TW_ENUM(name) SAL_TW_##name,
+enum { SAL_TW_ELEM_FUNCS(SAL_TW_ENUM) SAL_TW_NN_FUNCS(SAL_TW_ENUM) SAL_TW_NFUNCS };
+#undef SAL_TW_ENUM
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Launch k (0, 1, ...) of node c->node's forward (backward = 0) or backward (1) pass: fills *l and
+ * *a and returns 1; returns 0 when there is no launch k (the pass is complete), -1 when the call
+ * is not supported (err says why, naming the node), -2 when the op has no twin at all (conv, gemm,
+ * matmul: cuDNN/cuBLAS). Plans are host code (host/backend/twin/plan_*.c): deterministic in k, so
+ * a runner calls plan(k = 0, 1, ...) until it returns 0. A backward plan makes no launch for an
+ * input whose gin is NULL, and none at all (returns 0 at k = 0) when nothing is needed.
+ * A plan first switches on c->node->op and returns -2 for ops outside its family before reading
+ * anything else; backward == -1 is a probe (sal_tw_has_op): return 0 for the family's ops
+ * without reading the call. */
+int sal_tw_plan(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a,
+                sal_error *err);
+int sal_tw_plan_elem(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a,
+                     sal_error *err);   /* twin_elem.h's ops; -2 for others */
+int sal_tw_plan_nn(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a,
+                   sal_error *err);     /* twin_nn.h's ops; -2 for others */
+/* Does op kind have a twin? */
+int sal_tw_has_op(int op_kind);
+
+/* The host runner: every launch of the pass, each a plain loop over its elements. */
+sal_status sal_twin_run(const sal_op_call *c, int backward, sal_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,348 @@
+/* test_cuda_parity.c — the CUDA backend against the CPU backend (the specification), on a GPU:
+ * every op forward and backward through the engine on fresh random inputs, then every attribution
+ * method end to end on the fixture CNN, and a few on EfficientNet-Lite0. Without a usable GPU
+ * (CPU-only build, or no device) every test here is SKIPPED with the reason, never passed.
+ *
+ * Tolerances, relative to the largest magnitude of the CPU result:
+ *   OP_TOL 1e-4      one op in FP32: cuDNN's and cuBLAS's algorithms sum in other orders (and
+ *                    Winograd/FFT convolutions round differently) than the CPU's GEMM, ~1e-6..1e-5
+ *                    on these sizes; a wrong index or factor shows up at 1e-1 or more.
+ *   METHOD_TOL 1e-3  whole maps after tens of layers and many passes (IG sums 50 gradients).
+ * Every random number comes from tu_fresh_seed(), printed in each failure message. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "io/io.h"
+#include "testutil.h"
+
+#define OP_TOL 1e-4
+#define METHOD_TOL 1e-3
+#define ULL(s) ((unsigned long long)(s))
+
+/* Skip (visibly) unless a CUDA backend can be created here. */
+static void need_gpu(void) {
+    sal_backend *b = NULL;
+    sal_error err = {0};
+    if (sal_backend_cuda_create(&b, &err)) cr_skip_test("no usable GPU: %s", err.msg);
+    b->ops->destroy(b);
+}
+
+static double rel_diff(const float *a, const float *ref, int64_t n) {
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)ref[i]);
+        if (!(e <= d)) d = e;
+        if (fabs((double)ref[i]) > m) m = fabs((double)ref[i]);
+    }
+    return d / (m > 1e-6 ? m : 1e-6);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* One op through the engine on both backends                                                       */
+
+typedef struct side {
+    sal_backend *b;
+    sal_engine *e;
+} side;
+
+static void side_free(side *s) {
+    sal_engine_free(s->e);
+    if (s->b) s->b->ops->destroy(s->b);
+}
+
+static void parity_graph(sal_graph *g, const char *what, int guided) {
+    need_gpu();
+    uint64_t seed = tu_fresh_seed(), rs = seed;
+    sal_error err = {0};
+    side cpu = {0}, gpu = {0};
+    cr_assert_eq(sal_backend_cpu_create(2, &cpu.b, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_backend_cuda_create(&gpu.b, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_create(g, cpu.b, &cpu.e, &err), SAL_OK, "%s: %s", what, err.msg);
+    cr_assert_eq(sal_engine_create(g, gpu.b, &gpu.e, &err), SAL_OK, "%s: cuda engine: %s", what, err.msg);
+    int ni = g->n_inputs;
+    sal_shape shapes[8];
+    float *x[8] = {0};
+    for (int i = 0; i < ni; i++) {
+        shapes[i] = g->values[g->inputs[i]].decl;
+        int64_t n = sal_shape_numel(&shapes[i]);
+        x[i] = malloc(sizeof(float) * (size_t)(n + 1));
+        tu_fill(x[i], n, &rs, -2.f, 2.f);
+    }
+    cr_assert_eq(sal_engine_plan(cpu.e, shapes, SAL_PLAN_GRAD, -1, &err), SAL_OK, "%s: %s", what, err.msg);
+    cr_assert_eq(sal_engine_plan(gpu.e, shapes, SAL_PLAN_GRAD, -1, &err), SAL_OK, "%s: cuda plan: %s", what, err.msg);
+    const float *ins[8];
+    for (int i = 0; i < ni; i++) ins[i] = x[i];
+    cr_assert_eq(sal_engine_forward(cpu.e, ins, &err), SAL_OK, "%s: %s", what, err.msg);
+    cr_assert_eq(sal_engine_forward(gpu.e, ins, &err), SAL_OK, "%s: cuda forward: %s", what, err.msg);
+    int out0 = g->outputs[0];
+    int64_t ny = sal_shape_numel(sal_engine_shape(cpu.e, out0));
+    float *yc = malloc(sizeof(float) * (size_t)(ny + 1)), *yg = malloc(sizeof(float) * (size_t)(ny + 1));
+    cr_assert_eq(sal_engine_read(cpu.e, out0, yc, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read(gpu.e, out0, yg, &err), SAL_OK, "%s: cuda read: %s", what, err.msg);
+    double ef = rel_diff(yg, yc, ny);
+    cr_expect_leq(ef, OP_TOL, "%s forward: CUDA differs from CPU by %.3g (seed %llu)", what, ef, ULL(seed));
+
+    float *w = malloc(sizeof(float) * (size_t)(ny + 1));
+    tu_fill(w, ny, &rs, -1.f, 1.f);
+    cr_assert_eq(sal_engine_backward(cpu.e, w, guided, 0, &err), SAL_OK, "%s: %s", what, err.msg);
+    cr_assert_eq(sal_engine_backward(gpu.e, w, guided, 0, &err), SAL_OK, "%s: cuda backward: %s", what, err.msg);
+    for (int i = 0; i < ni; i++) {
+        int64_t n = sal_shape_numel(&shapes[i]);
+        float *gc = malloc(sizeof(float) * (size_t)(n + 1)), *gg = malloc(sizeof(float) * (size_t)(n + 1));
+        cr_assert_eq(sal_engine_read_grad(cpu.e, g->inputs[i], gc, &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_engine_read_grad(gpu.e, g->inputs[i], gg, &err), SAL_OK, "%s: %s", what, err.msg);
+        double eb = rel_diff(gg, gc, n);
+        cr_expect_leq(eb, OP_TOL, "%s backward, input %d: CUDA differs from CPU by %.3g (seed %llu)", what, i,
+                      eb, ULL(seed));
+        free(gc);
+        free(gg);
+    }
+    for (int i = 0; i < ni; i++) free(x[i]);
+    free(yc); free(yg); free(w);
+    side_free(&cpu);
+    side_free(&gpu);
+    sal_graph_free(g);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Graph makers                                                                                     */
+
+static sal_shape shp(int nd, int64_t a, int64_t b, int64_t c, int64_t d) {
+    sal_shape s = {nd, {a, b, c, d}};
+    return s;
+}
+static tu_input rt(sal_shape s) { tu_input t = {s, NULL, NULL}; return t; }
+static tu_input cf(sal_shape s, const float *v) { tu_input t = {s, v, NULL}; return t; }
+
+/* Constant data for a graph: kept until the test process ends (a few KB). */
+static float *rand_const(int64_t n, uint64_t seed) {
+    float *p = malloc(sizeof(float) * (size_t)n);
+    uint64_t s = seed;
+    tu_fill(p, n, &s, -1.f, 1.f);
+    return p;
+}
+
+static sal_graph *conv_graph(int64_t n, int64_t c, int64_t h, int64_t w, int64_t m, int64_t k, int64_t stride,
+                             int64_t pad0, int64_t pad1, int64_t dil, int64_t group, int bias) {
+    sal_shape ws = shp(4, m, c / group, k, k), bs = {1, {m}};
+    tu_input ins[3] = {rt(shp(4, n, c, h, w)), cf(ws, rand_const(sal_shape_numel(&ws), 11)),
+                       cf(bs, rand_const(m, 12))};
+    sal_graph *g = tu_node_graph("Conv", bias ? 3 : 2, ins, 1);
+    int64_t st[2] = {stride, stride}, pads[4] = {pad0, pad0, pad1, pad1}, dl[2] = {dil, dil}, ks[2] = {k, k};
+    sal_node_attr_ints(&g->nodes[0], "strides", 2, st);
+    sal_node_attr_ints(&g->nodes[0], "pads", 4, pads);
+    sal_node_attr_ints(&g->nodes[0], "dilations", 2, dl);
+    sal_node_attr_ints(&g->nodes[0], "kernel_shape", 2, ks);
+    sal_node_attr_int(&g->nodes[0], "group", group);
+    return g;
+}
+
+static sal_graph *unary(const char *op, sal_shape s) {
+    tu_input in = rt(s);
+    return tu_node_graph(op, 1, &in, 1);
+}
+
+static sal_graph *binary(const char *op, sal_shape a, sal_shape b) {
+    tu_input ins[2] = {rt(a), rt(b)};
+    return tu_node_graph(op, 2, ins, 1);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Ops                                                                                              */
+
+Test(parity_ops, conv) {
+    parity_graph(conv_graph(2, 3, 17, 15, 8, 3, 1, 1, 1, 1, 1, 1), "conv 3x3 pad 1 + bias", 0);
+    parity_graph(conv_graph(2, 8, 16, 16, 8, 3, 2, 1, 1, 1, 8, 1), "depthwise 3x3 stride 2", 0);
+    parity_graph(conv_graph(1, 8, 15, 15, 16, 5, 2, 2, 2, 1, 8, 0), "depthwise 5x5 stride 2 (16 out)", 0);
+    parity_graph(conv_graph(2, 6, 12, 12, 4, 3, 1, 2, 2, 2, 2, 1), "grouped, dilated", 0);
+    parity_graph(conv_graph(3, 16, 7, 7, 32, 1, 1, 0, 0, 1, 1, 1), "pointwise", 0);
+    parity_graph(conv_graph(1, 3, 32, 32, 8, 3, 2, 0, 1, 1, 1, 0), "stride 2, pads (0,0,1,1) as cuDNN can", 0);
+}
+
+Test(parity_ops, gemm_and_matmul) {
+    static const int tr[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
+    for (int t = 0; t < 4; t++) {
+        int ta = tr[t][0], tb = tr[t][1];
+        sal_shape as = ta ? shp(2, 7, 5, 0, 0) : shp(2, 5, 7, 0, 0);
+        sal_shape bs = tb ? shp(2, 9, 7, 0, 0) : shp(2, 7, 9, 0, 0);
+        sal_shape cs = {1, {9}};
+        tu_input ins[3] = {rt(as), cf(bs, rand_const(63, 21)), cf(cs, rand_const(9, 22))};
+        sal_graph *g = tu_node_graph("Gemm", 3, ins, 1);
+        sal_node_attr_int(&g->nodes[0], "transA", ta);
+        sal_node_attr_int(&g->nodes[0], "transB", tb);
+        sal_node_attr_float(&g->nodes[0], "alpha", 0.7f);
+        sal_node_attr_float(&g->nodes[0], "beta", 1.3f);
+        char what[64];
+        snprintf(what, sizeof what, "gemm transA %d transB %d", ta, tb);
+        parity_graph(g, what, 0);
+    }
+    { tu_input ins[3] = {rt(shp(2, 4, 6, 0, 0)), rt(shp(2, 6, 3, 0, 0)), rt(shp(2, 4, 1, 0, 0))};
+      parity_graph(tu_node_graph("Gemm", 3, ins, 1), "gemm, every operand runtime, C (4,1)", 0); }
+    parity_graph(binary("MatMul", shp(3, 2, 5, 4, 0), shp(2, 4, 6, 0, 0)), "matmul folded batch", 0);
+    parity_graph(binary("MatMul", shp(3, 3, 5, 4, 0), shp(3, 3, 4, 6, 0)), "matmul strided batch", 0);
+    parity_graph(binary("MatMul", shp(4, 2, 1, 5, 4), shp(3, 3, 4, 6, 0)), "matmul broadcast batch", 0);
+}
+
+Test(parity_ops, activations) {
+    static const char *ops[] = {"Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh"};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        for (int guided = 0; guided < 2; guided++) {
+            char what[64];
+            snprintf(what, sizeof what, "%s guided %d", ops[i], guided);
+            parity_graph(unary(ops[i], shp(4, 2, 3, 5, 7)), what, guided);
+        }
+    float lo = 0.f, hi = 0.5f;
+    tu_input ins[3] = {rt(shp(4, 2, 3, 5, 7)), cf(shp(0, 0, 0, 0, 0), &lo), cf(shp(0, 0, 0, 0, 0), &hi)};
+    parity_graph(tu_node_graph("Clip", 3, ins, 1), "Clip [0, 0.5]", 0);
+    parity_graph(tu_node_graph("Clip", 3, ins, 1), "Clip [0, 0.5] guided", 1);
+}
+
+Test(parity_ops, broadcasting_binary) {
+    static const char *ops[] = {"Add", "Sub", "Mul", "Div"};
+    sal_shape pairs[][2] = {
+        {shp(4, 2, 3, 4, 5), shp(4, 2, 3, 4, 5)},   /* same */
+        {shp(4, 2, 3, 4, 5), shp(0, 0, 0, 0, 0)},   /* scalar */
+        {shp(4, 2, 3, 4, 5), shp(4, 1, 3, 1, 1)},   /* channel */
+        {shp(4, 2, 3, 1, 1), shp(4, 2, 3, 4, 5)},   /* SE-style */
+        {shp(4, 2, 1, 4, 1), shp(3, 3, 1, 5, 0)},   /* general */
+    };
+    for (size_t o = 0; o < 4; o++)
+        for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
+            char what[64];
+            snprintf(what, sizeof what, "%s pattern %zu", ops[o], p);
+            parity_graph(binary(ops[o], pairs[p][0], pairs[p][1]), what, 0);
+        }
+}
+
+Test(parity_ops, pooling_and_reductions) {
+    sal_graph *g = unary("MaxPool", shp(4, 2, 3, 13, 11));
+    int64_t k[2] = {3, 3}, s[2] = {2, 2}, p[4] = {1, 1, 1, 1};
+    sal_node_attr_ints(&g->nodes[0], "kernel_shape", 2, k);
+    sal_node_attr_ints(&g->nodes[0], "strides", 2, s);
+    sal_node_attr_ints(&g->nodes[0], "pads", 4, p);
+    parity_graph(g, "MaxPool 3x3/2 pad 1", 0);
+    g = unary("AveragePool", shp(4, 2, 3, 13, 11));
+    sal_node_attr_ints(&g->nodes[0], "kernel_shape", 2, k);
+    sal_node_attr_ints(&g->nodes[0], "strides", 2, s);
+    sal_node_attr_ints(&g->nodes[0], "pads", 4, p);
+    sal_node_attr_int(&g->nodes[0], "count_include_pad", 1);
+    parity_graph(g, "AveragePool 3x3/2 pad 1 count_include_pad", 0);
+    parity_graph(unary("GlobalAveragePool", shp(4, 2, 16, 7, 7)), "GlobalAveragePool", 0);
+    g = unary("ReduceMean", shp(4, 2, 6, 5, 4));
+    int64_t ax[2] = {2, 3};
+    sal_node_attr_ints(&g->nodes[0], "axes", 2, ax);
+    parity_graph(g, "ReduceMean axes (2,3)", 0);
+    g = unary("Softmax", shp(2, 4, 1000, 0, 0));
+    parity_graph(g, "Softmax (4,1000)", 0);
+    g = unary("LRN", shp(4, 2, 7, 5, 5));
+    sal_node_attr_int(&g->nodes[0], "size", 3);
+    parity_graph(g, "LRN size 3", 0);
+}
+
+Test(parity_ops, data_movement) {
+    tu_input ins[3] = {rt(shp(4, 2, 3, 4, 5)), rt(shp(4, 2, 2, 4, 5)), rt(shp(4, 2, 1, 4, 5))};
+    sal_graph *g = tu_node_graph("Concat", 3, ins, 1);
+    sal_node_attr_int(&g->nodes[0], "axis", 1);
+    parity_graph(g, "Concat axis 1", 0);
+    g = unary("Transpose", shp(4, 2, 3, 4, 5));
+    int64_t perm[4] = {0, 2, 3, 1};
+    sal_node_attr_ints(&g->nodes[0], "perm", 4, perm);
+    parity_graph(g, "Transpose (0,2,3,1)", 0);
+    static const char *modes[] = {"constant", "edge", "reflect"};
+    for (int m = 0; m < 3; m++) {
+        int64_t pads[8] = {0, 0, 2, 1, 0, 0, 1, 3};
+        tu_input pin[2] = {rt(shp(4, 1, 2, 6, 7)), {{1, {8}}, NULL, pads}};
+        g = tu_node_graph("Pad", 2, pin, 1);
+        sal_node_attr_str(&g->nodes[0], "mode", modes[m]);
+        char what[64];
+        snprintf(what, sizeof what, "Pad %s", modes[m]);
+        parity_graph(g, what, 0);
+    }
+}
+
+Test(parity_ops, batchnorm) {
+    sal_shape cs = {1, {5}};
+    float *var = rand_const(5, 31);
+    for (int i = 0; i < 5; i++) var[i] = fabsf(var[i]) + 0.1f;
+    tu_input ins[5] = {rt(shp(4, 2, 5, 6, 6)), cf(cs, rand_const(5, 32)), cf(cs, rand_const(5, 33)),
+                       cf(cs, rand_const(5, 34)), cf(cs, var)};
+    parity_graph(tu_node_graph("BatchNormalization", 5, ins, 1), "BatchNormalization", 0);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Methods end to end                                                                               */
+
+static void explain_both(const char *model_path, const float *x, int n, int h, int w, sal_method m,
+                         const char *layer, double tol) {
+    need_gpu();
+    sal_error err = {0};
+    sal_model *model = NULL;
+    cr_assert_eq(sal_model_load(model_path, &model, &err), SAL_OK, "%s", err.msg);
+    sal_session_opts oc = sal_session_opts_default(), og = oc;
+    oc.device = SAL_DEVICE_CPU;
+    og.device = SAL_DEVICE_CUDA;
+    sal_session *sc = NULL, *sg = NULL;
+    cr_assert_eq(sal_session_create(model, &oc, &sc, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_session_create(model, &og, &sg, &err), SAL_OK, "%s", err.msg);
+    cr_assert_str_eq(sal_session_device(sg), "cuda");
+    sal_explain_opts o = sal_explain_opts_default(m);
+    o.seed = 42;
+    o.batch = 8;   /* the same internal batching on both (the CUDA default would be larger) */
+    o.layer = layer;
+    if (m == SAL_M_RISE) o.rise_masks = 500;
+    if (m == SAL_M_KERNELSHAP) o.kshap_coalitions = 200;
+    sal_maps a, b;
+    cr_assert_eq(sal_explain(sc, &o, x, n, h, w, NULL, &a), SAL_OK, "%s: %s", sal_method_name(m), sal_session_error(sc));
+    cr_assert_eq(sal_explain(sg, &o, x, n, h, w, NULL, &b), SAL_OK, "%s on cuda: %s", sal_method_name(m),
+                 sal_session_error(sg));
+    int64_t per = a.ndim == 3 ? a.dims[0] * a.dims[1] * a.dims[2] : a.dims[0] * a.dims[1];
+    for (int i = 0; i < n; i++) cr_expect_eq(a.targets[i], b.targets[i], "%s: image %d target", sal_method_name(m), i);
+    double e = rel_diff(b.attr, a.attr, n * per);
+    cr_expect_leq(e, tol, "%s: CUDA map differs from CPU by %.3g", sal_method_name(m), e);
+    if (a.upsampled) {
+        double eu = rel_diff(b.upsampled, a.upsampled, (int64_t)n * h * w);
+        cr_expect_leq(eu, tol, "%s: CUDA upsampled map differs from CPU by %.3g", sal_method_name(m), eu);
+    }
+    sal_maps_free(&a);
+    sal_maps_free(&b);
+    sal_session_free(sc);
+    sal_session_free(sg);
+    sal_model_free(model);
+}
+
+Test(parity_methods, every_method_on_the_fixture_cnn) {
+    need_gpu();
+    char path[1024], mpath[1024];
+    sal_error err = {0};
+    float *x = NULL;
+    int nd;
+    int64_t d[SAL_MAX_DIMS];
+    cr_assert_eq(sal_npy_read(tu_src_path("tests/fixtures/methods/input.npy", path, sizeof path), &x, &nd, d, &err),
+                 SAL_OK, "%s", err.msg);
+    tu_src_path("tests/fixtures/methods/tinycnn.onnx", mpath, sizeof mpath);
+    for (int m = 0; m < SAL_M_COUNT; m++)
+        explain_both(mpath, x, 2, 32, 32, (sal_method)m, NULL, METHOD_TOL);
+    free(x);
+}
+
+Test(parity_methods, efficientnet_lite0) {
+    need_gpu();
+    char path[1024], mpath[1024];
+    tu_src_path("models/efficientnet_lite0.onnx", mpath, sizeof mpath);
+    FILE *f = fopen(mpath, "rb");
+    if (!f) cr_skip_test("%s missing: run scripts/fetch-models", mpath);
+    fclose(f);
+    sal_error err = {0};
+    float *x = NULL;
+    int nd;
+    int64_t d[SAL_MAX_DIMS];
+    cr_assert_eq(sal_npy_read(tu_src_path("samples/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK,
+                 "%s", err.msg);
+    sal_method ms[] = {SAL_M_SALIENCY, SAL_M_IG, SAL_M_GUIDED, SAL_M_GRADCAM, SAL_M_OCCLUSION};
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) explain_both(mpath, x, 1, 224, 224, ms[i], NULL, METHOD_TOL);
+    free(x);
+}
