@@ -881,3 +881,76 @@ Test(graph_grad, forward_plan_memory_reuse_gives_identical_output) {
     rig_free(&r);
     sal_graph_free(b.g);
 }
+
+/* Forward plans run a Relu/Clip that alone reads a Conv's output inside that Conv (the CPU
+ * backend's fused activation); gradient plans never fuse. The two must give the same outputs, also
+ * where fusion must not happen: a Conv output read twice, a Conv output that is the captured
+ * layer, a Clip whose output is a graph output. */
+Test(graph_grad, fused_conv_activation_matches_unfused) {
+    enum { C = 8, HW = 10 };
+    gb b = gb_new();
+    sal_shape xs = S4(-1, 3, HW, HW);
+    sal_graph_add_input(b.g, "x", &xs);
+    const float lo = 0.f, hi = 0.3f;   /* low cap: many saturated units */
+    f_const_data(&b, "lo", shp(0), &lo);
+    f_const_data(&b, "hi", shp(0), &hi);
+    conv(&b, "x", "c0", 3, C, 3, 1, 1, 1, 1, 1, 1, 1, 1.f);
+    node(&b, "Clip", "a0", "c0", "lo", "hi", NULL);              /* fused (pointwise-free 3x3) */
+    conv(&b, "a0", "c1", C, C, 3, 2, 1, 1, 1, 1, C, 1, 1.f);     /* depthwise, stride 2 */
+    node(&b, "Relu", "a1", "c1", NULL);                          /* fused (depthwise) */
+    conv(&b, "a1", "c2", C, C, 1, 1, 0, 0, 0, 0, 1, 1, 1.f);     /* pointwise */
+    node(&b, "Relu", "a2", "c2", NULL);                          /* not fused: c2 read twice */
+    node(&b, "Add", "s", "a2", "c2", NULL);
+    conv(&b, "s", "c3", C, C, 3, 1, 1, 1, 1, 1, 1, 1, 4.f);   /* gain 4: spans both sides of the cap */
+    node(&b, "Clip", "a3", "c3", "lo", "hi", NULL);              /* fused; also a graph output */
+    node(&b, "GlobalAveragePool", "gap", "a3", NULL);
+    node(&b, "Flatten", "fl", "gap", NULL);
+    gemm(&b, "fl", "y", C, 10);
+    sal_graph_mark_output(b.g, "y");
+    sal_graph_mark_output(b.g, "a3");
+    finalize(&b);
+    rig r = rig_new(b.g);
+    sal_error err = {0};
+    enum { N = 3 };
+    sal_shape x2 = S4(N, 3, HW, HW);
+    float x[N * 3 * HW * HW], y_fwd[N * 10], y_grad[N * 10];
+    tu_fill(x, N * 3 * HW * HW, &b.rng, -1.f, 1.f);
+    const float *ins[1] = {x};
+    int vy = b.g->outputs[0], va3 = sal_graph_find_value(b.g, "a3"), vc1 = sal_graph_find_value(b.g, "c1");
+    int64_t na3 = (int64_t)N * C * (HW / 2) * (HW / 2);
+    float *a3_fwd = malloc(sizeof(float) * (size_t)na3), *a3_grad = malloc(sizeof(float) * (size_t)na3);
+    int64_t nc1 = na3;
+    float *c1_cap = malloc(sizeof(float) * (size_t)nc1), *c1_grad = malloc(sizeof(float) * (size_t)nc1);
+
+    cr_assert_eq(sal_engine_plan(r.e, &x2, SAL_PLAN_GRAD, -1, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_forward(r.e, ins, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read(r.e, vy, y_grad, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read(r.e, va3, a3_grad, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read(r.e, vc1, c1_grad, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_plan(r.e, &x2, SAL_PLAN_FORWARD, -1, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_forward(r.e, ins, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read(r.e, vy, y_fwd, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read(r.e, va3, a3_fwd, &err), SAL_OK, "%s", err.msg);
+    for (int i = 0; i < N * 10; i++)
+        cr_expect(y_fwd[i] == y_grad[i], "output %d: fused %.9g, unfused %.9g (seed %llu)", i, y_fwd[i],
+                  y_grad[i], (unsigned long long)b.seed);
+    int sat = 0;
+    for (int64_t i = 0; i < na3; i++) {
+        cr_expect(a3_fwd[i] == a3_grad[i], "a3[%lld]: fused %.9g, unfused %.9g", (long long)i, a3_fwd[i], a3_grad[i]);
+        sat += a3_grad[i] == hi;
+    }
+    cr_expect(sat > 0 && sat < na3, "the Clip should saturate some units, not all (%d of %lld)", sat, (long long)na3);
+    /* a captured Conv output keeps its pre-activation values in a forward plan */
+    cr_assert_eq(sal_engine_plan(r.e, &x2, SAL_PLAN_FORWARD, vc1, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_forward(r.e, ins, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read(r.e, vc1, c1_cap, &err), SAL_OK, "%s", err.msg);
+    int neg = 0;
+    for (int64_t i = 0; i < nc1; i++) {
+        cr_expect(c1_cap[i] == c1_grad[i], "c1[%lld]: %.9g vs %.9g", (long long)i, c1_cap[i], c1_grad[i]);
+        neg += c1_cap[i] < 0;
+    }
+    cr_expect(neg > 0, "the captured conv output lost its negative values (ReLU applied?)");
+    free(a3_fwd); free(a3_grad); free(c1_cap); free(c1_grad);
+    rig_free(&r);
+    sal_graph_free(b.g);
+}

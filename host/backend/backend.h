@@ -32,6 +32,7 @@ struct sal_backend {
     const sal_backend_ops *ops;
     int threads;
     int host_memory;   /* pointers are host memory: constants are used in place, not uploaded */
+    int fuse_conv_act; /* its Conv kernels apply sal_conv_params.act (the engine may fuse) */
     void *impl;
 };
 

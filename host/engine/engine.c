@@ -61,6 +61,7 @@ struct sal_engine {
     plan *p;              /* the current plan */
     unsigned long tick;
     size_t mem_limit;     /* bytes one plan's memory may take, 0 = no limit */
+    int *uses;            /* (n_values): how many node inputs read each value */
 };
 
 void sal_engine_set_mem_limit(sal_engine *e, size_t bytes) { e->mem_limit = bytes; }
@@ -107,13 +108,17 @@ sal_status sal_engine_create(const sal_graph *g, sal_backend *b, sal_engine **ou
     e->g = g;
     e->b = b;
     e->wdev = calloc((size_t)g->n_values + 1, sizeof *e->wdev);
+    e->uses = calloc((size_t)g->n_values + 1, sizeof *e->uses);
     e->p = &e->plans[0];
     int keys_ok = 1;
     for (int i = 0; i < SAL_PLAN_CACHE; i++) {
         e->plans[i].key = calloc((size_t)g->n_inputs + 1, sizeof *e->plans[i].key);
         keys_ok &= e->plans[i].key != NULL;
     }
-    if (!e->wdev || !keys_ok) { sal_engine_free(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
+    if (!e->wdev || !e->uses || !keys_ok) { sal_engine_free(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_in; k++)
+            if (g->nodes[i].in[k] >= 0) e->uses[g->nodes[i].in[k]]++;
     for (int v = 0; v < g->n_values; v++) {
         const sal_tensor *t = g->values[v].konst;
         if (!t || t->dtype != SAL_F32) continue;
@@ -138,6 +143,7 @@ void sal_engine_free(sal_engine *e) {
         for (int v = 0; v < e->g->n_values; v++)
             if (e->wdev[v]) e->b->ops->release(e->b, e->wdev[v]);
     free(e->wdev);
+    free(e->uses);
     free(e);
 }
 
@@ -247,6 +253,27 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
         pv[v].dtype = SAL_F32;
         pv[v].runtime = 1;
         pv[v].producer_step = e->p->n_steps;
+    }
+    /* Forward plans, on a backend that fuses: a Relu or Clip that is the only reader of a Conv's
+     * output runs inside that Conv (sal_conv_params.act), its output aliasing the Conv's. Never
+     * in gradient plans: the backward pass needs the Conv's own output. */
+    if (!alias && params && e->p->mode == SAL_PLAN_FORWARD && e->b->fuse_conv_act &&
+        (n->op == SAL_OP_RELU || n->op == SAL_OP_CLIP) && n->in[0] >= 0 && n->out[0] >= 0) {
+        int xv = n->in[0];
+        int ps = pv[xv].runtime ? pv[xv].producer_step : -1;
+        if (ps >= 0 && e->uses[xv] == 1 && !g->values[xv].is_output && xv != e->p->capture &&
+            pv[xv].storage == xv) {
+            pnode *cs = &e->p->steps[ps];
+            sal_conv_params *cp = (sal_conv_params *)cs->params;
+            const sal_node *cn = &g->nodes[cs->node];
+            if (cn->op == SAL_OP_CONV && cp && !cp->act && cn->out[0] == xv) {
+                const sal_scalar_params *sp = (const sal_scalar_params *)params;
+                cp->act = 1;
+                cp->act_lo = sp->lo;
+                cp->act_hi = sp->hi;
+                alias = 1;
+            }
+        }
     }
     if (alias && n->out[0] >= 0) pv[n->out[0]].storage = root(pv, n->in[0]);
     if (scratch > e->p->scratch_floats) e->p->scratch_floats = scratch;
@@ -369,6 +396,8 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
         pv[v].runtime = 1;
         e->p->key[i] = *s;
     }
+    e->p->mode = mode;              /* plan_node reads these (fusion in forward plans only) */
+    e->p->capture = capture_value;
     for (int i = 0; i < g->n_nodes && !st; i++) st = plan_node(e, i, err);
     if (st) { plan_clear(e); return st; }
     if (capture_value >= 0 && !pv[capture_value].runtime) {

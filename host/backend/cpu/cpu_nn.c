@@ -362,6 +362,16 @@ static int dw_slot_ok(const sal_conv_params *p, const dw_geom *g, int64_t hp, in
 
 /* y (N, M, OH, OW) = bias + taps over x (N, C, H, W); one (n, m) plane per iteration, output
  * channel m reading input channel m / (M/C). */
+/* The fused activation (sal_conv_params.act) on a span still in cache. */
+static void clamp_span(float *restrict y, int64_t n, float lo, float hi) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float v = y[i];
+        v = v < lo ? lo : v;
+        y[i] = v > hi ? hi : v;
+    }
+}
+
 static void dw_forward(const sal_conv_params *p, const float *restrict x, const float *restrict w,
                        const float *restrict b, float *restrict y, float *scratch, int threads) {
     const int64_t C = p->c, M = p->m, H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
@@ -380,6 +390,7 @@ static void dw_forward(const sal_conv_params *p, const float *restrict x, const 
             int64_t n = nm / M, m = nm % M;
             dw_plane(&g, hp, wp, x + (n * C + m / mult) * H * W, w + m * KH * KW, b ? b[m] : 0.f, 0,
                      y + nm * OH * OW, pad, acc);
+            if (p->act) clamp_span(y + nm * OH * OW, OH * OW, p->act_lo, p->act_hi);
         }
     }
 }
@@ -630,6 +641,10 @@ sal_status sal_cpu_conv_fwd(const sal_op_call *c, sal_error *err) {
                 im2col(p, Cg, xg, c->scratch, t);
                 sal_sgemm(0, 0, (int)Mg, (int)OHW, (int)K, 1.f, wg,
                             (int)K, c->scratch, (int)OHW, beta, yg, (int)OHW);
+            }
+            if (p->act) {
+#pragma omp parallel for num_threads(par(t, Mg * OHW)) schedule(static)
+                for (int64_t r = 0; r < Mg; r++) clamp_span(yg + r * OHW, OHW, p->act_lo, p->act_hi);
             }
         }
     return SAL_OK;
