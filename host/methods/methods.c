@@ -442,12 +442,14 @@ static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, c
             for (int k = 0; k < nb; k++) {
                 int y0 = ((w0 + k) / nx) * o->occ_stride_h, x0 = ((w0 + k) % nx) * o->occ_stride_w;
                 float *dst = xb + (size_t)k * per;
+                /* the image, then the window's rows from the fill (sal_in_window's rectangle) */
+                memcpy(dst, xi, sizeof(float) * (size_t)per);
+                int y1 = y0 + o->occ_h < H ? y0 + o->occ_h : H, x1 = x0 + o->occ_w < W ? x0 + o->occ_w : W;
                 for (int c = 0; c < C; c++)
-                    for (int y = 0; y < H; y++)
-                        for (int xx = 0; xx < W; xx++) {
-                            int64_t j = c * hw + (int64_t)y * W + xx;
-                            dst[j] = sal_in_window(y, xx, y0, x0, o->occ_h, o->occ_w) ? fill[j] : xi[j];
-                        }
+                    for (int y = y0; y < y1; y++) {
+                        int64_t j = c * hw + (int64_t)y * W + x0;
+                        memcpy(dst + j, fill + j, sizeof(float) * (size_t)(x1 - x0));
+                    }
             }
             st = sal_method_pass(cx, xb, nb, t1, 0, NULL, sc);
             for (int k = 0; !st && k < nb; k++) {

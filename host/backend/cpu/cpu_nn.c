@@ -372,6 +372,16 @@ static void clamp_span(float *restrict y, int64_t n, float lo, float hi) {
     }
 }
 
+/* y += bias, then clamped to [lo, hi] (+-INFINITY: no clamp), on a span still in cache. */
+static void bias_clamp_span(float *restrict y, int64_t n, float bias, float lo, float hi) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float v = y[i] + bias;
+        v = v < lo ? lo : v;
+        y[i] = v > hi ? hi : v;
+    }
+}
+
 static void dw_forward(const sal_conv_params *p, const float *restrict x, const float *restrict w,
                        const float *restrict b, float *restrict y, float *scratch, int threads) {
     const int64_t C = p->c, M = p->m, H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
@@ -592,15 +602,6 @@ static void dw_backward_weight(const sal_conv_params *p, const float *restrict x
 /* Conv                                                                                             */
 
 /* Rows of y_g (Mg, OHW) set to the bias of their channel. */
-static void fill_bias(float *y, const float *b, int64_t rows, int64_t len, int threads) {
-#pragma omp parallel for num_threads(par(threads, rows * len)) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const float v = b[r];
-        float *restrict d = y + r * len;
-#pragma omp simd
-        for (int64_t i = 0; i < len; i++) d[i] = v;
-    }
-}
 
 sal_status sal_cpu_conv_fwd(const sal_op_call *c, sal_error *err) {
     sal_status st;
@@ -629,11 +630,7 @@ sal_status sal_cpu_conv_fwd(const sal_op_call *c, sal_error *err) {
             const float *xg = x + (n * p->c + g * Cg) * HW;   /* (Cg, H, W) */
             const float *wg = w + g * Mg * K;                 /* (Mg, Cg*kh*kw) */
             float *yg = y + (n * p->m + g * Mg) * OHW;        /* (Mg, OH*OW) */
-            float beta = 0.f;
-            if (b) {
-                fill_bias(yg, b + g * Mg, Mg, OHW, t);
-                beta = 1.f;
-            }
+            const float beta = 0.f;   /* bias and the fused activation: one pass after the GEMM */
             if (pointwise) {
                 sal_sgemm(0, 0, (int)Mg, (int)OHW, (int)Cg, 1.f, wg,
                             (int)Cg, xg, (int)HW, beta, yg, (int)OHW);
@@ -642,9 +639,11 @@ sal_status sal_cpu_conv_fwd(const sal_op_call *c, sal_error *err) {
                 sal_sgemm(0, 0, (int)Mg, (int)OHW, (int)K, 1.f, wg,
                             (int)K, c->scratch, (int)OHW, beta, yg, (int)OHW);
             }
-            if (p->act) {
+            if (b || p->act) {
+                const float lo = p->act ? p->act_lo : -INFINITY, hi = p->act ? p->act_hi : INFINITY;
+                const float *bg = b ? b + g * Mg : NULL;
 #pragma omp parallel for num_threads(par(t, Mg * OHW)) schedule(static)
-                for (int64_t r = 0; r < Mg; r++) clamp_span(yg + r * OHW, OHW, p->act_lo, p->act_hi);
+                for (int64_t r = 0; r < Mg; r++) bias_clamp_span(yg + r * OHW, OHW, bg ? bg[r] : 0.f, lo, hi);
             }
         }
     return SAL_OK;
