@@ -1015,7 +1015,8 @@ sal_status sal_cpu_concat_fwd(const sal_op_call *c, sal_error *err) {
         int64_t at = 0;
         for (int i = 0; i < c->n_in; i++) {
             const int64_t blk = c->in_shape[i]->d[p->axis] * inner;
-            memcpy(y + o * len * inner + at, c->in[i] + o * blk, sizeof(float) * (size_t)blk);
+            /* an empty input may have no data pointer at all */
+            if (blk) memcpy(y + o * len * inner + at, c->in[i] + o * blk, sizeof(float) * (size_t)blk);
             at += blk;
         }
     }
