@@ -160,7 +160,9 @@ Test(parity_ops, conv) {
     parity_graph(conv_graph(1, 8, 15, 15, 16, 5, 2, 2, 2, 1, 8, 0), "depthwise 5x5 stride 2 (16 out)", 0);
     parity_graph(conv_graph(2, 6, 12, 12, 4, 3, 1, 2, 2, 2, 2, 1), "grouped, dilated", 0);
     parity_graph(conv_graph(3, 16, 7, 7, 32, 1, 1, 0, 0, 1, 1, 1), "pointwise", 0);
-    parity_graph(conv_graph(1, 3, 32, 32, 8, 3, 2, 0, 1, 1, 1, 0), "stride 2, pads (0,0,1,1) as cuDNN can", 0);
+    parity_graph(conv_graph(1, 3, 32, 32, 8, 3, 2, 0, 1, 1, 1, 0), "stride 2, asymmetric pads (0,0,1,1)", 0);
+    parity_graph(conv_graph(2, 8, 17, 17, 8, 5, 2, 1, 2, 1, 8, 1), "depthwise 5x5 stride 2, pads (1,1,2,2)", 0);
+    parity_graph(conv_graph(1, 4, 5, 5, 4, 3, 2, 1, 0, 1, 1, 1), "pads (1,1,0,0): top larger than bottom", 0);
 }
 
 Test(parity_ops, gemm_and_matmul) {

@@ -25,6 +25,10 @@ int sal_cuda_gemm_fill_c(float *y, const float *c, int64_t M, int64_t N, int64_t
                          float beta, cudaStream_t s);
 int sal_cuda_gemm_grad_c(float *gc, const float *g, int64_t M, int64_t N, int64_t s0, int64_t s1,
                          float beta, cudaStream_t s);
+int sal_cuda_pad_copy(float *xp, const float *x, int64_t planes, int64_t h, int64_t w, int64_t hp, int64_t wp,
+                      int64_t pt, int64_t pl, cudaStream_t s);
+int sal_cuda_crop_add(float *gx, const float *gxp, int64_t planes, int64_t h, int64_t w, int64_t hp, int64_t wp,
+                      int64_t pt, int64_t pl, cudaStream_t s);
 
 int sal_backend_cuda_built(void) { return 1; }
 
@@ -35,6 +39,10 @@ int sal_backend_cuda_built(void) { return 1; }
 typedef struct conv_entry {
     const sal_node *node;
     int64_t n, c, h, w, m;
+    /* asymmetric ONNX pads: cuDNN's legacy descriptor pads symmetrically, so the input is copied
+     * into a zero-padded (n, c, hp, wp) buffer and convolved with pad 0 */
+    int padded;
+    int64_t hp, wp, pt, pl;
     cudnnTensorDescriptor_t xd, yd, bd;
     cudnnFilterDescriptor_t fd;
     cudnnConvolutionDescriptor_t cd;
@@ -54,6 +62,8 @@ typedef struct cu_impl {
     cublasHandle_t blas;
     void *ws;            /* cuDNN workspace, grown on demand */
     size_t ws_bytes;
+    float *pad;          /* zero-padded copies for asymmetric-pad convolutions, grown on demand */
+    size_t pad_bytes;
     conv_entry *conv;
     int n_conv, cap_conv;
 } cu_impl;
@@ -150,6 +160,20 @@ static sal_status ensure_ws(cu_impl *u, size_t bytes, const char *what, sal_erro
     return SAL_OK;
 }
 
+static sal_status ensure_pad(cu_impl *u, size_t bytes, const char *what, sal_error *err) {
+    if (bytes <= u->pad_bytes) return SAL_OK;
+    CU_TRY(what, cudaStreamSynchronize(u->stream));
+    cudaFree(u->pad);
+    u->pad = NULL;
+    u->pad_bytes = 0;
+    if (cudaMalloc((void **)&u->pad, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return sal_fail(err, SAL_ERR_NOMEM, "%s: out of GPU memory for a %zu MiB padded input", what, bytes >> 20);
+    }
+    u->pad_bytes = bytes;
+    return SAL_OK;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Convolution (cuDNN)                                                                              */
 
@@ -178,15 +202,10 @@ static sal_status conv_lookup(cu_impl *u, const sal_op_call *c, conv_entry **out
             return SAL_OK;
         }
     }
-    /* cuDNN pads symmetrically: asymmetric ONNX pads are accepted when the smaller pad gives the
-     * same output size (the extra bottom/right padding is then never read) */
-    int64_t ph = p->pt < p->pb ? p->pt : p->pb, pw = p->pl < p->pr ? p->pl : p->pr;
-    int64_t oh = (p->h + 2 * ph - p->dh * (p->kh - 1) - 1) / p->sh + 1;
-    int64_t ow = (p->w + 2 * pw - p->dw * (p->kw - 1) - 1) / p->sw + 1;
-    if (oh != p->oh || ow != p->ow)
-        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': Conv pads (%lld,%lld,%lld,%lld) are "
-                        "asymmetric in a way cuDNN cannot express; run with --device cpu", nm,
-                        (long long)p->pt, (long long)p->pl, (long long)p->pb, (long long)p->pr);
+    /* cuDNN's descriptor pads symmetrically; other pads go through an explicit zero-padded copy */
+    int padded = p->pt != p->pb || p->pl != p->pr;
+    int64_t ph = padded ? 0 : p->pt, pw = padded ? 0 : p->pl;
+    int64_t hp = padded ? p->h + p->pt + p->pb : p->h, wp = padded ? p->w + p->pl + p->pr : p->w;
     if (p->n > 0x7fffffff || p->c > 0x7fffffff || p->h > 0x7fffffff || p->w > 0x7fffffff)
         return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': Conv input too large for cuDNN", nm);
     if (u->n_conv == u->cap_conv) {
@@ -200,6 +219,7 @@ static sal_status conv_lookup(cu_impl *u, const sal_op_call *c, conv_entry **out
     memset(ce, 0, sizeof *ce);
     ce->node = c->node;
     ce->n = p->n; ce->c = p->c; ce->h = p->h; ce->w = p->w; ce->m = p->m;
+    ce->padded = padded; ce->hp = hp; ce->wp = wp; ce->pt = p->pt; ce->pl = p->pl;
     sal_status st = SAL_OK;
 #define CE_TRY(call)                                                                               \
     do {                                                                                           \
@@ -216,7 +236,7 @@ static sal_status conv_lookup(cu_impl *u, const sal_op_call *c, conv_entry **out
     CE_TRY(cudnnCreateFilterDescriptor(&ce->fd));
     CE_TRY(cudnnCreateConvolutionDescriptor(&ce->cd));
     CE_TRY(cudnnSetTensor4dDescriptor(ce->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)p->n, (int)p->c,
-                                      (int)p->h, (int)p->w));
+                                      (int)hp, (int)wp));
     CE_TRY(cudnnSetTensor4dDescriptor(ce->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)p->n, (int)p->m,
                                       (int)p->oh, (int)p->ow));
     CE_TRY(cudnnSetTensor4dDescriptor(ce->bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, (int)p->m, 1, 1));
@@ -249,9 +269,11 @@ static sal_status conv_lookup(cu_impl *u, const sal_op_call *c, conv_entry **out
             goto fail;
         }
         ce->fwd_algo = perf[chosen].algo;
-        /* FMA math whatever the heuristic listed: CUDNN_DEFAULT_MATH may use TF32 on Ampere+ */
+        /* FMA math whatever the heuristic listed (CUDNN_DEFAULT_MATH may use TF32 on Ampere+), and
+         * the workspace that math needs */
         ce->fwd_math = CUDNN_FMA_MATH;
-        ce->fwd_ws = perf[chosen].memory;
+        CE_TRY(cudnnGetConvolutionForwardWorkspaceSize(u->dnn, ce->xd, ce->fd, ce->cd, ce->yd, ce->fwd_algo,
+                                                       &ce->fwd_ws));
     }
     u->n_conv++;
     *out = ce;
@@ -268,16 +290,20 @@ static sal_status conv_bwd_algo(cu_impl *u, conv_entry *ce, const char *nm, sal_
     int got = 0, chosen = -1;
     DNN_TRY(nm, cudnnGetConvolutionBackwardDataAlgorithm_v7(u->dnn, ce->fd, ce->yd, ce->cd, ce->xd,
                                                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-    for (int i = 0; i < got && chosen < 0; i++)
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && !tensor_core_math(perf[i].mathType) &&
-            perf[i].memory <= SAL_CUDA_MAX_WS)
-            chosen = i;
+    /* deterministic algorithms first (no atomics: the same gradients on every run) */
+    for (int pass = 0; pass < 2 && chosen < 0; pass++)
+        for (int i = 0; i < got && chosen < 0; i++)
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && !tensor_core_math(perf[i].mathType) &&
+                perf[i].memory <= SAL_CUDA_MAX_WS && (pass || perf[i].determinism == CUDNN_DETERMINISTIC))
+                chosen = i;
     if (chosen < 0)
         return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': cuDNN offers no FP32 backward-data "
                         "algorithm for this convolution", nm);
     ce->bwd_algo = perf[chosen].algo;
     ce->bwd_math = CUDNN_FMA_MATH;
-    ce->bwd_ws = perf[chosen].memory;
+    DNN_TRY(nm, cudnnSetConvolutionMathType(ce->cd, CUDNN_FMA_MATH));
+    DNN_TRY(nm, cudnnGetConvolutionBackwardDataWorkspaceSize(u->dnn, ce->fd, ce->yd, ce->cd, ce->xd, ce->bwd_algo,
+                                                             &ce->bwd_ws));
     ce->bwd_ready = 1;
     return SAL_OK;
 }
@@ -289,9 +315,16 @@ static sal_status conv_fwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
     sal_status st = conv_lookup(u, c, &ce, err);
     if (st) return st;
     if ((st = ensure_ws(u, ce->fwd_ws, nm, err))) return st;
+    const float *x = c->in[0];
+    if (ce->padded) {
+        if ((st = ensure_pad(u, (size_t)(ce->n * ce->c * ce->hp * ce->wp) * sizeof(float), nm, err))) return st;
+        CU_TRY(nm, (cudaError_t)sal_cuda_pad_copy(u->pad, x, ce->n * ce->c, ce->h, ce->w, ce->hp, ce->wp, ce->pt,
+                                                  ce->pl, u->stream));
+        x = u->pad;
+    }
     const float one = 1.f, zero = 0.f;
     DNN_TRY(nm, cudnnSetConvolutionMathType(ce->cd, ce->fwd_math));
-    DNN_TRY(nm, cudnnConvolutionForward(u->dnn, &one, ce->xd, c->in[0], ce->fd, c->in[1], ce->cd,
+    DNN_TRY(nm, cudnnConvolutionForward(u->dnn, &one, ce->xd, x, ce->fd, c->in[1], ce->cd,
                                         ce->fwd_algo, u->ws, ce->fwd_ws, &zero, ce->yd, c->out[0]));
     if (p->has_bias && c->n_in > 2 && c->in[2])
         DNN_TRY(nm, cudnnAddTensor(u->dnn, &one, ce->bd, c->in[2], &one, ce->yd, c->out[0]));
@@ -309,10 +342,19 @@ static sal_status conv_bwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
     if (!st) st = conv_bwd_algo(u, ce, nm, err);
     if (!st) st = ensure_ws(u, ce->bwd_ws, nm, err);
     if (st) return st;
-    const float one = 1.f;   /* beta = 1: ADD into gin */
+    const float one = 1.f, zero = 0.f;
     DNN_TRY(nm, cudnnSetConvolutionMathType(ce->cd, ce->bwd_math));
+    if (!ce->padded) {   /* beta = 1: ADD into gin */
+        DNN_TRY(nm, cudnnConvolutionBackwardData(u->dnn, &one, ce->fd, c->in[1], ce->yd, c->gout[0], ce->cd,
+                                                 ce->bwd_algo, u->ws, ce->bwd_ws, &one, ce->xd, c->gin[0]));
+        return SAL_OK;
+    }
+    /* the gradient of the padded copy, then its interior added into gin */
+    if ((st = ensure_pad(u, (size_t)(ce->n * ce->c * ce->hp * ce->wp) * sizeof(float), nm, err))) return st;
     DNN_TRY(nm, cudnnConvolutionBackwardData(u->dnn, &one, ce->fd, c->in[1], ce->yd, c->gout[0], ce->cd,
-                                             ce->bwd_algo, u->ws, ce->bwd_ws, &one, ce->xd, c->gin[0]));
+                                             ce->bwd_algo, u->ws, ce->bwd_ws, &zero, ce->xd, u->pad));
+    CU_TRY(nm, (cudaError_t)sal_cuda_crop_add(c->gin[0], u->pad, ce->n * ce->c, ce->h, ce->w, ce->hp, ce->wp,
+                                              ce->pt, ce->pl, u->stream));
     return SAL_OK;
 }
 
@@ -339,6 +381,7 @@ static sal_status gemm_fwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
     if (!fits_int(p->m) || !fits_int(p->n) || !fits_int(p->k))
         return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': Gemm too large for cuBLAS", nm);
     const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
+    if (M == 0 || N == 0) return SAL_OK;   /* cuBLAS refuses leading dimensions of 0 */
     float beta = 0.f;
     if (cc && p->beta != 0.f) {
         CU_TRY(nm, (cudaError_t)sal_cuda_gemm_fill_c(y, cc, M, N, p->c.sb[0], p->c.sb[1], p->beta, u->stream));
@@ -360,6 +403,7 @@ static sal_status gemm_bwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
     const float *a = c->in[0], *b = c->in[1];
     float *ga = c->gin[0], *gb = c->gin[1], *gc = p->has_c && c->n_in > 2 ? c->gin[2] : NULL;
     const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
+    if (M == 0 || N == 0) return SAL_OK;
     const int lda = p->trans_a ? M : K, ldb = p->trans_b ? K : N;
     sal_status st = SAL_OK;
     if (ga && K > 0) {
@@ -389,6 +433,7 @@ static sal_status matmul_fwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
     if (!fits_int(p->m) || !fits_int(p->n) || !fits_int(p->k))
         return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': MatMul too large for cuBLAS", nm);
     const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
+    if (M == 0 || N == 0 || p->batch == 0) return SAL_OK;
     if (K == 0) {
         CU_TRY(nm, cudaMemsetAsync(y, 0, sizeof(float) * (size_t)(p->batch * p->m * p->n), u->stream));
         return SAL_OK;
@@ -419,6 +464,7 @@ static sal_status matmul_bwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
     const float *a = c->in[0], *b = c->in[1];
     float *ga = c->gin[0], *gb = c->gin[1];
     const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
+    if (M == 0 || N == 0 || p->batch == 0) return SAL_OK;
     sal_status st = SAL_OK;
     if (sal_matmul_foldable(p)) {
         const int BM = (int)(p->batch * p->m);
@@ -470,6 +516,7 @@ static void cu_destroy(sal_backend *b) {
         for (int i = 0; i < u->n_conv; i++) conv_entry_free(&u->conv[i]);
         free(u->conv);
         cudaFree(u->ws);
+        cudaFree(u->pad);
         if (u->blas) cublasDestroy(u->blas);
         if (u->dnn) cudnnDestroy(u->dnn);
         if (u->stream) cudaStreamDestroy(u->stream);
