@@ -131,6 +131,12 @@ sal_status sal_session_plan(sal_session *s, int n, int h, int w);
  * on the CPU, where larger batches stop paying off; 256 on a GPU), at least 1. */
 sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, int cap, int *batch,
                                   size_t *bytes_per_image, size_t *bytes_fixed);
+/* FLOPs (2 x multiply-adds) of the convolutions and matrix products this session has run, forward
+ * and backward-data, since it was created (element-wise ops are not counted). */
+double sal_session_flops(const sal_session *s);
+/* The device's measured FP32 matrix-product rate: a square SGEMM of side n (0 = 2048 on the CPU,
+ * 8192 on a GPU) with the session's threads, best of a few runs, in GFLOP/s. */
+sal_status sal_session_peak_gflops(sal_session *s, int n, double *gflops);
 /* Memory the session's device can still allocate, and its total (host RAM on the CPU). */
 sal_status sal_session_mem_info(const sal_session *s, size_t *avail, size_t *total);
 /* Shape of a layer's first output under the current plan. */

@@ -587,7 +587,7 @@ Test(cli, bench_reports_throughput_per_method, .timeout = 60) {
     run(&r, tmp, "bench", "-m", TINYCNN, "--device", "cpu", "-M", "saliency,gradcam,occlusion", "--images", "3",
         "--min-time", "0", "--json", NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
-    cr_expect_eq(count_lines(r.out), 3, "one object per method: %s", r.out);
+    cr_expect_eq(count_lines(r.out), 4, "the device's rate, then one object per method: %s", r.out);
     static const char *ms[] = {"saliency", "gradcam", "occlusion"};
     for (int k = 0; k < 3; k++) {
         char needle[64];
@@ -598,6 +598,8 @@ Test(cli, bench_reports_throughput_per_method, .timeout = 60) {
         cr_expect(ips && strtod(ips + 16, NULL) > 0, "%s: images/s missing or not positive: %s", ms[k], r.out);
     }
     cr_expect_eq(count_substr(r.out, "\"images\": 3"), 3, "%s", r.out);
+    cr_expect_eq(count_substr(r.out, "\"gflops\": "), 3, "GFLOP/s per method: %s", r.out);
+    cr_expect_eq(count_substr(r.out, "\"peak_sgemm_gflops\": "), 1, "the device's measured rate: %s", r.out);
     run_free(&r);
     /* inputs are used when given; text output has a header and a row per method */
     run(&r, tmp, "bench", "-m", TINYCNN, "--device", "cpu", "-M", "ig", "--steps", "4", "--min-time", "0", npy, NULL);

@@ -954,3 +954,38 @@ Test(graph_grad, fused_conv_activation_matches_unfused) {
     rig_free(&r);
     sal_graph_free(b.g);
 }
+
+/* FLOP accounting (salient bench's GFLOP/s): 2 x multiply-adds of every Conv/Gemm run, forward,
+ * and again for each backward-data pass; element-wise ops are not counted. */
+Test(graph_grad, flops_count_convolutions_and_matrix_products) {
+    gb b = gb_new();
+    sal_shape xs = S4(-1, 3, 8, 8);
+    sal_graph_add_input(b.g, "x", &xs);
+    conv(&b, "x", "c0", 3, 4, 3, 1, 1, 1, 1, 1, 1, 1, 1.f);      /* (N,4,8,8), 3x3 over 3 channels */
+    node(&b, "Relu", "r0", "c0", NULL);
+    conv(&b, "r0", "c1", 4, 4, 3, 2, 1, 1, 1, 1, 4, 0, 1.f);     /* depthwise, stride 2: (N,4,4,4) */
+    node(&b, "GlobalAveragePool", "gap", "c1", NULL);
+    node(&b, "Flatten", "fl", "gap", NULL);
+    gemm(&b, "fl", "y", 4, 10);
+    sal_graph_mark_output(b.g, "y");
+    finalize(&b);
+    rig r = rig_new(b.g);
+    sal_error err = {0};
+    enum { N = 2 };
+    sal_shape x2 = S4(N, 3, 8, 8);
+    float x[N * 3 * 8 * 8], seed[N * 10];
+    tu_fill(x, N * 3 * 8 * 8, &b.rng, -1.f, 1.f);
+    tu_fill(seed, N * 10, &b.rng, -1.f, 1.f);
+    const float *ins[1] = {x};
+    const double fwd = 2.0 * N * 4 * 8 * 8 * 3 * 3 * 3   /* c0 */
+                     + 2.0 * N * 4 * 4 * 4 * 1 * 3 * 3   /* c1: one input channel per group */
+                     + 2.0 * N * 10 * 4;                 /* gemm */
+    cr_expect_eq(sal_engine_flops(r.e), 0.0);
+    cr_assert_eq(sal_engine_plan(r.e, &x2, SAL_PLAN_GRAD, -1, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_forward(r.e, ins, &err), SAL_OK, "%s", err.msg);
+    cr_expect_eq(sal_engine_flops(r.e), fwd, "forward: %.0f FLOPs, expected %.0f", sal_engine_flops(r.e), fwd);
+    cr_assert_eq(sal_engine_backward(r.e, seed, 0, 0, &err), SAL_OK, "%s", err.msg);
+    cr_expect_eq(sal_engine_flops(r.e), 2 * fwd, "forward + backward: %.0f, expected %.0f", sal_engine_flops(r.e), 2 * fwd);
+    rig_free(&r);
+    sal_graph_free(b.g);
+}

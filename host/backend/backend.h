@@ -26,6 +26,8 @@ typedef struct sal_backend_ops {
     /* memory this backend can still allocate, and its total (host RAM, or the GPU's memory) */
     sal_status (*mem_info)(sal_backend *b, size_t *avail, size_t *total);
     int max_batch;   /* the largest internal batch worth using (more stops paying off) */
+    /* measured FP32 GEMM rate: square SGEMMs of side n (0: the backend's default size) */
+    sal_status (*peak_gflops)(sal_backend *b, int n, double *gflops, sal_error *err);
 } sal_backend_ops;
 
 struct sal_backend {

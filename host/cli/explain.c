@@ -56,7 +56,8 @@ static const char *help_head =
 
 static const char *bench_help_head =
     "usage: salient bench -m MODEL.onnx [-M METHOD[,METHOD...]] [--images N] [--min-time S] [options] [INPUT...]\n"
-    "Throughput per method: images/s and ms/image of sal_explain on N images (default 8: the given\n"
+    "Throughput per method: images/s, ms/image and GFLOP/s (convolutions and matrix products, against\n"
+    "the device's measured FP32 SGEMM rate) of sal_explain on N images (default 8: the given\n"
     "inputs cycled, else fixed random images), each method timed for at least S seconds (default 2)\n"
     "after one untimed call; --json prints one object per method. Default methods: the fast ones\n"
     "(saliency, inputxgrad, smoothgrad, ig, guided, occlusion, gradcam, gradcam++, hirescam, xgradcam,\n"
@@ -687,8 +688,15 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
     if (!c->json)
         printf("salient bench: %s on %s, %d images (%s), %dx%d input, at least %.1f s per method\n", c->model, dev,
                n_images, n_inputs ? "from the inputs" : "random", cm->h, cm->w, min_time);
-    if (!c->json)
-        printf("%-16s %12s %12s %8s %6s %s\n", "method", "images/s", "ms/image", "batch", "calls", on_gpu ? "device MiB in use" : "");
+    double peak = 0;   /* the device's FP32 GEMM rate, the yardstick for the conv-heavy methods */
+    if (sal_session_peak_gflops(cm->s, 0, &peak)) peak = 0;
+    if (!c->json) {
+        if (peak > 0) printf("device FP32 SGEMM rate (measured): %.1f GFLOP/s\n", peak);
+        printf("%-16s %12s %12s %8s %6s %10s %8s %s\n", "method", "images/s", "ms/image", "batch", "calls", "GFLOP/s",
+               "of peak", on_gpu ? "device MiB in use" : "");
+    } else if (peak > 0) {
+        printf("{\"device\": \"%s\", \"peak_sgemm_gflops\": %.4g}\n", dev, peak);
+    }
     int failed = 0;
     for (int mi = 0; mi < xo->n_methods; mi++) {
         sal_explain_opts o = xo->base;
@@ -700,7 +708,7 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
             continue;
         }
         sal_maps_free(&mp);
-        double total = 0;
+        double total = 0, f0 = sal_session_flops(cm->s);
         int calls = 0, batch = 0;
         sal_status st = SAL_OK;
         while (!st && (calls == 0 || total < min_time)) {
@@ -715,16 +723,20 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
             continue;
         }
         double ips = calls * (double)n_images / total;
+        double gfs = (sal_session_flops(cm->s) - f0) / total * 1e-9;   /* conv/matmul FLOPs only */
         size_t avail = 0, tot = 0;
         long used_mib = on_gpu && !sal_session_mem_info(cm->s, &avail, &tot) ? (long)((tot - avail) >> 20) : -1;
         if (c->json) {
             printf("{\"method\": \"%s\", \"device\": \"%s\", \"images\": %d, \"calls\": %d, \"seconds\": %.4f, "
-                   "\"images_per_s\": %.4g, \"ms_per_image\": %.4g, \"batch\": %d", sal_method_name(o.method), dev,
-                   n_images, calls, total, ips, 1e3 / ips, batch);
+                   "\"images_per_s\": %.4g, \"ms_per_image\": %.4g, \"batch\": %d, \"gflops\": %.4g",
+                   sal_method_name(o.method), dev, n_images, calls, total, ips, 1e3 / ips, batch, gfs);
+            if (peak > 0) printf(", \"fraction_of_peak\": %.4g", gfs / peak);
             if (used_mib >= 0) printf(", \"device_mib_in_use\": %ld", used_mib);
             printf("}\n");
         } else {
-            printf("%-16s %12.2f %12.2f %8d %6d", sal_method_name(o.method), ips, 1e3 / ips, batch, calls);
+            printf("%-16s %12.2f %12.2f %8d %6d %10.1f", sal_method_name(o.method), ips, 1e3 / ips, batch, calls, gfs);
+            if (peak > 0) printf(" %7.1f%%", 100 * gfs / peak);
+            else printf(" %8s", "-");
             if (used_mib >= 0) printf(" %ld", used_mib);
             printf("\n");
         }

@@ -28,7 +28,8 @@ typedef struct pvalue {
 typedef struct pnode {
     int node;
     void *params;
-    int alias;   /* output 0 is input 0's memory: no kernel runs */
+    int alias;     /* output 0 is input 0's memory: no kernel runs */
+    double flops;  /* multiply-adds x 2 of a Conv/Gemm/MatMul (its backward-data costs the same) */
 } pnode;
 
 /* One plan: everything that depends on the input shapes, the mode and the captured value. */
@@ -62,7 +63,28 @@ struct sal_engine {
     unsigned long tick;
     size_t mem_limit;     /* bytes one plan's memory may take, 0 = no limit */
     int *uses;            /* (n_values): how many node inputs read each value */
+    double flops;         /* Conv/Gemm/MatMul FLOPs run so far, forward and backward */
 };
+
+double sal_engine_flops(const sal_engine *e) { return e->flops; }
+
+/* 2 x multiply-adds of the matrix-type ops (the element-wise rest is not counted). */
+static double step_flops(const sal_node *n, const void *params) {
+    if (!params) return 0;
+    if (n->op == SAL_OP_CONV) {
+        const sal_conv_params *p = (const sal_conv_params *)params;
+        return 2.0 * p->n * p->m * p->oh * p->ow * (double)(p->c / p->group) * p->kh * p->kw;
+    }
+    if (n->op == SAL_OP_GEMM) {
+        const sal_gemm_params *p = (const sal_gemm_params *)params;
+        return 2.0 * p->m * p->n * (double)p->k;
+    }
+    if (n->op == SAL_OP_MATMUL) {
+        const sal_matmul_params *p = (const sal_matmul_params *)params;
+        return 2.0 * p->batch * p->m * p->n * (double)p->k;
+    }
+    return 0;
+}
 
 void sal_engine_set_mem_limit(sal_engine *e, size_t bytes) { e->mem_limit = bytes; }
 
@@ -281,6 +303,7 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
     p->node = ni;
     p->params = params;
     p->alias = alias;
+    p->flops = alias ? 0 : step_flops(n, params);
     if (n->n_in > e->p->max_io) e->p->max_io = n->n_in;
     if (n->n_out > e->p->max_io) e->p->max_io = n->n_out;
     return SAL_OK;
@@ -571,6 +594,7 @@ sal_status sal_engine_forward(sal_engine *e, const float *const *inputs, sal_err
         sal_op_call c = make_call(e, p);
         sal_status st = e->b->ops->forward(e->b, &c, err);
         if (st) return st;
+        e->flops += p->flops;
     }
     return SAL_OK;
 }
@@ -629,6 +653,7 @@ sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int
         c.guided = guided;
         st = e->b->ops->backward(e->b, &c, err);
         if (st) return st;
+        if (e->p->gin_ptr[0]) e->flops += p->flops;   /* backward-data: the forward's count */
     }
     return SAL_OK;
 }

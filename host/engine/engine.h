@@ -23,6 +23,8 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
                            sal_error *err);
 /* Shape of a value under the current plan (NULL when unknown). */
 const sal_shape *sal_engine_shape(const sal_engine *e, int value);
+/* Conv/Gemm/MatMul FLOPs (2 x multiply-adds) run since creation, forward and backward-data. */
+double sal_engine_flops(const sal_engine *e);
 /* Refuse (SAL_ERR_NOMEM) plans whose memory would exceed `bytes` (0 = no limit). */
 void sal_engine_set_mem_limit(sal_engine *e, size_t bytes);
 /* Bytes of the plan's activation, gradient and scratch memory. */

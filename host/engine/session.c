@@ -205,6 +205,15 @@ sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, i
     return SAL_OK;
 }
 
+double sal_session_flops(const sal_session *s) { return s && s->e ? sal_engine_flops(s->e) : 0; }
+
+sal_status sal_session_peak_gflops(sal_session *s, int n, double *gflops) {
+    if (!s || !gflops || n < 0) return SAL_ERR_INVALID_ARG;
+    if (!s->b->ops->peak_gflops)
+        return sfail(s, SAL_ERR_UNSUPPORTED, "the %s backend cannot measure its peak", s->b->ops->name);
+    return s->b->ops->peak_gflops(s->b, n, gflops, &s->err);
+}
+
 sal_status sal_session_mem_info(const sal_session *s, size_t *avail, size_t *total) {
     if (!s || !avail || !total || !s->b->ops->mem_info) return SAL_ERR_INVALID_ARG;
     return s->b->ops->mem_info(s->b, avail, total);

@@ -25,6 +25,7 @@ int sal_cuda_gemm_fill_c(float *y, const float *c, int64_t M, int64_t N, int64_t
                          float beta, cudaStream_t s);
 int sal_cuda_gemm_grad_c(float *gc, const float *g, int64_t M, int64_t N, int64_t s0, int64_t s1,
                          float beta, cudaStream_t s);
+int sal_cuda_fill_random(float *x, int64_t n, unsigned seed, cudaStream_t s);
 int sal_cuda_pad_copy(float *xp, const float *x, int64_t planes, int64_t h, int64_t w, int64_t hp, int64_t wp,
                       int64_t pt, int64_t pl, cudaStream_t s);
 int sal_cuda_crop_add(float *gx, const float *gxp, int64_t planes, int64_t h, int64_t w, int64_t hp, int64_t wp,
@@ -525,10 +526,52 @@ static void cu_destroy(sal_backend *b) {
     free(b);
 }
 
+/* Square FP32 SGEMM of side n (default 8192) through cuBLAS on the session's stream, timed with
+ * events, best of 3 after one warm-up; operands filled on the device (not zeros: those run faster). */
+static sal_status cu_peak_gflops(sal_backend *b, int n, double *gflops, sal_error *err) {
+    cu_impl *u = impl_of(b);
+    if (n <= 0) n = 8192;
+    size_t bytes = sizeof(float) * (size_t)n * (size_t)n;
+    float *a = NULL, *m = NULL, *c = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    sal_status st = SAL_OK;
+    const char *what = "measuring the GPU's SGEMM rate";
+    if (cudaMalloc((void **)&a, bytes) != cudaSuccess || cudaMalloc((void **)&m, bytes) != cudaSuccess ||
+        cudaMalloc((void **)&c, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        st = sal_fail(err, SAL_ERR_NOMEM, "%s: out of GPU memory for %dx%d matrices", what, n, n);
+        goto done;
+    }
+    if (sal_cuda_fill_random(a, (int64_t)n * n, 1, u->stream) || sal_cuda_fill_random(m, (int64_t)n * n, 2, u->stream)) {
+        st = sal_fail(err, SAL_ERR_DEVICE, "%s: filling the operands failed", what);
+        goto done;
+    }
+    if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
+        st = sal_fail(err, SAL_ERR_DEVICE, "%s: cudaEventCreate failed", what);
+        goto done;
+    }
+    float best = 1e30f;
+    for (int r = 0; r < 4 && !st; r++) {
+        cudaEventRecord(e0, u->stream);
+        st = sgemm(u, what, 0, 0, n, n, n, 1.f, a, n, m, n, 0.f, c, n, err);
+        cudaEventRecord(e1, u->stream);
+        float ms = 0;
+        if (!st && (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess))
+            st = sal_fail(err, SAL_ERR_DEVICE, "%s: timing failed", what);
+        if (!st && r > 0 && ms < best) best = ms;
+    }
+    if (!st) *gflops = 2.0 * n * (double)n * n / (best * 1e-3) * 1e-9;
+done:
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaFree(a); cudaFree(m); cudaFree(c);
+    return st;
+}
+
 /* max_batch 256: a GPU needs large batches to fill; memory decides below that */
 static const sal_backend_ops cuda_ops = {
     "cuda", cu_destroy, cu_supports, cu_alloc, cu_release, cu_upload, cu_download, cu_zero,
-    cu_fwd, cu_bwd, cu_sync, cu_mem_info, 256,
+    cu_fwd, cu_bwd, cu_sync, cu_mem_info, 256, cu_peak_gflops,
 };
 
 sal_status sal_backend_cuda_create(sal_backend **out, sal_error *err) {
