@@ -26,25 +26,24 @@ static const sal_twk_entry twk_table[SAL_TW_NFUNCS + 1] = {
     SAL_TW_ELEM_FUNCS(SAL_TW_ENTRY) SAL_TW_NN_FUNCS(SAL_TW_ENTRY) {nullptr, "end"}};
 #undef SAL_TW_ENTRY
 
-// Every launch of the pass, asynchronously on stream s; a failed launch names the node and kernel.
+// One launch as a kernel on the stream (ctx), asynchronously; a failed launch names the node and kernel.
+static sal_status launch_on_stream(void *ctx, const sal_op_call *c, int backward, const sal_tw_launch *l,
+                                   const sal_tw_args *a, sal_error *err) {
+    int64_t blocks = (l->count + SAL_TW_THREADS - 1) / SAL_TW_THREADS;
+    if (blocks > 2147483647LL)
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': %lld elements in one launch of %s",
+                        c->node->name, (long long)l->count, twk_table[l->fn].name);
+    twk_table[l->fn].fn<<<(unsigned)blocks, SAL_TW_THREADS, 0, (cudaStream_t)ctx>>>(l->count, *a);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return sal_fail(err, SAL_ERR_DEVICE, "node '%s' (%s %s): launching kernel %s: %s", c->node->name,
+                        c->node->op_type, backward ? "backward" : "forward", twk_table[l->fn].name,
+                        cudaGetErrorString(e));
+    return SAL_OK;
+}
+
+// Every launch of the pass, in plan order, on stream s.
 extern "C" sal_status sal_cuda_twin_run(const sal_op_call *c, int backward, cudaStream_t s,
                                         sal_error *err) {
-    for (int k = 0;; k++) {
-        sal_tw_launch l;
-        sal_tw_args a;
-        int r = sal_tw_plan(c, backward, k, &l, &a, err);
-        if (r == 0) return SAL_OK;
-        if (r < 0) return err->status ? err->status : SAL_ERR_UNSUPPORTED;
-        if (l.count == 0) continue;
-        int64_t blocks = (l.count + SAL_TW_THREADS - 1) / SAL_TW_THREADS;
-        if (blocks > 2147483647LL)
-            return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': %lld elements in one launch of %s",
-                            c->node->name, (long long)l.count, twk_table[l.fn].name);
-        twk_table[l.fn].fn<<<(unsigned)blocks, SAL_TW_THREADS, 0, s>>>(l.count, a);
-        cudaError_t e = cudaGetLastError();
-        if (e != cudaSuccess)
-            return sal_fail(err, SAL_ERR_DEVICE, "node '%s' (%s %s): launching kernel %s: %s",
-                            c->node->name, c->node->op_type, backward ? "backward" : "forward",
-                            twk_table[l.fn].name, cudaGetErrorString(e));
-    }
+    return sal_tw_each_launch(c, backward, launch_on_stream, (void *)s, err);
 }

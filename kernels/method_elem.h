@@ -60,10 +60,6 @@ SAL_HD float sal_bilinear_ac(const float *in, int ih, int iw, int oh, int ow, in
     return top * (1.0f - fy) + bot * fy;
 }
 
-/* Is (y, x) inside the window starting at (y0, x0) of size (wh, ww)? */
-SAL_HD int sal_in_window(int y, int x, int y0, int x0, int wh, int ww) {
-    return y >= y0 && y < y0 + wh && x >= x0 && x < x0 + ww;
-}
 
 /* Grad-CAM++ weight of one gradient element (pytorch-grad-cam's formula):
  * alpha = g^2 / (2 g^2 + sum_A g^3 + 1e-6), zero where g == 0; weight = relu(g) * alpha. */

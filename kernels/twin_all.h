@@ -32,6 +32,13 @@ int sal_tw_plan_nn(const sal_op_call *c, int backward, int k, sal_tw_launch *l, 
 /* Does op kind have a twin? */
 int sal_tw_has_op(int op_kind);
 
+/* Every launch of the pass in order, handed to run (the host loop below, or the CUDA launcher);
+ * stops at the first failure. */
+typedef sal_status (*sal_tw_runner)(void *ctx, const sal_op_call *c, int backward, const sal_tw_launch *l,
+                                    const sal_tw_args *a, sal_error *err);
+sal_status sal_tw_each_launch(const sal_op_call *c, int backward, sal_tw_runner run, void *ctx,
+                              sal_error *err);
+
 /* The host runner: every launch of the pass, each a plain loop over its elements. */
 sal_status sal_twin_run(const sal_op_call *c, int backward, sal_error *err);
 

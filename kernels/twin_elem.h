@@ -37,16 +37,16 @@ enum { SAL_TW_BIN_ADD = 0, SAL_TW_BIN_SUB, SAL_TW_BIN_MUL, SAL_TW_BIN_DIV };
 /* BatchNorm's input_var, its 5th input. */
 #define SAL_TW_BN_VAR(a) ((a)->in[4])
 
-/* The CPU's float chunk of the scalar-broadcast gradient sum (cpu_elem.c BCHUNK): partial sums
- * in float per chunk, added in double. */
+/* The float chunk of the scalar-broadcast gradient sum (cpu_elem.c uses it too): partial sums in
+ * float per chunk, added in double. */
 #define SAL_TW_BCHUNK 8192
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Helpers                                                                                          */
 
-/* cpu_elem.c's exp_fast, copied: e^x within 2 ulp (Cephes expf's range reduction and polynomial),
- * x clamped to [-87, 88] (1.6e-38 instead of a denormal or 0 below, 1.65e38 instead of inf above).
- * The same float operations on both devices (nvcc may fuse multiply-adds: within an ulp). */
+/* e^x within 2 ulp (Cephes expf's range reduction and polynomial) in branch-free code that
+ * vectorizes; x clamped to [-87, 88] (1.6e-38 instead of a denormal or 0 below, 1.65e38 instead
+ * of inf above). The CPU kernels use it too (cpu_elem.c); nvcc may fuse multiply-adds: within an ulp. */
 SAL_HD float sal_tw_exp(float x) {
     x = x < -87.f ? -87.f : x;
     x = x > 88.f ? 88.f : x;
@@ -71,7 +71,7 @@ SAL_HD float sal_tw_exp(float x) {
 #endif
 }
 
-/* y = a op b (cpu_elem.c bin_f) */
+/* y = a op b (also the CPU kernels') */
 SAL_HD float sal_tw_bin_f(int op, float a, float b) {
     switch (op) {
     case SAL_TW_BIN_ADD: return a + b;
@@ -81,7 +81,7 @@ SAL_HD float sal_tw_bin_f(int op, float a, float b) {
     }
 }
 
-/* dL/da (which = 0) or dL/db (which = 1) of y = a op b for incoming gradient g (cpu_elem.c bin_d) */
+/* dL/da (which = 0) or dL/db (which = 1) of y = a op b for incoming gradient g (also the CPU's) */
 SAL_HD float sal_tw_bin_d(int op, int which, float a, float b, float g) {
     if (!which) {
         switch (op) {

@@ -115,8 +115,6 @@ static sal_shape shp(int nd, int64_t a, int64_t b, int64_t c, int64_t d) {
     sal_shape s = {nd, {a, b, c, d}};
     return s;
 }
-static tu_input rt(sal_shape s) { tu_input t = {s, NULL, NULL}; return t; }
-static tu_input cf(sal_shape s, const float *v) { tu_input t = {s, v, NULL}; return t; }
 
 /* Constant data for a graph: kept until the test process ends (a few KB). */
 static float *rand_const(int64_t n, uint64_t seed) {
@@ -129,8 +127,8 @@ static float *rand_const(int64_t n, uint64_t seed) {
 static sal_graph *conv_graph(int64_t n, int64_t c, int64_t h, int64_t w, int64_t m, int64_t k, int64_t stride,
                              int64_t pad0, int64_t pad1, int64_t dil, int64_t group, int bias) {
     sal_shape ws = shp(4, m, c / group, k, k), bs = {1, {m}};
-    tu_input ins[3] = {rt(shp(4, n, c, h, w)), cf(ws, rand_const(sal_shape_numel(&ws), 11)),
-                       cf(bs, rand_const(m, 12))};
+    tu_input ins[3] = {tu_rt(shp(4, n, c, h, w)), tu_cf(ws, rand_const(sal_shape_numel(&ws), 11)),
+                       tu_cf(bs, rand_const(m, 12))};
     sal_graph *g = tu_node_graph("Conv", bias ? 3 : 2, ins, 1);
     int64_t st[2] = {stride, stride}, pads[4] = {pad0, pad0, pad1, pad1}, dl[2] = {dil, dil}, ks[2] = {k, k};
     sal_node_attr_ints(&g->nodes[0], "strides", 2, st);
@@ -142,12 +140,12 @@ static sal_graph *conv_graph(int64_t n, int64_t c, int64_t h, int64_t w, int64_t
 }
 
 static sal_graph *unary(const char *op, sal_shape s) {
-    tu_input in = rt(s);
+    tu_input in = tu_rt(s);
     return tu_node_graph(op, 1, &in, 1);
 }
 
 static sal_graph *binary(const char *op, sal_shape a, sal_shape b) {
-    tu_input ins[2] = {rt(a), rt(b)};
+    tu_input ins[2] = {tu_rt(a), tu_rt(b)};
     return tu_node_graph(op, 2, ins, 1);
 }
 
@@ -172,7 +170,7 @@ Test(parity_ops, gemm_and_matmul) {
         sal_shape as = ta ? shp(2, 7, 5, 0, 0) : shp(2, 5, 7, 0, 0);
         sal_shape bs = tb ? shp(2, 9, 7, 0, 0) : shp(2, 7, 9, 0, 0);
         sal_shape cs = {1, {9}};
-        tu_input ins[3] = {rt(as), cf(bs, rand_const(63, 21)), cf(cs, rand_const(9, 22))};
+        tu_input ins[3] = {tu_rt(as), tu_cf(bs, rand_const(63, 21)), tu_cf(cs, rand_const(9, 22))};
         sal_graph *g = tu_node_graph("Gemm", 3, ins, 1);
         sal_node_attr_int(&g->nodes[0], "transA", ta);
         sal_node_attr_int(&g->nodes[0], "transB", tb);
@@ -182,7 +180,7 @@ Test(parity_ops, gemm_and_matmul) {
         snprintf(what, sizeof what, "gemm transA %d transB %d", ta, tb);
         parity_graph(g, what, 0);
     }
-    { tu_input ins[3] = {rt(shp(2, 4, 6, 0, 0)), rt(shp(2, 6, 3, 0, 0)), rt(shp(2, 4, 1, 0, 0))};
+    { tu_input ins[3] = {tu_rt(shp(2, 4, 6, 0, 0)), tu_rt(shp(2, 6, 3, 0, 0)), tu_rt(shp(2, 4, 1, 0, 0))};
       parity_graph(tu_node_graph("Gemm", 3, ins, 1), "gemm, every operand runtime, C (4,1)", 0); }
     parity_graph(binary("MatMul", shp(3, 2, 5, 4, 0), shp(2, 4, 6, 0, 0)), "matmul folded batch", 0);
     parity_graph(binary("MatMul", shp(3, 3, 5, 4, 0), shp(3, 3, 4, 6, 0)), "matmul strided batch", 0);
@@ -198,7 +196,7 @@ Test(parity_ops, activations) {
             parity_graph(unary(ops[i], shp(4, 2, 3, 5, 7)), what, guided);
         }
     float lo = 0.f, hi = 0.5f;
-    tu_input ins[3] = {rt(shp(4, 2, 3, 5, 7)), cf(shp(0, 0, 0, 0, 0), &lo), cf(shp(0, 0, 0, 0, 0), &hi)};
+    tu_input ins[3] = {tu_rt(shp(4, 2, 3, 5, 7)), tu_cf(shp(0, 0, 0, 0, 0), &lo), tu_cf(shp(0, 0, 0, 0, 0), &hi)};
     parity_graph(tu_node_graph("Clip", 3, ins, 1), "Clip [0, 0.5]", 0);
     parity_graph(tu_node_graph("Clip", 3, ins, 1), "Clip [0, 0.5] guided", 1);
 }
@@ -246,7 +244,7 @@ Test(parity_ops, pooling_and_reductions) {
 }
 
 Test(parity_ops, data_movement) {
-    tu_input ins[3] = {rt(shp(4, 2, 3, 4, 5)), rt(shp(4, 2, 2, 4, 5)), rt(shp(4, 2, 1, 4, 5))};
+    tu_input ins[3] = {tu_rt(shp(4, 2, 3, 4, 5)), tu_rt(shp(4, 2, 2, 4, 5)), tu_rt(shp(4, 2, 1, 4, 5))};
     sal_graph *g = tu_node_graph("Concat", 3, ins, 1);
     sal_node_attr_int(&g->nodes[0], "axis", 1);
     parity_graph(g, "Concat axis 1", 0);
@@ -257,7 +255,7 @@ Test(parity_ops, data_movement) {
     static const char *modes[] = {"constant", "edge", "reflect"};
     for (int m = 0; m < 3; m++) {
         int64_t pads[8] = {0, 0, 2, 1, 0, 0, 1, 3};
-        tu_input pin[2] = {rt(shp(4, 1, 2, 6, 7)), {{1, {8}}, NULL, pads}};
+        tu_input pin[2] = {tu_rt(shp(4, 1, 2, 6, 7)), {{1, {8}}, NULL, pads}};
         g = tu_node_graph("Pad", 2, pin, 1);
         sal_node_attr_str(&g->nodes[0], "mode", modes[m]);
         char what[64];
@@ -270,8 +268,8 @@ Test(parity_ops, batchnorm) {
     sal_shape cs = {1, {5}};
     float *var = rand_const(5, 31);
     for (int i = 0; i < 5; i++) var[i] = fabsf(var[i]) + 0.1f;
-    tu_input ins[5] = {rt(shp(4, 2, 5, 6, 6)), cf(cs, rand_const(5, 32)), cf(cs, rand_const(5, 33)),
-                       cf(cs, rand_const(5, 34)), cf(cs, var)};
+    tu_input ins[5] = {tu_rt(shp(4, 2, 5, 6, 6)), tu_cf(cs, rand_const(5, 32)), tu_cf(cs, rand_const(5, 33)),
+                       tu_cf(cs, rand_const(5, 34)), tu_cf(cs, var)};
     parity_graph(tu_node_graph("BatchNormalization", 5, ins, 1), "BatchNormalization", 0);
 }
 

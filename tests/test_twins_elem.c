@@ -24,7 +24,6 @@
  * Every check draws a fresh seed (tu_fresh_seed), printed in its failure message. */
 #include <criterion/criterion.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,20 +38,6 @@ typedef unsigned long long ull;
 /* ------------------------------------------------------------------------------------------------ */
 /* Helpers                                                                                          */
 
-static sal_shape shp(int nd, ...) {
-    sal_shape s;
-    memset(&s, 0, sizeof s);
-    s.ndim = nd;
-    va_list ap;
-    va_start(ap, nd);
-    for (int i = 0; i < nd; i++) s.d[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
-
-static tu_input rt(sal_shape s) { tu_input t = {s, NULL, NULL}; return t; }
-static tu_input cf(sal_shape s, const float *v) { tu_input t = {s, v, NULL}; return t; }
-static tu_input absent(void) { tu_input t; memset(&t, 0, sizeof t); t.shape.ndim = -1; return t; }
 
 static int64_t numel(sal_shape s) {
     int64_t n = 1;
@@ -96,12 +81,12 @@ static tu_twin_result twin(sal_graph *g, float lo, float hi, int guided, const c
 
 static const sal_shape *act_shapes(int *n) {
     static sal_shape s[6];
-    s[0] = shp(4, 2, 3, 4, 5);
-    s[1] = shp(1, 7);
-    s[2] = shp(0);                 /* a scalar */
-    s[3] = shp(4, 2, 16, 20, 20);
-    s[4] = shp(3, 3, 0, 2);        /* empty */
-    s[5] = shp(2, 1, 1);
+    s[0] = tu_shape(4, 2, 3, 4, 5);
+    s[1] = tu_shape(1, 7);
+    s[2] = tu_shape(0);                 /* a scalar */
+    s[3] = tu_shape(4, 2, 16, 20, 20);
+    s[4] = tu_shape(3, 3, 0, 2);        /* empty */
+    s[5] = tu_shape(2, 1, 1);
     *n = 6;
     return s;
 }
@@ -113,7 +98,7 @@ static void check_act(const char *op, int opset, const char *attr, float attr_v,
     const sal_shape *shapes = act_shapes(&ns);
     for (int k = 0; k < ns; k++)
         for (int guided = 0; guided < 2; guided++) {
-            tu_input in[] = {rt(shapes[k])};
+            tu_input in[] = {tu_rt(shapes[k])};
             sal_graph *g = node(op, 1, in, opset);
             if (attr) sal_node_attr_float(N0(g), attr, attr_v);
             if (attr2) sal_node_attr_float(N0(g), attr2, attr2_v);
@@ -152,7 +137,7 @@ Test(activation, hardswish) { check_act("HardSwish", 14, NULL, 0, NULL, 0, -5.f,
 Test(activation, clip) {
     static const float zero = 0.f, six = 6.f, m1 = -1.f, p1 = 1.f, half = 0.5f, big = 0.7f,
                        small = -0.2f;
-    const sal_shape sc = shp(0);
+    const sal_shape sc = tu_shape(0);
     const struct { const float *lo, *hi; float xlo, xhi; const char *what; } cases[] = {
         {&zero, &six, -8.f, 8.f, "Clip [0, 6]"},
         {&m1, &p1, -2.f, 2.f, "Clip [-1, 1]"},
@@ -166,8 +151,8 @@ Test(activation, clip) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (int k = 0; k < ns; k++)
             for (int guided = 0; guided < 2; guided++) {
-                tu_input in[3] = {rt(shapes[k]), cases[c].lo ? cf(sc, cases[c].lo) : absent(),
-                                  cases[c].hi ? cf(sc, cases[c].hi) : absent()};
+                tu_input in[3] = {tu_rt(shapes[k]), cases[c].lo ? tu_cf(sc, cases[c].lo) : tu_absent(),
+                                  cases[c].hi ? tu_cf(sc, cases[c].hi) : tu_absent()};
                 int n_in = cases[c].hi ? 3 : cases[c].lo ? 2 : 1;
                 sal_graph *g = node("Clip", n_in, in, 13);
                 char what[128], b[64];
@@ -175,7 +160,7 @@ Test(activation, clip) {
                 twin(g, cases[c].xlo, cases[c].xhi, guided, what);
             }
     for (int guided = 0; guided < 2; guided++) {   /* opset 6 attributes */
-        tu_input in[] = {rt(shp(2, 4, 9))};
+        tu_input in[] = {tu_rt(tu_shape(2, 4, 9))};
         sal_graph *g = node("Clip", 1, in, 6);
         sal_node_attr_float(N0(g), "min", 0.f);
         sal_node_attr_float(N0(g), "max", 0.5f);
@@ -190,7 +175,7 @@ Test(activation, clip) {
  * non-strict comparisons decide the gradient. */
 Test(activation, kinks) {
     static const float zero = 0.f, six = 6.f, m1 = -1.f, p1 = 1.f;
-    const sal_shape sc = shp(0), xs = shp(3, 2, 3, 5);
+    const sal_shape sc = tu_shape(0), xs = tu_shape(3, 2, 3, 5);
     for (int guided = 0; guided < 2; guided++) {
         const struct { const char *op; int opset; float x; } one[] = {
             {"Relu", 13, 0.f}, {"LeakyRelu", 13, 0.f}, {"HardSwish", 14, -3.f},
@@ -198,7 +183,7 @@ Test(activation, kinks) {
             {"HardSigmoid", 13, 0.f}, {"Sigmoid", 13, 0.f}, {"Tanh", 13, 0.f},
         };
         for (size_t k = 0; k < sizeof one / sizeof one[0]; k++) {
-            tu_input in[] = {rt(xs)};
+            tu_input in[] = {tu_rt(xs)};
             char what[64];
             snprintf(what, sizeof what, "%s at x = %g", one[k].op, one[k].x);
             twin(node(one[k].op, 1, in, one[k].opset), one[k].x, one[k].x, guided, what);
@@ -207,7 +192,7 @@ Test(activation, kinks) {
             {&zero, &six, 0.f}, {&zero, &six, 6.f}, {&m1, &p1, -1.f}, {&m1, &p1, 1.f},
         };
         for (size_t k = 0; k < sizeof clip / sizeof clip[0]; k++) {
-            tu_input in[3] = {rt(xs), cf(sc, clip[k].lo), cf(sc, clip[k].hi)};
+            tu_input in[3] = {tu_rt(xs), tu_cf(sc, clip[k].lo), tu_cf(sc, clip[k].hi)};
             char what[64];
             snprintf(what, sizeof what, "Clip [%g, %g] at x = %g", *clip[k].lo, *clip[k].hi,
                      clip[k].x);
@@ -308,7 +293,7 @@ static void check_one_sum(int op, sal_shape as, sal_shape bs, int ga_on, int gb_
                           float hi, const char *what) {
     const uint64_t seed = tu_fresh_seed();
     uint64_t s = seed;
-    tu_input in[2] = {rt(as), rt(bs)};
+    tu_input in[2] = {tu_rt(as), tu_rt(bs)};
     sal_graph *g = node(BIN_OPS[op], 2, in, 13);
     sal_shape ys;
     sal_bcast_params *p = infer_bcast(g, as, bs, &ys);
@@ -400,7 +385,7 @@ static void check_binary(int op, sal_shape as, sal_shape bs, int a_const, int b_
     uint64_t s = tu_fresh_seed();
     float *ka = a_const ? rand_buf(numel(as), &s, lo, hi) : NULL;
     float *kb = b_const ? rand_buf(numel(bs), &s, lo, hi) : NULL;
-    tu_input in[2] = {a_const ? cf(as, ka) : rt(as), b_const ? cf(bs, kb) : rt(bs)};
+    tu_input in[2] = {a_const ? tu_cf(as, ka) : tu_rt(as), b_const ? tu_cf(bs, kb) : tu_rt(bs)};
     sal_graph *g = node(BIN_OPS[op], 2, in, 13);
     twin(g, lo, hi, 0, what);
     free(ka);
@@ -409,7 +394,7 @@ static void check_binary(int op, sal_shape as, sal_shape bs, int a_const, int b_
 
 /* Mode infer gives (a, b): the cases must cover what they claim. */
 static int bcast_mode(sal_shape a, sal_shape b) {
-    tu_input in[2] = {rt(a), rt(b)};
+    tu_input in[2] = {tu_rt(a), tu_rt(b)};
     sal_graph *g = node("Mul", 2, in, 13);
     sal_shape ys;
     sal_bcast_params *p = infer_bcast(g, a, b, &ys);
@@ -453,7 +438,7 @@ Test(binary, constant_operand) {
 /* opset < 7: B aligned at `axis` (its in_shape is (3,4), the broadcast (1,3,4,1)). */
 Test(binary, legacy_broadcast_axis_opset6) {
     for (int op = 0; op < 4; op++) {
-        tu_input in[2] = {rt(shp(4, 2, 3, 4, 5)), rt(shp(2, 3, 4))};
+        tu_input in[2] = {tu_rt(tu_shape(4, 2, 3, 4, 5)), tu_rt(tu_shape(2, 3, 4))};
         sal_graph *g = node(BIN_OPS[op], 2, in, 6);
         sal_node_attr_int(N0(g), "broadcast", 1);
         sal_node_attr_int(N0(g), "axis", 1);
@@ -463,8 +448,8 @@ Test(binary, legacy_broadcast_axis_opset6) {
 
 /* Scalar broadcasts up to a (2,16,40,40) tensor: a sum of 51200 terms per gradient. */
 Test(binary, scalar_broadcast_sums) {
-    const sal_shape big[] = {shp(4, 2, 16, 40, 40), shp(3, 3, 2, 5), shp(1, 9000)};
-    const sal_shape one[] = {shp(0), shp(1, 1), shp(4, 1, 1, 1, 1)};
+    const sal_shape big[] = {tu_shape(4, 2, 16, 40, 40), tu_shape(3, 3, 2, 5), tu_shape(1, 9000)};
+    const sal_shape one[] = {tu_shape(0), tu_shape(1, 1), tu_shape(4, 1, 1, 1, 1)};
     for (int op = 0; op < 4; op++)
         for (int k = 0; k < 3; k++)
             for (int order = 0; order < 2; order++)
@@ -484,8 +469,8 @@ Test(binary, scalar_broadcast_sums) {
  * gradients; runtime inputs then in [0.5, 2] so the variance is positive), and x constant with
  * runtime statistics (the statistics' launch alone). */
 Test(batchnorm, constant_and_runtime_statistics) {
-    const sal_shape shapes[] = {shp(4, 2, 3, 4, 5), shp(2, 4, 3), shp(3, 2, 3, 7),
-                                shp(4, 1, 16, 8, 8)};   /* (infer rejects empty dims) */
+    const sal_shape shapes[] = {tu_shape(4, 2, 3, 4, 5), tu_shape(2, 4, 3), tu_shape(3, 2, 3, 7),
+                                tu_shape(4, 1, 16, 8, 8)};   /* (infer rejects empty dims) */
     const float epss[] = {1e-5f, 1e-2f, 1e-3f, 1e-5f};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         const sal_shape xs = shapes[k];
@@ -500,9 +485,9 @@ Test(batchnorm, constant_and_runtime_statistics) {
         const int masks[] = {1, 1 | 2, 1 | 4 | 16, 1 | 8, 31, 30, 16, 2 | 8};
         for (size_t m = 0; m < sizeof masks / sizeof masks[0]; m++) {
             const int mask = masks[m];
-            tu_input ins[5] = {mask & 1 ? rt(xs) : cf(xs, kx)};
+            tu_input ins[5] = {mask & 1 ? tu_rt(xs) : tu_cf(xs, kx)};
             for (int i = 0; i < 4; i++)
-                ins[1 + i] = (mask >> (i + 1)) & 1 ? rt(shp(1, (int)C)) : cf(shp(1, (int)C), p[i]);
+                ins[1 + i] = (mask >> (i + 1)) & 1 ? tu_rt(tu_shape(1, (int)C)) : tu_cf(tu_shape(1, (int)C), p[i]);
             sal_graph *g = node("BatchNormalization", 5, ins, 15);
             if (epss[k] != 1e-5f) sal_node_attr_float(N0(g), "epsilon", epss[k]);
             snprintf(what, sizeof what, "BatchNormalization %s runtime mask %d", sstr(xs, b), mask);
@@ -520,7 +505,7 @@ Test(batchnorm, constant_and_runtime_statistics) {
 /* Softmax                                                                                          */
 
 static void check_softmax(sal_shape xs, int opset, int has_axis, int axis, float lo, float hi) {
-    tu_input in[] = {rt(xs)};
+    tu_input in[] = {tu_rt(xs)};
     sal_graph *g = node("Softmax", 1, in, opset);
     if (has_axis) sal_node_attr_int(N0(g), "axis", axis);
     char what[128], b[64];
@@ -538,18 +523,18 @@ Test(softmax, axes) {
                                {-0.01f, 0.01f}};
     for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
         const float lo = ranges[r][0], hi = ranges[r][1];
-        check_softmax(shp(3, 2, 3, 10), 13, 0, 0, lo, hi);
-        check_softmax(shp(4, 2, 5, 4, 3), 13, 1, 1, lo, hi);
-        check_softmax(shp(4, 2, 5, 4, 3), 13, 1, -2, lo, hi);
-        check_softmax(shp(2, 6, 7), 13, 1, 0, lo, hi);
-        check_softmax(shp(2, 3, 1000), 13, 0, 0, lo, hi);
-        check_softmax(shp(3, 200, 1, 70), 13, 1, 0, lo, hi);   /* inner 70 > the CPU's 64 columns */
-        check_softmax(shp(2, 4, 1), 13, 0, 0, lo, hi);          /* rows of one */
-        check_softmax(shp(1, 9), 13, 0, 0, lo, hi);
-        check_softmax(shp(3, 2, 3, 4), 11, 0, 0, lo, hi);       /* coerced: (2, 12) */
-        check_softmax(shp(3, 2, 3, 4), 11, 1, 2, lo, hi);       /* coerced: (6, 4) */
-        check_softmax(shp(3, 2, 3, 4), 11, 1, 0, lo, hi);       /* coerced: (1, 24) */
-        check_softmax(shp(3, 2, 0, 4), 13, 1, 2, lo, hi);       /* empty */
+        check_softmax(tu_shape(3, 2, 3, 10), 13, 0, 0, lo, hi);
+        check_softmax(tu_shape(4, 2, 5, 4, 3), 13, 1, 1, lo, hi);
+        check_softmax(tu_shape(4, 2, 5, 4, 3), 13, 1, -2, lo, hi);
+        check_softmax(tu_shape(2, 6, 7), 13, 1, 0, lo, hi);
+        check_softmax(tu_shape(2, 3, 1000), 13, 0, 0, lo, hi);
+        check_softmax(tu_shape(3, 200, 1, 70), 13, 1, 0, lo, hi);   /* inner 70 > the CPU's 64 columns */
+        check_softmax(tu_shape(2, 4, 1), 13, 0, 0, lo, hi);          /* rows of one */
+        check_softmax(tu_shape(1, 9), 13, 0, 0, lo, hi);
+        check_softmax(tu_shape(3, 2, 3, 4), 11, 0, 0, lo, hi);       /* coerced: (2, 12) */
+        check_softmax(tu_shape(3, 2, 3, 4), 11, 1, 2, lo, hi);       /* coerced: (6, 4) */
+        check_softmax(tu_shape(3, 2, 3, 4), 11, 1, 0, lo, hi);       /* coerced: (1, 24) */
+        check_softmax(tu_shape(3, 2, 0, 4), 13, 1, 2, lo, hi);       /* empty */
     }
 }
 
@@ -588,7 +573,7 @@ Test(plan, backward_launches) {
     nd.name = (char *)"mul";
     nd.op_type = (char *)"Mul";
     nd.op = SAL_OP_MUL;
-    sal_shape as = shp(2, 2, 3), bs = shp(1, 3), ys;
+    sal_shape as = tu_shape(2, 2, 3), bs = tu_shape(1, 3), ys;
     sal_bcast_params p;
     memset(&p, 0, sizeof p);
     cr_assert(sal_broadcast(&as, &bs, &ys, &p) == SAL_OK);

@@ -15,7 +15,6 @@
  * Every check draws a fresh seed (tu_fresh_seed), printed on failure.
  */
 #include <criterion/criterion.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,20 +29,6 @@ typedef unsigned long long ull;
 /* ------------------------------------------------------------------------------------------------ */
 /* Helpers                                                                                          */
 
-static sal_shape shp(int nd, ...) {
-    sal_shape s;
-    memset(&s, 0, sizeof s);
-    s.ndim = nd;
-    va_list ap;
-    va_start(ap, nd);
-    for (int i = 0; i < nd; i++) s.d[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
-
-static tu_input rt(sal_shape s) { tu_input t = {s, NULL, NULL}; return t; }
-static tu_input cf(sal_shape s, const float *v) { tu_input t = {s, v, NULL}; return t; }
-static tu_input ci(sal_shape s, const int64_t *v) { tu_input t = {s, NULL, v}; return t; }
 
 static sal_graph *node(const char *op, int n_in, const tu_input *ins, int opset) {
     sal_graph *g = tu_node_graph(op, n_in, ins, 1);
@@ -137,7 +122,7 @@ static const pool_case POOLS[] = {
 
 /* op: "MaxPool" or "AveragePool"; cip < 0: no count_include_pad attribute. */
 static sal_graph *pool_graph(const pool_case *pc, const char *op, int cip) {
-    tu_input in[1] = {rt(pc->nsp == 2 ? shp(4, pc->n, pc->c, pc->h, pc->w) : shp(3, pc->n, pc->c, pc->w))};
+    tu_input in[1] = {tu_rt(pc->nsp == 2 ? tu_shape(4, pc->n, pc->c, pc->h, pc->w) : tu_shape(3, pc->n, pc->c, pc->w))};
     sal_graph *g = node(op, 1, in, 13);
     const int ns = pc->nsp, o = 2 - ns;   /* 1-D: the w entries */
     const int64_t ks[2] = {pc->kh, pc->kw}, st[2] = {pc->sh, pc->sw}, dl[2] = {pc->dh, pc->dw};
@@ -180,11 +165,11 @@ Test(twins_nn, avgpool) {
 }
 
 Test(twins_nn, globalavgpool) {
-    const sal_shape xs[] = {shp(4, 2, 3, 5, 7), shp(3, 1, 4, 9), shp(5, 2, 2, 3, 4, 5),
-                            shp(4, 2, 3, 1, 1), shp(4, 1, 8, 64, 64)};
+    const sal_shape xs[] = {tu_shape(4, 2, 3, 5, 7), tu_shape(3, 1, 4, 9), tu_shape(5, 2, 2, 3, 4, 5),
+                            tu_shape(4, 2, 3, 1, 1), tu_shape(4, 1, 8, 64, 64)};
     char what[96], b[64];
     for (size_t k = 0; k < sizeof xs / sizeof xs[0]; k++) {
-        tu_input in[1] = {rt(xs[k])};
+        tu_input in[1] = {tu_rt(xs[k])};
         snprintf(what, sizeof what, "GlobalAveragePool %s", sal_shape_str(&xs[k], b, sizeof b));
         /* zero-mean inputs over 4096 pixels make tiny means, relative to which the reordered
          * sum's rounding approaches the tolerance: the big plane gets positive inputs only */
@@ -205,7 +190,7 @@ static void reducemean(sal_shape xs, int naxes, const int64_t *axes, int keepdim
     snprintf(what, sizeof what, "ReduceMean %s axes %d [%lld,...] keepdims %d opset %d noop %d",
              sal_shape_str(&xs, b, sizeof b), naxes, naxes > 0 ? (long long)axes[0] : 0LL, keepdims,
              opset, noop);
-    tu_input in[2] = {rt(xs), ci(shp(1, naxes > 0 ? naxes : 0), axes)};
+    tu_input in[2] = {tu_rt(xs), tu_ci(tu_shape(1, naxes > 0 ? naxes : 0), axes)};
     sal_graph *g;
     if (opset >= 18) {
         g = node("ReduceMean", naxes >= 0 ? 2 : 1, in, opset);
@@ -219,7 +204,7 @@ static void reducemean(sal_shape xs, int naxes, const int64_t *axes, int keepdim
 }
 
 Test(twins_nn, reducemean) {
-    const sal_shape x = shp(4, 2, 3, 4, 5);
+    const sal_shape x = tu_shape(4, 2, 3, 4, 5);
     const int64_t hw[] = {2, 3}, last[] = {-1}, c[] = {1}, n0[] = {0}, gen[] = {0, 2},
                   gen2[] = {1, 3}, negs[] = {-3, -1}, three[] = {0, 1, 3}, alt[] = {0, 3};
     for (int keep = 0; keep <= 1; keep++) {
@@ -236,14 +221,14 @@ Test(twins_nn, reducemean) {
     }
     reducemean(x, 2, hw, -1, 13, 0);
     const int64_t one3[] = {1, 3}, mid[] = {1, 2};
-    reducemean(shp(4, 2, 1, 3, 1), 2, one3, 1, 13, 0);   /* only 1-dims reduced */
-    reducemean(shp(5, 2, 1, 3, 4, 1), 2, mid, 0, 13, 0); /* a 1-dim merged away */
-    reducemean(shp(5, 3, 2, 1, 4, 2), 2, gen, 1, 13, 0);
-    reducemean(shp(1, 7), 1, n0, 0, 13, 0);
-    reducemean(shp(4, 4, 64, 12, 12), 2, hw, 1, 13, 0);
-    reducemean(shp(3, 16, 40, 70), 1, n0, 0, 13, 0);
+    reducemean(tu_shape(4, 2, 1, 3, 1), 2, one3, 1, 13, 0);   /* only 1-dims reduced */
+    reducemean(tu_shape(5, 2, 1, 3, 4, 1), 2, mid, 0, 13, 0); /* a 1-dim merged away */
+    reducemean(tu_shape(5, 3, 2, 1, 4, 2), 2, gen, 1, 13, 0);
+    reducemean(tu_shape(1, 7), 1, n0, 0, 13, 0);
+    reducemean(tu_shape(4, 4, 64, 12, 12), 2, hw, 1, 13, 0);
+    reducemean(tu_shape(3, 16, 40, 70), 1, n0, 0, 13, 0);
     const int64_t a18[] = {-1, 0};
-    const sal_shape x3 = shp(3, 3, 4, 5);
+    const sal_shape x3 = tu_shape(3, 3, 4, 5);
     reducemean(x3, 2, a18, 1, 18, 0);
     reducemean(x3, 2, a18, 0, 18, 0);
     reducemean(x3, -1, NULL, 0, 18, 0);
@@ -256,24 +241,24 @@ Test(twins_nn, reducemean) {
 
 Test(twins_nn, lrn) {
     struct { sal_shape x; int size; float alpha, beta, bias; int defaults; } cases[] = {
-        {shp(4, 2, 5, 3, 4), 3, 0, 0, 0, 1},
-        {shp(4, 2, 5, 3, 4), 1, 0.5f, 0.9f, 2.f, 0},
-        {shp(4, 2, 5, 3, 4), 2, 0.5f, 0.75f, 1.f, 0},
-        {shp(4, 2, 5, 3, 4), 3, 0.8f, 0.6f, 1.5f, 0},
-        {shp(4, 2, 5, 3, 4), 4, 1.f, 0.75f, 0.5f, 0},
-        {shp(4, 1, 6, 2, 3), 5, 0.3f, 1.2f, 1.f, 0},
-        {shp(4, 1, 4, 3, 3), 7, 0.4f, 0.75f, 1.f, 0},   /* window wider than C */
-        {shp(3, 2, 8, 6), 5, 2e-2f, 0.75f, 1.f, 0},
-        {shp(2, 3, 6), 3, 0.5f, 0.75f, 1.f, 0},
-        {shp(5, 1, 3, 2, 2, 3), 2, 0.5f, 0.5f, 1.f, 0},
-        {shp(4, 2, 16, 12, 12), 5, 1e-2f, 0.75f, 1.f, 0},
+        {tu_shape(4, 2, 5, 3, 4), 3, 0, 0, 0, 1},
+        {tu_shape(4, 2, 5, 3, 4), 1, 0.5f, 0.9f, 2.f, 0},
+        {tu_shape(4, 2, 5, 3, 4), 2, 0.5f, 0.75f, 1.f, 0},
+        {tu_shape(4, 2, 5, 3, 4), 3, 0.8f, 0.6f, 1.5f, 0},
+        {tu_shape(4, 2, 5, 3, 4), 4, 1.f, 0.75f, 0.5f, 0},
+        {tu_shape(4, 1, 6, 2, 3), 5, 0.3f, 1.2f, 1.f, 0},
+        {tu_shape(4, 1, 4, 3, 3), 7, 0.4f, 0.75f, 1.f, 0},   /* window wider than C */
+        {tu_shape(3, 2, 8, 6), 5, 2e-2f, 0.75f, 1.f, 0},
+        {tu_shape(2, 3, 6), 3, 0.5f, 0.75f, 1.f, 0},
+        {tu_shape(5, 1, 3, 2, 2, 3), 2, 0.5f, 0.5f, 1.f, 0},
+        {tu_shape(4, 2, 16, 12, 12), 5, 1e-2f, 0.75f, 1.f, 0},
     };
     char what[128], b[64];
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         snprintf(what, sizeof what, "LRN %s size %d alpha %g beta %g bias %g",
                  sal_shape_str(&cases[k].x, b, sizeof b), cases[k].size, cases[k].alpha,
                  cases[k].beta, cases[k].bias);
-        tu_input in[1] = {rt(cases[k].x)};
+        tu_input in[1] = {tu_rt(cases[k].x)};
         sal_graph *g = node("LRN", 1, in, 13);
         set_int(g, "size", cases[k].size);
         if (!cases[k].defaults) {
@@ -297,34 +282,34 @@ static void concat(int n_in, const sal_shape *xs, int axis, int const_first) {
     for (int i = 0; i < 4096; i++) k0[i] = (float)((i * 37) % 101) / 50.f - 1.f;
     cr_assert(!const_first || sal_shape_numel(&xs[0]) <= 4096);
     tu_input in[8];
-    for (int i = 0; i < n_in; i++) in[i] = i == 0 && const_first ? cf(xs[0], k0) : rt(xs[i]);
+    for (int i = 0; i < n_in; i++) in[i] = i == 0 && const_first ? tu_cf(xs[0], k0) : tu_rt(xs[i]);
     sal_graph *g = node("Concat", n_in, in, 13);
     set_int(g, "axis", axis);
     twin_ok(g, what, -1.f, 1.f, 1);
 }
 
 Test(twins_nn, concat) {
-    const sal_shape a1[] = {shp(3, 2, 1, 3), shp(3, 2, 4, 3), shp(3, 2, 2, 3)};
+    const sal_shape a1[] = {tu_shape(3, 2, 1, 3), tu_shape(3, 2, 4, 3), tu_shape(3, 2, 2, 3)};
     concat(3, a1, 1, 0);
     concat(3, a1, -2, 1);
     concat(2, a1 + 1, 1, 0);
-    const sal_shape al[] = {shp(3, 2, 3, 1), shp(3, 2, 3, 4), shp(3, 2, 3, 2)};
+    const sal_shape al[] = {tu_shape(3, 2, 3, 1), tu_shape(3, 2, 3, 4), tu_shape(3, 2, 3, 2)};
     concat(3, al, -1, 0);
     concat(3, al, 2, 1);
-    const sal_shape wide[] = {shp(3, 2, 2, 20), shp(3, 2, 1, 20), shp(3, 2, 3, 20)};
+    const sal_shape wide[] = {tu_shape(3, 2, 2, 20), tu_shape(3, 2, 1, 20), tu_shape(3, 2, 3, 20)};
     concat(3, wide, 1, 0);
     concat(3, wide, 1, 1);
-    const sal_shape a0[] = {shp(2, 1, 5), shp(2, 3, 5)};
+    const sal_shape a0[] = {tu_shape(2, 1, 5), tu_shape(2, 3, 5)};
     concat(2, a0, 0, 0);
     concat(2, a0, -2, 1);
-    const sal_shape one[] = {shp(2, 3, 5)};
+    const sal_shape one[] = {tu_shape(2, 3, 5)};
     concat(1, one, 1, 0);
-    const sal_shape five[] = {shp(1, 2), shp(1, 1), shp(1, 3), shp(1, 1), shp(1, 4)};
+    const sal_shape five[] = {tu_shape(1, 2), tu_shape(1, 1), tu_shape(1, 3), tu_shape(1, 1), tu_shape(1, 4)};
     concat(5, five, 0, 0);   /* more inputs than a launch's in[] holds */
     concat(5, five, 0, 1);
-    const sal_shape big[] = {shp(4, 2, 8, 30, 30), shp(4, 2, 24, 30, 30)};
+    const sal_shape big[] = {tu_shape(4, 2, 8, 30, 30), tu_shape(4, 2, 24, 30, 30)};
     concat(2, big, 1, 0);
-    const sal_shape zero[] = {shp(2, 2, 0), shp(2, 2, 3), shp(2, 2, 1)};
+    const sal_shape zero[] = {tu_shape(2, 2, 0), tu_shape(2, 2, 3), tu_shape(2, 2, 1)};
     concat(3, zero, 1, 0);
     concat(3, zero, 1, 1);
 }
@@ -336,7 +321,7 @@ static void transpose(sal_shape xs, const int64_t *perm) {
     char what[96], b[64];
     snprintf(what, sizeof what, "Transpose %s perm %s [%lld,...]", sal_shape_str(&xs, b, sizeof b),
              perm ? "given" : "default", perm ? (long long)perm[0] : -1LL);
-    tu_input in[1] = {rt(xs)};
+    tu_input in[1] = {tu_rt(xs)};
     sal_graph *g = node("Transpose", 1, in, 13);
     if (perm) set_ints(g, "perm", xs.ndim, perm);
     twin_ok(g, what, -1.f, 1.f, 1);
@@ -344,22 +329,22 @@ static void transpose(sal_shape xs, const int64_t *perm) {
 
 Test(twins_nn, transpose) {
     const int64_t p3[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
-    for (int k = 0; k < 6; k++) transpose(shp(3, 2, 3, 4), p3[k]);
-    transpose(shp(3, 2, 3, 4), NULL);
+    for (int k = 0; k < 6; k++) transpose(tu_shape(3, 2, 3, 4), p3[k]);
+    transpose(tu_shape(3, 2, 3, 4), NULL);
     const int64_t nhwc[] = {0, 2, 3, 1}, nchw[] = {0, 3, 1, 2}, mid[] = {1, 0, 2, 3},
                   rev[] = {3, 2, 1, 0}, swap[] = {2, 3, 0, 1};
-    transpose(shp(4, 2, 3, 4, 5), nhwc);
-    transpose(shp(4, 2, 5, 3, 4), nchw);
-    transpose(shp(4, 1, 3, 1, 5), nhwc);
-    transpose(shp(4, 2, 3, 4, 5), rev);
-    transpose(shp(4, 2, 3, 4, 5), swap);
-    transpose(shp(4, 2, 32, 24, 24), mid);
-    transpose(shp(4, 2, 32, 24, 24), nhwc);
+    transpose(tu_shape(4, 2, 3, 4, 5), nhwc);
+    transpose(tu_shape(4, 2, 5, 3, 4), nchw);
+    transpose(tu_shape(4, 1, 3, 1, 5), nhwc);
+    transpose(tu_shape(4, 2, 3, 4, 5), rev);
+    transpose(tu_shape(4, 2, 3, 4, 5), swap);
+    transpose(tu_shape(4, 2, 32, 24, 24), mid);
+    transpose(tu_shape(4, 2, 32, 24, 24), nhwc);
     const int64_t p5[] = {4, 1, 3, 0, 2};
-    transpose(shp(5, 2, 3, 2, 4, 3), p5);
-    transpose(shp(1, 7), NULL);
-    transpose(shp(2, 1, 1), NULL);
-    transpose(shp(0), NULL);   /* a scalar */
+    transpose(tu_shape(5, 2, 3, 2, 4, 3), p5);
+    transpose(tu_shape(1, 7), NULL);
+    transpose(tu_shape(2, 1, 1), NULL);
+    transpose(tu_shape(0), NULL);   /* a scalar */
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -388,12 +373,12 @@ static void pad(sal_shape xs, const int64_t *pads, int mode, float value, int fo
     }
     sal_graph *g;
     if (form == 0) {
-        tu_input in[1] = {rt(xs)};
+        tu_input in[1] = {tu_rt(xs)};
         g = node("Pad", 1, in, 6);
         set_ints(g, "pads", 2 * r, pads);
         if (mode == 0) set_float(g, "value", value);
     } else {
-        tu_input in[4] = {rt(xs), ci(shp(1, 2 * na), sel), cf(shp(0), &value), ci(shp(1, na), axes)};
+        tu_input in[4] = {tu_rt(xs), tu_ci(tu_shape(1, 2 * na), sel), tu_cf(tu_shape(0), &value), tu_ci(tu_shape(1, na), axes)};
         g = node("Pad", form == 2 ? 4 : 3, in, form == 2 ? 18 : 13);
     }
     set_str(g, "mode", PAD_MODES[mode]);
@@ -401,7 +386,7 @@ static void pad(sal_shape xs, const int64_t *pads, int mode, float value, int fo
 }
 
 Test(twins_nn, pad_constant) {
-    const sal_shape x = shp(4, 2, 3, 4, 5);
+    const sal_shape x = tu_shape(4, 2, 3, 4, 5);
     const int64_t p1[] = {0, 0, 1, 2, 0, 0, 2, 1};
     const int64_t crop[] = {0, 0, -1, 1, 0, 1, 1, -2};
     const int64_t all[] = {1, 0, 2, 0, 0, 2, 0, 3};
@@ -413,21 +398,21 @@ Test(twins_nn, pad_constant) {
         pad(x, crops, 0, 0.f, form);
     }
     const int64_t p2[] = {2, -1, 0, 3};
-    pad(shp(2, 3, 4), p2, 0, 2.f, 1);
+    pad(tu_shape(2, 3, 4), p2, 0, 2.f, 1);
     const int64_t gone[] = {0, -3, 0, 0, 2, 0};   /* dim 1 cropped away, then refilled */
-    pad(shp(3, 2, 3, 4), gone, 0, 1.5f, 1);
+    pad(tu_shape(3, 2, 3, 4), gone, 0, 1.5f, 1);
     const int64_t empty[] = {0, -2, 0, 0, -1, 0};   /* y is empty */
-    pad(shp(3, 2, 3, 4), empty, 0, 0.f, 1);
+    pad(tu_shape(3, 2, 3, 4), empty, 0, 0.f, 1);
     const int64_t big[] = {0, 0, 1, 1, 0, 0, 1, 1};
-    pad(shp(4, 2, 16, 40, 40), big, 0, 0.f, 1);
+    pad(tu_shape(4, 2, 16, 40, 40), big, 0, 0.f, 1);
     const int64_t one[] = {3, 2};
-    pad(shp(1, 4), one, 0, -0.5f, 1);
+    pad(tu_shape(1, 4), one, 0, -0.5f, 1);
     const int64_t none[1] = {0};
-    pad(shp(0), none, 0, 1.f, 1);   /* a scalar: no pads */
+    pad(tu_shape(0), none, 0, 1.f, 1);   /* a scalar: no pads */
 }
 
 Test(twins_nn, pad_edge_reflect) {
-    const sal_shape x = shp(4, 2, 3, 4, 5);
+    const sal_shape x = tu_shape(4, 2, 3, 4, 5);
     const int64_t p1[] = {0, 0, 2, 3, 0, 0, 3, 2};
     const int64_t crop[] = {0, 0, -1, 2, 0, 0, 1, -1};
     const int64_t lead[] = {0, 1, 1, 0, 1, 0, 0, 2};
@@ -444,10 +429,10 @@ Test(twins_nn, pad_edge_reflect) {
         pad(x, p1, mode, 0.f, 0);
         pad(x, p1, mode, 0.f, 2);
         const int64_t one[] = {0, 2, 0, 3};
-        pad(shp(2, 3, 1), one, mode, 0.f, 1);   /* a length-1 dim */
+        pad(tu_shape(2, 3, 1), one, mode, 0.f, 1);   /* a length-1 dim */
         const int64_t two[] = {5, 6};
-        pad(shp(1, 2), two, mode, 0.f, 1);      /* a length-2 dim, far */
+        pad(tu_shape(1, 2), two, mode, 0.f, 1);      /* a length-2 dim, far */
         const int64_t cropped1[] = {0, -2, 0, 4, 0, 2, 0, 3};   /* cropped to length 1, padded */
-        pad(shp(4, 2, 3, 4, 5), cropped1, mode, 0.f, 1);
+        pad(tu_shape(4, 2, 3, 4, 5), cropped1, mode, 0.f, 1);
     }
 }

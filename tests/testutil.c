@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,22 @@ const char *tu_src_path(const char *rel, char *buf, int len) {
 
 /* ------------------------------------------------------------------------------------------------ */
 /* One-node graphs                                                                                  */
+
+sal_shape tu_shape(int ndim, ...) {
+    sal_shape s;
+    memset(&s, 0, sizeof s);
+    s.ndim = ndim;
+    va_list ap;
+    va_start(ap, ndim);
+    for (int i = 0; i < ndim; i++) s.d[i] = va_arg(ap, int);
+    va_end(ap);
+    return s;
+}
+
+tu_input tu_rt(sal_shape s) { tu_input t = {s, NULL, NULL}; return t; }
+tu_input tu_cf(sal_shape s, const float *v) { tu_input t = {s, v, NULL}; return t; }
+tu_input tu_ci(sal_shape s, const int64_t *v) { tu_input t = {s, NULL, v}; return t; }
+tu_input tu_absent(void) { tu_input t; memset(&t, 0, sizeof t); t.shape.ndim = -1; return t; }
 
 sal_graph *tu_node_graph(const char *op_type, int n_in, const tu_input *ins, int n_out) {
     sal_graph *g = sal_graph_new("");

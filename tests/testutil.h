@@ -24,6 +24,14 @@ typedef struct tu_input {
     const int64_t *i64;   /* constant int64 data, or NULL; both NULL: random runtime input */
 } tu_input;
 
+/* Shapes and inputs for one-node graphs: tu_shape(3, 2, 4, 5); a random runtime input; a constant
+ * float or int64 input; an absent optional input. */
+sal_shape tu_shape(int ndim, ...);
+tu_input tu_rt(sal_shape s);
+tu_input tu_cf(sal_shape s, const float *v);
+tu_input tu_ci(sal_shape s, const int64_t *v);
+tu_input tu_absent(void);
+
 /* Graph with a single node (index 0) of op_type; inputs named "x0".."xN", outputs "y0"..;
  * a tu_input with shape.ndim < 0 is an absent optional input. Add attributes on
  * &g->nodes[0] afterwards. */

@@ -442,7 +442,7 @@ static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, c
             for (int k = 0; k < nb; k++) {
                 int y0 = ((w0 + k) / nx) * o->occ_stride_h, x0 = ((w0 + k) % nx) * o->occ_stride_w;
                 float *dst = xb + (size_t)k * per;
-                /* the image, then the window's rows from the fill (sal_in_window's rectangle) */
+                /* the image, then the window's rows (clipped at the border) from the fill */
                 memcpy(dst, xi, sizeof(float) * (size_t)per);
                 int y1 = y0 + o->occ_h < H ? y0 + o->occ_h : H, x1 = x0 + o->occ_w < W ? x0 + o->occ_w : W;
                 for (int c = 0; c < C; c++)

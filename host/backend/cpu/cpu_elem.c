@@ -22,6 +22,7 @@
 
 #include "../backend.h"
 #include "../../ops/op_decls.h"
+#include "twin_elem.h"
 
 enum { PAR_MIN = 1 << 15 };   /* elements below which a loop stays on one thread */
 
@@ -36,28 +37,9 @@ static int64_t numel(const sal_shape *s) { return sal_shape_numel(s); }
                             (c)->node->name, (c)->node->op_type);                                 \
     } while (0)
 
-/* e^x within 2 ulp (Cephes expf's range reduction and polynomial) in branch-free code that
- * vectorizes (libm's expf does not without -ffast-math). x is clamped to [-87, 88]: below, the
- * result is ~1.6e-38 instead of a denormal or 0; above, 1.65e38 instead of inf. */
-static inline float exp_fast(float x) {
-    x = x < -87.f ? -87.f : x;
-    x = x > 88.f ? 88.f : x;
-    const float fn = x * 1.44269504088896341f;
-    const int32_t n = (int32_t)(fn + (fn >= 0.f ? 0.5f : -0.5f));
-    const float nf = (float)n;
-    float r = x - nf * 0.693359375f;
-    r = r + nf * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.f;
-    union { int32_t i; float f; } two_n;
-    two_n.i = (n + 127) << 23;   /* 2^n, n in [-126, 127] */
-    return p * two_n.f;
-}
+/* e^x, the binary ops and their derivatives: the element functions shared with the CUDA
+ * backend (kernels/twin_elem.h: sal_tw_exp vectorizes, unlike libm's expf without -ffast-math) */
+#define exp_fast sal_tw_exp
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Activations                                                                                      */
@@ -292,36 +274,14 @@ sal_status sal_cpu_tanh_bwd(const sal_op_call *c, sal_error *err) {
  * inlines a specialized, vectorizable loop. (A switch on a runtime op inside the loop would not
  * vectorize: OpenMP outlines the parallel body before inlining could propagate the constant.) */
 
-enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
-enum { BCHUNK = 8192 };   /* elements per task in the flat loops */
+enum { BIN_ADD = SAL_TW_BIN_ADD, BIN_SUB = SAL_TW_BIN_SUB, BIN_MUL = SAL_TW_BIN_MUL, BIN_DIV = SAL_TW_BIN_DIV };
+enum { BCHUNK = SAL_TW_BCHUNK };   /* elements per task in the flat loops */
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-ALWAYS_INLINE float bin_f(int op, float a, float b) {
-    switch (op) {
-    case BIN_ADD: return a + b;
-    case BIN_SUB: return a - b;
-    case BIN_MUL: return a * b;
-    default: return a / b;
-    }
-}
-
+ALWAYS_INLINE float bin_f(int op, float a, float b) { return sal_tw_bin_f(op, a, b); }
 /* dL/da (which = 0) or dL/db (which = 1) of y = a op b for incoming gradient g. */
-ALWAYS_INLINE float bin_d(int op, int which, float a, float b, float g) {
-    if (!which) {
-        switch (op) {
-        case BIN_ADD: case BIN_SUB: return g;
-        case BIN_MUL: return g * b;
-        default: return g / b;
-        }
-    }
-    switch (op) {
-    case BIN_ADD: return g;
-    case BIN_SUB: return -g;
-    case BIN_MUL: return g * a;
-    default: return -g * a / (b * b);
-    }
-}
+ALWAYS_INLINE float bin_d(int op, int which, float a, float b, float g) { return sal_tw_bin_d(op, which, a, b, g); }
 
 #define BIN_CALL(op, fn, ...)                                                                     \
     do {                                                                                          \

@@ -27,6 +27,7 @@
 
 #include "../backend.h"
 #include "../../ops/op_decls.h"
+#include "twin_elem.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Helpers                                                                                          */
@@ -360,28 +361,18 @@ static int dw_slot_ok(const sal_conv_params *p, const dw_geom *g, int64_t hp, in
     return scratch && g->pt >= 0 && g->pl >= 0 && dw_buffer_floats(g, hp, wp) <= p->dw_slot;
 }
 
+/* dst = clamp(src + bias, lo, hi) (+-INFINITY: no clamp) on a span still in cache; dst may be src. */
+static void bias_clamp_span(float *dst, const float *src, int64_t n, float bias, float lo, float hi) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float v = src[i] + bias;
+        v = v < lo ? lo : v;
+        dst[i] = v > hi ? hi : v;
+    }
+}
+
 /* y (N, M, OH, OW) = bias + taps over x (N, C, H, W); one (n, m) plane per iteration, output
  * channel m reading input channel m / (M/C). */
-/* The fused activation (sal_conv_params.act) on a span still in cache. */
-static void clamp_span(float *restrict y, int64_t n, float lo, float hi) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; i++) {
-        float v = y[i];
-        v = v < lo ? lo : v;
-        y[i] = v > hi ? hi : v;
-    }
-}
-
-/* y += bias, then clamped to [lo, hi] (+-INFINITY: no clamp), on a span still in cache. */
-static void bias_clamp_span(float *restrict y, int64_t n, float bias, float lo, float hi) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; i++) {
-        float v = y[i] + bias;
-        v = v < lo ? lo : v;
-        y[i] = v > hi ? hi : v;
-    }
-}
-
 static void dw_forward(const sal_conv_params *p, const float *restrict x, const float *restrict w,
                        const float *restrict b, float *restrict y, float *scratch, int threads) {
     const int64_t C = p->c, M = p->m, H = p->h, W = p->w, OH = p->oh, OW = p->ow, KH = p->kh, KW = p->kw;
@@ -400,7 +391,7 @@ static void dw_forward(const sal_conv_params *p, const float *restrict x, const 
             int64_t n = nm / M, m = nm % M;
             dw_plane(&g, hp, wp, x + (n * C + m / mult) * H * W, w + m * KH * KW, b ? b[m] : 0.f, 0,
                      y + nm * OH * OW, pad, acc);
-            if (p->act) clamp_span(y + nm * OH * OW, OH * OW, p->act_lo, p->act_hi);
+            if (p->act) bias_clamp_span(y + nm * OH * OW, y + nm * OH * OW, OH * OW, 0.f, p->act_lo, p->act_hi);
         }
     }
 }
@@ -640,15 +631,7 @@ sal_status sal_cpu_conv_fwd(const sal_op_call *c, sal_error *err) {
 #pragma omp parallel for num_threads(par(t, M * NP)) schedule(static)
         for (int64_t nm = 0; nm < N * M; nm++) {
             const int64_t n = nm / M, m = nm % M;
-            float *restrict yo = y + nm * OHW;
-            const float *restrict yi = yt + m * NP + n * OHW;
-            const float bias = b ? b[m] : 0.f;
-#pragma omp simd
-            for (int64_t i = 0; i < OHW; i++) {
-                float v = yi[i] + bias;
-                v = v < lo ? lo : v;
-                yo[i] = v > hi ? hi : v;
-            }
+            bias_clamp_span(y + nm * OHW, yt + m * NP + n * OHW, OHW, b ? b[m] : 0.f, lo, hi);
         }
         return SAL_OK;
     }
@@ -670,7 +653,7 @@ sal_status sal_cpu_conv_fwd(const sal_op_call *c, sal_error *err) {
                 const float lo = p->act ? p->act_lo : -INFINITY, hi = p->act ? p->act_hi : INFINITY;
                 const float *bg = b ? b + g * Mg : NULL;
 #pragma omp parallel for num_threads(par(t, Mg * OHW)) schedule(static)
-                for (int64_t r = 0; r < Mg; r++) bias_clamp_span(yg + r * OHW, OHW, bg ? bg[r] : 0.f, lo, hi);
+                for (int64_t r = 0; r < Mg; r++) bias_clamp_span(yg + r * OHW, yg + r * OHW, OHW, bg ? bg[r] : 0.f, lo, hi);
             }
         }
     return SAL_OK;
@@ -787,7 +770,7 @@ sal_status sal_cpu_batchnorm_bwd(const sal_op_call *c, sal_error *err) {
     const sal_bn_params *p = c->params;
     const float *gy = c->gout[0];
     if (!gy) return SAL_OK;
-    const float *x = c->in[0], *scale = c->in[1], *mean = c->in[3], *var = c->in[4];
+    const float *scale = c->in[1], *var = c->in[4];
     float *gx = c->gin[0];
     const int64_t C = p->c, inner = p->inner;
     if (gx) {
@@ -802,25 +785,17 @@ sal_status sal_cpu_batchnorm_bwd(const sal_op_call *c, sal_error *err) {
         }
     }
     /* Runtime statistics or affine parameters (never the case in exported models): exact
-     * per-channel gradients of y = (x - mean) * rsqrt(var + eps) * scale + B. */
+     * per-channel gradients, the element function the CUDA backend runs (kernels/twin_elem.h) */
     float *gs = c->gin[1], *gb = c->gin[2], *gm = c->gin[3], *gv = c->gin[4];
     if (gs || gb || gm || gv) {
+        sal_tw_args ta;
+        memset(&ta, 0, sizeof ta);
+        ta.p.bn = *p;
+        for (int i = 0; i < 5; i++) ta.in[i] = c->in[i];
+        ta.gout[0] = gy;
+        ta.gin[0] = gs; ta.gin[1] = gb; ta.gin[2] = gm; ta.gin[3] = gv;
 #pragma omp parallel for num_threads(par(nthreads(c), p->n * C * inner)) schedule(static)
-        for (int64_t ch = 0; ch < C; ch++) {
-            double inv = 1.0 / sqrt((double)var[ch] + (double)p->epsilon);
-            double sum_g = 0, sum_gxc = 0;   /* sum g, sum g * (x - mean) */
-            for (int64_t n = 0; n < p->n; n++) {
-                const float *g = gy + (n * C + ch) * inner, *xs = x + (n * C + ch) * inner;
-                for (int64_t i = 0; i < inner; i++) {
-                    sum_g += g[i];
-                    sum_gxc += (double)g[i] * ((double)xs[i] - mean[ch]);
-                }
-            }
-            if (gs) gs[ch] += (float)(sum_gxc * inv);
-            if (gb) gb[ch] += (float)sum_g;
-            if (gm) gm[ch] += (float)(-sum_g * scale[ch] * inv);
-            if (gv) gv[ch] += (float)(-0.5 * sum_gxc * scale[ch] * inv * inv * inv);
-        }
+        for (int64_t ch = 0; ch < C; ch++) sal_tw_bn_bwd_stats(ch, &ta);
     }
     return SAL_OK;
 }

@@ -47,14 +47,28 @@ int sal_tw_has_op(int op_kind) {
     return r != -2;
 }
 
-sal_status sal_twin_run(const sal_op_call *c, int backward, sal_error *err) {
+sal_status sal_tw_each_launch(const sal_op_call *c, int backward, sal_tw_runner run, void *ctx,
+                              sal_error *err) {
     for (int k = 0;; k++) {
         sal_tw_launch l;
         sal_tw_args a;
         int r = sal_tw_plan(c, backward, k, &l, &a, err);
         if (r == 0) return SAL_OK;
         if (r < 0) return err->status ? err->status : SAL_ERR_UNSUPPORTED;
-        tw_host_fn f = host_fns[l.fn];
-        for (int64_t i = 0; i < l.count; i++) f(i, &a);
+        if (l.count == 0) continue;
+        sal_status st = run(ctx, c, backward, &l, &a, err);
+        if (st) return st;
     }
+}
+
+static sal_status host_launch(void *ctx, const sal_op_call *c, int backward, const sal_tw_launch *l,
+                              const sal_tw_args *a, sal_error *err) {
+    (void)ctx; (void)c; (void)backward; (void)err;
+    tw_host_fn f = host_fns[l->fn];
+    for (int64_t i = 0; i < l->count; i++) f(i, a);
+    return SAL_OK;
+}
+
+sal_status sal_twin_run(const sal_op_call *c, int backward, sal_error *err) {
+    return sal_tw_each_launch(c, backward, host_launch, NULL, err);
 }
