@@ -10,6 +10,7 @@
 #include "../ops/ops.h"
 
 typedef struct sal_backend sal_backend;
+struct sal_mp_args;   /* kernels/method_prims.h */
 
 typedef struct sal_backend_ops {
     const char *name;                                         /* "cpu", "cuda" */
@@ -28,6 +29,9 @@ typedef struct sal_backend_ops {
     int max_batch;   /* the largest internal batch worth using (more stops paying off) */
     /* measured FP32 GEMM rate: square SGEMMs of side n (0: the backend's default size) */
     sal_status (*peak_gflops)(sal_backend *b, int n, double *gflops, sal_error *err);
+    /* one method primitive (kernels/method_prims.h): element function fn (SAL_MP_<name>) for
+     * i in [0, count) on this backend's memory, queued in order with the passes */
+    sal_status (*prim)(sal_backend *b, int fn, int64_t count, const struct sal_mp_args *a, sal_error *err);
 } sal_backend_ops;
 
 struct sal_backend {

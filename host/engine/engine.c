@@ -579,10 +579,25 @@ static sal_op_call make_call(sal_engine *e, const pnode *p) {
     return c;
 }
 
+float *sal_engine_input_dev(sal_engine *e, int i) {
+    if (!e->p || !e->p->planned || i < 0 || i >= e->g->n_inputs) return NULL;
+    return act_ptr(e, e->g->inputs[i]);
+}
+
+const float *sal_engine_value_dev(sal_engine *e, int value) {
+    if (!e->p || !e->p->planned || value < 0 || !e->p->pv[value].runtime) return NULL;
+    return act_ptr(e, value);
+}
+
+const float *sal_engine_grad_dev(sal_engine *e, int value) {
+    if (!e->p || !e->p->planned || e->p->mode != SAL_PLAN_GRAD || value < 0) return NULL;
+    return grad_ptr(e, value);
+}
+
 sal_status sal_engine_forward(sal_engine *e, const float *const *inputs, sal_error *err) {
     if (!e->p->planned) return sal_fail(err, SAL_ERR_INVALID_ARG, "engine: forward before plan");
     const sal_graph *g = e->g;
-    for (int i = 0; i < g->n_inputs; i++) {
+    for (int i = 0; inputs && i < g->n_inputs; i++) {
         int v = g->inputs[i];
         sal_status st = e->b->ops->upload(e->b, act_ptr(e, v), inputs[i],
                                           (size_t)sal_shape_numel(&e->p->pv[v].shape) * sizeof(float));

@@ -30,7 +30,15 @@ void sal_engine_set_mem_limit(sal_engine *e, size_t bytes);
 /* Bytes of the plan's activation, gradient and scratch memory. */
 size_t sal_engine_plan_bytes(const sal_engine *e);
 
+/* inputs: host data, one per graph input, uploaded first; NULL runs on what the backend's input
+ * buffers already hold (see sal_engine_input_dev). */
 sal_status sal_engine_forward(sal_engine *e, const float *const *inputs, sal_error *err);
+/* Backend memory of the current plan: graph input i (write a batch here, then forward with
+ * inputs NULL), a value's activation (NULL for constants), a value's gradient (gradient plans;
+ * NULL when the value does not reach the output). Valid until the next plan. */
+float *sal_engine_input_dev(sal_engine *e, int i);
+const float *sal_engine_value_dev(sal_engine *e, int value);
+const float *sal_engine_grad_dev(sal_engine *e, int value);
 sal_status sal_engine_read(sal_engine *e, int value, float *host, sal_error *err);
 /* seed: host (shape of output 0). stop_at_capture: skip everything before the captured value. */
 sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int stop_at_capture,

@@ -331,9 +331,48 @@ sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Attribution methods (host/methods)                                                               */
+/* Passes on batches held in the backend's memory (host/methods: declared in methods.h)             */
 
 #include "methods/methods.h"
+
+sal_backend *sal_session_backend(sal_session *s) { return s->b; }
+sal_error *sal_session_err(sal_session *s) { return &s->err; }
+
+int sal_session_find_layer(sal_session *s, const char *layer) {
+    return layer && *layer ? find_layer_value(s->m->g, layer) : -1;
+}
+
+sal_status sal_session_dev_plan(sal_session *s, int n, int h, int w, int grad, int capture, float **dev_in) {
+    /* a gradient plan also serves forward passes of the same shape */
+    int mode = grad || (s->mode == SAL_PLAN_GRAD && s->n == n) ? SAL_PLAN_GRAD : SAL_PLAN_FORWARD;
+    if (mode == SAL_PLAN_GRAD && !grad && capture < 0) capture = s->capture;
+    sal_status st = plan(s, n, h, w, mode, mode == SAL_PLAN_GRAD ? capture : -1);
+    if (st) return st;
+    *dev_in = sal_engine_input_dev(s->e, 0);
+    return *dev_in ? SAL_OK : sfail(s, SAL_ERR_INTERNAL, "the plan has no input buffer");
+}
+
+sal_status sal_session_dev_forward(sal_session *s, float *logits) {
+    sal_status st = sal_engine_forward(s->e, NULL, &s->err);
+    if (!st) st = sal_engine_read(s->e, s->m->g->outputs[0], logits, &s->err);
+    return st;
+}
+
+sal_status sal_session_dev_backward(sal_session *s, const float *seed, int guided, int stop_at_capture) {
+    return sal_engine_backward(s->e, seed, guided, stop_at_capture, &s->err);
+}
+
+const float *sal_session_dev_input_grad(sal_session *s) {
+    return sal_engine_grad_dev(s->e, s->m->g->inputs[0]);
+}
+
+const float *sal_session_dev_capture(sal_session *s, int grad) {
+    if (s->capture < 0) return NULL;
+    return grad ? sal_engine_grad_dev(s->e, s->capture) : sal_engine_value_dev(s->e, s->capture);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Attribution methods (host/methods)                                                               */
 
 sal_status sal_explain(sal_session *s, const sal_explain_opts *o, const float *x, int n, int h,
                        int w, const int *targets, sal_maps *out) {

@@ -1,6 +1,8 @@
-/* methods.c — the attribution methods, written once against the session's batched forward and
- * gradient passes and the shared element math of kernels/method_elem.h.
- *
+/* methods.c — the attribution methods, written once against the session's batched passes and the
+ * method primitives of kernels/method_prims.h. Batches are built, gradients consumed and
+ * accumulators kept in the session backend's memory (sal_method_pass_dev): on a GPU only logits,
+ * scores and finished maps cross the bus; on the CPU backend the same primitives run on host
+ * memory. *
  * Conventions (the field's, Captum's and pytorch-grad-cam's where they define one):
  *  - targets default to the top-1 class; logits are explained unless explain_prob is set;
  *  - input-space attributions are (C,H,W) per image, before any reduction or normalization;
@@ -11,7 +13,7 @@
 #include <strings.h>
 
 #include "methods.h"
-#include "method_elem.h"
+#include "method_prims.h"
 #include "post/post.h"
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -197,21 +199,159 @@ sal_status sal_method_pass(sal_method_ctx *cx, const float *xb, int nb, const in
     return st;
 }
 
-/* Gradient-type attribution of ONE image x for target t (saliency, inputxgrad, guided, ig),
- * with its own noise-free evaluation; used directly and as the noise tunnel's inner method. */
-static sal_status ig_one(sal_method_ctx *cx, const float *x, const float *base, int t, float *attr,
-                         float *fx, float *fb);
+/* ------------------------------------------------------------------------------------------------ */
+/* Batches in the backend's memory                                                                  */
 
-static sal_status grad_one_batch(sal_method_ctx *cx, sal_method m, const float *xb, int nb, int t, float *out) {
-    int *tg = malloc(sizeof(int) * (size_t)nb);
-    float *scores = malloc(sizeof(float) * (size_t)nb);
-    sal_status st = tg && scores ? SAL_OK : SAL_ERR_NOMEM;
-    for (int i = 0; !st && i < nb; i++) tg[i] = t;
-    if (!st) st = sal_method_pass(cx, xb, nb, tg, m == SAL_M_GUIDED, out, scores);
-    if (!st && m == SAL_M_INPUTXGRAD)
-        for (int64_t i = 0; i < (int64_t)nb * cx->per; i++) out[i] *= xb[i];
-    free(tg);
-    free(scores);
+static sal_backend *bk(sal_method_ctx *cx) { return sal_session_backend(cx->s); }
+static sal_error *serr(sal_method_ctx *cx) { return sal_session_err(cx->s); }
+
+/* One method primitive (kernels/method_prims.h) on the session's backend. */
+sal_status sal_mp(sal_method_ctx *cx, int fn, int64_t count, const sal_mp_args *a) {
+    return bk(cx)->ops->prim(bk(cx), fn, count, a, serr(cx));
+}
+
+/* bytes of zeroed backend memory; NULL (and the session's error set) when there is none */
+void *sal_dalloc(sal_method_ctx *cx, size_t bytes) {
+    sal_backend *b = bk(cx);
+    void *p = b->ops->alloc(b, bytes);
+    if (p && b->ops->zero(b, p, bytes)) { b->ops->release(b, p); p = NULL; }
+    if (!p) sal_fail(serr(cx), SAL_ERR_NOMEM, "out of %s memory for a %zu-byte method buffer", b->ops->name, bytes);
+    return p;
+}
+void sal_dfree(sal_method_ctx *cx, const void *p) { if (p) bk(cx)->ops->release(bk(cx), (void *)p); }
+sal_status sal_dput(sal_method_ctx *cx, void *dst, const void *src, size_t bytes) {
+    sal_status st = bk(cx)->ops->upload(bk(cx), dst, src, bytes);
+    return st ? sal_fail(serr(cx), st, "copying %zu bytes to the %s backend failed", bytes, bk(cx)->ops->name) : SAL_OK;
+}
+sal_status sal_dget(sal_method_ctx *cx, void *dst, const void *src, size_t bytes) {
+    sal_status st = bk(cx)->ops->download(bk(cx), dst, src, bytes);
+    return st ? sal_fail(serr(cx), st, "copying %zu bytes from the %s backend failed", bytes, bk(cx)->ops->name) : SAL_OK;
+}
+sal_status sal_dzero(sal_method_ctx *cx, void *dst, size_t bytes) {
+    sal_status st = bk(cx)->ops->zero(bk(cx), dst, bytes);
+    return st ? sal_fail(serr(cx), st, "clearing %zu bytes on the %s backend failed", bytes, bk(cx)->ops->name) : SAL_OK;
+}
+
+static sal_status pass_dev_once(sal_method_ctx *cx, int first, int nb, const int *tg, int guided,
+                                const sal_dev_io *io, float *scores) {
+    sal_session *s = cx->s;
+    int k = cx->k, grad = io->take != NULL;
+    float *din = NULL;
+    sal_status st = sal_session_dev_plan(s, nb, cx->h, cx->w, grad, -1, &din);
+    if (st) return st;
+    float *logits = malloc(sizeof(float) * (size_t)nb * (size_t)k);
+    float *seed = grad ? calloc((size_t)nb * (size_t)k, sizeof(float)) : NULL;
+    if (!logits || (grad && !seed)) st = sal_fail(serr(cx), SAL_ERR_NOMEM, "out of host memory");
+    if (!st) st = io->fill(io->ctx, din, first, nb);
+    if (!st) st = sal_session_dev_forward(s, logits);
+    for (int i = 0; !st && i < nb; i++) {
+        const float *z = logits + (size_t)i * k;
+        float *si = seed ? seed + (size_t)i * k : NULL;
+        scores[i] = cx->o->explain_prob ? prob_seed(z, k, tg[i], si) : z[tg[i]];
+        if (si && !cx->o->explain_prob) si[tg[i]] = 1.0f;
+    }
+    if (!st && grad) st = sal_session_dev_backward(s, seed, guided, 0);
+    if (!st && grad) st = io->take(io->ctx, sal_session_dev_input_grad(s), din, first, nb);
+    free(logits);
+    free(seed);
+    return st;
+}
+
+sal_status sal_method_pass_dev(sal_method_ctx *cx, int first, int nb, const int *tg, int guided,
+                               const sal_dev_io *io, float *scores) {
+    sal_status st = pass_dev_once(cx, first, nb, tg, guided, io, scores);
+    if (st != SAL_ERR_NOMEM || nb < 2) return st;
+    int h = nb / 2;
+    if (cx->batch > h) cx->batch = h;
+    st = sal_method_pass_dev(cx, first, h, tg, guided, io, scores);
+    if (!st) st = sal_method_pass_dev(cx, first + h, nb - h, tg + h, guided, io, scores + h);
+    return st;
+}
+
+/* The geometry every primitive reads. */
+sal_mp_args sal_mp_base(const sal_method_ctx *cx) {
+    sal_mp_args a;
+    memset(&a, 0, sizeof a);
+    a.per = cx->per;
+    a.hw = (int64_t)cx->h * cx->w;
+    a.c = cx->c;
+    a.h = cx->h;
+    a.w = cx->w;
+    a.seed = cx->o->seed;
+    return a;
+}
+
+
+sal_status sal_prim_fill(void *ctx, float *din, int first, int nb) {
+    sal_prim_io *p = ctx;
+    sal_mp_args a = p->a;
+    a.out = din;
+    a.k0 = first;
+    a.nb = nb;
+    return sal_mp(p->cx, p->fill_fn, (int64_t)nb * a.per, &a);
+}
+
+sal_status sal_prim_take(void *ctx, const float *grad, const float *din, int first, int nb) {
+    sal_prim_io *p = ctx;
+    if (!grad) return SAL_OK;   /* the score does not depend on the input: nothing to add */
+    sal_mp_args a = p->a;
+    a.in = grad;
+    a.in2 = din;
+    a.k0 = first;
+    a.nb = nb;
+    return sal_mp(p->cx, p->take_fn, a.per, &a);
+}
+
+/* Integrated Gradients of one image for target t, everything in the backend's memory: dx, db
+ * (C,H,W) the image and its baseline, dattr (C,H,W) the attribution; *fx and *fb the scores of
+ * the image and the baseline. */
+static sal_status ig_dev(sal_method_ctx *cx, const float *dx, const float *db, int t, float *dattr,
+                         float *fx, float *fb) {
+    const sal_explain_opts *o = cx->o;
+    int steps = o->ig_steps, B = cx->batch;
+    int64_t per = cx->per;
+    double *alpha = malloc(sizeof(double) * (size_t)steps), *wt = malloc(sizeof(double) * (size_t)steps);
+    float *alpha_f = malloc(sizeof(float) * (size_t)steps);
+    int n_tg = (B > steps ? B : steps) + 2;
+    int *tg = malloc(sizeof(int) * (size_t)n_tg);
+    float *sc = malloc(sizeof(float) * (size_t)n_tg);
+    float *dalpha = sal_dalloc(cx, sizeof(float) * (size_t)steps);
+    double *dwt = sal_dalloc(cx, sizeof(double) * (size_t)steps), *dacc = sal_dalloc(cx, sizeof(double) * (size_t)per);
+    sal_status st = SAL_OK;
+    if (!dalpha || !dwt || !dacc) st = SAL_ERR_NOMEM;
+    else if (!alpha || !wt || !alpha_f || !tg || !sc) st = sal_fail(serr(cx), SAL_ERR_NOMEM, "out of host memory");
+    if (!st) st = sal_ig_rule_points(o->ig_rule, steps, alpha, wt);
+    for (int i = 0; !st && i < n_tg; i++) tg[i] = t;
+    for (int k = 0; !st && k < steps; k++) alpha_f[k] = (float)alpha[k];
+    if (!st) st = sal_dput(cx, dalpha, alpha_f, sizeof(float) * (size_t)steps);
+    if (!st) st = sal_dput(cx, dwt, wt, sizeof(double) * (size_t)steps);
+    sal_prim_io io = {cx, sal_mp_base(cx), SAL_MP_ig_path, SAL_MP_wsum};
+    io.a.x = dx;
+    io.a.b = db;
+    io.a.wf = dalpha;
+    io.a.wd = dwt;
+    io.a.acc = dacc;
+    sal_dev_io dio = {sal_prim_fill, sal_prim_take, &io};
+    for (int k0 = 0, nb = 0; !st && k0 < steps; k0 += nb) {
+        nb = steps - k0 < cx->batch ? steps - k0 : cx->batch;
+        st = sal_method_pass_dev(cx, k0, nb, tg, 0, &dio, sc);
+    }
+    if (!st) {
+        sal_mp_args a = io.a;
+        a.out = dattr;
+        st = sal_mp(cx, SAL_MP_ig_final, per, &a);
+    }
+    /* the scores of the image and the baseline: one batch of two (or two of one) */
+    io.fill_fn = SAL_MP_pair;
+    dio.take = NULL;
+    if (!st && cx->batch >= 2) st = sal_method_pass_dev(cx, 0, 2, tg, 0, &dio, sc);
+    else if (!st) {
+        st = sal_method_pass_dev(cx, 0, 1, tg, 0, &dio, sc);
+        if (!st) st = sal_method_pass_dev(cx, 1, 1, tg, 0, &dio, sc + 1);
+    }
+    if (!st) { *fx = sc[0]; *fb = sc[1]; }
+    free(alpha); free(wt); free(alpha_f); free(tg); free(sc);
+    sal_dfree(cx, dalpha); sal_dfree(cx, dwt); sal_dfree(cx, dacc);
     return st;
 }
 
@@ -267,78 +407,77 @@ sal_status sal_method_baseline(sal_method_ctx *cx, const float *x, int image, fl
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Integrated Gradients                                                                             */
+/* Input-space methods                                                                              */
 
-static sal_status ig_one(sal_method_ctx *cx, const float *x, const float *base, int t, float *attr,
-                         float *fx, float *fb) {
-    const sal_explain_opts *o = cx->o;
-    int steps = o->ig_steps, B = cx->batch;
-    int64_t per = cx->per;
-    double *alpha = malloc(sizeof(double) * (size_t)steps), *wt = malloc(sizeof(double) * (size_t)steps);
-    float *xb = malloc(sizeof(float) * (size_t)B * (size_t)per);
-    float *gb = malloc(sizeof(float) * (size_t)B * (size_t)per);
-    double *acc = calloc((size_t)per, sizeof(double));
-    int *tg = malloc(sizeof(int) * (size_t)(B + 2));
-    float *sc = malloc(sizeof(float) * (size_t)(B + 2));
-    sal_status st = alpha && wt && xb && gb && acc && tg && sc ? SAL_OK : SAL_ERR_NOMEM;
-    if (!st) st = sal_ig_rule_points(o->ig_rule, steps, alpha, wt);
-    for (int i = 0; i < B + 2; i++) if (tg) tg[i] = t;
-    for (int k0 = 0; !st && k0 < steps; k0 += B) {
-        int nb = steps - k0 < B ? steps - k0 : B;
-        for (int k = 0; k < nb; k++) {
-            float a = (float)alpha[k0 + k];
-            float *dst = xb + (size_t)k * per;
-            for (int64_t i = 0; i < per; i++) dst[i] = sal_ig_point(x[i], base[i], a);
-        }
-        st = sal_method_pass(cx, xb, nb, tg, 0, gb, sc);
-        for (int k = 0; !st && k < nb; k++) {
-            const float *g = gb + (size_t)k * per;
-            for (int64_t i = 0; i < per; i++) acc[i] += wt[k0 + k] * g[i];
-        }
-    }
-    if (!st) {
-        for (int64_t i = 0; i < per; i++) attr[i] = (float)((x[i] - base[i]) * acc[i]);
-        memcpy(xb, x, sizeof(float) * (size_t)per);
-        memcpy(xb + per, base, sizeof(float) * (size_t)per);
-        if (B >= 2) st = sal_method_pass(cx, xb, 2, tg, 0, NULL, sc);
-        else {
-            st = sal_method_pass(cx, x, 1, tg, 0, NULL, sc);
-            if (!st) st = sal_method_pass(cx, base, 1, tg, 0, NULL, sc + 1);
-        }
-        if (!st) { *fx = sc[0]; *fb = sc[1]; }
-    }
-    free(alpha); free(wt); free(xb); free(gb); free(acc); free(tg); free(sc);
-    return st;
+/* Saliency, Input x Gradient, Guided Backprop over a batch of images: items are images. */
+typedef struct grad_io {
+    sal_method_ctx *cx;
+    const float *x;   /* host images of this call (item 0 first) */
+    float *attr;      /* host attributions, same indexing */
+    float *dtmp;      /* backend (batch, C,H,W) for the products, Input x Gradient only */
+} grad_io;
+
+static sal_status grad_fill(void *ctx, float *din, int first, int nb) {
+    grad_io *g = ctx;
+    return sal_dput(g->cx, din, g->x + (int64_t)first * g->cx->per, sizeof(float) * (size_t)nb * (size_t)g->cx->per);
 }
 
-/* ------------------------------------------------------------------------------------------------ */
-/* Input-space methods                                                                              */
+static sal_status grad_take(void *ctx, const float *grad, const float *din, int first, int nb) {
+    grad_io *g = ctx;
+    int64_t n = (int64_t)nb * g->cx->per;
+    float *dst = g->attr + (int64_t)first * g->cx->per;
+    if (!grad) { memset(dst, 0, sizeof(float) * (size_t)n); return SAL_OK; }
+    if (g->dtmp) {
+        sal_mp_args a = sal_mp_base(g->cx);
+        a.in = grad;
+        a.in2 = din;
+        a.out = g->dtmp;
+        sal_status st = sal_mp(g->cx, SAL_MP_mul, n, &a);
+        if (st) return st;
+        grad = g->dtmp;
+    }
+    return sal_dget(g->cx, dst, grad, sizeof(float) * (size_t)n);
+}
+
+/* The IG baseline of image `image` (host x) into the backend buffer db; hb is host scratch. */
+static sal_status put_baseline(sal_method_ctx *cx, const float *x, int image, float *hb, float *db) {
+    sal_status st = sal_method_baseline(cx, x, image, hb);
+    if (st) return sal_fail(serr(cx), st, "--baseline: no baseline data given");
+    return sal_dput(cx, db, hb, sizeof(float) * (size_t)cx->per);
+}
 
 static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, const int *tg, sal_maps *out) {
     const sal_explain_opts *o = cx->o;
     int64_t per = cx->per;
+    size_t pbytes = sizeof(float) * (size_t)per;
     sal_status st = SAL_OK;
     switch (o->method) {
     case SAL_M_SALIENCY:
     case SAL_M_INPUTXGRAD:
-    case SAL_M_GUIDED:
-        for (int i0 = 0; !st && i0 < n; i0 += cx->batch) {
-            int nb = n - i0 < cx->batch ? n - i0 : cx->batch;
-            st = sal_method_pass(cx, x + i0 * per, nb, tg + i0, o->method == SAL_M_GUIDED, out->attr + i0 * per,
-                      out->scores + i0);
-            if (!st && o->method == SAL_M_INPUTXGRAD)
-                for (int64_t i = 0; i < nb * per; i++) out->attr[i0 * per + i] *= x[i0 * per + i];
+    case SAL_M_GUIDED: {
+        grad_io g = {cx, x, out->attr, NULL};
+        if (o->method == SAL_M_INPUTXGRAD && !(g.dtmp = sal_dalloc(cx, pbytes * (size_t)cx->batch))) return SAL_ERR_NOMEM;
+        sal_dev_io io = {grad_fill, grad_take, &g};
+        for (int i0 = 0, nb = 0; !st && i0 < n; i0 += nb) {
+            nb = n - i0 < cx->batch ? n - i0 : cx->batch;
+            st = sal_method_pass_dev(cx, i0, nb, tg + i0, o->method == SAL_M_GUIDED, &io, out->scores + i0);
         }
+        sal_dfree(cx, g.dtmp);
         return st;
+    }
     case SAL_M_IG: {
-        float *base = malloc(sizeof(float) * (size_t)per);
+        float *hb = malloc(pbytes);
+        float *dx = sal_dalloc(cx, pbytes), *db = sal_dalloc(cx, pbytes), *dattr = sal_dalloc(cx, pbytes);
         out->completeness = calloc((size_t)n, sizeof(float));
         out->delta = calloc((size_t)n, sizeof(float));
-        if (!base || !out->completeness || !out->delta) { free(base); return SAL_ERR_NOMEM; }
+        if (!dx || !db || !dattr) st = SAL_ERR_NOMEM;
+        else if (!hb || !out->completeness || !out->delta) st = sal_fail(serr(cx), SAL_ERR_NOMEM, "out of host memory");
         for (int i = 0; !st && i < n; i++) {
             float fx, fb;
-            st = sal_method_baseline(cx, x + i * per, i, base);
-            if (!st) st = ig_one(cx, x + i * per, base, tg[i], out->attr + i * per, &fx, &fb);
+            st = sal_dput(cx, dx, x + i * per, pbytes);
+            if (!st) st = put_baseline(cx, x + i * per, i, hb, db);
+            if (!st) st = ig_dev(cx, dx, db, tg[i], dattr, &fx, &fb);
+            if (!st) st = sal_dget(cx, out->attr + i * per, dattr, pbytes);
             if (st) break;
             double sum = 0;
             for (int64_t j = 0; j < per; j++) sum += out->attr[i * per + j];
@@ -346,57 +485,77 @@ static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, co
             out->delta[i] = fx - fb;
             out->completeness[i] = (float)fabs(sum - ((double)fx - fb));
         }
-        free(base);
+        free(hb);
+        sal_dfree(cx, dx); sal_dfree(cx, db); sal_dfree(cx, dattr);
         return st;
     }
     case SAL_M_SMOOTHGRAD:
     case SAL_M_SMOOTHGRAD_SQ:
     case SAL_M_VARGRAD: {
+        /* the noise tunnel: S noisy copies of the image (Philox, the same on every device), the
+         * inner method's attribution of each, and their first two moments, all on the backend */
         sal_method inner = o->nt_inner;
-        int S = o->nt_samples, B = inner == SAL_M_IG ? 1 : cx->batch;
-        float *xb = malloc(sizeof(float) * (size_t)B * (size_t)per);
-        float *gb = malloc(sizeof(float) * (size_t)B * (size_t)per);
-        float *base = malloc(sizeof(float) * (size_t)per);
-        double *sum = malloc(sizeof(double) * (size_t)per), *sq = malloc(sizeof(double) * (size_t)per);
-        int *t1 = malloc(sizeof(int) * (size_t)B);
-        float *sc = malloc(sizeof(float) * (size_t)B);
-        if (!xb || !gb || !base || !sum || !sq || !t1 || !sc) st = SAL_ERR_NOMEM;
+        int S = o->nt_samples;
+        float *hx = malloc(pbytes), *hb = malloc(pbytes);
+        int *t1 = malloc(sizeof(int) * (size_t)(S > cx->batch ? S : cx->batch));
+        float *sc = malloc(sizeof(float) * (size_t)(S > cx->batch ? S : cx->batch));
+        float *dx = sal_dalloc(cx, pbytes), *dnoisy = sal_dalloc(cx, pbytes), *db = sal_dalloc(cx, pbytes);
+        float *dattr = sal_dalloc(cx, pbytes);
+        double *dsum = sal_dalloc(cx, sizeof(double) * (size_t)per), *dsq = sal_dalloc(cx, sizeof(double) * (size_t)per);
+        if (!dx || !dnoisy || !db || !dattr || !dsum || !dsq) st = SAL_ERR_NOMEM;
+        else if (!hx || !hb || !t1 || !sc) st = sal_fail(serr(cx), SAL_ERR_NOMEM, "out of host memory");
+        sal_prim_io io = {cx, sal_mp_base(cx), SAL_MP_noise, SAL_MP_wsum};
+        io.a.x = dx;
+        io.a.acc = dsum;
+        io.a.acc2 = dsq;
+        io.a.mode = inner == SAL_M_INPUTXGRAD;   /* wsum: multiply by the noisy input */
+        sal_dev_io dio = {sal_prim_fill, sal_prim_take, &io};
         for (int i = 0; !st && i < n; i++) {
             const float *xi = x + i * per;
             float lo = xi[0], hi = xi[0];
             for (int64_t j = 1; j < per; j++) { if (xi[j] < lo) lo = xi[j]; if (xi[j] > hi) hi = xi[j]; }
-            float sigma = o->nt_sigma * (hi - lo);
-            memset(sum, 0, sizeof(double) * (size_t)per);
-            memset(sq, 0, sizeof(double) * (size_t)per);
-            for (int s0 = 0; !st && s0 < S; s0 += B) {
-                int nb = S - s0 < B ? S - s0 : B;
-                for (int k = 0; k < nb; k++)
-                    for (int64_t j = 0; j < per; j++)
-                        xb[k * per + j] = xi[j] + sigma * sal_normal(o->seed, SAL_RNG_SMOOTHGRAD, (uint32_t)i,
-                                                                     (uint32_t)(s0 + k), (uint64_t)j);
-                if (inner == SAL_M_IG) {
+            io.a.f0 = o->nt_sigma * (hi - lo);
+            io.a.image = (uint32_t)i;
+            for (int k = 0; k < (S > cx->batch ? S : cx->batch); k++) t1[k] = tg[i];
+            st = sal_dput(cx, dx, xi, pbytes);
+            if (!st) st = sal_dzero(cx, dsum, sizeof(double) * (size_t)per);
+            if (!st) st = sal_dzero(cx, dsq, sizeof(double) * (size_t)per);
+            if (inner == SAL_M_IG) {
+                /* one noisy sample at a time: IG batches its own path */
+                for (int s0 = 0; !st && s0 < S; s0++) {
                     float fx, fb;
-                    st = sal_method_baseline(cx, xb, i, base);
-                    if (!st) st = ig_one(cx, xb, base, tg[i], gb, &fx, &fb);
-                } else {
-                    st = grad_one_batch(cx, inner, xb, nb, tg[i], gb);
+                    sal_mp_args a = io.a;
+                    a.out = dnoisy;
+                    a.k0 = s0;
+                    a.nb = 1;
+                    st = sal_mp(cx, SAL_MP_noise, per, &a);
+                    if (!st) st = sal_dget(cx, hx, dnoisy, pbytes);   /* the baseline may depend on it */
+                    if (!st) st = put_baseline(cx, hx, i, hb, db);
+                    if (!st) st = ig_dev(cx, dnoisy, db, tg[i], dattr, &fx, &fb);
+                    a = io.a;
+                    a.mode = 0;
+                    a.in = dattr;
+                    a.nb = 1;
+                    if (!st) st = sal_mp(cx, SAL_MP_wsum, per, &a);
                 }
-                for (int k = 0; !st && k < nb; k++)
-                    for (int64_t j = 0; j < per; j++) {
-                        double v = gb[k * per + j];
-                        sum[j] += v;
-                        sq[j] += v * v;
-                    }
+            } else {
+                for (int s0 = 0, nb = 0; !st && s0 < S; s0 += nb) {
+                    nb = S - s0 < cx->batch ? S - s0 : cx->batch;
+                    st = sal_method_pass_dev(cx, s0, nb, t1, inner == SAL_M_GUIDED, &dio, sc);
+                }
             }
-            for (int64_t j = 0; !st && j < per; j++) {
-                double mean = sum[j] / S, msq = sq[j] / S;
-                out->attr[i * per + j] = (float)(o->method == SAL_M_SMOOTHGRAD ? mean
-                                                 : o->method == SAL_M_SMOOTHGRAD_SQ ? msq : msq - mean * mean);
+            if (!st) {
+                sal_mp_args a = io.a;
+                a.nb = S;
+                a.mode = o->method == SAL_M_SMOOTHGRAD ? 0 : o->method == SAL_M_SMOOTHGRAD_SQ ? 1 : 2;
+                a.out = dattr;
+                st = sal_mp(cx, SAL_MP_moments_final, per, &a);
             }
-            for (int k = 0; k < B && t1; k++) t1[k] = tg[i];
+            if (!st) st = sal_dget(cx, out->attr + i * per, dattr, pbytes);
             if (!st) st = sal_method_pass(cx, xi, 1, t1, 0, NULL, out->scores + i);
         }
-        free(xb); free(gb); free(base); free(sum); free(sq); free(t1); free(sc);
+        free(hx); free(hb); free(t1); free(sc);
+        sal_dfree(cx, dx); sal_dfree(cx, dnoisy); sal_dfree(cx, db); sal_dfree(cx, dattr); sal_dfree(cx, dsum); sal_dfree(cx, dsq);
         return st;
     }
     default: return SAL_ERR_INVALID_ARG;
@@ -405,24 +564,38 @@ static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, co
 
 /* Occlusion with Captum's semantics: windows over all channels at starts 0, s, 2s... with
  * ceil((D - win) / s) + 1 positions per axis (the last may hang over the edge), attribution =
- * mean score drop over the windows covering each pixel. */
+ * mean score drop over the windows covering each pixel. The occluded batches are built, and the
+ * drops gathered into the map, on the backend. */
 static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, const int *tg, sal_maps *out) {
     const sal_explain_opts *o = cx->o;
-    int H = cx->h, W = cx->w, C = cx->c, B = cx->batch;
+    int H = cx->h, W = cx->w, C = cx->c;
     int64_t per = cx->per, hw = (int64_t)H * W;
+    size_t pbytes = sizeof(float) * (size_t)per;
     int ny = (int)ceil((double)(H - o->occ_h) / o->occ_stride_h) + 1;
     int nx = (int)ceil((double)(W - o->occ_w) / o->occ_stride_w) + 1;
-    int nwin = ny * nx;
-    float *xb = malloc(sizeof(float) * (size_t)B * (size_t)per);
-    float *fill = malloc(sizeof(float) * (size_t)per);
-    float *sc = malloc(sizeof(float) * (size_t)(B + 1));
-    int *t1 = malloc(sizeof(int) * (size_t)(B + 1));
-    double *acc = malloc(sizeof(double) * (size_t)hw);
-    int *cnt = malloc(sizeof(int) * (size_t)hw);
-    sal_status st = xb && fill && sc && t1 && acc && cnt ? SAL_OK : SAL_ERR_NOMEM;
+    int nwin = ny * nx, B = cx->batch > nwin ? cx->batch : nwin;
+    float *fill = malloc(pbytes);
+    float *sc = malloc(sizeof(float) * (size_t)B);
+    double *drop = malloc(sizeof(double) * (size_t)B);
+    int *t1 = malloc(sizeof(int) * (size_t)B);
+    float *dx = sal_dalloc(cx, pbytes), *dfill = sal_dalloc(cx, pbytes), *dattr = sal_dalloc(cx, pbytes);
+    double *dacc = sal_dalloc(cx, sizeof(double) * (size_t)hw), *ddrop = sal_dalloc(cx, sizeof(double) * (size_t)B);
+    sal_status st = SAL_OK;
+    if (!dx || !dfill || !dattr || !dacc || !ddrop) st = SAL_ERR_NOMEM;
+    else if (!fill || !sc || !drop || !t1) st = sal_fail(serr(cx), SAL_ERR_NOMEM, "out of host memory");
+    sal_prim_io io = {cx, sal_mp_base(cx), SAL_MP_occ_batch, -1};
+    io.a.x = dx;
+    io.a.b = dfill;
+    io.a.oh = o->occ_h;
+    io.a.ow = o->occ_w;
+    io.a.osh = o->occ_stride_h;
+    io.a.osw = o->occ_stride_w;
+    io.a.onx = nx;
+    io.a.ony = ny;
+    sal_dev_io dio = {sal_prim_fill, NULL, &io};
     for (int i = 0; !st && i < n; i++) {
         const float *xi = x + i * per;
-        for (int k = 0; k <= B; k++) t1[k] = tg[i];
+        for (int k = 0; k < B; k++) t1[k] = tg[i];
         if (o->occ_fill == 1) {
             for (int c = 0; c < C; c++) {
                 double m = 0;
@@ -432,41 +605,32 @@ static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, c
         } else if (o->occ_fill == 2) {
             sal_box_blur(xi, C, H, W, o->blur_radius, fill);
         } else {
-            memset(fill, 0, sizeof(float) * (size_t)per);
+            memset(fill, 0, pbytes);
         }
         st = sal_method_pass(cx, xi, 1, t1, 0, NULL, &out->scores[i]);
-        memset(acc, 0, sizeof(double) * (size_t)hw);
-        memset(cnt, 0, sizeof(int) * (size_t)hw);
-        for (int w0 = 0; !st && w0 < nwin; w0 += B) {
-            int nb = nwin - w0 < B ? nwin - w0 : B;
-            for (int k = 0; k < nb; k++) {
-                int y0 = ((w0 + k) / nx) * o->occ_stride_h, x0 = ((w0 + k) % nx) * o->occ_stride_w;
-                float *dst = xb + (size_t)k * per;
-                /* the image, then the window's rows (clipped at the border) from the fill */
-                memcpy(dst, xi, sizeof(float) * (size_t)per);
-                int y1 = y0 + o->occ_h < H ? y0 + o->occ_h : H, x1 = x0 + o->occ_w < W ? x0 + o->occ_w : W;
-                for (int c = 0; c < C; c++)
-                    for (int y = y0; y < y1; y++) {
-                        int64_t j = c * hw + (int64_t)y * W + x0;
-                        memcpy(dst + j, fill + j, sizeof(float) * (size_t)(x1 - x0));
-                    }
-            }
-            st = sal_method_pass(cx, xb, nb, t1, 0, NULL, sc);
-            for (int k = 0; !st && k < nb; k++) {
-                int y0 = ((w0 + k) / nx) * o->occ_stride_h, x0 = ((w0 + k) % nx) * o->occ_stride_w;
-                double drop = (double)out->scores[i] - sc[k];
-                for (int y = y0; y < y0 + o->occ_h && y < H; y++)
-                    for (int xx = x0; xx < x0 + o->occ_w && xx < W; xx++) {
-                        acc[(int64_t)y * W + xx] += drop;
-                        cnt[(int64_t)y * W + xx]++;
-                    }
-            }
+        if (!st) st = sal_dput(cx, dx, xi, pbytes);
+        if (!st) st = sal_dput(cx, dfill, fill, pbytes);
+        if (!st) st = sal_dzero(cx, dacc, sizeof(double) * (size_t)hw);
+        for (int w0 = 0, nb = 0; !st && w0 < nwin; w0 += nb) {
+            nb = nwin - w0 < cx->batch ? nwin - w0 : cx->batch;
+            st = sal_method_pass_dev(cx, w0, nb, t1, 0, &dio, sc);
+            for (int k = 0; !st && k < nb; k++) drop[k] = (double)out->scores[i] - sc[k];
+            if (!st) st = sal_dput(cx, ddrop, drop, sizeof(double) * (size_t)nb);
+            sal_mp_args a = io.a;
+            a.wd = ddrop;
+            a.acc = dacc;
+            a.k0 = w0;
+            a.nb = nb;
+            if (!st) st = sal_mp(cx, SAL_MP_occ_acc, hw, &a);
         }
-        for (int c = 0; !st && c < C; c++)
-            for (int64_t j = 0; j < hw; j++)
-                out->attr[i * per + c * hw + j] = cnt[j] ? (float)(acc[j] / cnt[j]) : 0.f;
+        sal_mp_args a = io.a;
+        a.acc = dacc;
+        a.out = dattr;
+        if (!st) st = sal_mp(cx, SAL_MP_occ_final, per, &a);
+        if (!st) st = sal_dget(cx, out->attr + i * per, dattr, pbytes);
     }
-    free(xb); free(fill); free(sc); free(t1); free(acc); free(cnt);
+    free(fill); free(sc); free(drop); free(t1);
+    sal_dfree(cx, dx); sal_dfree(cx, dfill); sal_dfree(cx, dattr); sal_dfree(cx, dacc); sal_dfree(cx, ddrop);
     return st;
 }
 
@@ -550,10 +714,15 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
     free(out->attr);
     out->attr = calloc((size_t)n * (size_t)lhw, sizeof(float));
     out->upsampled = calloc((size_t)n * (size_t)cx->h * cx->w, sizeof(float));
-    float *act = malloc(sizeof(float) * (size_t)lc * (size_t)lhw);
-    float *grad = malloc(sizeof(float) * (size_t)lc * (size_t)lhw);
+    int layer_v = sal_session_find_layer(cx->s, out->layer);
+    int scorecam = o->method == SAL_M_SCORECAM;
+    float *act = scorecam ? malloc(sizeof(float) * (size_t)lc * (size_t)lhw) : NULL;
     float *wts = malloc(sizeof(float) * (size_t)lc);
-    if (!out->attr || !out->upsampled || !act || !grad || !wts) { free(act); free(grad); free(wts); return SAL_ERR_NOMEM; }
+    float *lg = malloc(sizeof(float) * (size_t)cx->k), *seed = malloc(sizeof(float) * (size_t)cx->k);
+    float *dwts = scorecam ? NULL : sal_dalloc(cx, sizeof(float) * (size_t)lc);
+    float *dcam = scorecam ? NULL : sal_dalloc(cx, sizeof(float) * (size_t)lhw);
+    if (!out->attr || !out->upsampled || (scorecam && !act) || !wts || !lg || !seed || (!scorecam && (!dwts || !dcam)))
+        st = SAL_ERR_NOMEM;
     for (int i = 0; i < n && !st; i++) {
         const float *xi = x + i * cx->per;
         float *cam = out->attr + i * lhw;
@@ -565,102 +734,101 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             g.targets = &t;
             st = sal_gradient(cx->s, xi, 1, cx->h, cx->w, &g, &go);
             if (st) break;
+            /* the masked images: each channel upsampled (align_corners, as torch's
+             * UpsamplingBilinear2d in pytorch-grad-cam) and scaled to [0,1] per channel, times the
+             * image; built on the backend from the activation uploaded once */
             int B = cx->batch;
-            float *xb = malloc(sizeof(float) * (size_t)B * (size_t)cx->per);
-            float *up = malloc(sizeof(float) * (size_t)cx->h * cx->w);
+            int64_t hw = (int64_t)cx->h * cx->w;
             float *sc = malloc(sizeof(float) * (size_t)B);
             int *t1 = malloc(sizeof(int) * (size_t)B);
-            if (!xb || !up || !sc || !t1) st = SAL_ERR_NOMEM;
+            float *dx = sal_dalloc(cx, sizeof(float) * (size_t)cx->per);
+            float *dact = sal_dalloc(cx, sizeof(float) * (size_t)lc * (size_t)lhw);
+            float *dup = sal_dalloc(cx, sizeof(float) * (size_t)B * (size_t)hw);
+            float *dmm = sal_dalloc(cx, sizeof(float) * 2 * (size_t)B);
+            float *dw = sal_dalloc(cx, sizeof(float) * (size_t)lc), *dc = sal_dalloc(cx, sizeof(float) * (size_t)lhw);
+            if (!sc || !t1 || !dx || !dact || !dup || !dmm || !dw || !dc) st = SAL_ERR_NOMEM;
             for (int k = 0; k < B && t1; k++) t1[k] = t;
-            for (int64_t c0 = 0; !st && c0 < lc; c0 += B) {
-                int nb = lc - c0 < B ? (int)(lc - c0) : B;
-                for (int k = 0; k < nb; k++) {
-                    /* pytorch-grad-cam: UpsamplingBilinear2d (align_corners=True), then
-                     * (up - min) / (max - min + 1e-8) per channel */
-                    for (int y = 0; y < cx->h; y++)
-                        for (int xx = 0; xx < cx->w; xx++)
-                            up[y * cx->w + xx] = sal_bilinear_ac(act + (c0 + k) * lhw, (int)lh, (int)lw, cx->h, cx->w, y, xx);
-                    float mn = up[0], mx = up[0];
-                    for (int64_t j = 1; j < (int64_t)cx->h * cx->w; j++) { if (up[j] < mn) mn = up[j]; if (up[j] > mx) mx = up[j]; }
-                    for (int ch = 0; ch < cx->c; ch++)
-                        for (int64_t j = 0; j < (int64_t)cx->h * cx->w; j++) {
-                            float mask = (up[j] - mn) / (mx - mn + 1e-8f);
-                            xb[k * cx->per + ch * (int64_t)cx->h * cx->w + j] = xi[ch * (int64_t)cx->h * cx->w + j] * mask;
-                        }
-                }
-                st = sal_method_pass(cx, xb, nb, t1, 0, NULL, sc);
-                for (int k = 0; !st && k < nb; k++) wts[c0 + k] = sc[k];
+            if (!st) st = sal_dput(cx, dx, xi, sizeof(float) * (size_t)cx->per);
+            if (!st) st = sal_dput(cx, dact, act, sizeof(float) * (size_t)lc * (size_t)lhw);
+            sal_prim_io io = {cx, sal_mp_base(cx), SAL_MP_masked, -1};
+            io.a.x = dx;
+            io.a.in = dup;
+            io.a.in2 = dmm;
+            sal_dev_io dio = {sal_prim_fill, NULL, &io};
+            for (int c0 = 0, NB = 0; !st && c0 < lc; c0 += NB) {
+                NB = lc - c0 < cx->batch ? (int)(lc - c0) : cx->batch;
+                sal_mp_args u = sal_mp_base(cx);
+                u.in = dact;
+                u.lhw = lhw;
+                u.mode = (int)lh;
+                u.k0 = c0;
+                u.out = dup;
+                st = sal_mp(cx, SAL_MP_cam_up_ac, (int64_t)NB * hw, &u);
+                u.in = dup;
+                u.out = dmm;
+                if (!st) st = sal_mp(cx, SAL_MP_minmax, NB, &u);
+                io.a.kb = c0;
+                if (!st) st = sal_method_pass_dev(cx, c0, NB, t1, 0, &dio, sc);
+                for (int k = 0; !st && k < NB; k++) wts[c0 + k] = sc[k];
             }
-            if (!st) {   /* softmax over channels */
+            if (!st) {   /* softmax over channels, then the weighted sum of the activations */
                 float mx = wts[0];
                 double sum = 0;
                 for (int64_t c = 1; c < lc; c++) if (wts[c] > mx) mx = wts[c];
                 for (int64_t c = 0; c < lc; c++) sum += exp(wts[c] - mx);
                 for (int64_t c = 0; c < lc; c++) wts[c] = (float)(exp(wts[c] - mx) / sum);
-                for (int64_t c = 0; c < lc; c++)
-                    for (int64_t j = 0; j < lhw; j++) cam[j] += wts[c] * act[c * lhw + j];
+                sal_mp_args a = sal_mp_base(cx);
+                a.in = dact;
+                a.lc = (int)lc;
+                a.lhw = lhw;
+                a.wf = dw;
+                a.mode = SAL_CAM_S_WEIGHTED;
+                a.f0 = o->cam_relu ? 1.0f : 0.0f;
+                a.out = dc;
+                st = sal_dput(cx, dw, wts, sizeof(float) * (size_t)lc);
+                if (!st) st = sal_mp(cx, SAL_MP_cam_sum, lhw, &a);
+                if (!st) st = sal_dget(cx, cam, dc, sizeof(float) * (size_t)lhw);
             }
-            free(xb); free(up); free(sc); free(t1);
+            free(sc); free(t1);
+            sal_dfree(cx, dx); sal_dfree(cx, dact); sal_dfree(cx, dup); sal_dfree(cx, dmm); sal_dfree(cx, dw); sal_dfree(cx, dc);
             if (!st) st = sal_method_pass(cx, xi, 1, &t, 0, NULL, out->scores + i);
         } else {
-            sal_grad_out go = {0};
-            go.layer_act = act;
-            go.layer_grad = grad;
+            /* one image forward, backward to the layer, then the channel weights and their
+             * weighted sum (with the ReLU) on the backend: only the (lh, lw) map comes back */
+            float *din = NULL;
             int t = tg[i];
-            g.targets = &t;
-            g.need_input_grad = 0;
-            if (o->explain_prob) {
-                /* probability seed: the logits first, then the backward from d p_t / d z */
-                float *lg = malloc(sizeof(float) * (size_t)cx->k);
-                float *seed = calloc((size_t)cx->k, sizeof(float));
-                if (!lg || !seed) st = SAL_ERR_NOMEM;
-                if (!st) st = sal_forward(cx->s, xi, 1, cx->h, cx->w, lg);
-                if (!st) {
-                    out->scores[i] = prob_seed(lg, cx->k, t, seed);
-                    g.seed = seed;
-                    st = sal_gradient(cx->s, xi, 1, cx->h, cx->w, &g, &go);
-                    g.seed = NULL;
-                }
-                free(lg);
-                free(seed);
-            } else {
-                float *lg = malloc(sizeof(float) * (size_t)cx->k);
-                go.logits = lg;
-                st = lg ? sal_gradient(cx->s, xi, 1, cx->h, cx->w, &g, &go) : SAL_ERR_NOMEM;
-                if (!st) out->scores[i] = lg[t];
-                free(lg);
+            st = sal_session_dev_plan(cx->s, 1, cx->h, cx->w, 1, layer_v, &din);
+            if (!st) st = sal_dput(cx, din, xi, sizeof(float) * (size_t)cx->per);
+            if (!st) st = sal_session_dev_forward(cx->s, lg);
+            if (!st) {
+                memset(seed, 0, sizeof(float) * (size_t)cx->k);
+                if (o->explain_prob) out->scores[i] = prob_seed(lg, cx->k, t, seed);
+                else { out->scores[i] = lg[t]; seed[t] = 1.0f; }
+                st = sal_session_dev_backward(cx->s, seed, 0, 1);
             }
-            if (st) break;
-            for (int64_t c = 0; c < lc; c++) {
-                const float *A = act + c * lhw, *G = grad + c * lhw;
-                double wsum = 0, asum = 0;
-                switch (o->method) {
-                case SAL_M_GRADCAM:
-                case SAL_M_GUIDED_GRADCAM:
-                    for (int64_t j = 0; j < lhw; j++) wsum += G[j];
-                    wts[c] = (float)(wsum / lhw);
-                    break;
-                case SAL_M_XGRADCAM:
-                    for (int64_t j = 0; j < lhw; j++) { wsum += (double)G[j] * A[j]; asum += A[j]; }
-                    wts[c] = (float)(wsum / (asum + 1e-7));
-                    break;
-                case SAL_M_GRADCAMPP:
-                    for (int64_t j = 0; j < lhw; j++) asum += A[j];
-                    for (int64_t j = 0; j < lhw; j++) wsum += sal_gradcampp_elem(G[j], (float)asum);
-                    wts[c] = (float)wsum;
-                    break;
-                default: wts[c] = 0; break;
-                }
-            }
-            for (int64_t j = 0; j < lhw; j++) {
-                double v = 0;
-                for (int64_t c = 0; c < lc; c++) {
-                    float A = act[c * lhw + j], G = grad[c * lhw + j];
-                    if (o->method == SAL_M_HIRESCAM) v += (double)G * A;
-                    else if (o->method == SAL_M_LAYERCAM) v += (double)(G > 0 ? G : 0) * A;
-                    else v += (double)wts[c] * A;
-                }
-                cam[j] = (float)v;
+            const float *dact = st ? NULL : sal_session_dev_capture(cx->s, 0);
+            const float *dgrad = st ? NULL : sal_session_dev_capture(cx->s, 1);
+            if (!st && (!dact || !dgrad)) {
+                /* the score does not depend on the layer: the map is zero */
+                memset(cam, 0, sizeof(float) * (size_t)lhw);
+            } else if (!st) {
+                sal_mp_args a = sal_mp_base(cx);
+                a.in = dact;
+                a.in2 = dgrad;
+                a.lc = (int)lc;
+                a.lhw = lhw;
+                a.wf = dwts;
+                a.out = dwts;
+                a.mode = o->method == SAL_M_XGRADCAM ? SAL_CAM_W_X : o->method == SAL_M_GRADCAMPP ? SAL_CAM_W_PP
+                         : o->method == SAL_M_HIRESCAM || o->method == SAL_M_LAYERCAM ? SAL_CAM_W_NONE
+                         : SAL_CAM_W_MEAN;
+                if (a.mode != SAL_CAM_W_NONE) st = sal_mp(cx, SAL_MP_cam_weights, lc, &a);
+                a.mode = o->method == SAL_M_HIRESCAM ? SAL_CAM_S_HIRES : o->method == SAL_M_LAYERCAM ? SAL_CAM_S_LAYER
+                         : SAL_CAM_S_WEIGHTED;
+                a.out = dcam;
+                a.f0 = o->cam_relu ? 1.0f : 0.0f;
+                if (!st) st = sal_mp(cx, SAL_MP_cam_sum, lhw, &a);
+                if (!st) st = sal_dget(cx, cam, dcam, sizeof(float) * (size_t)lhw);
             }
         }
         if (!st && o->cam_relu)
@@ -668,8 +836,11 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
         if (!st) st = cam_final(cam, (int)lh, (int)lw, out->upsampled + (int64_t)i * cx->h * cx->w, cx->h, cx->w, o->cam_relu);
     }
     free(act);
-    free(grad);
     free(wts);
+    free(lg);
+    free(seed);
+    sal_dfree(cx, dwts);
+    sal_dfree(cx, dcam);
     return st;
 }
 

@@ -2,7 +2,9 @@
 #ifndef SAL_METHODS_H
 #define SAL_METHODS_H
 
+#include "backend/backend.h"
 #include "model/graph.h"
+#include "method_prims.h"
 
 /* Quadrature points and weights of an Integrated Gradients rule on [0,1] (Captum's rules). */
 sal_status sal_ig_rule_points(sal_ig_rule rule, int n, double *alpha, double *weight);
@@ -16,10 +18,60 @@ typedef struct sal_method_ctx {
     int batch;           /* internal batch */
 } sal_method_ctx;
 
+/* The session's backend and plans on batches held in its memory (host/engine/session.c).
+ * dev_plan plans n images (a gradient plan when grad, capturing value `capture` or -1) and
+ * returns the backend buffer where the batch goes; dev_forward runs it and downloads the logits
+ * (n, k); dev_backward seeds the output with seed (host, (n, k)); then dev_input_grad and
+ * dev_capture (the captured value's activation, or with grad its gradient) point at the results
+ * in the backend's memory, NULL where the value does not reach the output. */
+sal_backend *sal_session_backend(sal_session *s);
+sal_error *sal_session_err(sal_session *s);
+int sal_session_find_layer(sal_session *s, const char *layer);
+sal_status sal_session_dev_plan(sal_session *s, int n, int h, int w, int grad, int capture, float **dev_in);
+sal_status sal_session_dev_forward(sal_session *s, float *logits);
+sal_status sal_session_dev_backward(sal_session *s, const float *seed, int guided, int stop_at_capture);
+const float *sal_session_dev_input_grad(sal_session *s);
+const float *sal_session_dev_capture(sal_session *s, int grad);
+
 /* Scores (logit, or probability with explain_prob) of targets tg for nb images xb (nb,C,H,W), and
  * their input gradients into grad (nb,C,H,W) unless grad is NULL (forward only). */
 sal_status sal_method_pass(sal_method_ctx *cx, const float *xb, int nb, const int *tg, int guided,
                            float *grad, float *scores);
+/* A batched pass whose images are built, and whose gradients are consumed, in the backend's
+ * memory: fill writes items [first, first + nb) of the method's sequence into dev_in (nb,C,H,W);
+ * take (NULL: forward only) reads their input gradients dev_grad (NULL: the output does not
+ * depend on the input) next to the batch dev_in. tg: the items' targets (tg[0] is item first).
+ * Out of memory halves the internal batch and runs the items in two halves. */
+typedef struct sal_dev_io {
+    sal_status (*fill)(void *ctx, float *dev_in, int first, int nb);
+    sal_status (*take)(void *ctx, const float *dev_grad, const float *dev_in, int first, int nb);
+    void *ctx;
+} sal_dev_io;
+sal_status sal_method_pass_dev(sal_method_ctx *cx, int first, int nb, const int *tg, int guided,
+                               const sal_dev_io *io, float *scores);
+
+/* The backend's memory and the method primitives (kernels/method_prims.h) for the methods:
+ * failures set the session's error (sal_session_err). sal_dalloc returns zeroed memory or NULL. */
+sal_status sal_mp(sal_method_ctx *cx, int fn, int64_t count, const sal_mp_args *a);
+void *sal_dalloc(sal_method_ctx *cx, size_t bytes);
+void sal_dfree(sal_method_ctx *cx, const void *p);
+sal_status sal_dput(sal_method_ctx *cx, void *dst, const void *src, size_t bytes);
+sal_status sal_dget(sal_method_ctx *cx, void *dst, const void *src, size_t bytes);
+sal_status sal_dzero(sal_method_ctx *cx, void *dst, size_t bytes);
+/* Arguments with the input geometry and the seed filled in. */
+sal_mp_args sal_mp_base(const sal_method_ctx *cx);
+
+/* A batch builder and an accumulator that are one primitive each, for sal_dev_io: fill runs
+ * fill_fn over the nb items (count nb*per, out = the batch, k0 = first, nb); take runs take_fn
+ * over the pixels (count per, in = the gradients, in2 = the batch, k0 = first, nb). */
+typedef struct sal_prim_io {
+    sal_method_ctx *cx;
+    sal_mp_args a;
+    int fill_fn, take_fn;
+} sal_prim_io;
+sal_status sal_prim_fill(void *ctx, float *dev_in, int first, int nb);
+sal_status sal_prim_take(void *ctx, const float *dev_grad, const float *dev_in, int first, int nb);
+
 /* The baseline o->baseline (zero, black, blur, uniform from the seed, user) of image `image`,
  * x (C,H,W), into b (C,H,W). */
 sal_status sal_method_baseline(sal_method_ctx *cx, const float *x, int image, float *b);

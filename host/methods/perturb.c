@@ -47,8 +47,8 @@
 /* Scores of n images x (n,C,H,W) for targets tg, forward only, in batches of cx->batch. */
 static sal_status scores_of(sal_method_ctx *cx, const float *x, int n, const int *tg, float *scores) {
     sal_status st = SAL_OK;
-    for (int i0 = 0; !st && i0 < n; i0 += cx->batch) {
-        int nb = n - i0 < cx->batch ? n - i0 : cx->batch;
+    for (int i0 = 0, nb = 0; !st && i0 < n; i0 += nb) {   /* nb: a retry may shrink cx->batch */
+        nb = n - i0 < cx->batch ? n - i0 : cx->batch;
         st = sal_method_pass(cx, x + (int64_t)i0 * cx->per, nb, tg + i0, 0, NULL, scores + i0);
     }
     return st;
@@ -64,51 +64,66 @@ static void fill_targets(int *t, int nb, int target) {
 
 sal_status sal_explain_rise(sal_method_ctx *cx, const float *x, int n, const int *tg, sal_maps *out) {
     const sal_explain_opts *o = cx->o;
-    int N = o->rise_masks, s = o->rise_grid, B = cx->batch, C = cx->c, H = cx->h, W = cx->w;
+    int N = o->rise_masks, s = o->rise_grid, B = cx->batch;
     float p = o->rise_p;
     if (N < 1 || s < 1 || !(p > 0.0f && p <= 1.0f) || B < 1) return SAL_ERR_INVALID_ARG;
-    int64_t per = cx->per, hw = (int64_t)H * W;
-    int ch = sal_rise_cell_size(H, s), cw = sal_rise_cell_size(W, s);
-    float *grid = malloc(sizeof(float) * (size_t)s * (size_t)s);   /* (s,s) */
-    float *masks = malloc(sizeof(float) * (size_t)B * (size_t)hw); /* (B,H,W) */
-    float *xb = malloc(sizeof(float) * (size_t)B * (size_t)per);   /* (B,C,H,W) */
-    double *acc = calloc((size_t)n * (size_t)hw, sizeof(double));  /* (n,H,W) */
+    int64_t per = cx->per, hw = (int64_t)cx->h * cx->w;
+    size_t pbytes = sizeof(float) * (size_t)per;
+    /* backend: the images, a batch of grids and masks, per-image accumulators, the scores */
+    float *dx = sal_dalloc(cx, pbytes * (size_t)n), *dattr = sal_dalloc(cx, pbytes);
+    float *dgrid = sal_dalloc(cx, sizeof(float) * (size_t)B * (size_t)(s * s + 2));
+    float *dmask = sal_dalloc(cx, sizeof(float) * (size_t)B * (size_t)hw);
+    double *dacc = sal_dalloc(cx, sizeof(double) * (size_t)n * (size_t)hw), *dsc = sal_dalloc(cx, sizeof(double) * (size_t)B);
     float *sc = malloc(sizeof(float) * (size_t)B);
+    double *scd = malloc(sizeof(double) * (size_t)B);
     int *t1 = malloc(sizeof(int) * (size_t)B);
-    sal_status st = grid && masks && xb && acc && sc && t1 ? SAL_OK : SAL_ERR_NOMEM;
+    sal_status st = SAL_OK;
+    if (!dx || !dattr || !dgrid || !dmask || !dacc || !dsc) st = SAL_ERR_NOMEM;
+    else if (!sc || !scd || !t1) st = SAL_ERR_NOMEM;
+    if (!st) st = sal_dput(cx, dx, x, pbytes * (size_t)n);
     if (!st) st = scores_of(cx, x, n, tg, out->scores);
-    for (int m0 = 0; !st && m0 < N; m0 += B) {
-        int nb = N - m0 < B ? N - m0 : B;
-        for (int k = 0; k < nb; k++) {
-            uint32_t mk = (uint32_t)(m0 + k);
-            for (int gy = 0; gy < s; gy++)
-                for (int gx = 0; gx < s; gx++) grid[gy * s + gx] = sal_rise_cell(o->seed, mk, gy, gx, s, p);
-            int dy = sal_rise_shift(o->seed, mk, 0, ch), dx = sal_rise_shift(o->seed, mk, 1, cw);
-            float *m = masks + (int64_t)k * hw;
-            for (int y = 0; y < H; y++)
-                for (int xx = 0; xx < W; xx++)
-                    m[(int64_t)y * W + xx] = sal_rise_mask_from_grid(grid, s, H, W, dy, dx, y, xx);
-        }
+    sal_mp_args a = sal_mp_base(cx);
+    a.mode = s;
+    a.f0 = p;
+    sal_prim_io io = {cx, a, SAL_MP_masked, -1};
+    io.a.in = dmask;
+    sal_dev_io dio = {sal_prim_fill, NULL, &io};
+    for (int m0 = 0, NB = 0; !st && m0 < N; m0 += NB) {
+        /* the masks of this batch, once for every image */
+        NB = N - m0 < cx->batch ? N - m0 : cx->batch;
+        sal_mp_args g = a;
+        g.k0 = m0;
+        g.out = dgrid;
+        st = sal_mp(cx, SAL_MP_rise_grid, (int64_t)NB * (s * s + 2), &g);
+        g.in = dgrid;
+        g.out = dmask;
+        if (!st) st = sal_mp(cx, SAL_MP_rise_mask, (int64_t)NB * hw, &g);
         for (int i = 0; !st && i < n; i++) {
-            const float *xi = x + (int64_t)i * per;
-            for (int k = 0; k < nb; k++)
-                for (int c = 0; c < C; c++)
-                    for (int64_t j = 0; j < hw; j++)
-                        xb[(int64_t)k * per + c * hw + j] = xi[c * hw + j] * masks[(int64_t)k * hw + j];
-            fill_targets(t1, nb, tg[i]);
-            st = sal_method_pass(cx, xb, nb, t1, 0, NULL, sc);
-            double *a = acc + (int64_t)i * hw;
-            for (int k = 0; !st && k < nb; k++) {
-                const float *m = masks + (int64_t)k * hw;
-                for (int64_t j = 0; j < hw; j++) a[j] += (double)sc[k] * m[j];
-            }
+            io.a.x = dx + (int64_t)i * per;
+            io.a.kb = m0;
+            fill_targets(t1, NB, tg[i]);
+            st = sal_method_pass_dev(cx, m0, NB, t1, 0, &dio, sc);
+            for (int k = 0; k < NB; k++) scd[k] = sc[k];
+            if (!st) st = sal_dput(cx, dsc, scd, sizeof(double) * (size_t)NB);
+            sal_mp_args m = a;
+            m.in = dmask;
+            m.wd = dsc;
+            m.acc = dacc + (int64_t)i * hw;
+            m.k0 = m.kb = m0;
+            m.nb = NB;
+            if (!st) st = sal_mp(cx, SAL_MP_mask_acc, hw, &m);
         }
     }
-    for (int i = 0; !st && i < n; i++)
-        for (int c = 0; c < C; c++)
-            for (int64_t j = 0; j < hw; j++)
-                out->attr[(int64_t)i * per + c * hw + j] = (float)(acc[(int64_t)i * hw + j] / ((double)N * p));
-    free(grid); free(masks); free(xb); free(acc); free(sc); free(t1);
+    for (int i = 0; !st && i < n; i++) {
+        sal_mp_args f = a;
+        f.acc = dacc + (int64_t)i * hw;
+        f.d0 = (double)N * p;
+        f.out = dattr;
+        st = sal_mp(cx, SAL_MP_scaled, per, &f);
+        if (!st) st = sal_dget(cx, out->attr + (int64_t)i * per, dattr, pbytes);
+    }
+    free(sc); free(scd); free(t1);
+    sal_dfree(cx, dx); sal_dfree(cx, dattr); sal_dfree(cx, dgrid); sal_dfree(cx, dmask); sal_dfree(cx, dacc); sal_dfree(cx, dsc);
     return st;
 }
 
@@ -122,16 +137,16 @@ sal_status sal_explain_gradshap(sal_method_ctx *cx, const float *x, int n, const
     if (S < 1 || !(sd >= 0.0f) || isinf(sd) || B < 1) return SAL_ERR_INVALID_ARG;
     if (o->shap_baselines && o->shap_n_baselines < 1) return SAL_ERR_INVALID_ARG;
     int64_t per = cx->per, hw = (int64_t)cx->h * cx->w;
+    size_t pbytes = sizeof(float) * (size_t)per;
     int nbase = o->shap_baselines ? o->shap_n_baselines : 2;
     float *defaults = NULL;   /* (2,C,H,W): zeros, preprocessed black */
     const float *bases = o->shap_baselines;
-    float *pts = malloc(sizeof(float) * (size_t)B * (size_t)per);   /* (B,C,H,W) gradient points */
-    float *diff = malloc(sizeof(float) * (size_t)B * (size_t)per);  /* (B,C,H,W) x_noisy - b */
-    float *grad = malloc(sizeof(float) * (size_t)B * (size_t)per);  /* (B,C,H,W) */
-    double *acc = malloc(sizeof(double) * (size_t)per);             /* (C,H,W) */
-    float *sc = malloc(sizeof(float) * (size_t)B);
-    int *t1 = malloc(sizeof(int) * (size_t)B);
-    sal_status st = pts && diff && grad && acc && sc && t1 ? SAL_OK : SAL_ERR_NOMEM;
+    float *sc = malloc(sizeof(float) * (size_t)(B > S ? B : S));
+    int *t1 = malloc(sizeof(int) * (size_t)(B > S ? B : S));
+    float *dx = sal_dalloc(cx, pbytes), *dbases = sal_dalloc(cx, pbytes * (size_t)nbase), *dattr = sal_dalloc(cx, pbytes);
+    double *dacc = sal_dalloc(cx, sizeof(double) * (size_t)per);
+    sal_status st = SAL_OK;
+    if (!dx || !dbases || !dattr || !dacc || !sc || !t1) st = SAL_ERR_NOMEM;
     if (!st && !bases) {
         defaults = calloc(2 * (size_t)per, sizeof(float));
         if (!defaults) st = SAL_ERR_NOMEM;
@@ -139,32 +154,34 @@ sal_status sal_explain_gradshap(sal_method_ctx *cx, const float *x, int n, const
             defaults[per + j] = o->black_value[cx->c == 3 ? j / hw : 0];
         bases = defaults;
     }
+    if (!st) st = sal_dput(cx, dbases, bases, pbytes * (size_t)nbase);
     if (!st) st = scores_of(cx, x, n, tg, out->scores);
+    /* gradient points built, and gradient x (noisy input - baseline) gathered, on the backend */
+    sal_prim_io io = {cx, sal_mp_base(cx), SAL_MP_gshap_point, SAL_MP_gshap_acc};
+    io.a.x = dx;
+    io.a.b = dbases;
+    io.a.mode = nbase;
+    io.a.f0 = sd;
+    io.a.acc = dacc;
+    sal_dev_io dio = {sal_prim_fill, sal_prim_take, &io};
     for (int i = 0; !st && i < n; i++) {
-        const float *xi = x + (int64_t)i * per;
-        memset(acc, 0, sizeof(double) * (size_t)per);
-        fill_targets(t1, B, tg[i]);
-        for (int j0 = 0; !st && j0 < S; j0 += B) {
-            int nb = S - j0 < B ? S - j0 : B;
-            for (int k = 0; k < nb; k++) {
-                uint32_t smp = (uint32_t)(j0 + k);
-                const float *b = bases + (int64_t)sal_gradshap_baseline(o->seed, (uint32_t)i, smp, nbase) * per;
-                float alpha = sal_gradshap_alpha(o->seed, (uint32_t)i, smp);
-                float *pk = pts + (int64_t)k * per, *dk = diff + (int64_t)k * per;
-                for (int64_t e = 0; e < per; e++) {
-                    float xn = sal_gradshap_noisy(o->seed, (uint32_t)i, smp, (uint64_t)e, xi[e], sd);
-                    pk[e] = sal_gradshap_point(xn, b[e], alpha);
-                    dk[e] = xn - b[e];
-                }
-            }
-            st = sal_method_pass(cx, pts, nb, t1, 0, grad, sc);
-            for (int k = 0; !st && k < nb; k++)
-                for (int64_t e = 0; e < per; e++)
-                    acc[e] += (double)grad[(int64_t)k * per + e] * diff[(int64_t)k * per + e];
+        io.a.image = (uint32_t)i;
+        fill_targets(t1, B > S ? B : S, tg[i]);
+        st = sal_dput(cx, dx, x + (int64_t)i * per, pbytes);
+        if (!st) st = sal_dzero(cx, dacc, sizeof(double) * (size_t)per);
+        for (int j0 = 0, nb = 0; !st && j0 < S; j0 += nb) {
+            nb = S - j0 < cx->batch ? S - j0 : cx->batch;
+            st = sal_method_pass_dev(cx, j0, nb, t1, 0, &dio, sc);
         }
-        for (int64_t e = 0; !st && e < per; e++) out->attr[(int64_t)i * per + e] = (float)(acc[e] / S);
+        sal_mp_args f = io.a;
+        f.nb = S;
+        f.mode = 0;   /* the mean */
+        f.out = dattr;
+        if (!st) st = sal_mp(cx, SAL_MP_moments_final, per, &f);
+        if (!st) st = sal_dget(cx, out->attr + (int64_t)i * per, dattr, pbytes);
     }
-    free(defaults); free(pts); free(diff); free(grad); free(acc); free(sc); free(t1);
+    free(defaults); free(sc); free(t1);
+    sal_dfree(cx, dx); sal_dfree(cx, dbases); sal_dfree(cx, dattr); sal_dfree(cx, dacc);
     return st;
 }
 
@@ -290,7 +307,12 @@ sal_status sal_explain_kernelshap(sal_method_ctx *cx, const float *x, int n, con
     if (L < Mmax) return SAL_ERR_INVALID_ARG;
     int *labels = malloc(sizeof(int) * (size_t)hw);          /* (H,W) feature of each pixel */
     float *base = malloc(sizeof(float) * (size_t)per);       /* (C,H,W) */
-    float *xb = malloc(sizeof(float) * (size_t)B * (size_t)per);   /* (B,C,H,W) */
+    float *zf = malloc(sizeof(float) * (size_t)B * (size_t)Mmax);   /* (B, M) presence of a batch */
+    /* backend: the image, its baseline, the labels and a batch's presence; batches built there */
+    size_t pbytes = sizeof(float) * (size_t)per;
+    float *dx = sal_dalloc(cx, pbytes), *db = sal_dalloc(cx, pbytes);
+    float *dz = sal_dalloc(cx, sizeof(float) * (size_t)B * (size_t)Mmax);
+    int *dlab = sal_dalloc(cx, sizeof(int) * (size_t)hw);
     float *fz = malloc(sizeof(float) * (size_t)L);           /* (L) f of each coalition */
     unsigned char *z = malloc((size_t)L * (size_t)Mmax);     /* (L, M') coalitions */
     int *perm = malloc(sizeof(int) * (size_t)Mmax);
@@ -305,24 +327,33 @@ sal_status sal_explain_kernelshap(sal_method_ctx *cx, const float *x, int n, con
     int *t1 = malloc(sizeof(int) * (size_t)B);
     out->delta = calloc((size_t)n, sizeof(float));
     out->completeness = calloc((size_t)n, sizeof(float));
-    sal_status st = labels && base && xb && fz && z && perm && vidx && vfeat && phi && A && rhs && sv &&
-                    t1 && out->delta && out->completeness ? SAL_OK : SAL_ERR_NOMEM;
+    sal_status st = labels && base && zf && fz && z && perm && vidx && vfeat && phi && A && rhs && sv &&
+                    t1 && out->delta && out->completeness && dx && db && dz && dlab ? SAL_OK : SAL_ERR_NOMEM;
     int M = g * g;
     if (!st && K == 0) grid_labels(H, W, g, labels);
+    if (!st && K == 0) st = sal_dput(cx, dlab, labels, sizeof(int) * (size_t)hw);
+    sal_prim_io io = {cx, sal_mp_base(cx), SAL_MP_pair, -1};
+    io.a.x = dx;
+    io.a.b = db;
+    io.a.wf = dz;
+    io.a.lab = dlab;
+    sal_dev_io dio = {sal_prim_fill, NULL, &io};
     for (int i = 0; !st && i < n; i++) {
         const float *xi = x + (int64_t)i * per;
         if (K > 0) st = sal_kshap_superpixels(xi, C, H, W, K, labels, &M);
+        if (!st && K > 0) st = sal_dput(cx, dlab, labels, sizeof(int) * (size_t)hw);
         if (!st) st = sal_method_baseline(cx, xi, i, base);   /* absent features: the baseline */
+        if (!st) st = sal_dput(cx, dx, xi, pbytes);
+        if (!st) st = sal_dput(cx, db, base, pbytes);
         if (st) break;
         /* f(x) and f(baseline) */
-        memcpy(xb, xi, sizeof(float) * (size_t)per);
         t2[0] = t2[1] = tg[i];
-        if (B >= 2) {
-            memcpy(xb + per, base, sizeof(float) * (size_t)per);
-            st = sal_method_pass(cx, xb, 2, t2, 0, NULL, sc2);
+        io.fill_fn = SAL_MP_pair;
+        if (cx->batch >= 2) {
+            st = sal_method_pass_dev(cx, 0, 2, t2, 0, &dio, sc2);
         } else {
-            st = sal_method_pass(cx, xb, 1, t2, 0, NULL, sc2);
-            if (!st) st = sal_method_pass(cx, base, 1, t2, 0, NULL, sc2 + 1);
+            st = sal_method_pass_dev(cx, 0, 1, t2, 0, &dio, sc2);
+            if (!st) st = sal_method_pass_dev(cx, 1, 1, t2, 0, &dio, sc2 + 1);
         }
         if (st) break;
         double fx = sc2[0], fb = sc2[1], delta = fx - fb;
@@ -344,19 +375,19 @@ sal_status sal_explain_kernelshap(sal_method_ctx *cx, const float *x, int n, con
             for (int l = 0; l < L; l++)
                 sal_kshap_coalition(o->seed, (uint32_t)i, (uint32_t)l, Mv, perm, z + (int64_t)l * Mv);
             fill_targets(t1, B, tg[i]);
-            for (int l0 = 0; !st && l0 < L; l0 += B) {
-                int nb = L - l0 < B ? L - l0 : B;
+            io.fill_fn = SAL_MP_kshap_batch;
+            io.a.mode = M;
+            for (int l0 = 0, nb = 0; !st && l0 < L; l0 += nb) {
+                nb = L - l0 < cx->batch ? L - l0 : cx->batch;
+                /* each feature's presence in the batch's coalitions (non-varying features are
+                 * present: x == baseline there anyway) */
                 for (int k = 0; k < nb; k++) {
                     const unsigned char *zl = z + (int64_t)(l0 + k) * Mv;
-                    float *dst = xb + (int64_t)k * per;
-                    for (int64_t j = 0; j < hw; j++) {
-                        int v = vidx[labels[j]];
-                        int present = v < 0 || zl[v];   /* non-varying: x == b there anyway */
-                        for (int c = 0; c < C; c++)
-                            dst[c * hw + j] = present ? xi[c * hw + j] : base[c * hw + j];
-                    }
+                    for (int f = 0; f < M; f++) zf[(int64_t)k * M + f] = vidx[f] < 0 || zl[vidx[f]] ? 1.0f : 0.0f;
                 }
-                st = sal_method_pass(cx, xb, nb, t1, 0, NULL, fz + l0);
+                io.a.kb = l0;
+                st = sal_dput(cx, dz, zf, sizeof(float) * (size_t)nb * (size_t)M);
+                if (!st) st = sal_method_pass_dev(cx, l0, nb, t1, 0, &dio, fz + l0);
             }
             if (st) break;
             /* reduced least squares: y_l - z_l,last * delta = sum_{j<last} (z_lj - z_l,last) phi_j */
@@ -380,7 +411,8 @@ sal_status sal_explain_kernelshap(sal_method_ctx *cx, const float *x, int n, con
         for (int c = 0; c < C; c++)
             for (int64_t j = 0; j < hw; j++) out->attr[(int64_t)i * per + c * hw + j] = (float)phi[labels[j]];
     }
-    free(labels); free(base); free(xb); free(fz); free(z); free(perm); free(vidx); free(vfeat);
+    sal_dfree(cx, dx); sal_dfree(cx, db); sal_dfree(cx, dz); sal_dfree(cx, dlab);
+    free(labels); free(base); free(zf); free(fz); free(z); free(perm); free(vidx); free(vfeat);
     free(phi); free(A); free(rhs); free(sv); free(t1);
     return st;
 }

@@ -12,6 +12,7 @@
 #include "../backend.h"
 #include "gemm.h"
 #include "../../ops/op_decls.h"
+#include "method_prims.h"
 
 typedef struct cpu_kernel {
     sal_status (*fwd)(const sal_op_call *, sal_error *);
@@ -151,9 +152,27 @@ static sal_status cpu_peak_gflops(sal_backend *b, int n, double *gflops, sal_err
 }
 
 /* max_batch 16: on this design's CPUs (benchmarks/README.md) larger batches add no speed */
+/* Method primitives: the element functions in a loop over the backend's threads (the calls are
+ * independent, so the split does not change any result). */
+typedef void (*mp_fn)(int64_t i, const sal_mp_args *a);
+#define MP_FN(name) [SAL_MP_##name] = sal_mp_##name,
+static const mp_fn mp_fns[SAL_MP_NFUNCS] = {SAL_MP_FUNCS(MP_FN)};
+#undef MP_FN
+
+static sal_status cpu_prim(sal_backend *b, int fn, int64_t count, const struct sal_mp_args *a,
+                           sal_error *err) {
+    if (fn < 0 || fn >= SAL_MP_NFUNCS || count < 0)
+        return sal_fail(err, SAL_ERR_INTERNAL, "method primitive %d (count %lld) does not exist", fn,
+                        (long long)count);
+    mp_fn f = mp_fns[fn];
+#pragma omp parallel for num_threads(b->threads) schedule(static) if (count >= 4096)
+    for (int64_t i = 0; i < count; i++) f(i, a);
+    return SAL_OK;
+}
+
 static const sal_backend_ops cpu_ops = {
     "cpu", cpu_destroy, cpu_supports, cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero,
-    cpu_fwd, cpu_bwd, cpu_sync, cpu_mem_info, 16, cpu_peak_gflops,
+    cpu_fwd, cpu_bwd, cpu_sync, cpu_mem_info, 16, cpu_peak_gflops, cpu_prim,
 };
 
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err) {

@@ -1,0 +1,44 @@
+// cuda_methods.cu — the device launcher of the method primitives (kernels/method_prims.h): one
+// kernel per element function, one thread per element, queued on the backend's stream in call
+// order. The CPU backend runs the same functions in a host loop (host/backend/cpu/cpu_backend.c).
+#include <cuda_runtime.h>
+
+extern "C" {
+#include "ops/ops.h"
+}
+#include "method_prims.h"   // static inline functions only (Random123 needs C++ linkage under nvcc)
+
+#define SAL_MP_THREADS 256
+
+#define SAL_MP_KERNEL(name)                                                                        \
+    __global__ void __launch_bounds__(SAL_MP_THREADS) sal_mpk_##name(int64_t n, sal_mp_args a) {   \
+        int64_t i = (int64_t)blockIdx.x * SAL_MP_THREADS + threadIdx.x;                            \
+        if (i < n) sal_mp_##name(i, &a);                                                           \
+    }
+SAL_MP_FUNCS(SAL_MP_KERNEL)
+#undef SAL_MP_KERNEL
+
+typedef void (*sal_mpk_fn)(int64_t, sal_mp_args);
+struct sal_mpk_entry { sal_mpk_fn fn; const char *name; };
+
+#define SAL_MP_ENTRY(name) {sal_mpk_##name, #name},
+static const sal_mpk_entry mpk_table[SAL_MP_NFUNCS + 1] = {SAL_MP_FUNCS(SAL_MP_ENTRY) {nullptr, "end"}};
+#undef SAL_MP_ENTRY
+
+extern "C" sal_status sal_cuda_prim(int fn, int64_t count, const sal_mp_args *a, cudaStream_t s,
+                                    sal_error *err) {
+    if (fn < 0 || fn >= SAL_MP_NFUNCS || count < 0)
+        return sal_fail(err, SAL_ERR_INTERNAL, "method primitive %d (count %lld) does not exist", fn,
+                        (long long)count);
+    if (count == 0) return SAL_OK;
+    int64_t blocks = (count + SAL_MP_THREADS - 1) / SAL_MP_THREADS;
+    if (blocks > 2147483647LL)
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "method kernel %s: %lld elements in one launch",
+                        mpk_table[fn].name, (long long)count);
+    mpk_table[fn].fn<<<(unsigned)blocks, SAL_MP_THREADS, 0, s>>>(count, *a);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return sal_fail(err, SAL_ERR_DEVICE, "launching method kernel %s (%lld elements): %s",
+                        mpk_table[fn].name, (long long)count, cudaGetErrorString(e));
+    return SAL_OK;
+}
