@@ -1,6 +1,7 @@
 // cuda_methods.cu — the device launcher of the method primitives (kernels/method_prims.h): one
 // kernel per element function, one thread per element, queued on the backend's stream in call
 // order. The CPU backend runs the same functions in a host loop (host/backend/cpu/cpu_backend.c).
+#include <cub/device/device_radix_sort.cuh>
 #include <cuda_runtime.h>
 
 extern "C" {
@@ -40,5 +41,33 @@ extern "C" sal_status sal_cuda_prim(int fn, int64_t count, const sal_mp_args *a,
     if (e != cudaSuccess)
         return sal_fail(err, SAL_ERR_DEVICE, "launching method kernel %s (%lld elements): %s",
                         mpk_table[fn].name, (long long)count, cudaGetErrorString(e));
+    return SAL_OK;
+}
+
+// Ascending sort of n floats in place (CUB radix sort through a scratch copy). CUB orders floats by
+// their bits with the sign flipped, so a positive NaN sorts after +inf: callers write NaNs as the
+// positive quiet NaN (sal_mp_sort_keys) to have them last, as the CPU backend's sort does.
+extern "C" sal_status sal_cuda_sort(float *data, int64_t n, cudaStream_t s, sal_error *err) {
+    if (n < 2) return SAL_OK;
+    if (n > 2147483647LL)
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "sorting %lld values: more than 2^31", (long long)n);
+    size_t temp = 0;
+    cudaError_t e = cub::DeviceRadixSort::SortKeys(nullptr, temp, data, data, (int)n, 0, 32, s);
+    if (e != cudaSuccess)
+        return sal_fail(err, SAL_ERR_DEVICE, "cub::DeviceRadixSort::SortKeys (sizing): %s", cudaGetErrorString(e));
+    void *buf = nullptr;
+    size_t keys = (sizeof(float) * (size_t)n + 255) & ~(size_t)255;   // CUB's temp storage: aligned
+    if (cudaMallocAsync(&buf, keys + temp, s) != cudaSuccess) {
+        cudaGetLastError();
+        return sal_fail(err, SAL_ERR_NOMEM, "out of GPU memory sorting %lld values", (long long)n);
+    }
+    float *copy = (float *)buf;
+    e = cudaMemcpyAsync(copy, data, sizeof(float) * (size_t)n, cudaMemcpyDeviceToDevice, s);
+    if (e == cudaSuccess)
+        e = cub::DeviceRadixSort::SortKeys((char *)buf + keys, temp, copy, data, (int)n, 0, 32, s);
+    cudaError_t f = cudaFreeAsync(buf, s);
+    if (e != cudaSuccess || f != cudaSuccess)
+        return sal_fail(err, SAL_ERR_DEVICE, "cub::DeviceRadixSort::SortKeys: %s",
+                        cudaGetErrorString(e != cudaSuccess ? e : f));
     return SAL_OK;
 }

@@ -17,6 +17,7 @@
 #define SAL_METHOD_PRIMS_H
 
 #include "method_elem.h"
+#include "post_elem.h"
 
 /* Everything one launch reads (copied by value into the kernel's parameters). Pointers are the
  * backend's memory. Which fields a function uses is listed at the function. */
@@ -44,12 +45,21 @@ typedef struct sal_mp_args {
     /* CAM: layer channels and plane */
     int lc;
     int64_t lhw;
+    /* post-processing: the original image (oh, ow, oc) in u8in, pixels out in u8out, the colormap
+     * table (256,3), the region of the original the map covers, the overlay's colour weight */
+    const uint8_t *u8in, *table;
+    uint8_t *u8out;
+    int oh_, ow_, oc;
+    float rect[4];
+    float alpha;
 } sal_mp_args;
 
 /* The function list: X(name) for each, in enum order (SAL_MP_<name>). */
 #define SAL_MP_FUNCS(X) X(ig_path) X(pair) X(wsum) X(ig_final) X(noise) X(moments_final) \
     X(mul) X(occ_batch) X(occ_acc) X(occ_final) X(cam_weights) X(cam_sum) X(rise_grid) X(rise_mask) \
-    X(cam_up_ac) X(minmax) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch)
+    X(cam_up_ac) X(minmax) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch) \
+    X(reduce) X(sort_keys) X(percentile) X(clip) X(range_part) X(range_join) X(normalize) X(heatmap) \
+    X(overlay)
 
 /* --- Integrated Gradients --------------------------------------------------------------------- */
 
@@ -301,6 +311,90 @@ SAL_HD void sal_mp_kshap_batch(int64_t i, const sal_mp_args *a) {
     int64_t k = i / a->per, j = i - k * a->per, p = j % a->hw;
     float z = a->wf[(int64_t)(a->k0 - a->kb + k) * a->mode + a->lab[p]];
     a->out[i] = z != 0.0f ? a->x[j] : a->b[j];
+}
+
+/* --- Post-processing (host/post/render.c; the math of kernels/post_elem.h) -------------------- */
+
+/* count hw: out = attr in (c, h,w) reduced over channels at pixel i: mode 0 abs-max, 1 abs-sum,
+ * 2 signed sum (sal_reduce's order). */
+SAL_HD void sal_mp_reduce(int64_t i, const sal_mp_args *a) {
+    a->out[i] = a->mode == 0 ? sal_reduce_absmax_at(a->in, a->c, (size_t)a->hw, (size_t)i)
+              : a->mode == 1 ? sal_reduce_abssum_at(a->in, a->c, (size_t)a->hw, (size_t)i)
+                             : sal_reduce_sum_at(a->in, a->c, (size_t)a->hw, (size_t)i);
+}
+
+/* count hw: the values the percentile sorts: x (mode 0) or |x| (mode 1), NaN as a positive quiet
+ * NaN (sorted last by the backend's sort). */
+SAL_HD void sal_mp_sort_keys(int64_t i, const sal_mp_args *a) {
+    float v = a->in[i];
+    a->out[i] = sal_pe_isnan(v) ? NAN : a->mode ? fabsf(v) : v;
+}
+
+/* count 1: out[0] = the d0-th percentile (numpy's linear rule) of the sorted keys in (hw values,
+ * NaNs last and left out); NaN when every value is NaN. */
+SAL_HD void sal_mp_percentile(int64_t i, const sal_mp_args *a) {
+    (void)i;
+    size_t m = (size_t)a->hw;
+    while (m > 0 && sal_pe_isnan(a->in[m - 1])) m--;
+    a->out[0] = m ? (float)sal_percentile_sorted(a->in, m, a->d0) : NAN;
+}
+
+/* count hw: out = in clipped at the threshold in2[0] (mode 0: above it; 1: to [-P, P]); a NaN
+ * threshold (an all-NaN map) clips nothing. */
+SAL_HD void sal_mp_clip(int64_t i, const sal_mp_args *a) {
+    float p = a->in2[0], v = a->in[i];
+    a->out[i] = sal_pe_isnan(p) ? v : a->mode ? sal_clip_symmetric(v, p) : sal_clip_upper(v, p);
+}
+
+/* The range normalization needs (mode 0: min and max; 1: max |x|) over the finite values. */
+SAL_HD void sal_range_add(float v, int mode, float *mn, float *mx) {
+    if (mode) v = fabsf(v);
+    if (!(v - v == 0.0f)) return;   /* NaN or inf */
+    if (v < *mn) *mn = v;
+    if (v > *mx) *mx = v;
+}
+
+/* count P (= nb): part i of in (hw values, split into nb runs) -> out[2i], out[2i+1] = the min
+ * and max of its finite values (or of their |x|, mode 1); +inf, -inf when it has none. */
+SAL_HD void sal_mp_range_part(int64_t i, const sal_mp_args *a) {
+    int64_t lo = i * a->hw / a->nb, hi = (i + 1) * a->hw / a->nb;
+    float mn = INFINITY, mx = -INFINITY;
+    for (int64_t j = lo; j < hi; j++) sal_range_add(a->in[j], a->mode, &mn, &mx);
+    a->out[2 * i] = mn;
+    a->out[2 * i + 1] = mx;
+}
+
+/* count 1: out[0], out[1] = the range over the nb parts of in (range_part's output); mode 0:
+ * min and max (both 0 when no value was finite); mode 1: 0 and max |x|. */
+SAL_HD void sal_mp_range_join(int64_t i, const sal_mp_args *a) {
+    (void)i;
+    float mn = INFINITY, mx = -INFINITY;
+    for (int k = 0; k < a->nb; k++) {
+        if (a->in[2 * k] < mn) mn = a->in[2 * k];
+        if (a->in[2 * k + 1] > mx) mx = a->in[2 * k + 1];
+    }
+    if (a->mode) { a->out[0] = 0.0f; a->out[1] = mx > 0.0f ? mx : 0.0f; return; }
+    if (!(mx >= mn)) mn = mx = 0.0f;
+    a->out[0] = mn;
+    a->out[1] = mx;
+}
+
+/* count hw: out = in normalized with the range in2 (range_join's): mode 0 to [0,1], 1 to [-1,1]. */
+SAL_HD void sal_mp_normalize(int64_t i, const sal_mp_args *a) {
+    a->out[i] = a->mode ? sal_norm_signed(a->in[i], a->in2[1]) : sal_norm_unsigned(a->in[i], a->in2[0], a->in2[1]);
+}
+
+/* count hw: u8out (h,w,3) = the colour of the normalized map in (signed when mode). */
+SAL_HD void sal_mp_heatmap(int64_t i, const sal_mp_args *a) {
+    sal_heatmap_pixel(a->in, (size_t)i, a->table, a->mode, a->u8out);
+}
+
+/* count oh_*ow_: u8out (oh_, ow_, 3) = original pixel i (u8in, oc channels) blended with the
+ * colour of the normalized map in (h,w) over rect. */
+SAL_HD void sal_mp_overlay(int64_t i, const sal_mp_args *a) {
+    int Y = (int)(i / a->ow_), X = (int)(i - (int64_t)Y * a->ow_);
+    sal_overlay_pixel(a->u8in, a->ow_, a->oc, a->in, a->h, a->w, a->rect, a->table, a->alpha, a->mode, X, Y,
+                      a->u8out);
 }
 
 #define SAL_MP_ENUM(name) SAL_MP_##name,

@@ -17,6 +17,7 @@
 
 #include "engine/engine.h"
 #include "io/io.h"
+#include "post/post.h"
 #include "testutil.h"
 
 #define OP_TOL 1e-4
@@ -345,4 +346,51 @@ Test(parity_methods, efficientnet_lite0) {
     sal_method ms[] = {SAL_M_SALIENCY, SAL_M_IG, SAL_M_GUIDED, SAL_M_GRADCAM, SAL_M_OCCLUSION};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) explain_both(mpath, x, 1, 224, 224, ms[i], NULL, METHOD_TOL);
     free(x);
+}
+
+/* Post-processing on the device (sal_render) against the CPU backend's run of the same element
+ * functions: maps within 1e-5 (nvcc contracts a*b+c into FMAs), pixels within one level. */
+Test(parity_render, maps_heatmaps_and_overlays) {
+    need_gpu();
+    char mpath[1024];
+    sal_error err = {0};
+    sal_model *model = NULL;
+    cr_assert_eq(sal_model_load(tu_src_path("tests/fixtures/methods/tinycnn.onnx", mpath, sizeof mpath), &model, &err),
+                 SAL_OK, "%s", err.msg);
+    sal_session_opts oc = sal_session_opts_default(), og = oc;
+    oc.device = SAL_DEVICE_CPU;
+    og.device = SAL_DEVICE_CUDA;
+    sal_session *sc = NULL, *sg = NULL;
+    cr_assert_eq(sal_session_create(model, &oc, &sc, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_session_create(model, &og, &sg, &err), SAL_OK, "%s", err.msg);
+    uint64_t seed = tu_fresh_seed();
+    const int c = 3, h = 224, w = 224, OW = 500, OH = 375;
+    float *attr = rand_const((int64_t)c * h * w, seed);
+    attr[17] = NAN;
+    attr[4000] = INFINITY;
+    sal_image orig = {OW, OH, 3, malloc((size_t)OW * OH * 3)};
+    for (int j = 0; j < OW * OH * 3; j++) orig.pix[j] = (uint8_t)(j * 7 + j / 13);
+    const float rect[4] = {62.5f, 0.0f, 437.5f, 375.0f};
+    const sal_reduce reds[] = {SAL_REDUCE_ABS_MAX, SAL_REDUCE_SUM};
+    for (int k = 0; k < 2; k++) {
+        sal_render_opts ro = {reds[k], k == 1, 99.0, k ? SAL_CMAP_BWR : SAL_CMAP_JET, 0.5f};
+        float *ma = malloc(sizeof(float) * h * w), *mb = malloc(sizeof(float) * h * w);
+        uint8_t *ha = malloc((size_t)h * w * 3), *hb = malloc((size_t)h * w * 3);
+        uint8_t *oa = malloc((size_t)OW * OH * 3), *ob = malloc((size_t)OW * OH * 3);
+        cr_assert_eq(sal_render(sc, attr, c, h, w, &ro, &orig, rect, ma, ha, oa, &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_render(sg, attr, c, h, w, &ro, &orig, rect, mb, hb, ob, &err), SAL_OK, "cuda: %s", err.msg);
+        double e = rel_diff(mb, ma, (int64_t)h * w);
+        cr_expect_leq(e, 1e-5, "render (reduce %d): CUDA map differs by %.3g (seed %llu)", k, e, ULL(seed));
+        int dh = 0, dov = 0;
+        for (int j = 0; j < h * w * 3; j++) dh = abs(ha[j] - hb[j]) > dh ? abs(ha[j] - hb[j]) : dh;
+        for (int j = 0; j < OW * OH * 3; j++) dov = abs(oa[j] - ob[j]) > dov ? abs(oa[j] - ob[j]) : dov;
+        cr_expect_leq(dh, 1, "render: heatmap pixels differ by %d levels (seed %llu)", dh, ULL(seed));
+        cr_expect_leq(dov, 1, "render: overlay pixels differ by %d levels (seed %llu)", dov, ULL(seed));
+        free(ma); free(mb); free(ha); free(hb); free(oa); free(ob);
+    }
+    free(attr);
+    free(orig.pix);
+    sal_session_free(sc);
+    sal_session_free(sg);
+    sal_model_free(model);
 }

@@ -160,37 +160,34 @@ static int ensure_dir(const char *dir, char *created, size_t len) {
     return 0;
 }
 
-/* Post-process one attribution into a normalized (h,w) map; *signed_out says whether it is signed. */
-static int to_map(const xopts *xo, sal_method m, const sal_maps *mp, int i, int mh, int mw,
-                  float *map, int *signed_out) {
-    sal_error err = {0};
+/* How one attribution is post-processed: which array (and channels) goes in, and sal_render's
+ * options (the field's defaults: gradient maps abs-max and clipped at the 99th percentile; CAMs
+ * and occlusion unclipped; occlusion and signed reductions are signed maps). */
+static void render_plan(const xopts *xo, sal_method m, const sal_maps *mp, int i, int mh, int mw,
+                        const float **src, int *c, sal_render_opts *ro) {
     int is_cam = sal_method_is_cam(m);
     int64_t hw = (int64_t)mh * mw;
-    int signed_map = 0;
+    memset(ro, 0, sizeof *ro);
+    ro->reduce = SAL_REDUCE_ABS_MAX;
     if (is_cam) {
-        memcpy(map, mp->upsampled + (size_t)i * hw, sizeof(float) * (size_t)hw);
-        signed_map = !xo->base.cam_relu;
+        *src = mp->upsampled + (size_t)i * hw;
+        *c = 1;
+        ro->signed_map = !xo->base.cam_relu;
     } else {
-        int c = (int)mp->dims[0];
-        const float *a = mp->attr + (size_t)i * c * hw;
+        *c = (int)mp->dims[0];
+        *src = mp->attr + (size_t)i * *c * hw;
         sal_reduce r = xo->have_reduce ? xo->reduce : SAL_REDUCE_ABS_MAX;
         if (m == SAL_M_OCCLUSION && !xo->have_reduce) {
-            memcpy(map, a, sizeof(float) * (size_t)hw);   /* every channel holds the same drop */
-            signed_map = 1;
+            *c = 1;   /* every channel holds the same drop */
+            ro->signed_map = 1;
         } else {
-            if (r == SAL_REDUCE_NONE) r = SAL_REDUCE_ABS_MAX;
-            if (sal_reduce_channels(a, c, mh, mw, r, map, &err)) { cli_error("%s", err.msg); return -1; }
-            signed_map = r == SAL_REDUCE_SUM;
+            ro->reduce = r == SAL_REDUCE_NONE ? SAL_REDUCE_ABS_MAX : r;
+            ro->signed_map = ro->reduce == SAL_REDUCE_SUM;
         }
     }
-    double clip = xo->have_clip ? xo->clip : (is_cam || m == SAL_M_OCCLUSION ? 100.0 : SAL_CLIP_PERCENTILE_DEFAULT);
-    if (clip < 100.0 && sal_clip_percentile(map, (size_t)hw, clip, signed_map, NULL, &err)) {
-        cli_error("%s", err.msg);
-        return -1;
-    }
-    sal_normalize(map, (size_t)hw, signed_map, map);
-    *signed_out = signed_map;
-    return 0;
+    ro->clip = xo->have_clip ? xo->clip : (is_cam || m == SAL_M_OCCLUSION ? 100.0 : SAL_CLIP_PERCENTILE_DEFAULT);
+    ro->cmap = xo->have_cmap ? xo->cmap : ro->signed_map ? SAL_CMAP_BWR : SAL_CMAP_JET;
+    ro->alpha = xo->alpha;
 }
 
 static int write_png(const char *path, int w, int h, const uint8_t *rgb) {
@@ -274,26 +271,32 @@ static int emit_map(const xopts *xo, const cli_common *c, const cli_model *cm, c
     char path[4200], suffix[64] = "";
     sal_error err = {0};
     if (ic->tk > 1) snprintf(suffix, sizeof suffix, ".top%d", r + 1);
-    int signed_map = 0, ok = 0;
-    if (to_map(xo, m, mp, 0, cm->h, cm->w, map, &signed_map) == 0) {
-        sal_colormap cmap = xo->have_cmap ? xo->cmap : signed_map ? SAL_CMAP_BWR : SAL_CMAP_JET;
-        ok = 1;
-        if (!ic->is_npy) {
-            uint8_t *rgb = malloc((size_t)ic->orig.w * ic->orig.h * 3);
-            snprintf(path, sizeof path, "%s/%s.%s%s.png", xo->out, ic->stem, sal_method_name(m), suffix);
-            ok = rgb && !sal_overlay(&ic->orig, map, cm->h, cm->w, ic->rect, cmap, xo->alpha, signed_map, rgb) &&
-                 !write_png(path, ic->orig.w, ic->orig.h, rgb);
-            free(rgb);
-        }
-        if (ok && (xo->heatmap || ic->is_npy)) {
-            snprintf(path, sizeof path, "%s/%s.%s%s%s.png", xo->out, ic->stem, sal_method_name(m), suffix,
-                     ic->is_npy ? "" : ".heatmap");
-            ok = !sal_heatmap_rgb(map, cm->h, cm->w, cmap, signed_map, heat) && !write_png(path, cm->w, cm->h, heat);
-        }
-        if (ok && xo->raw) {
-            snprintf(path, sizeof path, "%s/%s.%s%s.npy", xo->out, ic->stem, sal_method_name(m), suffix);
-            if (sal_npy_write(path, mp->attr, mp->ndim, mp->dims, &err)) { cli_error("%s", err.msg); ok = 0; }
-        }
+    int ok = 1, nc;
+    const float *src;
+    sal_render_opts ro;
+    render_plan(xo, m, mp, 0, cm->h, cm->w, &src, &nc, &ro);
+    int want_heat = xo->heatmap || ic->is_npy;
+    uint8_t *rgb = ic->is_npy ? NULL : malloc((size_t)ic->orig.w * ic->orig.h * 3);
+    if (!ic->is_npy && !rgb) { cli_error("out of memory for a %dx%d overlay", ic->orig.w, ic->orig.h); ok = 0; }
+    /* reduction, clipping, normalization and colour on the session's device: pixels come back */
+    if (ok && sal_render(cm->s, src, nc, cm->h, cm->w, &ro, ic->is_npy ? NULL : &ic->orig, ic->rect, map,
+                         want_heat ? heat : NULL, rgb, &err)) {
+        cli_error("%s: %s", ic->in, err.msg);
+        ok = 0;
+    }
+    if (ok && rgb) {
+        snprintf(path, sizeof path, "%s/%s.%s%s.png", xo->out, ic->stem, sal_method_name(m), suffix);
+        ok = !write_png(path, ic->orig.w, ic->orig.h, rgb);
+    }
+    free(rgb);
+    if (ok && want_heat) {
+        snprintf(path, sizeof path, "%s/%s.%s%s%s.png", xo->out, ic->stem, sal_method_name(m), suffix,
+                 ic->is_npy ? "" : ".heatmap");
+        ok = !write_png(path, cm->w, cm->h, heat);
+    }
+    if (ok && xo->raw) {
+        snprintf(path, sizeof path, "%s/%s.%s%s.npy", xo->out, ic->stem, sal_method_name(m), suffix);
+        if (sal_npy_write(path, mp->attr, mp->ndim, mp->dims, &err)) { cli_error("%s", err.msg); ok = 0; }
     }
     double prob = exp(ic->logits[ic->pred] - ic->mx) / ic->zsum;
     const char *tl = cli_label(cm, targets[r]), *pl = cli_label(cm, ic->pred);

@@ -2,7 +2,8 @@
  * method primitives of kernels/method_prims.h. Batches are built, gradients consumed and
  * accumulators kept in the session backend's memory (sal_method_pass_dev): on a GPU only logits,
  * scores and finished maps cross the bus; on the CPU backend the same primitives run on host
- * memory. *
+ * memory.
+ *
  * Conventions (the field's, Captum's and pytorch-grad-cam's where they define one):
  *  - targets default to the top-1 class; logits are explained unless explain_prob is set;
  *  - input-space attributions are (C,H,W) per image, before any reduction or normalization;

@@ -155,4 +155,29 @@ sal_status sal_heatmap_rgb(const float *map, int h, int w, sal_colormap cm, int 
 sal_status sal_overlay(const sal_image *orig, const float *map, int h, int w, const float rect[4],
                        sal_colormap cm, float alpha, int signed_map, uint8_t *out_rgb);
 
+/* ------------------------------------------------------------------------------------------------ */
+/* The whole chain on the session's device                                                          */
+
+/* What sal_render does to one attribution, in this order: reduce the channels (c > 1), clip at
+ * the clip-th percentile (clip < 100), normalize, then colour. */
+typedef struct sal_render_opts {
+    sal_reduce reduce;   /* ABS_MAX, ABS_SUM or SUM (c > 1) */
+    int signed_map;      /* symmetric clipping, [-1,1] normalization, colour at (v + 1) / 2 */
+    double clip;         /* percentile in [0,100]; 100 or more: no clipping */
+    sal_colormap cmap;
+    float alpha;         /* overlay colour weight in [0,1] */
+} sal_render_opts;
+
+/* Post-process attr (c,h,w) of one image on the session's backend (the GPU when the session has
+ * one), with the element functions above run as backend primitives (kernels/method_prims.h), so
+ * only finished pixels come back: map (h,w) the normalized map, heat (h,w,3) the bare heatmap,
+ * overlay (orig->h, orig->w, 3) the overlay on orig over rect; any of the three may be NULL.
+ * Equal, value for value, to sal_reduce_channels + sal_clip_percentile + sal_normalize +
+ * sal_heatmap_rgb / sal_overlay on the host (tests/test_post.c checks this).
+ * Errors: SAL_ERR_INVALID_ARG (as those functions; err names the argument), SAL_ERR_NOMEM,
+ * SAL_ERR_DEVICE. */
+sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, const sal_render_opts *ro,
+                      const sal_image *orig, const float rect[4], float *map, uint8_t *heat,
+                      uint8_t *overlay, sal_error *err);
+
 #endif /* SAL_POST_H */

@@ -170,9 +170,22 @@ static sal_status cpu_prim(sal_backend *b, int fn, int64_t count, const struct s
     return SAL_OK;
 }
 
+static int cmp_nan_last(const void *pa, const void *pb) {
+    float a = *(const float *)pa, b = *(const float *)pb;
+    int na = a != a, nb = b != b;
+    if (na || nb) return na - nb;
+    return (a > b) - (a < b);
+}
+
+static sal_status cpu_sort(sal_backend *b, float *data, int64_t n, sal_error *err) {
+    (void)b; (void)err;
+    if (n > 1) qsort(data, (size_t)n, sizeof(float), cmp_nan_last);
+    return SAL_OK;
+}
+
 static const sal_backend_ops cpu_ops = {
     "cpu", cpu_destroy, cpu_supports, cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero,
-    cpu_fwd, cpu_bwd, cpu_sync, cpu_mem_info, 16, cpu_peak_gflops, cpu_prim,
+    cpu_fwd, cpu_bwd, cpu_sync, cpu_mem_info, 16, cpu_peak_gflops, cpu_prim, cpu_sort,
 };
 
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err) {
