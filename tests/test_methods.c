@@ -355,6 +355,29 @@ Test(methods, noise_tunnel_moments_match_a_loop_over_the_same_noisy_images) {
     }
 }
 
+/* The session keeps the methods' device buffers for reuse between calls: a second call must not
+ * see the first one's sums (every accumulator starts from zero) and must give the same maps. */
+Test(methods, repeated_calls_give_the_same_maps) {
+    static const sal_method ms[] = {SAL_M_IG, SAL_M_SMOOTHGRAD, SAL_M_OCCLUSION, SAL_M_GRADCAMPP,
+                                    SAL_M_SCORECAM, SAL_M_RISE, SAL_M_GRADSHAP, SAL_M_KERNELSHAP};
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
+        sal_explain_opts o = sal_explain_opts_default(ms[i]);
+        o.seed = 5;
+        o.rise_masks = 64;
+        o.kshap_coalitions = 80;
+        o.kshap_grid = 4;
+        o.nt_samples = 6;
+        sal_maps a, b;
+        cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, targets, &a), SAL_OK, "%s", sal_session_error(sess));
+        cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, targets, &b), SAL_OK, "%s", sal_session_error(sess));
+        int64_t n = a.ndim == 3 ? a.dims[0] * a.dims[1] * a.dims[2] : a.dims[0] * a.dims[1];
+        cr_expect_eq(memcmp(a.attr, b.attr, sizeof(float) * (size_t)(2 * n)), 0, "%s: the second call differs",
+                     sal_method_name(ms[i]));
+        sal_maps_free(&a);
+        sal_maps_free(&b);
+    }
+}
+
 Test(methods, bad_options_are_refused) {
     sal_maps m;
     sal_explain_opts o = sal_explain_opts_default(SAL_M_IG);

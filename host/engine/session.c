@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "methods/methods.h"
 
 struct sal_session {
     const sal_model *m;
@@ -15,6 +16,10 @@ struct sal_session {
     sal_error err;
     int n, h, w, mode, capture;   /* current plan */
     size_t mem_limit;
+    /* the methods' and post-processing's buffers in the backend's memory, kept for reuse between
+     * calls (a GPU's cudaMalloc/cudaFree cost milliseconds and synchronize) */
+    struct scratch { void *p; size_t bytes; int used; } scratch[SAL_SCRATCH_MAX];
+    int n_scratch;
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -127,8 +132,18 @@ sal_status sal_session_create(const sal_model *m, const sal_session_opts *o, sal
     return SAL_OK;
 }
 
+static void scratch_drop_free(sal_session *s) {
+    int k = 0;
+    for (int i = 0; i < s->n_scratch; i++) {
+        if (s->scratch[i].used) s->scratch[k++] = s->scratch[i];
+        else s->b->ops->release(s->b, s->scratch[i].p);
+    }
+    s->n_scratch = k;
+}
+
 void sal_session_free(sal_session *s) {
     if (!s) return;
+    for (int i = 0; i < s->n_scratch; i++) s->b->ops->release(s->b, s->scratch[i].p);
     sal_engine_free(s->e);
     if (s->b) s->b->ops->destroy(s->b);
     free(s);
@@ -336,6 +351,37 @@ sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,
 #include "methods/methods.h"
 
 sal_backend *sal_session_backend(sal_session *s) { return s->b; }
+
+void *sal_session_scratch(sal_session *s, size_t bytes) {
+    if (!bytes) bytes = 4;
+    int best = -1;   /* the smallest free block that fits and wastes at most half of itself */
+    for (int i = 0; i < s->n_scratch; i++) {
+        struct scratch *c = &s->scratch[i];
+        if (!c->used && c->bytes >= bytes && c->bytes / 2 <= bytes && (best < 0 || c->bytes < s->scratch[best].bytes))
+            best = i;
+    }
+    if (best >= 0) { s->scratch[best].used = 1; return s->scratch[best].p; }
+    if (s->n_scratch == SAL_SCRATCH_MAX) scratch_drop_free(s);
+    void *p = s->n_scratch < SAL_SCRATCH_MAX ? s->b->ops->alloc(s->b, bytes) : NULL;
+    if (!p && s->n_scratch > 0) {   /* give the cached free blocks back and try again */
+        scratch_drop_free(s);
+        if (s->n_scratch < SAL_SCRATCH_MAX) p = s->b->ops->alloc(s->b, bytes);
+    }
+    if (!p) {
+        sfail(s, SAL_ERR_NOMEM, "out of %s memory for a %zu-byte buffer", s->b->ops->name, bytes);
+        return NULL;
+    }
+    s->scratch[s->n_scratch].p = p;
+    s->scratch[s->n_scratch].bytes = bytes;
+    s->scratch[s->n_scratch].used = 1;
+    s->n_scratch++;
+    return p;
+}
+
+void sal_session_scratch_put(sal_session *s, const void *p) {
+    for (int i = 0; p && i < s->n_scratch; i++)
+        if (s->scratch[i].p == p) { s->scratch[i].used = 0; return; }
+}
 sal_error *sal_session_err(sal_session *s) { return &s->err; }
 
 int sal_session_find_layer(sal_session *s, const char *layer) {

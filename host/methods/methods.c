@@ -213,13 +213,15 @@ sal_status sal_mp(sal_method_ctx *cx, int fn, int64_t count, const sal_mp_args *
 
 /* bytes of zeroed backend memory; NULL (and the session's error set) when there is none */
 void *sal_dalloc(sal_method_ctx *cx, size_t bytes) {
-    sal_backend *b = bk(cx);
-    void *p = b->ops->alloc(b, bytes);
-    if (p && b->ops->zero(b, p, bytes)) { b->ops->release(b, p); p = NULL; }
-    if (!p) sal_fail(serr(cx), SAL_ERR_NOMEM, "out of %s memory for a %zu-byte method buffer", b->ops->name, bytes);
+    void *p = sal_session_scratch(cx->s, bytes);
+    if (p && bk(cx)->ops->zero(bk(cx), p, bytes ? bytes : 4)) {
+        sal_session_scratch_put(cx->s, p);
+        sal_fail(serr(cx), SAL_ERR_DEVICE, "clearing a %zu-byte method buffer failed", bytes);
+        return NULL;
+    }
     return p;
 }
-void sal_dfree(sal_method_ctx *cx, const void *p) { if (p) bk(cx)->ops->release(bk(cx), (void *)p); }
+void sal_dfree(sal_method_ctx *cx, const void *p) { sal_session_scratch_put(cx->s, p); }
 sal_status sal_dput(sal_method_ctx *cx, void *dst, const void *src, size_t bytes) {
     sal_status st = bk(cx)->ops->upload(bk(cx), dst, src, bytes);
     return st ? sal_fail(serr(cx), st, "copying %zu bytes to the %s backend failed", bytes, bk(cx)->ops->name) : SAL_OK;

@@ -26,6 +26,11 @@ typedef struct sal_method_ctx {
  * in the backend's memory, NULL where the value does not reach the output. */
 sal_backend *sal_session_backend(sal_session *s);
 sal_error *sal_session_err(sal_session *s);
+/* Buffers of the session backend's memory that the session keeps for reuse (not zeroed): get one
+ * of at least `bytes` (NULL, with the session's error set, when there is none), put it back. */
+#define SAL_SCRATCH_MAX 32
+void *sal_session_scratch(sal_session *s, size_t bytes);
+void sal_session_scratch_put(sal_session *s, const void *p);
 int sal_session_find_layer(sal_session *s, const char *layer);
 sal_status sal_session_dev_plan(sal_session *s, int n, int h, int w, int grad, int capture, float **dev_in);
 sal_status sal_session_dev_forward(sal_session *s, float *logits);

@@ -11,15 +11,17 @@
 #define RANGE_PARTS 256   /* the min/max reduction: partial ranges, then one join */
 
 typedef struct rctx {
+    sal_session *s;
     sal_backend *b;
     sal_error *err;
     void *bufs[12];
     int nbufs;
 } rctx;
 
+/* a buffer from the session's reusable ones, given back at the end of the call */
 static void *ralloc(rctx *r, size_t bytes) {
-    void *p = r->b->ops->alloc(r->b, bytes ? bytes : 4);
-    if (!p) sal_fail(r->err, SAL_ERR_NOMEM, "render: out of %s memory for %zu bytes", r->b->ops->name, bytes);
+    void *p = sal_session_scratch(r->s, bytes);
+    if (!p) sal_fail(r->err, SAL_ERR_NOMEM, "render: %s", sal_session_error(r->s));
     else r->bufs[r->nbufs++] = p;
     return p;
 }
@@ -62,7 +64,7 @@ sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, co
     sal_status st = check(attr, c, h, w, ro, orig, rect, overlay, err);
     if (st) return st;
     if (!s) return sal_fail(err, SAL_ERR_INVALID_ARG, "render: no session");
-    rctx r = {sal_session_backend(s), err, {0}, 0};
+    rctx r = {s, sal_session_backend(s), err, {0}, 0};
     int64_t hw = (int64_t)h * w;
     size_t fb = sizeof(float) * (size_t)hw;
     float *dattr = ralloc(&r, fb * (size_t)c), *dmap = c > 1 ? ralloc(&r, fb) : dattr;
@@ -139,6 +141,6 @@ sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, co
         if (!st) st = rcopy(&r, 0, overlay, dover, on * 3);
     }
     if (!st && map) st = rcopy(&r, 0, map, dmap, fb);
-    for (int i = 0; i < r.nbufs; i++) r.b->ops->release(r.b, r.bufs[i]);
+    for (int i = 0; i < r.nbufs; i++) sal_session_scratch_put(s, r.bufs[i]);
     return st;
 }
