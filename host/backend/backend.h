@@ -47,6 +47,10 @@ struct sal_backend {
 /* CPU backend: threads 0 = every core. */
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err);
 
+/* The CPU backend dressed as a device, for tests (backend/cpu/cpu_guard.c): host_memory 0, and
+ * its memory unreadable to the host outside its own operations. */
+sal_status sal_backend_cpu_guarded_create(int threads, sal_backend **out, sal_error *err);
+
 /* CUDA backend, when built (SAL_HAVE_CUDA). *note receives why it could not start. */
 int sal_backend_cuda_built(void);
 sal_status sal_backend_cuda_create(sal_backend **out, sal_error *err);

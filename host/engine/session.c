@@ -91,6 +91,8 @@ static sal_status sfail(sal_session *s, sal_status st, const char *fmt, ...) {
     return st;
 }
 
+static sal_status session_finish(sal_session *s, const sal_session_opts *o, sal_session **out, sal_error *err);
+
 sal_status sal_session_create(const sal_model *m, const sal_session_opts *o, sal_session **out,
                               sal_error *err) {
     if (!m || !out) return sal_fail(err, SAL_ERR_INVALID_ARG, "sal_session_create: NULL argument");
@@ -121,7 +123,32 @@ sal_status sal_session_create(const sal_model *m, const sal_session_opts *o, sal
         st = SAL_OK;
     }
     if (!s->b) st = sal_backend_cpu_create(o->threads, &s->b, err);
-    if (!st) st = sal_engine_create(m->g, s->b, &s->e, err);
+    return st ? (free(s), st) : session_finish(s, o, out, err);
+}
+
+sal_status sal_session_create_on(const sal_model *m, sal_backend *b, const sal_session_opts *o,
+                                 sal_session **out, sal_error *err) {
+    if (!m || !b || !out) {
+        if (b) b->ops->destroy(b);
+        return sal_fail(err, SAL_ERR_INVALID_ARG, "sal_session_create_on: NULL argument");
+    }
+    *out = NULL;
+    if (m->g->n_inputs < 1) {
+        b->ops->destroy(b);
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: the model has no run-time input", m->g->path);
+    }
+    sal_session_opts d = sal_session_opts_default();
+    if (!o) o = &d;
+    sal_session *s = calloc(1, sizeof *s);
+    if (!s) { b->ops->destroy(b); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
+    s->m = m;
+    s->capture = -2;
+    s->b = b;
+    return session_finish(s, o, out, err);
+}
+
+static sal_status session_finish(sal_session *s, const sal_session_opts *o, sal_session **out, sal_error *err) {
+    sal_status st = sal_engine_create(s->m->g, s->b, &s->e, err);
     if (!st) sal_engine_set_mem_limit(s->e, o->mem_limit);
     s->mem_limit = o->mem_limit;
     if (st) {

@@ -24,6 +24,10 @@ typedef struct sal_method_ctx {
  * (n, k); dev_backward seeds the output with seed (host, (n, k)); then dev_input_grad and
  * dev_capture (the captured value's activation, or with grad its gradient) point at the results
  * in the backend's memory, NULL where the value does not reach the output. */
+/* A session on a backend made by the caller (tests: sal_backend_cpu_guarded_create); it takes
+ * ownership of b, also on failure. */
+sal_status sal_session_create_on(const sal_model *m, sal_backend *b, const sal_session_opts *o,
+                                 sal_session **out, sal_error *err);
 sal_backend *sal_session_backend(sal_session *s);
 sal_error *sal_session_err(sal_session *s);
 /* Buffers of the session backend's memory that the session keeps for reuse (not zeroed): get one

@@ -1,0 +1,125 @@
+/* test_guarded.c — the GPU's rules on a machine without one: every method, with logits and with
+ * probabilities, and the post-processing run on the guarded CPU backend (backend/cpu/cpu_guard.c:
+ * weights uploaded as on a GPU, and every backend byte unreadable to the host outside the
+ * backend's own operations, so a host access to device memory faults here instead of crashing
+ * on a GPU), and must give the maps of the plain CPU session. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/io.h"
+#include "methods/methods.h"
+#include "post/post.h"
+#include "testutil.h"
+
+static sal_model *model;
+static sal_session *plain, *guarded;
+static float *input;   /* (2,3,32,32) */
+
+static void load(void) {
+    char path[1024];
+    sal_error err = {0};
+    cr_assert_eq(sal_model_load(tu_src_path("tests/fixtures/methods/tinycnn.onnx", path, sizeof path), &model, &err),
+                 SAL_OK, "%s", err.msg);
+    sal_session_opts o = sal_session_opts_default();
+    o.device = SAL_DEVICE_CPU;
+    cr_assert_eq(sal_session_create(model, &o, &plain, &err), SAL_OK, "%s", err.msg);
+    sal_backend *b = NULL;
+    cr_assert_eq(sal_backend_cpu_guarded_create(0, &b, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_session_create_on(model, b, &o, &guarded, &err), SAL_OK, "%s", err.msg);
+    int nd;
+    int64_t d[SAL_MAX_DIMS];
+    cr_assert_eq(sal_npy_read(tu_src_path("tests/fixtures/methods/input.npy", path, sizeof path), &input, &nd, d, &err),
+                 SAL_OK, "%s", err.msg);
+}
+
+static void unload(void) {
+    sal_session_free(plain);
+    sal_session_free(guarded);
+    sal_model_free(model);
+    free(input);
+}
+
+TestSuite(guarded, .init = load, .fini = unload, .timeout = 300);
+
+static double rel_diff(const float *a, const float *ref, int64_t n) {
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - ref[i]));
+        m = fmax(m, fabs((double)ref[i]));
+    }
+    return d / fmax(m, 1e-30);
+}
+
+Test(guarded, backend_memory_is_unreadable_outside_its_operations) {
+    sal_backend *b = sal_session_backend(guarded);
+    cr_assert_eq(b->host_memory, 0);
+    float *p = b->ops->alloc(b, 64);
+    cr_assert_not_null(p);
+    float one = 1.0f, back = 0.0f;
+    cr_assert_eq(b->ops->upload(b, p, &one, sizeof one), SAL_OK);
+    cr_assert_eq(b->ops->download(b, &back, p, sizeof back), SAL_OK);
+    cr_expect_eq(back, 1.0f);
+    b->ops->release(b, p);
+}
+
+/* A deliberate host read of backend memory must fault: the guard works. */
+#ifdef SAL_SANITIZED
+#define FAULTS .exit_code = 1   /* AddressSanitizer reports the SEGV itself and exits with 1 */
+#else
+#define FAULTS .signal = SIGSEGV
+#endif
+Test(guarded, a_host_read_of_backend_memory_faults, FAULTS) {
+    sal_backend *b = sal_session_backend(guarded);
+    volatile float *p = b->ops->alloc(b, 64);
+    cr_assert_not_null((void *)p);
+    float v = p[0];
+    cr_log_error("read %g without a fault", (double)v);
+}
+
+Test(guarded, every_method_gives_the_plain_cpu_maps) {
+    for (int prob = 0; prob < 2; prob++)
+        for (int m = 0; m < SAL_M_COUNT; m++) {
+            sal_explain_opts o = sal_explain_opts_default((sal_method)m);
+            o.seed = 3;
+            o.batch = 3;
+            o.explain_prob = prob;
+            o.rise_masks = 40;
+            o.kshap_coalitions = 40;
+            o.kshap_grid = 4;
+            o.nt_samples = 4;
+            o.ig_steps = 7;
+            o.shap_samples = 5;
+            sal_maps a, b;
+            cr_assert_eq(sal_explain(plain, &o, input, 2, 0, 0, NULL, &a), SAL_OK, "%s", sal_session_error(plain));
+            cr_assert_eq(sal_explain(guarded, &o, input, 2, 0, 0, NULL, &b), SAL_OK, "%s (guarded): %s",
+                         sal_method_name((sal_method)m), sal_session_error(guarded));
+            int64_t n = a.ndim == 3 ? a.dims[0] * a.dims[1] * a.dims[2] : a.dims[0] * a.dims[1];
+            double e = rel_diff(b.attr, a.attr, 2 * n);
+            cr_expect_leq(e, 1e-6, "%s (prob %d): guarded map differs by %g", sal_method_name((sal_method)m), prob, e);
+            for (int i = 0; i < 2; i++)
+                cr_expect(fabsf(a.scores[i] - b.scores[i]) <= 1e-6f * fmaxf(1.0f, fabsf(a.scores[i])),
+                          "%s: score %d: %g vs %g", sal_method_name((sal_method)m), i, (double)b.scores[i], (double)a.scores[i]);
+            if (a.upsampled) cr_expect_leq(rel_diff(b.upsampled, a.upsampled, 2 * 32 * 32), 1e-6);
+            sal_maps_free(&a);
+            sal_maps_free(&b);
+        }
+}
+
+Test(guarded, render_gives_the_plain_cpu_pixels) {
+    sal_image orig = {40, 30, 3, malloc(40 * 30 * 3)};
+    for (int j = 0; j < 40 * 30 * 3; j++) orig.pix[j] = (uint8_t)(j * 5);
+    const float rect[4] = {4.0f, 0.0f, 36.0f, 30.0f};
+    sal_render_opts ro = {SAL_REDUCE_ABS_MAX, 0, 99.0, SAL_CMAP_JET, 0.5f};
+    float ma[32 * 32], mb[32 * 32];
+    uint8_t ha[32 * 32 * 3], hb[32 * 32 * 3], oa[40 * 30 * 3], ob[40 * 30 * 3];
+    sal_error err = {0};
+    cr_assert_eq(sal_render(plain, input, 3, 32, 32, &ro, &orig, rect, ma, ha, oa, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_render(guarded, input, 3, 32, 32, &ro, &orig, rect, mb, hb, ob, &err), SAL_OK, "%s", err.msg);
+    cr_expect_eq(memcmp(ma, mb, sizeof ma), 0);
+    cr_expect_eq(memcmp(ha, hb, sizeof ha), 0);
+    cr_expect_eq(memcmp(oa, ob, sizeof oa), 0);
+    free(orig.pix);
+}
