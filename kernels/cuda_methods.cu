@@ -44,10 +44,22 @@ extern "C" sal_status sal_cuda_prim(int fn, int64_t count, const sal_mp_args *a,
     return SAL_OK;
 }
 
-// Ascending sort of n floats in place (CUB radix sort through a scratch copy). CUB orders floats by
-// their bits with the sign flipped, so a positive NaN sorts after +inf: callers write NaNs as the
-// positive quiet NaN (sal_mp_sort_keys) to have them last, as the CPU backend's sort does.
-extern "C" sal_status sal_cuda_sort(float *data, int64_t n, cudaStream_t s, sal_error *err) {
+// Ascending sort of n floats in place (CUB radix sort from a copy: CUB does not sort in place).
+// CUB orders floats by their bits with the sign flipped, so a positive NaN sorts after +inf:
+// callers write NaNs as the positive quiet NaN (sal_mp_sort_keys) to have them last, as the CPU
+// backend's sort does. Scratch: the copy (rounded up to 256 bytes), then CUB's temporary storage.
+static size_t sort_copy_bytes(int64_t n) { return (sizeof(float) * (size_t)n + 255) & ~(size_t)255; }
+
+extern "C" size_t sal_cuda_sort_scratch(int64_t n) {
+    if (n < 2 || n > 2147483647LL) return 0;
+    size_t temp = 0;
+    if (cub::DeviceRadixSort::SortKeys(nullptr, temp, (const float *)nullptr, (float *)nullptr, (int)n, 0, 32) !=
+        cudaSuccess)
+        return 0;
+    return sort_copy_bytes(n) + temp;
+}
+
+extern "C" sal_status sal_cuda_sort(float *data, int64_t n, void *scratch, cudaStream_t s, sal_error *err) {
     if (n < 2) return SAL_OK;
     if (n > 2147483647LL)
         return sal_fail(err, SAL_ERR_UNSUPPORTED, "sorting %lld values: more than 2^31", (long long)n);
@@ -55,19 +67,12 @@ extern "C" sal_status sal_cuda_sort(float *data, int64_t n, cudaStream_t s, sal_
     cudaError_t e = cub::DeviceRadixSort::SortKeys(nullptr, temp, data, data, (int)n, 0, 32, s);
     if (e != cudaSuccess)
         return sal_fail(err, SAL_ERR_DEVICE, "cub::DeviceRadixSort::SortKeys (sizing): %s", cudaGetErrorString(e));
-    void *buf = nullptr;
-    size_t keys = (sizeof(float) * (size_t)n + 255) & ~(size_t)255;   // CUB's temp storage: aligned
-    if (cudaMallocAsync(&buf, keys + temp, s) != cudaSuccess) {
-        cudaGetLastError();
-        return sal_fail(err, SAL_ERR_NOMEM, "out of GPU memory sorting %lld values", (long long)n);
-    }
-    float *copy = (float *)buf;
+    if (!scratch) return sal_fail(err, SAL_ERR_INTERNAL, "sorting %lld values: no scratch buffer", (long long)n);
+    float *copy = (float *)scratch;
     e = cudaMemcpyAsync(copy, data, sizeof(float) * (size_t)n, cudaMemcpyDeviceToDevice, s);
     if (e == cudaSuccess)
-        e = cub::DeviceRadixSort::SortKeys((char *)buf + keys, temp, copy, data, (int)n, 0, 32, s);
-    cudaError_t f = cudaFreeAsync(buf, s);
-    if (e != cudaSuccess || f != cudaSuccess)
-        return sal_fail(err, SAL_ERR_DEVICE, "cub::DeviceRadixSort::SortKeys: %s",
-                        cudaGetErrorString(e != cudaSuccess ? e : f));
+        e = cub::DeviceRadixSort::SortKeys((char *)scratch + sort_copy_bytes(n), temp, copy, data, (int)n, 0, 32, s);
+    if (e != cudaSuccess)
+        return sal_fail(err, SAL_ERR_DEVICE, "cub::DeviceRadixSort::SortKeys: %s", cudaGetErrorString(e));
     return SAL_OK;
 }

@@ -1,7 +1,9 @@
 /* method_elem.h — per-element math of the attribution methods, shared by the CPU loops in
  * host/methods and the CUDA kernels (SAL_HD: host+device inline). Random numbers are Random123's
  * Philox4x32-10 keyed by the user's seed and countered by (stream, image, sample, element), so
- * the same seed gives the same noise on every device and in every batch order. */
+ * the same seed gives the same random words on every device and in every batch order. Normal
+ * numbers pass those words through logf, sinf and cosf, whose CUDA versions may differ from
+ * glibc's by an ulp or two: the same noise on every device to within that rounding. */
 #ifndef SAL_METHOD_ELEM_H
 #define SAL_METHOD_ELEM_H
 
@@ -83,7 +85,7 @@ SAL_HD float sal_gradcampp_elem(float g, float sum_a) {
  * that falls outside [0, s-1], neighbours mirrored about the edge cell (ndimage's 'mirror':
  * -1 -> 1, s -> s-2). A device kernel computes any mask value from (seed, mask, y, x) alone with
  * sal_rise_mask_value; the CPU loop draws each mask's grid once and uses sal_rise_mask_from_grid,
- * which does the same arithmetic (bitwise the same values). */
+ * which does the same arithmetic (bitwise the same values on one device). */
 
 /* Cell (gy, gx) of mask `mask`: 1 with probability p, else 0. */
 SAL_HD float sal_rise_cell(uint64_t seed, uint32_t mask, int gy, int gx, int s, float p) {

@@ -57,7 +57,7 @@ typedef struct sal_mp_args {
 /* The function list: X(name) for each, in enum order (SAL_MP_<name>). */
 #define SAL_MP_FUNCS(X) X(ig_path) X(pair) X(wsum) X(ig_final) X(noise) X(moments_final) \
     X(mul) X(occ_batch) X(occ_acc) X(occ_final) X(cam_weights) X(cam_sum) X(rise_grid) X(rise_mask) \
-    X(cam_up_ac) X(minmax) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch) \
+    X(cam_up_ac) X(minmax_part) X(minmax) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch) \
     X(reduce) X(sort_keys) X(percentile) X(clip) X(range_part) X(range_join) X(normalize) X(heatmap) \
     X(overlay)
 
@@ -246,11 +246,30 @@ SAL_HD void sal_mp_cam_up_ac(int64_t i, const sal_mp_args *a) {
     a->out[i] = sal_bilinear_ac(a->in + (a->k0 + k) * a->lhw, lh, lw, a->h, a->w, y, x);
 }
 
-/* count nb: out[2k], out[2k+1] = the minimum and maximum of plane k of `in` (nb, H,W). */
-SAL_HD void sal_mp_minmax(int64_t k, const sal_mp_args *a) {
+/* Min and max of planes in two steps (one thread per plane would read a plane each, slowly):
+ * SAL_MP_PARTS parts per plane, then a join per plane. */
+#define SAL_MP_PARTS 64
+
+/* count nb*SAL_MP_PARTS: part q of plane k of `in` (nb, H,W) -> in-order min and max of its values
+ * into out[2i], out[2i+1] (i = k*SAL_MP_PARTS + q; an empty part writes
+ * +inf, -inf). */
+SAL_HD void sal_mp_minmax_part(int64_t i, const sal_mp_args *a) {
+    int64_t k = i / SAL_MP_PARTS, q = i - k * SAL_MP_PARTS;
+    int64_t lo = q * a->hw / SAL_MP_PARTS, hi = (q + 1) * a->hw / SAL_MP_PARTS;
     const float *v = a->in + k * a->hw;
-    float mn = v[0], mx = v[0];
-    for (int64_t j = 1; j < a->hw; j++) { if (v[j] < mn) mn = v[j]; if (v[j] > mx) mx = v[j]; }
+    float mn = INFINITY, mx = -INFINITY;
+    if (hi > lo) mn = mx = v[lo];
+    for (int64_t j = lo + 1; j < hi; j++) { if (v[j] < mn) mn = v[j]; if (v[j] > mx) mx = v[j]; }
+    a->out[2 * i] = mn;
+    a->out[2 * i + 1] = mx;
+}
+
+/* count nb: out[2k], out[2k+1] = the minimum and maximum of plane k, from its parts in `in`
+ * (minmax_part's output). */
+SAL_HD void sal_mp_minmax(int64_t k, const sal_mp_args *a) {
+    const float *p = a->in + 2 * k * SAL_MP_PARTS;
+    float mn = p[0], mx = p[1];
+    for (int q = 1; q < SAL_MP_PARTS; q++) { if (p[2 * q] < mn) mn = p[2 * q]; if (p[2 * q + 1] > mx) mx = p[2 * q + 1]; }
     a->out[2 * k] = mn;
     a->out[2 * k + 1] = mx;
 }

@@ -32,8 +32,10 @@ typedef struct sal_backend_ops {
     /* one method primitive (kernels/method_prims.h): element function fn (SAL_MP_<name>) for
      * i in [0, count) on this backend's memory, queued in order with the passes */
     sal_status (*prim)(sal_backend *b, int fn, int64_t count, const struct sal_mp_args *a, sal_error *err);
-    /* sort n floats of this backend's memory in place, ascending, NaNs last */
-    sal_status (*sort)(sal_backend *b, float *data, int64_t n, sal_error *err);
+    /* sort n floats of this backend's memory in place, ascending, NaNs last, using scratch (this
+     * backend's memory) of at least sort_scratch(n) bytes (NULL when that is 0) */
+    size_t (*sort_scratch)(sal_backend *b, int64_t n);
+    sal_status (*sort)(sal_backend *b, float *data, int64_t n, void *scratch, sal_error *err);
 } sal_backend_ops;
 
 struct sal_backend {

@@ -22,6 +22,13 @@ struct sal_session {
     int n_scratch;
 };
 
+static void scratch_drop_free(sal_session *s);
+static int scratch_has_free(const sal_session *s) {
+    for (int i = 0; i < s->n_scratch; i++)
+        if (!s->scratch[i].used) return 1;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Model queries                                                                                    */
 
@@ -208,6 +215,10 @@ static sal_status plan(sal_session *s, int n, int h, int w, int mode, int captur
         }
     }
     sal_status st = sal_engine_plan(s->e, &shape, mode, capture, &s->err);
+    if (st == SAL_ERR_NOMEM && scratch_has_free(s)) {   /* give the cached buffers back first */
+        scratch_drop_free(s);
+        st = sal_engine_plan(s->e, &shape, mode, capture, &s->err);
+    }
     if (st) return st;
     s->n = n;
     s->h = (int)shape.d[2];

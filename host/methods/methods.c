@@ -748,8 +748,9 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             float *dact = sal_dalloc(cx, sizeof(float) * (size_t)lc * (size_t)lhw);
             float *dup = sal_dalloc(cx, sizeof(float) * (size_t)B * (size_t)hw);
             float *dmm = sal_dalloc(cx, sizeof(float) * 2 * (size_t)B);
+            float *dparts = sal_dalloc(cx, sizeof(float) * 2 * SAL_MP_PARTS * (size_t)B);
             float *dw = sal_dalloc(cx, sizeof(float) * (size_t)lc), *dc = sal_dalloc(cx, sizeof(float) * (size_t)lhw);
-            if (!sc || !t1 || !dx || !dact || !dup || !dmm || !dw || !dc) st = SAL_ERR_NOMEM;
+            if (!sc || !t1 || !dx || !dact || !dup || !dmm || !dparts || !dw || !dc) st = SAL_ERR_NOMEM;
             for (int k = 0; k < B && t1; k++) t1[k] = t;
             if (!st) st = sal_dput(cx, dx, xi, sizeof(float) * (size_t)cx->per);
             if (!st) st = sal_dput(cx, dact, act, sizeof(float) * (size_t)lc * (size_t)lhw);
@@ -768,6 +769,9 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
                 u.out = dup;
                 st = sal_mp(cx, SAL_MP_cam_up_ac, (int64_t)NB * hw, &u);
                 u.in = dup;
+                u.out = dparts;
+                if (!st) st = sal_mp(cx, SAL_MP_minmax_part, (int64_t)NB * SAL_MP_PARTS, &u);
+                u.in = dparts;
                 u.out = dmm;
                 if (!st) st = sal_mp(cx, SAL_MP_minmax, NB, &u);
                 io.a.kb = c0;
@@ -793,7 +797,7 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
                 if (!st) st = sal_dget(cx, cam, dc, sizeof(float) * (size_t)lhw);
             }
             free(sc); free(t1);
-            sal_dfree(cx, dx); sal_dfree(cx, dact); sal_dfree(cx, dup); sal_dfree(cx, dmm); sal_dfree(cx, dw); sal_dfree(cx, dc);
+            sal_dfree(cx, dx); sal_dfree(cx, dact); sal_dfree(cx, dup); sal_dfree(cx, dmm); sal_dfree(cx, dparts); sal_dfree(cx, dw); sal_dfree(cx, dc);
             if (!st) st = sal_method_pass(cx, xi, 1, &t, 0, NULL, out->scores + i);
         } else {
             /* one image forward, backward to the layer, then the channel weights and their

@@ -173,7 +173,8 @@ typedef struct sal_render_opts {
  * only finished pixels come back: map (h,w) the normalized map, heat (h,w,3) the bare heatmap,
  * overlay (orig->h, orig->w, 3) the overlay on orig over rect; any of the three may be NULL.
  * Equal, value for value, to sal_reduce_channels + sal_clip_percentile + sal_normalize +
- * sal_heatmap_rgb / sal_overlay on the host (tests/test_post.c checks this).
+ * sal_heatmap_rgb / sal_overlay on the host (tests/test_render.c checks this on the CPU backend;
+ * the CUDA kernels are compiled without FMA contraction so that they round the same way).
  * Errors: SAL_ERR_INVALID_ARG (as those functions; err names the argument), SAL_ERR_NOMEM,
  * SAL_ERR_DEVICE. */
 sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, const sal_render_opts *ro,

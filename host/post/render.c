@@ -91,7 +91,10 @@ sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, co
         a.in = dmap;
         a.out = dkeys;
         if (!st) st = rprim(&r, SAL_MP_sort_keys, hw, &a);
-        if (!st) st = r.b->ops->sort(r.b, dkeys, hw, err);
+        size_t sb = r.b->ops->sort_scratch(r.b, hw);
+        void *dsort = sb && !st ? ralloc(&r, sb) : NULL;
+        if (sb && !dsort) st = SAL_ERR_NOMEM;
+        if (!st) st = r.b->ops->sort(r.b, dkeys, hw, dsort, err);
         a.in = dkeys;
         a.out = dsmall;
         a.d0 = ro->clip;

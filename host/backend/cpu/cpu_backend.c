@@ -177,15 +177,17 @@ static int cmp_nan_last(const void *pa, const void *pb) {
     return (a > b) - (a < b);
 }
 
-static sal_status cpu_sort(sal_backend *b, float *data, int64_t n, sal_error *err) {
-    (void)b; (void)err;
+static size_t cpu_sort_scratch(sal_backend *b, int64_t n) { (void)b; (void)n; return 0; }
+
+static sal_status cpu_sort(sal_backend *b, float *data, int64_t n, void *scratch, sal_error *err) {
+    (void)b; (void)err; (void)scratch;
     if (n > 1) qsort(data, (size_t)n, sizeof(float), cmp_nan_last);
     return SAL_OK;
 }
 
 static const sal_backend_ops cpu_ops = {
     "cpu", cpu_destroy, cpu_supports, cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero,
-    cpu_fwd, cpu_bwd, cpu_sync, cpu_mem_info, 16, cpu_peak_gflops, cpu_prim, cpu_sort,
+    cpu_fwd, cpu_bwd, cpu_sync, cpu_mem_info, 16, cpu_peak_gflops, cpu_prim, cpu_sort_scratch, cpu_sort,
 };
 
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err) {

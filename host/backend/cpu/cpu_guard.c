@@ -100,13 +100,14 @@ static sal_status g_peak(sal_backend *b, int n, double *gflops, sal_error *err) 
 static sal_status g_prim(sal_backend *b, int fn, int64_t count, const struct sal_mp_args *a, sal_error *err) {
     GUARDED(gd(b)->cpu->ops->prim(gd(b)->cpu, fn, count, a, err));
 }
-static sal_status g_sort(sal_backend *b, float *data, int64_t n, sal_error *err) {
-    GUARDED(gd(b)->cpu->ops->sort(gd(b)->cpu, data, n, err));
+static size_t g_sort_scratch(sal_backend *b, int64_t n) { return gd(b)->cpu->ops->sort_scratch(gd(b)->cpu, n); }
+static sal_status g_sort(sal_backend *b, float *data, int64_t n, void *scratch, sal_error *err) {
+    GUARDED(gd(b)->cpu->ops->sort(gd(b)->cpu, data, n, scratch, err));
 }
 
 static const sal_backend_ops guard_ops = {
     "cpu-guarded", g_destroy, g_supports, g_alloc, g_release, g_upload, g_download, g_zero,
-    g_fwd, g_bwd, g_sync, g_mem_info, 16, g_peak, g_prim, g_sort,
+    g_fwd, g_bwd, g_sync, g_mem_info, 16, g_peak, g_prim, g_sort_scratch, g_sort,
 };
 
 sal_status sal_backend_cpu_guarded_create(int threads, sal_backend **out, sal_error *err) {

@@ -22,7 +22,8 @@
 int sal_cuda_probe_launch(void);
 sal_status sal_cuda_twin_run(const sal_op_call *c, int backward, cudaStream_t s, sal_error *err);
 sal_status sal_cuda_prim(int fn, int64_t count, const struct sal_mp_args *a, cudaStream_t s, sal_error *err);
-sal_status sal_cuda_sort(float *data, int64_t n, cudaStream_t s, sal_error *err);
+size_t sal_cuda_sort_scratch(int64_t n);
+sal_status sal_cuda_sort(float *data, int64_t n, void *scratch, cudaStream_t s, sal_error *err);
 int sal_cuda_gemm_fill_c(float *y, const float *c, int64_t M, int64_t N, int64_t s0, int64_t s1,
                          float beta, cudaStream_t s);
 int sal_cuda_gemm_grad_c(float *gc, const float *g, int64_t M, int64_t N, int64_t s0, int64_t s1,
@@ -573,16 +574,23 @@ done:
 /* max_batch 256: a GPU needs large batches to fill; memory decides below that */
 static sal_status cu_prim(sal_backend *b, int fn, int64_t count, const struct sal_mp_args *a,
                          sal_error *err) {
+    cudaSetDevice(impl_of(b)->device);
     return sal_cuda_prim(fn, count, a, impl_of(b)->stream, err);
 }
 
-static sal_status cu_sort(sal_backend *b, float *data, int64_t n, sal_error *err) {
-    return sal_cuda_sort(data, n, impl_of(b)->stream, err);
+static size_t cu_sort_scratch(sal_backend *b, int64_t n) {
+    cudaSetDevice(impl_of(b)->device);
+    return sal_cuda_sort_scratch(n);
+}
+
+static sal_status cu_sort(sal_backend *b, float *data, int64_t n, void *scratch, sal_error *err) {
+    cudaSetDevice(impl_of(b)->device);
+    return sal_cuda_sort(data, n, scratch, impl_of(b)->stream, err);
 }
 
 static const sal_backend_ops cuda_ops = {
     "cuda", cu_destroy, cu_supports, cu_alloc, cu_release, cu_upload, cu_download, cu_zero,
-    cu_fwd, cu_bwd, cu_sync, cu_mem_info, 256, cu_peak_gflops, cu_prim, cu_sort,
+    cu_fwd, cu_bwd, cu_sync, cu_mem_info, 256, cu_peak_gflops, cu_prim, cu_sort_scratch, cu_sort,
 };
 
 sal_status sal_backend_cuda_create(sal_backend **out, sal_error *err) {
