@@ -55,11 +55,14 @@ typedef struct sal_mp_args {
 } sal_mp_args;
 
 /* The function list: X(name) for each, in enum order (SAL_MP_<name>). */
-#define SAL_MP_FUNCS(X) X(ig_path) X(pair) X(wsum) X(ig_final) X(noise) X(moments_final) \
+#define SAL_MP_FUNCS(X) X(copy) X(ig_path) X(pair) X(wsum) X(ig_final) X(noise) X(moments_final) \
     X(mul) X(occ_batch) X(occ_acc) X(occ_final) X(cam_weights) X(cam_sum) X(rise_grid) X(rise_mask) \
     X(cam_up_ac) X(minmax_part) X(minmax) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch) \
     X(reduce) X(sort_keys) X(percentile) X(clip) X(range_part) X(range_join) X(normalize) X(heatmap) \
     X(overlay)
+
+/* count n. out = in. */
+SAL_HD void sal_mp_copy(int64_t i, const sal_mp_args *a) { a->out[i] = a->in[i]; }
 
 /* --- Integrated Gradients --------------------------------------------------------------------- */
 

@@ -108,6 +108,19 @@ Test(guarded, every_method_gives_the_plain_cpu_maps) {
         }
 }
 
+/* Batches of one over two images: the second image is staged (upload_async) during the first
+ * pass and copied into the input on the backend. */
+Test(guarded, staged_uploads_give_the_plain_cpu_maps) {
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_INPUTXGRAD);
+    o.batch = 1;
+    sal_maps a, b;
+    cr_assert_eq(sal_explain(plain, &o, input, 2, 0, 0, NULL, &a), SAL_OK, "%s", sal_session_error(plain));
+    cr_assert_eq(sal_explain(guarded, &o, input, 2, 0, 0, NULL, &b), SAL_OK, "%s", sal_session_error(guarded));
+    cr_expect_leq(rel_diff(b.attr, a.attr, 2 * 3 * 32 * 32), 1e-6);
+    sal_maps_free(&a);
+    sal_maps_free(&b);
+}
+
 Test(guarded, render_gives_the_plain_cpu_pixels) {
     sal_image orig = {40, 30, 3, malloc(40 * 30 * 3)};
     for (int j = 0; j < 40 * 30 * 3; j++) orig.pix[j] = (uint8_t)(j * 5);

@@ -378,6 +378,33 @@ Test(methods, repeated_calls_give_the_same_maps) {
     }
 }
 
+/* Plain-gradient methods over several batches: the next batch's images are uploaded during the
+ * current pass (staged, then copied into the input on the device); the maps and scores must be
+ * those of one batch holding every image. */
+Test(methods, images_over_several_batches_give_the_one_batch_maps) {
+    static const sal_method ms[] = {SAL_M_SALIENCY, SAL_M_INPUTXGRAD, SAL_M_GUIDED};
+    float *x4 = malloc(sizeof(float) * 4 * 3 * 32 * 32);
+    for (int k = 0; k < 4; k++)   /* the two fixture images, then the two again negated */
+        for (int j = 0; j < 3 * 32 * 32; j++) x4[k * 3 * 32 * 32 + j] = (k < 2 ? 1.0f : -1.0f) * input[(k % 2) * 3 * 32 * 32 + j];
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
+        for (int batch = 1; batch <= 3; batch++) {
+            sal_explain_opts o = sal_explain_opts_default(ms[i]);
+            sal_maps one, many;
+            o.batch = 4;
+            cr_assert_eq(sal_explain(sess, &o, x4, 4, 0, 0, NULL, &one), SAL_OK, "%s", sal_session_error(sess));
+            o.batch = batch;
+            cr_assert_eq(sal_explain(sess, &o, x4, 4, 0, 0, NULL, &many), SAL_OK, "%s", sal_session_error(sess));
+            cr_expect_lt(rel_err(many.attr, one.attr, 4 * 3 * 32 * 32), 1e-6, "%s, batch %d: maps differ",
+                         sal_method_name(ms[i]), batch);
+            for (int k = 0; k < 4; k++)
+                cr_expect(fabsf(many.scores[k] - one.scores[k]) <= 1e-5f * fmaxf(1.0f, fabsf(one.scores[k])),
+                          "%s, batch %d: score %d", sal_method_name(ms[i]), batch, k);
+            sal_maps_free(&one);
+            sal_maps_free(&many);
+        }
+    free(x4);
+}
+
 Test(methods, bad_options_are_refused) {
     sal_maps m;
     sal_explain_opts o = sal_explain_opts_default(SAL_M_IG);

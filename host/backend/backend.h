@@ -36,6 +36,11 @@ typedef struct sal_backend_ops {
      * backend's memory) of at least sort_scratch(n) bytes (NULL when that is 0) */
     size_t (*sort_scratch)(sal_backend *b, int64_t n);
     sal_status (*sort)(sal_backend *b, float *data, int64_t n, void *scratch, sal_error *err);
+    /* upload that may overlap the compute already queued: returns once src has been read (the
+     * copy may still be in flight); dst must not be in use by queued work. wait_uploads orders
+     * the work queued after it behind every such upload (without blocking the host). */
+    sal_status (*upload_async)(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err);
+    sal_status (*wait_uploads)(sal_backend *b, sal_error *err);
 } sal_backend_ops;
 
 struct sal_backend {

@@ -436,9 +436,15 @@ sal_status sal_session_dev_plan(sal_session *s, int n, int h, int w, int grad, i
     return *dev_in ? SAL_OK : sfail(s, SAL_ERR_INTERNAL, "the plan has no input buffer");
 }
 
+sal_status sal_session_dev_launch(sal_session *s) { return sal_engine_forward(s->e, NULL, &s->err); }
+
+sal_status sal_session_dev_logits(sal_session *s, float *logits) {
+    return sal_engine_read(s->e, s->m->g->outputs[0], logits, &s->err);
+}
+
 sal_status sal_session_dev_forward(sal_session *s, float *logits) {
-    sal_status st = sal_engine_forward(s->e, NULL, &s->err);
-    if (!st) st = sal_engine_read(s->e, s->m->g->outputs[0], logits, &s->err);
+    sal_status st = sal_session_dev_launch(s);
+    if (!st) st = sal_session_dev_logits(s, logits);
     return st;
 }
 

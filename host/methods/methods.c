@@ -246,7 +246,9 @@ static sal_status pass_dev_once(sal_method_ctx *cx, int first, int nb, const int
     float *seed = grad ? calloc((size_t)nb * (size_t)k, sizeof(float)) : NULL;
     if (!logits || (grad && !seed)) st = sal_fail(serr(cx), SAL_ERR_NOMEM, "out of host memory");
     if (!st) st = io->fill(io->ctx, din, first, nb);
-    if (!st) st = sal_session_dev_forward(s, logits);
+    if (!st) st = sal_session_dev_launch(s);
+    if (!st && io->launched) st = io->launched(io->ctx, first, nb);
+    if (!st) st = sal_session_dev_logits(s, logits);
     for (int i = 0; !st && i < nb; i++) {
         const float *z = logits + (size_t)i * k;
         float *si = seed ? seed + (size_t)i * k : NULL;
@@ -334,7 +336,7 @@ static sal_status ig_dev(sal_method_ctx *cx, const float *dx, const float *db, i
     io.a.wf = dalpha;
     io.a.wd = dwt;
     io.a.acc = dacc;
-    sal_dev_io dio = {sal_prim_fill, sal_prim_take, &io};
+    sal_dev_io dio = {sal_prim_fill, sal_prim_take, &io, NULL};
     for (int k0 = 0, nb = 0; !st && k0 < steps; k0 += nb) {
         nb = steps - k0 < cx->batch ? steps - k0 : cx->batch;
         st = sal_method_pass_dev(cx, k0, nb, tg, 0, &dio, sc);
@@ -412,17 +414,54 @@ sal_status sal_method_baseline(sal_method_ctx *cx, const float *x, int image, fl
 /* ------------------------------------------------------------------------------------------------ */
 /* Input-space methods                                                                              */
 
-/* Saliency, Input x Gradient, Guided Backprop over a batch of images: items are images. */
+/* Saliency, Input x Gradient, Guided Backprop over a batch of images: items are images. With more
+ * than one batch, the next batch's images are uploaded (asynchronously, into one of two backend
+ * buffers) while the current batch computes, and copied into the engine's input on the device. */
 typedef struct grad_io {
     sal_method_ctx *cx;
     const float *x;   /* host images of this call (item 0 first) */
+    int n;            /* how many */
     float *attr;      /* host attributions, same indexing */
     float *dtmp;      /* backend (batch, C,H,W) for the products, Input x Gradient only */
+    float *stage[2];  /* backend (batch, C,H,W) each, NULL with a single batch */
+    int staged_first, staged_nb, staged_slot;   /* what is on its way (staged_nb 0: nothing) */
+    int read_slot;    /* the slot the current pass copied from */
 } grad_io;
 
 static sal_status grad_fill(void *ctx, float *din, int first, int nb) {
     grad_io *g = ctx;
-    return sal_dput(g->cx, din, g->x + (int64_t)first * g->cx->per, sizeof(float) * (size_t)nb * (size_t)g->cx->per);
+    sal_method_ctx *cx = g->cx;
+    if (g->staged_nb == nb && g->staged_first == first) {
+        g->staged_nb = 0;
+        g->read_slot = g->staged_slot;
+        sal_backend *b = sal_session_backend(cx->s);
+        sal_status st = b->ops->wait_uploads(b, serr(cx));
+        sal_mp_args a = sal_mp_base(cx);
+        a.in = g->stage[g->read_slot];
+        a.out = din;
+        return st ? st : sal_mp(cx, SAL_MP_copy, (int64_t)nb * cx->per, &a);
+    }
+    g->staged_nb = 0;   /* a retry split the batch: upload as is */
+    return sal_dput(cx, din, g->x + (int64_t)first * cx->per, sizeof(float) * (size_t)nb * (size_t)cx->per);
+}
+
+/* The pass of [first, first + nb) is queued: start uploading the next batch into the slot this
+ * pass did not read (the other one's last reader finished before the previous pass returned). */
+static sal_status grad_launched(void *ctx, int first, int nb) {
+    grad_io *g = ctx;
+    sal_method_ctx *cx = g->cx;
+    int next = first + nb;
+    if (!g->stage[0] || next >= g->n) return SAL_OK;
+    int nbn = g->n - next < cx->batch ? g->n - next : cx->batch;
+    int slot = 1 - g->read_slot;
+    sal_backend *b = sal_session_backend(cx->s);
+    sal_status st = b->ops->upload_async(b, g->stage[slot], g->x + (int64_t)next * cx->per,
+                                         sizeof(float) * (size_t)nbn * (size_t)cx->per, serr(cx));
+    if (st) return st;
+    g->staged_first = next;
+    g->staged_nb = nbn;
+    g->staged_slot = slot;
+    return SAL_OK;
 }
 
 static sal_status grad_take(void *ctx, const float *grad, const float *din, int first, int nb) {
@@ -458,14 +497,21 @@ static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, co
     case SAL_M_SALIENCY:
     case SAL_M_INPUTXGRAD:
     case SAL_M_GUIDED: {
-        grad_io g = {cx, x, out->attr, NULL};
+        grad_io g = {cx, x, n, out->attr, NULL, {NULL, NULL}, 0, 0, 0, 1};
         if (o->method == SAL_M_INPUTXGRAD && !(g.dtmp = sal_dalloc(cx, pbytes * (size_t)cx->batch))) return SAL_ERR_NOMEM;
-        sal_dev_io io = {grad_fill, grad_take, &g};
+        if (n > cx->batch) {
+            g.stage[0] = sal_dalloc(cx, pbytes * (size_t)cx->batch);
+            g.stage[1] = g.stage[0] ? sal_dalloc(cx, pbytes * (size_t)cx->batch) : NULL;
+            if (!g.stage[1]) { sal_dfree(cx, g.stage[0]); g.stage[0] = NULL; }   /* no room: plain uploads */
+        }
+        sal_dev_io io = {grad_fill, grad_take, &g, grad_launched};
         for (int i0 = 0, nb = 0; !st && i0 < n; i0 += nb) {
             nb = n - i0 < cx->batch ? n - i0 : cx->batch;
             st = sal_method_pass_dev(cx, i0, nb, tg + i0, o->method == SAL_M_GUIDED, &io, out->scores + i0);
         }
         sal_dfree(cx, g.dtmp);
+        sal_dfree(cx, g.stage[0]);
+        sal_dfree(cx, g.stage[1]);
         return st;
     }
     case SAL_M_IG: {
@@ -512,7 +558,7 @@ static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, co
         io.a.acc = dsum;
         io.a.acc2 = dsq;
         io.a.mode = inner == SAL_M_INPUTXGRAD;   /* wsum: multiply by the noisy input */
-        sal_dev_io dio = {sal_prim_fill, sal_prim_take, &io};
+        sal_dev_io dio = {sal_prim_fill, sal_prim_take, &io, NULL};
         for (int i = 0; !st && i < n; i++) {
             const float *xi = x + i * per;
             float lo = xi[0], hi = xi[0];
@@ -595,7 +641,7 @@ static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, c
     io.a.osw = o->occ_stride_w;
     io.a.onx = nx;
     io.a.ony = ny;
-    sal_dev_io dio = {sal_prim_fill, NULL, &io};
+    sal_dev_io dio = {sal_prim_fill, NULL, &io, NULL};
     for (int i = 0; !st && i < n; i++) {
         const float *xi = x + i * per;
         for (int k = 0; k < B; k++) t1[k] = tg[i];
@@ -758,7 +804,7 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             io.a.x = dx;
             io.a.in = dup;
             io.a.in2 = dmm;
-            sal_dev_io dio = {sal_prim_fill, NULL, &io};
+            sal_dev_io dio = {sal_prim_fill, NULL, &io, NULL};
             for (int c0 = 0, NB = 0; !st && c0 < lc; c0 += NB) {
                 NB = lc - c0 < cx->batch ? (int)(lc - c0) : cx->batch;
                 sal_mp_args u = sal_mp_base(cx);

@@ -38,6 +38,9 @@ void sal_session_scratch_put(sal_session *s, const void *p);
 int sal_session_find_layer(sal_session *s, const char *layer);
 sal_status sal_session_dev_plan(sal_session *s, int n, int h, int w, int grad, int capture, float **dev_in);
 sal_status sal_session_dev_forward(sal_session *s, float *logits);
+/* dev_forward in two steps: queue the forward pass, then wait for it and download the logits */
+sal_status sal_session_dev_launch(sal_session *s);
+sal_status sal_session_dev_logits(sal_session *s, float *logits);
 sal_status sal_session_dev_backward(sal_session *s, const float *seed, int guided, int stop_at_capture);
 const float *sal_session_dev_input_grad(sal_session *s);
 const float *sal_session_dev_capture(sal_session *s, int grad);
@@ -55,6 +58,9 @@ typedef struct sal_dev_io {
     sal_status (*fill)(void *ctx, float *dev_in, int first, int nb);
     sal_status (*take)(void *ctx, const float *dev_grad, const float *dev_in, int first, int nb);
     void *ctx;
+    /* optional: called once the batch's forward pass is queued, before the host waits for it (a
+     * GPU computes meanwhile): the place to start uploading the next batch */
+    sal_status (*launched)(void *ctx, int first, int nb);
 } sal_dev_io;
 sal_status sal_method_pass_dev(sal_method_ctx *cx, int first, int nb, const int *tg, int guided,
                                const sal_dev_io *io, float *scores);

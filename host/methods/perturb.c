@@ -87,7 +87,7 @@ sal_status sal_explain_rise(sal_method_ctx *cx, const float *x, int n, const int
     a.f0 = p;
     sal_prim_io io = {cx, a, SAL_MP_masked, -1};
     io.a.in = dmask;
-    sal_dev_io dio = {sal_prim_fill, NULL, &io};
+    sal_dev_io dio = {sal_prim_fill, NULL, &io, NULL};
     for (int m0 = 0, NB = 0; !st && m0 < N; m0 += NB) {
         /* the masks of this batch, once for every image */
         NB = N - m0 < cx->batch ? N - m0 : cx->batch;
@@ -163,7 +163,7 @@ sal_status sal_explain_gradshap(sal_method_ctx *cx, const float *x, int n, const
     io.a.mode = nbase;
     io.a.f0 = sd;
     io.a.acc = dacc;
-    sal_dev_io dio = {sal_prim_fill, sal_prim_take, &io};
+    sal_dev_io dio = {sal_prim_fill, sal_prim_take, &io, NULL};
     for (int i = 0; !st && i < n; i++) {
         io.a.image = (uint32_t)i;
         fill_targets(t1, B > S ? B : S, tg[i]);
@@ -337,7 +337,7 @@ sal_status sal_explain_kernelshap(sal_method_ctx *cx, const float *x, int n, con
     io.a.b = db;
     io.a.wf = dz;
     io.a.lab = dlab;
-    sal_dev_io dio = {sal_prim_fill, NULL, &io};
+    sal_dev_io dio = {sal_prim_fill, NULL, &io, NULL};
     for (int i = 0; !st && i < n; i++) {
         const float *xi = x + (int64_t)i * per;
         if (K > 0) st = sal_kshap_superpixels(xi, C, H, W, K, labels, &M);

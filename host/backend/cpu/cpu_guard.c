@@ -105,9 +105,14 @@ static sal_status g_sort(sal_backend *b, float *data, int64_t n, void *scratch, 
     GUARDED(gd(b)->cpu->ops->sort(gd(b)->cpu, data, n, scratch, err));
 }
 
+static sal_status g_upload_async(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
+    GUARDED(gd(b)->cpu->ops->upload_async(gd(b)->cpu, dst, src, bytes, err));
+}
+static sal_status g_wait_uploads(sal_backend *b, sal_error *err) { return gd(b)->cpu->ops->wait_uploads(gd(b)->cpu, err); }
+
 static const sal_backend_ops guard_ops = {
     "cpu-guarded", g_destroy, g_supports, g_alloc, g_release, g_upload, g_download, g_zero,
-    g_fwd, g_bwd, g_sync, g_mem_info, 16, g_peak, g_prim, g_sort_scratch, g_sort,
+    g_fwd, g_bwd, g_sync, g_mem_info, 16, g_peak, g_prim, g_sort_scratch, g_sort, g_upload_async, g_wait_uploads,
 };
 
 sal_status sal_backend_cpu_guarded_create(int threads, sal_backend **out, sal_error *err) {

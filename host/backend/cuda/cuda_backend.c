@@ -70,6 +70,11 @@ typedef struct cu_impl {
     size_t pad_bytes;
     conv_entry *conv;
     int n_conv, cap_conv;
+    /* uploads that overlap compute: a copy stream fed from two pinned chunks */
+    cudaStream_t copy;
+    void *pin[2];
+    cudaEvent_t pin_free[2], copied;
+    int pin_used[2], pin_next, have_copied;
 } cu_impl;
 
 static cu_impl *impl_of(sal_backend *b) { return (cu_impl *)b->impl; }
@@ -132,6 +137,54 @@ static sal_status cu_download(sal_backend *b, void *dst, const void *src, size_t
     if (cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, u->stream) != cudaSuccess ||
         cudaStreamSynchronize(u->stream) != cudaSuccess)
         return SAL_ERR_DEVICE;
+    return SAL_OK;
+}
+
+/* Asynchronous upload on the copy stream, through two pinned chunks: the host copies chunk i into
+ * one pinned buffer while the DMA of chunk i-1 runs from the other. Returns once src has been
+ * read (the last chunk may still be in flight); cu_wait_uploads makes the compute stream wait for
+ * it. Contract (backend.h): no queued work may still use dst. */
+#define SAL_PIN_CHUNK ((size_t)8 << 20)
+
+static sal_status ensure_copy_stream(cu_impl *u, sal_error *err) {
+    if (u->copy) return SAL_OK;   /* set last: everything below exists once it is */
+    for (int k = 0; k < 2; k++) {
+        if (!u->pin[k])
+            CU_TRY("allocating a pinned upload buffer", cudaHostAlloc(&u->pin[k], SAL_PIN_CHUNK, cudaHostAllocDefault));
+        if (!u->pin_free[k])
+            CU_TRY("creating an upload event", cudaEventCreateWithFlags(&u->pin_free[k], cudaEventDisableTiming));
+    }
+    if (!u->copied) CU_TRY("creating an upload event", cudaEventCreateWithFlags(&u->copied, cudaEventDisableTiming));
+    cudaStream_t c = NULL;
+    CU_TRY("creating the upload stream", cudaStreamCreateWithFlags(&c, cudaStreamNonBlocking));
+    u->copy = c;
+    return SAL_OK;
+}
+
+static sal_status cu_upload_async(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
+    cu_impl *u = impl_of(b);
+    cudaSetDevice(u->device);
+    sal_status st = ensure_copy_stream(u, err);
+    if (st) return st;
+    for (size_t off = 0; off < bytes; off += SAL_PIN_CHUNK) {
+        size_t len = bytes - off < SAL_PIN_CHUNK ? bytes - off : SAL_PIN_CHUNK;
+        int k = u->pin_next;
+        if (u->pin_used[k]) CU_TRY("waiting for a pinned upload buffer", cudaEventSynchronize(u->pin_free[k]));
+        memcpy(u->pin[k], (const char *)src + off, len);
+        CU_TRY("uploading", cudaMemcpyAsync((char *)dst + off, u->pin[k], len, cudaMemcpyHostToDevice, u->copy));
+        CU_TRY("uploading", cudaEventRecord(u->pin_free[k], u->copy));
+        u->pin_used[k] = 1;
+        u->pin_next = 1 - k;
+    }
+    CU_TRY("uploading", cudaEventRecord(u->copied, u->copy));
+    u->have_copied = 1;
+    return SAL_OK;
+}
+
+static sal_status cu_wait_uploads(sal_backend *b, sal_error *err) {
+    cu_impl *u = impl_of(b);
+    if (!u->have_copied) return SAL_OK;
+    CU_TRY("ordering compute after uploads", cudaStreamWaitEvent(u->stream, u->copied, 0));
     return SAL_OK;
 }
 
@@ -517,6 +570,15 @@ static void cu_destroy(sal_backend *b) {
     cu_impl *u = impl_of(b);
     if (u) {
         if (u->stream) cudaStreamSynchronize(u->stream);
+        if (u->copy) {
+            cudaStreamSynchronize(u->copy);
+            cudaStreamDestroy(u->copy);
+        }
+        for (int k = 0; k < 2; k++) {
+            if (u->pin[k]) cudaFreeHost(u->pin[k]);
+            if (u->pin_free[k]) cudaEventDestroy(u->pin_free[k]);
+        }
+        if (u->copied) cudaEventDestroy(u->copied);
         for (int i = 0; i < u->n_conv; i++) conv_entry_free(&u->conv[i]);
         free(u->conv);
         cudaFree(u->ws);
@@ -590,7 +652,7 @@ static sal_status cu_sort(sal_backend *b, float *data, int64_t n, void *scratch,
 
 static const sal_backend_ops cuda_ops = {
     "cuda", cu_destroy, cu_supports, cu_alloc, cu_release, cu_upload, cu_download, cu_zero,
-    cu_fwd, cu_bwd, cu_sync, cu_mem_info, 256, cu_peak_gflops, cu_prim, cu_sort_scratch, cu_sort,
+    cu_fwd, cu_bwd, cu_sync, cu_mem_info, 256, cu_peak_gflops, cu_prim, cu_sort_scratch, cu_sort, cu_upload_async, cu_wait_uploads,
 };
 
 sal_status sal_backend_cuda_create(sal_backend **out, sal_error *err) {
