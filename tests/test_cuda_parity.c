@@ -32,15 +32,7 @@ static void need_gpu(void) {
     b->ops->destroy(b);
 }
 
-static double rel_diff(const float *a, const float *ref, int64_t n) {
-    double d = 0, m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - (double)ref[i]);
-        if (!(e <= d)) d = e;
-        if (fabs((double)ref[i]) > m) m = fabs((double)ref[i]);
-    }
-    return d / (m > 1e-6 ? m : 1e-6);
-}
+static double rel_diff(const float *a, const float *ref, int64_t n) { return tu_rel_diff(a, ref, n, 1e-6); }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* One op through the engine on both backends                                                       */

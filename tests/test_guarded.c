@@ -21,14 +21,10 @@ static float *input;   /* (2,3,32,32) */
 static void load(void) {
     char path[1024];
     sal_error err = {0};
-    cr_assert_eq(sal_model_load(tu_src_path("tests/fixtures/methods/tinycnn.onnx", path, sizeof path), &model, &err),
-                 SAL_OK, "%s", err.msg);
-    sal_session_opts o = sal_session_opts_default();
-    o.device = SAL_DEVICE_CPU;
-    cr_assert_eq(sal_session_create(model, &o, &plain, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(tu_open("tests/fixtures/methods/tinycnn.onnx", SAL_DEVICE_CPU, &model, &plain, &err), SAL_OK, "%s", err.msg);
     sal_backend *b = NULL;
     cr_assert_eq(sal_backend_cpu_guarded_create(0, &b, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_session_create_on(model, b, &o, &guarded, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_session_create_on(model, b, NULL, &guarded, &err), SAL_OK, "%s", err.msg);
     int nd;
     int64_t d[SAL_MAX_DIMS];
     cr_assert_eq(sal_npy_read(tu_src_path("tests/fixtures/methods/input.npy", path, sizeof path), &input, &nd, d, &err),
@@ -44,14 +40,7 @@ static void unload(void) {
 
 TestSuite(guarded, .init = load, .fini = unload, .timeout = 300);
 
-static double rel_diff(const float *a, const float *ref, int64_t n) {
-    double d = 0, m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - ref[i]));
-        m = fmax(m, fabs((double)ref[i]));
-    }
-    return d / fmax(m, 1e-30);
-}
+static double rel_diff(const float *a, const float *ref, int64_t n) { return tu_rel_diff(a, ref, n, 1e-12); }
 
 Test(guarded, backend_memory_is_unreadable_outside_its_operations) {
     sal_backend *b = sal_session_backend(guarded);

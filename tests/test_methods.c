@@ -50,14 +50,7 @@ static void unload(void) {
 }
 
 /* Max |a - b| over max |b| (relative to the reference map's scale). */
-static double rel_err(const float *a, const float *b, int64_t n) {
-    double d = 0, m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        m = fmax(m, fabs((double)b[i]));
-    }
-    return d / fmax(m, 1e-12);
-}
+static double rel_err(const float *a, const float *b, int64_t n) { return tu_rel_diff(a, b, n, 1e-12); }
 
 static float *fixture(const char *name, int64_t expect_n) {
     char rel[256], path[1024];

@@ -18,13 +18,8 @@ static sal_model *model;
 static sal_session *sess;
 
 static void load(void) {
-    char path[1024];
     sal_error err = {0};
-    cr_assert_eq(sal_model_load(tu_src_path("tests/fixtures/methods/tinycnn.onnx", path, sizeof path), &model, &err),
-                 SAL_OK, "%s", err.msg);
-    sal_session_opts o = sal_session_opts_default();
-    o.device = SAL_DEVICE_CPU;
-    cr_assert_eq(sal_session_create(model, &o, &sess, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(tu_open("tests/fixtures/methods/tinycnn.onnx", SAL_DEVICE_CPU, &model, &sess, &err), SAL_OK, "%s", err.msg);
 }
 
 static void unload(void) {

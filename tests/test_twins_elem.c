@@ -245,15 +245,7 @@ static const struct { sal_shape a, b; int mode; } BIN_CASES[] = {
  * 120 and ~2e-5 for one of 51200. This harness runs the call itself (the same data on both
  * sides), checks the output and any output-sized gradient element-wise as tu_twin_check does,
  * and the one-element gradient by that measure. */
-static double max_rel(const float *x, const float *ref, int64_t n) {
-    double d = 0, m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)x[i] - (double)ref[i]);
-        if (!(e <= d)) d = e;
-        if (fabs((double)ref[i]) > m) m = fabs((double)ref[i]);
-    }
-    return d / (m > 1e-6 ? m : 1e-6);
-}
+static double max_rel(const float *x, const float *ref, int64_t n) { return tu_rel_diff(x, ref, n, 1e-6); }
 
 /* d(a op b)/da (which 0) or /db (which 1) times g, in double */
 static double bin_d_ref(int op, int which, double a, double b, double g) {

@@ -10,6 +10,34 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------------------------------------------ */
+/* Comparisons and sessions                                                                         */
+
+double tu_rel_diff(const float *a, const float *ref, int64_t n, double floor) {
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)ref[i]);
+        if (!(e <= d)) d = e;   /* NaN propagates as the worst */
+        if (fabs((double)ref[i]) > m) m = fabs((double)ref[i]);
+    }
+    return d / (m > floor ? m : floor);
+}
+
+static double tu_rel_diff_1e6(const float *a, const float *ref, int64_t n) { return tu_rel_diff(a, ref, n, 1e-6); }
+
+sal_status tu_open(const char *rel, sal_device dev, sal_model **m, sal_session **s, sal_error *err) {
+    char path[1024];
+    *m = NULL;
+    *s = NULL;
+    sal_status st = sal_model_load(tu_src_path(rel, path, sizeof path), m, err);
+    if (st) return st;
+    sal_session_opts o = sal_session_opts_default();
+    o.device = dev;
+    st = sal_session_create(*m, &o, s, err);
+    if (st) { sal_model_free(*m); *m = NULL; }
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Random numbers                                                                                   */
 
 uint64_t tu_next(uint64_t *s) {
@@ -285,15 +313,6 @@ done:
 
 #include "twin_all.h"
 
-static double max_rel_diff(const float *a, const float *ref, int64_t n) {
-    double d = 0, m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - (double)ref[i]);
-        if (!(e <= d)) d = e;   /* NaN propagates as the worst */
-        if (fabs((double)ref[i]) > m) m = fabs((double)ref[i]);
-    }
-    return d / (m > 1e-6 ? m : 1e-6);
-}
 
 tu_twin_result tu_twin_check(sal_graph *g, uint64_t seed, float lo, float hi, int guided) {
     tu_twin_result res = {0};
@@ -321,7 +340,7 @@ tu_twin_result tu_twin_check(sal_graph *g, uint64_t seed, float lo, float hi, in
     for (int o = 0; o < r.node->n_out; o++) {
         int64_t n = sal_shape_numel(&r.out_shape[o]);
         if (r.out_dtype[o] != SAL_F32) { memcpy(r.out[o], ref_out[o], sizeof(float) * (size_t)n); continue; }
-        double e = max_rel_diff(r.out[o], ref_out[o], n);
+        double e = tu_rel_diff_1e6(r.out[o], ref_out[o], n);
         if (!(e <= res.fwd_err)) res.fwd_err = e;
         res.n_checked += n;
         memcpy(r.out[o], ref_out[o], sizeof(float) * (size_t)n);   /* backward sees the CPU's y */
@@ -355,7 +374,7 @@ tu_twin_result tu_twin_check(sal_graph *g, uint64_t seed, float lo, float hi, in
     for (int i = 0; i < r.node->n_in; i++) {
         if (!r.runtime[i]) continue;
         int64_t n = sal_shape_numel(&r.in_shape[i]);
-        double e = max_rel_diff(r.gin[i], ref_gin[i], n);
+        double e = tu_rel_diff_1e6(r.gin[i], ref_gin[i], n);
         if (!(e <= res.bwd_err)) res.bwd_err = e;
         res.n_checked += n;
     }

@@ -9,6 +9,7 @@
 #include "model/graph.h"
 #include "ops/ops.h"
 #include "backend/backend.h"
+#include "salient.h"
 
 /* SplitMix64: deterministic per seed, no global state. */
 uint64_t tu_next(uint64_t *state);
@@ -72,5 +73,10 @@ tu_twin_result tu_twin_check(sal_graph *g, uint64_t seed, float lo, float hi, in
 
 /* Path of a file under the source tree ($SAL_SOURCE_DIR when set, else the configured one). */
 const char *tu_src_path(const char *rel, char *buf, int len);
+
+/* max |a - ref| / max(max |ref|, floor); a NaN difference counts as the worst. */
+double tu_rel_diff(const float *a, const float *ref, int64_t n, double floor);
+/* Load the model at `rel` (from the source tree) and open a session on `dev`. */
+sal_status tu_open(const char *rel, sal_device dev, sal_model **m, sal_session **s, sal_error *err);
 
 #endif

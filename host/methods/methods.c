@@ -737,6 +737,15 @@ static sal_status cam_final(const float *L, int lh, int lw, float *out, int h, i
     return SAL_OK;
 }
 
+/* Arguments of the CAM primitives: a layer activation of lc channels of lhw pixels. */
+static sal_mp_args cam_args(const sal_method_ctx *cx, const float *dact, int64_t lc, int64_t lhw) {
+    sal_mp_args a = sal_mp_base(cx);
+    a.in = dact;
+    a.lc = (int)lc;
+    a.lhw = lhw;
+    return a;
+}
+
 static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const float *x, int n, const int *tg,
                               sal_maps *out) {
     const sal_explain_opts *o = cx->o;
@@ -830,10 +839,7 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
                 for (int64_t c = 1; c < lc; c++) if (wts[c] > mx) mx = wts[c];
                 for (int64_t c = 0; c < lc; c++) sum += exp(wts[c] - mx);
                 for (int64_t c = 0; c < lc; c++) wts[c] = (float)(exp(wts[c] - mx) / sum);
-                sal_mp_args a = sal_mp_base(cx);
-                a.in = dact;
-                a.lc = (int)lc;
-                a.lhw = lhw;
+                sal_mp_args a = cam_args(cx, dact, lc, lhw);
                 a.wf = dw;
                 a.mode = SAL_CAM_S_WEIGHTED;
                 a.f0 = o->cam_relu ? 1.0f : 0.0f;
@@ -865,11 +871,8 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
                 /* the score does not depend on the layer: the map is zero */
                 memset(cam, 0, sizeof(float) * (size_t)lhw);
             } else if (!st) {
-                sal_mp_args a = sal_mp_base(cx);
-                a.in = dact;
+                sal_mp_args a = cam_args(cx, dact, lc, lhw);
                 a.in2 = dgrad;
-                a.lc = (int)lc;
-                a.lhw = lhw;
                 a.wf = dwts;
                 a.out = dwts;
                 a.mode = o->method == SAL_M_XGRADCAM ? SAL_CAM_W_X : o->method == SAL_M_GRADCAMPP ? SAL_CAM_W_PP
