@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,4 +125,43 @@ Test(guarded, render_gives_the_plain_cpu_pixels) {
     cr_expect_eq(memcmp(ha, hb, sizeof ha), 0);
     cr_expect_eq(memcmp(oa, ob, sizeof oa), 0);
     free(orig.pix);
+}
+
+/* A real network (EfficientNet-Lite0: padding, depthwise convolutions, squeeze-and-excitation
+ * multiplies, Clip) under the same rules: its gradient methods and Grad-CAM, on one photo. */
+Test(guarded, efficientnet_lite0_gives_the_plain_cpu_maps) {
+    char path[1024];
+    FILE *f = fopen(tu_src_path("models/efficientnet_lite0.onnx", path, sizeof path), "rb");
+    if (!f) cr_skip_test("%s is missing: run scripts/fetch-models", path);
+    fclose(f);
+    sal_error err = {0};
+    sal_model *m = NULL;
+    sal_session *p = NULL, *g = NULL;
+    cr_assert_eq(tu_open("models/efficientnet_lite0.onnx", SAL_DEVICE_CPU, &m, &p, &err), SAL_OK, "%s", err.msg);
+    sal_backend *b = NULL;
+    cr_assert_eq(sal_backend_cpu_guarded_create(0, &b, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_session_create_on(m, b, NULL, &g, &err), SAL_OK, "%s", err.msg);
+    float *x = NULL;
+    int nd;
+    int64_t d[SAL_MAX_DIMS];
+    cr_assert_eq(sal_npy_read(tu_src_path("samples/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK, "%s", err.msg);
+    static const sal_method ms[] = {SAL_M_SALIENCY, SAL_M_IG, SAL_M_GRADCAM};
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
+        sal_explain_opts o = sal_explain_opts_default(ms[i]);
+        o.ig_steps = 4;
+        o.batch = 2;
+        sal_maps a, c;
+        cr_assert_eq(sal_explain(p, &o, x, 1, 224, 224, NULL, &a), SAL_OK, "%s", sal_session_error(p));
+        cr_assert_eq(sal_explain(g, &o, x, 1, 224, 224, NULL, &c), SAL_OK, "%s (guarded): %s", sal_method_name(ms[i]),
+                     sal_session_error(g));
+        int64_t n = a.ndim == 3 ? a.dims[0] * a.dims[1] * a.dims[2] : a.dims[0] * a.dims[1];
+        double e = rel_diff(c.attr, a.attr, n);
+        cr_expect_leq(e, 1e-6, "%s: guarded map differs by %g", sal_method_name(ms[i]), e);
+        sal_maps_free(&a);
+        sal_maps_free(&c);
+    }
+    free(x);
+    sal_session_free(p);
+    sal_session_free(g);
+    sal_model_free(m);
 }
