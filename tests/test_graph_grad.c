@@ -464,20 +464,21 @@ Test(graph_grad, relu6_hardswish_avgpool_gemm_head) {
     finalize(&b);
     rig r = rig_new(b.g);
     expect_grad_ok(&r, &b, S4(2, 3, 8, 8), EPS_KINK, "relu6-hardswish-avgpool-gemm");
-    /* the Clip saturated somewhere at 6 and HardSwish saw both sides of its kinks */
+    /* the Clip saturated somewhere at 6 and at 0, and HardSwish saw both sides of its kinks (read
+     * from the Clip's output: its Conv runs it fused, so c1's buffer holds the clipped values) */
     sal_error err = {0};
     float *c1 = malloc(sizeof(float) * 2 * 4 * 64), *c2 = malloc(sizeof(float) * 2 * 4 * 64);
-    cr_assert_eq(sal_engine_read(r.e, sal_graph_find_value(b.g, "c1"), c1, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read(r.e, sal_graph_find_value(b.g, "r6"), c1, &err), SAL_OK, "%s", err.msg);
     cr_assert_eq(sal_engine_read(r.e, sal_graph_find_value(b.g, "c2"), c2, &err), SAL_OK, "%s", err.msg);
     int above6 = 0, below0 = 0, hs_lo = 0, hs_mid = 0, hs_hi = 0;
     for (int i = 0; i < 2 * 4 * 64; i++) {
-        above6 += c1[i] > 6.f;
-        below0 += c1[i] < 0.f;
+        above6 += c1[i] == 6.f;
+        below0 += c1[i] == 0.f;
         hs_lo += c2[i] < -3.f;
         hs_mid += c2[i] > -3.f && c2[i] < 3.f;
         hs_hi += c2[i] > 3.f;
     }
-    cr_log_info("relu6 inputs: %d > 6, %d < 0; hardswish inputs: %d < -3, %d inside, %d > 3 (seed %llu)",
+    cr_log_info("relu6 outputs: %d at 6, %d at 0; hardswish inputs: %d < -3, %d inside, %d > 3 (seed %llu)",
                 above6, below0, hs_lo, hs_mid, hs_hi, (unsigned long long)b.seed);
     cr_expect(above6 > 0 && below0 > 0 && hs_mid > 0,
               "the graph does not exercise Clip's both bounds (seed %llu)", (unsigned long long)b.seed);
@@ -882,10 +883,12 @@ Test(graph_grad, forward_plan_memory_reuse_gives_identical_output) {
     sal_graph_free(b.g);
 }
 
-/* Forward plans run a Relu/Clip that alone reads a Conv's output inside that Conv (the CPU
- * backend's fused activation); gradient plans never fuse. The two must give the same outputs, also
- * where fusion must not happen: a Conv output read twice, a Conv output that is the captured
- * layer, a Clip whose output is a graph output. */
+/* Plans run a Relu/Clip that alone reads a Conv's output inside that Conv (the CPU backend's fused
+ * activation), forward and gradient plans alike; in gradient plans the activation's backward then
+ * reads the activation's output instead of its input. Against the same graph on a backend that
+ * does not fuse (every activation a kernel of its own): the same outputs and the same input
+ * gradients (plain and guided), bit for bit, also where fusion must not happen: a Conv output read
+ * twice, a Conv output that is the captured layer, a Clip whose output is a graph output. */
 Test(graph_grad, fused_conv_activation_matches_unfused) {
     enum { C = 8, HW = 10 };
     gb b = gb_new();
@@ -909,49 +912,75 @@ Test(graph_grad, fused_conv_activation_matches_unfused) {
     sal_graph_mark_output(b.g, "y");
     sal_graph_mark_output(b.g, "a3");
     finalize(&b);
-    rig r = rig_new(b.g);
+    rig r = rig_new(b.g), u = rig_new(b.g);
+    u.be->fuse_conv_act = 0;   /* the reference */
     sal_error err = {0};
     enum { N = 3 };
     sal_shape x2 = S4(N, 3, HW, HW);
-    float x[N * 3 * HW * HW], y_fwd[N * 10], y_grad[N * 10];
-    tu_fill(x, N * 3 * HW * HW, &b.rng, -1.f, 1.f);
+    const int64_t nx = (int64_t)N * 3 * HW * HW;
+    float x[N * 3 * HW * HW], seed[N * 10], y_ref[N * 10], y[N * 10];
+    tu_fill(x, nx, &b.rng, -1.f, 1.f);
+    tu_fill(seed, N * 10, &b.rng, -1.f, 1.f);
     const float *ins[1] = {x};
     int vy = b.g->outputs[0], va3 = sal_graph_find_value(b.g, "a3"), vc1 = sal_graph_find_value(b.g, "c1");
-    int64_t na3 = (int64_t)N * C * (HW / 2) * (HW / 2);
-    float *a3_fwd = malloc(sizeof(float) * (size_t)na3), *a3_grad = malloc(sizeof(float) * (size_t)na3);
-    int64_t nc1 = na3;
-    float *c1_cap = malloc(sizeof(float) * (size_t)nc1), *c1_grad = malloc(sizeof(float) * (size_t)nc1);
+    int vx = b.g->inputs[0];
+    int64_t na3 = (int64_t)N * C * (HW / 2) * (HW / 2), nc1 = na3;
+    float *a3_ref = malloc(sizeof(float) * (size_t)na3), *a3 = malloc(sizeof(float) * (size_t)na3);
+    float *c1_ref = malloc(sizeof(float) * (size_t)nc1), *c1 = malloc(sizeof(float) * (size_t)nc1);
+    float *gx_ref = malloc(sizeof(float) * (size_t)nx), *gx = malloc(sizeof(float) * (size_t)nx);
 
-    cr_assert_eq(sal_engine_plan(r.e, &x2, SAL_PLAN_GRAD, -1, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_engine_forward(r.e, ins, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_engine_read(r.e, vy, y_grad, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_engine_read(r.e, va3, a3_grad, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_engine_read(r.e, vc1, c1_grad, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_engine_plan(r.e, &x2, SAL_PLAN_FORWARD, -1, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_engine_forward(r.e, ins, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_engine_read(r.e, vy, y_fwd, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_engine_read(r.e, va3, a3_fwd, &err), SAL_OK, "%s", err.msg);
-    for (int i = 0; i < N * 10; i++)
-        cr_expect(y_fwd[i] == y_grad[i], "output %d: fused %.9g, unfused %.9g (seed %llu)", i, y_fwd[i],
-                  y_grad[i], (unsigned long long)b.seed);
+    for (int guided = 0; guided < 2; guided++) {
+        /* reference: unfused gradient plan, every value readable */
+        cr_assert_eq(sal_engine_plan(u.e, &x2, SAL_PLAN_GRAD, -1, &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_engine_forward(u.e, ins, &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_engine_read(u.e, vy, y_ref, &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_engine_read(u.e, va3, a3_ref, &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_engine_read(u.e, vc1, c1_ref, &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_engine_backward(u.e, seed, guided, 0, &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_engine_read_grad(u.e, vx, gx_ref, &err), SAL_OK, "%s", err.msg);
+        for (int mode = 0; mode < 2; mode++) {   /* fused forward plan, fused gradient plan */
+            cr_assert_eq(sal_engine_plan(r.e, &x2, mode ? SAL_PLAN_GRAD : SAL_PLAN_FORWARD, -1, &err), SAL_OK, "%s", err.msg);
+            cr_assert_eq(sal_engine_forward(r.e, ins, &err), SAL_OK, "%s", err.msg);
+            cr_assert_eq(sal_engine_read(r.e, vy, y, &err), SAL_OK, "%s", err.msg);
+            cr_assert_eq(sal_engine_read(r.e, va3, a3, &err), SAL_OK, "%s", err.msg);
+            for (int i = 0; i < N * 10; i++)
+                cr_expect(y[i] == y_ref[i], "plan %d output %d: fused %.9g, unfused %.9g (seed %llu)", mode, i, y[i],
+                          y_ref[i], (unsigned long long)b.seed);
+            for (int64_t i = 0; i < na3; i++)
+                cr_expect(a3[i] == a3_ref[i], "plan %d a3[%lld]: fused %.9g, unfused %.9g", mode, (long long)i, a3[i],
+                          a3_ref[i]);
+            if (!mode) continue;
+            cr_assert_eq(sal_engine_backward(r.e, seed, guided, 0, &err), SAL_OK, "%s", err.msg);
+            cr_assert_eq(sal_engine_read_grad(r.e, vx, gx, &err), SAL_OK, "%s", err.msg);
+            int64_t bad = -1, nz = 0;
+            for (int64_t i = 0; i < nx; i++) {
+                if (bad < 0 && gx[i] != gx_ref[i]) bad = i;
+                nz += gx_ref[i] != 0;
+            }
+            cr_expect(bad < 0, "guided %d: input gradient %lld: fused %.9g, unfused %.9g (seed %llu)", guided,
+                      (long long)bad, bad < 0 ? 0.0 : (double)gx[bad], bad < 0 ? 0.0 : (double)gx_ref[bad],
+                      (unsigned long long)b.seed);
+            cr_expect(nz > 0, "the input gradient is all zero");
+        }
+    }
     int sat = 0;
-    for (int64_t i = 0; i < na3; i++) {
-        cr_expect(a3_fwd[i] == a3_grad[i], "a3[%lld]: fused %.9g, unfused %.9g", (long long)i, a3_fwd[i], a3_grad[i]);
-        sat += a3_grad[i] == hi;
-    }
+    for (int64_t i = 0; i < na3; i++) sat += a3_ref[i] == hi;
     cr_expect(sat > 0 && sat < na3, "the Clip should saturate some units, not all (%d of %lld)", sat, (long long)na3);
-    /* a captured Conv output keeps its pre-activation values in a forward plan */
-    cr_assert_eq(sal_engine_plan(r.e, &x2, SAL_PLAN_FORWARD, vc1, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_engine_forward(r.e, ins, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_engine_read(r.e, vc1, c1_cap, &err), SAL_OK, "%s", err.msg);
-    int neg = 0;
-    for (int64_t i = 0; i < nc1; i++) {
-        cr_expect(c1_cap[i] == c1_grad[i], "c1[%lld]: %.9g vs %.9g", (long long)i, c1_cap[i], c1_grad[i]);
-        neg += c1_cap[i] < 0;
+    /* a captured Conv output keeps its pre-activation values, in both kinds of plans */
+    for (int mode = 0; mode < 2; mode++) {
+        cr_assert_eq(sal_engine_plan(r.e, &x2, mode ? SAL_PLAN_GRAD : SAL_PLAN_FORWARD, vc1, &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_engine_forward(r.e, ins, &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_engine_read(r.e, vc1, c1, &err), SAL_OK, "%s", err.msg);
+        int neg = 0;
+        for (int64_t i = 0; i < nc1; i++) {
+            cr_expect(c1[i] == c1_ref[i], "plan %d c1[%lld]: %.9g vs %.9g", mode, (long long)i, c1[i], c1_ref[i]);
+            neg += c1[i] < 0;
+        }
+        cr_expect(neg > 0, "plan %d: the captured conv output lost its negative values (ReLU applied?)", mode);
     }
-    cr_expect(neg > 0, "the captured conv output lost its negative values (ReLU applied?)");
-    free(a3_fwd); free(a3_grad); free(c1_cap); free(c1_grad);
+    free(a3_ref); free(a3); free(c1_ref); free(c1); free(gx_ref); free(gx);
     rig_free(&r);
+    rig_free(&u);
     sal_graph_free(b.g);
 }
 

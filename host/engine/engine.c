@@ -18,7 +18,9 @@ typedef struct pvalue {
     sal_tensor *owned;        /* plan-folded constant owned by the plan */
     float *dconst;            /* device pointer of a float constant */
     int runtime;              /* computed at run time, float32 */
-    int storage;              /* alias root (value index) */
+    int storage;              /* alias root (value index) of its activation */
+    int gstorage;             /* alias root of its gradient: storage's, except for the output of an
+                                 activation fused into a Conv, whose gradient is its own */
     int64_t off;              /* floats into the activation arena (storage roots only) */
     int64_t goff;             /* floats into the gradient arena, -1: no gradient */
     int first, last;          /* lifetime in steps (storage roots only) */
@@ -28,7 +30,9 @@ typedef struct pvalue {
 typedef struct pnode {
     int node;
     void *params;
-    int alias;     /* output 0 is input 0's memory: no kernel runs */
+    int alias;     /* output 0 is input 0's memory: no forward kernel runs */
+    int fused;     /* an alias that is a Relu/Clip fused into the Conv before it: its backward runs
+                      (on the Conv's output, which holds the activation's; see plan_node) */
     double flops;  /* multiply-adds x 2 of a Conv/Gemm/MatMul (its backward-data costs the same) */
 } pnode;
 
@@ -174,6 +178,11 @@ static int root(const pvalue *pv, int v) {
     return v;
 }
 
+static int groot(const pvalue *pv, int v) {
+    while (pv[v].gstorage != v) v = pv[v].gstorage;
+    return v;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Planning                                                                                         */
 
@@ -276,10 +285,15 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
         pv[v].runtime = 1;
         pv[v].producer_step = e->p->n_steps;
     }
-    /* Forward plans, on a backend that fuses: a Relu or Clip that is the only reader of a Conv's
-     * output runs inside that Conv (sal_conv_params.act), its output aliasing the Conv's. Never
-     * in gradient plans: the backward pass needs the Conv's own output. */
-    if (!alias && params && e->p->mode == SAL_PLAN_FORWARD && e->b->fuse_conv_act &&
+    /* On a backend that fuses: a Relu or Clip that is the only reader of a Conv's output runs
+     * inside that Conv (sal_conv_params.act), its output aliasing the Conv's. In gradient plans
+     * too: the activation's backward then reads the Conv's buffer, which holds the activation's
+     * output y = clamp(x, lo, hi) instead of x, and its mask is the same from either
+     * (lo < x < hi exactly when lo < y < hi; x > 0 exactly when y > 0), while its gradient keeps
+     * its own memory (gstorage). Nothing else reads the Conv's output (uses == 1, not a graph
+     * output, not the captured value), and Conv's backward-data does not need it. */
+    int fused = 0;
+    if (!alias && params && e->b->fuse_conv_act &&
         (n->op == SAL_OP_RELU || n->op == SAL_OP_CLIP) && n->in[0] >= 0 && n->out[0] >= 0) {
         int xv = n->in[0];
         int ps = pv[xv].runtime ? pv[xv].producer_step : -1;
@@ -293,16 +307,20 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
                 cp->act = 1;
                 cp->act_lo = sp->lo;
                 cp->act_hi = sp->hi;
-                alias = 1;
+                alias = fused = 1;
             }
         }
     }
-    if (alias && n->out[0] >= 0) pv[n->out[0]].storage = root(pv, n->in[0]);
+    if (alias && n->out[0] >= 0) {
+        pv[n->out[0]].storage = root(pv, n->in[0]);
+        pv[n->out[0]].gstorage = fused ? n->out[0] : groot(pv, n->in[0]);
+    }
     if (scratch > e->p->scratch_floats) e->p->scratch_floats = scratch;
     pnode *p = &e->p->steps[e->p->n_steps++];
     p->node = ni;
     p->params = params;
     p->alias = alias;
+    p->fused = fused;
     p->flops = alias ? 0 : step_flops(n, params);
     if (n->n_in > e->p->max_io) e->p->max_io = n->n_in;
     if (n->n_out > e->p->max_io) e->p->max_io = n->n_out;
@@ -374,7 +392,7 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
     e->p->max_io = 1;
     pvalue *pv = e->p->pv;
     for (int v = 0; v < g->n_values; v++) {
-        pv[v].storage = v;
+        pv[v].storage = pv[v].gstorage = v;
         pv[v].off = pv[v].goff = -1;
         pv[v].producer_step = -1;
         pv[v].first = 1 << 30;
@@ -469,14 +487,20 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
             for (int i = 0; i < n->n_in; i++)
                 if (n->in[i] >= 0 && pv[n->in[i]].runtime) need[n->in[i]] = 1;
         }
-        for (int k = 0; k < count; k++) {
+        char *gneed = calloc((size_t)g->n_values + 1, 1);   /* gradient roots that hold one */
+        if (!gneed) { free(need); free(order); plan_clear(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
+        for (int v = 0; v < g->n_values; v++)
+            if (need[v] && pv[v].runtime) gneed[groot(pv, v)] = 1;
+        for (int k = 0; k < count; k++) {   /* in the order of the activations' first use */
             int r = order[k];
-            int any = 0;
-            for (int v = 0; v < g->n_values; v++) any |= need[v] && pv[v].runtime && root(pv, v) == r;
-            if (!any) continue;
-            pv[r].goff = garena;
-            garena += (sal_shape_numel(&pv[r].shape) + 15) & ~(int64_t)15;
+            for (int v = 0; v < g->n_values; v++) {
+                if (!gneed[v] || root(pv, v) != r) continue;
+                gneed[v] = 0;
+                pv[v].goff = garena;
+                garena += (sal_shape_numel(&pv[v].shape) + 15) & ~(int64_t)15;
+            }
         }
+        free(gneed);
         free(need);
     }
     free(order);
@@ -547,7 +571,7 @@ static float *act_ptr(sal_engine *e, int v) {
 
 static float *grad_ptr(sal_engine *e, int v) {
     if (!e->p->pv[v].runtime) return NULL;
-    int r = root(e->p->pv, v);
+    int r = groot(e->p->pv, v);
     return e->p->pv[r].goff < 0 ? NULL : e->p->garena + e->p->pv[r].goff;
 }
 
@@ -652,7 +676,7 @@ sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int
     if (stop_at_capture && e->p->capture >= 0) stop = e->p->pv[e->p->capture].producer_step;
     for (int s = e->p->n_steps - 1; s > stop; s--) {
         const pnode *p = &e->p->steps[s];
-        if (p->alias) continue;
+        if (p->alias && !p->fused) continue;
         const sal_node *n = &g->nodes[p->node];
         int any_out = 0, any_in = 0;
         for (int j = 0; j < n->n_out; j++) {

@@ -119,8 +119,9 @@ typedef struct sal_conv_params {
     int64_t pt, pl, pb, pr;  /* pads top, left, bottom, right */
     int64_t group;
     int has_bias;
-    /* Fused activation (set by the engine in forward plans on backends with fuse_conv_act: a
-     * Relu/Clip that alone reads this output runs inside the convolution): y = min(max(y, lo), hi) */
+    /* Fused activation (set by the engine, in forward and gradient plans, on backends with
+     * fuse_conv_act: a Relu/Clip that alone reads this output runs inside the convolution):
+     * y = min(max(y, lo), hi) */
     int act;
     float act_lo, act_hi;
     /* CPU depthwise kernel (group == c): floats of one thread's zero-padded plane buffer; the
