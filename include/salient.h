@@ -137,6 +137,10 @@ double sal_session_flops(const sal_session *s);
 /* The device's measured FP32 matrix-product rate: a square SGEMM of side n (0 = 2048 on the CPU,
  * 8192 on a GPU) with the session's threads, best of a few runs, in GFLOP/s. */
 sal_status sal_session_peak_gflops(sal_session *s, int n, double *gflops);
+/* Bytes copied to and from the session's device since the session was created (weights, inputs,
+ * seeds, logits, maps; on the CPU the same copies between host buffers): what crosses the bus on
+ * a GPU. Either pointer may be NULL. */
+void sal_session_transfers(const sal_session *s, uint64_t *to_device, uint64_t *from_device);
 /* Memory the session's device can still allocate, and its total (host RAM on the CPU). */
 sal_status sal_session_mem_info(const sal_session *s, size_t *avail, size_t *total);
 /* Shape of a layer's first output under the current plan. */

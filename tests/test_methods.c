@@ -398,6 +398,35 @@ Test(methods, images_over_several_batches_give_the_one_batch_maps) {
     free(x4);
 }
 
+/* The methods build their batches and keep their sums on the device: per image, what crosses the
+ * bus is a few copies of the image (the image, a baseline or fill, the top-1 pass, the map coming
+ * back) and small things (seeds, and the logits of every pass: 10 floats per item here), never
+ * one image per pass. Host-built batches would move 50 images' worth for IG, 324 for occlusion,
+ * 200 for RISE here. */
+Test(methods, per_image_transfers_do_not_grow_with_the_passes) {
+    static const sal_method ms[] = {SAL_M_SALIENCY, SAL_M_IG, SAL_M_SMOOTHGRAD, SAL_M_OCCLUSION, SAL_M_GRADCAM,
+                                    SAL_M_SCORECAM, SAL_M_RISE, SAL_M_GRADSHAP, SAL_M_KERNELSHAP};
+    const double img = 3 * 32 * 32 * sizeof(float);
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
+        sal_explain_opts o = sal_explain_opts_default(ms[i]);
+        o.rise_masks = 200;
+        o.kshap_coalitions = 200;
+        o.kshap_grid = 4;
+        o.batch = 8;
+        o.occ_stride_h = o.occ_stride_w = 1;   /* 324 windows of 15x15 */
+        uint64_t up0, down0, up1, down1;
+        sal_session_transfers(sess, &up0, &down0);
+        sal_maps m;
+        cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, NULL, &m), SAL_OK, "%s", sal_session_error(sess));
+        sal_session_transfers(sess, &up1, &down1);
+        double up = (double)(up1 - up0) / 2 / img, down = (double)(down1 - down0) / 2 / img;
+        cr_log_info("%s: per image %.2f images to the device, %.2f back", sal_method_name(ms[i]), up, down);
+        cr_expect(up > 0.9 && up < 6.0, "%s: %.2f images' worth uploaded per image", sal_method_name(ms[i]), up);
+        cr_expect(down < 3.0, "%s: %.2f images' worth downloaded per image", sal_method_name(ms[i]), down);
+        sal_maps_free(&m);
+    }
+}
+
 Test(methods, bad_options_are_refused) {
     sal_maps m;
     sal_explain_opts o = sal_explain_opts_default(SAL_M_IG);

@@ -49,6 +49,9 @@ struct sal_backend {
     int host_memory;   /* pointers are host memory: constants are used in place, not uploaded */
     int fuse_conv_act; /* its Conv kernels apply sal_conv_params.act (the engine may fuse) */
     void *impl;
+    /* bytes its upload / upload_async and download have copied (host memory copies on the CPU):
+     * what crosses the bus on a GPU */
+    uint64_t bytes_up, bytes_down;
 };
 
 /* CPU backend: threads 0 = every core. */

@@ -695,8 +695,8 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
     if (sal_session_peak_gflops(cm->s, 0, &peak)) peak = 0;
     if (!c->json) {
         if (peak > 0) printf("device FP32 SGEMM rate (measured): %.1f GFLOP/s\n", peak);
-        printf("%-16s %12s %12s %8s %6s %10s %8s %s\n", "method", "images/s", "ms/image", "batch", "calls", "GFLOP/s",
-               "of peak", on_gpu ? "device MiB in use" : "");
+        printf("%-16s %12s %12s %8s %6s %10s %8s %9s %9s %s\n", "method", "images/s", "ms/image", "batch", "calls",
+               "GFLOP/s", "of peak", "MB up/img", "MB dn/img", on_gpu ? "device MiB in use" : "");
     } else if (peak > 0) {
         printf("{\"device\": \"%s\", \"peak_sgemm_gflops\": %.4g}\n", dev, peak);
     }
@@ -712,6 +712,8 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
         }
         sal_maps_free(&mp);
         double total = 0, f0 = sal_session_flops(cm->s);
+        uint64_t up0, dn0, up1, dn1;
+        sal_session_transfers(cm->s, &up0, &dn0);
         int calls = 0, batch = 0;
         sal_status st = SAL_OK;
         while (!st && (calls == 0 || total < min_time)) {
@@ -726,6 +728,9 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
             continue;
         }
         double ips = calls * (double)n_images / total;
+        sal_session_transfers(cm->s, &up1, &dn1);
+        double mb_up = (double)(up1 - up0) / (calls * (double)n_images) * 1e-6;   /* to / from the device */
+        double mb_dn = (double)(dn1 - dn0) / (calls * (double)n_images) * 1e-6;
         double gfs = (sal_session_flops(cm->s) - f0) / total * 1e-9;   /* conv/matmul FLOPs only */
         size_t avail = 0, tot = 0;
         long used_mib = on_gpu && !sal_session_mem_info(cm->s, &avail, &tot) ? (long)((tot - avail) >> 20) : -1;
@@ -734,12 +739,14 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
                    "\"images_per_s\": %.4g, \"ms_per_image\": %.4g, \"batch\": %d, \"gflops\": %.4g",
                    sal_method_name(o.method), dev, n_images, calls, total, ips, 1e3 / ips, batch, gfs);
             if (peak > 0) printf(", \"fraction_of_peak\": %.4g", gfs / peak);
+            printf(", \"mb_to_device_per_image\": %.4g, \"mb_from_device_per_image\": %.4g", mb_up, mb_dn);
             if (used_mib >= 0) printf(", \"device_mib_in_use\": %ld", used_mib);
             printf("}\n");
         } else {
             printf("%-16s %12.2f %12.2f %8d %6d %10.1f", sal_method_name(o.method), ips, 1e3 / ips, batch, calls, gfs);
             if (peak > 0) printf(" %7.1f%%", 100 * gfs / peak);
             else printf(" %8s", "-");
+            printf(" %9.2f %9.2f", mb_up, mb_dn);
             if (used_mib >= 0) printf(" %ld", used_mib);
             printf("\n");
         }

@@ -258,6 +258,11 @@ sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, i
     return SAL_OK;
 }
 
+void sal_session_transfers(const sal_session *s, uint64_t *to_device, uint64_t *from_device) {
+    if (to_device) *to_device = s && s->b ? s->b->bytes_up : 0;
+    if (from_device) *from_device = s && s->b ? s->b->bytes_down : 0;
+}
+
 double sal_session_flops(const sal_session *s) { return s && s->e ? sal_engine_flops(s->e) : 0; }
 
 sal_status sal_session_peak_gflops(sal_session *s, int n, double *gflops) {

@@ -755,10 +755,7 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
         return st;
     int nd;
     int64_t d[SAL_MAX_DIMS];
-    /* plan with capture to learn the layer's shape */
-    sal_grad_opts g = sal_grad_opts_default();
-    g.layer = out->layer;
-    g.need_input_grad = 0;
+    /* plan to learn the layer's shape */
     st = sal_session_plan(cx->s, 1, cx->h, cx->w);
     if (st) return st;
     st = sal_session_value_shape(cx->s, out->layer, &nd, d);
@@ -774,27 +771,21 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
     out->upsampled = calloc((size_t)n * (size_t)cx->h * cx->w, sizeof(float));
     int layer_v = sal_session_find_layer(cx->s, out->layer);
     int scorecam = o->method == SAL_M_SCORECAM;
-    float *act = scorecam ? malloc(sizeof(float) * (size_t)lc * (size_t)lhw) : NULL;
     float *wts = malloc(sizeof(float) * (size_t)lc);
     float *lg = malloc(sizeof(float) * (size_t)cx->k), *seed = malloc(sizeof(float) * (size_t)cx->k);
     float *dwts = scorecam ? NULL : sal_dalloc(cx, sizeof(float) * (size_t)lc);
     float *dcam = scorecam ? NULL : sal_dalloc(cx, sizeof(float) * (size_t)lhw);
-    if (!out->attr || !out->upsampled || (scorecam && !act) || !wts || !lg || !seed || (!scorecam && (!dwts || !dcam)))
+    if (!out->attr || !out->upsampled || !wts || !lg || !seed || (!scorecam && (!dwts || !dcam)))
         st = SAL_ERR_NOMEM;
     for (int i = 0; i < n && !st; i++) {
         const float *xi = x + i * cx->per;
         float *cam = out->attr + i * lhw;
         if (o->method == SAL_M_SCORECAM) {
-            /* activations only (forward with capture), then masked forward passes */
-            sal_grad_out go = {0};
-            go.layer_act = act;
-            int t = tg[i];
-            g.targets = &t;
-            st = sal_gradient(cx->s, xi, 1, cx->h, cx->w, &g, &go);
-            if (st) break;
-            /* the masked images: each channel upsampled (align_corners, as torch's
+            /* the layer's activation (one forward pass capturing it, copied on the backend), then
+             * the masked images: each channel upsampled (align_corners, as torch's
              * UpsamplingBilinear2d in pytorch-grad-cam) and scaled to [0,1] per channel, times the
-             * image; built on the backend from the activation uploaded once */
+             * image, built on the backend */
+            int t = tg[i];
             int B = cx->batch;
             int64_t hw = (int64_t)cx->h * cx->w;
             float *sc = malloc(sizeof(float) * (size_t)B);
@@ -807,8 +798,18 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             float *dw = sal_dalloc(cx, sizeof(float) * (size_t)lc), *dc = sal_dalloc(cx, sizeof(float) * (size_t)lhw);
             if (!sc || !t1 || !dx || !dact || !dup || !dmm || !dparts || !dw || !dc) st = SAL_ERR_NOMEM;
             for (int k = 0; k < B && t1; k++) t1[k] = t;
+            float *din = NULL;
+            if (!st) st = sal_session_dev_plan(cx->s, 1, cx->h, cx->w, 1, layer_v, &din);
+            if (!st) st = sal_dput(cx, din, xi, sizeof(float) * (size_t)cx->per);
+            if (!st) st = sal_session_dev_launch(cx->s);
+            if (!st) {
+                sal_mp_args c = sal_mp_base(cx);
+                c.in = sal_session_dev_capture(cx->s, 0);
+                c.out = dact;
+                st = c.in ? sal_mp(cx, SAL_MP_copy, lc * lhw, &c)
+                          : sal_fail(serr(cx), SAL_ERR_INTERNAL, "layer '%s': no activation captured", out->layer);
+            }
             if (!st) st = sal_dput(cx, dx, xi, sizeof(float) * (size_t)cx->per);
-            if (!st) st = sal_dput(cx, dact, act, sizeof(float) * (size_t)lc * (size_t)lhw);
             sal_prim_io io = {cx, sal_mp_base(cx), SAL_MP_masked, -1};
             io.a.x = dx;
             io.a.in = dup;
@@ -891,7 +892,6 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             for (int64_t j = 0; j < lhw; j++) if (cam[j] < 0) cam[j] = 0;
         if (!st) st = cam_final(cam, (int)lh, (int)lw, out->upsampled + (int64_t)i * cx->h * cx->w, cx->h, cx->w, o->cam_relu);
     }
-    free(act);
     free(wts);
     free(lg);
     free(seed);

@@ -126,6 +126,7 @@ static void cu_release(sal_backend *b, void *p) {
 /* Copies are synchronous for the caller: the host buffer may be reused on return. */
 static sal_status cu_upload(sal_backend *b, void *dst, const void *src, size_t bytes) {
     cu_impl *u = impl_of(b);
+    b->bytes_up += bytes;
     if (cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, u->stream) != cudaSuccess ||
         cudaStreamSynchronize(u->stream) != cudaSuccess)
         return SAL_ERR_DEVICE;
@@ -134,6 +135,7 @@ static sal_status cu_upload(sal_backend *b, void *dst, const void *src, size_t b
 
 static sal_status cu_download(sal_backend *b, void *dst, const void *src, size_t bytes) {
     cu_impl *u = impl_of(b);
+    b->bytes_down += bytes;
     if (cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, u->stream) != cudaSuccess ||
         cudaStreamSynchronize(u->stream) != cudaSuccess)
         return SAL_ERR_DEVICE;
@@ -163,6 +165,7 @@ static sal_status ensure_copy_stream(cu_impl *u, sal_error *err) {
 
 static sal_status cu_upload_async(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
     cu_impl *u = impl_of(b);
+    b->bytes_up += bytes;
     cudaSetDevice(u->device);
     sal_status st = ensure_copy_stream(u, err);
     if (st) return st;
