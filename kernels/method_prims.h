@@ -57,7 +57,7 @@ typedef struct sal_mp_args {
 /* The function list: X(name) for each, in enum order (SAL_MP_<name>). */
 #define SAL_MP_FUNCS(X) X(copy) X(ig_path) X(pair) X(wsum) X(ig_final) X(noise) X(moments_final) \
     X(mul) X(occ_batch) X(occ_acc) X(occ_final) X(cam_weights) X(cam_sum) X(rise_grid) X(rise_mask) \
-    X(cam_up_ac) X(minmax_part) X(minmax) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch) \
+    X(cam_up_ac) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch) \
     X(reduce) X(sort_keys) X(percentile) X(clip) X(range_part) X(range_join) X(normalize) X(heatmap) \
     X(overlay)
 
@@ -249,34 +249,6 @@ SAL_HD void sal_mp_cam_up_ac(int64_t i, const sal_mp_args *a) {
     a->out[i] = sal_bilinear_ac(a->in + (a->k0 + k) * a->lhw, lh, lw, a->h, a->w, y, x);
 }
 
-/* Min and max of planes in two steps (one thread per plane would read a plane each, slowly):
- * SAL_MP_PARTS parts per plane, then a join per plane. */
-#define SAL_MP_PARTS 64
-
-/* count nb*SAL_MP_PARTS: part q of plane k of `in` (nb, H,W) -> in-order min and max of its values
- * into out[2i], out[2i+1] (i = k*SAL_MP_PARTS + q; an empty part writes
- * +inf, -inf). */
-SAL_HD void sal_mp_minmax_part(int64_t i, const sal_mp_args *a) {
-    int64_t k = i / SAL_MP_PARTS, q = i - k * SAL_MP_PARTS;
-    int64_t lo = q * a->hw / SAL_MP_PARTS, hi = (q + 1) * a->hw / SAL_MP_PARTS;
-    const float *v = a->in + k * a->hw;
-    float mn = INFINITY, mx = -INFINITY;
-    if (hi > lo) mn = mx = v[lo];
-    for (int64_t j = lo + 1; j < hi; j++) { if (v[j] < mn) mn = v[j]; if (v[j] > mx) mx = v[j]; }
-    a->out[2 * i] = mn;
-    a->out[2 * i + 1] = mx;
-}
-
-/* count nb: out[2k], out[2k+1] = the minimum and maximum of plane k, from its parts in `in`
- * (minmax_part's output). */
-SAL_HD void sal_mp_minmax(int64_t k, const sal_mp_args *a) {
-    const float *p = a->in + 2 * k * SAL_MP_PARTS;
-    float mn = p[0], mx = p[1];
-    for (int q = 1; q < SAL_MP_PARTS; q++) { if (p[2 * q] < mn) mn = p[2 * q]; if (p[2 * q + 1] > mx) mx = p[2 * q + 1]; }
-    a->out[2 * k] = mn;
-    a->out[2 * k + 1] = mx;
-}
-
 /* count nb*per: item k: the image times mask (k0 - kb + k) of `in` (masks (NB, H,W) starting at
  * item kb); with in2 (min, max per mask) the mask is first rescaled to
  * (m - min) / (max - min + 1e-8) (Score-CAM). x, in, in2, kb, out. */
@@ -368,37 +340,36 @@ SAL_HD void sal_mp_clip(int64_t i, const sal_mp_args *a) {
     a->out[i] = sal_pe_isnan(p) ? v : a->mode ? sal_clip_symmetric(v, p) : sal_clip_upper(v, p);
 }
 
-/* The range normalization needs (mode 0: min and max; 1: max |x|) over the finite values. */
-SAL_HD void sal_range_add(float v, int mode, float *mn, float *mx) {
-    if (mode) v = fabsf(v);
-    if (!(v - v == 0.0f)) return;   /* NaN or inf */
-    if (v < *mn) *mn = v;
-    if (v > *mx) *mx = v;
-}
+/* The range of planes, in two steps (one thread per plane would read a whole plane alone):
+ * SAL_MP_PARTS parts per plane, then a join per plane. Over the finite values (mode 0) or their
+ * absolute values (mode 1), as sal_normalize (sal_range_add in post_elem.h). Used by Score-CAM's
+ * masks (one plane per channel) and by the normalization of rendered maps (one plane). */
+#define SAL_MP_PARTS 64
 
-/* count P (= nb): part i of in (hw values, split into nb runs) -> out[2i], out[2i+1] = the min
- * and max of its finite values (or of their |x|, mode 1); +inf, -inf when it has none. */
+/* count planes*SAL_MP_PARTS: part q of plane k of `in` (planes, hw) -> out[2i], out[2i+1] (i =
+ * k*SAL_MP_PARTS + q) = its min and max; +inf, -inf when it has no finite value. */
 SAL_HD void sal_mp_range_part(int64_t i, const sal_mp_args *a) {
-    int64_t lo = i * a->hw / a->nb, hi = (i + 1) * a->hw / a->nb;
+    int64_t k = i / SAL_MP_PARTS, q = i - k * SAL_MP_PARTS;
+    int64_t lo = q * a->hw / SAL_MP_PARTS, hi = (q + 1) * a->hw / SAL_MP_PARTS;
+    const float *v = a->in + k * a->hw;
     float mn = INFINITY, mx = -INFINITY;
-    for (int64_t j = lo; j < hi; j++) sal_range_add(a->in[j], a->mode, &mn, &mx);
+    for (int64_t j = lo; j < hi; j++) sal_range_add(v[j], a->mode, &mn, &mx);
     a->out[2 * i] = mn;
     a->out[2 * i + 1] = mx;
 }
 
-/* count 1: out[0], out[1] = the range over the nb parts of in (range_part's output); mode 0:
- * min and max (both 0 when no value was finite); mode 1: 0 and max |x|. */
-SAL_HD void sal_mp_range_join(int64_t i, const sal_mp_args *a) {
-    (void)i;
+/* count planes: out[2k], out[2k+1] = the range of plane k from its parts in `in` (range_part's
+ * output); mode 0: min and max (both 0 when no value was finite); mode 1: 0 and max |x|. */
+SAL_HD void sal_mp_range_join(int64_t k, const sal_mp_args *a) {
+    const float *p = a->in + 2 * k * SAL_MP_PARTS;
     float mn = INFINITY, mx = -INFINITY;
-    for (int k = 0; k < a->nb; k++) {
-        if (a->in[2 * k] < mn) mn = a->in[2 * k];
-        if (a->in[2 * k + 1] > mx) mx = a->in[2 * k + 1];
+    for (int q = 0; q < SAL_MP_PARTS; q++) {
+        if (p[2 * q] < mn) mn = p[2 * q];
+        if (p[2 * q + 1] > mx) mx = p[2 * q + 1];
     }
-    if (a->mode) { a->out[0] = 0.0f; a->out[1] = mx > 0.0f ? mx : 0.0f; return; }
-    if (!(mx >= mn)) mn = mx = 0.0f;
-    a->out[0] = mn;
-    a->out[1] = mx;
+    sal_range_final(a->mode, &mn, &mx);
+    a->out[2 * k] = mn;
+    a->out[2 * k + 1] = mx;
 }
 
 /* count hw: out = in normalized with the range in2 (range_join's): mode 0 to [0,1], 1 to [-1,1]. */

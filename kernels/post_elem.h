@@ -86,6 +86,25 @@ SAL_HD double sal_percentile_sorted(const float *sorted, size_t n, double q) {
     return g >= 0.5 ? b - d * (1.0 - g) : a + d * g;
 }
 
+/* The range a normalization divides by, over the finite values: add v to [*mn, *mx] (start from
+ * +inf, -inf), as is (signed_map 0) or as |v| (1); then sal_range_final: unsigned, (0, 0) when no
+ * value was finite; signed, (0, max |x|) with max |x| >= 0. */
+SAL_HD void sal_range_add(float v, int signed_map, float *mn, float *mx) {
+    if (signed_map) v = fabsf(v);
+    if (!(v - v == 0.0f)) return;   /* NaN or inf */
+    if (v < *mn) *mn = v;
+    if (v > *mx) *mx = v;
+}
+
+SAL_HD void sal_range_final(int signed_map, float *mn, float *mx) {
+    if (signed_map) {
+        *mn = 0.0f;
+        if (!(*mx > 0.0f)) *mx = 0.0f;
+    } else if (!(*mx >= *mn)) {
+        *mn = *mx = 0.0f;
+    }
+}
+
 /* unsigned maps: values above hi become hi (the lower end is left at the map's minimum) */
 SAL_HD float sal_clip_upper(float x, float hi) { return x > hi ? hi : x; }
 

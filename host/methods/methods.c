@@ -152,54 +152,6 @@ static float prob_seed(const float *z, int k, int t, float *seed) {
     return (float)pt;
 }
 
-static sal_status method_pass_once(sal_method_ctx *cx, const float *xb, int nb, const int *tg, int guided,
-                                   float *grad, float *scores) {
-    sal_session *s = cx->s;
-    int k = cx->k;
-    float *logits = malloc(sizeof(float) * (size_t)nb * (size_t)k);
-    float *seed = NULL;
-    sal_status st = logits ? SAL_OK : SAL_ERR_NOMEM;
-    if (!st && (cx->o->explain_prob || !grad)) st = sal_forward(s, xb, nb, cx->h, cx->w, logits);
-    if (!st && grad) {
-        sal_grad_opts g = sal_grad_opts_default();
-        g.guided_relu = guided;
-        g.targets = tg;
-        if (cx->o->explain_prob) {
-            seed = calloc((size_t)nb * (size_t)k, sizeof(float));
-            if (!seed) st = SAL_ERR_NOMEM;
-            for (int i = 0; !st && i < nb; i++)
-                prob_seed(logits + (size_t)i * k, k, tg[i], seed + (size_t)i * k);
-            g.seed = seed;
-        }
-        sal_grad_out out = {0};
-        out.logits = logits;
-        out.input_grad = grad;
-        if (!st) st = sal_gradient(s, xb, nb, cx->h, cx->w, &g, &out);
-    }
-    for (int i = 0; !st && i < nb; i++) {
-        const float *z = logits + (size_t)i * k;
-        scores[i] = cx->o->explain_prob ? prob_seed(z, k, tg[i], NULL) : z[tg[i]];
-    }
-    free(logits);
-    free(seed);
-    return st;
-}
-
-/* Out of memory (the device's, or the session's mem_limit) with more than one image: halve the
- * internal batch for the rest of this explanation and run this batch in two halves. */
-sal_status sal_method_pass(sal_method_ctx *cx, const float *xb, int nb, const int *tg, int guided, float *grad,
-                           float *scores) {
-    sal_status st = method_pass_once(cx, xb, nb, tg, guided, grad, scores);
-    if (st != SAL_ERR_NOMEM || nb < 2) return st;
-    int h = nb / 2;
-    if (cx->batch > h) cx->batch = h;
-    st = sal_method_pass(cx, xb, h, tg, guided, grad, scores);
-    if (!st)
-        st = sal_method_pass(cx, xb + (int64_t)h * cx->per, nb - h, tg + h, guided,
-                             grad ? grad + (int64_t)h * cx->per : NULL, scores + h);
-    return st;
-}
-
 /* ------------------------------------------------------------------------------------------------ */
 /* Batches in the backend's memory                                                                  */
 
@@ -270,6 +222,31 @@ sal_status sal_method_pass_dev(sal_method_ctx *cx, int first, int nb, const int 
     if (cx->batch > h) cx->batch = h;
     st = sal_method_pass_dev(cx, first, h, tg, guided, io, scores);
     if (!st) st = sal_method_pass_dev(cx, first + h, nb - h, tg + h, guided, io, scores + h);
+    return st;
+}
+
+/* Images already in the backend's memory, one after the other: item k is d + k*per. */
+typedef struct items_io {
+    sal_method_ctx *cx;
+    const float *d;
+} items_io;
+
+static sal_status items_fill(void *ctx, float *din, int first, int nb) {
+    items_io *it = ctx;
+    sal_mp_args a = sal_mp_base(it->cx);
+    a.in = it->d + (int64_t)first * it->cx->per;
+    a.out = din;
+    return sal_mp(it->cx, SAL_MP_copy, (int64_t)nb * it->cx->per, &a);
+}
+
+sal_status sal_method_scores(sal_method_ctx *cx, const float *d, int n, const int *tg, float *scores) {
+    items_io it = {cx, d};
+    sal_dev_io io = {items_fill, NULL, &it, NULL};
+    sal_status st = SAL_OK;
+    for (int i0 = 0, nb = 0; !st && i0 < n; i0 += nb) {   /* nb: a retry may shrink cx->batch */
+        nb = n - i0 < cx->batch ? n - i0 : cx->batch;
+        st = sal_method_pass_dev(cx, i0, nb, tg + i0, 0, &io, scores + i0);
+    }
     return st;
 }
 
@@ -601,7 +578,7 @@ static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, co
                 st = sal_mp(cx, SAL_MP_moments_final, per, &a);
             }
             if (!st) st = sal_dget(cx, out->attr + i * per, dattr, pbytes);
-            if (!st) st = sal_method_pass(cx, xi, 1, t1, 0, NULL, out->scores + i);
+            if (!st) st = sal_method_scores(cx, dx, 1, t1, out->scores + i);
         }
         free(hx); free(hb); free(t1); free(sc);
         sal_dfree(cx, dx); sal_dfree(cx, dnoisy); sal_dfree(cx, db); sal_dfree(cx, dattr); sal_dfree(cx, dsum); sal_dfree(cx, dsq);
@@ -656,8 +633,8 @@ static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, c
         } else {
             memset(fill, 0, pbytes);
         }
-        st = sal_method_pass(cx, xi, 1, t1, 0, NULL, &out->scores[i]);
-        if (!st) st = sal_dput(cx, dx, xi, pbytes);
+        st = sal_dput(cx, dx, xi, pbytes);
+        if (!st) st = sal_method_scores(cx, dx, 1, t1, &out->scores[i]);
         if (!st) st = sal_dput(cx, dfill, fill, pbytes);
         if (!st) st = sal_dzero(cx, dacc, sizeof(double) * (size_t)hw);
         for (int w0 = 0, nb = 0; !st && w0 < nwin; w0 += nb) {
@@ -737,6 +714,24 @@ static sal_status cam_final(const float *L, int lh, int lw, float *out, int h, i
     return SAL_OK;
 }
 
+/* One image's forward pass in a gradient plan capturing value layer_v (so a backward pass to the
+ * layer can follow): the image from the backend (dimg) or the host (himg); its logits into lg. */
+static sal_status dev_forward_capture(sal_method_ctx *cx, const float *dimg, const float *himg, int layer_v,
+                                      float *lg) {
+    float *din = NULL;
+    sal_status st = sal_session_dev_plan(cx->s, 1, cx->h, cx->w, 1, layer_v, &din);
+    if (st) return st;
+    if (dimg) {
+        sal_mp_args a = sal_mp_base(cx);
+        a.in = dimg;
+        a.out = din;
+        st = sal_mp(cx, SAL_MP_copy, cx->per, &a);
+    } else {
+        st = sal_dput(cx, din, himg, sizeof(float) * (size_t)cx->per);
+    }
+    return st ? st : sal_session_dev_forward(cx->s, lg);
+}
+
 /* Arguments of the CAM primitives: a layer activation of lc channels of lhw pixels. */
 static sal_mp_args cam_args(const sal_method_ctx *cx, const float *dact, int64_t lc, int64_t lhw) {
     sal_mp_args a = sal_mp_base(cx);
@@ -798,10 +793,10 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             float *dw = sal_dalloc(cx, sizeof(float) * (size_t)lc), *dc = sal_dalloc(cx, sizeof(float) * (size_t)lhw);
             if (!sc || !t1 || !dx || !dact || !dup || !dmm || !dparts || !dw || !dc) st = SAL_ERR_NOMEM;
             for (int k = 0; k < B && t1; k++) t1[k] = t;
-            float *din = NULL;
-            if (!st) st = sal_session_dev_plan(cx->s, 1, cx->h, cx->w, 1, layer_v, &din);
-            if (!st) st = sal_dput(cx, din, xi, sizeof(float) * (size_t)cx->per);
-            if (!st) st = sal_session_dev_launch(cx->s);
+            /* the image's forward pass: its score, and the layer's activation kept on the backend */
+            if (!st) st = sal_dput(cx, dx, xi, sizeof(float) * (size_t)cx->per);
+            if (!st) st = dev_forward_capture(cx, dx, NULL, layer_v, lg);
+            if (!st) out->scores[i] = cx->o->explain_prob ? prob_seed(lg, cx->k, t, NULL) : lg[t];
             if (!st) {
                 sal_mp_args c = sal_mp_base(cx);
                 c.in = sal_session_dev_capture(cx->s, 0);
@@ -809,7 +804,6 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
                 st = c.in ? sal_mp(cx, SAL_MP_copy, lc * lhw, &c)
                           : sal_fail(serr(cx), SAL_ERR_INTERNAL, "layer '%s': no activation captured", out->layer);
             }
-            if (!st) st = sal_dput(cx, dx, xi, sizeof(float) * (size_t)cx->per);
             sal_prim_io io = {cx, sal_mp_base(cx), SAL_MP_masked, -1};
             io.a.x = dx;
             io.a.in = dup;
@@ -826,10 +820,11 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
                 st = sal_mp(cx, SAL_MP_cam_up_ac, (int64_t)NB * hw, &u);
                 u.in = dup;
                 u.out = dparts;
-                if (!st) st = sal_mp(cx, SAL_MP_minmax_part, (int64_t)NB * SAL_MP_PARTS, &u);
+                u.mode = 0;   /* min and max of each mask */
+                if (!st) st = sal_mp(cx, SAL_MP_range_part, (int64_t)NB * SAL_MP_PARTS, &u);
                 u.in = dparts;
                 u.out = dmm;
-                if (!st) st = sal_mp(cx, SAL_MP_minmax, NB, &u);
+                if (!st) st = sal_mp(cx, SAL_MP_range_join, NB, &u);
                 io.a.kb = c0;
                 if (!st) st = sal_method_pass_dev(cx, c0, NB, t1, 0, &dio, sc);
                 for (int k = 0; !st && k < NB; k++) wts[c0 + k] = sc[k];
@@ -851,15 +846,11 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             }
             free(sc); free(t1);
             sal_dfree(cx, dx); sal_dfree(cx, dact); sal_dfree(cx, dup); sal_dfree(cx, dmm); sal_dfree(cx, dparts); sal_dfree(cx, dw); sal_dfree(cx, dc);
-            if (!st) st = sal_method_pass(cx, xi, 1, &t, 0, NULL, out->scores + i);
         } else {
             /* one image forward, backward to the layer, then the channel weights and their
              * weighted sum (with the ReLU) on the backend: only the (lh, lw) map comes back */
-            float *din = NULL;
             int t = tg[i];
-            st = sal_session_dev_plan(cx->s, 1, cx->h, cx->w, 1, layer_v, &din);
-            if (!st) st = sal_dput(cx, din, xi, sizeof(float) * (size_t)cx->per);
-            if (!st) st = sal_session_dev_forward(cx->s, lg);
+            st = dev_forward_capture(cx, NULL, xi, layer_v, lg);
             if (!st) {
                 memset(seed, 0, sizeof(float) * (size_t)cx->k);
                 if (o->explain_prob) out->scores[i] = prob_seed(lg, cx->k, t, seed);
@@ -888,8 +879,6 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
                 if (!st) st = sal_dget(cx, cam, dcam, sizeof(float) * (size_t)lhw);
             }
         }
-        if (!st && o->cam_relu)
-            for (int64_t j = 0; j < lhw; j++) if (cam[j] < 0) cam[j] = 0;
         if (!st) st = cam_final(cam, (int)lh, (int)lw, out->upsampled + (int64_t)i * cx->h * cx->w, cx->h, cx->w, o->cam_relu);
     }
     free(wts);

@@ -45,10 +45,9 @@ sal_status sal_session_dev_backward(sal_session *s, const float *seed, int guide
 const float *sal_session_dev_input_grad(sal_session *s);
 const float *sal_session_dev_capture(sal_session *s, int grad);
 
-/* Scores (logit, or probability with explain_prob) of targets tg for nb images xb (nb,C,H,W), and
- * their input gradients into grad (nb,C,H,W) unless grad is NULL (forward only). */
-sal_status sal_method_pass(sal_method_ctx *cx, const float *xb, int nb, const int *tg, int guided,
-                           float *grad, float *scores);
+/* Scores (logit, or probability with explain_prob) of targets tg for n images already in the
+ * backend's memory, one after the other from d (n, C,H,W): forward passes in batches. */
+sal_status sal_method_scores(sal_method_ctx *cx, const float *d, int n, const int *tg, float *scores);
 /* A batched pass whose images are built, and whose gradients are consumed, in the backend's
  * memory: fill writes items [first, first + nb) of the method's sequence into dev_in (nb,C,H,W);
  * take (NULL: forward only) reads their input gradients dev_grad (NULL: the output does not

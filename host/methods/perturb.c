@@ -44,16 +44,6 @@
 /* ------------------------------------------------------------------------------------------------ */
 /* Shared helpers                                                                                   */
 
-/* Scores of n images x (n,C,H,W) for targets tg, forward only, in batches of cx->batch. */
-static sal_status scores_of(sal_method_ctx *cx, const float *x, int n, const int *tg, float *scores) {
-    sal_status st = SAL_OK;
-    for (int i0 = 0, nb = 0; !st && i0 < n; i0 += nb) {   /* nb: a retry may shrink cx->batch */
-        nb = n - i0 < cx->batch ? n - i0 : cx->batch;
-        st = sal_method_pass(cx, x + (int64_t)i0 * cx->per, nb, tg + i0, 0, NULL, scores + i0);
-    }
-    return st;
-}
-
 /* A target repeated nb times. */
 static void fill_targets(int *t, int nb, int target) {
     for (int k = 0; k < nb; k++) t[k] = target;
@@ -81,7 +71,7 @@ sal_status sal_explain_rise(sal_method_ctx *cx, const float *x, int n, const int
     if (!dx || !dattr || !dgrid || !dmask || !dacc || !dsc) st = SAL_ERR_NOMEM;
     else if (!sc || !scd || !t1) st = SAL_ERR_NOMEM;
     if (!st) st = sal_dput(cx, dx, x, pbytes * (size_t)n);
-    if (!st) st = scores_of(cx, x, n, tg, out->scores);
+    if (!st) st = sal_method_scores(cx, dx, n, tg, out->scores);
     sal_mp_args a = sal_mp_base(cx);
     a.mode = s;
     a.f0 = p;
@@ -155,7 +145,6 @@ sal_status sal_explain_gradshap(sal_method_ctx *cx, const float *x, int n, const
         bases = defaults;
     }
     if (!st) st = sal_dput(cx, dbases, bases, pbytes * (size_t)nbase);
-    if (!st) st = scores_of(cx, x, n, tg, out->scores);
     /* gradient points built, and gradient x (noisy input - baseline) gathered, on the backend */
     sal_prim_io io = {cx, sal_mp_base(cx), SAL_MP_gshap_point, SAL_MP_gshap_acc};
     io.a.x = dx;
@@ -168,6 +157,7 @@ sal_status sal_explain_gradshap(sal_method_ctx *cx, const float *x, int n, const
         io.a.image = (uint32_t)i;
         fill_targets(t1, B > S ? B : S, tg[i]);
         st = sal_dput(cx, dx, x + (int64_t)i * per, pbytes);
+        if (!st) st = sal_method_scores(cx, dx, 1, tg + i, out->scores + i);
         if (!st) st = sal_dzero(cx, dacc, sizeof(double) * (size_t)per);
         for (int j0 = 0, nb = 0; !st && j0 < S; j0 += nb) {
             nb = S - j0 < cx->batch ? S - j0 : cx->batch;

@@ -161,24 +161,11 @@ sal_status sal_clip_percentile(float *map, size_t n, double q, int signed_map, f
 
 void sal_normalize(const float *in, size_t n, int signed_map, float *out) {
     if (!in || !out) return;
-    if (signed_map) {
-        float m = 0.0f; /* max |x| over finite values */
-        for (size_t i = 0; i < n; i++) {
-            float a = fabsf(in[i]);
-            if (isfinite(a) && a > m) m = a;
-        }
-        for (size_t i = 0; i < n; i++) out[i] = sal_norm_signed(in[i], m);
-    } else {
-        float mn = INFINITY, mx = -INFINITY; /* over finite values */
-        for (size_t i = 0; i < n; i++) {
-            float v = in[i];
-            if (!isfinite(v)) continue;
-            if (v < mn) mn = v;
-            if (v > mx) mx = v;
-        }
-        if (!(mx >= mn)) mn = mx = 0.0f; /* no finite value */
-        for (size_t i = 0; i < n; i++) out[i] = sal_norm_unsigned(in[i], mn, mx);
-    }
+    float mn = INFINITY, mx = -INFINITY; /* over finite values (|x| when signed) */
+    for (size_t i = 0; i < n; i++) sal_range_add(in[i], signed_map, &mn, &mx);
+    sal_range_final(signed_map, &mn, &mx);
+    for (size_t i = 0; i < n; i++)
+        out[i] = signed_map ? sal_norm_signed(in[i], mx) : sal_norm_unsigned(in[i], mn, mx);
 }
 
 /* ------------------------------------------------------------------------------------------------ */

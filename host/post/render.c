@@ -8,7 +8,6 @@
 #include "post/post.h"
 #include "methods/methods.h"
 
-#define RANGE_PARTS 256   /* the min/max reduction: partial ranges, then one join */
 
 typedef struct rctx {
     sal_session *s;
@@ -68,7 +67,7 @@ sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, co
     int64_t hw = (int64_t)h * w;
     size_t fb = sizeof(float) * (size_t)hw;
     float *dattr = ralloc(&r, fb * (size_t)c), *dmap = c > 1 ? ralloc(&r, fb) : dattr;
-    float *dsmall = ralloc(&r, sizeof(float) * (4 + 2 * RANGE_PARTS));   /* threshold, range, parts */
+    float *dsmall = ralloc(&r, sizeof(float) * (4 + 2 * SAL_MP_PARTS));   /* threshold, range, parts */
     st = dattr && dmap && dsmall ? SAL_OK : SAL_ERR_NOMEM;
     if (!st) st = rcopy(&r, 1, dattr, attr, fb * (size_t)c);
     sal_mp_args a;
@@ -108,8 +107,7 @@ sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, co
         a.mode = ro->signed_map;
         a.in = dmap;
         a.out = dsmall + 4;
-        a.nb = RANGE_PARTS;
-        st = rprim(&r, SAL_MP_range_part, RANGE_PARTS, &a);
+        st = rprim(&r, SAL_MP_range_part, SAL_MP_PARTS, &a);
         a.in = dsmall + 4;
         a.out = dsmall + 2;
         if (!st) st = rprim(&r, SAL_MP_range_join, 1, &a);
