@@ -923,7 +923,9 @@ Test(graph_grad, fused_conv_activation_matches_unfused) {
     tu_fill(seed, N * 10, &b.rng, -1.f, 1.f);
     const float *ins[1] = {x};
     int vy = b.g->outputs[0], va3 = sal_graph_find_value(b.g, "a3"), vc1 = sal_graph_find_value(b.g, "c1");
-    int vx = b.g->inputs[0];
+    int vx = b.g->inputs[0], vc0 = sal_graph_find_value(b.g, "c0"), va0 = sal_graph_find_value(b.g, "a0");
+    const int64_t n0 = (int64_t)N * C * HW * HW;
+    float *c0 = malloc(sizeof(float) * (size_t)n0), *a0 = malloc(sizeof(float) * (size_t)n0);
     int64_t na3 = (int64_t)N * C * (HW / 2) * (HW / 2), nc1 = na3;
     float *a3_ref = malloc(sizeof(float) * (size_t)na3), *a3 = malloc(sizeof(float) * (size_t)na3);
     float *c1_ref = malloc(sizeof(float) * (size_t)nc1), *c1 = malloc(sizeof(float) * (size_t)nc1);
@@ -936,6 +938,10 @@ Test(graph_grad, fused_conv_activation_matches_unfused) {
         cr_assert_eq(sal_engine_read(u.e, vy, y_ref, &err), SAL_OK, "%s", err.msg);
         cr_assert_eq(sal_engine_read(u.e, va3, a3_ref, &err), SAL_OK, "%s", err.msg);
         cr_assert_eq(sal_engine_read(u.e, vc1, c1_ref, &err), SAL_OK, "%s", err.msg);
+        /* unfused: the Conv's output keeps values the Clip changes */
+        cr_assert_eq(sal_engine_read(u.e, vc0, c0, &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_engine_read(u.e, va0, a0, &err), SAL_OK, "%s", err.msg);
+        cr_expect_neq(memcmp(c0, a0, sizeof(float) * (size_t)n0), 0, "the reference fused the Clip after all");
         cr_assert_eq(sal_engine_backward(u.e, seed, guided, 0, &err), SAL_OK, "%s", err.msg);
         cr_assert_eq(sal_engine_read_grad(u.e, vx, gx_ref, &err), SAL_OK, "%s", err.msg);
         for (int mode = 0; mode < 2; mode++) {   /* fused forward plan, fused gradient plan */
@@ -949,6 +955,11 @@ Test(graph_grad, fused_conv_activation_matches_unfused) {
             for (int64_t i = 0; i < na3; i++)
                 cr_expect(a3[i] == a3_ref[i], "plan %d a3[%lld]: fused %.9g, unfused %.9g", mode, (long long)i, a3[i],
                           a3_ref[i]);
+            /* fused: the Clip ran inside the Conv, whose buffer it shares (the Conv's output reads
+             * as clipped), in forward and gradient plans alike */
+            cr_assert_eq(sal_engine_read(r.e, vc0, c0, &err), SAL_OK, "%s", err.msg);
+            cr_assert_eq(sal_engine_read(r.e, va0, a0, &err), SAL_OK, "%s", err.msg);
+            cr_expect_eq(memcmp(c0, a0, sizeof(float) * (size_t)n0), 0, "plan %d: the Clip after c0 was not fused", mode);
             if (!mode) continue;
             cr_assert_eq(sal_engine_backward(r.e, seed, guided, 0, &err), SAL_OK, "%s", err.msg);
             cr_assert_eq(sal_engine_read_grad(r.e, vx, gx, &err), SAL_OK, "%s", err.msg);
@@ -978,7 +989,7 @@ Test(graph_grad, fused_conv_activation_matches_unfused) {
         }
         cr_expect(neg > 0, "plan %d: the captured conv output lost its negative values (ReLU applied?)", mode);
     }
-    free(a3_ref); free(a3); free(c1_ref); free(c1); free(gx_ref); free(gx);
+    free(a3_ref); free(a3); free(c1_ref); free(c1); free(gx_ref); free(gx); free(c0); free(a0);
     rig_free(&r);
     rig_free(&u);
     sal_graph_free(b.g);

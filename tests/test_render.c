@@ -2,7 +2,10 @@
  * session runs on the device), against the host functions of host/post (whose values
  * tests/test_post.c checks by hand): the normalized map, the heatmap and the overlay must be the
  * same, value for value, for every reduction, signed and unsigned maps, with and without
- * percentile clipping, gray and RGB originals, and maps holding NaN and infinities. The CPU
+ * percentile clipping, gray and RGB originals, and maps holding NaN and infinities. Both sides
+ * evaluate the per-pixel element functions of kernels/post_elem.h, so what this checks
+ * independently is the orchestration: the backend sort and percentile, the range in parts, the
+ * order of the steps, the buffers. The CPU
  * session runs the primitives' host loops; tests/test_cuda_parity.c runs them on a GPU. */
 #include <criterion/criterion.h>
 
@@ -56,7 +59,6 @@ Test(render, equals_the_host_chain_value_for_value) {
     const int h = 23, w = 31;
     const sal_reduce reds[] = {SAL_REDUCE_ABS_MAX, SAL_REDUCE_ABS_SUM, SAL_REDUCE_SUM};
     const double clips[] = {100.0, 99.0, 97.3, 50.0};
-    int cases = 0;
     for (int special = 0; special < 2; special++)
         for (int c = 1; c <= 3; c += 2)
             for (int ri = 0; ri < 3; ri++)
@@ -68,7 +70,7 @@ Test(render, equals_the_host_chain_value_for_value) {
                         sal_image orig = {37, 29, oc, malloc((size_t)37 * 29 * oc)};
                         for (int j = 0; j < 37 * 29 * oc; j++) orig.pix[j] = (uint8_t)(next(&seed, 0) * 60 + 128);
                         const float rect[4] = {2.5f, 1.0f, 35.0f, 27.25f};
-                        sal_render_opts ro = {reds[ri], reds[ri] == SAL_REDUCE_SUM || (c == 1 && ri == 2), clips[ci],
+                        sal_render_opts ro = {reds[ri], reds[ri] == SAL_REDUCE_SUM, clips[ci],
                                               (sal_colormap)((ri + ci) % SAL_CMAP_COUNT), 0.4f};
                         float *want = malloc(sizeof(float) * (size_t)h * w), *got = malloc(sizeof(float) * (size_t)h * w);
                         uint8_t *wh = malloc((size_t)h * w * 3), *gh = malloc((size_t)h * w * 3);
@@ -85,10 +87,8 @@ Test(render, equals_the_host_chain_value_for_value) {
                         cr_expect_eq(memcmp(gh, wh, (size_t)h * w * 3), 0, "heatmap differs (c=%d reduce=%d clip=%g)", c, ri, clips[ci]);
                         cr_expect_eq(memcmp(go, wo, (size_t)37 * 29 * 3), 0, "overlay differs (c=%d reduce=%d clip=%g oc=%d)", c, ri,
                                      clips[ci], oc);
-                        cases++;
                         free(attr); free(orig.pix); free(want); free(got); free(wh); free(gh); free(wo); free(go);
                     }
-    cr_expect_eq(cases, 96);
 }
 
 Test(render, optional_outputs_and_bad_arguments) {
@@ -97,7 +97,8 @@ Test(render, optional_outputs_and_bad_arguments) {
     sal_error err = {0};
     /* (3,2,2) abs-max is the last channel: 8..11 -> 0, 1/3, 2/3, 1 */
     cr_assert_eq(sal_render(sess, attr, 3, 2, 2, &ro, NULL, NULL, map, NULL, NULL, &err), SAL_OK, "%s", err.msg);
-    cr_expect(fabsf(map[0]) < 1e-7f && fabsf(map[1] - 1.0f / 3) < 1e-6f && fabsf(map[3] - 1.0f) < 1e-7f);
+    cr_expect(fabsf(map[0]) < 1e-7f && fabsf(map[1] - 1.0f / 3) < 1e-6f && fabsf(map[2] - 2.0f / 3) < 1e-6f &&
+              fabsf(map[3] - 1.0f) < 1e-7f, "map %g %g %g %g", map[0], map[1], map[2], map[3]);
     ro.cmap = (sal_colormap)99;
     cr_expect_eq(sal_render(sess, attr, 3, 2, 2, &ro, NULL, NULL, map, NULL, NULL, &err), SAL_ERR_INVALID_ARG);
     cr_expect(strstr(err.msg, "colormap"), "message: %s", err.msg);
@@ -107,5 +108,8 @@ Test(render, optional_outputs_and_bad_arguments) {
     cr_expect(strstr(err.msg, "original"), "message: %s", err.msg);
     ro.reduce = SAL_REDUCE_NONE;
     cr_expect_eq(sal_render(sess, attr, 3, 2, 2, &ro, NULL, NULL, map, NULL, NULL, &err), SAL_ERR_INVALID_ARG);
+    cr_expect(strstr(err.msg, "reduction"), "message: %s", err.msg);
+    ro.reduce = SAL_REDUCE_ABS_MAX;
     cr_expect_eq(sal_render(sess, attr, 0, 2, 2, &ro, NULL, NULL, map, NULL, NULL, &err), SAL_ERR_INVALID_ARG);
+    cr_expect(strstr(err.msg, "size"), "message: %s", err.msg);
 }
