@@ -122,92 +122,68 @@ SAL_HD void sal_tw_bc_index(const sal_bcast_params *p, int64_t i, int64_t *oa, i
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Activations: element i of x / y                                                                  */
+/* Activations: the scalar math (shared with the CPU kernels' loops in cpu_elem.c and the fused
+ * Conv activation in cpu_nn.c), then the element functions over element i of x / y             */
 
-SAL_HD void sal_tw_relu_fwd(int64_t i, const sal_tw_args *a) {
-    const float x = a->in[0][i];
-    a->out[0][i] = x > 0.f ? x : 0.f;
+SAL_HD float sal_act_relu(float x) { return x > 0.f ? x : 0.f; }
+/* Guided Backprop: also zero where the incoming gradient g is negative. */
+SAL_HD float sal_act_relu_d(float x, float g, int guided) {
+    return guided ? ((x > 0.f) & (g > 0.f) ? g : 0.f) : (x > 0.f ? g : 0.f);
 }
-
-/* Guided Backprop: also zero where the incoming gradient is negative. */
-SAL_HD void sal_tw_relu_bwd(int64_t i, const sal_tw_args *a) {
-    const float xv = a->in[0][i], gv = a->gout[0][i];
-    if (a->guided) a->gin[0][i] += (xv > 0.f) & (gv > 0.f) ? gv : 0.f;
-    else a->gin[0][i] += xv > 0.f ? gv : 0.f;
+SAL_HD float sal_act_leaky(float x, float alpha) { return x > 0.f ? x : alpha * x; }
+SAL_HD float sal_act_leaky_d(float x, float g, float alpha) { return x > 0.f ? g : alpha * g; }
+SAL_HD float sal_act_clip(float x, float lo, float hi) {
+    x = x < lo ? lo : x;
+    return x > hi ? hi : x;
 }
-
-SAL_HD void sal_tw_leakyrelu_fwd(int64_t i, const sal_tw_args *a) {
-    const float xv = a->in[0][i];
-    a->out[0][i] = xv > 0.f ? xv : a->p.s.alpha * xv;
-}
-
-SAL_HD void sal_tw_leakyrelu_bwd(int64_t i, const sal_tw_args *a) {
-    const float xv = a->in[0][i], gv = a->gout[0][i];
-    a->gin[0][i] += xv > 0.f ? gv : a->p.s.alpha * gv;
-}
-
-SAL_HD void sal_tw_clip_fwd(int64_t i, const sal_tw_args *a) {
-    const float lo = a->p.s.lo, hi = a->p.s.hi;
-    float v = a->in[0][i];
-    v = v < lo ? lo : v;
-    a->out[0][i] = v > hi ? hi : v;
-}
-
 /* Passes where lo < x < hi strictly; Guided Backprop (only when lo >= 0, a ReLU6-like clip) also
  * zeroes negative incoming gradients. */
-SAL_HD void sal_tw_clip_bwd(int64_t i, const sal_tw_args *a) {
-    const float lo = a->p.s.lo, hi = a->p.s.hi;
-    const float xv = a->in[0][i], gv = a->gout[0][i];
-    if (a->guided && lo >= 0.f) a->gin[0][i] += (xv > lo) & (xv < hi) & (gv > 0.f) ? gv : 0.f;
-    else a->gin[0][i] += (xv > lo) & (xv < hi) ? gv : 0.f;
+SAL_HD float sal_act_clip_d(float x, float g, float lo, float hi, int guided) {
+    return guided && lo >= 0.f ? ((x > lo) & (x < hi) & (g > 0.f) ? g : 0.f) : ((x > lo) & (x < hi) ? g : 0.f);
 }
-
-SAL_HD void sal_tw_sigmoid_fwd(int64_t i, const sal_tw_args *a) {
-    a->out[0][i] = 1.f / (1.f + sal_tw_exp(-a->in[0][i]));
+SAL_HD float sal_act_sigmoid(float x) { return 1.f / (1.f + sal_tw_exp(-x)); }
+SAL_HD float sal_act_sigmoid_d(float y, float g) { return g * y * (1.f - y); }   /* from y */
+SAL_HD float sal_act_hardsigmoid(float x, float alpha, float beta) { return sal_act_clip(alpha * x + beta, 0.f, 1.f); }
+SAL_HD float sal_act_hardsigmoid_d(float x, float g, float alpha, float beta) {
+    const float t = alpha * x + beta;
+    return (t > 0.f) & (t < 1.f) ? alpha * g : 0.f;
 }
-
-/* from y = in[1] */
-SAL_HD void sal_tw_sigmoid_bwd(int64_t i, const sal_tw_args *a) {
-    const float y = a->in[1][i];
-    a->gin[0][i] += a->gout[0][i] * y * (1.f - y);
-}
-
-SAL_HD void sal_tw_hardsigmoid_fwd(int64_t i, const sal_tw_args *a) {
-    float t = a->p.s.alpha * a->in[0][i] + a->p.s.beta;
-    t = t < 0.f ? 0.f : t;
-    a->out[0][i] = t > 1.f ? 1.f : t;
-}
-
-SAL_HD void sal_tw_hardsigmoid_bwd(int64_t i, const sal_tw_args *a) {
-    const float alpha = a->p.s.alpha;
-    const float t = alpha * a->in[0][i] + a->p.s.beta, gv = a->gout[0][i];
-    a->gin[0][i] += (t > 0.f) & (t < 1.f) ? alpha * gv : 0.f;
-}
-
-SAL_HD void sal_tw_hardswish_fwd(int64_t i, const sal_tw_args *a) {
-    const float x = a->in[0][i];
-    float t = x * (1.f / 6.f) + 0.5f;
-    t = t < 0.f ? 0.f : t;
-    t = t > 1.f ? 1.f : t;
-    a->out[0][i] = x * t;
-}
-
+SAL_HD float sal_act_hardswish(float x) { return x * sal_act_clip(x * (1.f / 6.f) + 0.5f, 0.f, 1.f); }
 /* PyTorch's hardswish_backward: 0 below -3, x/3 + 1/2 on [-3, 3], 1 above. */
-SAL_HD void sal_tw_hardswish_bwd(int64_t i, const sal_tw_args *a) {
-    const float v = a->in[0][i], gv = a->gout[0][i];
-    float d = v * (1.f / 3.f) + 0.5f;
-    d = v < -3.f ? 0.f : d;
-    d = v > 3.f ? 1.f : d;
-    a->gin[0][i] += gv * d;
+SAL_HD float sal_act_hardswish_d(float x, float g) {
+    float d = x * (1.f / 3.f) + 0.5f;
+    d = x < -3.f ? 0.f : d;
+    d = x > 3.f ? 1.f : d;
+    return g * d;
 }
+SAL_HD float sal_act_tanh_d(float y, float g) { return g * (1.f - y * y); }   /* from y */
 
-SAL_HD void sal_tw_tanh_fwd(int64_t i, const sal_tw_args *a) { a->out[0][i] = tanhf(a->in[0][i]); }
-
+SAL_HD void sal_tw_relu_fwd(int64_t i, const sal_tw_args *a) { a->out[0][i] = sal_act_relu(a->in[0][i]); }
+SAL_HD void sal_tw_relu_bwd(int64_t i, const sal_tw_args *a) {
+    a->gin[0][i] += sal_act_relu_d(a->in[0][i], a->gout[0][i], a->guided);
+}
+SAL_HD void sal_tw_leakyrelu_fwd(int64_t i, const sal_tw_args *a) { a->out[0][i] = sal_act_leaky(a->in[0][i], a->p.s.alpha); }
+SAL_HD void sal_tw_leakyrelu_bwd(int64_t i, const sal_tw_args *a) {
+    a->gin[0][i] += sal_act_leaky_d(a->in[0][i], a->gout[0][i], a->p.s.alpha);
+}
+SAL_HD void sal_tw_clip_fwd(int64_t i, const sal_tw_args *a) { a->out[0][i] = sal_act_clip(a->in[0][i], a->p.s.lo, a->p.s.hi); }
+SAL_HD void sal_tw_clip_bwd(int64_t i, const sal_tw_args *a) {
+    a->gin[0][i] += sal_act_clip_d(a->in[0][i], a->gout[0][i], a->p.s.lo, a->p.s.hi, a->guided);
+}
+SAL_HD void sal_tw_sigmoid_fwd(int64_t i, const sal_tw_args *a) { a->out[0][i] = sal_act_sigmoid(a->in[0][i]); }
 /* from y = in[1] */
-SAL_HD void sal_tw_tanh_bwd(int64_t i, const sal_tw_args *a) {
-    const float y = a->in[1][i];
-    a->gin[0][i] += a->gout[0][i] * (1.f - y * y);
+SAL_HD void sal_tw_sigmoid_bwd(int64_t i, const sal_tw_args *a) { a->gin[0][i] += sal_act_sigmoid_d(a->in[1][i], a->gout[0][i]); }
+SAL_HD void sal_tw_hardsigmoid_fwd(int64_t i, const sal_tw_args *a) {
+    a->out[0][i] = sal_act_hardsigmoid(a->in[0][i], a->p.s.alpha, a->p.s.beta);
 }
+SAL_HD void sal_tw_hardsigmoid_bwd(int64_t i, const sal_tw_args *a) {
+    a->gin[0][i] += sal_act_hardsigmoid_d(a->in[0][i], a->gout[0][i], a->p.s.alpha, a->p.s.beta);
+}
+SAL_HD void sal_tw_hardswish_fwd(int64_t i, const sal_tw_args *a) { a->out[0][i] = sal_act_hardswish(a->in[0][i]); }
+SAL_HD void sal_tw_hardswish_bwd(int64_t i, const sal_tw_args *a) { a->gin[0][i] += sal_act_hardswish_d(a->in[0][i], a->gout[0][i]); }
+SAL_HD void sal_tw_tanh_fwd(int64_t i, const sal_tw_args *a) { a->out[0][i] = tanhf(a->in[0][i]); }
+/* from y = in[1] */
+SAL_HD void sal_tw_tanh_bwd(int64_t i, const sal_tw_args *a) { a->gin[0][i] += sal_act_tanh_d(a->in[1][i], a->gout[0][i]); }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Broadcasting binary ops                                                                          */

@@ -56,27 +56,34 @@ SAL_HD void sal_tw__pool_span(int64_t o, int64_t s, int64_t d, int64_t k, int64_
     *padded = phi - plo;
 }
 
-/* Index within the plane of the first maximum of window (oy, ox) (row-major scan, strict >), -1
- * when the window has no tap inside the input. */
+/* Index within the plane (row width W) of the first maximum (row-major scan, strict >) over taps
+ * [ylo, yhi) x [xlo, xhi) of the window at input (iy0, ix0) with dilations (dh, dw); -1 when the
+ * window has no tap inside the input. The CPU's MaxPool runs it too (cpu_nn.c). */
+SAL_HD int64_t sal_tw__window_argmax(const float *plane, int64_t W, int64_t ylo, int64_t yhi, int64_t xlo,
+                                     int64_t xhi, int64_t iy0, int64_t ix0, int64_t dh, int64_t dw) {
+    int64_t best = -1;
+    float bv = 0.f;
+    for (int64_t ky = ylo; ky < yhi; ky++) {
+        const int64_t row = (iy0 + ky * dh) * W;
+        for (int64_t kx = xlo; kx < xhi; kx++) {
+            float v = plane[row + ix0 + kx * dw];
+            if (best < 0 || v > bv) {
+                bv = v;
+                best = row + ix0 + kx * dw;
+            }
+        }
+    }
+    return best;
+}
+
+/* The first maximum of window (oy, ox). */
 SAL_HD int64_t sal_tw__pool_argmax(const sal_pool_params *p, const float *plane, int64_t oy,
                                    int64_t ox) {
     int64_t ylo, yhi, xlo, xhi, pad;
     sal_tw__pool_span(oy, p->sh, p->dh, p->kh, p->pt, p->pb, p->h, &ylo, &yhi, &pad);
     sal_tw__pool_span(ox, p->sw, p->dw, p->kw, p->pl, p->pr, p->w, &xlo, &xhi, &pad);
-    const int64_t iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
-    int64_t best = -1;
-    float bv = 0.f;
-    for (int64_t ky = ylo; ky < yhi; ky++) {
-        const int64_t row = (iy0 + ky * p->dh) * p->w;
-        for (int64_t kx = xlo; kx < xhi; kx++) {
-            float v = plane[row + ix0 + kx * p->dw];
-            if (best < 0 || v > bv) {
-                bv = v;
-                best = row + ix0 + kx * p->dw;
-            }
-        }
-    }
-    return best;
+    return sal_tw__window_argmax(plane, p->w, ylo, yhi, xlo, xhi, oy * p->sh - p->pt, ox * p->sw - p->pl, p->dh,
+                                 p->dw);
 }
 
 /* Averaging divisor of window (oy, ox); <= 0 when the window is empty. */

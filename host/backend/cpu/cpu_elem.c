@@ -23,6 +23,7 @@
 #include "../backend.h"
 #include "../../ops/op_decls.h"
 #include "twin_elem.h"
+#include "twin_nn.h"
 
 enum { PAR_MIN = 1 << 15 };   /* elements below which a loop stays on one thread */
 
@@ -51,7 +52,7 @@ sal_status sal_cpu_relu_fwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->out_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.f ? x[i] : 0.f;
+    for (int64_t i = 0; i < n; i++) y[i] = sal_act_relu(x[i]);
     return SAL_OK;
 }
 
@@ -64,16 +65,10 @@ sal_status sal_cpu_relu_bwd(const sal_op_call *c, sal_error *err) {
     int nt = nthreads(c);
     if (c->guided) {
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            const float xv = x[i], gv = g[i];
-            gx[i] += (xv > 0.f) & (gv > 0.f) ? gv : 0.f;
-        }
+        for (int64_t i = 0; i < n; i++) gx[i] += sal_act_relu_d(x[i], g[i], 1);
     } else {
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            const float xv = x[i], gv = g[i];
-            gx[i] += xv > 0.f ? gv : 0.f;
-        }
+        for (int64_t i = 0; i < n; i++) gx[i] += sal_act_relu_d(x[i], g[i], 0);
     }
     return SAL_OK;
 }
@@ -87,10 +82,7 @@ sal_status sal_cpu_leakyrelu_fwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->out_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        const float xv = x[i];
-        y[i] = xv > 0.f ? xv : alpha * xv;
-    }
+    for (int64_t i = 0; i < n; i++) y[i] = sal_act_leaky(x[i], alpha);
     return SAL_OK;
 }
 
@@ -104,10 +96,7 @@ sal_status sal_cpu_leakyrelu_bwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->in_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        const float xv = x[i], gv = g[i];
-        gx[i] += xv > 0.f ? gv : alpha * gv;
-    }
+    for (int64_t i = 0; i < n; i++) gx[i] += sal_act_leaky_d(x[i], g[i], alpha);
     return SAL_OK;
 }
 
@@ -120,11 +109,7 @@ sal_status sal_cpu_clip_fwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->out_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
-        v = v < lo ? lo : v;
-        y[i] = v > hi ? hi : v;
-    }
+    for (int64_t i = 0; i < n; i++) y[i] = sal_act_clip(x[i], lo, hi);
     return SAL_OK;
 }
 
@@ -139,16 +124,10 @@ sal_status sal_cpu_clip_bwd(const sal_op_call *c, sal_error *err) {
     int nt = nthreads(c);
     if (c->guided && lo >= 0.f) {
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            const float xv = x[i], gv = g[i];
-            gx[i] += (xv > lo) & (xv < hi) & (gv > 0.f) ? gv : 0.f;
-        }
+        for (int64_t i = 0; i < n; i++) gx[i] += sal_act_clip_d(x[i], g[i], lo, hi, 1);
     } else {
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            const float xv = x[i], gv = g[i];
-            gx[i] += (xv > lo) & (xv < hi) ? gv : 0.f;
-        }
+        for (int64_t i = 0; i < n; i++) gx[i] += sal_act_clip_d(x[i], g[i], lo, hi, 0);
     }
     return SAL_OK;
 }
@@ -160,7 +139,7 @@ sal_status sal_cpu_sigmoid_fwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->out_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = 1.f / (1.f + exp_fast(-x[i]));
+    for (int64_t i = 0; i < n; i++) y[i] = sal_act_sigmoid(x[i]);
     return SAL_OK;
 }
 
@@ -172,7 +151,7 @@ sal_status sal_cpu_sigmoid_bwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->in_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i] * (1.f - y[i]);
+    for (int64_t i = 0; i < n; i++) gx[i] += sal_act_sigmoid_d(y[i], g[i]);
     return SAL_OK;
 }
 
@@ -185,11 +164,7 @@ sal_status sal_cpu_hardsigmoid_fwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->out_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float t = alpha * x[i] + beta;
-        t = t < 0.f ? 0.f : t;
-        y[i] = t > 1.f ? 1.f : t;
-    }
+    for (int64_t i = 0; i < n; i++) y[i] = sal_act_hardsigmoid(x[i], alpha, beta);
     return SAL_OK;
 }
 
@@ -203,10 +178,7 @@ sal_status sal_cpu_hardsigmoid_bwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->in_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        const float t = alpha * x[i] + beta, gv = g[i];
-        gx[i] += (t > 0.f) & (t < 1.f) ? alpha * gv : 0.f;
-    }
+    for (int64_t i = 0; i < n; i++) gx[i] += sal_act_hardsigmoid_d(x[i], g[i], alpha, beta);
     return SAL_OK;
 }
 
@@ -217,12 +189,7 @@ sal_status sal_cpu_hardswish_fwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->out_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float t = x[i] * (1.f / 6.f) + 0.5f;
-        t = t < 0.f ? 0.f : t;
-        t = t > 1.f ? 1.f : t;
-        y[i] = x[i] * t;
-    }
+    for (int64_t i = 0; i < n; i++) y[i] = sal_act_hardswish(x[i]);
     return SAL_OK;
 }
 
@@ -234,13 +201,7 @@ sal_status sal_cpu_hardswish_bwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->in_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        const float v = x[i], gv = g[i];
-        float d = v * (1.f / 3.f) + 0.5f;
-        d = v < -3.f ? 0.f : d;
-        d = v > 3.f ? 1.f : d;
-        gx[i] += gv * d;
-    }
+    for (int64_t i = 0; i < n; i++) gx[i] += sal_act_hardswish_d(x[i], g[i]);
     return SAL_OK;
 }
 
@@ -263,7 +224,7 @@ sal_status sal_cpu_tanh_bwd(const sal_op_call *c, sal_error *err) {
     int64_t n = numel(c->in_shape[0]);
     int nt = nthreads(c);
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (1.f - y[i] * y[i]);
+    for (int64_t i = 0; i < n; i++) gx[i] += sal_act_tanh_d(y[i], g[i]);
     return SAL_OK;
 }
 
@@ -743,12 +704,6 @@ static inline int64_t rview_base(const rview *v, int64_t j) {
         }                                                                                         \
     } while (0)
 
-static int popcount(unsigned m) {
-    int n = 0;
-    for (; m; m &= m - 1) n++;
-    return n;
-}
-
 sal_status sal_cpu_reducemean_fwd(const sal_op_call *c, sal_error *err) {
     NEED_PARAMS(c, err);
     const sal_axis_params *p = c->params;
@@ -758,7 +713,7 @@ sal_status sal_cpu_reducemean_fwd(const sal_op_call *c, sal_error *err) {
     const int64_t ny = numel(c->out_shape[0]), nx = numel(c->in_shape[0]);
     const float inv = p->count > 0 ? 1.f / (float)p->count : NAN;
     if (ny == 0) return SAL_OK;
-    if (popcount(p->rmask) <= 1) {
+    if (sal_tw__popcount(p->rmask) <= 1) {
         const int64_t outer = p->outer, len = p->axis_len, inner = p->inner;
         if (inner == 1) {   /* contiguous rows */
 #pragma omp parallel for num_threads(nt) if (parallel : nx > PAR_MIN) schedule(static)
@@ -809,7 +764,7 @@ sal_status sal_cpu_reducemean_bwd(const sal_op_call *c, sal_error *err) {
     const int64_t ny = numel(c->out_shape[0]), nx = numel(c->in_shape[0]);
     if (ny == 0 || nx == 0) return SAL_OK;
     const float inv = 1.f / (float)p->count;
-    if (popcount(p->rmask) <= 1) {
+    if (sal_tw__popcount(p->rmask) <= 1) {
         const int64_t outer = p->outer, len = p->axis_len, inner = p->inner;
         if (inner == 1) {
 #pragma omp parallel for num_threads(nt) if (parallel : nx > PAR_MIN) schedule(static)

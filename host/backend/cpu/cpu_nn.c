@@ -28,6 +28,7 @@
 #include "../backend.h"
 #include "../../ops/op_decls.h"
 #include "twin_elem.h"
+#include "twin_nn.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Helpers                                                                                          */
@@ -39,16 +40,8 @@ static int nthreads(const sal_op_call *c) { return c->threads > 0 ? c->threads :
 #define SAL_PAR_MIN_WORK 32768
 static int par(int threads, int64_t work) { return work < SAL_PAR_MIN_WORK ? 1 : threads; }
 
-/* Output positions o in [*lo, *hi) with 0 <= o*step + off < in, clamped to [0, out). */
-static void valid_range(int64_t off, int64_t step, int64_t in, int64_t out, int64_t *lo, int64_t *hi) {
-    int64_t l = off >= 0 ? 0 : (-off + step - 1) / step;
-    int64_t h = in - off <= 0 ? 0 : (in - off - 1) / step + 1;
-    if (l > out) l = out;
-    if (h > out) h = out;
-    if (h < l) h = l;
-    *lo = l;
-    *hi = h;
-}
+/* Output positions o in [*lo, *hi) with 0 <= o*step + off < in: the twins' (twin_nn.h). */
+#define valid_range sal_tw__valid_range
 
 static sal_status need_params(const sal_op_call *c, sal_error *err) {
     if (!c->params)
@@ -364,11 +357,7 @@ static int dw_slot_ok(const sal_conv_params *p, const dw_geom *g, int64_t hp, in
 /* dst = clamp(src + bias, lo, hi) (+-INFINITY: no clamp) on a span still in cache; dst may be src. */
 static void bias_clamp_span(float *dst, const float *src, int64_t n, float bias, float lo, float hi) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; i++) {
-        float v = src[i] + bias;
-        v = v < lo ? lo : v;
-        dst[i] = v > hi ? hi : v;
-    }
+    for (int64_t i = 0; i < n; i++) dst[i] = sal_act_clip(src[i] + bias, lo, hi);
 }
 
 /* y (N, M, OH, OW) = bias + taps over x (N, C, H, W); one (n, m) plane per iteration, output
@@ -811,28 +800,13 @@ typedef struct pool_span {
 
 static void pool_span_of(int64_t o, int64_t s, int64_t d, int64_t k, int64_t pb, int64_t pe, int64_t in,
                          pool_span *sp) {
-    valid_range(o * s - pb, d, in, k, &sp->lo, &sp->hi);
-    int64_t plo, phi;
-    valid_range(o * s, d, in + pb + pe, k, &plo, &phi);
-    sp->padded = phi - plo;
+    sal_tw__pool_span(o, s, d, k, pb, pe, in, &sp->lo, &sp->hi, &sp->padded);
 }
 
 /* Index (within the plane) of the first maximum of the window, -1 when it has no valid tap. */
 static inline int64_t pool_argmax(const float *plane, int64_t W, const pool_span *ys, const pool_span *xs,
                                   int64_t iy0, int64_t ix0, int64_t dh, int64_t dw) {
-    int64_t best = -1;
-    float bv = 0.f;
-    for (int64_t ky = ys->lo; ky < ys->hi; ky++) {
-        const float *row = plane + (iy0 + ky * dh) * W;
-        for (int64_t kx = xs->lo; kx < xs->hi; kx++) {
-            float v = row[ix0 + kx * dw];
-            if (best < 0 || v > bv) {
-                bv = v;
-                best = (iy0 + ky * dh) * W + ix0 + kx * dw;
-            }
-        }
-    }
-    return best;
+    return sal_tw__window_argmax(plane, W, ys->lo, ys->hi, xs->lo, xs->hi, iy0, ix0, dh, dw);
 }
 
 static sal_status pool_run(const sal_op_call *c, sal_error *err, int is_max, int backward) {
