@@ -1,7 +1,7 @@
 // cuda_blas.cu — the small kernels around cuBLAS and cuDNN: Gemm's C operand broadcast into Y, and
 // its gradient summed back over C's broadcast dims (one thread per element of C, gathering:
-// deterministic; matches sal_cpu_gemm_fwd/_bwd in host/backend/cpu/cpu_nn.c); and the zero-padded
-// copy / interior gradient of convolutions with asymmetric pads.
+// deterministic; matches sal_cpu_gemm_fwd/_bwd in host/backend/cpu/cpu_nn.c), and random operands
+// for timing. (Convolutions with asymmetric pads use the twin Pad: sal_tw_pad_nchw_args.)
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -41,41 +41,6 @@ extern "C" int sal_cuda_gemm_grad_c(float *gc, const float *g, int64_t M, int64_
     int64_t n = (s0 ? M : 1) * (s1 ? N : 1);
     if (n == 0) return 0;
     sal_gemm_grad_c_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(gc, g, M, N, s0, s1, beta);
-    return (int)cudaGetLastError();
-}
-
-// Convolutions with asymmetric pads (cuDNN's legacy descriptor pads symmetrically): the input is
-// copied into a zero-padded buffer xp (planes, hp, wp) with the image at (pt, pl), and the
-// gradient of that buffer's interior is added back. One thread per element written.
-__global__ void sal_pad_copy_kernel(float *xp, const float *x, int64_t planes, int64_t h, int64_t w,
-                                    int64_t hp, int64_t wp, int64_t pt, int64_t pl) {
-    int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= planes * hp * wp) return;
-    int64_t q = t / (hp * wp), r = t % (hp * wp), y = r / wp - pt, xx = r % wp - pl;
-    xp[t] = (y >= 0 && y < h && xx >= 0 && xx < w) ? x[(q * h + y) * w + xx] : 0.f;
-}
-
-__global__ void sal_crop_add_kernel(float *gx, const float *gxp, int64_t planes, int64_t h, int64_t w,
-                                    int64_t hp, int64_t wp, int64_t pt, int64_t pl) {
-    int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= planes * h * w) return;
-    int64_t q = t / (h * w), r = t % (h * w), y = r / w, xx = r % w;
-    gx[t] += gxp[(q * hp + y + pt) * wp + xx + pl];
-}
-
-extern "C" int sal_cuda_pad_copy(float *xp, const float *x, int64_t planes, int64_t h, int64_t w,
-                                 int64_t hp, int64_t wp, int64_t pt, int64_t pl, cudaStream_t s) {
-    int64_t n = planes * hp * wp;
-    if (n == 0) return 0;
-    sal_pad_copy_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(xp, x, planes, h, w, hp, wp, pt, pl);
-    return (int)cudaGetLastError();
-}
-
-extern "C" int sal_cuda_crop_add(float *gx, const float *gxp, int64_t planes, int64_t h, int64_t w,
-                                 int64_t hp, int64_t wp, int64_t pt, int64_t pl, cudaStream_t s) {
-    int64_t n = planes * h * w;
-    if (n == 0) return 0;
-    sal_crop_add_kernel<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(gx, gxp, planes, h, w, hp, wp, pt, pl);
     return (int)cudaGetLastError();
 }
 

@@ -9,21 +9,14 @@ extern "C" {
 }
 #include "method_prims.h"   // static inline functions only (Random123 needs C++ linkage under nvcc)
 
-#define SAL_MP_THREADS 256
+#include "cuda_launch.cuh"
 
-#define SAL_MP_KERNEL(name)                                                                        \
-    __global__ void __launch_bounds__(SAL_MP_THREADS) sal_mpk_##name(int64_t n, sal_mp_args a) {   \
-        int64_t i = (int64_t)blockIdx.x * SAL_MP_THREADS + threadIdx.x;                            \
-        if (i < n) sal_mp_##name(i, &a);                                                           \
-    }
+#define SAL_MP_KERNEL(name) SAL_CUDA_ELEM_KERNEL(sal_mpk_, sal_mp_, sal_mp_args, name)
 SAL_MP_FUNCS(SAL_MP_KERNEL)
 #undef SAL_MP_KERNEL
 
-typedef void (*sal_mpk_fn)(int64_t, sal_mp_args);
-struct sal_mpk_entry { sal_mpk_fn fn; const char *name; };
-
 #define SAL_MP_ENTRY(name) {sal_mpk_##name, #name},
-static const sal_mpk_entry mpk_table[SAL_MP_NFUNCS + 1] = {SAL_MP_FUNCS(SAL_MP_ENTRY) {nullptr, "end"}};
+static const sal_cuda_entry<sal_mp_args> mpk_table[SAL_MP_NFUNCS] = {SAL_MP_FUNCS(SAL_MP_ENTRY)};
 #undef SAL_MP_ENTRY
 
 extern "C" sal_status sal_cuda_prim(int fn, int64_t count, const sal_mp_args *a, cudaStream_t s,
@@ -31,16 +24,11 @@ extern "C" sal_status sal_cuda_prim(int fn, int64_t count, const sal_mp_args *a,
     if (fn < 0 || fn >= SAL_MP_NFUNCS || count < 0)
         return sal_fail(err, SAL_ERR_INTERNAL, "method primitive %d (count %lld) does not exist", fn,
                         (long long)count);
-    if (count == 0) return SAL_OK;
-    int64_t blocks = (count + SAL_MP_THREADS - 1) / SAL_MP_THREADS;
-    if (blocks > 2147483647LL)
-        return sal_fail(err, SAL_ERR_UNSUPPORTED, "method kernel %s: %lld elements in one launch",
-                        mpk_table[fn].name, (long long)count);
-    mpk_table[fn].fn<<<(unsigned)blocks, SAL_MP_THREADS, 0, s>>>(count, *a);
-    cudaError_t e = cudaGetLastError();
+    cudaError_t e = sal_cuda_elem_launch(mpk_table[fn], count, *a, s);
     if (e != cudaSuccess)
-        return sal_fail(err, SAL_ERR_DEVICE, "launching method kernel %s (%lld elements): %s",
-                        mpk_table[fn].name, (long long)count, cudaGetErrorString(e));
+        return sal_fail(err, e == cudaErrorInvalidConfiguration ? SAL_ERR_UNSUPPORTED : SAL_ERR_DEVICE,
+                        "launching method kernel %s (%lld elements): %s", mpk_table[fn].name, (long long)count,
+                        cudaGetErrorString(e));
     return SAL_OK;
 }
 

@@ -41,6 +41,15 @@ sal_status sal_tw_each_launch(const sal_op_call *c, int backward, sal_tw_runner 
 
 /* The host runner: every launch of the pass, each a plain loop over its elements. */
 sal_status sal_twin_run(const sal_op_call *c, int backward, sal_error *err);
+/* One launch on the host: fn(i, a) for i in [0, count). */
+void sal_twin_run_one(int fn, int64_t count, const sal_tw_args *a);
+
+/* The arguments of a zero Pad of (n, c, h, w) by (pt, pl) before and (pb, pr) after the spatial
+ * dims (the CUDA backend's padded copy for convolutions with asymmetric pads): forward copies x
+ * into y (n, c, h + pt + pb, w + pl + pr), count y's size; backward adds gy's interior into gx,
+ * count x's size. Set in[0]/out[0] (forward) or gout[0]/gin[0] (backward) after. */
+void sal_tw_pad_nchw_args(sal_tw_args *a, int64_t n, int64_t c, int64_t h, int64_t w, int64_t pt, int64_t pl,
+                          int64_t pb, int64_t pr);
 
 #ifdef __cplusplus
 }

@@ -436,3 +436,36 @@ Test(twins_nn, pad_edge_reflect) {
         pad(tu_shape(4, 2, 3, 4, 5), cropped1, mode, 0.f, 1);
     }
 }
+
+/* The CUDA backend's padded copy for convolutions with asymmetric pads runs the twin Pad with the
+ * arguments of sal_tw_pad_nchw_args: forward must place x at (pt, pl) in zeros, backward must add
+ * exactly the interior of gy to gx. The expected values are indexed here by hand. */
+Test(twins_nn, pad_nchw_args_copy_and_crop_add) {
+    enum { N = 2, C = 3, H = 4, W = 5, PT = 1, PL = 0, PB = 2, PR = 3, HP = H + PT + PB, WP = W + PL + PR };
+    uint64_t seed = tu_fresh_seed(), s = seed;
+    static float x[N * C * H * W], y[N * C * HP * WP], gy[N * C * HP * WP], gx[N * C * H * W], gx0[N * C * H * W];
+    tu_fill(x, N * C * H * W, &s, -1.f, 1.f);
+    tu_fill(gy, N * C * HP * WP, &s, -1.f, 1.f);
+    tu_fill(gx0, N * C * H * W, &s, -1.f, 1.f);
+    memcpy(gx, gx0, sizeof gx);
+    sal_tw_args a;
+    sal_tw_pad_nchw_args(&a, N, C, H, W, PT, PL, PB, PR);
+    a.in[0] = x;
+    a.out[0] = y;
+    sal_twin_run_one(SAL_TW_pad_fwd, N * C * HP * WP, &a);
+    sal_tw_pad_nchw_args(&a, N, C, H, W, PT, PL, PB, PR);
+    a.gout[0] = gy;
+    a.gin[0] = gx;
+    sal_twin_run_one(SAL_TW_pad_bwd, N * C * H * W, &a);
+    for (int q = 0; q < N * C; q++)
+        for (int yy = 0; yy < HP; yy++)
+            for (int xx = 0; xx < WP; xx++) {
+                int iy = yy - PT, ix = xx - PL, in = iy >= 0 && iy < H && ix >= 0 && ix < W;
+                float want = in ? x[(q * H + iy) * W + ix] : 0.f;
+                cr_expect_eq(y[(q * HP + yy) * WP + xx], want, "y[%d,%d,%d] (seed %llu)", q, yy, xx,
+                             (unsigned long long)seed);
+                if (in)
+                    cr_expect_eq(gx[(q * H + iy) * W + ix], gx0[(q * H + iy) * W + ix] + gy[(q * HP + yy) * WP + xx],
+                                 "gx[%d,%d,%d] (seed %llu)", q, iy, ix, (unsigned long long)seed);
+            }
+}

@@ -29,10 +29,8 @@ int sal_cuda_gemm_fill_c(float *y, const float *c, int64_t M, int64_t N, int64_t
 int sal_cuda_gemm_grad_c(float *gc, const float *g, int64_t M, int64_t N, int64_t s0, int64_t s1,
                          float beta, cudaStream_t s);
 int sal_cuda_fill_random(float *x, int64_t n, unsigned seed, cudaStream_t s);
-int sal_cuda_pad_copy(float *xp, const float *x, int64_t planes, int64_t h, int64_t w, int64_t hp, int64_t wp,
-                      int64_t pt, int64_t pl, cudaStream_t s);
-int sal_cuda_crop_add(float *gx, const float *gxp, int64_t planes, int64_t h, int64_t w, int64_t hp, int64_t wp,
-                      int64_t pt, int64_t pl, cudaStream_t s);
+sal_status sal_cuda_twin_launch(int fn, int64_t count, const sal_tw_args *a, cudaStream_t s, const char *what,
+                                sal_error *err);
 
 int sal_backend_cuda_built(void) { return 1; }
 
@@ -368,6 +366,24 @@ static sal_status conv_bwd_algo(cu_impl *u, conv_entry *ce, const char *nm, sal_
     return SAL_OK;
 }
 
+/* Asymmetric pads (cuDNN's legacy descriptor pads symmetrically): the input (n, c, h, w) is copied
+ * into the zero-padded buffer u->pad (n, c, hp, wp) at (pt, pl), and backward adds that buffer's
+ * interior gradient to gx: the twin Pad's forward and backward (constant mode, value 0), the same
+ * element functions the Pad op runs. */
+static sal_status pad_twin(cu_impl *u, const conv_entry *ce, int backward, const float *x, float *gx,
+                           const char *nm, sal_error *err) {
+    sal_tw_args a;
+    sal_tw_pad_nchw_args(&a, ce->n, ce->c, ce->h, ce->w, ce->pt, ce->pl, ce->hp - ce->h - ce->pt, ce->wp - ce->w - ce->pl);
+    if (!backward) {
+        a.in[0] = x;
+        a.out[0] = u->pad;
+        return sal_cuda_twin_launch(SAL_TW_pad_fwd, ce->n * ce->c * ce->hp * ce->wp, &a, u->stream, nm, err);
+    }
+    a.gout[0] = u->pad;
+    a.gin[0] = gx;
+    return sal_cuda_twin_launch(SAL_TW_pad_bwd, ce->n * ce->c * ce->h * ce->w, &a, u->stream, nm, err);
+}
+
 static sal_status conv_fwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
     const sal_conv_params *p = (const sal_conv_params *)c->params;
     const char *nm = c->node->name;
@@ -378,8 +394,7 @@ static sal_status conv_fwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
     const float *x = c->in[0];
     if (ce->padded) {
         if ((st = ensure_pad(u, (size_t)(ce->n * ce->c * ce->hp * ce->wp) * sizeof(float), nm, err))) return st;
-        CU_TRY(nm, (cudaError_t)sal_cuda_pad_copy(u->pad, x, ce->n * ce->c, ce->h, ce->w, ce->hp, ce->wp, ce->pt,
-                                                  ce->pl, u->stream));
+        if ((st = pad_twin(u, ce, 0, x, NULL, nm, err))) return st;
         x = u->pad;
     }
     const float one = 1.f, zero = 0.f;
@@ -413,9 +428,7 @@ static sal_status conv_bwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
     if ((st = ensure_pad(u, (size_t)(ce->n * ce->c * ce->hp * ce->wp) * sizeof(float), nm, err))) return st;
     DNN_TRY(nm, cudnnConvolutionBackwardData(u->dnn, &one, ce->fd, c->in[1], ce->yd, c->gout[0], ce->cd,
                                              ce->bwd_algo, u->ws, ce->bwd_ws, &zero, ce->xd, u->pad));
-    CU_TRY(nm, (cudaError_t)sal_cuda_crop_add(c->gin[0], u->pad, ce->n * ce->c, ce->h, ce->w, ce->hp, ce->wp,
-                                              ce->pt, ce->pl, u->stream));
-    return SAL_OK;
+    return pad_twin(u, ce, 1, NULL, c->gin[0], nm, err);
 }
 
 /* ------------------------------------------------------------------------------------------------ */

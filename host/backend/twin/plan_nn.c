@@ -5,6 +5,7 @@
  * over the elements of x. Concat makes one launch per input: the forward copies the input into its
  * slice of y, the backward gathers its slice of the gradient (inputs whose gin is NULL get none).
  */
+#include <string.h>
 #include "twin_all.h"
 
 static int plan_fail(const sal_op_call *c, sal_status st, const char *what, sal_error *err) {
@@ -104,4 +105,22 @@ int sal_tw_plan_nn(const sal_op_call *c, int backward, int k, sal_tw_launch *l, 
     if (k > 0) return 0;
     if (backward && !c->gin[0]) return 0;   /* x's gradient is not needed */
     return one_launch(c, backward, backward ? bwd_fn : fwd_fn, l, a);
+}
+
+void sal_tw_pad_nchw_args(sal_tw_args *a, int64_t n, int64_t c, int64_t h, int64_t w, int64_t pt, int64_t pl,
+                          int64_t pb, int64_t pr) {
+    memset(a, 0, sizeof *a);
+    const int64_t xd[4] = {n, c, h, w}, yd[4] = {n, c, h + pt + pb, w + pl + pr};
+    a->in_shape[0].ndim = a->out_shape[0].ndim = 4;
+    for (int d = 0; d < 4; d++) {
+        a->in_shape[0].d[d] = xd[d];
+        a->out_shape[0].d[d] = yd[d];
+    }
+    a->p.pad.ndim = 4;
+    a->p.pad.before[2] = pt;
+    a->p.pad.before[3] = pl;
+    a->p.pad.after[2] = pb;
+    a->p.pad.after[3] = pr;
+    a->p.pad.mode = SAL_PAD_CONSTANT;
+    a->p.pad.value = 0.f;
 }

@@ -64,9 +64,13 @@ sal_status sal_tw_each_launch(const sal_op_call *c, int backward, sal_tw_runner 
 static sal_status host_launch(void *ctx, const sal_op_call *c, int backward, const sal_tw_launch *l,
                               const sal_tw_args *a, sal_error *err) {
     (void)ctx; (void)c; (void)backward; (void)err;
-    tw_host_fn f = host_fns[l->fn];
-    for (int64_t i = 0; i < l->count; i++) f(i, a);
+    sal_twin_run_one(l->fn, l->count, a);
     return SAL_OK;
+}
+
+void sal_twin_run_one(int fn, int64_t count, const sal_tw_args *a) {
+    tw_host_fn f = host_fns[fn];
+    for (int64_t i = 0; i < count; i++) f(i, a);
 }
 
 sal_status sal_twin_run(const sal_op_call *c, int backward, sal_error *err) {
