@@ -120,29 +120,6 @@ SAL_HD void sal_tw_maxpool_fwd(int64_t i, const sal_tw_args *a) {
     a->out[0][i] = at >= 0 ? plane[at] : 0.f;
 }
 
-/* MaxPool backward: element i of x gathers gy of every window (in y order) whose first maximum
- * it is. */
-SAL_HD void sal_tw_maxpool_bwd(int64_t i, const sal_tw_args *a) {
-    const sal_pool_params *p = &a->p.pool;
-    const int64_t ix = i % p->w, iy = (i / p->w) % p->h, nc = i / (p->w * p->h);
-    const float *plane = a->in[0] + nc * p->h * p->w;
-    const float *gy = a->gout[0] + nc * p->oh * p->ow;
-    const int64_t me = iy * p->w + ix;
-    float acc = a->gin[0][i];
-    int64_t ky = p->kh - 1;
-    for (;;) {
-        int64_t oy = sal_tw__pool_next(iy, p->sh, p->dh, p->pt, p->oh, &ky);
-        if (oy < 0) break;
-        int64_t kx = p->kw - 1;
-        for (;;) {
-            int64_t ox = sal_tw__pool_next(ix, p->sw, p->dw, p->pl, p->ow, &kx);
-            if (ox < 0) break;
-            if (sal_tw__pool_argmax(p, plane, oy, ox) == me) acc += gy[oy * p->ow + ox];
-        }
-    }
-    a->gin[0][i] = acc;
-}
-
 /* AveragePool forward: element i of y. */
 SAL_HD void sal_tw_avgpool_fwd(int64_t i, const sal_tw_args *a) {
     const sal_pool_params *p = &a->p.pool;
@@ -165,11 +142,14 @@ SAL_HD void sal_tw_avgpool_fwd(int64_t i, const sal_tw_args *a) {
     a->out[0][i] = s / (float)count;
 }
 
-/* AveragePool backward: element i of x gathers gy / count of every window holding it. */
-SAL_HD void sal_tw_avgpool_bwd(int64_t i, const sal_tw_args *a) {
+/* Pool backward: element i of x gathers, over every window holding it (in y order), gy when it is
+ * the window's first maximum (MaxPool, is_max) or gy / count (AveragePool). */
+SAL_HD void sal_tw__pool_bwd(int64_t i, const sal_tw_args *a, int is_max) {
     const sal_pool_params *p = &a->p.pool;
     const int64_t ix = i % p->w, iy = (i / p->w) % p->h, nc = i / (p->w * p->h);
+    const float *plane = a->in[0] + nc * p->h * p->w;
     const float *gy = a->gout[0] + nc * p->oh * p->ow;
+    const int64_t me = iy * p->w + ix;
     float acc = a->gin[0][i];
     int64_t ky = p->kh - 1;
     for (;;) {
@@ -179,12 +159,19 @@ SAL_HD void sal_tw_avgpool_bwd(int64_t i, const sal_tw_args *a) {
         for (;;) {
             int64_t ox = sal_tw__pool_next(ix, p->sw, p->dw, p->pl, p->ow, &kx);
             if (ox < 0) break;
-            int64_t count = sal_tw__pool_count(p, oy, ox);
-            if (count > 0) acc += gy[oy * p->ow + ox] / (float)count;
+            if (is_max) {
+                if (sal_tw__pool_argmax(p, plane, oy, ox) == me) acc += gy[oy * p->ow + ox];
+            } else {
+                int64_t count = sal_tw__pool_count(p, oy, ox);
+                if (count > 0) acc += gy[oy * p->ow + ox] / (float)count;
+            }
         }
     }
     a->gin[0][i] = acc;
 }
+
+SAL_HD void sal_tw_maxpool_bwd(int64_t i, const sal_tw_args *a) { sal_tw__pool_bwd(i, a, 1); }
+SAL_HD void sal_tw_avgpool_bwd(int64_t i, const sal_tw_args *a) { sal_tw__pool_bwd(i, a, 0); }
 
 /* GlobalAveragePool forward: element i = (n, c) of y, S = p.h spatial elements. */
 SAL_HD void sal_tw_gavgpool_fwd(int64_t i, const sal_tw_args *a) {

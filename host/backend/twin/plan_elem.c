@@ -148,12 +148,18 @@ static int plan_softmax(const sal_op_call *c, int backward, int k, sal_tw_launch
     return launch(l, SAL_TW_softmax_bwd, p->outer * p->inner);
 }
 
+/* The activations: op, element functions' name, whether they read scalar parameters. */
+#define SAL_TW_ACTS(X) X(RELU, relu, 0) X(LEAKYRELU, leakyrelu, 1) X(CLIP, clip, 1) X(SIGMOID, sigmoid, 0) \
+    X(HARDSIGMOID, hardsigmoid, 1) X(HARDSWISH, hardswish, 0) X(TANH, tanh, 0)
+#define ACT_CASE(OP, f, np) case SAL_OP_##OP:
+#define ACT_PLAN(OP, f, np) \
+    case SAL_OP_##OP: return plan_act(c, backward, k, l, a, err, SAL_TW_##f##_fwd, SAL_TW_##f##_bwd, np);
+
 int sal_tw_plan_elem(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a,
                      sal_error *err) {
     const int op = c->node->op;
     switch (op) {
-    case SAL_OP_RELU: case SAL_OP_LEAKYRELU: case SAL_OP_CLIP: case SAL_OP_SIGMOID:
-    case SAL_OP_HARDSIGMOID: case SAL_OP_HARDSWISH: case SAL_OP_TANH:
+    SAL_TW_ACTS(ACT_CASE)
     case SAL_OP_ADD: case SAL_OP_SUB: case SAL_OP_MUL: case SAL_OP_DIV:
     case SAL_OP_BATCHNORM: case SAL_OP_SOFTMAX:
         break;
@@ -163,20 +169,7 @@ int sal_tw_plan_elem(const sal_op_call *c, int backward, int k, sal_tw_launch *l
     if (backward == -1) return 0;   /* probe: the family's op */
     if (backward && (!c->gout || !c->gout[0])) return 0;   /* zero incoming gradient */
     switch (op) {
-    case SAL_OP_RELU:
-        return plan_act(c, backward, k, l, a, err, SAL_TW_relu_fwd, SAL_TW_relu_bwd, 0);
-    case SAL_OP_LEAKYRELU:
-        return plan_act(c, backward, k, l, a, err, SAL_TW_leakyrelu_fwd, SAL_TW_leakyrelu_bwd, 1);
-    case SAL_OP_CLIP:
-        return plan_act(c, backward, k, l, a, err, SAL_TW_clip_fwd, SAL_TW_clip_bwd, 1);
-    case SAL_OP_SIGMOID:
-        return plan_act(c, backward, k, l, a, err, SAL_TW_sigmoid_fwd, SAL_TW_sigmoid_bwd, 0);
-    case SAL_OP_HARDSIGMOID:
-        return plan_act(c, backward, k, l, a, err, SAL_TW_hardsigmoid_fwd, SAL_TW_hardsigmoid_bwd, 1);
-    case SAL_OP_HARDSWISH:
-        return plan_act(c, backward, k, l, a, err, SAL_TW_hardswish_fwd, SAL_TW_hardswish_bwd, 0);
-    case SAL_OP_TANH:
-        return plan_act(c, backward, k, l, a, err, SAL_TW_tanh_fwd, SAL_TW_tanh_bwd, 0);
+    SAL_TW_ACTS(ACT_PLAN)
     case SAL_OP_BATCHNORM:
         return plan_bn(c, backward, k, l, a, err);
     case SAL_OP_SOFTMAX:

@@ -83,7 +83,7 @@ int sal_tw_plan_nn(const sal_op_call *c, int backward, int k, sal_tw_launch *l, 
     }
     if (backward < 0) return 0;   /* probe: the family's op, the call is not to be read */
     if (!c->params) return plan_fail(c, SAL_ERR_INTERNAL, "twin plan called without parameters", err);
-    if (backward && !c->gout[0]) return 0;   /* zero gradient: nothing to add */
+    if (backward && (!c->gout || !c->gout[0])) return 0;   /* zero gradient: nothing to add */
 
     switch (c->node->op) {
     case SAL_OP_MAXPOOL:

@@ -12,12 +12,17 @@ static const tw_host_fn host_fns[SAL_TW_NFUNCS + 1] = {
 };
 #undef SAL_TW_HOSTFN
 
+/* The families in turn: -2 from all of them means the op has no twin. */
+static int plan_family(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a, sal_error *err) {
+    int r = sal_tw_plan_elem(c, backward, k, l, a, err);
+    return r == -2 ? sal_tw_plan_nn(c, backward, k, l, a, err) : r;
+}
+
 int sal_tw_plan(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a,
                 sal_error *err) {
     memset(a, 0, sizeof *a);
     memset(l, 0, sizeof *l);
-    int r = sal_tw_plan_elem(c, backward, k, l, a, err);
-    if (r == -2) r = sal_tw_plan_nn(c, backward, k, l, a, err);
+    int r = plan_family(c, backward, k, l, a, err);
     if (r == -2)
         sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': op %s has no twin kernels", c->node->name,
                  c->node->op_type);
@@ -42,9 +47,7 @@ int sal_tw_has_op(int op_kind) {
     sal_tw_launch l;
     sal_tw_args a;
     sal_error err = {0};
-    int r = sal_tw_plan_elem(&c, -1, 0, &l, &a, &err);
-    if (r == -2) r = sal_tw_plan_nn(&c, -1, 0, &l, &a, &err);
-    return r != -2;
+    return plan_family(&c, -1, 0, &l, &a, &err) != -2;
 }
 
 sal_status sal_tw_each_launch(const sal_op_call *c, int backward, sal_tw_runner run, void *ctx,
