@@ -324,6 +324,12 @@ static int emit_map(const xopts *xo, const cli_common *c, const cli_model *cm, c
     return ok ? 0 : -1;
 }
 
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
 static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char **inputs, int n_inputs,
                      int n_images, double min_time);
 
@@ -517,8 +523,9 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         xo.baseline_npy = data;
         xo.base.baseline_data = data;
     }
+    /* black baseline: the preprocessing of a black pixel */
+    for (int k = 0; k < 3; k++) xo.base.black_value[k] = (0.0f - cm.prep.mean[k < cm.c ? k : 0]) / cm.prep.std[k < cm.c ? k : 0];
     if (bench) {
-        for (int k = 0; k < 3; k++) xo.base.black_value[k] = (0.0f - cm.prep.mean[k < cm.c ? k : 0]) / cm.prep.std[k < cm.c ? k : 0];
         rc = run_bench(&xo, &c, &cm, inputs, n_inputs, bench_images, bench_min_time);
         free(xo.baseline_npy);
         cli_model_close(&cm);
@@ -526,8 +533,6 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     }
     char created[4096] = "";
     if (ensure_dir(xo.out, created, sizeof created)) { free(xo.baseline_npy); cli_model_close(&cm); goto out; }
-    /* black baseline: the preprocessing of a black pixel */
-    for (int k = 0; k < 3; k++) xo.base.black_value[k] = (0.0f - cm.prep.mean[k < cm.c ? k : 0]) / cm.prep.std[k < cm.c ? k : 0];
 
     char path[4200], stem[1024];
     snprintf(path, sizeof path, "%s/summary.csv", xo.out);
@@ -599,11 +604,9 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 sal_explain_opts o = xo.base;
                 o.method = m;
                 sal_maps mp;
-                struct timespec t0, t1;
-                clock_gettime(CLOCK_MONOTONIC, &t0);
+                double t0 = now_s();
                 sal_status st = sal_explain(cm.s, &o, x, 1, cm.h, cm.w, &targets[r], &mp);
-                clock_gettime(CLOCK_MONOTONIC, &t1);
-                double secs = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+                double secs = now_s() - t0;
                 if (st) {
                     cli_error("%s: %s", in, sal_session_error(cm.s));
                     failed++;
@@ -659,11 +662,6 @@ int cmd_bench(int argc, char **argv) { return explain_or_bench(argc, argv, 1); }
 /* ------------------------------------------------------------------------------------------------ */
 /* salient bench                                                                                    */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
 /* Per method: one untimed call on one image (plans the session), then calls on all n_images
  * images at once (the library batches them internally) until min_time seconds and at least one

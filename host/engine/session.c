@@ -98,39 +98,29 @@ static sal_status sfail(sal_session *s, sal_status st, const char *fmt, ...) {
     return st;
 }
 
-static sal_status session_finish(sal_session *s, const sal_session_opts *o, sal_session **out, sal_error *err);
-
 sal_status sal_session_create(const sal_model *m, const sal_session_opts *o, sal_session **out,
                               sal_error *err) {
     if (!m || !out) return sal_fail(err, SAL_ERR_INVALID_ARG, "sal_session_create: NULL argument");
     *out = NULL;
     sal_session_opts d = sal_session_opts_default();
     if (!o) o = &d;
-    if (m->g->n_inputs < 1)
-        return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: the model has no run-time input", m->g->path);
-    sal_session *s = calloc(1, sizeof *s);
-    if (!s) return sal_fail(err, SAL_ERR_NOMEM, "out of memory");
-    s->m = m;
-    s->capture = -2;
-    sal_status st = SAL_OK;
+    sal_backend *b = NULL;
+    char note[sizeof ((sal_session *)0)->note] = "";
     if (o->device == SAL_DEVICE_CUDA || o->device == SAL_DEVICE_AUTO) {
         sal_error cerr = {0};
-        if (sal_backend_cuda_built()) {
-            st = sal_backend_cuda_create(&s->b, &cerr);
-        } else {
-            st = sal_fail(&cerr, SAL_ERR_DEVICE, "this salient was built without the CUDA backend");
-        }
-        if (st && o->device == SAL_DEVICE_CUDA) {
-            sal_fail(err, st, "--device cuda: %s", cerr.msg);
-            free(s);
-            return st;
-        }
-        if (st && sal_backend_cuda_built())
-            snprintf(s->note, sizeof s->note, "no usable GPU (%s); running on the CPU", cerr.msg);
-        st = SAL_OK;
+        sal_status st = sal_backend_cuda_built()
+                            ? sal_backend_cuda_create(&b, &cerr)
+                            : sal_fail(&cerr, SAL_ERR_DEVICE, "this salient was built without the CUDA backend");
+        if (st && o->device == SAL_DEVICE_CUDA) return sal_fail(err, st, "--device cuda: %s", cerr.msg);
+        if (st && sal_backend_cuda_built()) snprintf(note, sizeof note, "no usable GPU (%s); running on the CPU", cerr.msg);
     }
-    if (!s->b) st = sal_backend_cpu_create(o->threads, &s->b, err);
-    return st ? (free(s), st) : session_finish(s, o, out, err);
+    if (!b) {
+        sal_status st = sal_backend_cpu_create(o->threads, &b, err);
+        if (st) return st;
+    }
+    sal_status st = sal_session_create_on(m, b, o, out, err);
+    if (!st) snprintf((*out)->note, sizeof (*out)->note, "%s", note);
+    return st;
 }
 
 sal_status sal_session_create_on(const sal_model *m, sal_backend *b, const sal_session_opts *o,
@@ -151,17 +141,13 @@ sal_status sal_session_create_on(const sal_model *m, sal_backend *b, const sal_s
     s->m = m;
     s->capture = -2;
     s->b = b;
-    return session_finish(s, o, out, err);
-}
-
-static sal_status session_finish(sal_session *s, const sal_session_opts *o, sal_session **out, sal_error *err) {
-    sal_status st = sal_engine_create(s->m->g, s->b, &s->e, err);
-    if (!st) sal_engine_set_mem_limit(s->e, o->mem_limit);
     s->mem_limit = o->mem_limit;
+    sal_status st = sal_engine_create(m->g, b, &s->e, err);
     if (st) {
         sal_session_free(s);
         return st;
     }
+    sal_engine_set_mem_limit(s->e, o->mem_limit);
     *out = s;
     return SAL_OK;
 }

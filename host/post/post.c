@@ -206,18 +206,26 @@ sal_status sal_heatmap_rgb(const float *map, int h, int w, sal_colormap cm, int 
     return SAL_OK;
 }
 
+sal_status sal_overlay_check(const sal_image *orig, const float rect[4], sal_colormap cm, float alpha,
+                             sal_error *err) {
+    if (!orig || !orig->pix || orig->w < 1 || orig->h < 1 || orig->w > SAL_IMAGE_MAX_SIDE ||
+        orig->h > SAL_IMAGE_MAX_SIDE || (orig->c != 1 && orig->c != 3))
+        return sal_fail(err, SAL_ERR_INVALID_ARG, "overlay: bad original image");
+    if (!rect) return sal_fail(err, SAL_ERR_INVALID_ARG, "overlay: no rect");
+    for (int k = 0; k < 4; k++)
+        if (!isfinite(rect[k])) return sal_fail(err, SAL_ERR_INVALID_ARG, "overlay: the rect is not finite");
+    if (!(rect[2] > rect[0]) || !(rect[3] > rect[1])) return sal_fail(err, SAL_ERR_INVALID_ARG, "overlay: empty rect");
+    if (!(alpha >= 0.0f && alpha <= 1.0f))
+        return sal_fail(err, SAL_ERR_INVALID_ARG, "overlay: --alpha %g is outside [0,1]", (double)alpha);
+    if (!colormap_ok(cm)) return sal_fail(err, SAL_ERR_INVALID_ARG, "overlay: colormap %d does not exist", (int)cm);
+    return SAL_OK;
+}
+
 sal_status sal_overlay(const sal_image *orig, const float *map, int h, int w, const float rect[4],
                        sal_colormap cm, float alpha, int signed_map, uint8_t *out_rgb) {
-    if (!orig || !map || !rect || !out_rgb) return SAL_ERR_INVALID_ARG;
-    if (!orig->pix || orig->w < 1 || orig->h < 1 || orig->w > SAL_IMAGE_MAX_SIDE ||
-        orig->h > SAL_IMAGE_MAX_SIDE || (orig->c != 1 && orig->c != 3))
-        return SAL_ERR_INVALID_ARG;
-    if (h < 1 || w < 1) return SAL_ERR_INVALID_ARG;
-    for (int k = 0; k < 4; k++)
-        if (!isfinite(rect[k])) return SAL_ERR_INVALID_ARG;
-    if (!(rect[2] > rect[0]) || !(rect[3] > rect[1])) return SAL_ERR_INVALID_ARG;
-    if (!(alpha >= 0.0f && alpha <= 1.0f)) return SAL_ERR_INVALID_ARG;
-    if (!colormap_ok(cm)) return SAL_ERR_INVALID_ARG;
+    if (!map || !out_rgb || h < 1 || w < 1) return SAL_ERR_INVALID_ARG;
+    sal_status st = sal_overlay_check(orig, rect, cm, alpha, NULL);
+    if (st) return st;
     const uint8_t *table = colormap_tables[cm];
     for (int Y = 0; Y < orig->h; Y++)
         for (int X = 0; X < orig->w; X++)

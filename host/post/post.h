@@ -154,6 +154,10 @@ sal_status sal_heatmap_rgb(const float *map, int h, int w, sal_colormap cm, int 
  * rect that is not finite or empty, alpha outside [0,1] or a bad colormap. */
 sal_status sal_overlay(const sal_image *orig, const float *map, int h, int w, const float rect[4],
                        sal_colormap cm, float alpha, int signed_map, uint8_t *out_rgb);
+/* sal_overlay's checks of its original, rect, colormap and alpha, with a message in err (may be
+ * NULL): SAL_OK or SAL_ERR_INVALID_ARG. */
+sal_status sal_overlay_check(const sal_image *orig, const float rect[4], sal_colormap cm, float alpha,
+                             sal_error *err);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* The whole chain on the session's device                                                          */

@@ -43,18 +43,7 @@ static sal_status check(const float *attr, int c, int h, int w, const sal_render
         return sal_fail(err, SAL_ERR_INVALID_ARG, "render: channel reduction %d is not abs-max, abs-sum or sum", (int)ro->reduce);
     if (!(ro->clip >= 0.0)) return sal_fail(err, SAL_ERR_INVALID_ARG, "render: clip percentile %g is below 0", ro->clip);
     if (!sal_colormap_table(ro->cmap)) return sal_fail(err, SAL_ERR_INVALID_ARG, "render: colormap %d does not exist", (int)ro->cmap);
-    if (overlay) {
-        if (!orig || !orig->pix || orig->w < 1 || orig->h < 1 || orig->w > SAL_IMAGE_MAX_SIDE ||
-            orig->h > SAL_IMAGE_MAX_SIDE || (orig->c != 1 && orig->c != 3))
-            return sal_fail(err, SAL_ERR_INVALID_ARG, "render: bad original image for the overlay");
-        if (!rect) return sal_fail(err, SAL_ERR_INVALID_ARG, "render: no rect for the overlay");
-        for (int k = 0; k < 4; k++)
-            if (!isfinite(rect[k])) return sal_fail(err, SAL_ERR_INVALID_ARG, "render: rect is not finite");
-        if (!(rect[2] > rect[0]) || !(rect[3] > rect[1])) return sal_fail(err, SAL_ERR_INVALID_ARG, "render: empty rect");
-        if (!(ro->alpha >= 0.0f && ro->alpha <= 1.0f))
-            return sal_fail(err, SAL_ERR_INVALID_ARG, "render: --alpha %g is outside [0,1]", (double)ro->alpha);
-    }
-    return SAL_OK;
+    return overlay ? sal_overlay_check(orig, rect, ro->cmap, ro->alpha, err) : SAL_OK;
 }
 
 sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, const sal_render_opts *ro,

@@ -49,11 +49,9 @@ typedef struct conv_entry {
     cudnnFilterDescriptor_t fd;
     cudnnConvolutionDescriptor_t cd;
     cudnnConvolutionFwdAlgo_t fwd_algo;
-    cudnnMathType_t fwd_math;
     size_t fwd_ws;
     int bwd_ready;
     cudnnConvolutionBwdDataAlgo_t bwd_algo;
-    cudnnMathType_t bwd_math;
     size_t bwd_ws;
 } conv_entry;
 
@@ -329,7 +327,6 @@ static sal_status conv_lookup(cu_impl *u, const sal_op_call *c, conv_entry **out
         ce->fwd_algo = perf[chosen].algo;
         /* FMA math whatever the heuristic listed (CUDNN_DEFAULT_MATH may use TF32 on Ampere+), and
          * the workspace that math needs */
-        ce->fwd_math = CUDNN_FMA_MATH;
         CE_TRY(cudnnGetConvolutionForwardWorkspaceSize(u->dnn, ce->xd, ce->fd, ce->cd, ce->yd, ce->fwd_algo,
                                                        &ce->fwd_ws));
     }
@@ -358,8 +355,6 @@ static sal_status conv_bwd_algo(cu_impl *u, conv_entry *ce, const char *nm, sal_
         return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': cuDNN offers no FP32 backward-data "
                         "algorithm for this convolution", nm);
     ce->bwd_algo = perf[chosen].algo;
-    ce->bwd_math = CUDNN_FMA_MATH;
-    DNN_TRY(nm, cudnnSetConvolutionMathType(ce->cd, CUDNN_FMA_MATH));
     DNN_TRY(nm, cudnnGetConvolutionBackwardDataWorkspaceSize(u->dnn, ce->fd, ce->yd, ce->cd, ce->xd, ce->bwd_algo,
                                                              &ce->bwd_ws));
     ce->bwd_ready = 1;
@@ -398,7 +393,6 @@ static sal_status conv_fwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
         x = u->pad;
     }
     const float one = 1.f, zero = 0.f;
-    DNN_TRY(nm, cudnnSetConvolutionMathType(ce->cd, ce->fwd_math));
     DNN_TRY(nm, cudnnConvolutionForward(u->dnn, &one, ce->xd, x, ce->fd, c->in[1], ce->cd,
                                         ce->fwd_algo, u->ws, ce->fwd_ws, &zero, ce->yd, c->out[0]));
     if (p->has_bias && c->n_in > 2 && c->in[2])
@@ -418,7 +412,6 @@ static sal_status conv_bwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
     if (!st) st = ensure_ws(u, ce->bwd_ws, nm, err);
     if (st) return st;
     const float one = 1.f, zero = 0.f;
-    DNN_TRY(nm, cudnnSetConvolutionMathType(ce->cd, ce->bwd_math));
     if (!ce->padded) {   /* beta = 1: ADD into gin */
         DNN_TRY(nm, cudnnConvolutionBackwardData(u->dnn, &one, ce->fd, c->in[1], ce->yd, c->gout[0], ce->cd,
                                                  ce->bwd_algo, u->ws, ce->bwd_ws, &one, ce->xd, c->gin[0]));
