@@ -111,10 +111,8 @@ static sal_shape shp(int nd, int64_t a, int64_t b, int64_t c, int64_t d) {
 
 /* Constant data for a graph: kept until the test process ends (a few KB). */
 static float *rand_const(int64_t n, uint64_t seed) {
-    float *p = malloc(sizeof(float) * (size_t)n);
     uint64_t s = seed;
-    tu_fill(p, n, &s, -1.f, 1.f);
-    return p;
+    return tu_rand_buf(n, &s, -1.f, 1.f);
 }
 
 static sal_graph *conv_graph(int64_t n, int64_t c, int64_t h, int64_t w, int64_t m, int64_t k, int64_t stride,

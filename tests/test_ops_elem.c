@@ -18,22 +18,6 @@
 
 typedef unsigned long long ull;
 
-static sal_shape shp(int nd, ...) {
-    sal_shape s;
-    memset(&s, 0, sizeof s);
-    s.ndim = nd;
-    va_list ap;
-    va_start(ap, nd);
-    for (int i = 0; i < nd; i++) s.d[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
-
-static tu_input rt(sal_shape s) { tu_input t = {s, NULL, NULL}; return t; }
-static tu_input cf(sal_shape s, const float *v) { tu_input t = {s, v, NULL}; return t; }
-static tu_input ci(sal_shape s, const int64_t *v) { tu_input t = {s, NULL, v}; return t; }
-static tu_input absent(void) { tu_input t; memset(&t, 0, sizeof t); t.shape.ndim = -1; return t; }
-
 static int64_t numel(sal_shape s) {
     int64_t n = 1;
     for (int i = 0; i < s.ndim; i++) n *= s.d[i];
@@ -261,10 +245,10 @@ static void check_act(sal_graph *g, act_kind k, double alpha, double beta, doubl
 }
 
 Test(activation, relu) {
-    const sal_shape shapes[] = {shp(4, 2, 3, 4, 5), shp(1, 7), shp(0), shp(4, 2, 16, 40, 40)};
+    const sal_shape shapes[] = {tu_shape(4, 2, 3, 4, 5), tu_shape(1, 7), tu_shape(0), tu_shape(4, 2, 16, 40, 40)};
     const float kinks[] = {0.f};
     for (int i = 0; i < 4; i++) {
-        tu_input in[] = {rt(shapes[i])};
+        tu_input in[] = {tu_rt(shapes[i])};
         sal_graph *g = node("Relu", 1, in, 1, 13);
         check_act(g, A_RELU, 0, 0, 0, 0, -1.f, 1.f, kinks, 1, "Relu");
         sal_graph_free(g);
@@ -273,7 +257,7 @@ Test(activation, relu) {
 
 Test(activation, leakyrelu) {
     const float kinks[] = {0.f};
-    tu_input in[] = {rt(shp(3, 2, 3, 7))};
+    tu_input in[] = {tu_rt(tu_shape(3, 2, 3, 7))};
     sal_graph *g = node("LeakyRelu", 1, in, 1, 13);
     check_act(g, A_LEAKY, 0.01, 0, 0, 0, -1.f, 1.f, kinks, 1, "LeakyRelu default alpha");
     sal_graph_free(g);
@@ -286,30 +270,30 @@ Test(activation, leakyrelu) {
 Test(activation, clip_inputs) {
     const float lo = -0.5f, hi = 0.6f;
     const float kinks[] = {lo, hi};
-    const sal_shape x = shp(3, 2, 5, 6), sc = shp(0);
+    const sal_shape x = tu_shape(3, 2, 5, 6), sc = tu_shape(0);
     /* opset 13: min and max inputs */
-    tu_input both[] = {rt(x), cf(sc, &lo), cf(sc, &hi)};
+    tu_input both[] = {tu_rt(x), tu_cf(sc, &lo), tu_cf(sc, &hi)};
     sal_graph *g = node("Clip", 3, both, 1, 13);
     check_act(g, A_CLIP, 0, 0, lo, hi, -1.f, 1.f, kinks, 2, "Clip min,max");
     sal_graph_free(g);
     /* only min */
-    tu_input only_min[] = {rt(x), cf(sc, &lo)};
+    tu_input only_min[] = {tu_rt(x), tu_cf(sc, &lo)};
     g = node("Clip", 2, only_min, 1, 12);
     check_act(g, A_CLIP, 0, 0, lo, INFINITY, -1.f, 1.f, kinks, 1, "Clip min");
     sal_graph_free(g);
     /* only max: min absent */
-    tu_input only_max[] = {rt(x), absent(), cf(sc, &hi)};
+    tu_input only_max[] = {tu_rt(x), tu_absent(), tu_cf(sc, &hi)};
     g = node("Clip", 3, only_max, 1, 11);
     check_act(g, A_CLIP, 0, 0, -INFINITY, hi, -1.f, 1.f, kinks + 1, 1, "Clip max");
     sal_graph_free(g);
     /* neither: identity */
-    tu_input none[] = {rt(x)};
+    tu_input none[] = {tu_rt(x)};
     g = node("Clip", 1, none, 1, 13);
     check_act(g, A_CLIP, 0, 0, -INFINITY, INFINITY, -1.f, 1.f, NULL, 0, "Clip no bounds");
     sal_graph_free(g);
     /* min > max: everything becomes max */
     const float big = 0.7f, small = -0.2f;
-    tu_input swapped[] = {rt(x), cf(sc, &big), cf(sc, &small)};
+    tu_input swapped[] = {tu_rt(x), tu_cf(sc, &big), tu_cf(sc, &small)};
     g = node("Clip", 3, swapped, 1, 13);
     uint64_t seed = tu_fresh_seed();
     run r;
@@ -323,7 +307,7 @@ Test(activation, clip_inputs) {
 
 Test(activation, clip_attributes_opset6) {
     const float kinks[] = {-0.25f, 0.5f};
-    tu_input in[] = {rt(shp(2, 4, 9))};
+    tu_input in[] = {tu_rt(tu_shape(2, 4, 9))};
     sal_graph *g = node("Clip", 1, in, 1, 6);
     sal_node_attr_float(N0(g), "min", -0.25f);
     sal_node_attr_float(N0(g), "max", 0.5f);
@@ -337,7 +321,7 @@ Test(activation, clip_attributes_opset6) {
 
 Test(activation, clip_runtime_bound_unsupported) {
     const float hi = 1.f;
-    tu_input in[] = {rt(shp(2, 3, 4)), rt(shp(0)), cf(shp(0), &hi)};
+    tu_input in[] = {tu_rt(tu_shape(2, 3, 4)), tu_rt(tu_shape(0)), tu_cf(tu_shape(0), &hi)};
     sal_graph *g = node("Clip", 3, in, 1, 13);
     sal_error err = {0};
     sal_status st = infer(g, NULL, NULL, &err);
@@ -347,7 +331,7 @@ Test(activation, clip_runtime_bound_unsupported) {
 }
 
 Test(activation, sigmoid_tanh) {
-    tu_input in[] = {rt(shp(4, 2, 3, 4, 5))};
+    tu_input in[] = {tu_rt(tu_shape(4, 2, 3, 4, 5))};
     sal_graph *g = node("Sigmoid", 1, in, 1, 13);
     check_act(g, A_SIGMOID, 0, 0, 0, 0, -6.f, 6.f, NULL, 0, "Sigmoid");
     sal_graph_free(g);
@@ -364,7 +348,7 @@ Test(activation, sigmoid_tanh) {
 }
 
 Test(activation, hardsigmoid_hardswish) {
-    tu_input in[] = {rt(shp(3, 3, 5, 8))};
+    tu_input in[] = {tu_rt(tu_shape(3, 3, 5, 8))};
     sal_graph *g = node("HardSigmoid", 1, in, 1, 13);
     const float k1[] = {-2.5f, 2.5f};
     check_act(g, A_HSIG, 0.2, 0.5, 0, 0, -4.f, 4.f, k1, 2, "HardSigmoid default");
@@ -443,7 +427,7 @@ static void run_direct(sal_graph *g, float *const *x, float *y, const float *gou
 
 Test(activation, guided_rules) {
     uint64_t seed = tu_fresh_seed(), s = seed;
-    const sal_shape xs = shp(3, 4, 8, 9);
+    const sal_shape xs = tu_shape(3, 4, 8, 9);
     const int64_t n = numel(xs);
     float *x = malloc(sizeof(float) * (size_t)n), *gout = malloc(sizeof(float) * (size_t)n);
     float *gin = malloc(sizeof(float) * (size_t)n);
@@ -456,8 +440,8 @@ Test(activation, guided_rules) {
         {"Clip", 3, -1.f, 1.f, 1},   /* lo < 0: guided rule does not apply */
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        tu_input in[3] = {rt(xs), cf(shp(0), cases[k].lo == 0.f ? &zero : &m1),
-                          cf(shp(0), cases[k].hi == 6.f ? &six : &p1)};
+        tu_input in[3] = {tu_rt(xs), tu_cf(tu_shape(0), cases[k].lo == 0.f ? &zero : &m1),
+                          tu_cf(tu_shape(0), cases[k].hi == 6.f ? &six : &p1)};
         sal_graph *g = node(cases[k].op, cases[k].n_in, in, 1, 13);
         for (int64_t i = 0; i < n; i++) gin[i] = 0.25f;   /* backward must add */
         run_direct(g, &x, NULL, gout, &gin, cases[k].guided, 2);
@@ -531,7 +515,7 @@ static void check_binary(int op, sal_shape as, sal_shape bs, int b_const, int a_
     float *ka = NULL, *kb = NULL;
     if (a_const) { ka = malloc(sizeof(float) * (size_t)numel(as)); tu_fill(ka, numel(as), &s, lo, hi); }
     if (b_const) { kb = malloc(sizeof(float) * (size_t)numel(bs)); tu_fill(kb, numel(bs), &s, lo, hi); }
-    tu_input in[2] = {a_const ? cf(as, ka) : rt(as), b_const ? cf(bs, kb) : rt(bs)};
+    tu_input in[2] = {a_const ? tu_cf(as, ka) : tu_rt(as), b_const ? tu_cf(bs, kb) : tu_rt(bs)};
     sal_graph *g = node(BIN_OPS[op], 2, in, 1, 13);
     run r;
     run_fwd(g, seed, lo, hi, &r);
@@ -576,7 +560,7 @@ static const struct { sal_shape a, b; int mode; } BIN_CASES[] = {
 
 Test(binary, fast_path_classes) {
     for (int k = 0; k < N_BIN_CASES; k++) {
-        tu_input in[2] = {rt(BIN_CASES[k].a), rt(BIN_CASES[k].b)};
+        tu_input in[2] = {tu_rt(BIN_CASES[k].a), tu_rt(BIN_CASES[k].b)};
         sal_graph *g = node("Mul", 2, in, 1, 13);
         sal_error err = {0};
         void *params = NULL;
@@ -598,25 +582,25 @@ Test(binary, forward_and_gradients) {
 Test(binary, constant_operand) {
     /* a constant operand gets no gradient (gin NULL) */
     for (int op = 0; op < 4; op++) {
-        check_binary(op, shp(4, 2, 3, 4, 5), shp(3, 3, 1, 1), 1, 0);
-        check_binary(op, shp(4, 2, 3, 4, 5), shp(0), 1, 0);
-        check_binary(op, shp(3, 3, 1, 1), shp(4, 2, 3, 4, 5), 0, 1);
-        check_binary(op, shp(3, 2, 1, 4), shp(3, 1, 3, 1), 1, 0);
+        check_binary(op, tu_shape(4, 2, 3, 4, 5), tu_shape(3, 3, 1, 1), 1, 0);
+        check_binary(op, tu_shape(4, 2, 3, 4, 5), tu_shape(0), 1, 0);
+        check_binary(op, tu_shape(3, 3, 1, 1), tu_shape(4, 2, 3, 4, 5), 0, 1);
+        check_binary(op, tu_shape(3, 2, 1, 4), tu_shape(3, 1, 3, 1), 1, 0);
     }
 }
 
 Test(binary, legacy_broadcast_axis_opset6) {
     uint64_t seed = tu_fresh_seed();
-    tu_input in[2] = {rt(shp(4, 2, 3, 4, 5)), rt(shp(2, 3, 4))};
+    tu_input in[2] = {tu_rt(tu_shape(4, 2, 3, 4, 5)), tu_rt(tu_shape(2, 3, 4))};
     sal_graph *g = node("Add", 2, in, 1, 6);
     sal_node_attr_int(N0(g), "broadcast", 1);
     sal_node_attr_int(N0(g), "axis", 1);
     run r;
     run_fwd(g, seed, -1.f, 1.f, &r);
-    CHECK_SHAPE(r.ys, shp(4, 2, 3, 4, 5), "Add-6 axis 1");
+    CHECK_SHAPE(r.ys, tu_shape(4, 2, 3, 4, 5), "Add-6 axis 1");
     double *ref = malloc(sizeof(double) * 120);
     int64_t idx[4];
-    sal_shape ys = shp(4, 2, 3, 4, 5);
+    sal_shape ys = tu_shape(4, 2, 3, 4, 5);
     for (int64_t i = 0; i < 120; i++) {
         unravel(i, &ys, idx);
         ref[i] = (double)r.x[0][i] + r.x[1][idx[1] * 4 + idx[2]];
@@ -636,7 +620,7 @@ Test(binary, incompatible_shapes) {
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
         for (int op = 0; op < 4; op++) {
-            tu_input in[2] = {rt(bad[k].a), rt(bad[k].b)};
+            tu_input in[2] = {tu_rt(bad[k].a), tu_rt(bad[k].b)};
             sal_graph *g = node(BIN_OPS[op], 2, in, 1, 13);
             sal_error err = {0};
             sal_status st = infer(g, NULL, NULL, &err);
@@ -670,7 +654,7 @@ static void check_reducemean(sal_shape xs, int naxes, const int64_t *axes, int k
                              int noop, const char *what) {
     uint64_t seed = tu_fresh_seed();
     sal_graph *g;
-    tu_input in[2] = {rt(xs), ci(shp(1, naxes), axes)};
+    tu_input in[2] = {tu_rt(xs), tu_ci(tu_shape(1, naxes), axes)};
     if (opset >= 18) {
         g = node("ReduceMean", naxes >= 0 ? 2 : 1, in, 1, opset);
     } else {
@@ -701,7 +685,7 @@ static void check_reducemean(sal_shape xs, int naxes, const int64_t *axes, int k
 }
 
 Test(reducemean, axes_and_keepdims) {
-    const sal_shape x = shp(4, 2, 3, 4, 5);
+    const sal_shape x = tu_shape(4, 2, 3, 4, 5);
     const int64_t hw[] = {2, 3}, last[] = {-1}, c[] = {1}, n0[] = {0}, gen[] = {0, 2},
                   gen2[] = {1, 3}, negs[] = {-3, -1};
     for (int keep = 0; keep <= 1; keep++) {
@@ -715,13 +699,13 @@ Test(reducemean, axes_and_keepdims) {
         check_reducemean(x, -1, NULL, keep, 13, 0, "ReduceMean all");
     }
     check_reducemean(x, 2, hw, -1, 13, 0, "ReduceMean keepdims default");
-    check_reducemean(shp(4, 2, 1, 3, 1), 2, gen2, 1, 13, 0, "ReduceMean over 1-dims");
-    check_reducemean(shp(4, 4, 64, 12, 12), 2, hw, 1, 13, 0, "ReduceMean big (2,3)");
-    check_reducemean(shp(3, 16, 40, 70), 1, n0, 0, 13, 0, "ReduceMean big (0)");
+    check_reducemean(tu_shape(4, 2, 1, 3, 1), 2, gen2, 1, 13, 0, "ReduceMean over 1-dims");
+    check_reducemean(tu_shape(4, 4, 64, 12, 12), 2, hw, 1, 13, 0, "ReduceMean big (2,3)");
+    check_reducemean(tu_shape(3, 16, 40, 70), 1, n0, 0, 13, 0, "ReduceMean big (0)");
 }
 
 Test(reducemean, opset18_axes_input) {
-    const sal_shape x = shp(3, 3, 4, 5);
+    const sal_shape x = tu_shape(3, 3, 4, 5);
     const int64_t a[] = {-1, 0};
     check_reducemean(x, 2, a, 1, 18, 0, "ReduceMean-18 axes input");
     check_reducemean(x, 2, a, 0, 18, 0, "ReduceMean-18 axes input keepdims 0");
@@ -732,9 +716,9 @@ Test(reducemean, opset18_axes_input) {
 }
 
 Test(reducemean, bad_axes) {
-    const sal_shape x = shp(3, 3, 4, 5);
+    const sal_shape x = tu_shape(3, 3, 4, 5);
     const int64_t dup[] = {1, -2}, out[] = {3};
-    tu_input in[2] = {rt(x), ci(shp(1, 1), out)};
+    tu_input in[2] = {tu_rt(x), tu_ci(tu_shape(1, 1), out)};
     sal_graph *g = node("ReduceMean", 1, in, 1, 13);
     sal_node_attr_ints(N0(g), "axes", 2, dup);
     cr_assert(infer_st(g, NULL) == SAL_ERR_SHAPE, "repeated axis");
@@ -746,7 +730,7 @@ Test(reducemean, bad_axes) {
     g = node("ReduceMean", 2, in, 1, 18);
     cr_assert(infer_st(g, NULL) == SAL_ERR_SHAPE, "axis input out of range");
     sal_graph_free(g);
-    tu_input rin[2] = {rt(x), rt(shp(1, 1))};
+    tu_input rin[2] = {tu_rt(x), tu_rt(tu_shape(1, 1))};
     g = node("ReduceMean", 2, rin, 1, 18);
     cr_assert(infer_st(g, NULL) == SAL_ERR_UNSUPPORTED, "runtime axes");
     sal_graph_free(g);
@@ -772,7 +756,7 @@ static void check_softmax(sal_shape xs, int has_axis, int axis, int opset, float
     snprintf(what, sizeof what, "Softmax-%d %s axis %s%d", opset, sstr(xs, b), has_axis ? "" : "default ",
              axis);
     uint64_t seed = tu_fresh_seed();
-    tu_input in[1] = {rt(xs)};
+    tu_input in[1] = {tu_rt(xs)};
     sal_graph *g = node("Softmax", 1, in, 1, opset);
     if (has_axis) sal_node_attr_int(N0(g), "axis", axis);
     int a = axis < 0 ? axis + xs.ndim : axis;
@@ -795,24 +779,24 @@ static void check_softmax(sal_shape xs, int has_axis, int axis, int opset, float
 }
 
 Test(softmax, opset13_axes) {
-    const sal_shape x = shp(3, 3, 4, 5);
+    const sal_shape x = tu_shape(3, 3, 4, 5);
     for (int a = -3; a <= 2; a++) check_softmax(x, 1, a, 13, 0.f);
     check_softmax(x, 0, -1, 13, 0.f);
-    check_softmax(shp(3, 2, 3, 70), 1, 1, 13, 0.f);     /* inner 70: two column blocks */
-    check_softmax(shp(2, 8, 1000), 1, -1, 13, 0.f);
-    check_softmax(shp(3, 3, 4, 5), 1, 1, 13, 1000.f);   /* large numbers */
+    check_softmax(tu_shape(3, 2, 3, 70), 1, 1, 13, 0.f);     /* inner 70: two column blocks */
+    check_softmax(tu_shape(2, 8, 1000), 1, -1, 13, 0.f);
+    check_softmax(tu_shape(3, 3, 4, 5), 1, 1, 13, 1000.f);   /* large numbers */
 }
 
 Test(softmax, opset11_coerced_2d) {
-    const sal_shape x = shp(3, 3, 4, 5);
+    const sal_shape x = tu_shape(3, 3, 4, 5);
     for (int a = -3; a <= 2; a++) check_softmax(x, 1, a, 11, 0.f);
     check_softmax(x, 0, 1, 11, 0.f);
     check_softmax(x, 1, 0, 1 + 10, 1000.f);
-    check_softmax(shp(2, 6, 10), 0, 1, 6, 0.f);
+    check_softmax(tu_shape(2, 6, 10), 0, 1, 6, 0.f);
 }
 
 Test(softmax, bad_axis) {
-    tu_input in[1] = {rt(shp(2, 3, 4))};
+    tu_input in[1] = {tu_rt(tu_shape(2, 3, 4))};
     sal_graph *g = node("Softmax", 1, in, 1, 13);
     sal_node_attr_int(N0(g), "axis", 2);
     cr_assert(infer_st(g, NULL) == SAL_ERR_SHAPE);
@@ -833,7 +817,7 @@ static void check_concat(int n_in, const sal_shape *xs, int axis, int const_firs
     float *k0 = malloc(sizeof(float) * (size_t)(numel(xs[0]) + 1));
     tu_fill(k0, numel(xs[0]), &s, -1.f, 1.f);
     tu_input in[8];
-    for (int i = 0; i < n_in; i++) in[i] = i == 0 && const_first ? cf(xs[0], k0) : rt(xs[i]);
+    for (int i = 0; i < n_in; i++) in[i] = i == 0 && const_first ? tu_cf(xs[0], k0) : tu_rt(xs[i]);
     sal_graph *g = node("Concat", n_in, in, 1, 13);
     sal_node_attr_int(N0(g), "axis", axis);
     int r = xs[0].ndim, a = axis < 0 ? axis + r : axis;
@@ -861,33 +845,33 @@ static void check_concat(int n_in, const sal_shape *xs, int axis, int const_firs
 }
 
 Test(concat, axes) {
-    const sal_shape a1[] = {shp(3, 2, 1, 3), shp(3, 2, 4, 3), shp(3, 2, 2, 3)};
+    const sal_shape a1[] = {tu_shape(3, 2, 1, 3), tu_shape(3, 2, 4, 3), tu_shape(3, 2, 2, 3)};
     check_concat(3, a1, 1, 0);
     check_concat(3, a1, -2, 1);
-    const sal_shape al[] = {shp(3, 2, 3, 1), shp(3, 2, 3, 4), shp(3, 2, 3, 2)};
+    const sal_shape al[] = {tu_shape(3, 2, 3, 1), tu_shape(3, 2, 3, 4), tu_shape(3, 2, 3, 2)};
     check_concat(3, al, -1, 0);
     check_concat(3, al, 2, 1);
-    const sal_shape wide[] = {shp(3, 2, 2, 20), shp(3, 2, 1, 20), shp(3, 2, 3, 20)};
+    const sal_shape wide[] = {tu_shape(3, 2, 2, 20), tu_shape(3, 2, 1, 20), tu_shape(3, 2, 3, 20)};
     check_concat(3, wide, 1, 0);
     check_concat(3, wide, 1, 1);
-    const sal_shape a0[] = {shp(2, 1, 5), shp(2, 3, 5)};
+    const sal_shape a0[] = {tu_shape(2, 1, 5), tu_shape(2, 3, 5)};
     check_concat(2, a0, 0, 0);
     check_concat(2, a0, -2, 0);
-    const sal_shape one[] = {shp(2, 3, 5)};
+    const sal_shape one[] = {tu_shape(2, 3, 5)};
     check_concat(1, one, 1, 0);
-    const sal_shape big[] = {shp(4, 2, 8, 30, 30), shp(4, 2, 24, 30, 30)};
+    const sal_shape big[] = {tu_shape(4, 2, 8, 30, 30), tu_shape(4, 2, 24, 30, 30)};
     check_concat(2, big, 1, 0);
-    const sal_shape zero[] = {shp(2, 2, 0), shp(2, 2, 3)};
+    const sal_shape zero[] = {tu_shape(2, 2, 0), tu_shape(2, 2, 3)};
     check_concat(2, zero, 1, 0);
 }
 
 Test(concat, bad_shapes) {
-    tu_input in[2] = {rt(shp(3, 2, 3, 4)), rt(shp(3, 2, 5, 5))};
+    tu_input in[2] = {tu_rt(tu_shape(3, 2, 3, 4)), tu_rt(tu_shape(3, 2, 5, 5))};
     sal_graph *g = node("Concat", 2, in, 1, 13);
     sal_node_attr_int(N0(g), "axis", 1);
     cr_assert(infer_st(g, NULL) == SAL_ERR_SHAPE, "off-axis mismatch");
     sal_graph_free(g);
-    tu_input in2[2] = {rt(shp(3, 2, 3, 4)), rt(shp(2, 2, 3))};
+    tu_input in2[2] = {tu_rt(tu_shape(3, 2, 3, 4)), tu_rt(tu_shape(2, 2, 3))};
     g = node("Concat", 2, in2, 1, 13);
     sal_node_attr_int(N0(g), "axis", 0);
     cr_assert(infer_st(g, NULL) == SAL_ERR_SHAPE, "rank mismatch");
@@ -911,7 +895,7 @@ static void check_transpose(sal_shape xs, const int64_t *perm) {
     for (int d = 0; d < r; d++) pm[d] = perm ? perm[d] : r - 1 - d;
     snprintf(what, sizeof what, "Transpose %s perm %s", sstr(xs, b), perm ? "given" : "default");
     uint64_t seed = tu_fresh_seed();
-    tu_input in[1] = {rt(xs)};
+    tu_input in[1] = {tu_rt(xs)};
     sal_graph *g = node("Transpose", 1, in, 1, 13);
     if (perm) sal_node_attr_ints(N0(g), "perm", r, perm);
     sal_shape ys = xs;
@@ -935,15 +919,15 @@ static void check_transpose(sal_shape xs, const int64_t *perm) {
 
 Test(transpose, perms) {
     const int64_t p3[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
-    for (int k = 0; k < 6; k++) check_transpose(shp(3, 2, 3, 4), p3[k]);
-    check_transpose(shp(3, 2, 3, 4), NULL);
+    for (int k = 0; k < 6; k++) check_transpose(tu_shape(3, 2, 3, 4), p3[k]);
+    check_transpose(tu_shape(3, 2, 3, 4), NULL);
     const int64_t nhwc[] = {0, 2, 3, 1}, nchw[] = {0, 3, 1, 2}, mid[] = {1, 0, 2, 3};
-    check_transpose(shp(4, 2, 3, 4, 5), nhwc);
-    check_transpose(shp(4, 2, 5, 3, 4), nchw);
-    check_transpose(shp(4, 1, 3, 1, 5), nhwc);
-    check_transpose(shp(4, 2, 32, 24, 24), mid);
-    check_transpose(shp(4, 2, 32, 24, 24), nhwc);
-    check_transpose(shp(1, 7), NULL);
+    check_transpose(tu_shape(4, 2, 3, 4, 5), nhwc);
+    check_transpose(tu_shape(4, 2, 5, 3, 4), nchw);
+    check_transpose(tu_shape(4, 1, 3, 1, 5), nhwc);
+    check_transpose(tu_shape(4, 2, 32, 24, 24), mid);
+    check_transpose(tu_shape(4, 2, 32, 24, 24), nhwc);
+    check_transpose(tu_shape(1, 7), NULL);
 }
 
 Test(transpose, bad_perm) {
@@ -951,7 +935,7 @@ Test(transpose, bad_perm) {
     const int64_t *bad[] = {dup, shortp, range, neg};
     const int len[] = {3, 2, 3, 3};
     for (int k = 0; k < 4; k++) {
-        tu_input in[1] = {rt(shp(3, 2, 3, 4))};
+        tu_input in[1] = {tu_rt(tu_shape(3, 2, 3, 4))};
         sal_graph *g = node("Transpose", 1, in, 1, 13);
         sal_node_attr_ints(N0(g), "perm", len[k], bad[k]);
         sal_error err = {0};
@@ -999,13 +983,13 @@ static void check_pad(sal_shape xs, const int64_t *pads, int mode, float value, 
     }
     sal_graph *g;
     if (form == 0) {
-        tu_input in[1] = {rt(xs)};
+        tu_input in[1] = {tu_rt(xs)};
         g = node("Pad", 1, in, 1, 6);
         sal_node_attr_ints(N0(g), "pads", 2 * r, pads);
         if (mode == 0) sal_node_attr_float(N0(g), "value", value);
     } else {
-        tu_input in[4] = {rt(xs), ci(shp(1, 2 * na), sel_pads), cf(shp(0), &value),
-                          ci(shp(1, na), axes)};
+        tu_input in[4] = {tu_rt(xs), tu_ci(tu_shape(1, 2 * na), sel_pads), tu_cf(tu_shape(0), &value),
+                          tu_ci(tu_shape(1, na), axes)};
         g = node("Pad", form == 2 ? 4 : 3, in, 1, form == 2 ? 18 : 13);
     }
     sal_node_attr_str(N0(g), "mode", PAD_MODES[mode]);
@@ -1036,7 +1020,7 @@ static void check_pad(sal_shape xs, const int64_t *pads, int mode, float value, 
 }
 
 Test(pad, constant) {
-    const sal_shape x = shp(4, 2, 3, 4, 5);
+    const sal_shape x = tu_shape(4, 2, 3, 4, 5);
     const int64_t p1[] = {0, 0, 1, 2, 0, 0, 2, 1};
     const int64_t crop[] = {0, 0, -1, 1, 0, 1, 1, -2};
     const int64_t all[] = {1, 0, 2, 0, 0, 2, 0, 3};
@@ -1046,13 +1030,13 @@ Test(pad, constant) {
         check_pad(x, all, 0, 0.f, form);
     }
     const int64_t big[] = {0, 0, 1, 1, 0, 0, 1, 1};
-    check_pad(shp(4, 2, 16, 40, 40), big, 0, 0.f, 1);
+    check_pad(tu_shape(4, 2, 16, 40, 40), big, 0, 0.f, 1);
     const int64_t p2[] = {2, -1, 0, 3};
-    check_pad(shp(2, 3, 4), p2, 0, 2.f, 1);
+    check_pad(tu_shape(2, 3, 4), p2, 0, 2.f, 1);
 }
 
 Test(pad, edge_reflect) {
-    const sal_shape x = shp(4, 2, 3, 4, 5);
+    const sal_shape x = tu_shape(4, 2, 3, 4, 5);
     const int64_t p1[] = {0, 0, 2, 3, 0, 0, 3, 2};
     const int64_t crop[] = {0, 0, -1, 2, 0, 0, 1, -1};
     const int64_t lead[] = {0, 1, 1, 0, 1, 0, 0, 2};
@@ -1066,28 +1050,28 @@ Test(pad, edge_reflect) {
         check_pad(x, p1, mode, 0.f, 2);
     }
     const int64_t one[] = {0, 2, 0, 3};
-    check_pad(shp(2, 3, 1), one, 2, 0.f, 1);   /* reflect of a length-1 dim */
+    check_pad(tu_shape(2, 3, 1), one, 2, 0.f, 1);   /* reflect of a length-1 dim */
 }
 
 Test(pad, bad) {
-    const sal_shape x = shp(2, 3, 4);
+    const sal_shape x = tu_shape(2, 3, 4);
     const int64_t ok[] = {0, 1, 0, 1}, over[] = {0, -3, 0, -2}, odd[] = {1, 1, 1};
-    tu_input in[2] = {rt(x), ci(shp(1, 4), ok)};
+    tu_input in[2] = {tu_rt(x), tu_ci(tu_shape(1, 4), ok)};
     sal_graph *g = node("Pad", 2, in, 1, 13);
     sal_node_attr_str(N0(g), "mode", "wrap");
     sal_error err = {0};
     cr_assert(infer(g, NULL, NULL, &err) == SAL_ERR_UNSUPPORTED);
     cr_assert(strstr(err.msg, "wrap"), "message: %s", err.msg);
     sal_graph_free(g);
-    tu_input inover[2] = {rt(x), ci(shp(1, 4), over)};
+    tu_input inover[2] = {tu_rt(x), tu_ci(tu_shape(1, 4), over)};
     g = node("Pad", 2, inover, 1, 13);
     cr_assert(infer_st(g, NULL) == SAL_ERR_SHAPE, "crop beyond the dim");
     sal_graph_free(g);
-    tu_input inodd[2] = {rt(x), ci(shp(1, 3), odd)};
+    tu_input inodd[2] = {tu_rt(x), tu_ci(tu_shape(1, 3), odd)};
     g = node("Pad", 2, inodd, 1, 13);
     cr_assert(infer_st(g, NULL) == SAL_ERR_SHAPE, "odd number of pads");
     sal_graph_free(g);
-    tu_input inrt[2] = {rt(x), rt(shp(1, 4))};
+    tu_input inrt[2] = {tu_rt(x), tu_rt(tu_shape(1, 4))};
     g = node("Pad", 2, inrt, 1, 13);
     cr_assert(infer_st(g, NULL) == SAL_ERR_UNSUPPORTED, "runtime pads");
     sal_graph_free(g);
@@ -1095,7 +1079,7 @@ Test(pad, bad) {
     cr_assert(infer_st(g, NULL) == SAL_ERR_SHAPE, "no pads attribute");
     sal_graph_free(g);
     const float v = 1.f;
-    tu_input inv[3] = {rt(x), ci(shp(1, 4), ok), rt(shp(0))};
+    tu_input inv[3] = {tu_rt(x), tu_ci(tu_shape(1, 4), ok), tu_rt(tu_shape(0))};
     (void)v;
     g = node("Pad", 3, inv, 1, 13);
     cr_assert(infer_st(g, NULL) == SAL_ERR_UNSUPPORTED, "runtime constant_value");
@@ -1119,8 +1103,8 @@ static sal_status alias_shape(const char *op, int opset, int n_in, const tu_inpu
 }
 
 Test(alias, flatten) {
-    const sal_shape x = shp(4, 2, 3, 4, 5);
-    tu_input in[1] = {rt(x)};
+    const sal_shape x = tu_shape(4, 2, 3, 4, 5);
+    tu_input in[1] = {tu_rt(x)};
     sal_shape ys;
     const struct { int64_t axis; sal_shape y; } cases[] = {
         {0, {2, {1, 120}}},  {1, {2, {2, 60}}},  {2, {2, {6, 20}}},   {3, {2, {24, 5}}},
@@ -1132,45 +1116,45 @@ Test(alias, flatten) {
         CHECK_SHAPE(ys, cases[k].y, "Flatten");
     }
     cr_assert(alias_shape("Flatten", 13, 1, in, 1, NULL, 0, NULL, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(2, 2, 60), "Flatten default axis");
+    CHECK_SHAPE(ys, tu_shape(2, 2, 60), "Flatten default axis");
     const int64_t bad[] = {5, -5};
     for (int k = 0; k < 2; k++)
         cr_assert(alias_shape("Flatten", 13, 1, in, 1, "axis", -1, &bad[k], &ys) == SAL_ERR_SHAPE);
 }
 
 static sal_status reshape_to(sal_shape xs, int n, const int64_t *shape, int allowzero, sal_shape *ys) {
-    tu_input in[2] = {rt(xs), ci(shp(1, n), shape)};
+    tu_input in[2] = {tu_rt(xs), tu_ci(tu_shape(1, n), shape)};
     const int64_t az = allowzero;
     return alias_shape("Reshape", 14, 2, in, 1, allowzero >= 0 ? "allowzero" : NULL, -1, &az, ys);
 }
 
 Test(alias, reshape) {
-    const sal_shape x = shp(3, 2, 3, 4);
+    const sal_shape x = tu_shape(3, 2, 3, 4);
     sal_shape ys;
     const int64_t s1[] = {0, -1}, s2[] = {-1}, s3[] = {2, 0, 2, 2}, s4[] = {4, 3, 2},
                   s5[] = {-1, 2, 0}, s6[] = {1, 1, 24, 1, 1};
     cr_assert(reshape_to(x, 2, s1, -1, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(2, 2, 12), "Reshape 0,-1");
+    CHECK_SHAPE(ys, tu_shape(2, 2, 12), "Reshape 0,-1");
     cr_assert(reshape_to(x, 1, s2, -1, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(1, 24), "Reshape -1");
+    CHECK_SHAPE(ys, tu_shape(1, 24), "Reshape -1");
     cr_assert(reshape_to(x, 4, s3, 0, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(4, 2, 3, 2, 2), "Reshape 2,0,2,2");
+    CHECK_SHAPE(ys, tu_shape(4, 2, 3, 2, 2), "Reshape 2,0,2,2");
     cr_assert(reshape_to(x, 3, s4, -1, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(3, 4, 3, 2), "Reshape 4,3,2");
+    CHECK_SHAPE(ys, tu_shape(3, 4, 3, 2), "Reshape 4,3,2");
     cr_assert(reshape_to(x, 3, s5, -1, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(3, 3, 2, 4), "Reshape -1,2,0");
+    CHECK_SHAPE(ys, tu_shape(3, 3, 2, 4), "Reshape -1,2,0");
     cr_assert(reshape_to(x, 5, s6, -1, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(5, 1, 1, 24, 1, 1), "Reshape extended");
+    CHECK_SHAPE(ys, tu_shape(5, 1, 1, 24, 1, 1), "Reshape extended");
     const int64_t one[] = {1};
-    cr_assert(reshape_to(shp(0), 1, one, -1, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(1, 1), "Reshape scalar");
+    cr_assert(reshape_to(tu_shape(0), 1, one, -1, &ys) == SAL_OK);
+    CHECK_SHAPE(ys, tu_shape(1, 1), "Reshape scalar");
     const int64_t none[1] = {0};
-    cr_assert(reshape_to(shp(3, 1, 1, 1), 0, none, -1, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(0), "Reshape to a scalar");
+    cr_assert(reshape_to(tu_shape(3, 1, 1, 1), 0, none, -1, &ys) == SAL_OK);
+    CHECK_SHAPE(ys, tu_shape(0), "Reshape to a scalar");
     /* allowzero = 1: a 0 is a real zero-length dim */
     const int64_t z[] = {3, 4, 0};
-    cr_assert(reshape_to(shp(3, 0, 3, 4), 3, z, 1, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(3, 3, 4, 0), "Reshape allowzero");
+    cr_assert(reshape_to(tu_shape(3, 0, 3, 4), 3, z, 1, &ys) == SAL_OK);
+    CHECK_SHAPE(ys, tu_shape(3, 3, 4, 0), "Reshape allowzero");
     /* errors */
     const int64_t two[] = {-1, -1}, bad[] = {5, -1}, mism[] = {5, 5}, far[] = {2, 3, 4, 0},
                   neg[] = {-2, 12}, zneg[] = {0, -1};
@@ -1179,36 +1163,36 @@ Test(alias, reshape) {
     cr_assert(reshape_to(x, 2, mism, -1, &ys) == SAL_ERR_SHAPE, "element count");
     cr_assert(reshape_to(x, 4, far, -1, &ys) == SAL_ERR_SHAPE, "0 past the input rank");
     cr_assert(reshape_to(x, 2, neg, -1, &ys) == SAL_ERR_SHAPE, "-2");
-    cr_assert(reshape_to(shp(2, 0, 3), 2, zneg, 1, &ys) == SAL_ERR_SHAPE, "allowzero 0 and -1");
-    tu_input rin[2] = {rt(x), rt(shp(1, 2))};
+    cr_assert(reshape_to(tu_shape(2, 0, 3), 2, zneg, 1, &ys) == SAL_ERR_SHAPE, "allowzero 0 and -1");
+    tu_input rin[2] = {tu_rt(x), tu_rt(tu_shape(1, 2))};
     cr_assert(alias_shape("Reshape", 13, 2, rin, 1, NULL, 0, NULL, &ys) == SAL_ERR_UNSUPPORTED,
               "runtime shape");
 }
 
 Test(alias, squeeze_unsqueeze) {
-    const sal_shape x = shp(4, 1, 3, 1, 5);
+    const sal_shape x = tu_shape(4, 1, 3, 1, 5);
     sal_shape ys;
-    tu_input in1[1] = {rt(x)};
+    tu_input in1[1] = {tu_rt(x)};
     cr_assert(alias_shape("Squeeze", 13, 1, in1, 1, NULL, 0, NULL, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(2, 3, 5), "Squeeze all");
+    CHECK_SHAPE(ys, tu_shape(2, 3, 5), "Squeeze all");
     const int64_t a0[] = {0}, am2[] = {-2}, a02[] = {0, 2}, a1[] = {1};
-    tu_input in2[2] = {rt(x), ci(shp(1, 1), a0)};
+    tu_input in2[2] = {tu_rt(x), tu_ci(tu_shape(1, 1), a0)};
     cr_assert(alias_shape("Squeeze", 13, 2, in2, 1, NULL, 0, NULL, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(3, 3, 1, 5), "Squeeze input 0");
-    tu_input in3[2] = {rt(x), ci(shp(1, 1), am2)};
+    CHECK_SHAPE(ys, tu_shape(3, 3, 1, 5), "Squeeze input 0");
+    tu_input in3[2] = {tu_rt(x), tu_ci(tu_shape(1, 1), am2)};
     cr_assert(alias_shape("Squeeze", 13, 2, in3, 1, NULL, 0, NULL, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(3, 1, 3, 5), "Squeeze input -2");
+    CHECK_SHAPE(ys, tu_shape(3, 1, 3, 5), "Squeeze input -2");
     cr_assert(alias_shape("Squeeze", 11, 1, in1, 1, "axes", 2, a02, &ys) == SAL_OK);
-    CHECK_SHAPE(ys, shp(2, 3, 5), "Squeeze-11 attribute");
+    CHECK_SHAPE(ys, tu_shape(2, 3, 5), "Squeeze-11 attribute");
     cr_assert(alias_shape("Squeeze", 11, 1, in1, 1, "axes", 1, a1, &ys) == SAL_ERR_SHAPE,
               "squeeze a dim of 3");
-    tu_input in4[2] = {rt(x), ci(shp(1, 1), a1)};
+    tu_input in4[2] = {tu_rt(x), tu_ci(tu_shape(1, 1), a1)};
     cr_assert(alias_shape("Squeeze", 13, 2, in4, 1, NULL, 0, NULL, &ys) == SAL_ERR_SHAPE);
     const int64_t a4[] = {4};
     cr_assert(alias_shape("Squeeze", 11, 1, in1, 1, "axes", 1, a4, &ys) == SAL_ERR_SHAPE);
 
-    const sal_shape u = shp(2, 3, 4);
-    tu_input uin[1] = {rt(u)};
+    const sal_shape u = tu_shape(2, 3, 4);
+    tu_input uin[1] = {tu_rt(u)};
     const struct { int n; int64_t axes[4]; sal_shape y; } ok[] = {
         {1, {0}, {3, {1, 3, 4}}},        {1, {-1}, {3, {3, 4, 1}}},
         {2, {0, 3}, {4, {1, 3, 4, 1}}},  {2, {3, 0}, {4, {1, 3, 4, 1}}},
@@ -1216,7 +1200,7 @@ Test(alias, squeeze_unsqueeze) {
         {2, {-1, -2}, {4, {3, 4, 1, 1}}},
     };
     for (size_t k = 0; k < sizeof ok / sizeof ok[0]; k++) {
-        tu_input in[2] = {rt(u), ci(shp(1, ok[k].n), ok[k].axes)};
+        tu_input in[2] = {tu_rt(u), tu_ci(tu_shape(1, ok[k].n), ok[k].axes)};
         cr_assert(alias_shape("Unsqueeze", 13, 2, in, 1, NULL, 0, NULL, &ys) == SAL_OK);
         CHECK_SHAPE(ys, ok[k].y, "Unsqueeze");
         cr_assert(alias_shape("Unsqueeze", 11, 1, uin, 1, "axes", ok[k].n, ok[k].axes, &ys) == SAL_OK);
@@ -1228,14 +1212,14 @@ Test(alias, squeeze_unsqueeze) {
     cr_assert(alias_shape("Unsqueeze", 11, 1, uin, 1, "axes", 1, nrange, &ys) == SAL_ERR_SHAPE);
     cr_assert(alias_shape("Unsqueeze", 13, 1, uin, 1, NULL, 0, NULL, &ys) == SAL_ERR_SHAPE,
               "missing axes");
-    tu_input rin[2] = {rt(u), rt(shp(1, 1))};
+    tu_input rin[2] = {tu_rt(u), tu_rt(tu_shape(1, 1))};
     cr_assert(alias_shape("Unsqueeze", 13, 2, rin, 1, NULL, 0, NULL, &ys) == SAL_ERR_UNSUPPORTED);
 }
 
 Test(alias, dropout_identity) {
-    const sal_shape x = shp(3, 2, 3, 4);
+    const sal_shape x = tu_shape(3, 2, 3, 4);
     sal_shape ys;
-    tu_input in[1] = {rt(x)};
+    tu_input in[1] = {tu_rt(x)};
     cr_assert(alias_shape("Dropout", 13, 1, in, 1, NULL, 0, NULL, &ys) == SAL_OK);
     CHECK_SHAPE(ys, x, "Dropout");
     cr_assert(alias_shape("Dropout", 7, 1, in, 1, NULL, 0, NULL, &ys) == SAL_OK);
@@ -1243,10 +1227,10 @@ Test(alias, dropout_identity) {
               "mask output");
     const float ratio = 0.3f;
     const int64_t yes = 1, no = 0;
-    tu_input tm[3] = {rt(x), cf(shp(0), &ratio), ci(shp(0), &yes)};
+    tu_input tm[3] = {tu_rt(x), tu_cf(tu_shape(0), &ratio), tu_ci(tu_shape(0), &yes)};
     cr_assert(alias_shape("Dropout", 13, 3, tm, 1, NULL, 0, NULL, &ys) == SAL_ERR_UNSUPPORTED,
               "training_mode");
-    tu_input tn[3] = {rt(x), cf(shp(0), &ratio), ci(shp(0), &no)};
+    tu_input tn[3] = {tu_rt(x), tu_cf(tu_shape(0), &ratio), tu_ci(tu_shape(0), &no)};
     cr_assert(alias_shape("Dropout", 13, 3, tn, 1, NULL, 0, NULL, &ys) == SAL_OK);
     cr_assert(alias_shape("Identity", 13, 1, in, 1, NULL, 0, NULL, &ys) == SAL_OK);
     CHECK_SHAPE(ys, x, "Identity");
@@ -1255,7 +1239,7 @@ Test(alias, dropout_identity) {
 Test(alias, gradient_passes_through) {
     uint64_t seed = tu_fresh_seed();
     const int64_t shape[] = {6, -1};
-    tu_input in[2] = {rt(shp(3, 2, 3, 4)), ci(shp(1, 2), shape)};
+    tu_input in[2] = {tu_rt(tu_shape(3, 2, 3, 4)), tu_ci(tu_shape(1, 2), shape)};
     sal_graph *g = node("Reshape", 2, in, 1, 13);
     CHECK_GRAD(g, seed, -1.f, 1.f, 1e-2f, 1e-3, "Reshape");
     sal_graph_free(g);
@@ -1272,23 +1256,23 @@ Test(threads, results_do_not_depend_on_thread_count) {
     uint64_t seed = tu_fresh_seed(), s = seed;
     const int64_t hw[] = {2, 3}, gen[] = {0, 2}, pads[] = {0, 0, 2, 1, 0, 0, 1, 3},
                   perm[] = {0, 2, 3, 1};
-    const sal_shape big = shp(4, 4, 3, 64, 64), wide = shp(4, 4, 16, 24, 24);
+    const sal_shape big = tu_shape(4, 4, 3, 64, 64), wide = tu_shape(4, 4, 16, 24, 24);
     sal_graph *gs[16];
     int ng = 0;
-    tu_input b1[2] = {rt(big), rt(shp(4, 1, 3, 1, 1))};           /* 3 channels: mid < threads */
+    tu_input b1[2] = {tu_rt(big), tu_rt(tu_shape(4, 1, 3, 1, 1))};           /* 3 channels: mid < threads */
     gs[ng++] = graph_of("Add", 2, b1, 13);
     gs[ng++] = graph_of("Div", 2, b1, 13);
-    tu_input b2[2] = {rt(shp(4, 4, 3, 1, 1)), rt(big)};           /* small operand first */
+    tu_input b2[2] = {tu_rt(tu_shape(4, 4, 3, 1, 1)), tu_rt(big)};           /* small operand first */
     gs[ng++] = graph_of("Sub", 2, b2, 13);
-    tu_input b3[2] = {rt(wide), rt(shp(4, 4, 16, 1, 1))};         /* squeeze-excitation */
+    tu_input b3[2] = {tu_rt(wide), tu_rt(tu_shape(4, 4, 16, 1, 1))};         /* squeeze-excitation */
     gs[ng++] = graph_of("Mul", 2, b3, 13);
-    tu_input b4[2] = {rt(shp(2, 600, 70)), rt(shp(1, 70))};
+    tu_input b4[2] = {tu_rt(tu_shape(2, 600, 70)), tu_rt(tu_shape(1, 70))};
     gs[ng++] = graph_of("Div", 2, b4, 13);
-    tu_input b5[2] = {rt(shp(3, 64, 1, 40)), rt(shp(3, 1, 30, 40))};   /* general */
+    tu_input b5[2] = {tu_rt(tu_shape(3, 64, 1, 40)), tu_rt(tu_shape(3, 1, 30, 40))};   /* general */
     gs[ng++] = graph_of("Mul", 2, b5, 13);
-    tu_input b6[2] = {rt(wide), rt(shp(0))};
+    tu_input b6[2] = {tu_rt(wide), tu_rt(tu_shape(0))};
     gs[ng++] = graph_of("Mul", 2, b6, 13);
-    tu_input u1[1] = {rt(wide)};
+    tu_input u1[1] = {tu_rt(wide)};
     gs[ng] = graph_of("ReduceMean", 1, u1, 13);
     sal_node_attr_ints(N0(gs[ng++]), "axes", 2, hw);
     gs[ng] = graph_of("ReduceMean", 1, u1, 13);
@@ -1303,7 +1287,7 @@ Test(threads, results_do_not_depend_on_thread_count) {
     gs[ng] = graph_of("Pad", 1, u1, 6);
     sal_node_attr_ints(N0(gs[ng++]), "pads", 8, pads);
     gs[ng++] = graph_of("Sigmoid", 1, u1, 13);
-    tu_input c1[2] = {rt(wide), rt(shp(4, 4, 2, 24, 24))};
+    tu_input c1[2] = {tu_rt(wide), tu_rt(tu_shape(4, 4, 2, 24, 24))};
     gs[ng] = graph_of("Concat", 2, c1, 13);
     sal_node_attr_int(N0(gs[ng++]), "axis", 1);
     const int threads[] = {1, 3, 16};

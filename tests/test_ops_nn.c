@@ -31,12 +31,6 @@ static sal_shape mkshape(int nd, const int64_t *d) {
 static const sal_shape SHP0 = {0, {0}};         /* rank-0 (scalar) */
 static const sal_shape ABSENT = {-1, {0}};       /* absent optional input */
 
-static float *rand_buf(int64_t n, uint64_t *s, float lo, float hi) {
-    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    cr_assert(p);
-    tu_fill(p, n, s, lo, hi);
-    return p;
-}
 
 /* max |y - ref| / max(1, max |ref|) */
 static double rel_err(const float *y, const double *ref, int64_t n) {
@@ -285,9 +279,9 @@ ParameterizedTestParameters(conv, forward) {
 ParameterizedTest(conv_case *cc, conv, forward) {
     uint64_t seed = tu_fresh_seed(), s = seed;
     sal_shape xs = conv_x_shape(cc), ws = conv_w_shape(cc);
-    float *x = rand_buf(sal_shape_numel(&xs), &s, -1.f, 1.f);
-    float *w = rand_buf(sal_shape_numel(&ws), &s, -1.f, 1.f);
-    float *b = rand_buf(cc->m, &s, -1.f, 1.f);
+    float *x = tu_rand_buf(sal_shape_numel(&xs), &s, -1.f, 1.f);
+    float *w = tu_rand_buf(sal_shape_numel(&ws), &s, -1.f, 1.f);
+    float *b = tu_rand_buf(cc->m, &s, -1.f, 1.f);
     sal_graph *g = conv_graph(cc, w, cc->bias ? b : NULL);
     const float *rt[3] = {x, w, b};
     float *y = NULL;
@@ -313,8 +307,8 @@ ParameterizedTestParameters(conv, gradient) {
 ParameterizedTest(conv_case *cc, conv, gradient) {
     uint64_t seed = tu_fresh_seed(), s = seed;
     sal_shape ws = conv_w_shape(cc);
-    float *w = rand_buf(sal_shape_numel(&ws), &s, -1.f, 1.f);
-    float *b = rand_buf(cc->m, &s, -1.f, 1.f);
+    float *w = tu_rand_buf(sal_shape_numel(&ws), &s, -1.f, 1.f);
+    float *b = tu_rand_buf(cc->m, &s, -1.f, 1.f);
     sal_graph *g = conv_graph(cc, w, b);
     sal_shape xs = conv_x_shape(cc);
     int64_t samples = sal_shape_numel(&xs) > 2000 ? 60 : 300;   /* the big cases: fewer, to stay quick */
@@ -332,9 +326,9 @@ Test(conv, batch_images_independent) {
     uint64_t seed = tu_fresh_seed(), s = seed;
     conv_case cc = conv_cases[3];   /* groups2 */
     sal_shape xs = conv_x_shape(&cc), ws = conv_w_shape(&cc);
-    float *x = rand_buf(sal_shape_numel(&xs), &s, -1.f, 1.f);
-    float *w = rand_buf(sal_shape_numel(&ws), &s, -1.f, 1.f);
-    float *b = rand_buf(cc.m, &s, -1.f, 1.f);
+    float *x = tu_rand_buf(sal_shape_numel(&xs), &s, -1.f, 1.f);
+    float *w = tu_rand_buf(sal_shape_numel(&ws), &s, -1.f, 1.f);
+    float *b = tu_rand_buf(cc.m, &s, -1.f, 1.f);
     sal_graph *g2 = conv_graph(&cc, w, b);
     float *y2, *y1;
     sal_shape sh;
@@ -460,9 +454,9 @@ Test(batchnorm, forward_and_gradient) {
     for (int k = 0; k < 3; k++) {
         sal_shape xs = shapes[k];
         int64_t C = xs.d[1], nx = sal_shape_numel(&xs);
-        float *x = rand_buf(nx, &s, -2.f, 2.f);
-        float *sc = rand_buf(C, &s, -1.5f, 1.5f), *bi = rand_buf(C, &s, -1.f, 1.f);
-        float *mu = rand_buf(C, &s, -0.5f, 0.5f), *var = rand_buf(C, &s, 0.1f, 2.f);
+        float *x = tu_rand_buf(nx, &s, -2.f, 2.f);
+        float *sc = tu_rand_buf(C, &s, -1.5f, 1.5f), *bi = tu_rand_buf(C, &s, -1.f, 1.f);
+        float *mu = tu_rand_buf(C, &s, -0.5f, 0.5f), *var = tu_rand_buf(C, &s, 0.1f, 2.f);
         const float *p[4] = {sc, bi, mu, var};
         sal_graph *g = bn_graph(xs, p, 0);
         if (k != 0) set_float(g, "epsilon", epss[k]);
@@ -626,7 +620,7 @@ static sal_graph *pool_graph(const pool_case *pc, int is_max) {
 static void pool_forward_case(const pool_case *pc, int is_max) {
     uint64_t seed = tu_fresh_seed(), s = seed;
     sal_shape xs = pool_x_shape(pc);
-    float *x = rand_buf(sal_shape_numel(&xs), &s, -1.f, 1.f);
+    float *x = tu_rand_buf(sal_shape_numel(&xs), &s, -1.f, 1.f);
     sal_graph *g = pool_graph(pc, is_max);
     float *y;
     sal_shape ys;
@@ -686,7 +680,7 @@ ParameterizedTest(pool_case *pc, maxpool, gradient) {
         int64_t j = (int64_t)(tu_next(&s) % (uint64_t)(i + 1));
         float t = x[i]; x[i] = x[j]; x[j] = t;
     }
-    float *gy = rand_buf(ny, &s, -1.f, 1.f);
+    float *gy = tu_rand_buf(ny, &s, -1.f, 1.f);
     sal_graph *g = pool_graph(pc, 1);
     const float *ins[1] = {x};
     nn_run r;
@@ -816,7 +810,7 @@ Test(globalavgpool, forward_and_gradient) {
     for (int k = 0; k < 3; k++) {
         sal_shape xs = shapes[k];
         int64_t nx = sal_shape_numel(&xs), nc = xs.d[0] * xs.d[1], S = nx / nc;
-        float *x = rand_buf(nx, &s, -1.f, 1.f);
+        float *x = tu_rand_buf(nx, &s, -1.f, 1.f);
         tu_input ins[1] = {{xs, NULL, NULL}};
         sal_graph *g = tu_node_graph("GlobalAveragePool", 1, ins, 1);
         float *y;
@@ -876,8 +870,8 @@ static void gemm_case(int ta, int tb, int kind, int rt, float alpha, float beta)
     uint64_t seed = tu_fresh_seed(), s = seed;
     const int64_t M = 3, N = 5, K = 4;
     sal_shape as = ta ? SHP(K, M) : SHP(M, K), bs = tb ? SHP(N, K) : SHP(K, N), cs = gemm_c_shape(kind, M, N);
-    float *a = rand_buf(M * K, &s, -1.f, 1.f), *b = rand_buf(K * N, &s, -1.f, 1.f);
-    float *c = rand_buf(M * N, &s, -1.f, 1.f);
+    float *a = tu_rand_buf(M * K, &s, -1.f, 1.f), *b = tu_rand_buf(K * N, &s, -1.f, 1.f);
+    float *c = tu_rand_buf(M * N, &s, -1.f, 1.f);
     tu_input ins[3] = {{as, NULL, NULL}, {bs, rt ? NULL : b, NULL}, {cs, rt ? NULL : c, NULL}};
     sal_graph *g = tu_node_graph("Gemm", kind == C_NONE ? 2 : 3, ins, 1);
     if (ta) set_int(g, "transA", 1);
@@ -1011,8 +1005,8 @@ ParameterizedTestParameters(matmul, forward_and_gradient) {
 ParameterizedTest(matmul_case *mc, matmul, forward_and_gradient) {
     uint64_t seed = tu_fresh_seed(), s = seed;
     sal_shape as = mkshape(mc->ra, mc->a), bs = mkshape(mc->rb, mc->b), want = mkshape(mc->ry, mc->y);
-    float *a = rand_buf(sal_shape_numel(&as), &s, -1.f, 1.f);
-    float *b = rand_buf(sal_shape_numel(&bs), &s, -1.f, 1.f);
+    float *a = tu_rand_buf(sal_shape_numel(&as), &s, -1.f, 1.f);
+    float *b = tu_rand_buf(sal_shape_numel(&bs), &s, -1.f, 1.f);
     tu_input ins[2] = {{as, NULL, NULL}, {bs, mc->b_const ? b : NULL, NULL}};
     sal_graph *g = tu_node_graph("MatMul", 2, ins, 1);
     const float *rt[2] = {a, b};
@@ -1079,7 +1073,7 @@ Test(lrn, forward_and_gradient) {
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         sal_shape xs = cases[k].xs;
         int64_t nx = sal_shape_numel(&xs);
-        float *x = rand_buf(nx, &s, -2.f, 2.f);
+        float *x = tu_rand_buf(nx, &s, -2.f, 2.f);
         tu_input ins[1] = {{xs, NULL, NULL}};
         sal_graph *g = tu_node_graph("LRN", 1, ins, 1);
         set_int(g, "size", cases[k].size);

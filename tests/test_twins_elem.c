@@ -56,11 +56,6 @@ static sal_graph *node(const char *op, int n_in, const tu_input *ins, int opset)
 
 static sal_node *N0(sal_graph *g) { return &g->nodes[0]; }
 
-static float *rand_buf(int64_t n, uint64_t *s, float lo, float hi) {
-    float *b = malloc(sizeof(float) * (size_t)(n + 1));
-    tu_fill(b, n, s, lo, hi);
-    return b;
-}
 
 /* The twin check of node 0 of g (then freed) on a fresh seed; returns the result. */
 static tu_twin_result twin(sal_graph *g, float lo, float hi, int guided, const char *what) {
@@ -290,15 +285,15 @@ static void check_one_sum(int op, sal_shape as, sal_shape bs, int ga_on, int gb_
     sal_shape ys;
     sal_bcast_params *p = infer_bcast(g, as, bs, &ys);
     const int64_t n = numel(ys), nx[2] = {numel(as), numel(bs)};
-    float *x[2] = {rand_buf(nx[0], &s, lo, hi), rand_buf(nx[1], &s, lo, hi)};
-    float *gy = rand_buf(n, &s, -1.f, 1.f);
-    float *y_cpu = rand_buf(n, &s, 0.f, 1.f), *y_tw = rand_buf(n, &s, 0.f, 1.f);
+    float *x[2] = {tu_rand_buf(nx[0], &s, lo, hi), tu_rand_buf(nx[1], &s, lo, hi)};
+    float *gy = tu_rand_buf(n, &s, -1.f, 1.f);
+    float *y_cpu = tu_rand_buf(n, &s, 0.f, 1.f), *y_tw = tu_rand_buf(n, &s, 0.f, 1.f);
     for (int64_t i = 0; i < n; i++) y_tw[i] = NAN;   /* the twin must write every element */
     float *g0[2], *g_cpu[2], *g_tw[2];
     for (int k = 0; k < 2; k++) {   /* gradients ADDED onto the same random start */
-        g0[k] = rand_buf(nx[k], &s, -0.5f, 0.5f);
-        g_cpu[k] = rand_buf(nx[k], &s, 0.f, 1.f);
-        g_tw[k] = rand_buf(nx[k], &s, 0.f, 1.f);
+        g0[k] = tu_rand_buf(nx[k], &s, -0.5f, 0.5f);
+        g_cpu[k] = tu_rand_buf(nx[k], &s, 0.f, 1.f);
+        g_tw[k] = tu_rand_buf(nx[k], &s, 0.f, 1.f);
         memcpy(g_cpu[k], g0[k], sizeof(float) * (size_t)nx[k]);
         memcpy(g_tw[k], g0[k], sizeof(float) * (size_t)nx[k]);
     }
@@ -375,8 +370,8 @@ static void check_binary(int op, sal_shape as, sal_shape bs, int a_const, int b_
         return;
     }
     uint64_t s = tu_fresh_seed();
-    float *ka = a_const ? rand_buf(numel(as), &s, lo, hi) : NULL;
-    float *kb = b_const ? rand_buf(numel(bs), &s, lo, hi) : NULL;
+    float *ka = a_const ? tu_rand_buf(numel(as), &s, lo, hi) : NULL;
+    float *kb = b_const ? tu_rand_buf(numel(bs), &s, lo, hi) : NULL;
     tu_input in[2] = {a_const ? tu_cf(as, ka) : tu_rt(as), b_const ? tu_cf(bs, kb) : tu_rt(bs)};
     sal_graph *g = node(BIN_OPS[op], 2, in, 13);
     twin(g, lo, hi, 0, what);
@@ -468,11 +463,11 @@ Test(batchnorm, constant_and_runtime_statistics) {
         const sal_shape xs = shapes[k];
         const int64_t C = xs.d[1];
         uint64_t s = tu_fresh_seed();
-        float *sc = rand_buf(C, &s, -1.5f, 1.5f), *bi = rand_buf(C, &s, -1.f, 1.f);
-        float *mu = rand_buf(C, &s, -0.5f, 0.5f), *var = rand_buf(C, &s, 0.1f, 2.f);
+        float *sc = tu_rand_buf(C, &s, -1.5f, 1.5f), *bi = tu_rand_buf(C, &s, -1.f, 1.f);
+        float *mu = tu_rand_buf(C, &s, -0.5f, 0.5f), *var = tu_rand_buf(C, &s, 0.1f, 2.f);
         const float *p[4] = {sc, bi, mu, var};
         char what[128], b[64];
-        float *kx = rand_buf(numel(xs), &s, 0.5f, 2.f);
+        float *kx = tu_rand_buf(numel(xs), &s, 0.5f, 2.f);
         /* bit 0: x runtime, bits 1-4: scale, B, mean, var runtime */
         const int masks[] = {1, 1 | 2, 1 | 4 | 16, 1 | 8, 31, 30, 16, 2 | 8};
         for (size_t m = 0; m < sizeof masks / sizeof masks[0]; m++) {

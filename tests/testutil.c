@@ -55,6 +55,12 @@ void tu_fill(float *x, int64_t n, uint64_t *s, float lo, float hi) {
     for (int64_t i = 0; i < n; i++) x[i] = tu_uniform(s, lo, hi);
 }
 
+float *tu_rand_buf(int64_t n, uint64_t *state, float lo, float hi) {
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (p) tu_fill(p, n, state, lo, hi);
+    return p;
+}
+
 uint64_t tu_fresh_seed(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

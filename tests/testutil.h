@@ -15,6 +15,8 @@
 uint64_t tu_next(uint64_t *state);
 float tu_uniform(uint64_t *state, float lo, float hi);
 void tu_fill(float *x, int64_t n, uint64_t *state, float lo, float hi);
+/* A malloc'ed buffer of n (at least 1) uniforms in [lo, hi); NULL when out of memory. */
+float *tu_rand_buf(int64_t n, uint64_t *state, float lo, float hi);
 /* A seed that differs per run (fresh random inputs), printed by the test on failure. */
 uint64_t tu_fresh_seed(void);
 
