@@ -47,9 +47,8 @@ static int shape_is(sal_shape s, sal_shape e) {
 static const char *sstr(sal_shape s, char *buf) { return sal_shape_str(&s, buf, 128); }
 
 static sal_graph *node(const char *op, int n_in, const tu_input *ins, int n_out, int opset) {
-    sal_graph *g = tu_node_graph(op, n_in, ins, n_out);
-    cr_assert(g, "tu_node_graph(%s) failed", op);
-    g->opset = opset;
+    sal_graph *g = tu_op_graph(op, n_in, ins, n_out, opset);
+    cr_assert(g, "tu_op_graph(%s) failed", op);
     return g;
 }
 
@@ -962,37 +961,17 @@ static int64_t pad_ref_src(int mode, int64_t j, int64_t L) {
     return j;
 }
 
-static const char *const PAD_MODES[] = {"constant", "edge", "reflect"};
 
 /* pads: 2*r values (before..., after...) over all dims. form: 0 = attributes (opset 6),
  * 1 = inputs (opset 13), 2 = inputs with an axes input (opset 18, axes = the non-zero dims). */
 static void check_pad(sal_shape xs, const int64_t *pads, int mode, float value, int form) {
     char what[128], b[64];
     int r = xs.ndim;
-    snprintf(what, sizeof what, "Pad %s %s form %d pads %lld,%lld,...", PAD_MODES[mode],
+    snprintf(what, sizeof what, "Pad %s %s form %d pads %lld,%lld,...", tu_pad_modes[mode],
              sstr(xs, b), form, (long long)pads[0], (long long)pads[1]);
     uint64_t seed = tu_fresh_seed();
-    int64_t sel_pads[2 * SAL_MAX_DIMS], axes[SAL_MAX_DIMS];
-    int na = 0;
-    for (int d = 0; d < r; d++)
-        if (form < 2 || pads[d] || pads[d + r]) axes[na++] = d - (form == 2 && d % 2 ? r : 0);
-    for (int i = 0; i < na; i++) {
-        int d = (int)(axes[i] < 0 ? axes[i] + r : axes[i]);
-        sel_pads[i] = pads[d];
-        sel_pads[i + na] = pads[d + r];
-    }
-    sal_graph *g;
-    if (form == 0) {
-        tu_input in[1] = {tu_rt(xs)};
-        g = node("Pad", 1, in, 1, 6);
-        sal_node_attr_ints(N0(g), "pads", 2 * r, pads);
-        if (mode == 0) sal_node_attr_float(N0(g), "value", value);
-    } else {
-        tu_input in[4] = {tu_rt(xs), tu_ci(tu_shape(1, 2 * na), sel_pads), tu_cf(tu_shape(0), &value),
-                          tu_ci(tu_shape(1, na), axes)};
-        g = node("Pad", form == 2 ? 4 : 3, in, 1, form == 2 ? 18 : 13);
-    }
-    sal_node_attr_str(N0(g), "mode", PAD_MODES[mode]);
+    sal_graph *g = tu_pad_graph(xs, pads, mode, value, form);
+    cr_assert(g, "%s: no graph", what);
     sal_shape ys = xs;
     for (int d = 0; d < r; d++) ys.d[d] += pads[d] + pads[d + r];
     run rr;

@@ -48,9 +48,8 @@ static int64_t numel(sal_shape s) {
 static const char *sstr(sal_shape s, char *buf) { return sal_shape_str(&s, buf, 64); }
 
 static sal_graph *node(const char *op, int n_in, const tu_input *ins, int opset) {
-    sal_graph *g = tu_node_graph(op, n_in, ins, 1);
-    cr_assert(g, "tu_node_graph(%s) failed", op);
-    g->opset = opset;
+    sal_graph *g = tu_op_graph(op, n_in, ins, 1, opset);
+    cr_assert(g, "tu_op_graph(%s) failed", op);
     return g;
 }
 

@@ -31,9 +31,8 @@ typedef unsigned long long ull;
 
 
 static sal_graph *node(const char *op, int n_in, const tu_input *ins, int opset) {
-    sal_graph *g = tu_node_graph(op, n_in, ins, 1);
-    cr_assert(g, "tu_node_graph(%s) failed", op);
-    g->opset = opset;
+    sal_graph *g = tu_op_graph(op, n_in, ins, 1, opset);
+    cr_assert(g, "tu_op_graph(%s) failed", op);
     return g;
 }
 
@@ -350,7 +349,6 @@ Test(twins_nn, transpose) {
 /* ------------------------------------------------------------------------------------------------ */
 /* Pad                                                                                              */
 
-static const char *const PAD_MODES[] = {"constant", "edge", "reflect"};
 
 /* pads: 2*r values (before..., after...) over all dims. form: 0 = attributes (opset 6),
  * 1 = inputs (opset 13), 2 = inputs with an axes input (opset 18; axes = the padded dims, every
@@ -358,30 +356,12 @@ static const char *const PAD_MODES[] = {"constant", "edge", "reflect"};
 static void pad(sal_shape xs, const int64_t *pads, int mode, float value, int form) {
     char what[160], b[64];
     const int r = xs.ndim;
-    int n = snprintf(what, sizeof what, "Pad %s %s form %d pads", PAD_MODES[mode],
+    int n = snprintf(what, sizeof what, "Pad %s %s form %d pads", tu_pad_modes[mode],
                      sal_shape_str(&xs, b, sizeof b), form);
     for (int i = 0; i < 2 * r && n < (int)sizeof what - 8; i++)
         n += snprintf(what + n, sizeof what - (size_t)n, " %lld", (long long)pads[i]);
-    int64_t sel[2 * SAL_MAX_DIMS], axes[SAL_MAX_DIMS];
-    int na = 0;
-    for (int d = 0; d < r; d++)
-        if (form < 2 || pads[d] || pads[d + r]) axes[na++] = d - (form == 2 && d % 2 ? r : 0);
-    for (int i = 0; i < na; i++) {
-        int d = (int)(axes[i] < 0 ? axes[i] + r : axes[i]);
-        sel[i] = pads[d];
-        sel[i + na] = pads[d + r];
-    }
-    sal_graph *g;
-    if (form == 0) {
-        tu_input in[1] = {tu_rt(xs)};
-        g = node("Pad", 1, in, 6);
-        set_ints(g, "pads", 2 * r, pads);
-        if (mode == 0) set_float(g, "value", value);
-    } else {
-        tu_input in[4] = {tu_rt(xs), tu_ci(tu_shape(1, 2 * na), sel), tu_cf(tu_shape(0), &value), tu_ci(tu_shape(1, na), axes)};
-        g = node("Pad", form == 2 ? 4 : 3, in, form == 2 ? 18 : 13);
-    }
-    set_str(g, "mode", PAD_MODES[mode]);
+    sal_graph *g = tu_pad_graph(xs, pads, mode, value, form);
+    cr_assert(g, "%s: no graph", what);
     twin_ok(g, what, -1.f, 1.f, 0);
 }
 

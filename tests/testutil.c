@@ -392,3 +392,40 @@ done:
     node_run_free(&r);
     return res;
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Graphs of one op, with their opset                                                               */
+
+sal_graph *tu_op_graph(const char *op_type, int n_in, const tu_input *ins, int n_out, int opset) {
+    sal_graph *g = tu_node_graph(op_type, n_in, ins, n_out);
+    if (g) g->opset = opset;
+    return g;
+}
+
+const char *const tu_pad_modes[3] = {"constant", "edge", "reflect"};
+
+sal_graph *tu_pad_graph(sal_shape xs, const int64_t *pads, int mode, float value, int form) {
+    const int r = xs.ndim;
+    int64_t sel[2 * SAL_MAX_DIMS], axes[SAL_MAX_DIMS];
+    int na = 0;
+    for (int d = 0; d < r; d++)
+        if (form < 2 || pads[d] || pads[d + r]) axes[na++] = d - (form == 2 && d % 2 ? r : 0);
+    for (int i = 0; i < na; i++) {
+        int d = (int)(axes[i] < 0 ? axes[i] + r : axes[i]);
+        sel[i] = pads[d];
+        sel[i + na] = pads[d + r];
+    }
+    sal_graph *g;
+    if (form == 0) {
+        tu_input in[1] = {tu_rt(xs)};
+        g = tu_op_graph("Pad", 1, in, 1, 6);
+        if (g) sal_node_attr_ints(&g->nodes[0], "pads", 2 * r, pads);
+        if (g && mode == 0) sal_node_attr_float(&g->nodes[0], "value", value);
+    } else {
+        tu_input in[4] = {tu_rt(xs), tu_ci(tu_shape(1, 2 * na), sel), tu_cf(tu_shape(0), &value),
+                          tu_ci(tu_shape(1, na), axes)};
+        g = tu_op_graph("Pad", form == 2 ? 4 : 3, in, 1, form == 2 ? 18 : 13);
+    }
+    if (g) sal_node_attr_str(&g->nodes[0], "mode", tu_pad_modes[mode]);
+    return g;
+}

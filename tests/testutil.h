@@ -39,6 +39,14 @@ tu_input tu_absent(void);
  * a tu_input with shape.ndim < 0 is an absent optional input. Add attributes on
  * &g->nodes[0] afterwards. */
 sal_graph *tu_node_graph(const char *op_type, int n_in, const tu_input *ins, int n_out);
+/* tu_node_graph with the graph's opset set. NULL on failure. */
+sal_graph *tu_op_graph(const char *op_type, int n_in, const tu_input *ins, int n_out, int opset);
+/* A one-node Pad graph of x (xs) with pads (ONNX order: the begins, then the ends, per dim), mode
+ * tu_pad_modes[mode] and the constant value, in one of its three forms: 0 the attributes
+ * (opset 6), 1 the pads and value as inputs (opset 13), 2 also the axes input (opset 18), listing
+ * only the padded dims, in negative form for odd ones. NULL on failure. */
+extern const char *const tu_pad_modes[3];
+sal_graph *tu_pad_graph(sal_shape xs, const int64_t *pads, int mode, float value, int form);
 
 typedef struct tu_grad_result {
     sal_status st;          /* infer/forward/backward status */
