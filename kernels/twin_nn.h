@@ -17,6 +17,8 @@
  *              in[0]/gin[0] are that input's data/gradient
  *   transpose_*:                       p.t, in_shape[0] (x), out_shape[0] (y)
  *   pad_*:                             p.pad, in_shape[0] (x), out_shape[0] (y)
+ *   gemmc_*:   Gemm's C operand (host/backend/blas_drive.c, not a plan): k0 = M, k1 = N,
+ *              k2, k3 = C's strides over Y's rows and columns (0 where C broadcasts), p.s.beta
  */
 #ifndef SAL_TWIN_NN_H
 #define SAL_TWIN_NN_H
@@ -29,7 +31,7 @@
 #define SAL_TW_NN_FUNCS(X)                                                                         \
     X(maxpool_fwd) X(maxpool_bwd) X(avgpool_fwd) X(avgpool_bwd) X(gavgpool_fwd) X(gavgpool_bwd)    \
     X(reducemean_fwd) X(reducemean_bwd) X(lrn_fwd) X(lrn_bwd) X(concat_fwd) X(concat_bwd)          \
-    X(transpose_fwd) X(transpose_bwd) X(pad_fwd) X(pad_bwd)
+    X(transpose_fwd) X(transpose_bwd) X(pad_fwd) X(pad_bwd) X(gemmc_fwd) X(gemmc_bwd)
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Pooling: x (N, C, H, W) -> y (N, C, OH, OW) (cpu_nn.c: pool_run)                                 */
@@ -483,6 +485,29 @@ SAL_HD void sal_tw_pad_bwd(int64_t e, const sal_tw_args *a) {
         if (d < 0) break;
     }
     a->gin[0][e] = acc;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Gemm's C operand: Y (M, N) = beta * C broadcast, before the matrix product accumulates onto it, */
+/* and its gradient dC = beta * G summed over C's broadcast dims (host/backend/blas_drive.c)        */
+
+/* Element t of Y (M, N): beta * C[i * s0 + j * s1]. */
+SAL_HD void sal_tw_gemmc_fwd(int64_t t, const sal_tw_args *a) {
+    const int64_t N = a->k1, i = t / N, j = t - i * N;
+    a->out[0][t] = a->p.s.beta * a->in[0][i * a->k2 + j * a->k3];
+}
+
+/* Element t of C, (cm, cn) = (s0 ? M : 1, s1 ? N : 1): adds beta * g at every (i, j) of Y that
+ * reads it, row by row (the order of a serial scatter over Y). */
+SAL_HD void sal_tw_gemmc_bwd(int64_t t, const sal_tw_args *a) {
+    const int64_t M = a->k0, N = a->k1, s0 = a->k2, s1 = a->k3, cn = s1 ? N : 1;
+    const int64_t i0 = t / cn, j0 = t - i0 * cn;
+    const int64_t ib = s0 ? i0 : 0, ie = s0 ? i0 + 1 : M, jb = s1 ? j0 : 0, je = s1 ? j0 + 1 : N;
+    const float beta = a->p.s.beta;
+    float acc = a->gin[0][i0 * s0 + j0 * s1];
+    for (int64_t i = ib; i < ie; i++)
+        for (int64_t j = jb; j < je; j++) acc += beta * a->gout[0][i * N + j];
+    a->gin[0][i0 * s0 + j0 * s1] = acc;
 }
 
 #endif

@@ -29,6 +29,8 @@
 #include "../../ops/op_decls.h"
 #include "twin_elem.h"
 #include "twin_nn.h"
+#include "twin_all.h"
+#include "../blas_drive.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Helpers                                                                                          */
@@ -906,127 +908,38 @@ sal_status sal_cpu_globalavgpool_bwd(const sal_op_call *c, sal_error *err) {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Gemm: Y (M, N) = alpha * op(A) . op(B) + beta * C, op(A) (M, K), op(B) (K, N), C broadcast      */
+/* Gemm and MatMul: host/backend/blas_drive.c over oneDNN's sgemm (the CUDA backend drives cuBLAS  */
+/* through the same code)                                                                           */
 
-sal_status sal_cpu_gemm_fwd(const sal_op_call *c, sal_error *err) {
-    sal_status st;
-    if ((st = need_params(c, err))) return st;
-    const sal_gemm_params *p = c->params;
-    const float *a = c->in[0], *b = c->in[1], *cc = p->has_c && c->n_in > 2 ? c->in[2] : NULL;
-    float *y = c->out[0];
-    const int64_t M = p->m, N = p->n, K = p->k;
-    float beta = 0.f;
-    if (cc && p->beta != 0.f) {
-        const int64_t s0 = p->c.sb[0], s1 = p->c.sb[1];
-#pragma omp parallel for num_threads(par(nthreads(c), M * N)) schedule(static)
-        for (int64_t i = 0; i < M; i++) {
-#pragma omp simd
-            for (int64_t j = 0; j < N; j++) y[i * N + j] = p->beta * cc[i * s0 + j * s1];
-        }
-        beta = 1.f;
-    }
-    if (K == 0) {
-        if (beta == 0.f) memset(y, 0, sizeof(float) * (size_t)(M * N));
-        return SAL_OK;
-    }
-    sal_sgemm(p->trans_a ? 1 : 0, p->trans_b ? 1 : 0,
-                (int)M, (int)N, (int)K, p->alpha, a, p->trans_a ? (int)M : (int)K, b,
-                p->trans_b ? (int)K : (int)N, beta, y, (int)N);
+static sal_status cpu_gemm(void *ctx, const char *nm, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                           float alpha, const float *A, int64_t lda, int64_t sa, const float *B, int64_t ldb,
+                           int64_t sb, float beta, float *C, int64_t ldc, int64_t sc, int64_t count,
+                           sal_error *err) {
+    (void)ctx; (void)nm; (void)err;
+    for (int64_t i = 0; i < count; i++)
+        sal_sgemm(ta, tb, M, N, K, alpha, A + i * sa, lda, B + i * sb, ldb, beta, C + i * sc, ldc);
     return SAL_OK;
 }
 
-sal_status sal_cpu_gemm_bwd(const sal_op_call *c, sal_error *err) {
-    sal_status st;
-    if ((st = need_params(c, err))) return st;
-    const sal_gemm_params *p = c->params;
-    const float *g = c->gout[0];
-    if (!g) return SAL_OK;
-    const float *a = c->in[0], *b = c->in[1];
-    float *ga = c->gin[0], *gb = c->gin[1], *gc = p->has_c && c->n_in > 2 ? c->gin[2] : NULL;
-    const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
-    const int lda = p->trans_a ? M : K, ldb = p->trans_b ? K : N;
-    if (ga && K > 0) {
-        if (!p->trans_a)   /* dA (M, K) = alpha * G (M, N) . op(B)^T (N, K) */
-            sal_sgemm(0, p->trans_b ? 0 : 1, M, K, N,
-                        p->alpha, g, N, b, ldb, 1.f, ga, K);
-        else               /* dA (K, M) = alpha * op(B) (K, N) . G^T (N, M) */
-            sal_sgemm(p->trans_b ? 1 : 0, 1, K, M, N, p->alpha,
-                        b, ldb, g, N, 1.f, ga, M);
-    }
-    if (gb && K > 0) {
-        if (!p->trans_b)   /* dB (K, N) = alpha * op(A)^T (K, M) . G (M, N) */
-            sal_sgemm(p->trans_a ? 0 : 1, 0, K, N, M,
-                        p->alpha, a, lda, g, N, 1.f, gb, N);
-        else               /* dB (N, K) = alpha * G^T (N, M) . op(A) (M, K) */
-            sal_sgemm(1, p->trans_a ? 1 : 0, N, K, M, p->alpha,
-                        g, N, a, lda, 1.f, gb, K);
-    }
-    if (gc) {   /* dC = beta * G summed over C's broadcast dims (serial: several (i,j) share one C) */
-        const int64_t s0 = p->c.sb[0], s1 = p->c.sb[1];
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) gc[i * s0 + j * s1] += p->beta * g[i * N + j];
-    }
+static sal_status cpu_twin(void *ctx, const char *nm, int fn, int64_t count, const sal_tw_args *a,
+                           sal_error *err) {
+    (void)ctx; (void)nm; (void)err;
+    sal_twin_run_one(fn, count, a);
     return SAL_OK;
 }
 
-/* ------------------------------------------------------------------------------------------------ */
-/* MatMul (numpy): Y[batch] (M, N) = A[batch] (M, K) . B[batch] (K, N), batch dims broadcast       */
-
-sal_status sal_cpu_matmul_fwd(const sal_op_call *c, sal_error *err) {
-    sal_status st;
-    if ((st = need_params(c, err))) return st;
-    const sal_matmul_params *p = c->params;
-    const float *a = c->in[0], *b = c->in[1];
-    float *y = c->out[0];
-    const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
-    if (K == 0) {
-        memset(y, 0, sizeof(float) * (size_t)(p->batch * p->m * p->n));
-        return SAL_OK;
-    }
-    if (sal_matmul_foldable(p)) {
-        sal_sgemm(0, 0, (int)(p->batch * M), N, K, 1.f, a, K, b, N,
-                    0.f, y, N);
-        return SAL_OK;
-    }
-    for (int64_t bi = 0; bi < p->batch; bi++) {
-        int64_t ao, bo;
-        sal_matmul_offsets(p, bi, &ao, &bo);
-        sal_sgemm(0, 0, M, N, K, 1.f, a + ao, K, b + bo, N, 0.f,
-                    y + bi * p->m * p->n, N);
-    }
+static sal_status cpu_zero(void *ctx, const char *nm, float *p, int64_t n, sal_error *err) {
+    (void)ctx; (void)nm; (void)err;
+    memset(p, 0, sizeof(float) * (size_t)n);
     return SAL_OK;
 }
 
-sal_status sal_cpu_matmul_bwd(const sal_op_call *c, sal_error *err) {
-    sal_status st;
-    if ((st = need_params(c, err))) return st;
-    const sal_matmul_params *p = c->params;
-    const float *g = c->gout[0];
-    if (!g || p->k == 0) return SAL_OK;
-    const float *a = c->in[0], *b = c->in[1];
-    float *ga = c->gin[0], *gb = c->gin[1];
-    const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
-    const int fold = sal_matmul_foldable(p);
-    if (fold) {   /* A' (batch*M, K), G' (batch*M, N), B (K, N) */
-        const int BM = (int)(p->batch * p->m);
-        if (ga) sal_sgemm(0, 1, BM, K, N, 1.f, g, N, b, N, 1.f, ga, K);
-        if (gb) sal_sgemm(1, 0, K, N, BM, 1.f, a, K, g, N, 1.f, gb, N);
-        return SAL_OK;
-    }
-    /* serial over batches: broadcast operands receive several contributions */
-    for (int64_t bi = 0; bi < p->batch; bi++) {
-        int64_t ao, bo;
-        sal_matmul_offsets(p, bi, &ao, &bo);
-        const float *gbi = g + bi * p->m * p->n;
-        if (ga)   /* dA (M, K) += G (M, N) . B^T (N, K) */
-            sal_sgemm(0, 1, M, K, N, 1.f, gbi, N, b + bo, N, 1.f,
-                        ga + ao, K);
-        if (gb)   /* dB (K, N) += A^T (K, M) . G (M, N) */
-            sal_sgemm(1, 0, K, N, M, 1.f, a + ao, K, gbi, N, 1.f,
-                        gb + bo, N);
-    }
-    return SAL_OK;
-}
+static const sal_blas cpu_blas = {NULL, cpu_gemm, cpu_twin, cpu_zero};
+
+sal_status sal_cpu_gemm_fwd(const sal_op_call *c, sal_error *err) { return sal_blas_gemm(&cpu_blas, c, 0, err); }
+sal_status sal_cpu_gemm_bwd(const sal_op_call *c, sal_error *err) { return sal_blas_gemm(&cpu_blas, c, 1, err); }
+sal_status sal_cpu_matmul_fwd(const sal_op_call *c, sal_error *err) { return sal_blas_matmul(&cpu_blas, c, 0, err); }
+sal_status sal_cpu_matmul_bwd(const sal_op_call *c, sal_error *err) { return sal_blas_matmul(&cpu_blas, c, 1, err); }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* LRN across channels: x (N, C, S), window of channel c = [c - floor((size-1)/2),                 */

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "../backend.h"
+#include "../blas_drive.h"
 #include "twin_all.h"
 
 int sal_cuda_probe_launch(void);
@@ -24,10 +25,6 @@ sal_status sal_cuda_twin_run(const sal_op_call *c, int backward, cudaStream_t s,
 sal_status sal_cuda_prim(int fn, int64_t count, const struct sal_mp_args *a, cudaStream_t s, sal_error *err);
 size_t sal_cuda_sort_scratch(int64_t n);
 sal_status sal_cuda_sort(float *data, int64_t n, void *scratch, cudaStream_t s, sal_error *err);
-int sal_cuda_gemm_fill_c(float *y, const float *c, int64_t M, int64_t N, int64_t s0, int64_t s1,
-                         float beta, cudaStream_t s);
-int sal_cuda_gemm_grad_c(float *gc, const float *g, int64_t M, int64_t N, int64_t s0, int64_t s1,
-                         float beta, cudaStream_t s);
 int sal_cuda_fill_random(float *x, int64_t n, unsigned seed, cudaStream_t s);
 sal_status sal_cuda_twin_launch(int fn, int64_t count, const sal_tw_args *a, cudaStream_t s, const char *what,
                                 sal_error *err);
@@ -425,7 +422,10 @@ static sal_status conv_bwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Gemm and MatMul (cuBLAS)                                                                         */
+/* Gemm and MatMul: host/backend/blas_drive.c over cuBLAS (the CPU backend drives oneDNN through   */
+/* the same code, so the CPU tests check these arguments)                                          */
+
+static int fits_int(int64_t v) { return v >= 0 && v <= 0x7fffffff; }
 
 /* Row-major C (M,N) = alpha op(A) op(B) + beta C, as sal_sgemm (host/backend/cpu/gemm.h): cuBLAS is
  * column-major, so compute C^T = op(B)^T op(A)^T. */
@@ -437,115 +437,34 @@ static sal_status sgemm(cu_impl *u, const char *nm, int ta, int tb, int M, int N
     return SAL_OK;
 }
 
-static int fits_int(int64_t v) { return v >= 0 && v <= 0x7fffffff; }
-
-static sal_status gemm_fwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
-    const sal_gemm_params *p = (const sal_gemm_params *)c->params;
-    const char *nm = c->node->name;
-    const float *a = c->in[0], *b = c->in[1], *cc = p->has_c && c->n_in > 2 ? c->in[2] : NULL;
-    float *y = c->out[0];
-    if (!fits_int(p->m) || !fits_int(p->n) || !fits_int(p->k))
-        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': Gemm too large for cuBLAS", nm);
-    const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
-    if (M == 0 || N == 0) return SAL_OK;   /* cuBLAS refuses leading dimensions of 0 */
-    float beta = 0.f;
-    if (cc && p->beta != 0.f) {
-        CU_TRY(nm, (cudaError_t)sal_cuda_gemm_fill_c(y, cc, M, N, p->c.sb[0], p->c.sb[1], p->beta, u->stream));
-        beta = 1.f;
-    }
-    if (K == 0) {
-        if (beta == 0.f) CU_TRY(nm, cudaMemsetAsync(y, 0, sizeof(float) * (size_t)M * (size_t)N, u->stream));
-        return SAL_OK;
-    }
-    return sgemm(u, nm, p->trans_a, p->trans_b, M, N, K, p->alpha, a, p->trans_a ? M : K, b,
-                 p->trans_b ? K : N, beta, y, N, err);
-}
-
-static sal_status gemm_bwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
-    const sal_gemm_params *p = (const sal_gemm_params *)c->params;
-    const char *nm = c->node->name;
-    const float *g = c->gout[0];
-    if (!g) return SAL_OK;
-    const float *a = c->in[0], *b = c->in[1];
-    float *ga = c->gin[0], *gb = c->gin[1], *gc = p->has_c && c->n_in > 2 ? c->gin[2] : NULL;
-    const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
-    if (M == 0 || N == 0) return SAL_OK;
-    const int lda = p->trans_a ? M : K, ldb = p->trans_b ? K : N;
-    sal_status st = SAL_OK;
-    if (ga && K > 0) {
-        if (!p->trans_a)
-            st = sgemm(u, nm, 0, p->trans_b ? 0 : 1, M, K, N, p->alpha, g, N, b, ldb, 1.f, ga, K, err);
-        else
-            st = sgemm(u, nm, p->trans_b ? 1 : 0, 1, K, M, N, p->alpha, b, ldb, g, N, 1.f, ga, M, err);
-        if (st) return st;
-    }
-    if (gb && K > 0) {
-        if (!p->trans_b)
-            st = sgemm(u, nm, p->trans_a ? 0 : 1, 0, K, N, M, p->alpha, a, lda, g, N, 1.f, gb, N, err);
-        else
-            st = sgemm(u, nm, 1, p->trans_a ? 1 : 0, N, K, M, p->alpha, g, N, a, lda, 1.f, gb, K, err);
-        if (st) return st;
-    }
-    if (gc)
-        CU_TRY(nm, (cudaError_t)sal_cuda_gemm_grad_c(gc, g, M, N, p->c.sb[0], p->c.sb[1], p->beta, u->stream));
+/* sal_blas.gemm: one cublasSgemm, or count of them at strides as one strided-batched call. */
+static sal_status blas_gemm(void *ctx, const char *nm, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                            float alpha, const float *A, int64_t lda, int64_t sa, const float *B, int64_t ldb,
+                            int64_t sb, float beta, float *C, int64_t ldc, int64_t sc, int64_t count,
+                            sal_error *err) {
+    cu_impl *u = ctx;
+    if (!fits_int(M) || !fits_int(N) || !fits_int(K) || !fits_int(lda) || !fits_int(ldb) || !fits_int(ldc) ||
+        !fits_int(count))
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': matrix product too large for cuBLAS "
+                        "(%lld x %lld x %lld, %lld of them)", nm, (long long)M, (long long)N, (long long)K,
+                        (long long)count);
+    if (count == 1)
+        return sgemm(u, nm, ta, tb, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc, err);
+    BLAS_TRY(nm, cublasSgemmStridedBatched(u->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                           (int)N, (int)M, (int)K, &alpha, B, (int)ldb, sb, A, (int)lda, sa, &beta,
+                                           C, (int)ldc, sc, (int)count));
     return SAL_OK;
 }
 
-static sal_status matmul_fwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
-    const sal_matmul_params *p = (const sal_matmul_params *)c->params;
-    const char *nm = c->node->name;
-    const float *a = c->in[0], *b = c->in[1];
-    float *y = c->out[0];
-    if (!fits_int(p->m) || !fits_int(p->n) || !fits_int(p->k))
-        return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': MatMul too large for cuBLAS", nm);
-    const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
-    if (M == 0 || N == 0 || p->batch == 0) return SAL_OK;
-    if (K == 0) {
-        CU_TRY(nm, cudaMemsetAsync(y, 0, sizeof(float) * (size_t)(p->batch * p->m * p->n), u->stream));
-        return SAL_OK;
-    }
-    if (sal_matmul_foldable(p))
-        return sgemm(u, nm, 0, 0, (int)(p->batch * M), N, K, 1.f, a, K, b, N, 0.f, y, N, err);
-    if (!p->batch_general && p->batch <= 0x7fffffff) {
-        const float alpha = 1.f, beta = 0.f;
-        BLAS_TRY(nm, cublasSgemmStridedBatched(u->blas, CUBLAS_OP_N, CUBLAS_OP_N, N, M, K, &alpha, b, N,
-                                               p->b_batch_stride, a, K, p->a_batch_stride, &beta, y, N,
-                                               p->m * p->n, (int)p->batch));
-        return SAL_OK;
-    }
-    for (int64_t bi = 0; bi < p->batch; bi++) {
-        int64_t ao, bo;
-        sal_matmul_offsets(p, bi, &ao, &bo);
-        sal_status st = sgemm(u, nm, 0, 0, M, N, K, 1.f, a + ao, K, b + bo, N, 0.f, y + bi * p->m * p->n, N, err);
-        if (st) return st;
-    }
-    return SAL_OK;
+static sal_status blas_twin(void *ctx, const char *nm, int fn, int64_t count, const sal_tw_args *a,
+                            sal_error *err) {
+    char what[300];
+    snprintf(what, sizeof what, "node '%s'", nm);
+    return sal_cuda_twin_launch(fn, count, a, ((cu_impl *)ctx)->stream, what, err);
 }
 
-static sal_status matmul_bwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
-    const sal_matmul_params *p = (const sal_matmul_params *)c->params;
-    const char *nm = c->node->name;
-    const float *g = c->gout[0];
-    if (!g || p->k == 0) return SAL_OK;
-    const float *a = c->in[0], *b = c->in[1];
-    float *ga = c->gin[0], *gb = c->gin[1];
-    const int M = (int)p->m, N = (int)p->n, K = (int)p->k;
-    if (M == 0 || N == 0 || p->batch == 0) return SAL_OK;
-    sal_status st = SAL_OK;
-    if (sal_matmul_foldable(p)) {
-        const int BM = (int)(p->batch * p->m);
-        if (ga && (st = sgemm(u, nm, 0, 1, BM, K, N, 1.f, g, N, b, N, 1.f, ga, K, err))) return st;
-        if (gb && (st = sgemm(u, nm, 1, 0, K, N, BM, 1.f, a, K, g, N, 1.f, gb, N, err))) return st;
-        return SAL_OK;
-    }
-    /* in order over the batches: broadcast operands receive several contributions */
-    for (int64_t bi = 0; bi < p->batch; bi++) {
-        int64_t ao, bo;
-        sal_matmul_offsets(p, bi, &ao, &bo);
-        const float *gbi = g + bi * p->m * p->n;
-        if (ga && (st = sgemm(u, nm, 0, 1, M, K, N, 1.f, gbi, N, b + bo, N, 1.f, ga + ao, K, err))) return st;
-        if (gb && (st = sgemm(u, nm, 1, 0, K, N, M, 1.f, a + ao, K, gbi, N, 1.f, gb + bo, N, err))) return st;
-    }
+static sal_status blas_zero(void *ctx, const char *nm, float *p, int64_t n, sal_error *err) {
+    CU_TRY(nm, cudaMemsetAsync(p, 0, sizeof(float) * (size_t)n, ((cu_impl *)ctx)->stream));
     return SAL_OK;
 }
 
@@ -560,13 +479,13 @@ static int cu_supports(sal_backend *b, const sal_node *node) {
 
 static sal_status run(sal_backend *b, const sal_op_call *call, int backward, sal_error *err) {
     cu_impl *u = impl_of(b);
-    if (!call->params && (call->node->op == SAL_OP_CONV || call->node->op == SAL_OP_GEMM ||
-                          call->node->op == SAL_OP_MATMUL))
+    const sal_blas blas = {u, blas_gemm, blas_twin, blas_zero};
+    if (!call->params && call->node->op == SAL_OP_CONV)
         return sal_fail(err, SAL_ERR_INTERNAL, "node '%s': no parameters", call->node->name);
     switch (call->node->op) {
     case SAL_OP_CONV: return backward ? conv_bwd(u, call, err) : conv_fwd(u, call, err);
-    case SAL_OP_GEMM: return backward ? gemm_bwd(u, call, err) : gemm_fwd(u, call, err);
-    case SAL_OP_MATMUL: return backward ? matmul_bwd(u, call, err) : matmul_fwd(u, call, err);
+    case SAL_OP_GEMM: return sal_blas_gemm(&blas, call, backward, err);
+    case SAL_OP_MATMUL: return sal_blas_matmul(&blas, call, backward, err);
     default: return sal_cuda_twin_run(call, backward, u->stream, err);
     }
 }
