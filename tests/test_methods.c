@@ -379,6 +379,16 @@ Test(methods, images_over_several_batches_give_the_one_batch_maps) {
     float *x4 = malloc(sizeof(float) * 4 * 3 * 32 * 32);
     for (int k = 0; k < 4; k++)   /* the two fixture images, then the two again negated */
         for (int j = 0; j < 3 * 32 * 32; j++) x4[k * 3 * 32 * 32 + j] = (k < 2 ? 1.0f : -1.0f) * input[(k % 2) * 3 * 32 * 32 + j];
+    int top1[4];   /* each image's top-1 class from a pass of its own */
+    cr_assert_eq(sal_session_plan(sess, 1, 32, 32), SAL_OK);
+    const int K = sal_session_num_classes(sess);
+    float *lg = malloc(sizeof(float) * (size_t)K);
+    for (int k = 0; k < 4; k++) {
+        cr_assert_eq(sal_forward(sess, x4 + k * 3 * 32 * 32, 1, 32, 32, lg), SAL_OK, "%s", sal_session_error(sess));
+        top1[k] = 0;
+        for (int j = 1; j < K; j++) if (lg[j] > lg[top1[k]]) top1[k] = j;
+    }
+    free(lg);
     for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
         for (int batch = 1; batch <= 3; batch++) {
             sal_explain_opts o = sal_explain_opts_default(ms[i]);
@@ -392,6 +402,9 @@ Test(methods, images_over_several_batches_give_the_one_batch_maps) {
             for (int k = 0; k < 4; k++)
                 cr_expect(fabsf(many.scores[k] - one.scores[k]) <= 1e-5f * fmaxf(1.0f, fabsf(one.scores[k])),
                           "%s, batch %d: score %d", sal_method_name(ms[i]), batch, k);
+            for (int k = 0; k < 4; k++)   /* the targets come from batched top-1 passes */
+                cr_expect_eq(many.targets[k], top1[k], "%s, batch %d: image %d explained class %d, top-1 is %d",
+                             sal_method_name(ms[i]), batch, k, many.targets[k], top1[k]);
             sal_maps_free(&one);
             sal_maps_free(&many);
         }

@@ -892,6 +892,34 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
 /* ------------------------------------------------------------------------------------------------ */
 /* Entry point                                                                                      */
 
+/* The top-1 class of each image: forward passes at the internal batch (not one image at a time:
+ * on a GPU a batch-1 pass costs about as much as a batched one), halved on out of memory. */
+static sal_status top1_targets(sal_method_ctx *cx, const float *x, int n, int *targets) {
+    int chunk = n < cx->batch ? n : cx->batch;
+    if (chunk < 1) chunk = 1;
+    float *lg = malloc(sizeof(float) * (size_t)chunk * (size_t)cx->k);
+    if (!lg) return SAL_ERR_NOMEM;
+    sal_status st = SAL_OK;
+    for (int i = 0; i < n && !st;) {
+        const int nb = n - i < chunk ? n - i : chunk;
+        st = sal_forward(cx->s, x + (int64_t)i * cx->per, nb, cx->h, cx->w, lg);
+        if (st == SAL_ERR_NOMEM && chunk > 1) {
+            chunk /= 2;
+            st = SAL_OK;
+            continue;
+        }
+        for (int b = 0; !st && b < nb; b++) {
+            const float *l = lg + (int64_t)b * cx->k;
+            int best = 0;
+            for (int j = 1; j < cx->k; j++) if (l[j] > l[best]) best = j;
+            targets[i + b] = best;
+        }
+        i += nb;
+    }
+    free(lg);
+    return st;
+}
+
 sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explain_opts *o,
                             const float *x, int n, int h, int w, const int *targets, sal_maps *out,
                             sal_error *err) {
@@ -980,16 +1008,9 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
             }
             out->targets[i] = targets[i];
         }
-    } else {
-        float *lg = malloc(sizeof(float) * (size_t)cx.k);
-        for (int i = 0; i < n && !st; i++) {
-            st = lg ? sal_forward(s, x + i * cx.per, 1, cx.h, cx.w, lg) : SAL_ERR_NOMEM;
-            int best = 0;
-            for (int j = 1; !st && j < cx.k; j++) if (lg[j] > lg[best]) best = j;
-            out->targets[i] = best;
-        }
-        free(lg);
-        if (st) { sal_maps_free(out); return sal_fail(err, st, "%s", sal_session_error(s)); }
+    } else if ((st = top1_targets(&cx, x, n, out->targets))) {
+        sal_maps_free(out);
+        return sal_fail(err, st, "%s", sal_session_error(s));
     }
     if (!sal_method_is_cam(o->method)) {
         out->ndim = 3;
