@@ -220,20 +220,25 @@ static void write_test_npy(const char *path) {
     cr_assert_eq(sal_npy_write(path, x, 3, dims, &err), SAL_OK, "%s", err.msg);
 }
 
-/* A 50x40 (w x h) RGB PNG with gradients and a bright square. */
-static void write_test_png(const char *path) {
+/* A 50x40 (w x h) RGB PNG with gradients and a bright square; variant v moves the square and
+ * shifts the colours, odd v inverted (v = 0: the test photo). */
+static void write_test_png_v(const char *path, int v) {
     static uint8_t rgb[IMG_W * IMG_H * 3];
     for (int y = 0; y < IMG_H; y++)
         for (int x = 0; x < IMG_W; x++) {
             uint8_t *p = rgb + 3 * (y * IMG_W + x);
-            int sq = x >= 20 && x < 32 && y >= 10 && y < 22;
-            p[0] = (uint8_t)(sq ? 250 : 5 * x);
-            p[1] = (uint8_t)(sq ? 240 : 6 * y);
-            p[2] = (uint8_t)(sq ? 30 : 128 + ((x * y) % 100));
+            int sq = x >= 20 - 3 * v && x < 32 - 3 * v && y >= 10 + 2 * v && y < 22 + 2 * v;
+            p[0] = (uint8_t)(sq ? 250 : 5 * x + 20 * v);
+            p[1] = (uint8_t)(sq ? 240 - 40 * v : 6 * y);
+            p[2] = (uint8_t)(sq ? 30 : 128 + ((x * y + 7 * v) % 100));
+            if (v % 2)
+                for (int k = 0; k < 3; k++) p[k] = (uint8_t)(255 - p[k]);
         }
     sal_error err = {0};
     cr_assert_eq(sal_png_write_rgb(path, IMG_W, IMG_H, rgb, &err), SAL_OK, "%s", err.msg);
 }
+
+static void write_test_png(const char *path) { write_test_png_v(path, 0); }
 
 /* Width and height from a PNG's IHDR; -1 when the file is not a PNG. */
 static int png_size(const char *path, int *w, int *h) {
@@ -635,6 +640,104 @@ Test(cli, explain_missing_file_among_good_ones, .timeout = 60) {
     cr_expect_eq(count_lines(csv), 2, "header + the good input's row: %s", csv);
     free(csv);
     run_free(&r);
+    remove_tree(tmp);
+}
+
+/* Max |a - b| over max |b| of two float32 .npy files of the same shape; -1 when they are not. */
+static double npy_rel_diff(const char *pa, const char *pb) {
+    int64_t da[8], db[8];
+    int na = npy_shape(pa, da, 8), nb = npy_shape(pb, db, 8);
+    if (na < 0 || na != nb) return -1;
+    size_t la, lb;
+    char *a = slurp(pa, &la), *b = slurp(pb, &lb);
+    double r = -1;
+    if (a && b && la == lb) {
+        size_t off = 10 + ((size_t)(unsigned char)a[8] | (size_t)(unsigned char)a[9] << 8);
+        const float *fa = (const float *)(a + off), *fb = (const float *)(b + off);
+        double d = 0, m = 0;
+        for (size_t i = 0; i < (la - off) / 4; i++) {
+            d = fmax(d, fabs((double)fa[i] - fb[i]));
+            m = fmax(m, fabs((double)fb[i]));
+        }
+        r = d / (m > 0 ? m : 1);
+    }
+    free(a);
+    free(b);
+    return r;
+}
+
+/* Two summary.csv files have the same rows in the same order: the same text columns, and numbers
+ * (probability, score, completeness_gap) equal to float rounding; the seconds may differ. */
+static void expect_same_summaries(const char *pa, const char *pb) {
+    char *a = slurp(pa, NULL), *b = slurp(pb, NULL);
+    cr_assert(a && b, "%s and %s written", pa, pb);
+    cr_expect_eq(count_lines(a), count_lines(b), "as many rows:\n%s\n%s", a, b);
+    static char fa[16][256], fb[16][256];
+    const char *la = a, *lb = b;
+    for (int row = 0; *la && *lb; row++) {
+        int na = csv_fields(la, fa, 16), nb = csv_fields(lb, fb, 16);
+        cr_expect_eq(na, nb, "row %d: as many fields", row);
+        for (int k = 0; k < na - 1 && k < 16; k++) {   /* the last field is the seconds */
+            char *ea, *eb;
+            double va = strtod(fa[k], &ea), vb = strtod(fb[k], &eb);
+            if (row > 0 && k >= 7 && fa[k][0] && !*ea && !*eb)
+                cr_expect(fabs(va - vb) <= 1e-5 * fmax(1.0, fabs(va)), "row %d field %d: %s vs %s", row, k, fa[k], fb[k]);
+            else
+                cr_expect_str_eq(fa[k], fb[k], "row %d field %d", row, k);
+        }
+        la = strchr(la, '\n');
+        lb = strchr(lb, '\n');
+        if (!la || !lb) break;
+        la++;
+        lb++;
+    }
+    free(a);
+    free(b);
+}
+
+/* Inputs explained in groups (--image-batch 3: the first image alone, then the rest three at a
+ * time, a missing file skipped) give the files and rows of inputs explained one at a time, and
+ * each image its own maps. */
+Test(cli, explain_groups_of_images_give_the_one_image_maps, .timeout = 120) {
+    char tmp[64], pngs[5][256], out[2][256], p[512], q[512];
+    make_tmp(tmp, sizeof tmp);
+    for (int v = 0; v < 5; v++) {
+        char name[32];
+        snprintf(name, sizeof name, "im%d.png", v);
+        join(pngs[v], sizeof pngs[v], tmp, name);
+        if (v != 2) write_test_png_v(pngs[v], v);   /* im2.png is missing */
+    }
+    const char *batch[2] = {"1", "3"};
+    for (int k = 0; k < 2; k++) {
+        join(out[k], sizeof out[k], tmp, k ? "grouped" : "single");
+        run_result r;
+        run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency,gradcam,ig", "--steps", "4", "--topk", "2", "--raw",
+            "--image-batch", batch[k], pngs[0], pngs[1], pngs[2], pngs[3], pngs[4], "-o", out[k], NULL);
+        cr_expect_eq(r.status, 1, "%s: exit %d (one input is missing)\n%s", r.cmd, r.status, r.err);
+        cr_expect(strstr(r.err, "im2.png"), "stderr names the missing file: %s", r.err);
+        run_free(&r);
+    }
+    char *csv = slurp(join(p, sizeof p, out[0], "summary.csv"), NULL);
+    cr_assert_not_null(csv);
+    cr_expect_eq(count_lines(csv), 1 + 4 * 3 * 2, "header + 4 images x 3 methods x 2 targets: %s", csv);
+    free(csv);
+    expect_same_summaries(p, join(q, sizeof q, out[1], "summary.csv"));
+    static const char *ms[] = {"saliency", "gradcam", "ig"};
+    for (int v = 0; v < 5; v++)
+        for (int m = 0; m < 3; m++)
+            for (int t = 1; t <= 2; t++) {
+                char name[64];
+                snprintf(name, sizeof name, "im%d.%s.top%d.npy", v, ms[m], t);
+                join(p, sizeof p, out[0], name);
+                join(q, sizeof q, out[1], name);
+                if (v == 2) { cr_expect(!exists(p) && !exists(q), "%s: no maps for the missing input", name); continue; }
+                double d = npy_rel_diff(q, p);
+                cr_expect(d >= 0 && d < 1e-5, "%s: grouped and single maps differ by %g of the map's max", name, d);
+            }
+    /* and the images' maps are their own: im3's saliency is not im1's */
+    join(p, sizeof p, out[1], "im1.saliency.top1.npy");
+    join(q, sizeof q, out[1], "im3.saliency.top1.npy");
+    cr_expect_gt(npy_rel_diff(p, q), 1e-3, "two different images, two different maps");
     remove_tree(tmp);
 }
 

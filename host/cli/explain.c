@@ -52,7 +52,9 @@ static const char *help_head =
     "  --coalitions N       KernelSHAP coalitions (default 1000)\n"
     "  --superpixels N      KernelSHAP features: about N superpixels instead of the grid\n"
     "  --method-batch N     images per internal batch (default: what fits in half the free\n"
-    "                       memory, at most 16 on the CPU)\n";
+    "                       memory, at most 16 on the CPU)\n"
+    "  --image-batch N      inputs explained together (default 16): one-pass methods then fill\n"
+    "                       the internal batch; files are written after each group\n";
 
 static const char *bench_help_head =
     "usage: salient bench -m MODEL.onnx [-M METHOD[,METHOD...]] [--images N] [--min-time S] [options] [INPUT...]\n"
@@ -80,8 +82,13 @@ typedef struct xopts {
     int have_cmap;
     float alpha;
     int heatmap, raw;
+    int image_batch;   /* images per sal_explain call (--image-batch); 0: EXPLAIN_IMAGE_BATCH */
     float *baseline_npy;
 } xopts;
+
+/* Images explained together by default: enough to fill a GPU's batch on one-pass methods, few
+ * enough that the held maps stay small. */
+#define EXPLAIN_IMAGE_BATCH 16
 
 static int parse_hw(const char *opt, const char *v, int *h, int *w) {
     char *x;
@@ -251,6 +258,21 @@ static int check_methods(const xopts *xo, cli_model *cm) {
     return 0;
 }
 
+/* Image j's maps of a call on several images, as a one-image sal_maps (a view: not freed). hw: the
+ * input's plane, the size of each CAM method's upsampled map. */
+static sal_maps maps_of_image(const sal_maps *m, int j, int64_t hw) {
+    sal_maps v = *m;
+    const int64_t per = m->ndim == 3 ? m->dims[0] * m->dims[1] * m->dims[2] : m->dims[0] * m->dims[1];
+    v.n = 1;
+    v.attr = m->attr ? m->attr + j * per : NULL;
+    v.upsampled = m->upsampled ? m->upsampled + j * hw : NULL;
+    v.targets = m->targets + j;
+    v.scores = m->scores + j;
+    v.completeness = m->completeness ? m->completeness + j : NULL;
+    v.delta = m->delta ? m->delta + j : NULL;
+    return v;
+}
+
 /* One input's state while its maps are written. */
 typedef struct img_ctx {
     const char *in;
@@ -371,7 +393,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         }
         if (a[0] == '-' && a[1]) {
             static const char *with_value[] = {"-M", "--methods", "-o", "--out", "--target", "--topk", "--output",
-                "--seed", "--samples", "--steps", "--method-batch", "--noise", "--nt-inner", "--rule", "--baseline",
+                "--seed", "--samples", "--steps", "--method-batch", "--image-batch", "--noise", "--nt-inner", "--rule", "--baseline",
                 "--window", "--stride", "--fill", "--layer", "--reduce", "--clip", "--colormap", "--alpha",
                 "--masks", "--grid", "--keep", "--stdev", "--coalitions", "--superpixels"};
             int known = 0;
@@ -411,6 +433,10 @@ static int explain_or_bench(int argc, char **argv, int bench) {
             } else if (!strcmp(a, "--seed")) {
                 xo.base.seed = strtoull(v, &end, 10);
                 if (*end || !*v) { cli_error("--seed: expected a non-negative integer, got '%s'", v); goto out; }
+            } else if (!strcmp(a, "--image-batch")) {
+                long n = strtol(v, &end, 10);
+                if (*end || !*v || n < 1 || n > 4096) { cli_error("--image-batch: expected 1..4096, got '%s'", v); goto out; }
+                xo.image_batch = (int)n;
             } else if (!strcmp(a, "--samples") || !strcmp(a, "--steps") || !strcmp(a, "--method-batch")) {
                 long n = strtol(v, &end, 10);
                 if (*end || !*v || n < 1 || n > 1000000) { cli_error("%s: expected a positive integer, got '%s'", a, v); goto out; }
@@ -534,7 +560,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     char created[4096] = "";
     if (ensure_dir(xo.out, created, sizeof created)) { free(xo.baseline_npy); cli_model_close(&cm); goto out; }
 
-    char path[4200], stem[1024];
+    char path[4200];
     snprintf(path, sizeof path, "%s/summary.csv", xo.out);
     sal_io_atomic csv = {0}, jsonl = {0};
     sal_error err = {0};
@@ -556,85 +582,118 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         goto out;
     }
     fprintf(csv.f, "input,method,target,target_label,rank,predicted,predicted_label,probability,score,completeness_gap,seconds\n");
-    float *x = malloc(sizeof(float) * (size_t)per), *logits = malloc(sizeof(float) * (size_t)K);
+    /* Images are explained in groups (--image-batch): one forward pass gives the group's targets,
+     * and each method and rank runs on the whole group in one sal_explain call, so one-pass
+     * methods (saliency, the CAM family) fill the internal batch too. The group's maps are held
+     * until every method has run on it, then written image by image; the held maps are kept under
+     * about 1 GiB by shrinking the group. */
+    const int tk = fixed_target >= 0 ? 1 : (xo.topk < K ? (xo.topk < 64 ? xo.topk : 64) : (K < 64 ? K : 64));
+    const int n_held = xo.n_methods * tk;
+    int G = xo.image_batch > 0 ? xo.image_batch : EXPLAIN_IMAGE_BATCH;
+    const double held_bytes = (double)n_held * sizeof(float) * (double)(per + hw);
+    if (G > 1 && G * held_bytes > (double)(1 << 30)) G = (int)((double)(1 << 30) / held_bytes) > 1 ? (int)((double)(1 << 30) / held_bytes) : 1;
+    float *x = malloc(sizeof(float) * (size_t)per * (size_t)G), *logits = malloc(sizeof(float) * (size_t)K * (size_t)G);
     float *map = malloc(sizeof(float) * (size_t)hw);
     uint8_t *heat = malloc((size_t)hw * 3);
+    int *targets = malloc(sizeof(int) * (size_t)tk * (size_t)G), *tg = malloc(sizeof(int) * (size_t)G);
+    img_ctx *ic = calloc((size_t)G, sizeof(img_ctx));
+    char (*stems)[1024] = malloc((size_t)G * sizeof *stems);
+    sal_maps *held = calloc((size_t)n_held, sizeof(sal_maps));
+    double *held_secs = calloc((size_t)n_held, sizeof(double));
     int failed = 0, rows = 0, explained = 0;
-    if (!x || !logits || !map || !heat) { cli_error("out of memory"); failed = 1; goto done; }
-    for (int ii = 0; ii < n_inputs; ii++) {
-        const char *in = inputs[ii];
-        if (cli_load_input(&cm, in, x)) { failed++; continue; }
-        img_ctx ic = {0};
-        ic.in = in;
-        ic.logits = logits;
-        ic.is_npy = strlen(in) > 4 && !strcasecmp(in + strlen(in) - 4, ".npy");
-        if (!ic.is_npy && sal_image_load(in, &ic.orig, &err)) { cli_error("%s", err.msg); failed++; continue; }
-        if (!ic.is_npy) sal_prep_rect(ic.orig.w, ic.orig.h, &cm.prep, ic.rect);
-        if (sal_forward(cm.s, x, 1, cm.h, cm.w, logits)) { cli_error("%s: %s", in, sal_session_error(cm.s)); failed++; sal_image_free(&ic.orig); continue; }
-        /* targets: fixed, or the top-k by logit */
-        int tk = fixed_target >= 0 ? 1 : (xo.topk < K ? xo.topk : K);
-        int targets[64];
-        if (tk > 64) tk = 64;
-        ic.tk = tk;
-        for (int j = 1; j < K; j++) if (logits[j] > logits[ic.pred]) ic.pred = j;
-        ic.mx = logits[ic.pred];
-        for (int j = 0; j < K; j++) ic.zsum += exp(logits[j] - ic.mx);
-        if (fixed_target >= 0) targets[0] = fixed_target;
-        else {
-            char *used = calloc((size_t)K, 1);
-            for (int r = 0; r < tk && used; r++) {
-                int best = -1;
-                for (int j = 0; j < K; j++) if (!used[j] && (best < 0 || logits[j] > logits[best])) best = j;
-                used[best] = 1;
-                targets[r] = best;
-            }
-            free(used);
+    if (!x || !logits || !map || !heat || !targets || !tg || !ic || !stems || !held || !held_secs) {
+        cli_error("out of memory");
+        failed = 1;
+        goto done;
+    }
+    for (int ii = 0; ii < n_inputs;) {
+        /* the first image goes alone: a method that fails on it (an option the checks above do not
+         * know) fails on every image, and the run then stops with no file written */
+        const int first = explained == 0, gmax = first ? 1 : G;
+        int g = 0;
+        for (; ii < n_inputs && g < gmax; ii++) {
+            const char *in = inputs[ii];
+            img_ctx *c1 = &ic[g];
+            memset(c1, 0, sizeof *c1);
+            if (cli_load_input(&cm, in, x + (size_t)g * per)) { failed++; continue; }
+            c1->in = in;
+            c1->logits = logits + (size_t)g * K;
+            c1->tk = tk;
+            c1->is_npy = strlen(in) > 4 && !strcasecmp(in + strlen(in) - 4, ".npy");
+            if (!c1->is_npy && sal_image_load(in, &c1->orig, &err)) { cli_error("%s", err.msg); failed++; continue; }
+            if (!c1->is_npy) sal_prep_rect(c1->orig.w, c1->orig.h, &cm.prep, c1->rect);
+            c1->stem = stem_of(in, stems[g], sizeof stems[g]);
+            g++;
         }
-        ic.stem = stem_of(in, stem, sizeof stem);
-        /* The first image explained holds its maps until every method has succeeded on it: a
-         * method that fails there (an option the checks above do not know) fails on every
-         * image, and the run then stops with no file written. */
-        int first = explained == 0, n_held = xo.n_methods * tk, fatal = 0;
-        sal_maps *held = first ? calloc((size_t)n_held, sizeof(sal_maps)) : NULL;
-        double *held_secs = first ? calloc((size_t)n_held, sizeof(double)) : NULL;
-        if (first && (!held || !held_secs)) { cli_error("out of memory"); free(held); free(held_secs); sal_image_free(&ic.orig); failed++; goto done; }
+        if (g == 0) continue;
+        if (sal_forward(cm.s, x, g, cm.h, cm.w, logits)) {
+            cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm.s));
+            failed += g;
+            for (int j = 0; j < g; j++) sal_image_free(&ic[j].orig);
+            continue;
+        }
+        /* targets: fixed, or the top-k by logit */
+        for (int j = 0; j < g; j++) {
+            img_ctx *c1 = &ic[j];
+            const float *lg = c1->logits;
+            for (int k = 1; k < K; k++) if (lg[k] > lg[c1->pred]) c1->pred = k;
+            c1->mx = lg[c1->pred];
+            for (int k = 0; k < K; k++) c1->zsum += exp(lg[k] - c1->mx);
+            int *t = targets + (size_t)j * tk;
+            if (fixed_target >= 0) t[0] = fixed_target;
+            else
+                for (int r = 0; r < tk; r++) {   /* the r-th largest logit (ties: the lower class) */
+                    int best = -1;
+                    for (int k = 0; k < K; k++) {
+                        int used = 0;
+                        for (int q = 0; q < r && !used; q++) used = t[q] == k;
+                        if (!used && (best < 0 || lg[k] > lg[best])) best = k;
+                    }
+                    t[r] = best;
+                }
+        }
+        int fatal = 0;
         for (int mi = 0; mi < xo.n_methods && !fatal; mi++) {
             sal_method m = xo.methods[mi];
             for (int r = 0; r < tk; r++) {
                 sal_explain_opts o = xo.base;
                 o.method = m;
-                sal_maps mp;
+                for (int j = 0; j < g; j++) tg[j] = targets[(size_t)j * tk + r];
+                sal_maps *mp = &held[mi * tk + r];
                 double t0 = now_s();
-                sal_status st = sal_explain(cm.s, &o, x, 1, cm.h, cm.w, &targets[r], &mp);
+                sal_status st = sal_explain(cm.s, &o, x, g, cm.h, cm.w, tg, mp);
                 double secs = now_s() - t0;
+                held_secs[mi * tk + r] = secs / g;
                 if (st) {
-                    cli_error("%s: %s", in, sal_session_error(cm.s));
-                    failed++;
+                    memset(mp, 0, sizeof *mp);
+                    cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm.s));
+                    failed += g;
                     if (first) { cli_error("explain: %s failed on the first image: stopping, no files written", sal_method_name(m)); fatal = 1; break; }
                     continue;
                 }
-                if (!c.json) fprintf(stderr, "salient: %s %s target %d (%s): %.2f s\n", ic.stem, sal_method_name(m), targets[r], cli_label(&cm, targets[r]), secs);
-                if (first) {
-                    held[mi * tk + r] = mp;
-                    held_secs[mi * tk + r] = secs;
-                    continue;
-                }
-                if (emit_map(&xo, &c, &cm, &ic, m, r, targets, K, &mp, secs, csv.f, jsonl.f, map, heat)) failed++;
-                rows++;
-                sal_maps_free(&mp);
+                if (c.json) continue;
+                if (g == 1)
+                    fprintf(stderr, "salient: %s %s target %d (%s): %.2f s\n", ic[0].stem, sal_method_name(m), tg[0],
+                            cli_label(&cm, tg[0]), secs);
+                else
+                    fprintf(stderr, "salient: %d images (%s ... %s) %s%s%.0d: %.2f s, %.3f s per image\n", g, ic[0].stem,
+                            ic[g - 1].stem, sal_method_name(m), tk > 1 ? " top" : "", tk > 1 ? r + 1 : 0, secs, secs / g);
             }
         }
-        for (int k = 0; first && k < n_held; k++) {
-            if (!fatal) {
-                if (emit_map(&xo, &c, &cm, &ic, xo.methods[k / tk], k % tk, targets, K, &held[k], held_secs[k], csv.f, jsonl.f, map, heat)) failed++;
+        /* the group's files, image by image */
+        for (int j = 0; j < g && !fatal; j++)
+            for (int k = 0; k < n_held; k++) {
+                if (!held[k].targets) continue;   /* that method failed on the group */
+                sal_maps v = maps_of_image(&held[k], j, hw);
+                if (emit_map(&xo, &c, &cm, &ic[j], xo.methods[k / tk], k % tk, targets + (size_t)j * tk, K, &v,
+                             held_secs[k], csv.f, jsonl.f, map, heat))
+                    failed++;
                 rows++;
             }
-            sal_maps_free(&held[k]);
-        }
-        free(held);
-        free(held_secs);
-        sal_image_free(&ic.orig);
-        explained++;
+        for (int k = 0; k < n_held; k++) sal_maps_free(&held[k]);
+        memset(held, 0, sizeof(sal_maps) * (size_t)n_held);
+        for (int j = 0; j < g; j++) sal_image_free(&ic[j].orig);
+        explained += g;
         if (fatal) break;
     }
 done:
@@ -648,6 +707,12 @@ done:
     free(logits);
     free(map);
     free(heat);
+    free(targets);
+    free(tg);
+    free(ic);
+    free(stems);
+    free(held);
+    free(held_secs);
     free(xo.baseline_npy);
     cli_model_close(&cm);
     rc = failed ? EXIT_FAIL : EXIT_OK;
