@@ -45,8 +45,10 @@ typedef struct cli_model {
 
 int cli_model_open(cli_model *cm, const cli_common *c);
 void cli_model_close(cli_model *cm);
-/* Load an image or .npy into out (C,h,w). Returns 0 or prints "salient: FILE: why" and -1. */
-int cli_load_input(const cli_model *cm, const char *path, float *out);
+/* Load an image or .npy into out (C,h,w). Returns 0 or prints "salient: FILE: why" and -1. keep
+ * (may be NULL) receives an image input's decoded pixels, for overlays (the caller frees them);
+ * a .npy input leaves it as it was. Safe to call from several threads at once. */
+int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image *keep);
 const char *cli_label(const cli_model *cm, int k);
 
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

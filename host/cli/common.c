@@ -227,7 +227,7 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcasecmp(s + a - b, suffix) == 0;
 }
 
-int cli_load_input(const cli_model *cm, const char *path, float *out) {
+int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image *keep) {
     sal_error err = {0};
     if (ends_with(path, ".npy")) {
         float *data = NULL;
@@ -251,16 +251,17 @@ int cli_load_input(const cli_model *cm, const char *path, float *out) {
     sal_image img = {0};
     if (sal_image_load(path, &img, &err)) { cli_error("%s", err.msg); return -1; }
     sal_status st = SAL_OK;
+    sal_image g = {0};
     if (cm->gray_flag && img.c == 3) {
-        sal_image g = {img.w, img.h, 1, malloc((size_t)img.w * img.h)};
+        g = (sal_image){img.w, img.h, 1, malloc((size_t)img.w * img.h)};
         if (!g.pix) st = SAL_ERR_NOMEM;
         for (int64_t i = 0; g.pix && i < (int64_t)img.w * img.h; i++)
             g.pix[i] = (uint8_t)(0.299f * img.pix[3 * i] + 0.587f * img.pix[3 * i + 1] + 0.114f * img.pix[3 * i + 2] + 0.5f);
-        sal_image_free(&img);
-        img = g;
     }
-    if (!st) st = sal_preprocess(&img, &cm->prep, out, &err);
-    sal_image_free(&img);
+    if (!st) st = sal_preprocess(g.pix ? &g : &img, &cm->prep, out, &err);
+    sal_image_free(&g);
+    if (!st && keep) *keep = img;   /* the decoded original, for the caller's overlays */
+    else sal_image_free(&img);
     if (st) { cli_error("%s: %s", path, err.msg); return -1; }
     return 0;
 }

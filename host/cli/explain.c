@@ -15,6 +15,8 @@
 #include "cli.h"
 #include "post/post.h"
 
+#include <omp.h>
+
 static const char *help_head =
     "usage: salient explain -m MODEL.onnx -M METHOD[,METHOD...] [options] INPUT... -o OUTDIR\n"
     "Attribution maps for each input. Methods: saliency, inputxgrad, smoothgrad, smoothgrad_sq,\n"
@@ -89,6 +91,10 @@ typedef struct xopts {
 /* Images explained together by default: enough to fill a GPU's batch on one-pass methods, few
  * enough that the held maps stay small. */
 #define EXPLAIN_IMAGE_BATCH 16
+/* Maps rendered before their PNGs are written in parallel: at most this many, and the first map
+ * past this many bytes of pixels ends the chunk. */
+#define EXPLAIN_WRITE_CHUNK 32
+#define EXPLAIN_WRITE_BYTES ((size_t)256 << 20)
 
 static int parse_hw(const char *opt, const char *v, int *h, int *w) {
     char *x;
@@ -197,12 +203,6 @@ static void render_plan(const xopts *xo, sal_method m, const sal_maps *mp, int i
     ro->alpha = xo->alpha;
 }
 
-static int write_png(const char *path, int w, int h, const uint8_t *rgb) {
-    sal_error err = {0};
-    if (sal_png_write_rgb(path, w, h, rgb, &err)) { cli_error("%s", err.msg); return -1; }
-    return 0;
-}
-
 /* Method options checked against the model before any output exists. The library checks them
  * too, but only when a method runs, which is after earlier methods' files were written. */
 static int check_methods(const xopts *xo, cli_model *cm) {
@@ -285,41 +285,87 @@ typedef struct img_ctx {
     double mx, zsum;
 } img_ctx;
 
-/* Write one map's files (overlay, heatmap, raw array) and its summary rows; returns 0 when every
- * file was written. */
-static int emit_map(const xopts *xo, const cli_common *c, const cli_model *cm, const img_ctx *ic,
-                    sal_method m, int r, const int *targets, int K, sal_maps *mp, double secs,
-                    FILE *csv, FILE *jsonl, float *map, uint8_t *heat) {
-    char path[4200], suffix[64] = "";
-    sal_error err = {0};
-    if (ic->tk > 1) snprintf(suffix, sizeof suffix, ".top%d", r + 1);
-    int ok = 1, nc;
+/* One map on its way to its files, in three steps: render_map on the session (one map after
+ * another), write_map_pngs (several maps at once, on the CPU's threads), finish_map (its .npy and
+ * summary rows, in order). */
+typedef struct pending {
+    const img_ctx *ic;
+    sal_method m;
+    int r;                 /* rank among the image's targets */
+    const int *targets;    /* (tk) the image's targets */
+    sal_maps maps;         /* a view of the image's maps */
+    double secs;
+    uint8_t *rgb;          /* (orig h, orig w, 3) overlay; NULL for .npy inputs */
+    uint8_t *heat;         /* (h, w, 3) bare heatmap, or NULL */
+    int hw_w, hw_h;        /* the heatmap's size (the model's input) */
+    int ok;                /* rendered, and every file so far written */
+    char err[4400];        /* write_map_pngs's failure, printed by finish_map */
+} pending;
+
+static void map_path(char *path, size_t len, const xopts *xo, const pending *pd, const char *ext) {
+    char suffix[32] = "";
+    if (pd->ic->tk > 1) snprintf(suffix, sizeof suffix, ".top%d", pd->r + 1);
+    snprintf(path, len, "%s/%s.%s%s%s", xo->out, pd->ic->stem, sal_method_name(pd->m), suffix, ext);
+}
+
+/* Reduction, clipping, normalization and colour on the session's device: pixels come back. map:
+ * (h, w) scratch. */
+static void render_map(const xopts *xo, const cli_model *cm, pending *pd, float *map) {
+    const img_ctx *ic = pd->ic;
+    int nc;
     const float *src;
     sal_render_opts ro;
-    render_plan(xo, m, mp, 0, cm->h, cm->w, &src, &nc, &ro);
-    int want_heat = xo->heatmap || ic->is_npy;
-    uint8_t *rgb = ic->is_npy ? NULL : malloc((size_t)ic->orig.w * ic->orig.h * 3);
-    if (!ic->is_npy && !rgb) { cli_error("out of memory for a %dx%d overlay", ic->orig.w, ic->orig.h); ok = 0; }
-    /* reduction, clipping, normalization and colour on the session's device: pixels come back */
-    if (ok && sal_render(cm->s, src, nc, cm->h, cm->w, &ro, ic->is_npy ? NULL : &ic->orig, ic->rect, map,
-                         want_heat ? heat : NULL, rgb, &err)) {
+    sal_error err = {0};
+    render_plan(xo, pd->m, &pd->maps, 0, cm->h, cm->w, &src, &nc, &ro);
+    pd->hw_w = cm->w;
+    pd->hw_h = cm->h;
+    pd->ok = 1;
+    if (xo->heatmap || ic->is_npy) pd->heat = malloc((size_t)cm->w * cm->h * 3);
+    if (!ic->is_npy) pd->rgb = malloc((size_t)ic->orig.w * ic->orig.h * 3);
+    if ((!ic->is_npy && !pd->rgb) || ((xo->heatmap || ic->is_npy) && !pd->heat)) {
+        cli_error("%s: out of memory for a %dx%d overlay", ic->in, ic->orig.w, ic->orig.h);
+        pd->ok = 0;
+    } else if (sal_render(cm->s, src, nc, cm->h, cm->w, &ro, ic->is_npy ? NULL : &ic->orig, ic->rect, map, pd->heat,
+                          pd->rgb, &err)) {
         cli_error("%s: %s", ic->in, err.msg);
-        ok = 0;
+        pd->ok = 0;
     }
-    if (ok && rgb) {
-        snprintf(path, sizeof path, "%s/%s.%s%s.png", xo->out, ic->stem, sal_method_name(m), suffix);
-        ok = !write_png(path, ic->orig.w, ic->orig.h, rgb);
+}
+
+/* The overlay and the bare heatmap (.npy inputs: the heatmap alone, as <stem>.<method>.png). */
+static void write_map_pngs(const xopts *xo, pending *pd) {
+    char path[4200];
+    sal_error err = {0};
+    if (!pd->ok) return;
+    if (pd->rgb) {
+        map_path(path, sizeof path, xo, pd, ".png");
+        if (sal_png_write_rgb(path, pd->ic->orig.w, pd->ic->orig.h, pd->rgb, &err)) goto failed;
     }
-    free(rgb);
-    if (ok && want_heat) {
-        snprintf(path, sizeof path, "%s/%s.%s%s%s.png", xo->out, ic->stem, sal_method_name(m), suffix,
-                 ic->is_npy ? "" : ".heatmap");
-        ok = !write_png(path, cm->w, cm->h, heat);
+    if (pd->heat) {
+        map_path(path, sizeof path, xo, pd, pd->ic->is_npy ? ".png" : ".heatmap.png");
+        if (sal_png_write_rgb(path, pd->hw_w, pd->hw_h, pd->heat, &err)) goto failed;
     }
-    if (ok && xo->raw) {
-        snprintf(path, sizeof path, "%s/%s.%s%s.npy", xo->out, ic->stem, sal_method_name(m), suffix);
-        if (sal_npy_write(path, mp->attr, mp->ndim, mp->dims, &err)) { cli_error("%s", err.msg); ok = 0; }
+    return;
+failed:
+    snprintf(pd->err, sizeof pd->err, "%s", err.msg);
+    pd->ok = 0;
+}
+
+/* The raw array and the summary rows (and --json's line); returns 0 when every file was written. */
+static int finish_map(const xopts *xo, const cli_common *c, const cli_model *cm, pending *pd, int K, FILE *csv,
+                      FILE *jsonl) {
+    char path[4200];
+    sal_error err = {0};
+    const img_ctx *ic = pd->ic;
+    const sal_maps *mp = &pd->maps;
+    const int r = pd->r, *targets = pd->targets;
+    const sal_method m = pd->m;
+    if (pd->err[0]) cli_error("%s", pd->err);
+    if (pd->ok && xo->raw) {
+        map_path(path, sizeof path, xo, pd, ".npy");
+        if (sal_npy_write(path, mp->attr, mp->ndim, mp->dims, &err)) { cli_error("%s", err.msg); pd->ok = 0; }
     }
+    const double secs = pd->secs;
     double prob = exp(ic->logits[ic->pred] - ic->mx) / ic->zsum;
     const char *tl = cli_label(cm, targets[r]), *pl = cli_label(cm, ic->pred);
     fprintf(csv, "\"%s\",%s,%d,\"%s\",%d,%d,\"%s\",%.6g,%.7g,", ic->in, sal_method_name(m), targets[r], tl, r + 1,
@@ -343,7 +389,7 @@ static int emit_map(const xopts *xo, const cli_common *c, const cli_model *cm, c
         for (int j = 0; j < K; j++) printf("%s%.7g", j ? ", " : "", ic->logits[j]);
         printf("]}\n");
     }
-    return ok ? 0 : -1;
+    return pd->ok ? 0 : -1;
 }
 
 static double now_s(void) {
@@ -594,14 +640,16 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     if (G > 1 && G * held_bytes > (double)(1 << 30)) G = (int)((double)(1 << 30) / held_bytes) > 1 ? (int)((double)(1 << 30) / held_bytes) : 1;
     float *x = malloc(sizeof(float) * (size_t)per * (size_t)G), *logits = malloc(sizeof(float) * (size_t)K * (size_t)G);
     float *map = malloc(sizeof(float) * (size_t)hw);
-    uint8_t *heat = malloc((size_t)hw * 3);
     int *targets = malloc(sizeof(int) * (size_t)tk * (size_t)G), *tg = malloc(sizeof(int) * (size_t)G);
     img_ctx *ic = calloc((size_t)G, sizeof(img_ctx));
+    int *loaded = calloc((size_t)G, sizeof(int));
+    pending *pend = calloc(EXPLAIN_WRITE_CHUNK, sizeof(pending));
+    const int io_threads = c.threads > 0 ? c.threads : omp_get_num_procs();
     char (*stems)[1024] = malloc((size_t)G * sizeof *stems);
     sal_maps *held = calloc((size_t)n_held, sizeof(sal_maps));
     double *held_secs = calloc((size_t)n_held, sizeof(double));
     int failed = 0, rows = 0, explained = 0;
-    if (!x || !logits || !map || !heat || !targets || !tg || !ic || !stems || !held || !held_secs) {
+    if (!x || !logits || !map || !targets || !tg || !ic || !loaded || !pend || !stems || !held || !held_secs) {
         cli_error("out of memory");
         failed = 1;
         goto done;
@@ -610,21 +658,32 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         /* the first image goes alone: a method that fails on it (an option the checks above do not
          * know) fails on every image, and the run then stops with no file written */
         const int first = explained == 0, gmax = first ? 1 : G;
+        /* the next inputs, decoded and preprocessed in parallel, each into its own slot; the
+         * ones that load are then packed to the front in input order */
+        const int want = n_inputs - ii < gmax ? n_inputs - ii : gmax;
+#pragma omp parallel for schedule(dynamic) num_threads(io_threads)
+        for (int j = 0; j < want; j++) {
+            memset(&ic[j], 0, sizeof ic[j]);
+            loaded[j] = !cli_load_input(&cm, inputs[ii + j], x + (size_t)j * per, &ic[j].orig);
+        }
         int g = 0;
-        for (; ii < n_inputs && g < gmax; ii++) {
-            const char *in = inputs[ii];
+        for (int j = 0; j < want; j++) {
+            if (!loaded[j]) { failed++; continue; }
+            if (g != j) {
+                memcpy(x + (size_t)g * per, x + (size_t)j * per, sizeof(float) * (size_t)per);
+                ic[g] = ic[j];
+                memset(&ic[j], 0, sizeof ic[j]);
+            }
             img_ctx *c1 = &ic[g];
-            memset(c1, 0, sizeof *c1);
-            if (cli_load_input(&cm, in, x + (size_t)g * per)) { failed++; continue; }
-            c1->in = in;
+            c1->in = inputs[ii + j];
             c1->logits = logits + (size_t)g * K;
             c1->tk = tk;
-            c1->is_npy = strlen(in) > 4 && !strcasecmp(in + strlen(in) - 4, ".npy");
-            if (!c1->is_npy && sal_image_load(in, &c1->orig, &err)) { cli_error("%s", err.msg); failed++; continue; }
+            c1->is_npy = !c1->orig.pix;
             if (!c1->is_npy) sal_prep_rect(c1->orig.w, c1->orig.h, &cm.prep, c1->rect);
-            c1->stem = stem_of(in, stems[g], sizeof stems[g]);
+            c1->stem = stem_of(c1->in, stems[g], sizeof stems[g]);
             g++;
         }
+        ii += want;
         if (g == 0) continue;
         if (sal_forward(cm.s, x, g, cm.h, cm.w, logits)) {
             cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm.s));
@@ -680,16 +739,34 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                             ic[g - 1].stem, sal_method_name(m), tk > 1 ? " top" : "", tk > 1 ? r + 1 : 0, secs, secs / g);
             }
         }
-        /* the group's files, image by image */
-        for (int j = 0; j < g && !fatal; j++)
-            for (int k = 0; k < n_held; k++) {
+        /* the group's files, image by image, in chunks: rendered on the session one after
+         * another, their PNGs encoded and written in parallel, then the rows in order */
+        for (int at = 0; at < g * n_held && !fatal;) {
+            int np = 0;
+            size_t bytes = 0;
+            for (; at < g * n_held && np < EXPLAIN_WRITE_CHUNK && bytes < EXPLAIN_WRITE_BYTES; at++) {
+                const int j = at / n_held, k = at % n_held;
                 if (!held[k].targets) continue;   /* that method failed on the group */
-                sal_maps v = maps_of_image(&held[k], j, hw);
-                if (emit_map(&xo, &c, &cm, &ic[j], xo.methods[k / tk], k % tk, targets + (size_t)j * tk, K, &v,
-                             held_secs[k], csv.f, jsonl.f, map, heat))
-                    failed++;
-                rows++;
+                pending *pd = &pend[np++];
+                memset(pd, 0, sizeof *pd);
+                pd->ic = &ic[j];
+                pd->m = xo.methods[k / tk];
+                pd->r = k % tk;
+                pd->targets = targets + (size_t)j * tk;
+                pd->maps = maps_of_image(&held[k], j, hw);
+                pd->secs = held_secs[k];
+                render_map(&xo, &cm, pd, map);
+                bytes += (size_t)ic[j].orig.w * ic[j].orig.h * 3 + (size_t)hw * 3;
             }
+#pragma omp parallel for schedule(dynamic) num_threads(io_threads)
+            for (int q = 0; q < np; q++) write_map_pngs(&xo, &pend[q]);
+            for (int q = 0; q < np; q++) {
+                if (finish_map(&xo, &c, &cm, &pend[q], K, csv.f, jsonl.f)) failed++;
+                rows++;
+                free(pend[q].rgb);
+                free(pend[q].heat);
+            }
+        }
         for (int k = 0; k < n_held; k++) sal_maps_free(&held[k]);
         memset(held, 0, sizeof(sal_maps) * (size_t)n_held);
         for (int j = 0; j < g; j++) sal_image_free(&ic[j].orig);
@@ -706,10 +783,11 @@ done:
     free(x);
     free(logits);
     free(map);
-    free(heat);
     free(targets);
     free(tg);
     free(ic);
+    free(loaded);
+    free(pend);
     free(stems);
     free(held);
     free(held_secs);
@@ -740,7 +818,7 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
     if (!x) { cli_error("out of memory for %d images", n_images); return EXIT_FAIL; }
     if (n_inputs) {
         for (int i = 0; i < n_images; i++)
-            if (i < n_inputs) { if (cli_load_input(cm, inputs[i], x + i * per)) { free(x); return EXIT_FAIL; } }
+            if (i < n_inputs) { if (cli_load_input(cm, inputs[i], x + i * per, NULL)) { free(x); return EXIT_FAIL; } }
             else memcpy(x + i * per, x + (int64_t)(i % n_inputs) * per, sizeof(float) * (size_t)per);
     } else {
         uint64_t st = 0x5a11e47ULL;

@@ -96,7 +96,7 @@ int cmd_predict(int argc, char **argv) {
     for (int start = 0; start < n_inputs;) {
         int n = 0;
         while (start < n_inputs && n < c.batch) {   /* fill a batch with inputs that load */
-            if (cli_load_input(&cm, inputs[start], x + per * (size_t)n) == 0) names[n++] = inputs[start];
+            if (cli_load_input(&cm, inputs[start], x + per * (size_t)n, NULL) == 0) names[n++] = inputs[start];
             else failed++;
             start++;
         }
