@@ -18,9 +18,10 @@ typedef struct sal_backend_ops {
     int (*supports)(sal_backend *b, const sal_node *node);    /* forward and backward */
     void *(*alloc)(sal_backend *b, size_t bytes);             /* NULL on failure */
     void (*release)(sal_backend *b, void *p);
-    sal_status (*upload)(sal_backend *b, void *dst, const void *src, size_t bytes);
-    sal_status (*download)(sal_backend *b, void *dst, const void *src, size_t bytes);
-    sal_status (*zero)(sal_backend *b, void *dst, size_t bytes);
+    /* copies that are over for the caller on return; a failure names the failing call in err */
+    sal_status (*upload)(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err);
+    sal_status (*download)(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err);
+    sal_status (*zero)(sal_backend *b, void *dst, size_t bytes, sal_error *err);
     sal_status (*forward)(sal_backend *b, const sal_op_call *call, sal_error *err);
     sal_status (*backward)(sal_backend *b, const sal_op_call *call, sal_error *err);
     sal_status (*sync)(sal_backend *b, sal_error *err);

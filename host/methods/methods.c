@@ -166,25 +166,34 @@ sal_status sal_mp(sal_method_ctx *cx, int fn, int64_t count, const sal_mp_args *
 /* bytes of zeroed backend memory; NULL (and the session's error set) when there is none */
 void *sal_dalloc(sal_method_ctx *cx, size_t bytes) {
     void *p = sal_session_scratch(cx->s, bytes);
-    if (p && bk(cx)->ops->zero(bk(cx), p, bytes ? bytes : 4)) {
+    sal_error e = {0};
+    if (p && bk(cx)->ops->zero(bk(cx), p, bytes ? bytes : 4, &e)) {
         sal_session_scratch_put(cx->s, p);
-        sal_fail(serr(cx), SAL_ERR_DEVICE, "clearing a %zu-byte method buffer failed", bytes);
+        sal_fail(serr(cx), SAL_ERR_DEVICE, "clearing a %zu-byte method buffer: %s", bytes, e.msg);
         return NULL;
     }
     return p;
 }
 void sal_dfree(sal_method_ctx *cx, const void *p) { sal_session_scratch_put(cx->s, p); }
+/* A backend copy's failure as the session's error, with what the method was doing. */
+static sal_status dcopy_fail(sal_method_ctx *cx, sal_status st, const char *what, size_t bytes, const sal_error *e) {
+    return sal_fail(serr(cx), st, "%s %zu bytes on the %s backend: %s", what, bytes, bk(cx)->ops->name,
+                    e->msg[0] ? e->msg : sal_status_str(st));
+}
 sal_status sal_dput(sal_method_ctx *cx, void *dst, const void *src, size_t bytes) {
-    sal_status st = bk(cx)->ops->upload(bk(cx), dst, src, bytes);
-    return st ? sal_fail(serr(cx), st, "copying %zu bytes to the %s backend failed", bytes, bk(cx)->ops->name) : SAL_OK;
+    sal_error e = {0};
+    sal_status st = bk(cx)->ops->upload(bk(cx), dst, src, bytes, &e);
+    return st ? dcopy_fail(cx, st, "copying in", bytes, &e) : SAL_OK;
 }
 sal_status sal_dget(sal_method_ctx *cx, void *dst, const void *src, size_t bytes) {
-    sal_status st = bk(cx)->ops->download(bk(cx), dst, src, bytes);
-    return st ? sal_fail(serr(cx), st, "copying %zu bytes from the %s backend failed", bytes, bk(cx)->ops->name) : SAL_OK;
+    sal_error e = {0};
+    sal_status st = bk(cx)->ops->download(bk(cx), dst, src, bytes, &e);
+    return st ? dcopy_fail(cx, st, "copying out", bytes, &e) : SAL_OK;
 }
 sal_status sal_dzero(sal_method_ctx *cx, void *dst, size_t bytes) {
-    sal_status st = bk(cx)->ops->zero(bk(cx), dst, bytes);
-    return st ? sal_fail(serr(cx), st, "clearing %zu bytes on the %s backend failed", bytes, bk(cx)->ops->name) : SAL_OK;
+    sal_error e = {0};
+    sal_status st = bk(cx)->ops->zero(bk(cx), dst, bytes, &e);
+    return st ? dcopy_fail(cx, st, "clearing", bytes, &e) : SAL_OK;
 }
 
 static sal_status pass_dev_once(sal_method_ctx *cx, int first, int nb, const int *tg, int guided,

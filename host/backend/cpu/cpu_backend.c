@@ -81,15 +81,18 @@ static sal_status cpu_copy(sal_backend *b, void *dst, const void *src, size_t by
     if (bytes) memcpy(dst, src, bytes);
     return SAL_OK;
 }
-static sal_status cpu_upload(sal_backend *b, void *dst, const void *src, size_t bytes) {
+static sal_status cpu_upload(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
+    (void)err;
     b->bytes_up += bytes;
     return cpu_copy(b, dst, src, bytes);
 }
-static sal_status cpu_download(sal_backend *b, void *dst, const void *src, size_t bytes) {
+static sal_status cpu_download(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
+    (void)err;
     b->bytes_down += bytes;
     return cpu_copy(b, dst, src, bytes);
 }
-static sal_status cpu_zero(sal_backend *b, void *dst, size_t bytes) {
+static sal_status cpu_zero(sal_backend *b, void *dst, size_t bytes, sal_error *err) {
+    (void)err;
     (void)b;
     if (bytes) memset(dst, 0, bytes);
     return SAL_OK;
@@ -195,7 +198,7 @@ static sal_status cpu_sort(sal_backend *b, float *data, int64_t n, void *scratch
 
 static sal_status cpu_upload_async(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
     (void)err;
-    return cpu_upload(b, dst, src, bytes);
+    return cpu_upload(b, dst, src, bytes, err);
 }
 static sal_status cpu_wait_uploads(sal_backend *b, sal_error *err) { (void)b; (void)err; return SAL_OK; }
 

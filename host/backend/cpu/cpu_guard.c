@@ -77,15 +77,17 @@ static void g_release(sal_backend *b, void *p) {
         return st_;                                                                                \
     } while (0)
 
-static sal_status g_upload(sal_backend *b, void *dst, const void *src, size_t bytes) {
+static sal_status g_upload(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
     b->bytes_up += bytes;
-    GUARDED(gd(b)->cpu->ops->upload(gd(b)->cpu, dst, src, bytes));
+    GUARDED(gd(b)->cpu->ops->upload(gd(b)->cpu, dst, src, bytes, err));
 }
-static sal_status g_download(sal_backend *b, void *dst, const void *src, size_t bytes) {
+static sal_status g_download(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
     b->bytes_down += bytes;
-    GUARDED(gd(b)->cpu->ops->download(gd(b)->cpu, dst, src, bytes));
+    GUARDED(gd(b)->cpu->ops->download(gd(b)->cpu, dst, src, bytes, err));
 }
-static sal_status g_zero(sal_backend *b, void *dst, size_t bytes) { GUARDED(gd(b)->cpu->ops->zero(gd(b)->cpu, dst, bytes)); }
+static sal_status g_zero(sal_backend *b, void *dst, size_t bytes, sal_error *err) {
+    GUARDED(gd(b)->cpu->ops->zero(gd(b)->cpu, dst, bytes, err));
+}
 static sal_status g_fwd(sal_backend *b, const sal_op_call *c, sal_error *err) {
     GUARDED(gd(b)->cpu->ops->forward(gd(b)->cpu, c, err));
 }

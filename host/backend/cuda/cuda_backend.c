@@ -112,26 +112,28 @@ static void *cu_alloc(sal_backend *b, size_t bytes) {
 
 static void cu_release(sal_backend *b, void *p) {
     if (!p) return;
+    cudaSetDevice(impl_of(b)->device);   /* release cannot fail: a stale error surfaces at the next call */
     cudaStreamSynchronize(impl_of(b)->stream);   /* nothing queued may still use it */
     cudaFree(p);
 }
 
-/* Copies are synchronous for the caller: the host buffer may be reused on return. */
-static sal_status cu_upload(sal_backend *b, void *dst, const void *src, size_t bytes) {
+/* Copies are synchronous for the caller: the host buffer may be reused on return. A failure of
+ * work queued before them (a kernel's illegal access, say) surfaces here, named by CUDA. */
+static sal_status cu_upload(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
     cu_impl *u = impl_of(b);
     b->bytes_up += bytes;
-    if (cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, u->stream) != cudaSuccess ||
-        cudaStreamSynchronize(u->stream) != cudaSuccess)
-        return SAL_ERR_DEVICE;
+    CU_TRY("uploading", cudaSetDevice(u->device));
+    CU_TRY("uploading", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, u->stream));
+    CU_TRY("uploading", cudaStreamSynchronize(u->stream));
     return SAL_OK;
 }
 
-static sal_status cu_download(sal_backend *b, void *dst, const void *src, size_t bytes) {
+static sal_status cu_download(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
     cu_impl *u = impl_of(b);
     b->bytes_down += bytes;
-    if (cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, u->stream) != cudaSuccess ||
-        cudaStreamSynchronize(u->stream) != cudaSuccess)
-        return SAL_ERR_DEVICE;
+    CU_TRY("downloading", cudaSetDevice(u->device));
+    CU_TRY("downloading", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, u->stream));
+    CU_TRY("downloading", cudaStreamSynchronize(u->stream));
     return SAL_OK;
 }
 
@@ -159,7 +161,7 @@ static sal_status ensure_copy_stream(cu_impl *u, sal_error *err) {
 static sal_status cu_upload_async(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
     cu_impl *u = impl_of(b);
     b->bytes_up += bytes;
-    cudaSetDevice(u->device);
+    CU_TRY("uploading", cudaSetDevice(u->device));
     sal_status st = ensure_copy_stream(u, err);
     if (st) return st;
     for (size_t off = 0; off < bytes; off += SAL_PIN_CHUNK) {
@@ -180,15 +182,19 @@ static sal_status cu_upload_async(sal_backend *b, void *dst, const void *src, si
 static sal_status cu_wait_uploads(sal_backend *b, sal_error *err) {
     cu_impl *u = impl_of(b);
     if (!u->have_copied) return SAL_OK;
+    CU_TRY("ordering compute after uploads", cudaSetDevice(u->device));
     CU_TRY("ordering compute after uploads", cudaStreamWaitEvent(u->stream, u->copied, 0));
     return SAL_OK;
 }
 
-static sal_status cu_zero(sal_backend *b, void *dst, size_t bytes) {
-    return cudaMemsetAsync(dst, 0, bytes, impl_of(b)->stream) == cudaSuccess ? SAL_OK : SAL_ERR_DEVICE;
+static sal_status cu_zero(sal_backend *b, void *dst, size_t bytes, sal_error *err) {
+    CU_TRY("clearing GPU memory", cudaSetDevice(impl_of(b)->device));
+    CU_TRY("clearing GPU memory", cudaMemsetAsync(dst, 0, bytes, impl_of(b)->stream));
+    return SAL_OK;
 }
 
 static sal_status cu_sync(sal_backend *b, sal_error *err) {
+    CU_TRY("synchronizing the GPU", cudaSetDevice(impl_of(b)->device));
     CU_TRY("synchronizing the GPU", cudaStreamSynchronize(impl_of(b)->stream));
     return SAL_OK;
 }
@@ -479,6 +485,7 @@ static int cu_supports(sal_backend *b, const sal_node *node) {
 
 static sal_status run(sal_backend *b, const sal_op_call *call, int backward, sal_error *err) {
     cu_impl *u = impl_of(b);
+    CU_TRY(call->node->name, cudaSetDevice(u->device));
     const sal_blas blas = {u, blas_gemm, blas_twin, blas_zero};
     if (!call->params && call->node->op == SAL_OP_CONV)
         return sal_fail(err, SAL_ERR_INTERNAL, "node '%s': no parameters", call->node->name);
@@ -564,7 +571,7 @@ done:
 /* max_batch 256: a GPU needs large batches to fill; memory decides below that */
 static sal_status cu_prim(sal_backend *b, int fn, int64_t count, const struct sal_mp_args *a,
                          sal_error *err) {
-    cudaSetDevice(impl_of(b)->device);
+    CU_TRY("method primitive", cudaSetDevice(impl_of(b)->device));
     return sal_cuda_prim(fn, count, a, impl_of(b)->stream, err);
 }
 
@@ -574,7 +581,7 @@ static size_t cu_sort_scratch(sal_backend *b, int64_t n) {
 }
 
 static sal_status cu_sort(sal_backend *b, float *data, int64_t n, void *scratch, sal_error *err) {
-    cudaSetDevice(impl_of(b)->device);
+    CU_TRY("sorting", cudaSetDevice(impl_of(b)->device));
     return sal_cuda_sort(data, n, scratch, impl_of(b)->stream, err);
 }
 
