@@ -111,19 +111,20 @@ def main():
     outdir = a.outdir
     rows = read_rows(outdir)
 
-    # group rows by input, in the order of the summary
+    # group rows by input (and the stem its files have: an input given twice, or two inputs with
+    # one name, get <stem>-2 ...), in the order of the summary
     inputs, by_input = [], {}
     for r in rows:
-        key = r.get("input", "")
+        key = (r.get("input", ""), r.get("stem") or stem_of(r.get("input", "")))
         if key not in by_input:
             by_input[key] = []
             inputs.append(key)
         by_input[key].append(r)
 
     used_names, sections, warnings = {}, [], []
-    for inp in inputs:
-        rs = by_input[inp]
-        stem = stem_of(inp)
+    for key in inputs:
+        rs = by_input[key]
+        inp, stem = key
         top_suffix = max(int(r.get("rank", 1)) for r in rs) > 1   # --topk K > 1: <stem>.<m>.topN.png
         src = inp if os.path.isabs(inp) else os.path.join(a.base, inp)
         is_npy = inp.lower().endswith(".npy")

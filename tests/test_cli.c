@@ -674,10 +674,15 @@ static void expect_same_summaries(const char *pa, const char *pb) {
     cr_expect_eq(count_lines(a), count_lines(b), "as many rows:\n%s\n%s", a, b);
     static char fa[16][256], fb[16][256];
     const char *la = a, *lb = b;
+    int secs = -1;
     for (int row = 0; *la && *lb; row++) {
         int na = csv_fields(la, fa, 16), nb = csv_fields(lb, fb, 16);
         cr_expect_eq(na, nb, "row %d: as many fields", row);
-        for (int k = 0; k < na - 1 && k < 16; k++) {   /* the last field is the seconds */
+        for (int k = 0; row == 0 && k < na && k < 16; k++)
+            if (!strcmp(fa[k], "seconds")) secs = k;
+        cr_assert_geq(secs, 0, "a seconds column");
+        for (int k = 0; k < na && k < 16; k++) {
+            if (k == secs) continue;
             char *ea, *eb;
             double va = strtod(fa[k], &ea), vb = strtod(fb[k], &eb);
             if (row > 0 && k >= 7 && fa[k][0] && !*ea && !*eb)
@@ -738,6 +743,53 @@ Test(cli, explain_groups_of_images_give_the_one_image_maps, .timeout = 120) {
     join(p, sizeof p, out[1], "im1.saliency.top1.npy");
     join(q, sizeof q, out[1], "im3.saliency.top1.npy");
     cr_expect_gt(npy_rel_diff(p, q), 1e-3, "two different images, two different maps");
+    remove_tree(tmp);
+}
+
+/* Inputs with one name (a/photo.png, b/photo.png, photo.npy) each keep their files: the later ones
+ * are photo-2, photo-3, said on stderr and in the summaries' stem column. */
+Test(cli, explain_inputs_with_one_name_keep_their_files, .timeout = 60) {
+    char tmp[64], da[128], db[128], pa[512], pb[512], npy[256], out[256], p[512], q[512];
+    make_tmp(tmp, sizeof tmp);
+    join(da, sizeof da, tmp, "a");
+    join(db, sizeof db, tmp, "b");
+    cr_assert(mkdir(da, 0777) == 0 && mkdir(db, 0777) == 0);
+    write_test_png_v(join(pa, sizeof pa, da, "photo.png"), 0);
+    write_test_png_v(join(pb, sizeof pb, db, "photo.png"), 1);
+    write_test_npy(join(npy, sizeof npy, tmp, "photo.npy"));
+    join(out, sizeof out, tmp, "out");
+    run_result r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", "--raw", pa, pb, npy, "-o", out, NULL);
+    cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    cr_expect(strstr(r.err, "photo-2") && strstr(r.err, "photo-3"), "stderr says which files are renamed: %s", r.err);
+    const char *stems[3] = {"photo", "photo-2", "photo-3"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s.saliency.png", out, stems[i]);
+        cr_expect(exists(p), "%s written", p);
+        snprintf(p, sizeof p, "%s/%s.saliency.npy", out, stems[i]);
+        cr_expect(exists(p), "%s written", p);
+    }
+    snprintf(p, sizeof p, "%s/photo.saliency.npy", out);
+    snprintf(q, sizeof q, "%s/photo-2.saliency.npy", out);
+    cr_expect_gt(npy_rel_diff(p, q), 1e-3, "a/photo.png and b/photo.png have their own maps");
+    char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    cr_assert_not_null(csv);
+    char f[16][256];
+    int nh = csv_fields(csv, f, 16), col = -1;
+    for (int k = 0; k < nh; k++)
+        if (!strcmp(f[k], "stem")) col = k;
+    cr_assert(col >= 0, "summary.csv has a stem column: %s", csv);
+    int row = 0;
+    for (const char *line = strchr(csv, '\n') + 1; *line && row < 3; line = strchr(line, '\n') + 1, row++) {
+        csv_fields(line, f, 16);
+        cr_expect_str_eq(f[col], stems[row], "row %d's stem", row);
+    }
+    free(csv);
+    char *jl = slurp(join(p, sizeof p, out, "summary.jsonl"), NULL);
+    cr_assert_not_null(jl);
+    cr_expect(strstr(jl, "\"stem\": \"photo-3\""), "summary.jsonl has the stems: %s", jl);
+    free(jl);
+    run_free(&r);
     remove_tree(tmp);
 }
 

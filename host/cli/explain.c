@@ -134,6 +134,57 @@ static const char *stem_of(const char *path, char *buf, size_t len) {
     return buf;
 }
 
+/* The stems of all inputs, unique within the run: an input whose stem an earlier input has (a/x.png
+ * and b/x.png, or x.png and x.npy) is named <stem>-2, -3 ... instead, with a note on stderr, so no
+ * input's files overwrite another's. Returns an array of n_inputs strings (freed by free_stems),
+ * NULL when out of memory. */
+static uint64_t stem_hash(const char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static int stem_taken(char **table, size_t cap, const char *s, int add) {
+    for (size_t i = stem_hash(s) & (cap - 1);; i = (i + 1) & (cap - 1)) {
+        if (!table[i]) {
+            if (add) table[i] = (char *)s;
+            return 0;
+        }
+        if (!strcmp(table[i], s)) return 1;
+    }
+}
+
+static char **unique_stems(char **inputs, int n) {
+    char **stems = calloc((size_t)n, sizeof(char *));
+    size_t cap = 16;
+    while (cap < 4 * (size_t)n) cap *= 2;   /* at most a quarter full: short probes */
+    char **table = calloc(cap, sizeof(char *));
+    if (!stems || !table) { free(stems); free(table); return NULL; }
+    for (int i = 0; i < n; i++) {
+        char base[1024], name[1100];
+        stem_of(inputs[i], base, sizeof base);
+        snprintf(name, sizeof name, "%s", base);
+        for (int k = 2; stem_taken(table, cap, name, 0); k++) snprintf(name, sizeof name, "%s-%d", base, k);
+        if (!(stems[i] = strdup(name))) {
+            for (int j = 0; j < i; j++) free(stems[j]);
+            free(stems);
+            free(table);
+            return NULL;
+        }
+        stem_taken(table, cap, stems[i], 1);
+        if (strcmp(name, base))
+            fprintf(stderr, "salient: note: %s: another input is also named '%s': its files are %s.*\n", inputs[i],
+                    base, name);
+    }
+    free(table);
+    return stems;
+}
+
+static void free_stems(char **stems, int n) {
+    for (int i = 0; stems && i < n; i++) free(stems[i]);
+    free(stems);
+}
+
 /* Remove the directories ensure_dir created (leaf first, up to `created`), when they are empty. */
 static void remove_created_dirs(const char *dir, const char *created) {
     char path[4096];
@@ -371,9 +422,11 @@ static int finish_map(const xopts *xo, const cli_common *c, const cli_model *cm,
     fprintf(csv, "\"%s\",%s,%d,\"%s\",%d,%d,\"%s\",%.6g,%.7g,", ic->in, sal_method_name(m), targets[r], tl, r + 1,
             ic->pred, pl, prob, mp->scores[0]);
     if (mp->completeness) fprintf(csv, "%.6g", mp->completeness[0]);
-    fprintf(csv, ",%.4f\n", secs);
+    fprintf(csv, ",%.4f,\"%s\"\n", secs, ic->stem);
     fprintf(jsonl, "{\"input\": ");
     cli_json_string(jsonl, ic->in);
+    fprintf(jsonl, ", \"stem\": ");
+    cli_json_string(jsonl, ic->stem);
     fprintf(jsonl, ", \"method\": \"%s\", \"target\": %d, \"target_label\": ", sal_method_name(m), targets[r]);
     cli_json_string(jsonl, tl);
     fprintf(jsonl, ", \"rank\": %d, \"predicted\": %d, \"predicted_label\": ", r + 1, ic->pred);
@@ -627,7 +680,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         cli_model_close(&cm);
         goto out;
     }
-    fprintf(csv.f, "input,method,target,target_label,rank,predicted,predicted_label,probability,score,completeness_gap,seconds\n");
+    fprintf(csv.f, "input,method,target,target_label,rank,predicted,predicted_label,probability,score,completeness_gap,seconds,stem\n");
     /* Images are explained in groups (--image-batch): one forward pass gives the group's targets,
      * and each method and rank runs on the whole group in one sal_explain call, so one-pass
      * methods (saliency, the CAM family) fill the internal batch too. The group's maps are held
@@ -645,7 +698,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     int *loaded = calloc((size_t)G, sizeof(int));
     pending *pend = calloc(EXPLAIN_WRITE_CHUNK, sizeof(pending));
     const int io_threads = c.threads > 0 ? c.threads : omp_get_num_procs();
-    char (*stems)[1024] = malloc((size_t)G * sizeof *stems);
+    char **stems = unique_stems(inputs, n_inputs);
     sal_maps *held = calloc((size_t)n_held, sizeof(sal_maps));
     double *held_secs = calloc((size_t)n_held, sizeof(double));
     int failed = 0, rows = 0, explained = 0;
@@ -680,7 +733,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
             c1->tk = tk;
             c1->is_npy = !c1->orig.pix;
             if (!c1->is_npy) sal_prep_rect(c1->orig.w, c1->orig.h, &cm.prep, c1->rect);
-            c1->stem = stem_of(c1->in, stems[g], sizeof stems[g]);
+            c1->stem = stems[ii + j];
             g++;
         }
         ii += want;
@@ -788,7 +841,7 @@ done:
     free(ic);
     free(loaded);
     free(pend);
-    free(stems);
+    free_stems(stems, n_inputs);
     free(held);
     free(held_secs);
     free(xo.baseline_npy);
