@@ -793,6 +793,43 @@ Test(cli, explain_inputs_with_one_name_keep_their_files, .timeout = 60) {
     remove_tree(tmp);
 }
 
+/* A folder among the inputs stands for the images and .npy files under it, in path order (sub-
+ * folders included, hidden entries and other files skipped); a folder with none is reported, the
+ * rest still explained, and the exit status is 1. */
+Test(cli, folders_stand_for_the_inputs_under_them, .timeout = 60) {
+    char tmp[64], ds[128], sub[256], hid[256], empty[128], p[512], out[256];
+    make_tmp(tmp, sizeof tmp);
+    join(ds, sizeof ds, tmp, "ds");
+    join(sub, sizeof sub, ds, "b-sub");
+    join(hid, sizeof hid, ds, ".hidden");
+    join(empty, sizeof empty, tmp, "empty");
+    cr_assert(mkdir(ds, 0777) == 0 && mkdir(sub, 0777) == 0 && mkdir(hid, 0777) == 0 && mkdir(empty, 0777) == 0);
+    write_test_png_v(join(p, sizeof p, ds, "c.png"), 0);
+    write_test_png_v(join(p, sizeof p, ds, "a.PNG"), 1);
+    write_test_npy(join(p, sizeof p, sub, "z.npy"));
+    write_test_png_v(join(p, sizeof p, hid, "h.png"), 2);
+    cr_assert_eq(write_bytes(join(p, sizeof p, ds, "notes.txt"), "hi\n", 3), 0);
+    join(out, sizeof out, tmp, "out");
+    run_result r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", ds, empty, "-o", out, NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d (an empty folder)\n%s", r.cmd, r.status, r.err);
+    cr_expect(strstr(r.err, "empty") && strstr(r.err, "no images"), "stderr names the empty folder: %s", r.err);
+    char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    cr_assert_not_null(csv, "the folder's inputs were explained");
+    cr_expect_eq(count_lines(csv), 4, "header + a.PNG, b-sub/z.npy, c.png: %s", csv);
+    const char *a = strstr(csv, "a.PNG"), *z = strstr(csv, "b-sub/z.npy"), *c = strstr(csv, "c.png");
+    cr_expect(a && z && c && a < z && z < c, "in path order: %s", csv);
+    cr_expect(!strstr(csv, "h.png") && !strstr(csv, "notes"), "hidden and other files skipped: %s", csv);
+    free(csv);
+    cr_expect(exists(join(p, sizeof p, out, "z.saliency.png")), "the .npy's map");
+    run_free(&r);
+    run(&r, tmp, "predict", "-m", TINYCNN, ds, NULL);
+    cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    cr_expect(strstr(r.out, "a.PNG") && strstr(r.out, "z.npy") && strstr(r.out, "c.png"), "predict lists the folder: %s", r.out);
+    run_free(&r);
+    remove_tree(tmp);
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* explain: seeds                                                                                   */
 

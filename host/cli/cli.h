@@ -50,6 +50,12 @@ void cli_model_close(cli_model *cm);
  * a .npy input leaves it as it was. Safe to call from several threads at once. */
 int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image *keep);
 const char *cli_label(const cli_model *cm, int k);
+/* INPUT arguments to input paths: a folder stands for the image and .npy files under it (by
+ * extension, recursively, hidden entries skipped, sorted by path); other arguments are kept as
+ * given. A folder with no inputs, or one that cannot be read, is reported and counted in *n_bad.
+ * *out: n_out strings, freed by cli_free_inputs. Returns 0, or -1 (reported) when out of memory. */
+int cli_expand_inputs(char *const *args, int n, char ***out, int *n_out, int *n_bad);
+void cli_free_inputs(char **v, int n);
 
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_json_string(FILE *f, const char *s);

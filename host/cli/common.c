@@ -1,8 +1,11 @@
 /* common.c — options shared by subcommands, model opening, input loading, labels. */
+#include <dirent.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -264,4 +267,105 @@ int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image 
     else sal_image_free(&img);
     if (st) { cli_error("%s: %s", path, err.msg); return -1; }
     return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Inputs: files, and directories standing for the files under them                                 */
+
+typedef struct strvec {
+    char **v;
+    int n, cap;
+} strvec;
+
+static int sv_push(strvec *sv, const char *s) {
+    if (sv->n == sv->cap) {
+        int cap = sv->cap ? 2 * sv->cap : 64;
+        char **v = realloc(sv->v, sizeof(char *) * (size_t)cap);
+        if (!v) return -1;
+        sv->v = v;
+        sv->cap = cap;
+    }
+    if (!(sv->v[sv->n] = strdup(s))) return -1;
+    sv->n++;
+    return 0;
+}
+
+static int is_input_name(const char *name) {
+    static const char *ext[] = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".npy"};
+    size_t n = strlen(name);
+    for (size_t k = 0; k < sizeof ext / sizeof *ext; k++) {
+        size_t e = strlen(ext[k]);
+        if (n > e && !strcasecmp(name + n - e, ext[k])) return 1;
+    }
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The input files under dir, depth first; -1 out of memory (an unreadable folder is reported and
+ * skipped: *unreadable counts it). */
+static int walk_dir(const char *dir, int depth, strvec *sv, int *unreadable) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        cli_error("%s: cannot read this folder: %s", dir, strerror(errno));
+        ++*unreadable;
+        return 0;
+    }
+    strvec here = {0};
+    int rc = 0;
+    struct dirent *e;
+    while (!rc && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;   /* hidden entries, "." and ".." */
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        char *path = malloc(len);
+        if (!path) { rc = -1; break; }
+        snprintf(path, len, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
+        struct stat st;
+        if (!stat(path, &st) && ((S_ISREG(st.st_mode) && is_input_name(e->d_name)) || S_ISDIR(st.st_mode)))
+            rc = sv_push(&here, path);
+        free(path);
+    }
+    closedir(d);
+    qsort(here.v, (size_t)here.n, sizeof(char *), cmp_str);
+    for (int i = 0; !rc && i < here.n; i++) {
+        struct stat st;
+        if (!stat(here.v[i], &st) && S_ISDIR(st.st_mode)) {
+            if (depth < 32) rc = walk_dir(here.v[i], depth + 1, sv, unreadable);
+        } else {
+            rc = sv_push(sv, here.v[i]);
+        }
+    }
+    cli_free_inputs(here.v, here.n);
+    return rc;
+}
+
+int cli_expand_inputs(char *const *args, int n, char ***out, int *n_out, int *n_bad) {
+    strvec sv = {0};
+    *n_bad = 0;
+    for (int i = 0; i < n; i++) {
+        struct stat st;
+        if (stat(args[i], &st) || !S_ISDIR(st.st_mode)) {   /* a file, or a bad path: load reports it */
+            if (sv_push(&sv, args[i])) goto nomem;
+            continue;
+        }
+        int before = sv.n, unreadable = 0;
+        if (walk_dir(args[i], 0, &sv, &unreadable)) goto nomem;
+        if (sv.n == before && !unreadable) {
+            cli_error("%s: a folder with no images (.png .jpg .jpeg .bmp .pgm .ppm .pnm) or .npy files in it", args[i]);
+            ++*n_bad;
+        }
+        *n_bad += unreadable;
+    }
+    *out = sv.v;
+    *n_out = sv.n;
+    return 0;
+nomem:
+    cli_free_inputs(sv.v, sv.n);
+    cli_error("out of memory listing the inputs");
+    return -1;
+}
+
+void cli_free_inputs(char **v, int n) {
+    for (int i = 0; v && i < n; i++) free(v[i]);
+    free(v);
 }

@@ -19,7 +19,8 @@
 
 static const char *help_head =
     "usage: salient explain -m MODEL.onnx -M METHOD[,METHOD...] [options] INPUT... -o OUTDIR\n"
-    "Attribution maps for each input. Methods: saliency, inputxgrad, smoothgrad, smoothgrad_sq,\n"
+    "Attribution maps for each input (an image, a .npy, or a folder: the images and .npy files\n"
+    "under it, in path order). Methods: saliency, inputxgrad, smoothgrad, smoothgrad_sq,\n"
     "vargrad, ig, guided, occlusion, gradcam, gradcam++, hirescam, xgradcam, layercam, scorecam,\n"
     "guided-gradcam, rise, gradshap, kernelshap.\n"
     "options:\n"
@@ -466,7 +467,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     xo.n_methods = 1;
     const char *baseline_arg = NULL;
     char **inputs = calloc((size_t)argc, sizeof(char *));
-    int n_inputs = 0, rc = EXIT_USAGE, methods_given = 0, bench_images = 8;
+    int n_inputs = 0, rc = EXIT_USAGE, methods_given = 0, bench_images = 8, n_bad = 0, expanded = 0;
     double bench_min_time = 2.0;
     if (!inputs) return EXIT_FAIL;
     for (int i = 1; i < argc; i++) {
@@ -610,6 +611,15 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     if (bench && !methods_given) parse_methods(&xo, bench_default_methods);
     /* Everything that can be checked is checked before OUTDIR or any file in it is created. */
     rc = EXIT_FAIL;
+    {   /* folders stand for the inputs in them */
+        char **files;
+        int n_files;
+        if (cli_expand_inputs(inputs, n_inputs, &files, &n_files, &n_bad)) goto out;
+        free(inputs);
+        inputs = files;
+        n_inputs = n_files;
+        expanded = 1;
+    }
     cli_model cm;
     if (cli_model_open(&cm, &c)) goto out;
     int per = cm.c * cm.h * cm.w, hw = cm.h * cm.w;
@@ -701,7 +711,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     char **stems = unique_stems(inputs, n_inputs);
     sal_maps *held = calloc((size_t)n_held, sizeof(sal_maps));
     double *held_secs = calloc((size_t)n_held, sizeof(double));
-    int failed = 0, rows = 0, explained = 0;
+    int failed = n_bad, rows = 0, explained = 0;
     if (!x || !logits || !map || !targets || !tg || !ic || !loaded || !pend || !stems || !held || !held_secs) {
         cli_error("out of memory");
         failed = 1;
@@ -848,7 +858,8 @@ done:
     cli_model_close(&cm);
     rc = failed ? EXIT_FAIL : EXIT_OK;
 out:
-    free(inputs);
+    if (expanded) cli_free_inputs(inputs, n_inputs);
+    else free(inputs);
     return rc;
 }
 

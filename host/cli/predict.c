@@ -8,7 +8,8 @@
 
 static const char *help_head =
     "usage: salient predict -m MODEL.onnx [options] INPUT...\n"
-    "Top-k classes for each input (image or preprocessed .npy (C,H,W) float32).\n"
+    "Top-k classes for each input (image or preprocessed .npy (C,H,W) float32; a folder stands for\n"
+    "the images and .npy files under it, in path order).\n"
     "options:\n"
     "  --topk K             classes to show (default 5)\n";
 
@@ -85,13 +86,19 @@ int cmd_predict(int argc, char **argv) {
         free(inputs);
         return EXIT_USAGE;
     }
+    char **files;
+    int n_files, n_bad;
+    if (cli_expand_inputs(inputs, n_inputs, &files, &n_files, &n_bad)) { free(inputs); return EXIT_FAIL; }
+    free(inputs);   /* folders stand for the inputs in them */
+    inputs = files;
+    n_inputs = n_files;
     cli_model cm;
-    if (cli_model_open(&cm, &c)) { free(inputs); return EXIT_FAIL; }
+    if (cli_model_open(&cm, &c)) { cli_free_inputs(inputs, n_inputs); return EXIT_FAIL; }
     size_t per = (size_t)cm.c * cm.h * cm.w;
     float *x = malloc(sizeof(float) * per * (size_t)c.batch);
     const char **names = calloc((size_t)c.batch, sizeof(char *));
     float *logits = NULL;
-    int failed = 0, k = 0;
+    int failed = n_bad, k = 0;
     if (!x || !names) { cli_error("out of memory"); failed = 1; goto out; }
     for (int start = 0; start < n_inputs;) {
         int n = 0;
@@ -118,7 +125,7 @@ out:
     free(x);
     free(names);
     free(logits);
-    free(inputs);
+    cli_free_inputs(inputs, n_inputs);
     cli_model_close(&cm);
     return failed ? EXIT_FAIL : EXIT_OK;
 }
