@@ -795,11 +795,12 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 }
                 if (c.json) continue;
                 if (g == 1)
-                    fprintf(stderr, "salient: %s %s target %d (%s): %.2f s\n", ic[0].stem, sal_method_name(m), tg[0],
-                            cli_label(&cm, tg[0]), secs);
-                else
-                    fprintf(stderr, "salient: %d images (%s ... %s) %s%s%.0d: %.2f s, %.3f s per image\n", g, ic[0].stem,
-                            ic[g - 1].stem, sal_method_name(m), tk > 1 ? " top" : "", tk > 1 ? r + 1 : 0, secs, secs / g);
+                    fprintf(stderr, "salient: [%d/%d] %s %s target %d (%s): %.2f s\n", ii, n_inputs, ic[0].stem,
+                            sal_method_name(m), tg[0], cli_label(&cm, tg[0]), secs);
+                else   /* [inputs done, this group's included / inputs] */
+                    fprintf(stderr, "salient: [%d/%d] %d images (%s ... %s) %s%s%.0d: %.2f s, %.3f s per image\n", ii,
+                            n_inputs, g, ic[0].stem, ic[g - 1].stem, sal_method_name(m), tk > 1 ? " top" : "",
+                            tk > 1 ? r + 1 : 0, secs, secs / g);
             }
         }
         /* the group's files, image by image, in chunks: rendered on the session one after
