@@ -666,6 +666,25 @@ static double npy_rel_diff(const char *pa, const char *pb) {
     return r;
 }
 
+/* The fraction of pixels of two PNGs of one size that differ by more than 2 in some channel; -1
+ * when either cannot be read or the sizes differ. */
+static double png_differing_fraction(const char *pa, const char *pb) {
+    sal_image a = {0}, b = {0};
+    double f = -1;
+    if (!sal_image_load(pa, &a, NULL) && !sal_image_load(pb, &b, NULL) && a.w == b.w && a.h == b.h && a.c == b.c) {
+        int64_t n = (int64_t)a.w * a.h, bad = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int off = 0;
+            for (int k = 0; k < a.c; k++) off |= abs((int)a.pix[i * a.c + k] - (int)b.pix[i * a.c + k]) > 2;
+            bad += off;
+        }
+        f = (double)bad / (double)n;
+    }
+    sal_image_free(&a);
+    sal_image_free(&b);
+    return f;
+}
+
 /* Two summary.csv files have the same rows in the same order: the same text columns, and numbers
  * (probability, score, completeness_gap) equal to float rounding; the seconds may differ. */
 static void expect_same_summaries(const char *pa, const char *pb) {
@@ -738,11 +757,19 @@ Test(cli, explain_groups_of_images_give_the_one_image_maps, .timeout = 120) {
                 if (v == 2) { cr_expect(!exists(p) && !exists(q), "%s: no maps for the missing input", name); continue; }
                 double d = npy_rel_diff(q, p);
                 cr_expect(d >= 0 && d < 1e-5, "%s: grouped and single maps differ by %g of the map's max", name, d);
+                /* the overlays, rendered one by one and written in parallel: the same picture (a
+                 * colour step may differ where the maps differ by float rounding) */
+                snprintf(name, sizeof name, "im%d.%s.top%d.png", v, ms[m], t);
+                double f = png_differing_fraction(join(p, sizeof p, out[0], name), join(q, sizeof q, out[1], name));
+                cr_expect(f >= 0 && f < 0.01, "%s: %.3g of the grouped overlay's pixels differ", name, f);
             }
     /* and the images' maps are their own: im3's saliency is not im1's */
     join(p, sizeof p, out[1], "im1.saliency.top1.npy");
     join(q, sizeof q, out[1], "im3.saliency.top1.npy");
     cr_expect_gt(npy_rel_diff(p, q), 1e-3, "two different images, two different maps");
+    join(p, sizeof p, out[1], "im1.saliency.top1.png");
+    join(q, sizeof q, out[1], "im3.saliency.top1.png");
+    cr_expect_gt(png_differing_fraction(p, q), 0.1, "two different images, two different overlays");
     remove_tree(tmp);
 }
 
@@ -797,7 +824,7 @@ Test(cli, explain_inputs_with_one_name_keep_their_files, .timeout = 60) {
  * folders included, hidden entries and other files skipped); a folder with none is reported, the
  * rest still explained, and the exit status is 1. */
 Test(cli, folders_stand_for_the_inputs_under_them, .timeout = 60) {
-    char tmp[64], ds[128], sub[256], hid[256], empty[128], p[512], out[256];
+    char tmp[64], ds[128], sub[256], hid[256], empty[128], p[1024], out[256];
     make_tmp(tmp, sizeof tmp);
     join(ds, sizeof ds, tmp, "ds");
     join(sub, sizeof sub, ds, "b-sub");
@@ -826,6 +853,55 @@ Test(cli, folders_stand_for_the_inputs_under_them, .timeout = 60) {
     run(&r, tmp, "predict", "-m", TINYCNN, ds, NULL);
     cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect(strstr(r.out, "a.PNG") && strstr(r.out, "z.npy") && strstr(r.out, "c.png"), "predict lists the folder: %s", r.out);
+    run_free(&r);
+
+    /* a link back to a folder above is not followed (each file once, and the walk ends) */
+    cr_assert_eq(symlink("..", join(p, sizeof p, sub, "up")), 0);
+    run(&r, tmp, "predict", "-m", TINYCNN, ds, NULL);
+    cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    cr_expect_eq(count_substr(r.out, "a.PNG"), 1, "a.PNG once: %s", r.out);
+    cr_expect(strstr(r.err, "not followed"), "a note on the link: %s", r.err);
+    run_free(&r);
+
+    /* an output folder inside the input folder is not read as input by the next run */
+    char inside[512];
+    join(inside, sizeof inside, ds, "out");
+    for (int k = 0; k < 2; k++) {
+        run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", ds, "-o", inside, NULL);
+        cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+        run_free(&r);
+    }
+    csv = slurp(join(p, sizeof p, inside, "summary.csv"), NULL);
+    cr_expect(csv && count_lines(csv) == 4, "the second run explains the same 3 inputs: %s", csv ? csv : "(none)");
+    free(csv);
+
+    /* bench does not swap a folder without inputs for random images */
+    run(&r, tmp, "bench", "-m", TINYCNN, "-M", "saliency", "--images", "2", "--min-time", "0", empty, NULL);
+    cr_expect_neq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.out);
+    run_free(&r);
+    remove_tree(tmp);
+}
+
+/* A group whose forward pass does not fit the memory limit is run in smaller forward passes (the
+ * methods batch on their own): every input is still explained. */
+Test(cli, explain_group_larger_than_memory_is_split, .timeout = 60) {
+    char tmp[64], ds[128], p[512], out[256];
+    make_tmp(tmp, sizeof tmp);
+    join(ds, sizeof ds, tmp, "ds");
+    cr_assert(mkdir(ds, 0777) == 0);
+    for (int i = 0; i < 60; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "im%02d.png", i);
+        write_test_png_v(join(p, sizeof p, ds, name), i % 4);
+    }
+    join(out, sizeof out, tmp, "out");
+    run_result r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", "--mem-limit", "2", "--image-batch", "60", ds, "-o", out,
+        NULL);
+    cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    cr_expect(csv && count_lines(csv) == 61, "header + 60 rows: %s", csv ? csv : "(none)");
+    free(csv);
     run_free(&r);
     remove_tree(tmp);
 }

@@ -245,6 +245,19 @@ Test(methods, out_of_memory_retries_with_smaller_batches) {
     cr_expect_eq(b, 3, "auto batch under a 3.5-image limit: %d", b);
     sal_maps_free(&a);
     sal_maps_free(&c);
+    /* the top-1 pass halves too: 16 images' forward pass at o.batch 16 does not fit either */
+    enum { N16 = 16, PER = 3 * 32 * 32 };
+    float *x16 = malloc(sizeof(float) * N16 * PER);
+    for (int k = 0; k < N16; k++)
+        for (int j = 0; j < PER; j++) x16[k * PER + j] = (k % 4 < 2 ? 1.0f : -1.0f) * (1.0f + 0.1f * (float)(k / 4)) * input[(k % 2) * PER + j];
+    o = sal_explain_opts_default(SAL_M_SALIENCY);
+    o.batch = N16;
+    cr_assert_eq(sal_explain(lim, &o, x16, N16, 0, 0, NULL, &a), SAL_OK, "%s", sal_session_error(lim));
+    cr_assert_eq(sal_explain(sess, &o, x16, N16, 0, 0, NULL, &c), SAL_OK, "%s", sal_session_error(sess));
+    for (int k = 0; k < N16; k++) cr_expect_eq(a.targets[k], c.targets[k], "image %d's top-1 under the limit", k);
+    sal_maps_free(&a);
+    sal_maps_free(&c);
+    free(x16);
     sal_session_free(lim);
 
     so.mem_limit = fixed + per / 2;

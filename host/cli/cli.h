@@ -45,16 +45,19 @@ typedef struct cli_model {
 
 int cli_model_open(cli_model *cm, const cli_common *c);
 void cli_model_close(cli_model *cm);
-/* Load an image or .npy into out (C,h,w). Returns 0 or prints "salient: FILE: why" and -1. keep
+/* Load an image or .npy into out (C,h,w). Returns 0, or -1 and prints "salient: FILE: why" (or,
+ * when msg is not NULL, writes "FILE: why" into msg, msg_len bytes, for the caller to print). keep
  * (may be NULL) receives an image input's decoded pixels, for overlays (the caller frees them);
  * a .npy input leaves it as it was. Safe to call from several threads at once. */
-int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image *keep);
+int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image *keep, char *msg, size_t msg_len);
 const char *cli_label(const cli_model *cm, int k);
 /* INPUT arguments to input paths: a folder stands for the image and .npy files under it (by
- * extension, recursively, hidden entries skipped, sorted by path); other arguments are kept as
- * given. A folder with no inputs, or one that cannot be read, is reported and counted in *n_bad.
- * *out: n_out strings, freed by cli_free_inputs. Returns 0, or -1 (reported) when out of memory. */
-int cli_expand_inputs(char *const *args, int n, char ***out, int *n_out, int *n_bad);
+ * extension, recursively, hidden entries and the folder `skip` (the output; may be NULL) left
+ * out, sorted by path; links back to a folder above are not followed); other arguments are kept
+ * as given. A folder with no inputs, or one that cannot be read, is reported and counted in
+ * *n_bad. *out: n_out strings, freed by cli_free_inputs. Returns 0, or -1 (reported) when out of
+ * memory. */
+int cli_expand_inputs(char *const *args, int n, const char *skip, char ***out, int *n_out, int *n_bad);
 void cli_free_inputs(char **v, int n);
 
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

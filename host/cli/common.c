@@ -10,12 +10,15 @@
 #include "cli.h"
 
 void cli_error(const char *fmt, ...) {
+    char line[4600];   /* one write per message: lines from several threads never mix */
     va_list ap;
     va_start(ap, fmt);
-    fputs("salient: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    int n = vsnprintf(line + 9, sizeof line - 10, fmt, ap);
     va_end(ap);
+    memcpy(line, "salient: ", 9);
+    size_t len = 9 + (n < 0 ? 0 : (size_t)n < sizeof line - 10 ? (size_t)n : sizeof line - 11);
+    line[len++] = '\n';
+    fwrite(line, 1, len, stderr);
 }
 
 void cli_json_string(FILE *f, const char *s) {
@@ -230,19 +233,30 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcasecmp(s + a - b, suffix) == 0;
 }
 
-int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image *keep) {
+/* cli_error into msg (len bytes) when there is one, else on stderr. */
+static void load_error(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void load_error(char *msg, size_t len, const char *fmt, ...) {
+    char line[4500];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg ? msg : line, msg ? len : sizeof line, fmt, ap);
+    va_end(ap);
+    if (!msg) cli_error("%s", line);
+}
+
+int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image *keep, char *msg, size_t msg_len) {
     sal_error err = {0};
     if (ends_with(path, ".npy")) {
         float *data = NULL;
         int ndim = 0;
         int64_t dims[SAL_MAX_DIMS];
-        if (sal_npy_read(path, &data, &ndim, dims, &err)) { cli_error("%s", err.msg); return -1; }
+        if (sal_npy_read(path, &data, &ndim, dims, &err)) { load_error(msg, msg_len, "%s", err.msg); return -1; }
         int off = ndim == 4 && dims[0] == 1 ? 1 : 0;
         if (ndim - off != 3 || dims[off] != cm->c || dims[off + 1] != cm->h || dims[off + 2] != cm->w) {
             char shape[256] = "";
             for (int k = 0, len = 0; k < ndim && len < (int)sizeof shape - 24; k++)
                 len += snprintf(shape + len, sizeof shape - (size_t)len, "%s%lld", k ? "," : "", (long long)dims[k]);
-            cli_error("%s: array has shape (%s), the model takes (%d,%d,%d) float32 (C,H,W)", path, shape,
+            load_error(msg, msg_len, "%s: array has shape (%s), the model takes (%d,%d,%d) float32 (C,H,W)", path, shape,
                       cm->c, cm->h, cm->w);
             free(data);
             return -1;
@@ -252,7 +266,7 @@ int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image 
         return 0;
     }
     sal_image img = {0};
-    if (sal_image_load(path, &img, &err)) { cli_error("%s", err.msg); return -1; }
+    if (sal_image_load(path, &img, &err)) { load_error(msg, msg_len, "%s", err.msg); return -1; }
     sal_status st = SAL_OK;
     sal_image g = {0};
     if (cm->gray_flag && img.c == 3) {
@@ -265,7 +279,7 @@ int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image 
     sal_image_free(&g);
     if (!st && keep) *keep = img;   /* the decoded original, for the caller's overlays */
     else sal_image_free(&img);
-    if (st) { cli_error("%s: %s", path, err.msg); return -1; }
+    if (st) { load_error(msg, msg_len, "%s: %s", path, err.msg[0] ? err.msg : sal_status_str(st)); return -1; }
     return 0;
 }
 
@@ -302,60 +316,108 @@ static int is_input_name(const char *name) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* The input files under dir, depth first; -1 out of memory (an unreadable folder is reported and
- * skipped: *unreadable counts it). */
-static int walk_dir(const char *dir, int depth, strvec *sv, int *unreadable) {
+/* A folder met on the way down: a folder that is its own ancestor (through a link) is a loop. */
+typedef struct dir_id {
+    dev_t dev;
+    ino_t ino;
+} dir_id;
+
+#define WALK_MAX_DEPTH 64
+
+typedef struct walk {
+    strvec *sv;
+    dir_id path[WALK_MAX_DEPTH + 1];   /* the folders from the argument down to the current one */
+    int has_skip;
+    dir_id skip;                       /* the output folder, when it exists: never read as input */
+    int bad;                           /* folders reported and skipped */
+} walk;
+
+/* The input files under dir (depth: its place in w->path); -1 out of memory. A folder that
+ * cannot be read or lies below WALK_MAX_DEPTH is reported and skipped (w->bad counts it); a link
+ * back to an ancestor is not followed (a note: its files are listed already). */
+static int walk_dir(walk *w, const char *dir, int depth) {
     DIR *d = opendir(dir);
     if (!d) {
         cli_error("%s: cannot read this folder: %s", dir, strerror(errno));
-        ++*unreadable;
+        w->bad++;
         return 0;
     }
-    strvec here = {0};
+    strvec files = {0}, dirs = {0};
     int rc = 0;
-    struct dirent *e;
-    while (!rc && (e = readdir(d))) {
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (!e) {
+            if (errno) {
+                cli_error("%s: reading this folder failed: %s", dir, strerror(errno));
+                w->bad++;
+            }
+            break;
+        }
         if (e->d_name[0] == '.') continue;   /* hidden entries, "." and ".." */
         size_t len = strlen(dir) + strlen(e->d_name) + 2;
         char *path = malloc(len);
         if (!path) { rc = -1; break; }
         snprintf(path, len, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
         struct stat st;
-        if (!stat(path, &st) && ((S_ISREG(st.st_mode) && is_input_name(e->d_name)) || S_ISDIR(st.st_mode)))
-            rc = sv_push(&here, path);
+        if (!stat(path, &st)) {
+            if (S_ISREG(st.st_mode) && is_input_name(e->d_name)) rc = sv_push(&files, path);
+            else if (S_ISDIR(st.st_mode)) rc = sv_push(&dirs, path);
+        }
         free(path);
+        if (rc) break;
     }
     closedir(d);
-    qsort(here.v, (size_t)here.n, sizeof(char *), cmp_str);
-    for (int i = 0; !rc && i < here.n; i++) {
+    for (int i = 0; !rc && i < files.n; i++) rc = sv_push(w->sv, files.v[i]);
+    for (int i = 0; !rc && i < dirs.n; i++) {
         struct stat st;
-        if (!stat(here.v[i], &st) && S_ISDIR(st.st_mode)) {
-            if (depth < 32) rc = walk_dir(here.v[i], depth + 1, sv, unreadable);
+        if (stat(dirs.v[i], &st)) continue;
+        dir_id id = {st.st_dev, st.st_ino};
+        if (w->has_skip && id.dev == w->skip.dev && id.ino == w->skip.ino) continue;   /* the output */
+        int loop = 0;
+        for (int k = 0; k <= depth && !loop; k++) loop = w->path[k].dev == id.dev && w->path[k].ino == id.ino;
+        if (loop)   /* its files are listed already */
+            fprintf(stderr, "salient: note: %s: not followed: a link back to a folder above it\n", dirs.v[i]);
+        else if (depth + 1 > WALK_MAX_DEPTH) {
+            cli_error("%s: skipped: more than %d folders deep", dirs.v[i], WALK_MAX_DEPTH);
+            w->bad++;
         } else {
-            rc = sv_push(sv, here.v[i]);
+            w->path[depth + 1] = id;
+            rc = walk_dir(w, dirs.v[i], depth + 1);
         }
     }
-    cli_free_inputs(here.v, here.n);
+    cli_free_inputs(files.v, files.n);
+    cli_free_inputs(dirs.v, dirs.n);
     return rc;
 }
 
-int cli_expand_inputs(char *const *args, int n, char ***out, int *n_out, int *n_bad) {
+int cli_expand_inputs(char *const *args, int n, const char *skip, char ***out, int *n_out, int *n_bad) {
     strvec sv = {0};
+    walk w = {0};
+    w.sv = &sv;
+    struct stat st;
+    if (skip && !stat(skip, &st) && S_ISDIR(st.st_mode)) {
+        w.has_skip = 1;
+        w.skip = (dir_id){st.st_dev, st.st_ino};
+    }
     *n_bad = 0;
     for (int i = 0; i < n; i++) {
-        struct stat st;
         if (stat(args[i], &st) || !S_ISDIR(st.st_mode)) {   /* a file, or a bad path: load reports it */
             if (sv_push(&sv, args[i])) goto nomem;
             continue;
         }
-        int before = sv.n, unreadable = 0;
-        if (walk_dir(args[i], 0, &sv, &unreadable)) goto nomem;
-        if (sv.n == before && !unreadable) {
+        int before = sv.n, bad = w.bad;
+        w.path[0] = (dir_id){st.st_dev, st.st_ino};
+        if (walk_dir(&w, args[i], 0)) goto nomem;
+        /* in path order, as `sort` lists them */
+        qsort(sv.v + before, (size_t)(sv.n - before), sizeof(char *), cmp_str);
+        if (sv.n == before && w.bad == bad) {
             cli_error("%s: a folder with no images (.png .jpg .jpeg .bmp .pgm .ppm .pnm) or .npy files in it", args[i]);
-            ++*n_bad;
+            w.bad++;
         }
-        *n_bad += unreadable;
     }
+    *n_bad = w.bad;
+    if (!sv.v && !(sv.v = malloc(sizeof(char *)))) goto nomem;   /* no inputs: an empty list, not NULL */
     *out = sv.v;
     *n_out = sv.n;
     return 0;

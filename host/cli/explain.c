@@ -325,6 +325,25 @@ static sal_maps maps_of_image(const sal_maps *m, int j, int64_t hw) {
     return v;
 }
 
+/* Logits (n, K) of inputs x (n, C, H, W): forward passes of up to n images, halved while the
+ * session runs out of memory (the methods batch on their own, and may fit where n at once does
+ * not). */
+static sal_status forward_in_chunks(const cli_model *cm, const float *x, int n, float *logits) {
+    const int64_t per = (int64_t)cm->c * cm->h * cm->w, K = sal_session_num_classes(cm->s);
+    int chunk = n;
+    for (int i = 0; i < n;) {
+        const int nb = n - i < chunk ? n - i : chunk;
+        sal_status st = sal_forward(cm->s, x + i * per, nb, cm->h, cm->w, logits + i * K);
+        if (st == SAL_ERR_NOMEM && chunk > 1) {
+            chunk /= 2;
+            continue;
+        }
+        if (st) return st;
+        i += nb;
+    }
+    return SAL_OK;
+}
+
 /* One input's state while its maps are written. */
 typedef struct img_ctx {
     const char *in;
@@ -439,6 +458,8 @@ static int finish_map(const xopts *xo, const cli_common *c, const cli_model *cm,
     if (c->json) {   /* the same object, logits included, on stdout */
         printf("{\"input\": ");
         cli_json_string(stdout, ic->in);
+        printf(", \"stem\": ");
+        cli_json_string(stdout, ic->stem);
         printf(", \"method\": \"%s\", \"target\": %d, \"score\": %.7g, \"logits\": [", sal_method_name(m), targets[r], mp->scores[0]);
         for (int j = 0; j < K; j++) printf("%s%.7g", j ? ", " : "", ic->logits[j]);
         printf("]}\n");
@@ -614,11 +635,12 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     {   /* folders stand for the inputs in them */
         char **files;
         int n_files;
-        if (cli_expand_inputs(inputs, n_inputs, &files, &n_files, &n_bad)) goto out;
+        if (cli_expand_inputs(inputs, n_inputs, bench ? NULL : xo.out, &files, &n_files, &n_bad)) goto out;
         free(inputs);
         inputs = files;
         n_inputs = n_files;
         expanded = 1;
+        if (bench && n_bad) { cli_error("bench: stopping: an input folder could not be used"); goto out; }
     }
     cli_model cm;
     if (cli_model_open(&cm, &c)) goto out;
@@ -706,13 +728,14 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     int *targets = malloc(sizeof(int) * (size_t)tk * (size_t)G), *tg = malloc(sizeof(int) * (size_t)G);
     img_ctx *ic = calloc((size_t)G, sizeof(img_ctx));
     int *loaded = calloc((size_t)G, sizeof(int));
+    char (*load_msg)[1024] = calloc((size_t)G, sizeof *load_msg);
     pending *pend = calloc(EXPLAIN_WRITE_CHUNK, sizeof(pending));
     const int io_threads = c.threads > 0 ? c.threads : omp_get_num_procs();
     char **stems = unique_stems(inputs, n_inputs);
     sal_maps *held = calloc((size_t)n_held, sizeof(sal_maps));
     double *held_secs = calloc((size_t)n_held, sizeof(double));
     int failed = n_bad, rows = 0, explained = 0;
-    if (!x || !logits || !map || !targets || !tg || !ic || !loaded || !pend || !stems || !held || !held_secs) {
+    if (!x || !logits || !map || !targets || !tg || !ic || !loaded || !load_msg || !pend || !stems || !held || !held_secs) {
         cli_error("out of memory");
         failed = 1;
         goto done;
@@ -727,11 +750,12 @@ static int explain_or_bench(int argc, char **argv, int bench) {
 #pragma omp parallel for schedule(dynamic) num_threads(io_threads)
         for (int j = 0; j < want; j++) {
             memset(&ic[j], 0, sizeof ic[j]);
-            loaded[j] = !cli_load_input(&cm, inputs[ii + j], x + (size_t)j * per, &ic[j].orig);
+            loaded[j] = !cli_load_input(&cm, inputs[ii + j], x + (size_t)j * per, &ic[j].orig, load_msg[j],
+                                        sizeof load_msg[j]);
         }
         int g = 0;
         for (int j = 0; j < want; j++) {
-            if (!loaded[j]) { failed++; continue; }
+            if (!loaded[j]) { cli_error("%s", load_msg[j]); failed++; continue; }   /* in input order */
             if (g != j) {
                 memcpy(x + (size_t)g * per, x + (size_t)j * per, sizeof(float) * (size_t)per);
                 ic[g] = ic[j];
@@ -748,7 +772,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         }
         ii += want;
         if (g == 0) continue;
-        if (sal_forward(cm.s, x, g, cm.h, cm.w, logits)) {
+        if (forward_in_chunks(&cm, x, g, logits)) {
             cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm.s));
             failed += g;
             for (int j = 0; j < g; j++) sal_image_free(&ic[j].orig);
@@ -851,6 +875,7 @@ done:
     free(tg);
     free(ic);
     free(loaded);
+    free(load_msg);
     free(pend);
     free_stems(stems, n_inputs);
     free(held);
@@ -883,7 +908,7 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
     if (!x) { cli_error("out of memory for %d images", n_images); return EXIT_FAIL; }
     if (n_inputs) {
         for (int i = 0; i < n_images; i++)
-            if (i < n_inputs) { if (cli_load_input(cm, inputs[i], x + i * per, NULL)) { free(x); return EXIT_FAIL; } }
+            if (i < n_inputs) { if (cli_load_input(cm, inputs[i], x + i * per, NULL, NULL, 0)) { free(x); return EXIT_FAIL; } }
             else memcpy(x + i * per, x + (int64_t)(i % n_inputs) * per, sizeof(float) * (size_t)per);
     } else {
         uint64_t st = 0x5a11e47ULL;

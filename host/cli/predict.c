@@ -88,7 +88,7 @@ int cmd_predict(int argc, char **argv) {
     }
     char **files;
     int n_files, n_bad;
-    if (cli_expand_inputs(inputs, n_inputs, &files, &n_files, &n_bad)) { free(inputs); return EXIT_FAIL; }
+    if (cli_expand_inputs(inputs, n_inputs, NULL, &files, &n_files, &n_bad)) { free(inputs); return EXIT_FAIL; }
     free(inputs);   /* folders stand for the inputs in them */
     inputs = files;
     n_inputs = n_files;
@@ -103,7 +103,7 @@ int cmd_predict(int argc, char **argv) {
     for (int start = 0; start < n_inputs;) {
         int n = 0;
         while (start < n_inputs && n < c.batch) {   /* fill a batch with inputs that load */
-            if (cli_load_input(&cm, inputs[start], x + per * (size_t)n, NULL) == 0) names[n++] = inputs[start];
+            if (cli_load_input(&cm, inputs[start], x + per * (size_t)n, NULL, NULL, 0) == 0) names[n++] = inputs[start];
             else failed++;
             start++;
         }

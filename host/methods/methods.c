@@ -169,7 +169,8 @@ void *sal_dalloc(sal_method_ctx *cx, size_t bytes) {
     sal_error e = {0};
     if (p && bk(cx)->ops->zero(bk(cx), p, bytes ? bytes : 4, &e)) {
         sal_session_scratch_put(cx->s, p);
-        sal_fail(serr(cx), SAL_ERR_DEVICE, "clearing a %zu-byte method buffer: %s", bytes, e.msg);
+        sal_fail(serr(cx), SAL_ERR_DEVICE, "clearing a %zu-byte method buffer: %s", bytes,
+                 e.msg[0] ? e.msg : sal_status_str(SAL_ERR_DEVICE));
         return NULL;
     }
     return p;
@@ -907,7 +908,7 @@ static sal_status top1_targets(sal_method_ctx *cx, const float *x, int n, int *t
     int chunk = n < cx->batch ? n : cx->batch;
     if (chunk < 1) chunk = 1;
     float *lg = malloc(sizeof(float) * (size_t)chunk * (size_t)cx->k);
-    if (!lg) return SAL_ERR_NOMEM;
+    if (!lg) return sal_fail(serr(cx), SAL_ERR_NOMEM, "top-1 targets: out of memory for %d x %d logits", chunk, cx->k);
     sal_status st = SAL_OK;
     for (int i = 0; i < n && !st;) {
         const int nb = n - i < chunk ? n - i : chunk;

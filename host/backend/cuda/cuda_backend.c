@@ -75,12 +75,24 @@ static cu_impl *impl_of(sal_backend *b) { return (cu_impl *)b->impl; }
 /* the most workspace a convolution algorithm may ask for */
 #define SAL_CUDA_MAX_WS ((size_t)1 << 30)
 
+/* Errors that a kernel leaves behind for every later call (the call that reports one is seldom
+ * the one at fault): said so in the message. */
+static const char *cu_sticky_note(cudaError_t e) {
+    switch (e) {
+    case cudaErrorIllegalAddress: case cudaErrorLaunchFailure: case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction: case cudaErrorMisalignedAddress: case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc: case cudaErrorAssert: case cudaErrorLaunchTimeout:
+        return " (a fault of earlier GPU work, reported at this call; compute-sanitizer finds the kernel)";
+    default: return "";
+    }
+}
+
 #define CU_TRY(what, call)                                                                         \
     do {                                                                                           \
         cudaError_t e_ = (call);                                                                   \
         if (e_ != cudaSuccess)                                                                     \
-            return sal_fail(err, SAL_ERR_DEVICE, "%s: %s failed: %s", what, #call,                 \
-                            cudaGetErrorString(e_));                                               \
+            return sal_fail(err, SAL_ERR_DEVICE, "%s: %s failed: %s%s", what, #call,               \
+                            cudaGetErrorString(e_), cu_sticky_note(e_));                           \
     } while (0)
 #define DNN_TRY(what, call)                                                                        \
     do {                                                                                           \
@@ -102,7 +114,7 @@ static cu_impl *impl_of(sal_backend *b) { return (cu_impl *)b->impl; }
 
 static void *cu_alloc(sal_backend *b, size_t bytes) {
     void *p = NULL;
-    cudaSetDevice(impl_of(b)->device);
+    if (cudaSetDevice(impl_of(b)->device) != cudaSuccess) return NULL;
     if (cudaMalloc(&p, bytes ? bytes : 4) != cudaSuccess) {
         cudaGetLastError();   /* an allocation failure is not sticky: clear it */
         return NULL;
@@ -200,7 +212,7 @@ static sal_status cu_sync(sal_backend *b, sal_error *err) {
 }
 
 static sal_status cu_mem_info(sal_backend *b, size_t *avail, size_t *total) {
-    cudaSetDevice(impl_of(b)->device);
+    if (cudaSetDevice(impl_of(b)->device) != cudaSuccess) return SAL_ERR_DEVICE;
     return cudaMemGetInfo(avail, total) == cudaSuccess ? SAL_OK : SAL_ERR_DEVICE;
 }
 
@@ -536,6 +548,7 @@ static sal_status cu_peak_gflops(sal_backend *b, int n, double *gflops, sal_erro
     cudaEvent_t e0 = NULL, e1 = NULL;
     sal_status st = SAL_OK;
     const char *what = "measuring the GPU's SGEMM rate";
+    CU_TRY(what, cudaSetDevice(u->device));
     if (cudaMalloc((void **)&a, bytes) != cudaSuccess || cudaMalloc((void **)&m, bytes) != cudaSuccess ||
         cudaMalloc((void **)&c, bytes) != cudaSuccess) {
         cudaGetLastError();
