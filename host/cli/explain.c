@@ -476,6 +476,202 @@ static double now_s(void) {
 static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char **inputs, int n_inputs,
                      int n_images, double min_time);
 
+/* The explain run proper, once every option and the model have been checked: OUTDIR, the inputs
+ * in groups, the files and the summaries. n_bad: inputs already reported as unusable. */
+static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char **inputs, int n_inputs, int n_bad,
+                       int fixed_target) {
+    const int per = cm->c * cm->h * cm->w, hw = cm->h * cm->w, K = sal_session_num_classes(cm->s);
+    char created[4096] = "";
+    if (ensure_dir(xo->out, created, sizeof created)) { return EXIT_FAIL; }
+
+    char path[4200];
+    snprintf(path, sizeof path, "%s/summary.csv", xo->out);
+    sal_io_atomic csv = {0}, jsonl = {0};
+    sal_error err = {0};
+    if (sal_io_atomic_open(path, &csv, &err)) {
+        cli_error("%s", err.msg);
+        remove_created_dirs(xo->out, created);
+        return EXIT_FAIL;
+    }
+    snprintf(path, sizeof path, "%s/summary.jsonl", xo->out);
+    if (sal_io_atomic_open(path, &jsonl, &err)) {
+        cli_error("%s", err.msg);
+        snprintf(path, sizeof path, "%s/summary.csv", xo->out);
+        sal_io_atomic_commit(path, &csv, 0, NULL);
+        remove_created_dirs(xo->out, created);
+        return EXIT_FAIL;
+    }
+    fprintf(csv.f, "input,method,target,target_label,rank,predicted,predicted_label,probability,score,completeness_gap,seconds,stem\n");
+    /* Images are explained in groups (--image-batch): one forward pass gives the group's targets,
+     * and each method and rank runs on the whole group in one sal_explain call, so one-pass
+     * methods (saliency, the CAM family) fill the internal batch too. The group's maps are held
+     * until every method has run on it, then written image by image; the held maps are kept under
+     * about 1 GiB by shrinking the group. */
+    const int tk = fixed_target >= 0 ? 1 : (xo->topk < K ? (xo->topk < 64 ? xo->topk : 64) : (K < 64 ? K : 64));
+    const int n_held = xo->n_methods * tk;
+    int G = xo->image_batch > 0 ? xo->image_batch : EXPLAIN_IMAGE_BATCH;
+    const double held_bytes = (double)n_held * sizeof(float) * (double)(per + hw);
+    if (G > 1 && G * held_bytes > (double)(1 << 30)) G = (int)((double)(1 << 30) / held_bytes) > 1 ? (int)((double)(1 << 30) / held_bytes) : 1;
+    float *x = malloc(sizeof(float) * (size_t)per * (size_t)G), *logits = malloc(sizeof(float) * (size_t)K * (size_t)G);
+    float *map = malloc(sizeof(float) * (size_t)hw);
+    int *targets = malloc(sizeof(int) * (size_t)tk * (size_t)G), *tg = malloc(sizeof(int) * (size_t)G);
+    img_ctx *ic = calloc((size_t)G, sizeof(img_ctx));
+    int *loaded = calloc((size_t)G, sizeof(int));
+    char (*load_msg)[1024] = calloc((size_t)G, sizeof *load_msg);
+    pending *pend = calloc(EXPLAIN_WRITE_CHUNK, sizeof(pending));
+    const int io_threads = c->threads > 0 ? c->threads : omp_get_num_procs();
+    char **stems = unique_stems(inputs, n_inputs);
+    sal_maps *held = calloc((size_t)n_held, sizeof(sal_maps));
+    double *held_secs = calloc((size_t)n_held, sizeof(double));
+    int failed = n_bad, rows = 0, explained = 0;
+    if (!x || !logits || !map || !targets || !tg || !ic || !loaded || !load_msg || !pend || !stems || !held || !held_secs) {
+        cli_error("out of memory");
+        failed = 1;
+        goto done;
+    }
+    for (int ii = 0; ii < n_inputs;) {
+        /* the first image goes alone: a method that fails on it (an option the checks above do not
+         * know) fails on every image, and the run then stops with no file written */
+        const int first = explained == 0, gmax = first ? 1 : G;
+        /* the next inputs, decoded and preprocessed in parallel, each into its own slot; the
+         * ones that load are then packed to the front in input order */
+        const int want = n_inputs - ii < gmax ? n_inputs - ii : gmax;
+#pragma omp parallel for schedule(dynamic) num_threads(io_threads)
+        for (int j = 0; j < want; j++) {
+            memset(&ic[j], 0, sizeof ic[j]);
+            loaded[j] = !cli_load_input(cm, inputs[ii + j], x + (size_t)j * per, &ic[j].orig, load_msg[j],
+                                        sizeof load_msg[j]);
+        }
+        int g = 0;
+        for (int j = 0; j < want; j++) {
+            if (!loaded[j]) { cli_error("%s", load_msg[j]); failed++; continue; }   /* in input order */
+            if (g != j) {
+                memcpy(x + (size_t)g * per, x + (size_t)j * per, sizeof(float) * (size_t)per);
+                ic[g] = ic[j];
+                memset(&ic[j], 0, sizeof ic[j]);
+            }
+            img_ctx *c1 = &ic[g];
+            c1->in = inputs[ii + j];
+            c1->logits = logits + (size_t)g * K;
+            c1->tk = tk;
+            c1->is_npy = !c1->orig.pix;
+            if (!c1->is_npy) sal_prep_rect(c1->orig.w, c1->orig.h, &cm->prep, c1->rect);
+            c1->stem = stems[ii + j];
+            g++;
+        }
+        ii += want;
+        if (g == 0) continue;
+        if (forward_in_chunks(cm, x, g, logits)) {
+            cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm->s));
+            failed += g;
+            for (int j = 0; j < g; j++) sal_image_free(&ic[j].orig);
+            continue;
+        }
+        /* targets: fixed, or the top-k by logit */
+        for (int j = 0; j < g; j++) {
+            img_ctx *c1 = &ic[j];
+            const float *lg = c1->logits;
+            for (int k = 1; k < K; k++) if (lg[k] > lg[c1->pred]) c1->pred = k;
+            c1->mx = lg[c1->pred];
+            for (int k = 0; k < K; k++) c1->zsum += exp(lg[k] - c1->mx);
+            int *t = targets + (size_t)j * tk;
+            if (fixed_target >= 0) t[0] = fixed_target;
+            else
+                for (int r = 0; r < tk; r++) {   /* the r-th largest logit (ties: the lower class) */
+                    int best = -1;
+                    for (int k = 0; k < K; k++) {
+                        int used = 0;
+                        for (int q = 0; q < r && !used; q++) used = t[q] == k;
+                        if (!used && (best < 0 || lg[k] > lg[best])) best = k;
+                    }
+                    t[r] = best;
+                }
+        }
+        int fatal = 0;
+        for (int mi = 0; mi < xo->n_methods && !fatal; mi++) {
+            sal_method m = xo->methods[mi];
+            for (int r = 0; r < tk; r++) {
+                sal_explain_opts o = xo->base;
+                o.method = m;
+                for (int j = 0; j < g; j++) tg[j] = targets[(size_t)j * tk + r];
+                sal_maps *mp = &held[mi * tk + r];
+                double t0 = now_s();
+                sal_status st = sal_explain(cm->s, &o, x, g, cm->h, cm->w, tg, mp);
+                double secs = now_s() - t0;
+                held_secs[mi * tk + r] = secs / g;
+                if (st) {
+                    memset(mp, 0, sizeof *mp);
+                    cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm->s));
+                    failed += g;
+                    if (first) { cli_error("explain: %s failed on the first image: stopping, no files written", sal_method_name(m)); fatal = 1; break; }
+                    continue;
+                }
+                if (c->json) continue;
+                if (g == 1)
+                    fprintf(stderr, "salient: [%d/%d] %s %s target %d (%s): %.2f s\n", ii, n_inputs, ic[0].stem,
+                            sal_method_name(m), tg[0], cli_label(cm, tg[0]), secs);
+                else   /* [inputs done, this group's included / inputs] */
+                    fprintf(stderr, "salient: [%d/%d] %d images (%s ... %s) %s%s%.0d: %.2f s, %.3f s per image\n", ii,
+                            n_inputs, g, ic[0].stem, ic[g - 1].stem, sal_method_name(m), tk > 1 ? " top" : "",
+                            tk > 1 ? r + 1 : 0, secs, secs / g);
+            }
+        }
+        /* the group's files, image by image, in chunks: rendered on the session one after
+         * another, their PNGs encoded and written in parallel, then the rows in order */
+        for (int at = 0; at < g * n_held && !fatal;) {
+            int np = 0;
+            size_t bytes = 0;
+            for (; at < g * n_held && np < EXPLAIN_WRITE_CHUNK && bytes < EXPLAIN_WRITE_BYTES; at++) {
+                const int j = at / n_held, k = at % n_held;
+                if (!held[k].targets) continue;   /* that method failed on the group */
+                pending *pd = &pend[np++];
+                memset(pd, 0, sizeof *pd);
+                pd->ic = &ic[j];
+                pd->m = xo->methods[k / tk];
+                pd->r = k % tk;
+                pd->targets = targets + (size_t)j * tk;
+                pd->maps = maps_of_image(&held[k], j, hw);
+                pd->secs = held_secs[k];
+                render_map(xo, cm, pd, map);
+                bytes += (size_t)ic[j].orig.w * ic[j].orig.h * 3 + (size_t)hw * 3;
+            }
+#pragma omp parallel for schedule(dynamic) num_threads(io_threads)
+            for (int q = 0; q < np; q++) write_map_pngs(xo, &pend[q]);
+            for (int q = 0; q < np; q++) {
+                if (finish_map(xo, c, cm, &pend[q], K, csv.f, jsonl.f)) failed++;
+                rows++;
+                free(pend[q].rgb);
+                free(pend[q].heat);
+            }
+        }
+        for (int k = 0; k < n_held; k++) sal_maps_free(&held[k]);
+        memset(held, 0, sizeof(sal_maps) * (size_t)n_held);
+        for (int j = 0; j < g; j++) sal_image_free(&ic[j].orig);
+        explained += g;
+        if (fatal) break;
+    }
+done:
+    snprintf(path, sizeof path, "%s/summary.csv", xo->out);
+    /* a run that explained nothing leaves no files behind (and no directory it created) */
+    if (sal_io_atomic_commit(path, &csv, rows > 0, &err) && rows > 0) { cli_error("%s", err.msg); failed++; }
+    snprintf(path, sizeof path, "%s/summary.jsonl", xo->out);
+    if (sal_io_atomic_commit(path, &jsonl, rows > 0, &err) && rows > 0) { cli_error("%s", err.msg); failed++; }
+    if (rows == 0) remove_created_dirs(xo->out, created);
+    free(x);
+    free(logits);
+    free(map);
+    free(targets);
+    free(tg);
+    free(ic);
+    free(loaded);
+    free(load_msg);
+    free(pend);
+    free_stems(stems, n_inputs);
+    free(held);
+    free(held_secs);
+    return failed ? EXIT_FAIL : EXIT_OK;
+}
+
 static int explain_or_bench(int argc, char **argv, int bench) {
     cli_common c;
     cli_common_init(&c);
@@ -644,7 +840,6 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     }
     cli_model cm;
     if (cli_model_open(&cm, &c)) goto out;
-    int per = cm.c * cm.h * cm.w, hw = cm.h * cm.w;
     if (sal_session_plan(cm.s, 1, cm.h, cm.w)) { cli_error("%s", sal_session_error(cm.s)); cli_model_close(&cm); goto out; }
     int K = sal_session_num_classes(cm.s);
     int fixed_target = -1;
@@ -688,201 +883,9 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         cli_model_close(&cm);
         goto out;
     }
-    char created[4096] = "";
-    if (ensure_dir(xo.out, created, sizeof created)) { free(xo.baseline_npy); cli_model_close(&cm); goto out; }
-
-    char path[4200];
-    snprintf(path, sizeof path, "%s/summary.csv", xo.out);
-    sal_io_atomic csv = {0}, jsonl = {0};
-    sal_error err = {0};
-    if (sal_io_atomic_open(path, &csv, &err)) {
-        cli_error("%s", err.msg);
-        remove_created_dirs(xo.out, created);
-        free(xo.baseline_npy);
-        cli_model_close(&cm);
-        goto out;
-    }
-    snprintf(path, sizeof path, "%s/summary.jsonl", xo.out);
-    if (sal_io_atomic_open(path, &jsonl, &err)) {
-        cli_error("%s", err.msg);
-        snprintf(path, sizeof path, "%s/summary.csv", xo.out);
-        sal_io_atomic_commit(path, &csv, 0, NULL);
-        remove_created_dirs(xo.out, created);
-        free(xo.baseline_npy);
-        cli_model_close(&cm);
-        goto out;
-    }
-    fprintf(csv.f, "input,method,target,target_label,rank,predicted,predicted_label,probability,score,completeness_gap,seconds,stem\n");
-    /* Images are explained in groups (--image-batch): one forward pass gives the group's targets,
-     * and each method and rank runs on the whole group in one sal_explain call, so one-pass
-     * methods (saliency, the CAM family) fill the internal batch too. The group's maps are held
-     * until every method has run on it, then written image by image; the held maps are kept under
-     * about 1 GiB by shrinking the group. */
-    const int tk = fixed_target >= 0 ? 1 : (xo.topk < K ? (xo.topk < 64 ? xo.topk : 64) : (K < 64 ? K : 64));
-    const int n_held = xo.n_methods * tk;
-    int G = xo.image_batch > 0 ? xo.image_batch : EXPLAIN_IMAGE_BATCH;
-    const double held_bytes = (double)n_held * sizeof(float) * (double)(per + hw);
-    if (G > 1 && G * held_bytes > (double)(1 << 30)) G = (int)((double)(1 << 30) / held_bytes) > 1 ? (int)((double)(1 << 30) / held_bytes) : 1;
-    float *x = malloc(sizeof(float) * (size_t)per * (size_t)G), *logits = malloc(sizeof(float) * (size_t)K * (size_t)G);
-    float *map = malloc(sizeof(float) * (size_t)hw);
-    int *targets = malloc(sizeof(int) * (size_t)tk * (size_t)G), *tg = malloc(sizeof(int) * (size_t)G);
-    img_ctx *ic = calloc((size_t)G, sizeof(img_ctx));
-    int *loaded = calloc((size_t)G, sizeof(int));
-    char (*load_msg)[1024] = calloc((size_t)G, sizeof *load_msg);
-    pending *pend = calloc(EXPLAIN_WRITE_CHUNK, sizeof(pending));
-    const int io_threads = c.threads > 0 ? c.threads : omp_get_num_procs();
-    char **stems = unique_stems(inputs, n_inputs);
-    sal_maps *held = calloc((size_t)n_held, sizeof(sal_maps));
-    double *held_secs = calloc((size_t)n_held, sizeof(double));
-    int failed = n_bad, rows = 0, explained = 0;
-    if (!x || !logits || !map || !targets || !tg || !ic || !loaded || !load_msg || !pend || !stems || !held || !held_secs) {
-        cli_error("out of memory");
-        failed = 1;
-        goto done;
-    }
-    for (int ii = 0; ii < n_inputs;) {
-        /* the first image goes alone: a method that fails on it (an option the checks above do not
-         * know) fails on every image, and the run then stops with no file written */
-        const int first = explained == 0, gmax = first ? 1 : G;
-        /* the next inputs, decoded and preprocessed in parallel, each into its own slot; the
-         * ones that load are then packed to the front in input order */
-        const int want = n_inputs - ii < gmax ? n_inputs - ii : gmax;
-#pragma omp parallel for schedule(dynamic) num_threads(io_threads)
-        for (int j = 0; j < want; j++) {
-            memset(&ic[j], 0, sizeof ic[j]);
-            loaded[j] = !cli_load_input(&cm, inputs[ii + j], x + (size_t)j * per, &ic[j].orig, load_msg[j],
-                                        sizeof load_msg[j]);
-        }
-        int g = 0;
-        for (int j = 0; j < want; j++) {
-            if (!loaded[j]) { cli_error("%s", load_msg[j]); failed++; continue; }   /* in input order */
-            if (g != j) {
-                memcpy(x + (size_t)g * per, x + (size_t)j * per, sizeof(float) * (size_t)per);
-                ic[g] = ic[j];
-                memset(&ic[j], 0, sizeof ic[j]);
-            }
-            img_ctx *c1 = &ic[g];
-            c1->in = inputs[ii + j];
-            c1->logits = logits + (size_t)g * K;
-            c1->tk = tk;
-            c1->is_npy = !c1->orig.pix;
-            if (!c1->is_npy) sal_prep_rect(c1->orig.w, c1->orig.h, &cm.prep, c1->rect);
-            c1->stem = stems[ii + j];
-            g++;
-        }
-        ii += want;
-        if (g == 0) continue;
-        if (forward_in_chunks(&cm, x, g, logits)) {
-            cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm.s));
-            failed += g;
-            for (int j = 0; j < g; j++) sal_image_free(&ic[j].orig);
-            continue;
-        }
-        /* targets: fixed, or the top-k by logit */
-        for (int j = 0; j < g; j++) {
-            img_ctx *c1 = &ic[j];
-            const float *lg = c1->logits;
-            for (int k = 1; k < K; k++) if (lg[k] > lg[c1->pred]) c1->pred = k;
-            c1->mx = lg[c1->pred];
-            for (int k = 0; k < K; k++) c1->zsum += exp(lg[k] - c1->mx);
-            int *t = targets + (size_t)j * tk;
-            if (fixed_target >= 0) t[0] = fixed_target;
-            else
-                for (int r = 0; r < tk; r++) {   /* the r-th largest logit (ties: the lower class) */
-                    int best = -1;
-                    for (int k = 0; k < K; k++) {
-                        int used = 0;
-                        for (int q = 0; q < r && !used; q++) used = t[q] == k;
-                        if (!used && (best < 0 || lg[k] > lg[best])) best = k;
-                    }
-                    t[r] = best;
-                }
-        }
-        int fatal = 0;
-        for (int mi = 0; mi < xo.n_methods && !fatal; mi++) {
-            sal_method m = xo.methods[mi];
-            for (int r = 0; r < tk; r++) {
-                sal_explain_opts o = xo.base;
-                o.method = m;
-                for (int j = 0; j < g; j++) tg[j] = targets[(size_t)j * tk + r];
-                sal_maps *mp = &held[mi * tk + r];
-                double t0 = now_s();
-                sal_status st = sal_explain(cm.s, &o, x, g, cm.h, cm.w, tg, mp);
-                double secs = now_s() - t0;
-                held_secs[mi * tk + r] = secs / g;
-                if (st) {
-                    memset(mp, 0, sizeof *mp);
-                    cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm.s));
-                    failed += g;
-                    if (first) { cli_error("explain: %s failed on the first image: stopping, no files written", sal_method_name(m)); fatal = 1; break; }
-                    continue;
-                }
-                if (c.json) continue;
-                if (g == 1)
-                    fprintf(stderr, "salient: [%d/%d] %s %s target %d (%s): %.2f s\n", ii, n_inputs, ic[0].stem,
-                            sal_method_name(m), tg[0], cli_label(&cm, tg[0]), secs);
-                else   /* [inputs done, this group's included / inputs] */
-                    fprintf(stderr, "salient: [%d/%d] %d images (%s ... %s) %s%s%.0d: %.2f s, %.3f s per image\n", ii,
-                            n_inputs, g, ic[0].stem, ic[g - 1].stem, sal_method_name(m), tk > 1 ? " top" : "",
-                            tk > 1 ? r + 1 : 0, secs, secs / g);
-            }
-        }
-        /* the group's files, image by image, in chunks: rendered on the session one after
-         * another, their PNGs encoded and written in parallel, then the rows in order */
-        for (int at = 0; at < g * n_held && !fatal;) {
-            int np = 0;
-            size_t bytes = 0;
-            for (; at < g * n_held && np < EXPLAIN_WRITE_CHUNK && bytes < EXPLAIN_WRITE_BYTES; at++) {
-                const int j = at / n_held, k = at % n_held;
-                if (!held[k].targets) continue;   /* that method failed on the group */
-                pending *pd = &pend[np++];
-                memset(pd, 0, sizeof *pd);
-                pd->ic = &ic[j];
-                pd->m = xo.methods[k / tk];
-                pd->r = k % tk;
-                pd->targets = targets + (size_t)j * tk;
-                pd->maps = maps_of_image(&held[k], j, hw);
-                pd->secs = held_secs[k];
-                render_map(&xo, &cm, pd, map);
-                bytes += (size_t)ic[j].orig.w * ic[j].orig.h * 3 + (size_t)hw * 3;
-            }
-#pragma omp parallel for schedule(dynamic) num_threads(io_threads)
-            for (int q = 0; q < np; q++) write_map_pngs(&xo, &pend[q]);
-            for (int q = 0; q < np; q++) {
-                if (finish_map(&xo, &c, &cm, &pend[q], K, csv.f, jsonl.f)) failed++;
-                rows++;
-                free(pend[q].rgb);
-                free(pend[q].heat);
-            }
-        }
-        for (int k = 0; k < n_held; k++) sal_maps_free(&held[k]);
-        memset(held, 0, sizeof(sal_maps) * (size_t)n_held);
-        for (int j = 0; j < g; j++) sal_image_free(&ic[j].orig);
-        explained += g;
-        if (fatal) break;
-    }
-done:
-    snprintf(path, sizeof path, "%s/summary.csv", xo.out);
-    /* a run that explained nothing leaves no files behind (and no directory it created) */
-    if (sal_io_atomic_commit(path, &csv, rows > 0, &err) && rows > 0) { cli_error("%s", err.msg); failed++; }
-    snprintf(path, sizeof path, "%s/summary.jsonl", xo.out);
-    if (sal_io_atomic_commit(path, &jsonl, rows > 0, &err) && rows > 0) { cli_error("%s", err.msg); failed++; }
-    if (rows == 0) remove_created_dirs(xo.out, created);
-    free(x);
-    free(logits);
-    free(map);
-    free(targets);
-    free(tg);
-    free(ic);
-    free(loaded);
-    free(load_msg);
-    free(pend);
-    free_stems(stems, n_inputs);
-    free(held);
-    free(held_secs);
+    rc = run_explain(&xo, &c, &cm, inputs, n_inputs, n_bad, fixed_target);
     free(xo.baseline_npy);
     cli_model_close(&cm);
-    rc = failed ? EXIT_FAIL : EXIT_OK;
 out:
     if (expanded) cli_free_inputs(inputs, n_inputs);
     else free(inputs);
