@@ -624,6 +624,28 @@ Test(cli, bench_reports_throughput_per_method, .timeout = 60) {
     remove_tree(tmp);
 }
 
+/* A .npy with NaN or infinite values is reported and skipped (its maps would be NaN throughout). */
+Test(cli, explain_non_finite_npy_among_good_ones, .timeout = 60) {
+    char tmp[64], png[256], npy[256], out[256], p[512];
+    make_tmp(tmp, sizeof tmp);
+    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    static float x[3 * 32 * 32];
+    x[100] = NAN;
+    x[200] = INFINITY;
+    int64_t dims[3] = {3, 32, 32};
+    sal_error err = {0};
+    cr_assert_eq(sal_npy_write(join(npy, sizeof npy, tmp, "holes.npy"), x, 3, dims, &err), SAL_OK, "%s", err.msg);
+    join(out, sizeof out, tmp, "out");
+    run_result r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", npy, png, "-o", out, NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
+    cr_expect(strstr(r.err, "holes.npy") && strstr(r.err, "2 of its 3072 values"), "stderr: %s", r.err);
+    cr_expect(exists(join(p, sizeof p, out, "photo.saliency.png")), "the good input is explained");
+    cr_expect(!exists(join(p, sizeof p, out, "holes.saliency.png")), "no map for the bad one");
+    run_free(&r);
+    remove_tree(tmp);
+}
+
 Test(cli, explain_missing_file_among_good_ones, .timeout = 60) {
     char tmp[64], png[256], out[256], missing[256], p[512];
     make_tmp(tmp, sizeof tmp);

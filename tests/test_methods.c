@@ -511,6 +511,16 @@ Test(methods, bad_options_are_refused) {
     o.layer = "no.such.layer";
     cr_expect_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &m), SAL_ERR_NOT_FOUND);
     cr_expect(strstr(sal_session_error(sess), "no.such.layer"));
+    /* a NaN or infinity in an image would make every map NaN: refused, naming the image */
+    float *x2 = malloc(sizeof(float) * 2 * 3 * 32 * 32);
+    memcpy(x2, input, sizeof(float) * 2 * 3 * 32 * 32);
+    x2[3 * 32 * 32 + 77] = INFINITY;
+    o = sal_explain_opts_default(SAL_M_SALIENCY);
+    cr_expect_eq(sal_explain(sess, &o, x2, 2, 0, 0, targets, &m), SAL_ERR_INVALID_ARG);
+    cr_expect(strstr(sal_session_error(sess), "image 1"), "message: %s", sal_session_error(sess));
+    x2[3 * 32 * 32 + 77] = NAN;
+    cr_expect_eq(sal_explain(sess, &o, x2, 2, 0, 0, targets, &m), SAL_ERR_INVALID_ARG);
+    free(x2);
 }
 
 /* Occlusion on a linear model y = sum(W * x) is exact: with fill 0, the drop of a window is the

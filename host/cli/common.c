@@ -1,6 +1,7 @@
 /* common.c — options shared by subcommands, model opening, input loading, labels. */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,7 +262,15 @@ int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image 
             free(data);
             return -1;
         }
-        memcpy(out, data, sizeof(float) * (size_t)cm->c * cm->h * cm->w);
+        const int64_t n = (int64_t)cm->c * cm->h * cm->w;
+        int64_t bad = 0;
+        for (int64_t i = 0; i < n; i++) bad += !isfinite(data[i]);
+        if (bad) {   /* the maps of such an input would be NaN throughout */
+            load_error(msg, msg_len, "%s: %lld of its %lld values are NaN or infinite", path, (long long)bad, (long long)n);
+            free(data);
+            return -1;
+        }
+        memcpy(out, data, sizeof(float) * (size_t)n);
         free(data);
         return 0;
     }

@@ -946,6 +946,11 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     cx.h = in.dims[2] > 0 ? (int)in.dims[2] : h;
     cx.w = in.dims[3] > 0 ? (int)in.dims[3] : w;
     cx.per = (int64_t)cx.c * cx.h * cx.w;
+    for (int i = 0; i < n; i++)   /* NaN or infinity would run through every pass into the maps */
+        for (int64_t j = 0; j < cx.per; j++)
+            if (!isfinite(x[i * cx.per + j]))
+                return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: image %d has a non-finite value (%g at element %lld)",
+                                i, (double)x[i * cx.per + j], (long long)j);
     sal_status st = SAL_OK;
     cx.batch = o->batch;
     if (cx.batch <= 0 && (st = sal_session_auto_batch(s, cx.h, cx.w, 0, 0, &cx.batch, NULL, NULL)))
