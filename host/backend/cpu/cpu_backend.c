@@ -76,9 +76,29 @@ static void *cpu_alloc(sal_backend *b, size_t bytes) {
     return p;
 }
 static void cpu_release(sal_backend *b, void *p) { (void)b; free(p); }
+/* A copy (src) or a zero fill (src NULL) of bytes at dst. Large ones (the gradient arena before
+ * each backward pass, a batch of images: megabytes) run on all the backend's threads in 256 KiB
+ * pieces: 5-12% off a forward+gradient pass of EfficientNet-Lite0 at batch 8 on 2 cores
+ * (bench_engine, old and new binaries alternated). */
+static void cpu_copy_or_zero(const sal_backend *b, void *dst, const void *src, size_t bytes) {
+    const size_t piece = (size_t)1 << 18;
+    const int nt = b->threads > 0 ? b->threads : omp_get_num_procs();
+    if (bytes < 8 * piece || nt < 2) {
+        if (bytes && src) memcpy(dst, src, bytes);
+        else if (bytes) memset(dst, 0, bytes);
+        return;
+    }
+    const int64_t n = (int64_t)((bytes + piece - 1) / piece);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t k = 0; k < n; k++) {
+        const size_t off = (size_t)k * piece, len = bytes - off < piece ? bytes - off : piece;
+        if (src) memcpy((char *)dst + off, (const char *)src + off, len);
+        else memset((char *)dst + off, 0, len);
+    }
+}
+
 static sal_status cpu_copy(sal_backend *b, void *dst, const void *src, size_t bytes) {
-    (void)b;
-    if (bytes) memcpy(dst, src, bytes);
+    cpu_copy_or_zero(b, dst, src, bytes);
     return SAL_OK;
 }
 static sal_status cpu_upload(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
@@ -93,8 +113,7 @@ static sal_status cpu_download(sal_backend *b, void *dst, const void *src, size_
 }
 static sal_status cpu_zero(sal_backend *b, void *dst, size_t bytes, sal_error *err) {
     (void)err;
-    (void)b;
-    if (bytes) memset(dst, 0, bytes);
+    cpu_copy_or_zero(b, dst, NULL, bytes);
     return SAL_OK;
 }
 static sal_status cpu_fwd(sal_backend *b, const sal_op_call *c, sal_error *err) {
