@@ -1,8 +1,8 @@
 /* image.c — image files in and out: format detection by magic bytes, structural checks that make
  * damaged PNG/JPEG/BMP files fail instead of decoding to garbage, decoding through stb_image, a
  * small PGM/PPM decoder of our own (stb_image ignores truncation and maxval there), the exact
- * preprocessing pipeline (bilinear resize, center crop, channel conversion, normalization) and
- * PNG writing through stb_image_write. */
+ * preprocessing pipeline (bilinear resize, center crop, channel conversion, normalization). PNG
+ * writing: png.c. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include <stb/stb_image.h>
-#include <stb/stb_image_write.h>
 
 #include "io/io.h"
 #include "model/graph.h"
@@ -519,35 +518,4 @@ done:
     free(fx);
     free(fy);
     return st;
-}
-
-/* ------------------------------------------------------------------------------------------------ */
-/* PNG output                                                                                       */
-
-typedef struct png_sink {
-    FILE *f;
-    int failed;
-} png_sink;
-
-static void png_sink_write(void *ctx, void *data, int size) {
-    png_sink *s = ctx;
-    if (!s->failed && size > 0 && fwrite(data, 1, (size_t)size, s->f) != (size_t)size) s->failed = 1;
-}
-
-sal_status sal_png_write_rgb(const char *path, int w, int h, const uint8_t *rgb, sal_error *err) {
-    const char *name = path ? path : "(null path)";
-    if (w < 1 || h < 1 || w > SAL_IMAGE_MAX_SIDE || h > SAL_IMAGE_MAX_SIDE || !rgb)
-        return sal_fail(err, SAL_ERR_INVALID_ARG, "%s: cannot write a %dx%d PNG%s", name, w, h,
-                        rgb ? "" : " from NULL pixels");
-    sal_io_atomic a;
-    sal_status st = sal_io_atomic_open(path, &a, err);
-    if (st != SAL_OK) return st;
-    png_sink sink = {a.f, 0};
-    int ok = stbi_write_png_to_func(png_sink_write, &sink, w, h, 3, rgb, w * 3);
-    if (!ok || sink.failed) {
-        sal_io_atomic_commit(path, &a, 0, NULL);
-        return sal_fail(err, ok ? SAL_ERR_IO : SAL_ERR_NOMEM, "%s: %s", path,
-                        ok ? "write failed" : "PNG encoding failed (out of memory)");
-    }
-    return sal_io_atomic_commit(path, &a, 1, err);
 }
