@@ -524,6 +524,7 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
     sal_maps *held = calloc((size_t)n_held, sizeof(sal_maps));
     double *held_secs = calloc((size_t)n_held, sizeof(double));
     int failed = n_bad, rows = 0, explained = 0;
+    const double t_start = now_s();
     if (!x || !logits || !map || !targets || !tg || !ic || !loaded || !load_msg || !pend || !stems || !held || !held_secs) {
         cli_error("out of memory");
         failed = 1;
@@ -657,6 +658,13 @@ done:
     snprintf(path, sizeof path, "%s/summary.jsonl", xo->out);
     if (sal_io_atomic_commit(path, &jsonl, rows > 0, &err) && rows > 0) { cli_error("%s", err.msg); failed++; }
     if (rows == 0) remove_created_dirs(xo->out, created);
+    if (!c->json && explained > 0) {   /* the run in one line: what a long job ends with */
+        const double secs = now_s() - t_start;
+        fprintf(stderr, "salient: explained %d of %d inputs with %d method%s in %.1f s (%.2f inputs/s)%s; %d map%s in %s\n",
+                explained, n_inputs, xo->n_methods, xo->n_methods > 1 ? "s" : "", secs,
+                secs > 0 ? explained / secs : 0.0, failed ? ", with failures (see above)" : "", rows, rows == 1 ? "" : "s",
+                xo->out);
+    }
     free(x);
     free(logits);
     free(map);
