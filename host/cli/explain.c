@@ -162,6 +162,7 @@ static char **unique_stems(char **inputs, int n) {
     while (cap < 4 * (size_t)n) cap *= 2;   /* at most a quarter full: short probes */
     char **table = calloc(cap, sizeof(char *));
     if (!stems || !table) { free(stems); free(table); return NULL; }
+    int renamed = 0;
     for (int i = 0; i < n; i++) {
         char base[1024], name[1100];
         stem_of(inputs[i], base, sizeof base);
@@ -174,10 +175,13 @@ static char **unique_stems(char **inputs, int n) {
             return NULL;
         }
         stem_taken(table, cap, stems[i], 1);
-        if (strcmp(name, base))
+        if (strcmp(name, base) && ++renamed <= 10)
             fprintf(stderr, "salient: note: %s: another input is also named '%s': its files are %s.*\n", inputs[i],
                     base, name);
     }
+    if (renamed > 10)
+        fprintf(stderr, "salient: note: ... and %d more inputs renamed so (summary.csv's stem column has every name)\n",
+                renamed - 10);
     free(table);
     return stems;
 }
