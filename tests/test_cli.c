@@ -882,7 +882,19 @@ Test(cli, folders_stand_for_the_inputs_under_them, .timeout = 60) {
     run(&r, tmp, "predict", "-m", TINYCNN, ds, NULL);
     cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect_eq(count_substr(r.out, "a.PNG"), 1, "a.PNG once: %s", r.out);
-    cr_expect(strstr(r.err, "not followed"), "a note on the link: %s", r.err);
+    cr_expect(strstr(r.err, "not listed again"), "a note on the link: %s", r.err);
+    run_free(&r);
+    /* nor a link to a sibling folder, nor a folder given twice */
+    char side[512];
+    cr_assert_eq(symlink(sub, join(side, sizeof side, ds, "c-link")), 0);
+    run(&r, tmp, "predict", "-m", TINYCNN, ds, sub, NULL);
+    cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    cr_expect_eq(count_substr(r.out, "z.npy"), 1, "z.npy once: %s", r.out);
+    run_free(&r);
+    /* the output folder may not be an input folder: its maps would be the next run's inputs */
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", ds, "-o", ds, NULL);
+    cr_expect_eq(r.status, 2, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    cr_expect(strstr(r.err, "also the output folder"), "stderr says why: %s", r.err);
     run_free(&r);
 
     /* an output folder inside the input folder is not read as input by the next run */

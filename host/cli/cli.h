@@ -53,10 +53,10 @@ int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image 
 const char *cli_label(const cli_model *cm, int k);
 /* INPUT arguments to input paths: a folder stands for the image and .npy files under it (by
  * extension, recursively, hidden entries and the folder `skip` (the output; may be NULL) left
- * out, sorted by path; links back to a folder above are not followed); other arguments are kept
- * as given. A folder with no inputs, or one that cannot be read, is reported and counted in
- * *n_bad. *out: n_out strings, freed by cli_free_inputs. Returns 0, or -1 (reported) when out of
- * memory. */
+ * out, sorted by path; a folder reached twice, through a link or two arguments, is listed once);
+ * other arguments are kept as given. A folder with no inputs, or one that cannot be read, is
+ * reported and counted in *n_bad. *out: n_out strings, freed by cli_free_inputs. Returns 0; -1
+ * (reported) when out of memory; -2 (reported) when a folder argument is `skip` itself. */
 int cli_expand_inputs(char *const *args, int n, const char *skip, char ***out, int *n_out, int *n_bad);
 void cli_free_inputs(char **v, int n);
 

@@ -325,7 +325,8 @@ static int is_input_name(const char *name) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* A folder met on the way down: a folder that is its own ancestor (through a link) is a loop. */
+/* A folder, by identity: the same folder reached twice (through a link, or two arguments) is
+ * listed once. */
 typedef struct dir_id {
     dev_t dev;
     ino_t ino;
@@ -335,15 +336,31 @@ typedef struct dir_id {
 
 typedef struct walk {
     strvec *sv;
-    dir_id path[WALK_MAX_DEPTH + 1];   /* the folders from the argument down to the current one */
+    dir_id *seen;   /* every folder listed so far */
+    int n_seen, cap_seen;
     int has_skip;
-    dir_id skip;                       /* the output folder, when it exists: never read as input */
-    int bad;                           /* folders reported and skipped */
+    dir_id skip;    /* the output folder, when it exists: never read as input */
+    int bad;        /* folders reported and skipped */
 } walk;
 
-/* The input files under dir (depth: its place in w->path); -1 out of memory. A folder that
- * cannot be read or lies below WALK_MAX_DEPTH is reported and skipped (w->bad counts it); a link
- * back to an ancestor is not followed (a note: its files are listed already). */
+/* 1 when folder id was listed already, else records it (0); -1 out of memory. */
+static int seen_before(walk *w, dir_id id) {
+    for (int k = 0; k < w->n_seen; k++)
+        if (w->seen[k].dev == id.dev && w->seen[k].ino == id.ino) return 1;
+    if (w->n_seen == w->cap_seen) {
+        int cap = w->cap_seen ? 2 * w->cap_seen : 64;
+        dir_id *v = realloc(w->seen, sizeof(dir_id) * (size_t)cap);
+        if (!v) return -1;
+        w->seen = v;
+        w->cap_seen = cap;
+    }
+    w->seen[w->n_seen++] = id;
+    return 0;
+}
+
+/* The input files under dir (a folder not seen before, depth folders below its argument); -1 out
+ * of memory. A folder that cannot be read or lies below WALK_MAX_DEPTH is reported and skipped
+ * (w->bad counts it); a folder reached again through a link is not listed twice (a note). */
 static int walk_dir(walk *w, const char *dir, int depth) {
     DIR *d = opendir(dir);
     if (!d) {
@@ -383,15 +400,14 @@ static int walk_dir(walk *w, const char *dir, int depth) {
         if (stat(dirs.v[i], &st)) continue;
         dir_id id = {st.st_dev, st.st_ino};
         if (w->has_skip && id.dev == w->skip.dev && id.ino == w->skip.ino) continue;   /* the output */
-        int loop = 0;
-        for (int k = 0; k <= depth && !loop; k++) loop = w->path[k].dev == id.dev && w->path[k].ino == id.ino;
-        if (loop)   /* its files are listed already */
-            fprintf(stderr, "salient: note: %s: not followed: a link back to a folder above it\n", dirs.v[i]);
+        int again = seen_before(w, id);
+        if (again < 0) rc = -1;
+        else if (again)   /* its files are listed already */
+            fprintf(stderr, "salient: note: %s: not listed again: the same folder as one listed before\n", dirs.v[i]);
         else if (depth + 1 > WALK_MAX_DEPTH) {
             cli_error("%s: skipped: more than %d folders deep", dirs.v[i], WALK_MAX_DEPTH);
             w->bad++;
         } else {
-            w->path[depth + 1] = id;
             rc = walk_dir(w, dirs.v[i], depth + 1);
         }
     }
@@ -415,8 +431,21 @@ int cli_expand_inputs(char *const *args, int n, const char *skip, char ***out, i
             if (sv_push(&sv, args[i])) goto nomem;
             continue;
         }
+        dir_id id = {st.st_dev, st.st_ino};
+        if (w.has_skip && id.dev == w.skip.dev && id.ino == w.skip.ino) {
+            cli_error("%s: the input folder is also the output folder (-o): its maps would be read as "
+                      "inputs by the next run; write them elsewhere", args[i]);
+            cli_free_inputs(sv.v, sv.n);
+            free(w.seen);
+            return -2;
+        }
+        int again = seen_before(&w, id);
+        if (again < 0) goto nomem;
+        if (again) {
+            fprintf(stderr, "salient: note: %s: not listed again: the same folder as one listed before\n", args[i]);
+            continue;
+        }
         int before = sv.n, bad = w.bad;
-        w.path[0] = (dir_id){st.st_dev, st.st_ino};
         if (walk_dir(&w, args[i], 0)) goto nomem;
         /* in path order, as `sort` lists them */
         qsort(sv.v + before, (size_t)(sv.n - before), sizeof(char *), cmp_str);
@@ -425,6 +454,7 @@ int cli_expand_inputs(char *const *args, int n, const char *skip, char ***out, i
             w.bad++;
         }
     }
+    free(w.seen);
     *n_bad = w.bad;
     if (!sv.v && !(sv.v = malloc(sizeof(char *)))) goto nomem;   /* no inputs: an empty list, not NULL */
     *out = sv.v;
@@ -432,6 +462,7 @@ int cli_expand_inputs(char *const *args, int n, const char *skip, char ***out, i
     return 0;
 nomem:
     cli_free_inputs(sv.v, sv.n);
+    free(w.seen);
     cli_error("out of memory listing the inputs");
     return -1;
 }

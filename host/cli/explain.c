@@ -522,15 +522,16 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
     int *targets = malloc(sizeof(int) * (size_t)tk * (size_t)G), *tg = malloc(sizeof(int) * (size_t)G);
     img_ctx *ic = calloc((size_t)G, sizeof(img_ctx));
     int *loaded = calloc((size_t)G, sizeof(int));
-    char (*load_msg)[1024] = calloc((size_t)G, sizeof *load_msg);
+    char (*load_msg)[4600] = calloc((size_t)G, sizeof *load_msg);
+    char *wrote = calloc((size_t)G, 1);   /* the group's inputs with at least one map written */
     pending *pend = calloc(EXPLAIN_WRITE_CHUNK, sizeof(pending));
     const int io_threads = c->threads > 0 ? c->threads : omp_get_num_procs();
     char **stems = unique_stems(inputs, n_inputs);
     sal_maps *held = calloc((size_t)n_held, sizeof(sal_maps));
     double *held_secs = calloc((size_t)n_held, sizeof(double));
-    int failed = n_bad, rows = 0, explained = 0;
+    int failed = n_bad, rows = 0, explained = 0, maps_written = 0, inputs_written = 0;
     const double t_start = now_s();
-    if (!x || !logits || !map || !targets || !tg || !ic || !loaded || !load_msg || !pend || !stems || !held || !held_secs) {
+    if (!x || !logits || !map || !targets || !tg || !ic || !loaded || !load_msg || !wrote || !pend || !stems || !held || !held_secs) {
         cli_error("out of memory");
         failed = 1;
         goto done;
@@ -645,6 +646,10 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
             for (int q = 0; q < np; q++) write_map_pngs(xo, &pend[q]);
             for (int q = 0; q < np; q++) {
                 if (finish_map(xo, c, cm, &pend[q], K, csv.f, jsonl.f)) failed++;
+                else {
+                    maps_written++;
+                    wrote[pend[q].ic - ic] = 1;
+                }
                 rows++;
                 free(pend[q].rgb);
                 free(pend[q].heat);
@@ -652,7 +657,11 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
         }
         for (int k = 0; k < n_held; k++) sal_maps_free(&held[k]);
         memset(held, 0, sizeof(sal_maps) * (size_t)n_held);
-        for (int j = 0; j < g; j++) sal_image_free(&ic[j].orig);
+        for (int j = 0; j < g; j++) {
+            sal_image_free(&ic[j].orig);
+            inputs_written += wrote[j];
+            wrote[j] = 0;
+        }
         explained += g;
         if (fatal) break;
     }
@@ -663,12 +672,12 @@ done:
     snprintf(path, sizeof path, "%s/summary.jsonl", xo->out);
     if (sal_io_atomic_commit(path, &jsonl, rows > 0, &err) && rows > 0) { cli_error("%s", err.msg); failed++; }
     if (rows == 0) remove_created_dirs(xo->out, created);
-    if (!c->json && explained > 0) {   /* the run in one line: what a long job ends with */
+    if (!c->json && rows > 0) {   /* the run in one line: what a long job ends with */
         const double secs = now_s() - t_start;
         fprintf(stderr, "salient: explained %d of %d inputs with %d method%s in %.1f s (%.2f inputs/s)%s; %d map%s in %s\n",
-                explained, n_inputs, xo->n_methods, xo->n_methods > 1 ? "s" : "", secs,
-                secs > 0 ? explained / secs : 0.0, failed ? ", with failures (see above)" : "", rows, rows == 1 ? "" : "s",
-                xo->out);
+                inputs_written, n_inputs, xo->n_methods, xo->n_methods > 1 ? "s" : "", secs,
+                secs > 0 ? inputs_written / secs : 0.0, failed ? ", with failures (see above)" : "", maps_written,
+                maps_written == 1 ? "" : "s", xo->out);
     }
     free(x);
     free(logits);
@@ -678,6 +687,7 @@ done:
     free(ic);
     free(loaded);
     free(load_msg);
+    free(wrote);
     free(pend);
     free_stems(stems, n_inputs);
     free(held);
@@ -844,7 +854,9 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     {   /* folders stand for the inputs in them */
         char **files;
         int n_files;
-        if (cli_expand_inputs(inputs, n_inputs, bench ? NULL : xo.out, &files, &n_files, &n_bad)) goto out;
+        int r = cli_expand_inputs(inputs, n_inputs, bench ? NULL : xo.out, &files, &n_files, &n_bad);
+        if (r == -2) rc = EXIT_USAGE;
+        if (r) goto out;
         free(inputs);
         inputs = files;
         n_inputs = n_files;

@@ -902,6 +902,17 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
 /* ------------------------------------------------------------------------------------------------ */
 /* Entry point                                                                                      */
 
+/* INVALID_ARG, naming the array and the element, when one of n arrays of per floats at x holds a
+ * NaN or an infinity. */
+static sal_status check_finite(const float *x, int n, int64_t per, const char *what, sal_error *err) {
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < per; j++)
+            if (!isfinite(x[i * per + j]))
+                return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: %s %d has a non-finite value (%g at element %lld)",
+                                what, i, (double)x[i * per + j], (long long)j);
+    return SAL_OK;
+}
+
 /* The top-1 class of each image: forward passes at the internal batch (not one image at a time:
  * on a GPU a batch-1 pass costs about as much as a batched one), halved on out of memory. */
 static sal_status top1_targets(sal_method_ctx *cx, const float *x, int n, int *targets) {
@@ -946,17 +957,20 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     cx.h = in.dims[2] > 0 ? (int)in.dims[2] : h;
     cx.w = in.dims[3] > 0 ? (int)in.dims[3] : w;
     cx.per = (int64_t)cx.c * cx.h * cx.w;
-    for (int i = 0; i < n; i++)   /* NaN or infinity would run through every pass into the maps */
-        for (int64_t j = 0; j < cx.per; j++)
-            if (!isfinite(x[i * cx.per + j]))
-                return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: image %d has a non-finite value (%g at element %lld)",
-                                i, (double)x[i * cx.per + j], (long long)j);
     sal_status st = SAL_OK;
     cx.batch = o->batch;
     if (cx.batch <= 0 && (st = sal_session_auto_batch(s, cx.h, cx.w, 0, 0, &cx.batch, NULL, NULL)))
         return sal_fail(err, st, "%s", sal_session_error(s));
     st = sal_session_plan(s, 1, cx.h, cx.w);
     if (st) return sal_fail(err, st, "%s", sal_session_error(s));
+    /* (the plan has checked h and w) NaN or infinity would run through every pass into the maps */
+    if ((st = check_finite(x, n, cx.per, "image", err))) return st;
+    if (o->baseline == SAL_BASELINE_USER && o->baseline_data &&
+        (st = check_finite(o->baseline_data, 1, cx.per, "the baseline", err)))
+        return st;
+    if (o->shap_baselines && o->shap_n_baselines > 0 &&
+        (st = check_finite(o->shap_baselines, o->shap_n_baselines, cx.per, "GradientSHAP baseline", err)))
+        return st;
     cx.k = sal_session_num_classes(s);
     /* option checks */
     int is_nt = o->method == SAL_M_SMOOTHGRAD || o->method == SAL_M_SMOOTHGRAD_SQ || o->method == SAL_M_VARGRAD;
