@@ -520,6 +520,11 @@ Test(methods, bad_options_are_refused) {
     cr_expect(strstr(sal_session_error(sess), "image 1"), "message: %s", sal_session_error(sess));
     x2[3 * 32 * 32 + 77] = NAN;
     cr_expect_eq(sal_explain(sess, &o, x2, 2, 0, 0, targets, &m), SAL_ERR_INVALID_ARG);
+    o = sal_explain_opts_default(SAL_M_IG);   /* a user baseline with a NaN: refused too */
+    o.baseline = SAL_BASELINE_USER;
+    o.baseline_data = x2 + 3 * 32 * 32;
+    cr_expect_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &m), SAL_ERR_INVALID_ARG);
+    cr_expect(strstr(sal_session_error(sess), "baseline"), "message: %s", sal_session_error(sess));
     free(x2);
 }
 
