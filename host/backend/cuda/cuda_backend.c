@@ -131,22 +131,23 @@ static void cu_release(sal_backend *b, void *p) {
 
 /* Copies are synchronous for the caller: the host buffer may be reused on return. A failure of
  * work queued before them (a kernel's illegal access, say) surfaces here, named by CUDA. */
-static sal_status cu_upload(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
+static sal_status cu_copy(sal_backend *b, void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
+                          const char *what, sal_error *err) {
     cu_impl *u = impl_of(b);
-    b->bytes_up += bytes;
-    CU_TRY("uploading", cudaSetDevice(u->device));
-    CU_TRY("uploading", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, u->stream));
-    CU_TRY("uploading", cudaStreamSynchronize(u->stream));
+    CU_TRY(what, cudaSetDevice(u->device));
+    CU_TRY(what, cudaMemcpyAsync(dst, src, bytes, kind, u->stream));
+    CU_TRY(what, cudaStreamSynchronize(u->stream));
     return SAL_OK;
 }
 
+static sal_status cu_upload(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
+    b->bytes_up += bytes;
+    return cu_copy(b, dst, src, bytes, cudaMemcpyHostToDevice, "uploading", err);
+}
+
 static sal_status cu_download(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
-    cu_impl *u = impl_of(b);
     b->bytes_down += bytes;
-    CU_TRY("downloading", cudaSetDevice(u->device));
-    CU_TRY("downloading", cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, u->stream));
-    CU_TRY("downloading", cudaStreamSynchronize(u->stream));
-    return SAL_OK;
+    return cu_copy(b, dst, src, bytes, cudaMemcpyDeviceToHost, "downloading", err);
 }
 
 /* Asynchronous upload on the copy stream, through two pinned chunks: the host copies chunk i into
