@@ -252,10 +252,15 @@ static sal_status items_fill(void *ctx, float *din, int first, int nb) {
 sal_status sal_method_scores(sal_method_ctx *cx, const float *d, int n, const int *tg, float *scores) {
     items_io it = {cx, d};
     sal_dev_io io = {items_fill, NULL, &it, NULL};
+    return sal_method_passes(cx, n, tg, 0, &io, scores, 1);
+}
+
+sal_status sal_method_passes(sal_method_ctx *cx, int n, const int *tg, int guided, const sal_dev_io *io,
+                             float *scores, int per_item) {
     sal_status st = SAL_OK;
     for (int i0 = 0, nb = 0; !st && i0 < n; i0 += nb) {   /* nb: a retry may shrink cx->batch */
         nb = n - i0 < cx->batch ? n - i0 : cx->batch;
-        st = sal_method_pass_dev(cx, i0, nb, tg + i0, 0, &io, scores + i0);
+        st = sal_method_pass_dev(cx, i0, nb, per_item ? tg + i0 : tg, guided, io, per_item ? scores + i0 : scores);
     }
     return st;
 }
@@ -324,10 +329,7 @@ static sal_status ig_dev(sal_method_ctx *cx, const float *dx, const float *db, i
     io.a.wd = dwt;
     io.a.acc = dacc;
     sal_dev_io dio = {sal_prim_fill, sal_prim_take, &io, NULL};
-    for (int k0 = 0, nb = 0; !st && k0 < steps; k0 += nb) {
-        nb = steps - k0 < cx->batch ? steps - k0 : cx->batch;
-        st = sal_method_pass_dev(cx, k0, nb, tg, 0, &dio, sc);
-    }
+    if (!st) st = sal_method_passes(cx, steps, tg, 0, &dio, sc, 0);
     if (!st) {
         sal_mp_args a = io.a;
         a.out = dattr;
@@ -492,10 +494,7 @@ static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, co
             if (!g.stage[1]) { sal_dfree(cx, g.stage[0]); g.stage[0] = NULL; }   /* no room: plain uploads */
         }
         sal_dev_io io = {grad_fill, grad_take, &g, grad_launched};
-        for (int i0 = 0, nb = 0; !st && i0 < n; i0 += nb) {
-            nb = n - i0 < cx->batch ? n - i0 : cx->batch;
-            st = sal_method_pass_dev(cx, i0, nb, tg + i0, o->method == SAL_M_GUIDED, &io, out->scores + i0);
-        }
+        if (!st) st = sal_method_passes(cx, n, tg, o->method == SAL_M_GUIDED, &io, out->scores, 1);
         sal_dfree(cx, g.dtmp);
         sal_dfree(cx, g.stage[0]);
         sal_dfree(cx, g.stage[1]);
@@ -575,10 +574,7 @@ static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, co
                     if (!st) st = sal_mp(cx, SAL_MP_wsum, per, &a);
                 }
             } else {
-                for (int s0 = 0, nb = 0; !st && s0 < S; s0 += nb) {
-                    nb = S - s0 < cx->batch ? S - s0 : cx->batch;
-                    st = sal_method_pass_dev(cx, s0, nb, t1, inner == SAL_M_GUIDED, &dio, sc);
-                }
+                if (!st) st = sal_method_passes(cx, S, t1, inner == SAL_M_GUIDED, &dio, sc, 0);
             }
             if (!st) {
                 sal_mp_args a = io.a;

@@ -63,6 +63,11 @@ typedef struct sal_dev_io {
 } sal_dev_io;
 sal_status sal_method_pass_dev(sal_method_ctx *cx, int first, int nb, const int *tg, int guided,
                                const sal_dev_io *io, float *scores);
+/* Items [0, n) of io's sequence, a pass of the internal batch at a time (a retry may shrink it).
+ * per_item: tg and scores run along the items (item i: tg[i], scores[i]); else every pass reads
+ * the same targets tg[0 .. batch) and overwrites scores[0 .. batch) (one target; scores unused). */
+sal_status sal_method_passes(sal_method_ctx *cx, int n, const int *tg, int guided, const sal_dev_io *io,
+                             float *scores, int per_item);
 
 /* The backend's memory and the method primitives (kernels/method_prims.h) for the methods:
  * failures set the session's error (sal_session_err). sal_dalloc returns zeroed memory or NULL. */

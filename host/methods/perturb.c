@@ -159,10 +159,7 @@ sal_status sal_explain_gradshap(sal_method_ctx *cx, const float *x, int n, const
         st = sal_dput(cx, dx, x + (int64_t)i * per, pbytes);
         if (!st) st = sal_method_scores(cx, dx, 1, tg + i, out->scores + i);
         if (!st) st = sal_dzero(cx, dacc, sizeof(double) * (size_t)per);
-        for (int j0 = 0, nb = 0; !st && j0 < S; j0 += nb) {
-            nb = S - j0 < cx->batch ? S - j0 : cx->batch;
-            st = sal_method_pass_dev(cx, j0, nb, t1, 0, &dio, sc);
-        }
+        if (!st) st = sal_method_passes(cx, S, t1, 0, &dio, sc, 0);
         sal_mp_args f = io.a;
         f.nb = S;
         f.mode = 0;   /* the mean */
