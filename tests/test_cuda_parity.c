@@ -267,19 +267,36 @@ Test(parity_ops, batchnorm) {
 /* ------------------------------------------------------------------------------------------------ */
 /* Methods end to end                                                                               */
 
-static void explain_both(const char *model_path, const float *x, int n, int h, int w, sal_method m,
-                         const char *layer, double tol) {
-    need_gpu();
+/* The model at path and two sessions on it, one on the CPU and one on the GPU. */
+typedef struct session_pair {
+    sal_model *model;
+    sal_session *cpu, *gpu;
+} session_pair;
+
+static session_pair open_pair(const char *model_path) {
+    session_pair p = {0};
     sal_error err = {0};
-    sal_model *model = NULL;
-    cr_assert_eq(sal_model_load(model_path, &model, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_model_load(model_path, &p.model, &err), SAL_OK, "%s", err.msg);
     sal_session_opts oc = sal_session_opts_default(), og = oc;
     oc.device = SAL_DEVICE_CPU;
     og.device = SAL_DEVICE_CUDA;
-    sal_session *sc = NULL, *sg = NULL;
-    cr_assert_eq(sal_session_create(model, &oc, &sc, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_session_create(model, &og, &sg, &err), SAL_OK, "%s", err.msg);
-    cr_assert_str_eq(sal_session_device(sg), "cuda");
+    cr_assert_eq(sal_session_create(p.model, &oc, &p.cpu, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_session_create(p.model, &og, &p.gpu, &err), SAL_OK, "%s", err.msg);
+    cr_assert_str_eq(sal_session_device(p.gpu), "cuda");
+    return p;
+}
+
+static void close_pair(session_pair *p) {
+    sal_session_free(p->cpu);
+    sal_session_free(p->gpu);
+    sal_model_free(p->model);
+}
+
+static void explain_both(const char *model_path, const float *x, int n, int h, int w, sal_method m,
+                         const char *layer, double tol) {
+    need_gpu();
+    session_pair sp = open_pair(model_path);
+    sal_session *sc = sp.cpu, *sg = sp.gpu;
     sal_explain_opts o = sal_explain_opts_default(m);
     o.seed = 42;
     o.batch = 8;   /* the same internal batching on both (the CUDA default would be larger) */
@@ -300,9 +317,7 @@ static void explain_both(const char *model_path, const float *x, int n, int h, i
     }
     sal_maps_free(&a);
     sal_maps_free(&b);
-    sal_session_free(sc);
-    sal_session_free(sg);
-    sal_model_free(model);
+    close_pair(&sp);
 }
 
 Test(parity_methods, every_method_on_the_fixture_cnn) {
@@ -344,15 +359,8 @@ Test(parity_render, maps_heatmaps_and_overlays) {
     need_gpu();
     char mpath[1024];
     sal_error err = {0};
-    sal_model *model = NULL;
-    cr_assert_eq(sal_model_load(tu_src_path("tests/fixtures/methods/tinycnn.onnx", mpath, sizeof mpath), &model, &err),
-                 SAL_OK, "%s", err.msg);
-    sal_session_opts oc = sal_session_opts_default(), og = oc;
-    oc.device = SAL_DEVICE_CPU;
-    og.device = SAL_DEVICE_CUDA;
-    sal_session *sc = NULL, *sg = NULL;
-    cr_assert_eq(sal_session_create(model, &oc, &sc, &err), SAL_OK, "%s", err.msg);
-    cr_assert_eq(sal_session_create(model, &og, &sg, &err), SAL_OK, "%s", err.msg);
+    session_pair sp = open_pair(tu_src_path("tests/fixtures/methods/tinycnn.onnx", mpath, sizeof mpath));
+    sal_session *sc = sp.cpu, *sg = sp.gpu;
     uint64_t seed = tu_fresh_seed();
     const int c = 3, h = 224, w = 224, OW = 500, OH = 375;
     float *attr = rand_const((int64_t)c * h * w, seed);
@@ -380,7 +388,5 @@ Test(parity_render, maps_heatmaps_and_overlays) {
     }
     free(attr);
     free(orig.pix);
-    sal_session_free(sc);
-    sal_session_free(sg);
-    sal_model_free(model);
+    close_pair(&sp);
 }
