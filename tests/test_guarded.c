@@ -72,16 +72,9 @@ Test(guarded, a_host_read_of_backend_memory_faults, FAULTS) {
 Test(guarded, every_method_gives_the_plain_cpu_maps) {
     for (int prob = 0; prob < 2; prob++)
         for (int m = 0; m < SAL_M_COUNT; m++) {
-            sal_explain_opts o = sal_explain_opts_default((sal_method)m);
-            o.seed = 3;
+            sal_explain_opts o = tu_quick_opts((sal_method)m, 3);
             o.batch = 3;
             o.explain_prob = prob;
-            o.rise_masks = 40;
-            o.kshap_coalitions = 40;
-            o.kshap_grid = 4;
-            o.nt_samples = 4;
-            o.ig_steps = 7;
-            o.shap_samples = 5;
             sal_maps a, b;
             cr_assert_eq(sal_explain(plain, &o, input, 2, 0, 0, NULL, &a), SAL_OK, "%s", sal_session_error(plain));
             cr_assert_eq(sal_explain(guarded, &o, input, 2, 0, 0, NULL, &b), SAL_OK, "%s (guarded): %s",

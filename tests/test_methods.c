@@ -367,12 +367,7 @@ Test(methods, repeated_calls_give_the_same_maps) {
     static const sal_method ms[] = {SAL_M_IG, SAL_M_SMOOTHGRAD, SAL_M_OCCLUSION, SAL_M_GRADCAMPP,
                                     SAL_M_SCORECAM, SAL_M_RISE, SAL_M_GRADSHAP, SAL_M_KERNELSHAP};
     for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
-        sal_explain_opts o = sal_explain_opts_default(ms[i]);
-        o.seed = 5;
-        o.rise_masks = 64;
-        o.kshap_coalitions = 80;
-        o.kshap_grid = 4;
-        o.nt_samples = 6;
+        sal_explain_opts o = tu_quick_opts(ms[i], 5);
         sal_maps a, b;
         cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, targets, &a), SAL_OK, "%s", sal_session_error(sess));
         cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, targets, &b), SAL_OK, "%s", sal_session_error(sess));

@@ -429,3 +429,15 @@ sal_graph *tu_pad_graph(sal_shape xs, const int64_t *pads, int mode, float value
     if (g) sal_node_attr_str(&g->nodes[0], "mode", tu_pad_modes[mode]);
     return g;
 }
+
+sal_explain_opts tu_quick_opts(sal_method m, uint64_t seed) {
+    sal_explain_opts o = sal_explain_opts_default(m);
+    o.seed = seed;
+    o.rise_masks = 40;
+    o.kshap_coalitions = 40;
+    o.kshap_grid = 4;
+    o.nt_samples = 4;
+    o.ig_steps = 7;
+    o.shap_samples = 5;
+    return o;
+}

@@ -86,6 +86,10 @@ const char *tu_src_path(const char *rel, char *buf, int len);
 
 /* max |a - ref| / max(max |ref|, floor); a NaN difference counts as the worst. */
 double tu_rel_diff(const float *a, const float *ref, int64_t n, double floor);
+/* Method m's defaults with its sample counts cut (RISE masks, KernelSHAP coalitions on a 4x4
+ * grid, noise samples, IG steps, GradientSHAP samples) so that every method runs in a moment on
+ * the fixture CNN, with the given seed. */
+sal_explain_opts tu_quick_opts(sal_method m, uint64_t seed);
 /* Load the model at `rel` (from the source tree) and open a session on `dev`. */
 sal_status tu_open(const char *rel, sal_device dev, sal_model **m, sal_session **s, sal_error *err);
 
