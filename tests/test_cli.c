@@ -22,6 +22,7 @@
 
 #include "salient.h"
 #include "io/io.h"
+#include "testutil.h"
 
 #define SALIENT SAL_BINARY_DIR "/salient"
 #define TINYCNN SAL_SOURCE_DIR "/tests/fixtures/methods/tinycnn.onnx"
@@ -665,23 +666,18 @@ Test(cli, explain_missing_file_among_good_ones, .timeout = 60) {
     remove_tree(tmp);
 }
 
-/* Max |a - b| over max |b| of two float32 .npy files of the same shape; -1 when they are not. */
+/* tu_rel_diff (a NaN counts as the worst difference) of two float32 .npy files of the same shape;
+ * -1 when either cannot be read or the shapes differ. */
 static double npy_rel_diff(const char *pa, const char *pb) {
-    int64_t da[8], db[8];
-    int na = npy_shape(pa, da, 8), nb = npy_shape(pb, db, 8);
-    if (na < 0 || na != nb) return -1;
-    size_t la, lb;
-    char *a = slurp(pa, &la), *b = slurp(pb, &lb);
+    float *a = NULL, *b = NULL;
+    int na = 0, nb = 0;
+    int64_t da[SAL_MAX_DIMS], db[SAL_MAX_DIMS];
     double r = -1;
-    if (a && b && la == lb) {
-        size_t off = 10 + ((size_t)(unsigned char)a[8] | (size_t)(unsigned char)a[9] << 8);
-        const float *fa = (const float *)(a + off), *fb = (const float *)(b + off);
-        double d = 0, m = 0;
-        for (size_t i = 0; i < (la - off) / 4; i++) {
-            d = fmax(d, fabs((double)fa[i] - fb[i]));
-            m = fmax(m, fabs((double)fb[i]));
-        }
-        r = d / (m > 0 ? m : 1);
+    if (!sal_npy_read(pa, &a, &na, da, NULL) && !sal_npy_read(pb, &b, &nb, db, NULL) && na == nb &&
+        !memcmp(da, db, sizeof(int64_t) * (size_t)na)) {
+        int64_t n = 1;
+        for (int k = 0; k < na; k++) n *= da[k];
+        r = tu_rel_diff(a, b, n, 1e-12);
     }
     free(a);
     free(b);
