@@ -409,7 +409,14 @@ void *sal_session_scratch(sal_session *s, size_t bytes) {
 
 void sal_session_scratch_put(sal_session *s, const void *p) {
     for (int i = 0; p && i < s->n_scratch; i++)
-        if (s->scratch[i].p == p) { s->scratch[i].used = 0; return; }
+        if (s->scratch[i].p == p) {
+            /* an upload_async into it may still be in flight: whatever is queued after this
+             * (the buffer's next user) waits for it (a failure surfaces at the next call) */
+            sal_error ignored = {0};
+            s->b->ops->wait_uploads(s->b, &ignored);
+            s->scratch[i].used = 0;
+            return;
+        }
 }
 sal_error *sal_session_err(sal_session *s) { return &s->err; }
 

@@ -124,8 +124,10 @@ static void *cu_alloc(sal_backend *b, size_t bytes) {
 
 static void cu_release(sal_backend *b, void *p) {
     if (!p) return;
-    cudaSetDevice(impl_of(b)->device);   /* release cannot fail: a stale error surfaces at the next call */
-    cudaStreamSynchronize(impl_of(b)->stream);   /* nothing queued may still use it */
+    cu_impl *u = impl_of(b);
+    cudaSetDevice(u->device);   /* release cannot fail: a stale error surfaces at the next call */
+    cudaStreamSynchronize(u->stream);              /* nothing queued may still use it, */
+    if (u->copy) cudaStreamSynchronize(u->copy);   /* nor an upload still write it */
     cudaFree(p);
 }
 
