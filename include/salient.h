@@ -148,7 +148,8 @@ sal_status sal_session_layer_shape(sal_session *s, int layer, int *ndim, int64_t
 /* Number of classes (size of the last output dimension) under the current plan. */
 int sal_session_num_classes(const sal_session *s);
 
-/* Forward pass. x: (n,C,h,w); logits: (n, num_classes) for the model's first output. */
+/* Forward pass. x: (n,C,h,w); logits: (n, num_classes) for the model's first output. A batch
+ * that does not fit in memory (a real out-of-memory, or the session's mem_limit) runs in halves. */
 sal_status sal_forward(sal_session *s, const float *x, int n, int h, int w, float *logits);
 
 /* ------------------------------------------------------------------------------------------------ */

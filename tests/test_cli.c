@@ -912,8 +912,8 @@ Test(cli, folders_stand_for_the_inputs_under_them, .timeout = 60) {
     remove_tree(tmp);
 }
 
-/* A group whose forward pass does not fit the memory limit is run in smaller forward passes (the
- * methods batch on their own): every input is still explained. */
+/* A group (or predict's batch) whose forward pass does not fit the memory limit is run in smaller
+ * forward passes (the methods batch on their own): every input is still explained. */
 Test(cli, explain_group_larger_than_memory_is_split, .timeout = 60) {
     char tmp[64], ds[128], p[512], out[256];
     make_tmp(tmp, sizeof tmp);
@@ -932,6 +932,11 @@ Test(cli, explain_group_larger_than_memory_is_split, .timeout = 60) {
     char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
     cr_expect(csv && count_lines(csv) == 61, "header + 60 rows: %s", csv ? csv : "(none)");
     free(csv);
+    run_free(&r);
+    /* predict's batches too (sal_forward halves what does not fit) */
+    run(&r, tmp, "predict", "-m", TINYCNN, "--mem-limit", "2", "--batch", "60", ds, NULL);
+    cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    cr_expect_eq(count_substr(r.out, "im"), 60, "60 inputs predicted");
     run_free(&r);
     remove_tree(tmp);
 }

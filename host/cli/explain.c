@@ -330,25 +330,6 @@ static sal_maps maps_of_image(const sal_maps *m, int j, int64_t hw) {
     return v;
 }
 
-/* Logits (n, K) of inputs x (n, C, H, W): forward passes of up to n images, halved while the
- * session runs out of memory (the methods batch on their own, and may fit where n at once does
- * not). */
-static sal_status forward_in_chunks(const cli_model *cm, const float *x, int n, float *logits) {
-    const int64_t per = (int64_t)cm->c * cm->h * cm->w, K = sal_session_num_classes(cm->s);
-    int chunk = n;
-    for (int i = 0; i < n;) {
-        const int nb = n - i < chunk ? n - i : chunk;
-        sal_status st = sal_forward(cm->s, x + i * per, nb, cm->h, cm->w, logits + i * K);
-        if (st == SAL_ERR_NOMEM && chunk > 1) {
-            chunk /= 2;
-            continue;
-        }
-        if (st) return st;
-        i += nb;
-    }
-    return SAL_OK;
-}
-
 /* One input's state while its maps are written. */
 typedef struct img_ctx {
     const char *in;
@@ -568,7 +549,7 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
         }
         ii += want;
         if (g == 0) continue;
-        if (forward_in_chunks(cm, x, g, logits)) {
+        if (sal_forward(cm->s, x, g, cm->h, cm->w, logits)) {   /* in halves when g do not fit */
             cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm->s));
             failed += g;
             for (int j = 0; j < g; j++) sal_image_free(&ic[j].orig);

@@ -109,7 +109,7 @@ int cmd_predict(int argc, char **argv) {
         }
         if (n == 0) continue;
         if (!logits) {
-            if (sal_session_plan(cm.s, n, cm.h, cm.w)) { cli_error("%s", sal_session_error(cm.s)); failed = 1; goto out; }
+            if (sal_session_plan(cm.s, 1, cm.h, cm.w)) { cli_error("%s", sal_session_error(cm.s)); failed = 1; goto out; }
             k = sal_session_num_classes(cm.s);
             logits = malloc(sizeof(float) * (size_t)k * (size_t)c.batch);
             if (!logits) { cli_error("out of memory"); failed = 1; goto out; }

@@ -305,7 +305,7 @@ sal_status sal_session_value_shape(sal_session *s, const char *layer, int *ndim,
     return SAL_OK;
 }
 
-sal_status sal_forward(sal_session *s, const float *x, int n, int h, int w, float *logits) {
+static sal_status forward_once(sal_session *s, const float *x, int n, int h, int w, float *logits) {
     if (!s) return SAL_ERR_INVALID_ARG;
     if (!x || !logits) return sfail(s, SAL_ERR_INVALID_ARG, "sal_forward: NULL input or output");
     /* a gradient plan also serves forward passes of the same shape */
@@ -316,6 +316,16 @@ sal_status sal_forward(sal_session *s, const float *x, int n, int h, int w, floa
     st = sal_engine_forward(s->e, ins, &s->err);
     if (!st) st = sal_engine_read(s->e, s->m->g->outputs[0], logits, &s->err);
     return st;
+}
+
+sal_status sal_forward(sal_session *s, const float *x, int n, int h, int w, float *logits) {
+    sal_status st = forward_once(s, x, n, h, w, logits);
+    if (st != SAL_ERR_NOMEM || n < 2) return st;
+    /* out of memory: the first half, then (its plan has set the shapes) the second */
+    const int n1 = n / 2;
+    if ((st = sal_forward(s, x, n1, h, w, logits))) return st;
+    const int64_t per = s->m->g->values[s->m->g->inputs[0]].decl.d[1] * (int64_t)s->h * s->w;
+    return sal_forward(s, x + n1 * per, n - n1, h, w, logits + (int64_t)n1 * sal_session_num_classes(s));
 }
 
 sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,

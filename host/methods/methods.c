@@ -910,28 +910,22 @@ static sal_status check_finite(const float *x, int n, int64_t per, const char *w
 }
 
 /* The top-1 class of each image: forward passes at the internal batch (not one image at a time:
- * on a GPU a batch-1 pass costs about as much as a batched one), halved on out of memory. */
+ * on a GPU a batch-1 pass costs about as much as a batched one; sal_forward halves a batch that
+ * does not fit). */
 static sal_status top1_targets(sal_method_ctx *cx, const float *x, int n, int *targets) {
-    int chunk = n < cx->batch ? n : cx->batch;
-    if (chunk < 1) chunk = 1;
+    const int chunk = n < cx->batch ? n : cx->batch > 0 ? cx->batch : 1;
     float *lg = malloc(sizeof(float) * (size_t)chunk * (size_t)cx->k);
     if (!lg) return sal_fail(serr(cx), SAL_ERR_NOMEM, "top-1 targets: out of memory for %d x %d logits", chunk, cx->k);
     sal_status st = SAL_OK;
-    for (int i = 0; i < n && !st;) {
-        const int nb = n - i < chunk ? n - i : chunk;
+    for (int i = 0, nb = 0; !st && i < n; i += nb) {
+        nb = n - i < chunk ? n - i : chunk;
         st = sal_forward(cx->s, x + (int64_t)i * cx->per, nb, cx->h, cx->w, lg);
-        if (st == SAL_ERR_NOMEM && chunk > 1) {
-            chunk /= 2;
-            st = SAL_OK;
-            continue;
-        }
         for (int b = 0; !st && b < nb; b++) {
             const float *l = lg + (int64_t)b * cx->k;
             int best = 0;
             for (int j = 1; j < cx->k; j++) if (l[j] > l[best]) best = j;
             targets[i + b] = best;
         }
-        i += nb;
     }
     free(lg);
     return st;
