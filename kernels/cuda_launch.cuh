@@ -7,6 +7,7 @@
 
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define SAL_CUDA_THREADS 256
 
@@ -31,6 +32,27 @@ static cudaError_t sal_cuda_elem_launch(const sal_cuda_entry<A> &e, int64_t n, c
     if (blocks > 2147483647LL) return cudaErrorInvalidConfiguration;
     e.fn<<<(unsigned)blocks, SAL_CUDA_THREADS, 0, s>>>(n, a);
     return cudaGetLastError();
+}
+
+// Launch table[fn] (one of nfn) over count elements on stream s. A failure is told as "<who>:
+// launching kernel <name> (<count> elements): <CUDA's message>", who being "node 'N' (op pass)"
+// for a node's pass, or N alone (op NULL) for the backend's own use. The message is formatted
+// only then: launches are the hot path. Needs sal_fail (ops/ops.h) included before.
+template <class A>
+static sal_status sal_cuda_launch_checked(const sal_cuda_entry<A> *table, int nfn, int fn, int64_t count,
+                                          const A &a, cudaStream_t s, const char *node, const char *op,
+                                          const char *pass, sal_error *err) {
+    char who[320];
+    cudaError_t e = cudaSuccess;
+    if (fn >= 0 && fn < nfn && count >= 0 && (e = sal_cuda_elem_launch(table[fn], count, a, s)) == cudaSuccess)
+        return SAL_OK;
+    if (op) snprintf(who, sizeof who, "node '%s' (%s %s)", node, op, pass);
+    else snprintf(who, sizeof who, "%s", node);
+    if (fn < 0 || fn >= nfn || count < 0)
+        return sal_fail(err, SAL_ERR_INTERNAL, "%s: kernel %d (%lld elements) does not exist", who, fn, (long long)count);
+    return sal_fail(err, e == cudaErrorInvalidConfiguration ? SAL_ERR_UNSUPPORTED : SAL_ERR_DEVICE,
+                    "%s: launching kernel %s (%lld elements): %s", who, table[fn].name, (long long)count,
+                    cudaGetErrorString(e));
 }
 
 #endif

@@ -21,15 +21,7 @@ static const sal_cuda_entry<sal_mp_args> mpk_table[SAL_MP_NFUNCS] = {SAL_MP_FUNC
 
 extern "C" sal_status sal_cuda_prim(int fn, int64_t count, const sal_mp_args *a, cudaStream_t s,
                                     sal_error *err) {
-    if (fn < 0 || fn >= SAL_MP_NFUNCS || count < 0)
-        return sal_fail(err, SAL_ERR_INTERNAL, "method primitive %d (count %lld) does not exist", fn,
-                        (long long)count);
-    cudaError_t e = sal_cuda_elem_launch(mpk_table[fn], count, *a, s);
-    if (e != cudaSuccess)
-        return sal_fail(err, e == cudaErrorInvalidConfiguration ? SAL_ERR_UNSUPPORTED : SAL_ERR_DEVICE,
-                        "launching method kernel %s (%lld elements): %s", mpk_table[fn].name, (long long)count,
-                        cudaGetErrorString(e));
-    return SAL_OK;
+    return sal_cuda_launch_checked(mpk_table, SAL_MP_NFUNCS, fn, count, *a, s, "method primitive", NULL, NULL, err);
 }
 
 // Ascending sort of n floats in place (CUB radix sort from a copy: CUB does not sort in place).

@@ -2,7 +2,6 @@
 // element function, one thread per element, launched on the backend's stream in plan order. The
 // same functions run on the host in host/backend/twin/twin.c, where the tests check them.
 #include <cuda_runtime.h>
-#include <stdio.h>
 
 extern "C" {
 #include "twin_all.h"
@@ -20,26 +19,18 @@ static const sal_cuda_entry<sal_tw_args> twk_table[SAL_TW_NFUNCS] = {
     SAL_TW_ELEM_FUNCS(SAL_TW_ENTRY) SAL_TW_NN_FUNCS(SAL_TW_ENTRY)};
 #undef SAL_TW_ENTRY
 
-// One launch of element function fn over count elements on stream s, asynchronously; `what`
-// names the caller (a node, or the backend's own use) in the error.
+// One launch of element function fn over count elements on stream s, asynchronously; node, op and
+// pass name the caller in an error (sal_cuda_launch_checked).
 extern "C" sal_status sal_cuda_twin_launch(int fn, int64_t count, const sal_tw_args *a, cudaStream_t s,
-                                           const char *what, sal_error *err) {
-    if (fn < 0 || fn >= SAL_TW_NFUNCS)
-        return sal_fail(err, SAL_ERR_INTERNAL, "%s: twin kernel %d does not exist", what, fn);
-    cudaError_t e = sal_cuda_elem_launch(twk_table[fn], count, *a, s);
-    if (e != cudaSuccess)
-        return sal_fail(err, e == cudaErrorInvalidConfiguration ? SAL_ERR_UNSUPPORTED : SAL_ERR_DEVICE,
-                        "%s: launching kernel %s (%lld elements): %s", what, twk_table[fn].name, (long long)count,
-                        cudaGetErrorString(e));
-    return SAL_OK;
+                                           const char *node, const char *op, const char *pass, sal_error *err) {
+    return sal_cuda_launch_checked(twk_table, SAL_TW_NFUNCS, fn, count, *a, s, node, op, pass, err);
 }
 
 // One launch of a node's pass as a kernel on the stream (ctx).
 static sal_status launch_on_stream(void *ctx, const sal_op_call *c, int backward, const sal_tw_launch *l,
                                    const sal_tw_args *a, sal_error *err) {
-    char what[256];
-    snprintf(what, sizeof what, "node '%s' (%s %s)", c->node->name, c->node->op_type, backward ? "backward" : "forward");
-    return sal_cuda_twin_launch(l->fn, l->count, a, (cudaStream_t)ctx, what, err);
+    return sal_cuda_twin_launch(l->fn, l->count, a, (cudaStream_t)ctx, c->node->name, c->node->op_type,
+                                backward ? "backward" : "forward", err);
 }
 
 // Every launch of the pass, in plan order, on stream s.

@@ -26,8 +26,8 @@ sal_status sal_cuda_prim(int fn, int64_t count, const struct sal_mp_args *a, cud
 size_t sal_cuda_sort_scratch(int64_t n);
 sal_status sal_cuda_sort(float *data, int64_t n, void *scratch, cudaStream_t s, sal_error *err);
 int sal_cuda_fill_random(float *x, int64_t n, unsigned seed, cudaStream_t s);
-sal_status sal_cuda_twin_launch(int fn, int64_t count, const sal_tw_args *a, cudaStream_t s, const char *what,
-                                sal_error *err);
+sal_status sal_cuda_twin_launch(int fn, int64_t count, const sal_tw_args *a, cudaStream_t s, const char *node,
+                                const char *op, const char *pass, sal_error *err);
 
 int sal_backend_cuda_built(void) { return 1; }
 
@@ -390,11 +390,13 @@ static sal_status pad_twin(cu_impl *u, const conv_entry *ce, int backward, const
     if (!backward) {
         a.in[0] = x;
         a.out[0] = u->pad;
-        return sal_cuda_twin_launch(SAL_TW_pad_fwd, ce->n * ce->c * ce->hp * ce->wp, &a, u->stream, nm, err);
+        return sal_cuda_twin_launch(SAL_TW_pad_fwd, ce->n * ce->c * ce->hp * ce->wp, &a, u->stream, nm, "Conv",
+                                    "input padding", err);
     }
     a.gout[0] = u->pad;
     a.gin[0] = gx;
-    return sal_cuda_twin_launch(SAL_TW_pad_bwd, ce->n * ce->c * ce->h * ce->w, &a, u->stream, nm, err);
+    return sal_cuda_twin_launch(SAL_TW_pad_bwd, ce->n * ce->c * ce->h * ce->w, &a, u->stream, nm, "Conv",
+                                "padding gradient", err);
 }
 
 static sal_status conv_fwd(cu_impl *u, const sal_op_call *c, sal_error *err) {
@@ -479,9 +481,7 @@ static sal_status blas_gemm(void *ctx, const char *nm, int ta, int tb, int64_t M
 
 static sal_status blas_twin(void *ctx, const char *nm, int fn, int64_t count, const sal_tw_args *a,
                             sal_error *err) {
-    char what[300];
-    snprintf(what, sizeof what, "node '%s'", nm);
-    return sal_cuda_twin_launch(fn, count, a, ((cu_impl *)ctx)->stream, what, err);
+    return sal_cuda_twin_launch(fn, count, a, ((cu_impl *)ctx)->stream, nm, "Gemm", "C operand", err);
 }
 
 static sal_status blas_zero(void *ctx, const char *nm, float *p, int64_t n, sal_error *err) {
