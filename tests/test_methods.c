@@ -320,7 +320,10 @@ Test(methods, noise_tunnel_same_seed_same_maps_and_converges) {
 Test(methods, noise_tunnel_moments_match_a_loop_over_the_same_noisy_images) {
     enum { S = 5, PER = 3 * 32 * 32 };
     const uint64_t seed = 4242;
-    static const sal_method inners[] = {SAL_M_SALIENCY, SAL_M_INPUTXGRAD, SAL_M_GUIDED, SAL_M_IG};
+    static const sal_method inners[] = {SAL_M_SALIENCY, SAL_M_INPUTXGRAD, SAL_M_GUIDED, SAL_M_IG, SAL_M_IG};
+    /* IG's baseline: zero (made once per image), then blur (made from each noisy sample) */
+    static const sal_baseline bases[] = {SAL_BASELINE_ZERO, SAL_BASELINE_ZERO, SAL_BASELINE_ZERO, SAL_BASELINE_ZERO,
+                                         SAL_BASELINE_BLUR};
     static const sal_method outers[] = {SAL_M_SMOOTHGRAD, SAL_M_SMOOTHGRAD_SQ, SAL_M_VARGRAD};
     float lo = input[0], hi = input[0];
     for (int j = 1; j < PER; j++) { lo = fminf(lo, input[j]); hi = fmaxf(hi, input[j]); }
@@ -335,6 +338,7 @@ Test(methods, noise_tunnel_moments_match_a_loop_over_the_same_noisy_images) {
                 noisy[j] = input[j] + sigma * sal_normal(seed, SAL_RNG_SMOOTHGRAD, 0, (uint32_t)s, (uint64_t)j);
             sal_explain_opts io = sal_explain_opts_default(inners[in]);
             io.ig_steps = 6;
+            io.baseline = bases[in];
             sal_maps m;
             cr_assert_eq(sal_explain(sess, &io, noisy, 1, 0, 0, targets, &m), SAL_OK, "%s", sal_session_error(sess));
             for (int j = 0; j < PER; j++) { sum[j] += m.attr[j]; sq[j] += (double)m.attr[j] * m.attr[j]; }
@@ -347,6 +351,7 @@ Test(methods, noise_tunnel_moments_match_a_loop_over_the_same_noisy_images) {
             }
             sal_explain_opts o = sal_explain_opts_default(outers[out]);
             o.nt_inner = inners[in];
+            o.baseline = bases[in];
             o.nt_samples = S;
             o.seed = seed;
             o.ig_steps = 6;
@@ -354,8 +359,8 @@ Test(methods, noise_tunnel_moments_match_a_loop_over_the_same_noisy_images) {
             sal_maps m;
             cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, targets, &m), SAL_OK, "%s", sal_session_error(sess));
             double e = rel_err(m.attr, want, PER);
-            cr_expect_lt(e, 1e-5, "%s with inner %s: relative error %g", sal_method_name(outers[out]),
-                         sal_method_name(inners[in]), e);
+            cr_expect_lt(e, 1e-5, "%s with inner %s (baseline %d): relative error %g", sal_method_name(outers[out]),
+                         sal_method_name(inners[in]), (int)bases[in], e);
             sal_maps_free(&m);
         }
     }

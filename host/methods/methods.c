@@ -301,7 +301,7 @@ sal_status sal_prim_take(void *ctx, const float *grad, const float *din, int fir
 
 /* Integrated Gradients of one image for target t, everything in the backend's memory: dx, db
  * (C,H,W) the image and its baseline, dattr (C,H,W) the attribution; *fx and *fb the scores of
- * the image and the baseline. */
+ * the image and the baseline (fx NULL: not wanted, no pass for them). */
 static sal_status ig_dev(sal_method_ctx *cx, const float *dx, const float *db, int t, float *dattr,
                          float *fx, float *fb) {
     const sal_explain_opts *o = cx->o;
@@ -335,15 +335,11 @@ static sal_status ig_dev(sal_method_ctx *cx, const float *dx, const float *db, i
         a.out = dattr;
         st = sal_mp(cx, SAL_MP_ig_final, per, &a);
     }
-    /* the scores of the image and the baseline: one batch of two (or two of one) */
+    /* the scores of the image and the baseline: items 0 and 1 of the pair primitive */
     io.fill_fn = SAL_MP_pair;
     dio.take = NULL;
-    if (!st && cx->batch >= 2) st = sal_method_pass_dev(cx, 0, 2, tg, 0, &dio, sc);
-    else if (!st) {
-        st = sal_method_pass_dev(cx, 0, 1, tg, 0, &dio, sc);
-        if (!st) st = sal_method_pass_dev(cx, 1, 1, tg, 0, &dio, sc + 1);
-    }
-    if (!st) { *fx = sc[0]; *fb = sc[1]; }
+    if (!st && fx) st = sal_method_passes(cx, 2, tg, 0, &dio, sc, 1);
+    if (!st && fx) { *fx = sc[0]; *fb = sc[1]; }
     free(alpha); free(wt); free(alpha_f); free(tg); free(sc);
     sal_dfree(cx, dalpha); sal_dfree(cx, dwt); sal_dfree(cx, dacc);
     return st;
@@ -556,17 +552,19 @@ static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, co
             if (!st) st = sal_dzero(cx, dsum, sizeof(double) * (size_t)per);
             if (!st) st = sal_dzero(cx, dsq, sizeof(double) * (size_t)per);
             if (inner == SAL_M_IG) {
-                /* one noisy sample at a time: IG batches its own path */
+                /* one noisy sample at a time: IG batches its own path. A blurred or uniform
+                 * baseline is made from each noisy sample; the others from nothing but options */
+                const int of_sample = o->baseline == SAL_BASELINE_BLUR || o->baseline == SAL_BASELINE_UNIFORM;
+                if (!st && !of_sample) st = put_baseline(cx, xi, i, hb, db);
                 for (int s0 = 0; !st && s0 < S; s0++) {
-                    float fx, fb;
                     sal_mp_args a = io.a;
                     a.out = dnoisy;
                     a.k0 = s0;
                     a.nb = 1;
                     st = sal_mp(cx, SAL_MP_noise, per, &a);
-                    if (!st) st = sal_dget(cx, hx, dnoisy, pbytes);   /* the baseline may depend on it */
-                    if (!st) st = put_baseline(cx, hx, i, hb, db);
-                    if (!st) st = ig_dev(cx, dnoisy, db, tg[i], dattr, &fx, &fb);
+                    if (!st && of_sample) st = sal_dget(cx, hx, dnoisy, pbytes);
+                    if (!st && of_sample) st = put_baseline(cx, hx, i, hb, db);
+                    if (!st) st = ig_dev(cx, dnoisy, db, tg[i], dattr, NULL, NULL);
                     a = io.a;
                     a.mode = 0;
                     a.in = dattr;

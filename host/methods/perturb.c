@@ -336,12 +336,7 @@ sal_status sal_explain_kernelshap(sal_method_ctx *cx, const float *x, int n, con
         /* f(x) and f(baseline) */
         t2[0] = t2[1] = tg[i];
         io.fill_fn = SAL_MP_pair;
-        if (cx->batch >= 2) {
-            st = sal_method_pass_dev(cx, 0, 2, t2, 0, &dio, sc2);
-        } else {
-            st = sal_method_pass_dev(cx, 0, 1, t2, 0, &dio, sc2);
-            if (!st) st = sal_method_pass_dev(cx, 1, 1, t2, 0, &dio, sc2 + 1);
-        }
+        st = sal_method_passes(cx, 2, t2, 0, &dio, sc2, 1);
         if (st) break;
         double fx = sc2[0], fb = sc2[1], delta = fx - fb;
         out->scores[i] = sc2[0];
