@@ -49,8 +49,8 @@ Test(guarded, backend_memory_is_unreadable_outside_its_operations) {
     float *p = b->ops->alloc(b, 64);
     cr_assert_not_null(p);
     float one = 1.0f, back = 0.0f;
-    cr_assert_eq(b->ops->upload(b, p, &one, sizeof one, NULL), SAL_OK);
-    cr_assert_eq(b->ops->download(b, &back, p, sizeof back, NULL), SAL_OK);
+    cr_assert_eq(sal_backend_upload(b, p, &one, sizeof one, NULL), SAL_OK);
+    cr_assert_eq(sal_backend_download(b, &back, p, sizeof back, NULL), SAL_OK);
     cr_expect_eq(back, 1.0f);
     b->ops->release(b, p);
 }

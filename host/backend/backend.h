@@ -50,10 +50,26 @@ struct sal_backend {
     int host_memory;   /* pointers are host memory: constants are used in place, not uploaded */
     int fuse_conv_act; /* its Conv kernels apply sal_conv_params.act (the engine may fuse) */
     void *impl;
-    /* bytes its upload / upload_async and download have copied (host memory copies on the CPU):
-     * what crosses the bus on a GPU */
+    /* bytes copied through sal_backend_upload / _upload_async and sal_backend_download (host
+     * memory copies on the CPU): what crosses the bus on a GPU */
     uint64_t bytes_up, bytes_down;
 };
+
+/* Copies between host and backend memory, counted here (bytes_up, bytes_down) rather than in every
+ * backend: callers go through these, not through the ops. */
+static inline sal_status sal_backend_upload(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
+    b->bytes_up += bytes;
+    return b->ops->upload(b, dst, src, bytes, err);
+}
+static inline sal_status sal_backend_upload_async(sal_backend *b, void *dst, const void *src, size_t bytes,
+                                                  sal_error *err) {
+    b->bytes_up += bytes;
+    return b->ops->upload_async(b, dst, src, bytes, err);
+}
+static inline sal_status sal_backend_download(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
+    b->bytes_down += bytes;
+    return b->ops->download(b, dst, src, bytes, err);
+}
 
 /* CPU backend: threads 0 = every core. */
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err);

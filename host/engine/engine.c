@@ -156,7 +156,7 @@ sal_status sal_engine_create(const sal_graph *g, sal_backend *b, sal_engine **ou
             return sal_fail(err, SAL_ERR_NOMEM, "%s: out of %s memory uploading weights", g->path, b->ops->name);
         }
         sal_error e2 = {0};
-        sal_status st = b->ops->upload(b, e->wdev[v], t->data, bytes, &e2);
+        sal_status st = sal_backend_upload(b, e->wdev[v], t->data, bytes, &e2);
         if (st) { sal_engine_free(e); return sal_fail(err, st, "%s: uploading weights: %s", g->path, e2.msg); }
     }
     *out = e;
@@ -228,7 +228,7 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
                 else {
                     pv[v].dconst = e->b->ops->alloc(e->b, bytes ? bytes : 4);
                     if (!pv[v].dconst) return sal_fail(err, SAL_ERR_NOMEM, "out of device memory");
-                    st = e->b->ops->upload(e->b, pv[v].dconst, outs[j]->data, bytes, err);
+                    st = sal_backend_upload(e->b, pv[v].dconst, outs[j]->data, bytes, err);
                     if (st) return st;
                 }
             }
@@ -625,7 +625,7 @@ sal_status sal_engine_forward(sal_engine *e, const float *const *inputs, sal_err
     for (int i = 0; inputs && i < g->n_inputs; i++) {
         int v = g->inputs[i];
         sal_error e2 = {0};
-        sal_status st = e->b->ops->upload(e->b, act_ptr(e, v), inputs[i],
+        sal_status st = sal_backend_upload(e->b, act_ptr(e, v), inputs[i],
                                           (size_t)sal_shape_numel(&e->p->pv[v].shape) * sizeof(float), &e2);
         if (st) return sal_fail(err, st, "%s: uploading input '%s': %s", g->path, g->values[v].name, e2.msg);
     }
@@ -650,7 +650,7 @@ sal_status sal_engine_read(sal_engine *e, int value, float *host, sal_error *err
         memcpy(host, p->konst->data, n * sizeof(float));
         return SAL_OK;
     }
-    return e->b->ops->download(e->b, host, act_ptr(e, value), n * sizeof(float), err);
+    return sal_backend_download(e->b, host, act_ptr(e, value), n * sizeof(float), err);
 }
 
 sal_status sal_engine_read_grad(sal_engine *e, int value, float *host, sal_error *err) {
@@ -659,7 +659,7 @@ sal_status sal_engine_read_grad(sal_engine *e, int value, float *host, sal_error
     size_t n = (size_t)sal_shape_numel(&e->p->pv[value].shape);
     float *gp = grad_ptr(e, value);
     if (!gp) { memset(host, 0, n * sizeof(float)); return SAL_OK; }   /* does not reach the output */
-    return e->b->ops->download(e->b, host, gp, n * sizeof(float), err);
+    return sal_backend_download(e->b, host, gp, n * sizeof(float), err);
 }
 
 sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int stop_at_capture,
@@ -672,7 +672,7 @@ sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int
     int out0 = g->outputs[0];
     float *gseed = grad_ptr(e, out0);
     if (!gseed) return SAL_OK;   /* output does not depend on the input */
-    st = e->b->ops->upload(e->b, gseed, seed, (size_t)sal_shape_numel(&e->p->pv[out0].shape) * sizeof(float), err);
+    st = sal_backend_upload(e->b, gseed, seed, (size_t)sal_shape_numel(&e->p->pv[out0].shape) * sizeof(float), err);
     if (st) return st;
     int stop = -1;
     if (stop_at_capture && e->p->capture >= 0) stop = e->p->pv[e->p->capture].producer_step;

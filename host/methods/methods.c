@@ -183,12 +183,12 @@ static sal_status dcopy_fail(sal_method_ctx *cx, sal_status st, const char *what
 }
 sal_status sal_dput(sal_method_ctx *cx, void *dst, const void *src, size_t bytes) {
     sal_error e = {0};
-    sal_status st = bk(cx)->ops->upload(bk(cx), dst, src, bytes, &e);
+    sal_status st = sal_backend_upload(bk(cx), dst, src, bytes, &e);
     return st ? dcopy_fail(cx, st, "copying in", bytes, &e) : SAL_OK;
 }
 sal_status sal_dget(sal_method_ctx *cx, void *dst, const void *src, size_t bytes) {
     sal_error e = {0};
-    sal_status st = bk(cx)->ops->download(bk(cx), dst, src, bytes, &e);
+    sal_status st = sal_backend_download(bk(cx), dst, src, bytes, &e);
     return st ? dcopy_fail(cx, st, "copying out", bytes, &e) : SAL_OK;
 }
 sal_status sal_dzero(sal_method_ctx *cx, void *dst, size_t bytes) {
@@ -440,7 +440,7 @@ static sal_status grad_launched(void *ctx, int first, int nb) {
     int nbn = g->n - next < cx->batch ? g->n - next : cx->batch;
     int slot = 1 - g->read_slot;
     sal_backend *b = sal_session_backend(cx->s);
-    sal_status st = b->ops->upload_async(b, g->stage[slot], g->x + (int64_t)next * cx->per,
+    sal_status st = sal_backend_upload_async(b, g->stage[slot], g->x + (int64_t)next * cx->per,
                                          sizeof(float) * (size_t)nbn * (size_t)cx->per, serr(cx));
     if (st) return st;
     g->staged_first = next;

@@ -31,7 +31,7 @@ static sal_status rprim(rctx *r, int fn, int64_t count, const sal_mp_args *a) {
 
 static sal_status rcopy(rctx *r, int up, void *dst, const void *src, size_t bytes) {
     sal_error e = {0};
-    sal_status st = up ? r->b->ops->upload(r->b, dst, src, bytes, &e) : r->b->ops->download(r->b, dst, src, bytes, &e);
+    sal_status st = up ? sal_backend_upload(r->b, dst, src, bytes, &e) : sal_backend_download(r->b, dst, src, bytes, &e);
     return st ? sal_fail(r->err, st, "render: copying %zu bytes %s the %s backend: %s", bytes, up ? "to" : "from",
                          r->b->ops->name, e.msg[0] ? e.msg : sal_status_str(st)) : SAL_OK;
 }

@@ -97,19 +97,10 @@ static void cpu_copy_or_zero(const sal_backend *b, void *dst, const void *src, s
     }
 }
 
-static sal_status cpu_copy(sal_backend *b, void *dst, const void *src, size_t bytes) {
+static sal_status cpu_copy(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
+    (void)err;
     cpu_copy_or_zero(b, dst, src, bytes);
     return SAL_OK;
-}
-static sal_status cpu_upload(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
-    (void)err;
-    b->bytes_up += bytes;
-    return cpu_copy(b, dst, src, bytes);
-}
-static sal_status cpu_download(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
-    (void)err;
-    b->bytes_down += bytes;
-    return cpu_copy(b, dst, src, bytes);
 }
 static sal_status cpu_zero(sal_backend *b, void *dst, size_t bytes, sal_error *err) {
     (void)err;
@@ -215,15 +206,12 @@ static sal_status cpu_sort(sal_backend *b, float *data, int64_t n, void *scratch
     return SAL_OK;
 }
 
-static sal_status cpu_upload_async(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
-    (void)err;
-    return cpu_upload(b, dst, src, bytes, err);
-}
+/* host memory: every copy is over on return (upload, download, and the "asynchronous" upload) */
 static sal_status cpu_wait_uploads(sal_backend *b, sal_error *err) { (void)b; (void)err; return SAL_OK; }
 
 static const sal_backend_ops cpu_ops = {
-    "cpu", cpu_destroy, cpu_supports, cpu_alloc, cpu_release, cpu_upload, cpu_download, cpu_zero,
-    cpu_fwd, cpu_bwd, cpu_sync, cpu_mem_info, 16, cpu_peak_gflops, cpu_prim, cpu_sort_scratch, cpu_sort, cpu_upload_async, cpu_wait_uploads,
+    "cpu", cpu_destroy, cpu_supports, cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero,
+    cpu_fwd, cpu_bwd, cpu_sync, cpu_mem_info, 16, cpu_peak_gflops, cpu_prim, cpu_sort_scratch, cpu_sort, cpu_copy, cpu_wait_uploads,
 };
 
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err) {

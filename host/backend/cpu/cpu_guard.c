@@ -78,11 +78,9 @@ static void g_release(sal_backend *b, void *p) {
     } while (0)
 
 static sal_status g_upload(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
-    b->bytes_up += bytes;
     GUARDED(gd(b)->cpu->ops->upload(gd(b)->cpu, dst, src, bytes, err));
 }
 static sal_status g_download(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
-    b->bytes_down += bytes;
     GUARDED(gd(b)->cpu->ops->download(gd(b)->cpu, dst, src, bytes, err));
 }
 static sal_status g_zero(sal_backend *b, void *dst, size_t bytes, sal_error *err) {
@@ -110,7 +108,6 @@ static sal_status g_sort(sal_backend *b, float *data, int64_t n, void *scratch, 
 }
 
 static sal_status g_upload_async(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
-    b->bytes_up += bytes;
     GUARDED(gd(b)->cpu->ops->upload_async(gd(b)->cpu, dst, src, bytes, err));
 }
 static sal_status g_wait_uploads(sal_backend *b, sal_error *err) { return gd(b)->cpu->ops->wait_uploads(gd(b)->cpu, err); }

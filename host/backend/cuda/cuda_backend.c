@@ -143,12 +143,10 @@ static sal_status cu_copy(sal_backend *b, void *dst, const void *src, size_t byt
 }
 
 static sal_status cu_upload(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
-    b->bytes_up += bytes;
     return cu_copy(b, dst, src, bytes, cudaMemcpyHostToDevice, "uploading", err);
 }
 
 static sal_status cu_download(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
-    b->bytes_down += bytes;
     return cu_copy(b, dst, src, bytes, cudaMemcpyDeviceToHost, "downloading", err);
 }
 
@@ -175,7 +173,6 @@ static sal_status ensure_copy_stream(cu_impl *u, sal_error *err) {
 
 static sal_status cu_upload_async(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err) {
     cu_impl *u = impl_of(b);
-    b->bytes_up += bytes;
     CU_TRY("uploading", cudaSetDevice(u->device));
     sal_status st = ensure_copy_stream(u, err);
     if (st) return st;
