@@ -57,7 +57,7 @@ typedef struct sal_mp_args {
 /* The function list: X(name) for each, in enum order (SAL_MP_<name>). */
 #define SAL_MP_FUNCS(X) X(copy) X(ig_path) X(pair) X(wsum) X(ig_final) X(noise) X(moments_final) \
     X(mul) X(occ_batch) X(occ_acc) X(occ_final) X(cam_weights) X(cam_sum) X(rise_grid) X(rise_mask) \
-    X(cam_up_ac) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch) \
+    X(cam_up_ac) X(cam_nearest_mul) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch) \
     X(reduce) X(sort_keys) X(percentile) X(clip) X(range_part) X(range_join) X(normalize) X(heatmap) \
     X(overlay)
 
@@ -247,6 +247,16 @@ SAL_HD void sal_mp_cam_up_ac(int64_t i, const sal_mp_args *a) {
     int lh = a->mode, lw = (int)(a->lhw / lh);
     int y = (int)(p / a->w), x = (int)(p - (int64_t)y * a->w);
     a->out[i] = sal_bilinear_ac(a->in + (a->k0 + k) * a->lhw, lh, lw, a->h, a->w, y, x);
+}
+
+/* count nb*per. out = in (the gradients of images k0 + k) times their CAM, nearest-upsampled:
+ * in2 (n, lh, lw) with lh = mode, lw = lhw / lh, source pixel (y * lh / H, x * lw / W) (Captum's
+ * GuidedGradCam). */
+SAL_HD void sal_mp_cam_nearest_mul(int64_t i, const sal_mp_args *a) {
+    int64_t k = i / a->per, p = (i - k * a->per) % a->hw;
+    int lh = a->mode, lw = (int)(a->lhw / lh);
+    int y = (int)(p / a->w), x = (int)(p - (int64_t)y * a->w);
+    a->out[i] = a->in[i] * a->in2[(a->k0 + k) * a->lhw + (int64_t)(y * lh / a->h) * lw + x * lw / a->w];
 }
 
 /* count nb*per: item k: the image times mask (k0 - kb + k) of `in` (masks (NB, H,W) starting at

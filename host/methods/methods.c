@@ -407,7 +407,7 @@ typedef struct grad_io {
     const float *x;   /* host images of this call (item 0 first) */
     int n;            /* how many */
     float *attr;      /* host attributions, same indexing */
-    float *dtmp;      /* backend (batch, C,H,W) for the products, Input x Gradient only */
+    float *dtmp;      /* backend (batch, C,H,W) for the products: Input x Gradient, Guided Grad-CAM */
     float *stage[2];  /* backend (batch, C,H,W) each, NULL with a single batch */
     int staged_first, staged_nb, staged_slot;   /* what is on its way (staged_nb 0: nothing) */
     int read_slot;    /* the slot the current pass copied from */
@@ -454,12 +454,15 @@ static sal_status grad_take(void *ctx, const float *grad, const float *din, int 
     int64_t n = (int64_t)nb * g->cx->per;
     float *dst = g->attr + (int64_t)first * g->cx->per;
     if (!grad) { memset(dst, 0, sizeof(float) * (size_t)n); return SAL_OK; }
-    if (g->dtmp) {
+    if (g->dtmp) {   /* times the input, or the image's CAM */
         sal_mp_args a = sal_mp_base(g->cx);
         a.in = grad;
-        a.in2 = din;
+        a.in2 = g->cx->cam ? g->cx->cam : din;
         a.out = g->dtmp;
-        sal_status st = sal_mp(g->cx, SAL_MP_mul, n, &a);
+        a.k0 = first;
+        a.mode = g->cx->cam_lh;
+        a.lhw = g->cx->cam_lhw;
+        sal_status st = sal_mp(g->cx, g->cx->cam ? SAL_MP_cam_nearest_mul : SAL_MP_mul, n, &a);
         if (st) return st;
         grad = g->dtmp;
     }
@@ -483,7 +486,8 @@ static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, co
     case SAL_M_INPUTXGRAD:
     case SAL_M_GUIDED: {
         grad_io g = {cx, x, n, out->attr, NULL, {NULL, NULL}, 0, 0, 0, 1};
-        if (o->method == SAL_M_INPUTXGRAD && !(g.dtmp = sal_dalloc(cx, pbytes * (size_t)cx->batch))) return SAL_ERR_NOMEM;
+        if ((o->method == SAL_M_INPUTXGRAD || cx->cam) && !(g.dtmp = sal_dalloc(cx, pbytes * (size_t)cx->batch)))
+            return SAL_ERR_NOMEM;
         if (n > cx->batch) {
             g.stage[0] = sal_dalloc(cx, pbytes * (size_t)cx->batch);
             g.stage[1] = g.stage[0] ? sal_dalloc(cx, pbytes * (size_t)cx->batch) : NULL;
@@ -1047,21 +1051,21 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
         sal_maps cam = {0};
         cam.scores = calloc((size_t)n, sizeof(float));
         st = cam.scores ? explain_cam(&cx, m, x, n, out->targets, &cam) : SAL_ERR_NOMEM;
+        /* Captum's GuidedGradCam: the guided backprop gradients times the ReLU'd Grad-CAM layer
+         * maps, nearest-upsampled, on the backend as each batch's gradients are taken */
         o2.method = SAL_M_GUIDED;
-        if (!st) st = explain_gradient(&cx, x, n, out->targets, out);
+        float *dcam = NULL;
         if (!st) {
-            /* Captum's GuidedGradCam: the ReLU'd Grad-CAM layer map, nearest-upsampled (source
-             * pixel floor(y * lh / H)), times the guided backprop attribution */
-            int64_t hw = (int64_t)cx.h * cx.w, lh = cam.dims[0], lw = cam.dims[1];
-            for (int i = 0; i < n; i++)
-                for (int c = 0; c < cx.c; c++)
-                    for (int y = 0; y < cx.h; y++)
-                        for (int xx = 0; xx < cx.w; xx++) {
-                            float v = cam.attr[i * lh * lw + (y * lh / cx.h) * lw + (xx * lw / cx.w)];
-                            out->attr[i * cx.per + c * hw + (int64_t)y * cx.w + xx] *= v;
-                        }
-            snprintf(out->layer, sizeof out->layer, "%s", cam.layer);
+            cx.cam_lh = (int)cam.dims[0];
+            cx.cam_lhw = cam.dims[0] * cam.dims[1];
+            const size_t bytes = sizeof(float) * (size_t)n * (size_t)cx.cam_lhw;
+            st = (dcam = sal_dalloc(&cx, bytes)) ? sal_dput(&cx, dcam, cam.attr, bytes) : SAL_ERR_NOMEM;
         }
+        cx.cam = dcam;
+        if (!st) st = explain_gradient(&cx, x, n, out->targets, out);
+        cx.cam = NULL;
+        sal_dfree(&cx, dcam);
+        if (!st) snprintf(out->layer, sizeof out->layer, "%s", cam.layer);
         sal_maps_free(&cam);
     } else if (o->method == SAL_M_RISE) st = sal_explain_rise(&cx, x, n, out->targets, out);
     else if (o->method == SAL_M_GRADSHAP) st = sal_explain_gradshap(&cx, x, n, out->targets, out);

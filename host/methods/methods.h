@@ -16,6 +16,12 @@ typedef struct sal_method_ctx {
     int c, h, w, k;      /* input channels and size, number of classes */
     int64_t per;         /* c*h*w */
     int batch;           /* internal batch */
+    /* Guided Grad-CAM: the ReLU'd Grad-CAM maps of the call's images (n, cam_lh, cam_lhw / cam_lh)
+     * in the backend's memory, multiplied (nearest-upsampled) into the guided gradients; NULL
+     * otherwise */
+    const float *cam;
+    int cam_lh;
+    int64_t cam_lhw;
 } sal_method_ctx;
 
 /* The session's backend and plans on batches held in its memory (host/engine/session.c).
