@@ -308,9 +308,8 @@ sal_status sal_session_value_shape(sal_session *s, const char *layer, int *ndim,
 static sal_status forward_once(sal_session *s, const float *x, int n, int h, int w, float *logits) {
     if (!s) return SAL_ERR_INVALID_ARG;
     if (!x || !logits) return sfail(s, SAL_ERR_INVALID_ARG, "sal_forward: NULL input or output");
-    /* a gradient plan also serves forward passes of the same shape */
-    int mode = s->mode == SAL_PLAN_GRAD && s->n == n ? SAL_PLAN_GRAD : SAL_PLAN_FORWARD;
-    sal_status st = plan(s, n, h, w, mode, mode == SAL_PLAN_GRAD ? s->capture : -1);
+    float *din;
+    sal_status st = sal_session_dev_plan(s, n, h, w, 0, -1, &din);
     if (st) return st;
     const float *ins[1] = {x};
     st = sal_engine_forward(s->e, ins, &s->err);
@@ -386,8 +385,6 @@ sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Passes on batches held in the backend's memory (host/methods: declared in methods.h)             */
-
-#include "methods/methods.h"
 
 sal_backend *sal_session_backend(sal_session *s) { return s->b; }
 
