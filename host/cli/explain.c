@@ -230,22 +230,21 @@ static int ensure_dir(const char *dir, char *created, size_t len) {
     return 0;
 }
 
-/* How one attribution is post-processed: which array (and channels) goes in, and sal_render's
- * options (the field's defaults: gradient maps abs-max and clipped at the 99th percentile; CAMs
+/* How one image's attribution (mp: a one-image view) is post-processed: which array (and
+ * channels) goes in, and sal_render's options (the field's defaults: gradient maps abs-max and clipped at the 99th percentile; CAMs
  * and occlusion unclipped; occlusion and signed reductions are signed maps). */
-static void render_plan(const xopts *xo, sal_method m, const sal_maps *mp, int i, int mh, int mw,
-                        const float **src, int *c, sal_render_opts *ro) {
+static void render_plan(const xopts *xo, sal_method m, const sal_maps *mp, const float **src, int *c,
+                        sal_render_opts *ro) {
     int is_cam = sal_method_is_cam(m);
-    int64_t hw = (int64_t)mh * mw;
     memset(ro, 0, sizeof *ro);
     ro->reduce = SAL_REDUCE_ABS_MAX;
     if (is_cam) {
-        *src = mp->upsampled + (size_t)i * hw;
+        *src = mp->upsampled;
         *c = 1;
         ro->signed_map = !xo->base.cam_relu;
     } else {
         *c = (int)mp->dims[0];
-        *src = mp->attr + (size_t)i * *c * hw;
+        *src = mp->attr;
         sal_reduce r = xo->have_reduce ? xo->reduce : SAL_REDUCE_ABS_MAX;
         if (m == SAL_M_OCCLUSION && !xo->have_reduce) {
             *c = 1;   /* every channel holds the same drop */
@@ -349,12 +348,10 @@ typedef struct pending {
     const img_ctx *ic;
     sal_method m;
     int r;                 /* rank among the image's targets */
-    const int *targets;    /* (tk) the image's targets */
     sal_maps maps;         /* a view of the image's maps */
     double secs;
     uint8_t *rgb;          /* (orig h, orig w, 3) overlay; NULL for .npy inputs */
     uint8_t *heat;         /* (h, w, 3) bare heatmap, or NULL */
-    int hw_w, hw_h;        /* the heatmap's size (the model's input) */
     int ok;                /* rendered, and every file so far written */
     char err[4400];        /* write_map_pngs's failure, printed by finish_map */
 } pending;
@@ -373,9 +370,7 @@ static void render_map(const xopts *xo, const cli_model *cm, pending *pd, float 
     const float *src;
     sal_render_opts ro;
     sal_error err = {0};
-    render_plan(xo, pd->m, &pd->maps, 0, cm->h, cm->w, &src, &nc, &ro);
-    pd->hw_w = cm->w;
-    pd->hw_h = cm->h;
+    render_plan(xo, pd->m, &pd->maps, &src, &nc, &ro);
     pd->ok = 1;
     if (xo->heatmap || ic->is_npy) pd->heat = malloc((size_t)cm->w * cm->h * 3);
     if (!ic->is_npy) pd->rgb = malloc((size_t)ic->orig.w * ic->orig.h * 3);
@@ -390,7 +385,7 @@ static void render_map(const xopts *xo, const cli_model *cm, pending *pd, float 
 }
 
 /* The overlay and the bare heatmap (.npy inputs: the heatmap alone, as <stem>.<method>.png). */
-static void write_map_pngs(const xopts *xo, pending *pd) {
+static void write_map_pngs(const xopts *xo, const cli_model *cm, pending *pd) {
     char path[4200];
     sal_error err = {0};
     if (!pd->ok) return;
@@ -400,7 +395,7 @@ static void write_map_pngs(const xopts *xo, pending *pd) {
     }
     if (pd->heat) {
         map_path(path, sizeof path, xo, pd, pd->ic->is_npy ? ".png" : ".heatmap.png");
-        if (sal_png_write_rgb(path, pd->hw_w, pd->hw_h, pd->heat, &err)) goto failed;
+        if (sal_png_write_rgb(path, cm->w, cm->h, pd->heat, &err)) goto failed;
     }
     return;
 failed:
@@ -415,7 +410,7 @@ static int finish_map(const xopts *xo, const cli_common *c, const cli_model *cm,
     sal_error err = {0};
     const img_ctx *ic = pd->ic;
     const sal_maps *mp = &pd->maps;
-    const int r = pd->r, *targets = pd->targets;
+    const int r = pd->r, target = mp->targets[0];
     const sal_method m = pd->m;
     if (pd->err[0]) cli_error("%s", pd->err);
     if (pd->ok && xo->raw) {
@@ -424,8 +419,8 @@ static int finish_map(const xopts *xo, const cli_common *c, const cli_model *cm,
     }
     const double secs = pd->secs;
     double prob = exp(ic->logits[ic->pred] - ic->mx) / ic->zsum;
-    const char *tl = cli_label(cm, targets[r]), *pl = cli_label(cm, ic->pred);
-    fprintf(csv, "\"%s\",%s,%d,\"%s\",%d,%d,\"%s\",%.6g,%.7g,", ic->in, sal_method_name(m), targets[r], tl, r + 1,
+    const char *tl = cli_label(cm, target), *pl = cli_label(cm, ic->pred);
+    fprintf(csv, "\"%s\",%s,%d,\"%s\",%d,%d,\"%s\",%.6g,%.7g,", ic->in, sal_method_name(m), target, tl, r + 1,
             ic->pred, pl, prob, mp->scores[0]);
     if (mp->completeness) fprintf(csv, "%.6g", mp->completeness[0]);
     fprintf(csv, ",%.4f,\"%s\"\n", secs, ic->stem);
@@ -433,7 +428,7 @@ static int finish_map(const xopts *xo, const cli_common *c, const cli_model *cm,
     cli_json_string(jsonl, ic->in);
     fprintf(jsonl, ", \"stem\": ");
     cli_json_string(jsonl, ic->stem);
-    fprintf(jsonl, ", \"method\": \"%s\", \"target\": %d, \"target_label\": ", sal_method_name(m), targets[r]);
+    fprintf(jsonl, ", \"method\": \"%s\", \"target\": %d, \"target_label\": ", sal_method_name(m), target);
     cli_json_string(jsonl, tl);
     fprintf(jsonl, ", \"rank\": %d, \"predicted\": %d, \"predicted_label\": ", r + 1, ic->pred);
     cli_json_string(jsonl, pl);
@@ -446,7 +441,7 @@ static int finish_map(const xopts *xo, const cli_common *c, const cli_model *cm,
         cli_json_string(stdout, ic->in);
         printf(", \"stem\": ");
         cli_json_string(stdout, ic->stem);
-        printf(", \"method\": \"%s\", \"target\": %d, \"score\": %.7g, \"logits\": [", sal_method_name(m), targets[r], mp->scores[0]);
+        printf(", \"method\": \"%s\", \"target\": %d, \"score\": %.7g, \"logits\": [", sal_method_name(m), target, mp->scores[0]);
         for (int j = 0; j < K; j++) printf("%s%.7g", j ? ", " : "", ic->logits[j]);
         printf("]}\n");
     }
@@ -617,14 +612,13 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
                 pd->ic = &ic[j];
                 pd->m = xo->methods[k / tk];
                 pd->r = k % tk;
-                pd->targets = targets + (size_t)j * tk;
                 pd->maps = maps_of_image(&held[k], j, hw);
                 pd->secs = held_secs[k];
                 render_map(xo, cm, pd, map);
                 bytes += (size_t)ic[j].orig.w * ic[j].orig.h * 3 + (size_t)hw * 3;
             }
 #pragma omp parallel for schedule(dynamic) num_threads(io_threads)
-            for (int q = 0; q < np; q++) write_map_pngs(xo, &pend[q]);
+            for (int q = 0; q < np; q++) write_map_pngs(xo, cm, &pend[q]);
             for (int q = 0; q < np; q++) {
                 if (finish_map(xo, c, cm, &pend[q], K, csv.f, jsonl.f)) failed++;
                 else {
