@@ -313,13 +313,13 @@ static int sv_push(strvec *sv, const char *s) {
     return 0;
 }
 
+/* The file names a folder stands for (case aside). */
+static const char *const input_ext[] = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".npy"};
+#define N_INPUT_EXT (sizeof input_ext / sizeof *input_ext)
+
 static int is_input_name(const char *name) {
-    static const char *ext[] = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".npy"};
-    size_t n = strlen(name);
-    for (size_t k = 0; k < sizeof ext / sizeof *ext; k++) {
-        size_t e = strlen(ext[k]);
-        if (n > e && !strcasecmp(name + n - e, ext[k])) return 1;
-    }
+    for (size_t k = 0; k < N_INPUT_EXT; k++)
+        if (strlen(name) > strlen(input_ext[k]) && ends_with(name, input_ext[k])) return 1;
     return 0;
 }
 
@@ -358,9 +358,39 @@ static int seen_before(walk *w, dir_id id) {
     return 0;
 }
 
-/* The input files under dir (a folder not seen before, depth folders below its argument); -1 out
- * of memory. A folder that cannot be read or lies below WALK_MAX_DEPTH is reported and skipped
- * (w->bad counts it); a folder reached again through a link is not listed twice (a note). */
+static int walk_dir(walk *w, const char *dir, int depth);
+
+/* Folder `dir` (identity id, depth folders below its argument) unless it is the output folder
+ * (left out), was listed already (a note: through a link, or given twice) or lies too deep
+ * (reported). -1 out of memory. */
+static int visit_dir(walk *w, const char *dir, dir_id id, int depth) {
+    if (w->has_skip && id.dev == w->skip.dev && id.ino == w->skip.ino) return 0;
+    int again = seen_before(w, id);
+    if (again) {
+        if (again > 0) fprintf(stderr, "salient: note: %s: not listed again: the same folder as one listed before\n", dir);
+        return again < 0 ? -1 : 0;
+    }
+    if (depth > WALK_MAX_DEPTH) {
+        cli_error("%s: skipped: more than %d folders deep", dir, WALK_MAX_DEPTH);
+        w->bad++;
+        return 0;
+    }
+    return walk_dir(w, dir, depth);
+}
+
+/* A sub-folder met in a listing: its path and identity (from the one stat). */
+typedef struct sub_dir {
+    char *path;
+    dir_id id;
+} sub_dir;
+
+static int cmp_sub(const void *a, const void *b) {
+    return strcmp(((const sub_dir *)a)->path, ((const sub_dir *)b)->path);
+}
+
+/* The input files under dir, then its sub-folders' in name order (visit_dir: a folder reached
+ * again through a link keeps the path met first); -1 out of memory. A folder that cannot be read
+ * is reported and skipped (w->bad counts it). */
 static int walk_dir(walk *w, const char *dir, int depth) {
     DIR *d = opendir(dir);
     if (!d) {
@@ -368,8 +398,9 @@ static int walk_dir(walk *w, const char *dir, int depth) {
         w->bad++;
         return 0;
     }
-    strvec files = {0}, dirs = {0};
-    int rc = 0;
+    strvec files = {0};
+    sub_dir *dirs = NULL;
+    int rc = 0, n_dirs = 0, cap_dirs = 0;
     for (;;) {
         errno = 0;
         struct dirent *e = readdir(d);
@@ -388,31 +419,26 @@ static int walk_dir(walk *w, const char *dir, int depth) {
         struct stat st;
         if (!stat(path, &st)) {
             if (S_ISREG(st.st_mode) && is_input_name(e->d_name)) rc = sv_push(&files, path);
-            else if (S_ISDIR(st.st_mode)) rc = sv_push(&dirs, path);
+            else if (S_ISDIR(st.st_mode)) {
+                sub_dir *v = n_dirs < cap_dirs ? dirs : realloc(dirs, sizeof(sub_dir) * (size_t)(cap_dirs = cap_dirs ? 2 * cap_dirs : 16));
+                if (!v) rc = -1;
+                else {
+                    dirs = v;
+                    dirs[n_dirs++] = (sub_dir){path, {st.st_dev, st.st_ino}};
+                    path = NULL;   /* kept */
+                }
+            }
         }
         free(path);
         if (rc) break;
     }
     closedir(d);
     for (int i = 0; !rc && i < files.n; i++) rc = sv_push(w->sv, files.v[i]);
-    for (int i = 0; !rc && i < dirs.n; i++) {
-        struct stat st;
-        if (stat(dirs.v[i], &st)) continue;
-        dir_id id = {st.st_dev, st.st_ino};
-        if (w->has_skip && id.dev == w->skip.dev && id.ino == w->skip.ino) continue;   /* the output */
-        int again = seen_before(w, id);
-        if (again < 0) rc = -1;
-        else if (again)   /* its files are listed already */
-            fprintf(stderr, "salient: note: %s: not listed again: the same folder as one listed before\n", dirs.v[i]);
-        else if (depth + 1 > WALK_MAX_DEPTH) {
-            cli_error("%s: skipped: more than %d folders deep", dirs.v[i], WALK_MAX_DEPTH);
-            w->bad++;
-        } else {
-            rc = walk_dir(w, dirs.v[i], depth + 1);
-        }
-    }
+    if (n_dirs) qsort(dirs, (size_t)n_dirs, sizeof *dirs, cmp_sub);
+    for (int i = 0; !rc && i < n_dirs; i++) rc = visit_dir(w, dirs[i].path, dirs[i].id, depth + 1);
+    for (int i = 0; i < n_dirs; i++) free(dirs[i].path);
+    free(dirs);
     cli_free_inputs(files.v, files.n);
-    cli_free_inputs(dirs.v, dirs.n);
     return rc;
 }
 
@@ -439,18 +465,16 @@ int cli_expand_inputs(char *const *args, int n, const char *skip, char ***out, i
             free(w.seen);
             return -2;
         }
-        int again = seen_before(&w, id);
-        if (again < 0) goto nomem;
-        if (again) {
-            fprintf(stderr, "salient: note: %s: not listed again: the same folder as one listed before\n", args[i]);
-            continue;
-        }
-        int before = sv.n, bad = w.bad;
-        if (walk_dir(&w, args[i], 0)) goto nomem;
+        int before = sv.n, bad = w.bad, listed = w.n_seen;
+        if (visit_dir(&w, args[i], id, 0)) goto nomem;
+        if (w.n_seen == listed) continue;   /* given before: noted */
         /* in path order, as `sort` lists them */
         qsort(sv.v + before, (size_t)(sv.n - before), sizeof(char *), cmp_str);
         if (sv.n == before && w.bad == bad) {
-            cli_error("%s: a folder with no images (.png .jpg .jpeg .bmp .pgm .ppm .pnm) or .npy files in it", args[i]);
+            char exts[128] = "";
+            for (size_t k = 0; k < N_INPUT_EXT; k++)
+                snprintf(exts + strlen(exts), sizeof exts - strlen(exts), "%s%s", k ? " " : "", input_ext[k]);
+            cli_error("%s: a folder with no images or .npy files (%s) in it", args[i], exts);
             w.bad++;
         }
     }
