@@ -280,6 +280,8 @@ typedef struct sal_maps {
 } sal_maps;
 
 void sal_maps_free(sal_maps *m);   /* frees the arrays, not the struct */
+/* Floats of one image's raw attribution: the product of dims over ndim (attr holds n of them). */
+int64_t sal_maps_per_image(const sal_maps *m);
 
 /* Explain n images x (n,C,h,w) for targets (NULL = top-1). */
 sal_status sal_explain(sal_session *s, const sal_explain_opts *o, const float *x, int n, int h,

@@ -307,7 +307,7 @@ static void explain_both(const char *model_path, const float *x, int n, int h, i
     cr_assert_eq(sal_explain(sc, &o, x, n, h, w, NULL, &a), SAL_OK, "%s: %s", sal_method_name(m), sal_session_error(sc));
     cr_assert_eq(sal_explain(sg, &o, x, n, h, w, NULL, &b), SAL_OK, "%s on cuda: %s", sal_method_name(m),
                  sal_session_error(sg));
-    int64_t per = a.ndim == 3 ? a.dims[0] * a.dims[1] * a.dims[2] : a.dims[0] * a.dims[1];
+    int64_t per = sal_maps_per_image(&a);
     for (int i = 0; i < n; i++) cr_expect_eq(a.targets[i], b.targets[i], "%s: image %d target", sal_method_name(m), i);
     double e = rel_diff(b.attr, a.attr, n * per);
     cr_expect_leq(e, tol, "%s: CUDA map differs from CPU by %.3g", sal_method_name(m), e);

@@ -79,7 +79,7 @@ Test(guarded, every_method_gives_the_plain_cpu_maps) {
             cr_assert_eq(sal_explain(plain, &o, input, 2, 0, 0, NULL, &a), SAL_OK, "%s", sal_session_error(plain));
             cr_assert_eq(sal_explain(guarded, &o, input, 2, 0, 0, NULL, &b), SAL_OK, "%s (guarded): %s",
                          sal_method_name((sal_method)m), sal_session_error(guarded));
-            int64_t n = a.ndim == 3 ? a.dims[0] * a.dims[1] * a.dims[2] : a.dims[0] * a.dims[1];
+            int64_t n = sal_maps_per_image(&a);
             double e = rel_diff(b.attr, a.attr, 2 * n);
             cr_expect_leq(e, 1e-6, "%s (prob %d): guarded map differs by %g", sal_method_name((sal_method)m), prob, e);
             for (int i = 0; i < 2; i++)
@@ -147,7 +147,7 @@ Test(guarded, efficientnet_lite0_gives_the_plain_cpu_maps) {
         cr_assert_eq(sal_explain(p, &o, x, 1, 224, 224, NULL, &a), SAL_OK, "%s", sal_session_error(p));
         cr_assert_eq(sal_explain(g, &o, x, 1, 224, 224, NULL, &c), SAL_OK, "%s (guarded): %s", sal_method_name(ms[i]),
                      sal_session_error(g));
-        int64_t n = a.ndim == 3 ? a.dims[0] * a.dims[1] * a.dims[2] : a.dims[0] * a.dims[1];
+        int64_t n = sal_maps_per_image(&a);
         double e = rel_diff(c.attr, a.attr, n);
         cr_expect_leq(e, 1e-6, "%s: guarded map differs by %g", sal_method_name(ms[i]), e);
         sal_maps_free(&a);

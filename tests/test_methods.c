@@ -70,7 +70,7 @@ static float *fixture(const char *name, int64_t expect_n) {
 static void check(sal_explain_opts o, const char *ref, const char *ref_final, double tol) {
     sal_maps m;
     cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, targets, &m), SAL_OK, "%s", sal_session_error(sess));
-    int64_t per = m.ndim == 3 ? m.dims[0] * m.dims[1] * m.dims[2] : m.dims[0] * m.dims[1];
+    int64_t per = sal_maps_per_image(&m);
     float *want = fixture(ref, 2 * per);
     double e = rel_err(m.attr, want, 2 * per);
     cr_expect_lt(e, tol, "%s (%s): max error %.3g of the map's max (tolerance %.1g)",
@@ -376,7 +376,7 @@ Test(methods, repeated_calls_give_the_same_maps) {
         sal_maps a, b;
         cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, targets, &a), SAL_OK, "%s", sal_session_error(sess));
         cr_assert_eq(sal_explain(sess, &o, input, 2, 0, 0, targets, &b), SAL_OK, "%s", sal_session_error(sess));
-        int64_t n = a.ndim == 3 ? a.dims[0] * a.dims[1] * a.dims[2] : a.dims[0] * a.dims[1];
+        int64_t n = sal_maps_per_image(&a);
         cr_expect_eq(memcmp(a.attr, b.attr, sizeof(float) * (size_t)(2 * n)), 0, "%s: the second call differs",
                      sal_method_name(ms[i]));
         sal_maps_free(&a);

@@ -318,7 +318,7 @@ static int check_methods(const xopts *xo, cli_model *cm) {
  * input's plane, the size of each CAM method's upsampled map. */
 static sal_maps maps_of_image(const sal_maps *m, int j, int64_t hw) {
     sal_maps v = *m;
-    const int64_t per = m->ndim == 3 ? m->dims[0] * m->dims[1] * m->dims[2] : m->dims[0] * m->dims[1];
+    const int64_t per = sal_maps_per_image(m);
     v.n = 1;
     v.attr = m->attr ? m->attr + j * per : NULL;
     v.upsampled = m->upsampled ? m->upsampled + j * hw : NULL;

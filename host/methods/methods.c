@@ -67,6 +67,12 @@ sal_explain_opts sal_explain_opts_default(sal_method m) {
     return o;
 }
 
+int64_t sal_maps_per_image(const sal_maps *m) {
+    int64_t per = 1;
+    for (int d = 0; d < m->ndim; d++) per *= m->dims[d];
+    return per;
+}
+
 void sal_maps_free(sal_maps *m) {
     if (!m) return;
     free(m->attr);
