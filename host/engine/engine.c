@@ -438,8 +438,7 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
         pv[v].runtime = 1;
         e->p->key[i] = *s;
     }
-    e->p->mode = mode;              /* plan_node reads these (fusion: not into the captured value) */
-    e->p->capture = capture_value;
+    e->p->capture = capture_value;   /* plan_node reads it (fusion: not into the captured value) */
     for (int i = 0; i < g->n_nodes && !st; i++) st = plan_node(e, i, err);
     if (st) { plan_clear(e); return st; }
     if (capture_value >= 0 && !pv[capture_value].runtime) {
