@@ -244,6 +244,9 @@ typedef struct sal_explain_opts {
     int occ_h, occ_w;           /* window, 15x15 */
     int occ_stride_h, occ_stride_w;  /* 8 */
     int occ_fill;               /* 0: zero in model-input space, 1: per-image mean, 2: blurred input */
+    int occ_full;               /* 1: recompute the whole network for every window; 0 (default):
+                                   incremental inference where the backend has it (the CPU), which
+                                   recomputes only each layer's patch that the window reaches */
     /* CAM family */
     const char *layer;          /* NULL: the last node with a 4-D output larger than 1x1 */
     int cam_relu;               /* 1: ReLU on the map (default) */

@@ -52,6 +52,11 @@ typedef struct sal_mp_args {
     int oh_, ow_, oc;
     float rect[4];
     float alpha;
+    /* incremental inference (patch_rows): per-item overlay origins or rectangles, per-item tile
+     * origins and their stride and offset, a tile's rows and columns, a patch's */
+    const int *geo, *geo2;
+    int gsy, gsx, gpy, gpx;
+    int th, tw, ph, pw;
 } sal_mp_args;
 
 /* The function list: X(name) for each, in enum order (SAL_MP_<name>). */
@@ -59,7 +64,7 @@ typedef struct sal_mp_args {
     X(mul) X(occ_batch) X(occ_acc) X(occ_final) X(cam_weights) X(cam_sum) X(rise_grid) X(rise_mask) \
     X(cam_up_ac) X(cam_nearest_mul) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch) \
     X(reduce) X(sort_keys) X(percentile) X(clip) X(range_part) X(range_join) X(normalize) X(heatmap) \
-    X(overlay)
+    X(overlay) X(patch_rows)
 
 /* count n. out = in. */
 SAL_HD void sal_mp_copy(int64_t i, const sal_mp_args *a) { a->out[i] = a->in[i]; }
@@ -398,6 +403,50 @@ SAL_HD void sal_mp_overlay(int64_t i, const sal_mp_args *a) {
     int Y = (int)(i / a->ow_), X = (int)(i - (int64_t)Y * a->ow_);
     sal_overlay_pixel(a->u8in, a->ow_, a->oc, a->in, a->h, a->w, a->rect, a->table, a->alpha, a->mode, X, Y,
                       a->u8out);
+}
+
+/* --- Incremental inference (host/engine/incremental.c) ------------------------------------------ */
+
+/* count nb*c*th: one row of a tile (nb, c, th, tw) cut from a layer's value for nb variants of
+ * one input; element i is (item k, channel, tile row ty). The value is its base activation x
+ * (c, h, w) (the unmodified input's) overlaid, for item k, by what changed. The tile's origin in
+ * the value's coordinates is (geo2[2k] * gsy - gpy, geo2[2k+1] * gsx - gpx) (a window layer's
+ * output patch origin times its stride minus its padding; geo2 NULL: (0, 0)). The overlay:
+ * mode 0 the item's patch `in` (nb, c, ph, pw) at origin (geo[2k], geo[2k+1]) (geo NULL: none);
+ * mode 1 the replacement image b (c, h, w) inside the rectangle geo + 4k = [y0, y1) x [x0, x1)
+ * (an occlusion window and its fill). Outside the value the tile holds f0 (the layer's padding:
+ * 0, or -inf before a max pool). A 2-D or flat value is (c = 1, h = 1, w = its elements).
+ * x, b or in, geo, geo2, gsy, gsx, gpy, gpx, c, h, w, th, tw, ph, pw, mode, f0, out. */
+SAL_HD void sal_mp_patch_rows(int64_t i, const sal_mp_args *a) {
+    int64_t crow = (int64_t)a->c * a->th;
+    int64_t k = i / crow, r = i - k * crow;
+    int ch = (int)(r / a->th), ty = (int)(r - (int64_t)ch * a->th);
+    int gy0 = a->geo2 ? a->geo2[2 * k] * a->gsy - a->gpy : 0;
+    int gx0 = a->geo2 ? a->geo2[2 * k + 1] * a->gsx - a->gpx : 0;
+    int oy0 = 0, ox0 = 0, oy1 = 0, ox1 = 0;   /* the overlay */
+    if (a->geo && a->mode) {
+        oy0 = a->geo[4 * k]; ox0 = a->geo[4 * k + 1]; oy1 = a->geo[4 * k + 2]; ox1 = a->geo[4 * k + 3];
+    } else if (a->geo) {
+        oy0 = a->geo[2 * k]; ox0 = a->geo[2 * k + 1]; oy1 = oy0 + a->ph; ox1 = ox0 + a->pw;
+    }
+    int gy = gy0 + ty;
+    float *o = a->out + i * a->tw;
+    if (gy < 0 || gy >= a->h) {
+        for (int tx = 0; tx < a->tw; tx++) o[tx] = a->f0;
+        return;
+    }
+    int ov_row = gy >= oy0 && gy < oy1;
+    const float *base = a->x + ((int64_t)ch * a->h + gy) * a->w;
+    const float *rep = a->mode ? a->b + ((int64_t)ch * a->h + gy) * a->w : 0;
+    const float *pat = a->mode || !ov_row ? 0 : a->in + ((k * a->c + ch) * a->ph + (gy - oy0)) * a->pw;
+    for (int tx = 0; tx < a->tw; tx++) {
+        int gx = gx0 + tx;
+        float v;
+        if (gx < 0 || gx >= a->w) v = a->f0;
+        else if (ov_row && gx >= ox0 && gx < ox1) v = a->mode ? rep[gx] : pat[gx - ox0];
+        else v = base[gx];
+        o[tx] = v;
+    }
 }
 
 #define SAL_MP_ENUM(name) SAL_MP_##name,

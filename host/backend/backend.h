@@ -49,6 +49,10 @@ struct sal_backend {
     int threads;
     int host_memory;   /* pointers are host memory: constants are used in place, not uploaded */
     int fuse_conv_act; /* its Conv kernels apply sal_conv_params.act (the engine may fuse) */
+    int incremental;   /* incremental inference (engine/incremental.h) is enabled on it: its Conv
+                          and pooling kernels take any tile shape the planner's infer accepts; 0
+                          (CUDA for now: its descriptor cache keys a Conv by node and input
+                          shape, not by the tile's padding) makes callers recompute whole passes */
     void *impl;
     /* bytes copied through sal_backend_upload / _upload_async and sal_backend_download (host
      * memory copies on the CPU): what crosses the bus on a GPU */

@@ -52,6 +52,7 @@ typedef struct plan {
     const sal_shape **out_shp;
     int max_io;
     unsigned long used;   /* for least-recently-used replacement */
+    unsigned long stamp;  /* sal_engine_run_stamp: set by each forward and each (re)plan */
 } plan;
 
 /* Methods alternate between a few shapes (one image forward, a batch of path points, the last
@@ -65,6 +66,7 @@ struct sal_engine {
     plan plans[SAL_PLAN_CACHE];
     plan *p;              /* the current plan */
     unsigned long tick;
+    unsigned long runs;   /* forward passes and plans so far (run stamps) */
     size_t mem_limit;     /* bytes one plan's memory may take, 0 = no limit */
     int *uses;            /* (n_values): how many node inputs read each value */
     double flops;         /* Conv/Gemm/MatMul FLOPs run so far, forward and backward */
@@ -455,7 +457,7 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
         int first = pv[v].producer_step < 0 ? 0 : pv[v].producer_step;
         if (first < pv[r].first) pv[r].first = first;
         if (first > pv[r].last) pv[r].last = first;
-        if (g->values[v].is_output || v == capture_value || mode == SAL_PLAN_GRAD) pv[r].last = end;
+        if (g->values[v].is_output || v == capture_value || mode != SAL_PLAN_FORWARD) pv[r].last = end;
     }
     for (int s = 0; s < e->p->n_steps; s++) {
         const sal_node *n = &g->nodes[e->p->steps[s].node];
@@ -548,6 +550,7 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
     e->p->planned = 1;
     e->p->mode = mode;
     e->p->capture = capture_value;
+    e->p->stamp = ++e->runs;
     return SAL_OK;
 }
 
@@ -621,6 +624,7 @@ const float *sal_engine_grad_dev(sal_engine *e, int value) {
 sal_status sal_engine_forward(sal_engine *e, const float *const *inputs, sal_error *err) {
     if (!e->p->planned) return sal_fail(err, SAL_ERR_INVALID_ARG, "engine: forward before plan");
     const sal_graph *g = e->g;
+    e->p->stamp = ++e->runs;   /* the activations change from here on, even if a step fails */
     for (int i = 0; inputs && i < g->n_inputs; i++) {
         int v = g->inputs[i];
         sal_error e2 = {0};
@@ -636,6 +640,7 @@ sal_status sal_engine_forward(sal_engine *e, const float *const *inputs, sal_err
         if (st) return st;
         e->flops += p->flops;
     }
+    e->p->stamp = ++e->runs;
     return SAL_OK;
 }
 
@@ -697,3 +702,31 @@ sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int
     }
     return SAL_OK;
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The plan's steps, for incremental inference (incremental.c)                                      */
+
+sal_backend *sal_engine_backend(const sal_engine *e) { return e->b; }
+const sal_graph *sal_engine_graph(const sal_engine *e) { return e->g; }
+
+int sal_engine_n_steps(const sal_engine *e) { return e->p && e->p->planned ? e->p->n_steps : 0; }
+
+int sal_engine_step(const sal_engine *e, int s, const void **params, int *alias, int *fused) {
+    const pnode *p = &e->p->steps[s];
+    *params = p->params;
+    *alias = p->alias;
+    *fused = p->fused;
+    return p->node;
+}
+
+const float *sal_engine_data_dev(sal_engine *e, int value) {
+    if (!e->p || !e->p->planned || value < 0 || value >= e->g->n_values) return NULL;
+    return act_ptr(e, value);
+}
+
+const sal_tensor *sal_engine_konst(const sal_engine *e, int value) {
+    if (!e->p || !e->p->planned || value < 0 || value >= e->g->n_values) return NULL;
+    return e->p->pv[value].konst;
+}
+
+unsigned long sal_engine_run_stamp(const sal_engine *e) { return e->p && e->p->planned ? e->p->stamp : 0; }

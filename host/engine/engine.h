@@ -12,7 +12,9 @@
 
 typedef struct sal_engine sal_engine;
 
-enum { SAL_PLAN_FORWARD = 0, SAL_PLAN_GRAD = 1 };
+/* FORWARD reuses activation memory; GRAD keeps every activation and adds gradients; KEEP keeps
+ * every activation without gradients (the base pass of incremental inference, incremental.h). */
+enum { SAL_PLAN_FORWARD = 0, SAL_PLAN_GRAD = 1, SAL_PLAN_KEEP = 2 };
 
 sal_status sal_engine_create(const sal_graph *g, sal_backend *b, sal_engine **out, sal_error *err);
 void sal_engine_free(sal_engine *e);
@@ -44,5 +46,24 @@ sal_status sal_engine_read(sal_engine *e, int value, float *host, sal_error *err
 sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int stop_at_capture,
                                sal_error *err);
 sal_status sal_engine_read_grad(sal_engine *e, int value, float *host, sal_error *err);
+
+/* The current plan's steps, for incremental inference (incremental.c), valid until the next plan:
+ * step s runs graph node sal_engine_step(e, s, ...) with the params its infer made (*params;
+ * NULL for a plan-folded constant); *alias: output 0 is input 0's memory and no kernel runs;
+ * *fused: that alias is a Relu/Clip running inside the Conv before it (that Conv's params carry
+ * act). Steps that plan-time folding evaluated are not in the list. */
+int sal_engine_n_steps(const sal_engine *e);
+sal_backend *sal_engine_backend(const sal_engine *e);
+const sal_graph *sal_engine_graph(const sal_engine *e);
+int sal_engine_step(const sal_engine *e, int s, const void **params, int *alias, int *fused);
+/* Backend memory of a value under the current plan: its activation, or a float constant's
+ * device copy; NULL for anything else. */
+const float *sal_engine_data_dev(sal_engine *e, int value);
+/* Host data of a value that is constant under the current plan (the graph's or plan-folded),
+ * NULL for a run-time value. */
+const sal_tensor *sal_engine_konst(const sal_engine *e, int value);
+/* A number that changes whenever the current plan's activations are rewritten (a forward pass,
+ * a replan): incremental inference checks with it that its base activations are still there. */
+unsigned long sal_engine_run_stamp(const sal_engine *e);
 
 #endif

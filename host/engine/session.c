@@ -387,6 +387,7 @@ sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,
 /* Passes on batches held in the backend's memory (host/methods: declared in methods.h)             */
 
 sal_backend *sal_session_backend(sal_session *s) { return s->b; }
+sal_engine *sal_session_engine(sal_session *s) { return s->e; }
 
 void *sal_session_scratch(sal_session *s, size_t bytes) {
     if (!bytes) bytes = 4;

@@ -35,6 +35,8 @@ typedef struct sal_method_ctx {
 sal_status sal_session_create_on(const sal_model *m, sal_backend *b, const sal_session_opts *o,
                                  sal_session **out, sal_error *err);
 sal_backend *sal_session_backend(sal_session *s);
+/* The session's engine (incremental inference plans and runs it directly: engine/incremental.h). */
+struct sal_engine *sal_session_engine(sal_session *s);
 sal_error *sal_session_err(sal_session *s);
 /* Buffers of the session backend's memory that the session keeps for reuse (not zeroed): get one
  * of at least `bytes` (NULL, with the session's error set, when there is none), put it back. */
