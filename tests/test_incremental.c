@@ -170,8 +170,8 @@ static sal_graph *zoo(int C) {
     op(&b, "Sigmoid", 1, si, sg);
     const char *mi[2] = {bn, sg};
     op(&b, "Mul", 2, mi, sw);
-    conv(&b, sw, dw, 6, 6, 3, 1, 2, 2, 6, 1);            /* depthwise, dilation 2 */
-    pool(&b, "MaxPool", dw, mp, 3, 2, 0, 1, 0);          /* ceil mode */
+    conv(&b, sw, dw, 6, 6, 3, 1, 2, 2, 6, 0);            /* depthwise, dilation 2, no Relu */
+    pool(&b, "MaxPool", dw, mp, 3, 2, 0, 1, 0);          /* ceil mode: windows over the edge */
     pool(&b, "AveragePool", mp, ap, 3, 1, 1, 0, 1);      /* padding counted */
     const char *ci[2] = {mp, ap};
     op(&b, "Concat", 2, ci, cat);
@@ -416,5 +416,43 @@ Test(incremental, occlusion_maps_equal_full_passes) {
     cr_assert_eq(sal_session_create_on(m, b, NULL, &s, &err), SAL_OK, "%s", err.msg);
     occlusion_maps_agree(s, "guarded cpu", 1);   /* slow: every backend call reprotects memory */
     sal_session_free(s);
+    sal_model_free(m);
+}
+
+/* The base activations are the engine's: a forward pass over another image on the same plan
+ * replaces them, and the next batch must be refused rather than computed on the wrong image. */
+Test(incremental, stale_base_and_misuse_are_refused) {
+    char path[1024];
+    sal_model *m = NULL;
+    sal_error err = {0};
+    cr_assert_eq(sal_model_load(tu_src_path("tests/fixtures/methods/tinycnn.onnx", path, sizeof path), &m, &err),
+                 SAL_OK, "%s", err.msg);
+    sal_backend *be = NULL;
+    sal_engine *e = NULL;
+    sal_inc *inc = NULL;
+    cr_assert_eq(sal_backend_cpu_create(2, &be, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_create(m->g, be, &e, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_inc_create(e, NULL, &inc, &err), SAL_OK, "%s", err.msg);
+    uint64_t rng = 5;
+    float *x = tu_rand_buf(3 * 32 * 32, &rng, -1, 1), *y = tu_rand_buf(3 * 32 * 32, &rng, -1, 1);
+    float out[10];
+    int rect[4] = {2, 2, 9, 9};
+    sal_shape s1 = {4, {1, 3, 32, 32}};
+    cr_expect_eq(sal_inc_forward(inc, 1, rect, y, out, &err), SAL_ERR_INVALID_ARG, "a batch before any base pass");
+    sal_shape s2 = {4, {2, 3, 32, 32}};
+    cr_expect_eq(sal_inc_base(inc, &s2, x, &err), SAL_ERR_INVALID_ARG, "a base of two images");
+    cr_assert_eq(sal_inc_base(inc, &s1, x, &err), SAL_OK, "%s", err.msg);
+    cr_expect_eq(sal_inc_forward(inc, 0, rect, y, out, &err), SAL_ERR_INVALID_ARG, "an empty batch");
+    cr_assert_eq(sal_inc_forward(inc, 1, rect, y, out, &err), SAL_OK, "%s", err.msg);
+    const float *ins[1] = {y};
+    cr_assert_eq(sal_engine_plan(e, &s1, SAL_PLAN_KEEP, -1, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_forward(e, ins, &err), SAL_OK, "%s", err.msg);
+    cr_expect_eq(sal_inc_forward(inc, 1, rect, y, out, &err), SAL_ERR_INTERNAL, "a base pass another image replaced");
+    cr_expect(strstr(err.msg, "replaced") != NULL, "the message says why: %s", err.msg);
+    free(x); free(y);
+    sal_inc_free(inc);
+    sal_inc_free(NULL);
+    sal_engine_free(e);
+    be->ops->destroy(be);
     sal_model_free(m);
 }
