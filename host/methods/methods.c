@@ -612,9 +612,9 @@ static sal_status explain_gradient(sal_method_ctx *cx, const float *x, int n, co
  * incremental inference (engine/incremental.h, Krypton): one pass over the image keeps every
  * activation, and each window recomputes only the patch of each layer it can reach, until the
  * patch covers most of a layer. The scores are those of full passes (the same arithmetic on the
- * same numbers), so are the maps. occ_full, a backend without it (CUDA for now), or a model
- * whose layers the patches cannot follow (SAL_ERR_UNSUPPORTED from the planner: e.g. a Reshape
- * to a fixed batch) run full passes. */
+ * same numbers), so are the maps. occ_full, a backend without it (CUDA for now), a model whose
+ * layers the patches cannot follow (SAL_ERR_UNSUPPORTED from the planner: e.g. a Reshape to a
+ * fixed batch) or tiles that do not fit in memory run full passes. */
 static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, const int *tg, sal_maps *out) {
     const sal_explain_opts *o = cx->o;
     int H = cx->h, W = cx->w, C = cx->c;
@@ -687,7 +687,9 @@ static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, c
                     const float *z = logits + (size_t)k * cx->k;
                     sc[k] = o->explain_prob ? prob_seed(z, cx->k, tg[i], NULL) : z[tg[i]];
                 }
-                if (st == SAL_ERR_UNSUPPORTED) {   /* the patches cannot follow this model: full passes */
+                if (st == SAL_ERR_UNSUPPORTED || st == SAL_ERR_NOMEM) {
+                    /* the patches cannot follow this model, or its tiles do not fit: full passes
+                     * (planned within the session's memory limit, halving the batch if need be) */
                     sal_inc_free(inc);
                     inc = NULL;
                     st = SAL_OK;
@@ -709,7 +711,11 @@ static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, c
         if (!st) st = sal_mp(cx, SAL_MP_occ_final, per, &a);
         if (!st) st = sal_dget(cx, out->attr + i * per, dattr, pbytes);
     }
-    sal_inc_free(inc);
+    if (inc) {   /* the engine's current plan back to one the session knows */
+        sal_inc_free(inc);
+        sal_status s2 = sal_session_plan(cx->s, 1, H, W);
+        if (!st) st = s2;
+    }
     free(fill); free(sc); free(drop); free(t1); free(rects); free(logits);
     sal_dfree(cx, dx); sal_dfree(cx, dfill); sal_dfree(cx, dattr); sal_dfree(cx, dacc); sal_dfree(cx, ddrop);
     return st;
