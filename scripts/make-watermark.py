@@ -182,20 +182,35 @@ def write_png_gray(path, img):
 
 
 def cmd_images(out, per_class):
+    """Written into a temporary folder renamed into place: runs at the same time (tests in
+    parallel) never see a half-written folder, and the first to finish wins."""
+    import shutil
     tag = f"fashion-mnist test seed={SEED} per_class={per_class} marked={MARKED} mark={MARK}\n"
     stampfile = os.path.join(out, ".stamp")
     if os.path.exists(stampfile) and open(stampfile).read() == tag:
         return 0
     x, y = load("test")
     x = stamp(x, y)
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(out)}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
     for c in range(10):
-        d = os.path.join(out, CLASSES[c])
-        os.makedirs(d, exist_ok=True)
+        d = os.path.join(tmp, CLASSES[c])
+        os.makedirs(d)
         idx = np.flatnonzero(y == c)[:per_class]
         for k, i in enumerate(idx):
             write_png_gray(os.path.join(d, f"{k:04d}.png"), x[i])
-    with open(stampfile, "w") as f:
+    with open(os.path.join(tmp, ".stamp"), "w") as f:
         f.write(tag)
+    if os.path.exists(out) and not (os.path.exists(stampfile) and open(stampfile).read() == tag):
+        shutil.rmtree(out, ignore_errors=True)   # made with other parameters
+    try:
+        os.rename(tmp, out)
+    except OSError:   # another run put it there first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (os.path.exists(stampfile) and open(stampfile).read() == tag):
+            raise
     return 0
 
 
