@@ -451,3 +451,28 @@ Test(audit, usage_errors) {
     free(err);
     remove_tree(tmp);
 }
+
+/* --mask: a mask that is exactly the bottom-left corner square at 28x28 (rows 24..27, columns
+ * 0..3, see region_elem.h) gives mass_mask == mass_bl on every row. */
+Test(audit, mask_column) {
+    char data[4096], tmp[256], out[4300], mpath[4300];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    snprintf(mpath, sizeof mpath, "%s/mask.png", tmp);
+    uint8_t rgb[28 * 28 * 3] = {0};
+    for (int y = 24; y < 28; y++)
+        for (int x = 0; x < 4; x++) rgb[(y * 28 + x) * 3] = 255;
+    sal_error e = {0};
+    cr_assert_eq(sal_png_write_rgb(mpath, 28, 28, rgb, &e), SAL_OK, "%s", e.msg);
+    char *err = NULL;
+    const char *a[] = {"audit", "-m", WM_MODEL, data, "-o", out, "-M", "saliency", "--mask", mpath, NULL};
+    cr_assert_eq(run(a, tmp, &err), 0, "%s", err);
+    free(err);
+    sqlite3 *db = open_db(out);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records WHERE mass_mask IS NOT NULL"), 80);
+    cr_expect(query_double(db, "SELECT MAX(ABS(mass_mask - mass_bl)) FROM records") < 1e-9);
+    cr_expect(query_double(db, "SELECT MAX(mass_mask) FROM records") > 0.01);
+    sqlite3_close(db);
+    remove_tree(tmp);
+}
