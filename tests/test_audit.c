@@ -476,3 +476,100 @@ Test(audit, mask_column) {
     sqlite3_close(db);
     remove_tree(tmp);
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Shards and merge                                                                                 */
+
+static void expect_same_file(const char *a, const char *b) {
+    char *x = slurp(a), *y = slurp(b);
+    cr_assert(x && y, "%s or %s missing", a, b);
+    cr_expect(!strcmp(x, y), "%s and %s differ", a, b);
+    free(x);
+    free(y);
+}
+
+/* The single run and the merge of the shards under sharded/: the same records, findings and
+ * mean maps. */
+static void expect_merge_equals_single(const char *single, const char *sharded, const char *tmp) {
+    char *err = NULL;
+    const char *am[] = {"audit", "-m", WM_MODEL, "--merge", sharded, NULL};
+    cr_assert_eq(run(am, tmp, &err), 0, "merge failed:\n%s", err);
+    free(err);
+    int total = 0;
+    for (int k = 0; k < 3; k++) {
+        char d[4400];
+        snprintf(d, sizeof d, "%s/shard-%d-of-3", sharded, k);
+        sqlite3 *db = open_db(d);
+        int nk = (int)query_double(db, "SELECT COUNT(DISTINCT file) FROM records");
+        cr_expect(nk > 0 && nk < 80, "shard %d holds %d of the 80 files", k, nk);
+        total += nk;
+        sqlite3_close(db);
+    }
+    cr_expect_eq(total, 80, "the shards hold %d files together, expected each of the 80 once", total);
+    expect_same_records(single, sharded);
+    char a[4400], b[4400];
+    const char *files[] = {"findings.json", "mean/gradcam.Shirt.npy", "mean/saliency.all.npy"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(a, sizeof a, "%s/%s", single, files[i]);
+        snprintf(b, sizeof b, "%s/%s", sharded, files[i]);
+        if (i == 0) expect_same_file(a, b);
+        else {   /* sums in another order: rounding only */
+            float *x = NULL, *y = NULL;
+            int nd;
+            int64_t dims[SAL_MAX_DIMS];
+            cr_assert_eq(sal_npy_read(a, &x, &nd, dims, NULL), SAL_OK, "%s", a);
+            cr_assert_eq(sal_npy_read(b, &y, &nd, dims, NULL), SAL_OK, "%s", b);
+            for (int p = 0; p < 28 * 28; p++) cr_expect(fabsf(x[p] - y[p]) <= 1e-6f, "%s[%d]: %g vs %g", files[i], p, x[p], y[p]);
+            free(x);
+            free(y);
+        }
+    }
+}
+
+Test(audit, three_shards_merged_equal_single_run) {
+    char data[4096], tmp[256], single[4300], sharded[4300];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(single, sizeof single, "%s/single", tmp);
+    snprintf(sharded, sizeof sharded, "%s/sharded", tmp);
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, data, "-o", single, NULL};
+    cr_assert_eq(run(a1, tmp, &err), 0, "%s", err);
+    free(err);
+    for (int k = 0; k < 3; k++) {
+        char shard[16];
+        snprintf(shard, sizeof shard, "%d/3", k);
+        const char *a2[] = {"audit", "-m", WM_MODEL, data, "-o", sharded, "--shard", shard, NULL};
+        cr_assert_eq(run(a2, tmp, &err), 0, "%s", err);
+        free(err);
+    }
+    expect_merge_equals_single(single, sharded, tmp);
+    remove_tree(tmp);
+}
+
+/* Open MPI's launcher: each rank reads its shard from OMPI_COMM_WORLD_RANK/SIZE. */
+Test(audit, mpirun_shards_merged_equal_single_run) {
+    if (access("/usr/bin/mpirun", X_OK)) cr_skip_test("mpirun not installed (Debian openmpi-bin)");
+    char data[4096], tmp[256], single[4300], sharded[4300];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(single, sizeof single, "%s/single", tmp);
+    snprintf(sharded, sizeof sharded, "%s/mpi", tmp);
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, data, "-o", single, NULL};
+    cr_assert_eq(run(a1, tmp, &err), 0, "%s", err);
+    free(err);
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/mpirun %s --oversubscribe -np 3 %s audit -m %s %s -o %s --threads 1 > %s/.mpi.log 2>&1",
+             geteuid() == 0 ? "--allow-run-as-root" : "", SALIENT, WM_MODEL, data, sharded, tmp);
+    int st = system(cmd);
+    char lp[4400];
+    snprintf(lp, sizeof lp, "%s/.mpi.log", tmp);
+    char *log = slurp(lp);
+    cr_assert_eq(st, 0, "%s failed:\n%s", cmd, log);
+    cr_expect(strstr(log, "shard 2 of 3 (Open MPI)"), "%s", log);
+    free(log);
+    expect_merge_equals_single(single, sharded, tmp);
+    remove_tree(tmp);
+}

@@ -41,7 +41,47 @@ static const char *audit_help =
     "  --area-ratio R       ... and at least R times the region's share of the pixels, the mass a\n"
     "                       uniform map puts there (default 2)\n"
     "  --layer NAME         the CAM methods' layer (default: the last 4-D layer)\n"
-    "  --resume             accepted for clarity: a rerun always resumes\n";
+    "  --resume             accepted for clarity: a rerun always resumes\n"
+    "  --shard K/N          process the files whose relative path hashes to K (0 <= K < N) into\n"
+    "                       OUT/shard-K-of-N/; default: from a Slurm job array\n"
+    "                       (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT) or an MPI launcher\n"
+    "                       (OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE), else the whole of DATA\n"
+    "\n"
+    "usage: salient audit -m MODEL.onnx --merge DIR... [-o OUT] [--threshold R] [--area-ratio R]\n"
+    "  combine the records of DIR/shard-*-of-*/ (or of folders holding audit.sqlite) into\n"
+    "  OUT/audit.sqlite (default OUT: the one DIR given) and write the findings\n";
+
+/* K/N from a Slurm job array or an MPI launcher; 0 when none says. */
+static int shard_from_env(int *k, int *n, const char **who) {
+    static const char *const pairs[][3] = {
+        {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "Slurm job array"},
+        {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "Open MPI"},
+        {"PMI_RANK", "PMI_SIZE", "MPI (PMI)"}};
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        const char *a = getenv(pairs[i][0]), *b = getenv(pairs[i][1]);
+        if (i == 0 && a && !b && getenv("SLURM_ARRAY_TASK_MAX")) {
+            /* no COUNT (older Slurm): the tasks are 0..MAX */
+            const char *mx = getenv("SLURM_ARRAY_TASK_MAX");
+            *k = atoi(a);
+            *n = atoi(mx) + 1;
+            *who = pairs[i][2];
+            return *n > 1;
+        }
+        if (a && b) {
+            *k = atoi(a);
+            *n = atoi(b);
+            *who = pairs[i][2];
+            return *n > 1 && *k >= 0 && *k < *n;
+        }
+    }
+    return 0;
+}
+
+int audit_shard_of(const char *rel, int n) {
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)rel; *p; p++) h = (h ^ *p) * 1099511628211ull;
+    return (int)(h % (uint64_t)n);
+}
 
 typedef struct truth_row {
     char *file;
@@ -156,6 +196,9 @@ int cmd_audit(int argc, char **argv) {
     const char *out_dir = NULL, *data = NULL, *methods_arg = "gradcam,saliency", *truth_path = NULL,
                *mask_path = NULL, *layer = NULL;
     double threshold = 3.0, area_ratio = 2.0;
+    int shard_k = -1, shard_n = 0, merge = 0, n_pos = 0;
+    char **pos = calloc((size_t)argc, sizeof *pos);   /* the positional arguments */
+    if (!pos) { cli_error("out of memory"); return EXIT_FAIL; }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -167,7 +210,7 @@ int cmd_audit(int argc, char **argv) {
         int r = cli_common_parse(&c, argc, argv, &i);
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
-        const char *with_value[] = {"-o", "--out", "-M", "--methods", "--truth", "--mask", "--threshold", "--area-ratio", "--layer"};
+        const char *with_value[] = {"-o", "--out", "-M", "--methods", "--truth", "--mask", "--threshold", "--area-ratio", "--layer", "--shard"};
         int takes = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) takes |= !strcmp(a, with_value[k]);
         if (takes) {
@@ -178,29 +221,66 @@ int cmd_audit(int argc, char **argv) {
             else if (!strcmp(a, "--truth")) truth_path = v;
             else if (!strcmp(a, "--mask")) mask_path = v;
             else if (!strcmp(a, "--layer")) layer = v;
+            else if (!strcmp(a, "--shard")) {
+                char *end;
+                long k = strtol(v, &end, 10), n = -1;
+                if (*end == '/') n = strtol(end + 1, &end, 10);
+                if (*end || end == v || n < 1 || n > 1 << 20 || k < 0 || k >= n) {
+                    cli_error("--shard: expected K/N with 0 <= K < N, got '%s'", v);
+                    free(pos);
+                    return EXIT_USAGE;
+                }
+                shard_k = (int)k;
+                shard_n = (int)n;
+            }
             else {
                 char *end;
                 double *dst = !strcmp(a, "--threshold") ? &threshold : &area_ratio;
                 *dst = strtod(v, &end);
                 if (*end || end == v || !(*dst >= 0) || !isfinite(*dst)) {
                     cli_error("%s: expected a non-negative ratio, got '%s'", a, v);
+                    free(pos);
                     return EXIT_USAGE;
                 }
             }
         } else if (!strcmp(a, "--resume")) {
+        } else if (!strcmp(a, "--merge")) {
+            merge = 1;
         } else if (a[0] == '-' && a[1]) {
             cli_error("audit: unknown option '%s' (try salient audit --help)", a);
-            return EXIT_USAGE;
-        } else if (data) {
-            cli_error("audit: one DATA folder, got '%s' and '%s'", data, a);
+            free(pos);
             return EXIT_USAGE;
         } else {
-            data = a;
+            pos[n_pos++] = argv[i];
         }
+    }
+    if (merge) {
+        if (!n_pos) { cli_error("--merge: no folder given (salient audit -m MODEL --merge OUT)"); free(pos); return EXIT_USAGE; }
+        if (!out_dir && n_pos > 1) { cli_error("--merge of several folders: give the output folder (-o OUT)"); free(pos); return EXIT_USAGE; }
+        if (shard_n) { cli_error("--merge and --shard do not go together"); free(pos); return EXIT_USAGE; }
+        cli_model mcm;
+        if (cli_model_open(&mcm, &c)) { free(pos); return EXIT_FAIL; }
+        int r = audit_merge(&mcm, c.model, pos, n_pos, out_dir ? out_dir : pos[0], threshold, area_ratio);
+        cli_model_close(&mcm);
+        free(pos);
+        return r;
+    }
+    if (n_pos > 1) { cli_error("audit: one DATA folder, got '%s' and '%s'", pos[0], pos[1]); free(pos); return EXIT_USAGE; }
+    data = n_pos ? pos[0] : NULL;
+    free(pos);
+    const char *shard_who = "--shard";
+    if (!shard_n && shard_from_env(&shard_k, &shard_n, &shard_who) == 0) shard_n = 0;
+    char shard_dir[4200];
+    if (shard_n && out_dir) {
+        if (make_dir(out_dir)) return EXIT_FAIL;
+        snprintf(shard_dir, sizeof shard_dir, "%s/shard-%d-of-%d", out_dir, shard_k, shard_n);
+        fprintf(stderr, "salient: shard %d of %d (%s): writing %s\n", shard_k, shard_n, shard_who, shard_dir);
     }
     if (!data) { cli_error("audit: no DATA folder given (salient audit -m MODEL DATA -o OUT)"); return EXIT_USAGE; }
     if (!out_dir) { cli_error("audit: no output folder given (-o OUT)"); return EXIT_USAGE; }
     if (!c.model) { cli_error("audit: no model given (-m MODEL.onnx)"); return EXIT_USAGE; }
+    const char *out_top = out_dir;   /* the folder not to read as input */
+    if (shard_n) out_dir = shard_dir;
     struct stat dst;
     if (stat(data, &dst) || !S_ISDIR(dst.st_mode)) {
         cli_error("%s: %s", data, stat(data, &dst) ? strerror(errno) : "not a folder: audit takes a folder of images");
@@ -287,7 +367,7 @@ int cmd_audit(int argc, char **argv) {
     }
     char *data_arg = (char *)data;
     {
-        int r = cli_expand_inputs(&data_arg, 1, out_dir, &inputs, &n_inputs, &n_bad);
+        int r = cli_expand_inputs(&data_arg, 1, out_top, &inputs, &n_inputs, &n_bad);
         if (r) { rc = r == -2 ? EXIT_USAGE : EXIT_FAIL; goto out; }
     }
     if (audit_store_done_list(&st, &done, &n_done)) { cli_error("%s", st.msg); goto out; }
@@ -332,10 +412,17 @@ int cmd_audit(int argc, char **argv) {
     int n_todo = 0;
     for (int i = 0; i < n_inputs; i++) {
         const char *rel = inputs[i] + data_len + (inputs[i][data_len] == '/');
+        if (shard_n && audit_shard_of(rel, shard_n) != shard_k) continue;
         if (!(n_done && bsearch(&rel, done, (size_t)n_done, sizeof *done, cmp_cstr))) batch_idx[n_todo++] = i;
     }
+    int n_mine = n_inputs;   /* this shard's files */
+    if (shard_n) {
+        n_mine = 0;
+        for (int i = 0; i < n_inputs; i++)
+            n_mine += audit_shard_of(inputs[i] + data_len + (inputs[i][data_len] == '/'), shard_n) == shard_k;
+    }
     if (n_done) fprintf(stderr, "salient: %s: %d of %d files recorded already; resuming with the other %d\n", st.path,
-                        n_inputs - n_todo, n_inputs, n_todo);
+                        n_mine - n_todo, n_mine, n_todo);
 
     const int B = c.batch;
     x = malloc(sizeof(float) * chw * (size_t)B);          /* (B,C,H,W) */
@@ -443,7 +530,7 @@ int cmd_audit(int argc, char **argv) {
         double t = now_s();
         if (t - last_note >= 1.0 || b0 + nb >= n_todo) {
             last_note = t;
-            fprintf(stderr, "salient: audit [%d/%d] %.1f images/s, %d failed\n", n_inputs - n_todo + done_now, n_inputs,
+            fprintf(stderr, "salient: audit [%d/%d] %.1f images/s, %d failed\n", n_mine - n_todo + done_now, n_mine,
                     done_now / (t - t_start > 0 ? t - t_start : 1e-9), failed_now);
         }
     }

@@ -75,9 +75,21 @@ int audit_store_done_list(audit_store *st, char ***files, int *n);
  * failure, nothing of the batch kept. */
 int audit_store_commit(audit_store *st, const audit_record *recs, int n_recs, char *const *err_files,
                        char *const *err_reasons, int n_errs, audit_sums *sums, char *const *method_names);
-/* The accumulators stored so far (after open), for methods named method_names[0..n_methods). */
+/* Add the accumulators stored so far (after open) into sums, for methods named
+ * method_names[0..n_methods); a row of another method or size is an error. */
 int audit_store_load_sums(audit_store *st, audit_sums *sums, char *const *method_names, int n_methods);
 int audit_store_count_errors(audit_store *st, int *n);
+
+/* The shard of a relative path: FNV-1a 64 of its bytes, modulo n (adding files does not move
+ * the others). */
+int audit_shard_of(const char *rel, int n);
+
+/* `salient audit --merge`: combine the stores of sources[0..n) (folders holding audit.sqlite, or
+ * holding shard-K-of-N/ folders that do) into out_dir/audit.sqlite and write the findings.
+ * model: the opened model (its sha256 must match the stores'). Returns an exit status. */
+struct cli_model;
+int audit_merge(struct cli_model *cm, const char *model_path, char *const *sources, int n, const char *out_dir,
+                double threshold, double area_ratio);
 
 /* SHA-256 of a file as 64 hex digits + NUL; -1 when it cannot be read. */
 int audit_sha256_file(const char *path, char hex[65]);

@@ -323,8 +323,10 @@ int audit_store_load_sums(audit_store *st, audit_sums *sums, char *const *method
         }
         audit_sum *a = audit_sums_get(sums, mi, sqlite3_column_int(q, 1), sqlite3_column_int(q, 2));
         if (!a) { snprintf(st->msg, sizeof st->msg, "out of memory reading the mean maps' sums"); rc = -1; break; }
-        a->n = sqlite3_column_int64(q, 3);
-        memcpy(a->sum, sqlite3_column_blob(q, 6), (size_t)bytes);
+        a->n += sqlite3_column_int64(q, 3);   /* added: a merge reads several stores into one */
+        const double *blob = sqlite3_column_blob(q, 6);
+        for (int p = 0; p < h * w; p++) a->sum[p] += blob[p];
+        a->dirty = 1;
     }
     if (!rc && s != SQLITE_DONE) rc = fail_db(st, "reading the mean maps' sums");
     sqlite3_finalize(q);
