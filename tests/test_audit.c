@@ -573,3 +573,50 @@ Test(audit, mpirun_shards_merged_equal_single_run) {
     expect_merge_equals_single(single, sharded, tmp);
     remove_tree(tmp);
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The report in a real browser                                                                     */
+
+/* Headless chromium loads OUT/report.html#selftest: its script checks that every image decoded
+ * and that a click on the `bl` column sorts the records (descending after two clicks, order
+ * changed), and writes the result into the page, which --dump-dom gives back. A screenshot is
+ * kept in the build folder (audit-report.png) to look at. */
+Test(audit, report_in_headless_chromium) {
+    if (access("/usr/bin/chromium", X_OK)) cr_skip_test("chromium not installed (Debian chromium)");
+    char data[4096], tmp[256], out[4300], cmd[16384], path[4400];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    char *err = NULL;
+    const char *a[] = {"audit", "-m", WM_MODEL, data, "-o", out, NULL};
+    cr_assert_eq(run(a, tmp, &err), 0, "%s", err);
+    free(err);
+    snprintf(path, sizeof path, "%s/report.html", out);
+    char *page = slurp(path);
+    cr_assert(page, "%s missing", path);
+    cr_expect(!strstr(page, "http://") && !strstr(page, "https://") && !strstr(page, "<script src") &&
+                  !strstr(page, "<link"), "the report refers to something outside itself");
+    cr_expect(strstr(page, "Shirt: "), "no Shirt flag in the report's findings");
+    free(page);
+    const char *flags = "--headless --no-sandbox --disable-gpu --hide-scrollbars --virtual-time-budget=10000";
+    snprintf(cmd, sizeof cmd, "HOME=%s timeout 180 /usr/bin/chromium %s --dump-dom 'file://%s#selftest' > %s/dom.html 2>/dev/null",
+             tmp, flags, path, tmp);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    char dom_path[4400];
+    snprintf(dom_path, sizeof dom_path, "%s/dom.html", tmp);
+    char *dom = slurp(dom_path);
+    cr_assert(dom);
+    char *res = strstr(dom, "<pre id=\"selftest\">SELFTEST");
+    cr_assert(res, "the page's self-check did not run");
+    int n_img = -1, n_ok = -2, rows = 0;
+    cr_assert_eq(sscanf(res, "<pre id=\"selftest\">SELFTEST images=%d loaded=%d rows=%d", &n_img, &n_ok, &rows), 3, "%.200s", res);
+    cr_expect_eq(n_img, 11 * 2, "mean maps: 10 classes and `all`, 2 methods");
+    cr_expect_eq(n_ok, n_img, "%d of %d images decoded", n_ok, n_img);
+    cr_expect_eq(rows, 160);
+    cr_expect(strstr(res, "sorted_desc=true order_changed=true"), "%.200s", res);
+    free(dom);
+    snprintf(cmd, sizeof cmd, "HOME=%s timeout 180 /usr/bin/chromium %s --window-size=1200,1400 --screenshot=%s/audit-report.png 'file://%s' > /dev/null 2>&1",
+             tmp, flags, SAL_BINARY_DIR, path);
+    cr_expect_eq(system(cmd), 0, "%s failed", cmd);
+    remove_tree(tmp);
+}

@@ -111,6 +111,32 @@ typedef struct audit_findings_opts {
     int have_mask;
 } audit_findings_opts;
 
+/* The findings' numbers, per class and method. */
+enum { AUDIT_N_STATS = SAL_RM_COUNT + 2 };   /* the masses, concentration, entropy */
+#define N_STATS AUDIT_N_STATS
+const char *audit_stat_col(int k);           /* "mass_center" ... "entropy" */
+typedef struct audit_class_acc {
+    int64_t n, n_correct, n_known;
+    double sum[AUDIT_N_STATS];
+    int64_t cnt[AUDIT_N_STATS];
+} audit_class_acc;
+typedef struct audit_flag {
+    int cls, method, region;
+    double ratio, mass;
+} audit_flag;
+typedef struct audit_report_data {
+    const audit_class_acc *acc;   /* (M,K) per class, then (M) per method */
+    int K;
+    const audit_flag *flags;      /* sorted by ratio */
+    int n_flags;
+    int images, failed;
+} audit_report_data;
+/* The class's name, or "class K"; a name as a file name (letters, digits, - _ . kept). */
+void audit_class_name(const audit_findings_opts *o, int k, char *buf, size_t len);
+void audit_file_safe(char *s);
+/* OUT/report.html (audit_report.c): one self-contained page. 0, or -1 reported. */
+int audit_write_report(audit_store *st, const audit_findings_opts *o, const audit_report_data *d);
+
 /* Read every record from the store and write OUT/records.csv, OUT/records.jsonl,
  * OUT/findings.json and OUT/mean/ (PNG + .npy per method and class), each to a temporary name
  * renamed into place. Prints the flags on stderr. Returns 0, or -1 with the failure reported. */

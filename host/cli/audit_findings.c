@@ -121,13 +121,13 @@ static int write_exports(audit_store *st, const char *out_dir) {
 /* ------------------------------------------------------------------------------------------------ */
 /* Mean maps                                                                                        */
 
-static void class_name(const audit_findings_opts *o, int k, char *buf, size_t len) {
+void audit_class_name(const audit_findings_opts *o, int k, char *buf, size_t len) {
     if (o->labels && k >= 0 && k < o->n_labels && o->labels[k][0]) snprintf(buf, len, "%s", o->labels[k]);
     else snprintf(buf, len, "class %d", k);
 }
 
 /* A class name as a file name: letters, digits, '-', '_' and '.' kept, the rest '_'. */
-static void file_safe(char *s) {
+void audit_file_safe(char *s) {
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '-' ||
               *s == '_' || *s == '.'))
@@ -151,8 +151,8 @@ static int write_mean_maps(const audit_findings_opts *o, audit_sums *sums) {
         if (!a->n) continue;
         for (int p = 0; p < mh * mw; p++) mean[p] = (float)(a->sum[p] / (double)a->n);
         char name[512], path[4800];
-        class_name(o, a->cls, name, sizeof name);
-        file_safe(name);
+        audit_class_name(o, a->cls, name, sizeof name);
+        audit_file_safe(name);
         const char *prefix = a->kind == AUDIT_KIND_PRED ? "pred-" : "";
         if (a->kind == AUDIT_KIND_ALL) snprintf(name, sizeof name, "all");
         sal_error err = {0};
@@ -177,26 +177,14 @@ static int write_mean_maps(const audit_findings_opts *o, audit_sums *sums) {
 /* ------------------------------------------------------------------------------------------------ */
 /* Findings                                                                                         */
 
-enum { N_STATS = SAL_RM_COUNT + 2 };   /* the masses, concentration, entropy */
-static const char *stat_col(int k) {
+const char *audit_stat_col(int k) {
     static const char *const cols[N_STATS] = {"mass_center", "mass_border", "mass_tl", "mass_tr", "mass_bl",
                                               "mass_br", "mass_mask", "concentration", "entropy"};
     return cols[k];
 }
 
-typedef struct cls_acc {
-    int64_t n, n_correct, n_known;
-    double sum[N_STATS];
-    int64_t cnt[N_STATS];
-} cls_acc;
-
-typedef struct flag {
-    int cls, method, region;
-    double ratio, mass;
-} flag;
-
 static int cmp_flag(const void *a, const void *b) {
-    double x = ((const flag *)a)->ratio, y = ((const flag *)b)->ratio;
+    double x = ((const audit_flag *)a)->ratio, y = ((const audit_flag *)b)->ratio;
     return (x < y) - (x > y);
 }
 
@@ -219,8 +207,8 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
     sqlite3_finalize(q);
     if (o->n_labels > K) K = o->n_labels;
     const int M = o->n_methods;
-    cls_acc *acc = calloc((size_t)K * M + M, sizeof *acc);   /* (M,K) per class, then (M) per method */
-    flag *flags = calloc((size_t)K * M * SAL_RM_COUNT + 1, sizeof *flags);
+    audit_class_acc *acc = calloc((size_t)K * M + M, sizeof *acc);   /* (M,K) per class, then (M) per method */
+    audit_flag *flags = calloc((size_t)K * M * SAL_RM_COUNT + 1, sizeof *flags);
     int n_flags = 0, rc = -1;
     if (!acc || !flags) { cli_error("out of memory for the findings"); goto out; }
     if (sqlite3_prepare_v2(st->db,
@@ -240,7 +228,7 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
         int cls = o->labelled ? (sqlite3_column_type(q, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(q, 1))
                               : sqlite3_column_int(q, 2);
         if (cls < 0 || cls >= K) continue;
-        cls_acc *a = &acc[(size_t)mi * K + cls], *t = &acc[(size_t)K * M + mi];
+        audit_class_acc *a = &acc[(size_t)mi * K + cls], *t = &acc[(size_t)K * M + mi];
         a->n++;
         t->n++;
         if (sqlite3_column_type(q, 3) != SQLITE_NULL) {
@@ -277,7 +265,7 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
     if (!ratio) { cli_error("out of memory"); goto out; }
     for (int mi = 0; mi < M; mi++)
         for (int k = 0; k < K; k++) {
-            const cls_acc *a = &acc[(size_t)mi * K + k], *t = &acc[(size_t)K * M + mi];
+            const audit_class_acc *a = &acc[(size_t)mi * K + k], *t = &acc[(size_t)K * M + mi];
             for (int r = 0; r < SAL_RM_COUNT; r++) {
                 double *out = &ratio[((size_t)mi * K + k) * SAL_RM_COUNT + r];
                 int64_t oc = t->cnt[r] - a->cnt[r];
@@ -289,7 +277,7 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
                  * share of the pixels (a uniform map's); the mask's share is not known here */
                 int hot = r == SAL_RM_MASK || mine >= o->min_area_ratio * area.mass[r];
                 if (flaggable && hot && isfinite(*out) && *out >= o->threshold)
-                    flags[n_flags++] = (flag){k, mi, r, *out, mine};
+                    flags[n_flags++] = (audit_flag){k, mi, r, *out, mine};
             }
         }
     if (n_flags) qsort(flags, (size_t)n_flags, sizeof *flags, cmp_flag);
@@ -314,7 +302,7 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
     char name[512];
     for (int k = 0; k < K; k++) {
         if (!acc[k].n) continue;   /* method 0 saw every image the others saw */
-        class_name(o, k, name, sizeof name);
+        audit_class_name(o, k, name, sizeof name);
         fprintf(f, "%s\n{\"class\":", first ? "" : ",");
         first = 0;
         cli_json_string(f, name);
@@ -322,10 +310,10 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
         json_num(f, acc[k].n_known ? (double)acc[k].n_correct / acc[k].n_known : NAN);
         fputs(",\"methods\":{", f);
         for (int mi = 0; mi < M; mi++) {
-            const cls_acc *a = &acc[(size_t)mi * K + k];
+            const audit_class_acc *a = &acc[(size_t)mi * K + k];
             fprintf(f, "%s\"%s\":{", mi ? "," : "", o->methods[mi]);
             for (int r = 0; r < N_STATS; r++) {
-                fprintf(f, "%s\"%s\":", r ? "," : "", stat_col(r));
+                fprintf(f, "%s\"%s\":", r ? "," : "", audit_stat_col(r));
                 json_num(f, a->cnt[r] ? a->sum[r] / a->cnt[r] : NAN);
             }
             for (int r = 0; r < SAL_RM_COUNT; r++) {
@@ -342,8 +330,8 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
     }
     fputs("],\n\"flags\":[", f);
     for (int i = 0; i < n_flags; i++) {
-        const flag *fl = &flags[i];
-        class_name(o, fl->cls, name, sizeof name);
+        const audit_flag *fl = &flags[i];
+        audit_class_name(o, fl->cls, name, sizeof name);
         fprintf(f, "%s\n{\"class\":", i ? "," : "");
         cli_json_string(f, name);
         fprintf(f, ",\"method\":\"%s\",\"region\":\"%s\",\"ratio\":", o->methods[fl->method], sal_region_name((sal_region_metric)fl->region));
@@ -353,7 +341,7 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
         fputs(",\"images\":[", f);
         char sql[256];
         snprintf(sql, sizeof sql, "SELECT file FROM records WHERE method = ? AND %s = ? AND %s IS NOT NULL ORDER BY %s DESC, file LIMIT %d",
-                 o->labelled ? "label" : "predicted", stat_col(fl->region), stat_col(fl->region), TOP_FILES);
+                 o->labelled ? "label" : "predicted", audit_stat_col(fl->region), audit_stat_col(fl->region), TOP_FILES);
         if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) == SQLITE_OK) {
             sqlite3_bind_text(q, 1, o->methods[fl->method], -1, SQLITE_STATIC);
             sqlite3_bind_int(q, 2, fl->cls);
@@ -371,10 +359,14 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
     fputs("]}\n", f);
     free(ratio);
     if (af_close(&fj)) goto out;
+    {
+        audit_report_data rd = {acc, K, flags, n_flags, images_max, n_failed};
+        if (audit_write_report(st, o, &rd)) goto out;
+    }
     if (!n_flags)
         fprintf(stderr, "salient: no flags: no class holds %gx more mass in a corner or the border than the others "
                 "and %gx that region's share of the pixels\n", o->threshold, o->min_area_ratio);
-    fprintf(stderr, "salient: audit written to %s (findings.json, records.csv, records.jsonl, mean/)\n", o->out_dir);
+    fprintf(stderr, "salient: audit written to %s (report.html, findings.json, records.csv, records.jsonl, mean/)\n", o->out_dir);
     rc = 0;
 out:
     free(acc);
