@@ -620,3 +620,40 @@ Test(audit, report_in_headless_chromium) {
     cr_expect_eq(system(cmd), 0, "%s failed", cmd);
     remove_tree(tmp);
 }
+
+/* Slurm: a one-node cluster on this machine (scripts/slurm/local-cluster: slurmctld, slurmd and
+ * munged in a scratch folder), `sbatch --array=0-2 --wait scripts/slurm/audit.sbatch`, whose first
+ * task submits the dependent merge job; the merged audit equals the single run. */
+Test(audit, slurm_array_merged_equal_single_run) {
+    if (access("/usr/sbin/slurmctld", X_OK) || access("/usr/sbin/munged", X_OK))
+        cr_skip_test("Slurm not installed (Debian slurm-wlm and munge; scripts/setup installs them)");
+    if (geteuid() != 0) cr_skip_test("the local Slurm cluster runs its daemons as root");
+    char data[4096], tmp[256], single[4300], sharded[4300], cmd[16384];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(single, sizeof single, "%s/single", tmp);
+    snprintf(sharded, sizeof sharded, "%s/slurm", tmp);
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, data, "-o", single, NULL};
+    cr_assert_eq(run(a1, tmp, &err), 0, "%s", err);
+    free(err);
+    snprintf(cmd, sizeof cmd, "SALIENT=%s %s/scripts/slurm/local-cluster audit %s/cluster %s %s %s > %s/.slurm.log 2>&1",
+             SALIENT, SAL_SOURCE_DIR, tmp, WM_MODEL, data, sharded, tmp);
+    int st = system(cmd);
+    char lp[4400];
+    snprintf(lp, sizeof lp, "%s/.slurm.log", tmp);
+    char *log = slurp(lp);
+    cr_assert_eq(st, 0, "%s failed:\n%s", cmd, log);
+    free(log);
+    /* expect_merge_equals_single merges again, by hand: the same result as the merge job's */
+    char merged[4400];
+    snprintf(merged, sizeof merged, "%s/findings.json", sharded);
+    char *by_job = slurp(merged);
+    cr_assert(by_job, "the merge job wrote no findings.json");
+    expect_merge_equals_single(single, sharded, tmp);
+    char *by_hand = slurp(merged);
+    cr_expect(by_hand && !strcmp(by_job, by_hand), "the merge job's findings differ from a merge by hand");
+    free(by_job);
+    free(by_hand);
+    remove_tree(tmp);
+}

@@ -51,7 +51,8 @@ static const char *audit_help =
     "  combine the records of DIR/shard-*-of-*/ (or of folders holding audit.sqlite) into\n"
     "  OUT/audit.sqlite (default OUT: the one DIR given) and write the findings\n";
 
-/* K/N from a Slurm job array or an MPI launcher; 0 when none says. */
+/* K/N from a Slurm job array (K = the task's ID less the array's first ID) or an MPI launcher:
+ * 1 when one says, 0 when none does, -1 (reported) when its numbers make no shard. */
 static int shard_from_env(int *k, int *n, const char **who) {
     static const char *const pairs[][3] = {
         {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "Slurm job array"},
@@ -59,20 +60,20 @@ static int shard_from_env(int *k, int *n, const char **who) {
         {"PMI_RANK", "PMI_SIZE", "MPI (PMI)"}};
     for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
         const char *a = getenv(pairs[i][0]), *b = getenv(pairs[i][1]);
-        if (i == 0 && a && !b && getenv("SLURM_ARRAY_TASK_MAX")) {
-            /* no COUNT (older Slurm): the tasks are 0..MAX */
-            const char *mx = getenv("SLURM_ARRAY_TASK_MAX");
-            *k = atoi(a);
-            *n = atoi(mx) + 1;
-            *who = pairs[i][2];
-            return *n > 1;
+        if (!a) continue;
+        const char *lo = i == 0 ? getenv("SLURM_ARRAY_TASK_MIN") : NULL;
+        const char *hi = i == 0 ? getenv("SLURM_ARRAY_TASK_MAX") : NULL;
+        if (!b && !hi) continue;
+        *k = atoi(a) - (lo ? atoi(lo) : 0);
+        *n = b ? atoi(b) : atoi(hi) - (lo ? atoi(lo) : 0) + 1;   /* older Slurm: no COUNT */
+        *who = pairs[i][2];
+        if (*n < 1 || *k < 0 || *k >= *n) {
+            cli_error("%s: %s=%s, %s=%s make no shard K/N with 0 <= K < N (a Slurm array must be one "
+                      "contiguous range: --array=0-N); give --shard K/N", *who, pairs[i][0], a, b ? pairs[i][1] : "SLURM_ARRAY_TASK_MAX",
+                      b ? b : hi);
+            return -1;
         }
-        if (a && b) {
-            *k = atoi(a);
-            *n = atoi(b);
-            *who = pairs[i][2];
-            return *n > 1 && *k >= 0 && *k < *n;
-        }
+        return *n > 1;
     }
     return 0;
 }
@@ -269,7 +270,11 @@ int cmd_audit(int argc, char **argv) {
     data = n_pos ? pos[0] : NULL;
     free(pos);
     const char *shard_who = "--shard";
-    if (!shard_n && shard_from_env(&shard_k, &shard_n, &shard_who) == 0) shard_n = 0;
+    if (!shard_n) {
+        int e = shard_from_env(&shard_k, &shard_n, &shard_who);
+        if (e < 0) return EXIT_USAGE;
+        if (e == 0) shard_n = 0;
+    }
     char shard_dir[4200];
     if (shard_n && out_dir) {
         if (make_dir(out_dir)) return EXIT_FAIL;
