@@ -657,3 +657,71 @@ Test(audit, slurm_array_merged_equal_single_run) {
     free(by_hand);
     remove_tree(tmp);
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Labels: --truth, and none                                                                        */
+
+/* --truth: a header, a class name (case ignored), an index, a base name; a file missing from the
+ * CSV stays unlabelled. Without labels at all, the audit groups by predicted class and says so. */
+Test(audit, truth_csv_and_unlabelled) {
+    char data[4096], tmp[256], d[4300], out[4300], out2[4300], csv[4300], from[8200], to[8200];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(d, sizeof d, "%s/flat", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    snprintf(out2, sizeof out2, "%s/out2", tmp);
+    snprintf(csv, sizeof csv, "%s/truth.csv", tmp);
+    mkdir(d, 0755);
+    snprintf(to, sizeof to, "%s/sub", d);
+    mkdir(to, 0755);
+    const char *cls[4] = {"Shirt", "Bag", "Coat", "Sandal"};
+    for (int i = 0; i < 4; i++) {   /* 0.png 1.png sub/2.png 3.png */
+        snprintf(from, sizeof from, "%s/%s/0000.png", data, cls[i]);
+        snprintf(to, sizeof to, "%s/%s%d.png", d, i == 2 ? "sub/" : "", i);
+        copy_file(from, to);
+    }
+    FILE *f = fopen(csv, "w");
+    cr_assert(f);
+    fputs("file,label\n0.png,shirt\n1.png,8\n2.png,Coat\n", f);   /* 2.png: by base name; 3.png: absent */
+    fclose(f);
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, d, "-o", out, "-M", "gradcam", "--truth", csv, NULL};
+    cr_assert_eq(run(a1, tmp, &err), 0, "%s", err);
+    cr_expect(strstr(err, "1 of 4 files have no true label (not in --truth)"), "%s", err);
+    free(err);
+    sqlite3 *db = open_db(out);
+    cr_expect_eq(query_double(db, "SELECT label FROM records WHERE file = '0.png'"), 6);
+    cr_expect_eq(query_double(db, "SELECT label FROM records WHERE file = '1.png'"), 8);
+    cr_expect_eq(query_double(db, "SELECT label FROM records WHERE file = 'sub/2.png'"), 4, "base-name match");
+    cr_expect(isnan(query_double(db, "SELECT label FROM records WHERE file = '3.png'")));
+    cr_expect(isnan(query_double(db, "SELECT correct FROM records WHERE file = '3.png'")));
+    sqlite3_close(db);
+
+    const char *a2[] = {"audit", "-m", WM_MODEL, d, "-o", out2, "-M", "gradcam", NULL};
+    cr_assert_eq(run(a2, tmp, &err), 0, "%s", err);
+    cr_expect(strstr(err, "the audit runs unlabelled"), "%s", err);
+    free(err);
+    snprintf(to, sizeof to, "%s/findings.json", out2);
+    char *fj = slurp(to);
+    cr_assert(fj);
+    cr_expect(strstr(fj, "\"labelled\":false"));
+    cr_expect(!strstr(fj, "\"accuracy\":0") && !strstr(fj, "\"accuracy\":1"), "accuracy without labels");
+    free(fj);
+    db = open_db(out2);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records WHERE label IS NULL AND correct IS NULL"), 4,
+                 "no labels: the sub-folder 'sub' names no class");
+    /* the mean maps per predicted class exist for each predicted class */
+    sqlite3_stmt *q = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT DISTINCT predicted_label FROM records", -1, &q, NULL), SQLITE_OK);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        char name[256];
+        snprintf(name, sizeof name, "%s", (const char *)sqlite3_column_text(q, 0));
+        for (char *p = name; *p; p++)
+            if (*p == ' ') *p = '_';
+        snprintf(to, sizeof to, "%s/mean/gradcam.pred-%s.npy", out2, name);
+        cr_expect(access(to, R_OK) == 0, "%s missing", to);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    remove_tree(tmp);
+}
