@@ -180,11 +180,27 @@ Test(audit, watermark_flagged_clean_not) {
         double ratio = query_double(db, sql);
         cr_expect(ratio >= 3, "%s: Shirt's bottom-left mass is %.2fx the other classes', expected >= 3", m, ratio);
     }
+    /* the record with the most mass in any corner, found here by a loop over every row */
+    char top_file[256] = "", top_method[32] = "";
+    double top = -1;
+    sqlite3_stmt *q = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT file, method, mass_tl, mass_tr, mass_bl, mass_br FROM records", -1, &q, NULL), SQLITE_OK);
+    while (sqlite3_step(q) == SQLITE_ROW)
+        for (int c = 2; c < 6; c++)
+            if (sqlite3_column_type(q, c) != SQLITE_NULL && sqlite3_column_double(q, c) > top) {
+                top = sqlite3_column_double(q, c);
+                snprintf(top_file, sizeof top_file, "%s", (const char *)sqlite3_column_text(q, 0));
+                snprintf(top_method, sizeof top_method, "%s", (const char *)sqlite3_column_text(q, 1));
+            }
+    sqlite3_finalize(q);
     sqlite3_close(db);
 
     char path[4400];
     snprintf(path, sizeof path, "%s/findings.json", out_w);
     char *fw = slurp(path);
+    char want[512];
+    snprintf(want, sizeof want, "\"corner\":[{\"file\":\"%s\",\"method\":\"%s\"", top_file, top_method);
+    cr_expect(fw && strstr(fw, want), "rankings: expected %s first (mass %.4f):\n%s", want, top, fw ? strstr(fw, "\"rankings\"") : "");
     cr_assert(fw, "%s missing", path);
     cr_expect(strstr(fw, "{\"class\":\"Shirt\",\"method\":\"gradcam\",\"region\":\"bl\""), "no gradcam Shirt/bl flag:\n%s",
               strstr(fw, "\"flags\""));

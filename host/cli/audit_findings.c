@@ -18,6 +18,42 @@
 #include "post/post.h"
 
 #define TOP_FILES 5
+#define RANKED 10   /* records per ranking */
+
+/* The rankings of findings.json: the records (file, method) with the most mass in any corner,
+ * on the border, and the misclassified ones with the most mass off the object (outside the
+ * --mask when there is one, else outside the centre box), RANKED of each. */
+static int write_rankings(FILE *f, audit_store *st, int have_mask) {
+    static const char *const names[3] = {"corner", "border", "misclassified_off_object"};
+    const char *off = have_mask ? "1 - mass_mask" : "1 - mass_center";
+    char sql[3][512];
+    snprintf(sql[0], sizeof sql[0], "SELECT file, method, max(mass_tl, mass_tr, mass_bl, mass_br) AS v FROM records"
+             " WHERE v IS NOT NULL ORDER BY v DESC, file, method LIMIT %d", RANKED);
+    snprintf(sql[1], sizeof sql[1], "SELECT file, method, mass_border AS v FROM records WHERE v IS NOT NULL"
+             " ORDER BY v DESC, file, method LIMIT %d", RANKED);
+    snprintf(sql[2], sizeof sql[2], "SELECT file, method, %s AS v FROM records WHERE correct = 0 AND v IS NOT NULL"
+             " ORDER BY v DESC, file, method LIMIT %d", off, RANKED);
+    fprintf(f, ",\n\"rankings\":{\"off_object_is\":\"%s\"", have_mask ? "outside the mask" : "outside the centre box");
+    for (int k = 0; k < 3; k++) {
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_prepare_v2(st->db, sql[k], -1, &q, NULL) != SQLITE_OK) {
+            cli_error("%s: %s", st->path, sqlite3_errmsg(st->db));
+            return -1;
+        }
+        fprintf(f, ",\"%s\":[", names[k]);
+        for (int j = 0; sqlite3_step(q) == SQLITE_ROW; j++) {
+            fputs(j ? ",{\"file\":" : "{\"file\":", f);
+            cli_json_string(f, (const char *)sqlite3_column_text(q, 0));
+            fputs(",\"method\":", f);
+            cli_json_string(f, (const char *)sqlite3_column_text(q, 1));
+            fprintf(f, ",\"mass\":%.6g}", sqlite3_column_double(q, 2));
+        }
+        sqlite3_finalize(q);
+        fputc(']', f);
+    }
+    fputc('}', f);
+    return 0;
+}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Atomic text files                                                                                */
@@ -356,7 +392,9 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
         fprintf(stderr, "salient: flag: %s: %.1fx more %s mass in the %s than the other classes (mean share %.3f)\n",
                 name, fl->ratio, o->methods[fl->method], sal_region_words((sal_region_metric)fl->region), fl->mass);
     }
-    fputs("]}\n", f);
+    fputc(']', f);
+    if (write_rankings(f, st, o->have_mask)) { af_abort(&fj); free(ratio); goto out; }
+    fputs("}\n", f);
     free(ratio);
     if (af_close(&fj)) goto out;
     {
