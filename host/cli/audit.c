@@ -30,7 +30,7 @@ static const char *audit_help =
     "batch: a rerun of the same command into the same OUT resumes where the last one stopped.\n"
     "\n"
     "  -o, --out DIR        output folder (required): audit.sqlite, records.csv, records.jsonl,\n"
-    "                       findings.json, mean/<method>.<class>.png and .npy\n"
+    "                       findings.json, report.html, mean/<method>.<class>.png and .npy\n"
     "  -M, --methods LIST   comma-separated methods (default gradcam,saliency)\n"
     "  --truth FILE.csv     true labels: lines `file,label` (file relative to DATA, or its base\n"
     "                       name; label a class name or index). Default: DATA/<class>/... named\n"

@@ -145,7 +145,7 @@ int audit_merge(cli_model *cm, const char *model_path, char *const *sources, int
         goto out;
     }
     const char *methods = identity_get(&first, "methods");
-    static char methods_buf[512];
+    char methods_buf[512];
     snprintf(methods_buf, sizeof methods_buf, "%s", methods ? methods : "");
     for (char *save = NULL, *t = strtok_r(methods_buf, ",", &save); t && n_methods < MERGE_MAX_METHODS;
          t = strtok_r(NULL, ",", &save))
