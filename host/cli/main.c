@@ -19,6 +19,9 @@ static const char *usage =
     "                                  summary.csv / summary.jsonl\n"
     "  bench -m MODEL.onnx [-M METHOD,...] [--images N] [INPUT...]\n"
     "                                  throughput per method (images/s, ms/image)\n"
+    "  audit -m MODEL.onnx DATA -o OUT  a whole folder, resumably: where the model looks per\n"
+    "                                  class, mean maps, shortcut flags (a watermark in a\n"
+    "                                  corner), OUT/audit.sqlite, findings.json, report.html\n"
     "\n"
     "Run `salient COMMAND --help` for a command's options.\n";
 
