@@ -423,8 +423,16 @@ Test(audit, corrupt_files_recorded_and_rerun_refused) {
     cr_expect(strstr(fj, "\"images\":3,\"failed\":1"), "%.200s", fj);
     free(fj);
 
-    /* a rerun resumes (nothing to do) and still reports the failure */
+    /* a rerun resumes (nothing to do) and still reports the failure; the temporary files of a run
+     * killed while writing its exports are cleared */
+    char stale[4400];
+    snprintf(stale, sizeof stale, "%s/records.csv.tmp99999", out);
+    FILE *sf = fopen(stale, "w");
+    cr_assert(sf);
+    fputs("file,lab", sf);
+    fclose(sf);
     cr_expect_eq(run(a1, tmp, &err), 1, "%s", err);
+    cr_expect(access(stale, F_OK) != 0, "%s left behind", stale);
     free(err);
     db = open_db(out);
     cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records"), 3);

@@ -4,6 +4,7 @@
  * the mean maps OUT/mean/<method>.<class>.png / .npy. Everything is read back from the store, so
  * a resumed run's findings are those of an uninterrupted one. Files are written to a temporary
  * name and renamed into place. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -81,6 +82,24 @@ static int af_close(afile *a) {
         return -1;
     }
     return 0;
+}
+
+/* Temporary files a killed run left behind in dir ("records.csv.tmp1234"...): removed. */
+static void remove_stale_tmp(const char *dir) {
+    static const char *const ours[] = {"records.csv.tmp", "records.jsonl.tmp", "findings.json.tmp", "report.html.tmp"};
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        for (size_t k = 0; k < sizeof ours / sizeof *ours; k++) {
+            size_t n = strlen(ours[k]);
+            if (strncmp(e->d_name, ours[k], n) || !e->d_name[n] || strspn(e->d_name + n, "0123456789") != strlen(e->d_name + n))
+                continue;
+            char path[4400];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            remove(path);
+        }
+    }
+    if (d) closedir(d);
 }
 
 static void af_abort(afile *a) {
@@ -230,6 +249,7 @@ static void json_num(FILE *f, double v) {
 }
 
 int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_sums *sums) {
+    remove_stale_tmp(o->out_dir);
     if (write_exports(st, o->out_dir) || write_mean_maps(o, sums)) return -1;
     int K = 0;
     sqlite3_stmt *q = NULL;
