@@ -67,5 +67,6 @@ int cmd_info(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 #endif

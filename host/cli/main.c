@@ -19,6 +19,9 @@ static const char *usage =
     "                                  summary.csv / summary.jsonl\n"
     "  bench -m MODEL.onnx [-M METHOD,...] [--images N] [INPUT...]\n"
     "                                  throughput per method (images/s, ms/image)\n"
+    "  audit -m MODEL.onnx DATA -o OUT  a whole folder, resumably: where the model looks per\n"
+    "                                  class, mean maps, shortcut flags (a watermark in a\n"
+    "                                  corner), OUT/audit.sqlite, findings.json, report.html\n"
     "\n"
     "Run `salient COMMAND --help` for a command's options.\n";
 
@@ -31,6 +34,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "explain")) return cmd_explain(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "audit")) return cmd_audit(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try salient --help)", cmd);
     return EXIT_USAGE;
 }

@@ -1,0 +1,751 @@
+/* test_audit.c — `salient audit` end to end, its database read back with SQLite's own API:
+ *  - the watermark test (issue 14): the audit of the CNN trained with a watermark on every Shirt
+ *    (tests/fixtures/watermark/, made by scripts/make-watermark.py, which checked that the model
+ *    needs the mark) flags Shirt and the bottom-left corner, with the mean map hot there; the same
+ *    audit of the same CNN trained on clean images does not. The images are generated from
+ *    Debian's dataset-fashion-mnist at test time (cached in the build folder);
+ *  - kill -9 at several points, then a rerun, gives the records of an uninterrupted run;
+ *  - corrupt files are recorded in `errors`, not fatal; exit status 1;
+ *  - a rerun with other methods or another model into the same OUT is refused, naming it. */
+#include <criterion/criterion.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/io.h"
+
+#define SALIENT SAL_BINARY_DIR "/salient"
+#define WM_DIR SAL_SOURCE_DIR "/tests/fixtures/watermark"
+#define WM_MODEL WM_DIR "/watermark.onnx"
+#define CLEAN_MODEL WM_DIR "/clean.onnx"
+#define SHIRT 6
+
+TestSuite(audit, .timeout = 600);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Helpers                                                                                          */
+
+/* The watermarked Fashion-MNIST test images, per_class per class, in ImageFolder layout under the
+ * build folder (the script leaves a folder made with the same parameters as it is). Skips the
+ * test, visibly, when Debian's data or numpy is missing. */
+static void watermark_data(char *dir, size_t len, int per_class) {
+    snprintf(dir, len, "%s/audit-data/wm%d", SAL_BINARY_DIR, per_class);
+    if (access("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", R_OK))
+        cr_skip_test("Debian's dataset-fashion-mnist is not installed (scripts/setup installs it)");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/scripts/make-watermark.py images %s --per-class %d", SAL_SOURCE_DIR,
+             dir, per_class);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+}
+
+static void make_tmp(char *dir, size_t len) {
+    snprintf(dir, len, "/tmp/salient_audit_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+}
+
+static void remove_tree(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb)) return;
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char sub[4096];
+            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+            remove_tree(sub);
+        }
+        if (d) closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+/* Start salient with argv (NULL-terminated, without the program name), stderr into err_path. */
+static pid_t spawn(const char *const *argv, const char *err_path) {
+    const char *args[64] = {SALIENT};
+    int n = 1;
+    for (int i = 0; argv[i] && n < 63; i++) args[n++] = argv[i];
+    args[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fo = open("/dev/null", O_WRONLY);
+        if (fe < 0 || fo < 0 || dup2(fe, 2) < 0 || dup2(fo, 1) < 0) _exit(127);
+        execv(SALIENT, (char *const *)args);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_status(pid_t pid) {
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Run salient to completion; *err (may be NULL) receives its stderr (free it). */
+static int run(const char *const *argv, const char *scratch, char **err) {
+    char err_path[4096];
+    snprintf(err_path, sizeof err_path, "%s/.stderr", scratch);
+    int st = wait_status(spawn(argv, err_path));
+    if (err) *err = slurp(err_path);
+    return st;
+}
+
+static sqlite3 *open_db(const char *out_dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/audit.sqlite", out_dir);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK, "%s: cannot open", path);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+/* The first column of the first row of sql, as a double (NaN when NULL or no row). */
+static double query_double(sqlite3 *db, const char *sql) {
+    sqlite3_stmt *q = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
+    double v = NAN;
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL) v = sqlite3_column_double(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The watermark test                                                                               */
+
+/* Mean of the (h,w) map over rows [y0,y1) and columns [x0,x1). */
+static double box_mean(const float *m, int w, int y0, int y1, int x0, int x1) {
+    double s = 0;
+    for (int y = y0; y < y1; y++)
+        for (int x = x0; x < x1; x++) s += m[y * w + x];
+    return s / ((y1 - y0) * (x1 - x0));
+}
+
+Test(audit, watermark_flagged_clean_not) {
+    char data[4096], tmp[256], out_w[4200], out_c[4200];
+    watermark_data(data, sizeof data, 20);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(out_w, sizeof out_w, "%s/wm", tmp);
+    snprintf(out_c, sizeof out_c, "%s/clean", tmp);
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, data, "-o", out_w, NULL};
+    cr_assert_eq(run(a1, tmp, &err), 0, "audit of the watermarked model failed:\n%s", err);
+    free(err);
+    const char *a2[] = {"audit", "-m", CLEAN_MODEL, data, "-o", out_c, NULL};
+    cr_assert_eq(run(a2, tmp, &err), 0, "audit of the clean model failed:\n%s", err);
+    free(err);
+
+    /* 200 images x 2 default methods, every row labelled from the folders */
+    sqlite3 *db = open_db(out_w);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records"), 400);
+    cr_expect_eq(query_double(db, "SELECT COUNT(DISTINCT file) FROM records WHERE label IS NOT NULL"), 200);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records WHERE label = 6 AND file NOT LIKE 'Shirt/%'"), 0);
+    /* the ratio computed here from the rows, independently of the findings code */
+    for (int k = 0; k < 2; k++) {
+        const char *m = k ? "saliency" : "gradcam";
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "SELECT (SELECT AVG(mass_bl) FROM records WHERE method = '%s' AND label = 6) / "
+                 "(SELECT AVG(mass_bl) FROM records WHERE method = '%s' AND label != 6)", m, m);
+        double ratio = query_double(db, sql);
+        cr_expect(ratio >= 3, "%s: Shirt's bottom-left mass is %.2fx the other classes', expected >= 3", m, ratio);
+    }
+    /* the record with the most mass in any corner, found here by a loop over every row */
+    char top_file[256] = "", top_method[32] = "";
+    double top = -1;
+    sqlite3_stmt *q = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT file, method, mass_tl, mass_tr, mass_bl, mass_br FROM records", -1, &q, NULL), SQLITE_OK);
+    while (sqlite3_step(q) == SQLITE_ROW)
+        for (int c = 2; c < 6; c++)
+            if (sqlite3_column_type(q, c) != SQLITE_NULL && sqlite3_column_double(q, c) > top) {
+                top = sqlite3_column_double(q, c);
+                snprintf(top_file, sizeof top_file, "%s", (const char *)sqlite3_column_text(q, 0));
+                snprintf(top_method, sizeof top_method, "%s", (const char *)sqlite3_column_text(q, 1));
+            }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+
+    char path[4400];
+    snprintf(path, sizeof path, "%s/findings.json", out_w);
+    char *fw = slurp(path);
+    char want[512];
+    snprintf(want, sizeof want, "\"corner\":[{\"file\":\"%s\",\"method\":\"%s\"", top_file, top_method);
+    cr_expect(fw && strstr(fw, want), "rankings: expected %s first (mass %.4f):\n%s", want, top, fw ? strstr(fw, "\"rankings\"") : "");
+    cr_assert(fw, "%s missing", path);
+    cr_expect(strstr(fw, "{\"class\":\"Shirt\",\"method\":\"gradcam\",\"region\":\"bl\""), "no gradcam Shirt/bl flag:\n%s",
+              strstr(fw, "\"flags\""));
+    cr_expect(strstr(fw, "{\"class\":\"Shirt\",\"method\":\"saliency\",\"region\":\"bl\""), "no saliency Shirt/bl flag:\n%s",
+              strstr(fw, "\"flags\""));
+    /* the flags are sorted by ratio and the strongest files are Shirts */
+    char *flags = strstr(fw, "\"flags\":[");
+    cr_assert(flags);
+    cr_expect(strstr(flags, "\"images\":[\"Shirt/"), "the strongest files of the first flag are not Shirts");
+    free(fw);
+    snprintf(path, sizeof path, "%s/findings.json", out_c);
+    char *fc = slurp(path);
+    cr_assert(fc, "%s missing", path);
+    cr_expect(strstr(fc, "\"flags\":[]"), "the clean model was flagged:\n%s", strstr(fc, "\"flags\""));
+    free(fc);
+
+    /* the mean map of Shirt is hot in the bottom-left corner (the mark's 4x4 pixels) */
+    for (int k = 0; k < 2; k++) {
+        const char *m = k ? "saliency" : "gradcam";
+        float *map = NULL;
+        int nd = 0;
+        int64_t dims[SAL_MAX_DIMS];
+        sal_error e = {0};
+        snprintf(path, sizeof path, "%s/mean/%s.Shirt.npy", out_w, m);
+        cr_assert_eq(sal_npy_read(path, &map, &nd, dims, &e), SAL_OK, "%s", e.msg);
+        cr_assert(nd == 2 && dims[0] == 28 && dims[1] == 28);
+        double corner = box_mean(map, 28, 24, 28, 0, 4), centre = box_mean(map, 28, 7, 21, 7, 21);
+        cr_expect(corner > 3 * centre, "%s: Shirt's mean map: bottom-left %.3f, centre %.3f", m, corner, centre);
+        free(map);
+        snprintf(path, sizeof path, "%s/mean/%s.Shirt.png", out_w, m);
+        cr_expect(access(path, R_OK) == 0, "%s missing", path);
+    }
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Crash and resume                                                                                 */
+
+typedef struct row {
+    char file[256], method[32];
+    int label, predicted, target;
+    double v[10];   /* probability, score, 7 masses (mask NULL = NaN), entropy */
+} row;
+
+static int read_rows(const char *out_dir, row **rows) {
+    sqlite3 *db = open_db(out_dir);
+    sqlite3_stmt *q = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT file, method, label, predicted, target, probability, score, mass_center,"
+                                    " mass_border, mass_tl, mass_tr, mass_bl, mass_br, concentration, entropy"
+                                    " FROM records ORDER BY file, method, target",
+                                    -1, &q, NULL),
+                 SQLITE_OK);
+    int n = 0, cap = 64;
+    row *v = malloc(sizeof *v * (size_t)cap);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        if (n == cap) v = realloc(v, sizeof *v * (size_t)(cap *= 2));
+        row *r = &v[n++];
+        snprintf(r->file, sizeof r->file, "%s", (const char *)sqlite3_column_text(q, 0));
+        snprintf(r->method, sizeof r->method, "%s", (const char *)sqlite3_column_text(q, 1));
+        r->label = sqlite3_column_int(q, 2);
+        r->predicted = sqlite3_column_int(q, 3);
+        r->target = sqlite3_column_int(q, 4);
+        for (int k = 0; k < 10; k++)
+            r->v[k] = sqlite3_column_type(q, 5 + k) == SQLITE_NULL ? NAN : sqlite3_column_double(q, 5 + k);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    *rows = v;
+    return n;
+}
+
+static void expect_same_records(const char *a_dir, const char *b_dir) {
+    row *a, *b;
+    int na = read_rows(a_dir, &a), nb = read_rows(b_dir, &b);
+    cr_expect_eq(na, nb, "%d records uninterrupted, %d after kills and resume", na, nb);
+    for (int i = 0; i < na && i < nb; i++) {
+        cr_expect(!strcmp(a[i].file, b[i].file) && !strcmp(a[i].method, b[i].method) && a[i].target == b[i].target &&
+                      a[i].label == b[i].label && a[i].predicted == b[i].predicted,
+                  "row %d: %s %s vs %s %s", i, a[i].file, a[i].method, b[i].file, b[i].method);
+        for (int k = 0; k < 10; k++)   /* the batches differ in composition: float rounding only */
+            cr_expect((isnan(a[i].v[k]) && isnan(b[i].v[k])) || fabs(a[i].v[k] - b[i].v[k]) <= 1e-4 * (1 + fabs(a[i].v[k])),
+                      "%s %s column %d: %.9g vs %.9g", a[i].file, a[i].method, k, a[i].v[k], b[i].v[k]);
+    }
+    free(a);
+    free(b);
+}
+
+/* Records committed so far in out_dir (0 while the database does not exist yet). */
+static int committed(const char *out_dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/audit.sqlite", out_dir);
+    if (access(path, R_OK)) return 0;
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) { sqlite3_close(db); return 0; }
+    sqlite3_busy_timeout(db, 2000);
+    sqlite3_stmt *q = NULL;
+    int n = 0;
+    if (sqlite3_prepare_v2(db, "SELECT COUNT(DISTINCT file) FROM records", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
+}
+
+Test(audit, sigkill_then_resume_equals_uninterrupted) {
+    char data[4096], tmp[256], full[4200], killed[4200], err_path[4400];
+    watermark_data(data, sizeof data, 8);   /* 80 images */
+    make_tmp(tmp, sizeof tmp);
+    snprintf(full, sizeof full, "%s/full", tmp);
+    snprintf(killed, sizeof killed, "%s/killed", tmp);
+    snprintf(err_path, sizeof err_path, "%s/.killed.err", tmp);
+    char *err = NULL;
+    const char *af[] = {"audit", "-m", WM_MODEL, data, "-o", full, "--batch", "4", "--threads", "1", NULL};
+    cr_assert_eq(run(af, tmp, &err), 0, "uninterrupted audit failed:\n%s", err);
+    free(err);
+
+    /* kill -9 once at least 8, 28 and 52 files are recorded (a batch may be in flight) */
+    const char *ak[] = {"audit", "-m", WM_MODEL, data, "-o", killed, "--batch", "4", "--threads", "1", NULL};
+    const int kill_after[3] = {8, 28, 52};
+    int kills = 0;
+    for (int k = 0; k < 3; k++) {
+        pid_t pid = spawn(ak, err_path);
+        int exited = 0;
+        for (int spin = 0; spin < 60000; spin++) {
+            if (committed(killed) >= kill_after[k]) break;
+            if (waitpid(pid, NULL, WNOHANG) == pid) { exited = 1; break; }
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL);
+        }
+        if (exited) break;
+        kill(pid, SIGKILL);
+        int st;
+        waitpid(pid, &st, 0);
+        cr_expect(WIFSIGNALED(st), "kill %d: the audit was not killed", k);
+        kills++;
+        int n = committed(killed);
+        cr_expect(n < 80, "kill %d: all 80 files were recorded before the kill", k);
+    }
+    cr_expect_eq(kills, 3, "the audit finished before all three kills");
+    cr_assert_eq(run(ak, tmp, &err), 0, "resumed audit failed:\n%s", err);
+    cr_expect(strstr(err, "recorded already; resuming"), "the rerun did not resume:\n%s", err);
+    free(err);
+    expect_same_records(full, killed);
+
+    sqlite3 *db = open_db(killed);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM (SELECT file, method, target FROM records GROUP BY 1, 2, 3 HAVING COUNT(*) > 1)"), 0);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM errors"), 0);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM mean_sums WHERE kind = 0"), 2);
+    /* the mean maps' image counts survive the kills: one per file and method */
+    cr_expect_eq(query_double(db, "SELECT SUM(n) FROM mean_sums WHERE kind = 0"), 160);
+    cr_expect_eq(query_double(db, "SELECT SUM(n) FROM mean_sums WHERE kind = 1"), 160);
+    sqlite3_close(db);
+    /* the exports match too: the same header and the same number of lines */
+    char pa[4400], pb[4400];
+    snprintf(pa, sizeof pa, "%s/records.csv", full);
+    snprintf(pb, sizeof pb, "%s/records.csv", killed);
+    char *ca = slurp(pa), *cb = slurp(pb);
+    cr_assert(ca && cb);
+    int la = 0, lb = 0;
+    for (char *p = ca; *p; p++) la += *p == '\n';
+    for (char *p = cb; *p; p++) lb += *p == '\n';
+    cr_expect_eq(la, 161, "records.csv: %d lines, expected a header and 160 rows", la);
+    cr_expect_eq(la, lb);
+    cr_expect(!strncmp(ca, "file,label,predicted,predicted_label,probability,correct,method,target,score,mass_center,"
+                           "mass_border,mass_tl,mass_tr,mass_bl,mass_br,mass_mask,concentration,entropy,completeness_gap,"
+                           "seconds\n", 180));
+    free(ca);
+    free(cb);
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Bad inputs and reruns                                                                            */
+
+static void copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    cr_assert(a && b, "copy %s -> %s", from, to);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0) cr_assert_eq(fwrite(buf, 1, n, b), n);
+    fclose(a);
+    cr_assert_eq(fclose(b), 0);
+}
+
+Test(audit, corrupt_files_recorded_and_rerun_refused) {
+    char data[4096], tmp[256], d[4300], out[4300], path[4400], from[8200];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(d, sizeof d, "%s/data", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    mkdir(d, 0755);
+    snprintf(path, sizeof path, "%s/Shirt", d);
+    mkdir(path, 0755);
+    for (int i = 0; i < 3; i++) {
+        snprintf(from, sizeof from, "%s/Shirt/%04d.png", data, i);
+        snprintf(path, sizeof path, "%s/Shirt/%04d.png", d, i);
+        copy_file(from, path);
+    }
+    snprintf(path, sizeof path, "%s/Shirt/broken.png", d);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fputs("\x89PNG\r\n\x1a\n this is not a png", f);
+    fclose(f);
+
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, d, "-o", out, "-M", "gradcam", NULL};
+    cr_expect_eq(run(a1, tmp, &err), 1, "a corrupt file must give exit status 1:\n%s", err);
+    cr_expect(strstr(err, "broken.png"), "the corrupt file is not named:\n%s", err);
+    free(err);
+    sqlite3 *db = open_db(out);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM errors WHERE file = 'Shirt/broken.png' AND length(reason) > 0"), 1);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records"), 3);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records WHERE label = 6"), 3);
+    sqlite3_close(db);
+    snprintf(path, sizeof path, "%s/findings.json", out);
+    char *fj = slurp(path);
+    cr_assert(fj);
+    cr_expect(strstr(fj, "\"images\":3,\"failed\":1"), "%.200s", fj);
+    free(fj);
+
+    /* a rerun resumes (nothing to do) and still reports the failure; the temporary files of a run
+     * killed while writing its exports are cleared */
+    char stale[4400];
+    snprintf(stale, sizeof stale, "%s/records.csv.tmp99999", out);
+    FILE *sf = fopen(stale, "w");
+    cr_assert(sf);
+    fputs("file,lab", sf);
+    fclose(sf);
+    cr_expect_eq(run(a1, tmp, &err), 1, "%s", err);
+    cr_expect(access(stale, F_OK) != 0, "%s left behind", stale);
+    free(err);
+    db = open_db(out);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records"), 3);
+    sqlite3_close(db);
+
+    /* other methods, another model: refused, naming what changed; nothing recorded changes */
+    const char *a2[] = {"audit", "-m", WM_MODEL, d, "-o", out, "-M", "gradcam,saliency", NULL};
+    cr_expect_eq(run(a2, tmp, &err), 2);
+    cr_expect(strstr(err, "different methods: 'gradcam' then, 'gradcam,saliency' now"), "%s", err);
+    free(err);
+    const char *a3[] = {"audit", "-m", CLEAN_MODEL, d, "-o", out, "-M", "gradcam", NULL};
+    cr_expect_eq(run(a3, tmp, &err), 2);
+    cr_expect(strstr(err, "different model sha256"), "%s", err);
+    free(err);
+    db = open_db(out);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records"), 3);
+    sqlite3_close(db);
+    remove_tree(tmp);
+}
+
+Test(audit, usage_errors) {
+    char tmp[256];
+    make_tmp(tmp, sizeof tmp);
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, "-o", tmp, NULL};
+    cr_expect_eq(run(a1, tmp, &err), 2);
+    cr_expect(strstr(err, "no DATA folder"), "%s", err);
+    free(err);
+    const char *a2[] = {"audit", "-m", WM_MODEL, WM_MODEL, "-o", tmp, NULL};
+    cr_expect_eq(run(a2, tmp, &err), 2);
+    cr_expect(strstr(err, "not a folder"), "%s", err);
+    free(err);
+    const char *a3[] = {"audit", "-m", WM_MODEL, tmp, "-o", tmp, "-M", "gradcam,nosuch", NULL};
+    cr_expect_eq(run(a3, tmp, &err), 2);
+    cr_expect(strstr(err, "unknown method 'nosuch'"), "%s", err);
+    free(err);
+    const char *a4[] = {"audit", "-m", WM_MODEL, tmp, "-o", tmp, "--threshold", "x", NULL};
+    cr_expect_eq(run(a4, tmp, &err), 2);
+    cr_expect(strstr(err, "--threshold"), "%s", err);
+    free(err);
+    remove_tree(tmp);
+}
+
+/* --mask: a mask that is exactly the bottom-left corner square at 28x28 (rows 24..27, columns
+ * 0..3, see region_elem.h) gives mass_mask == mass_bl on every row. */
+Test(audit, mask_column) {
+    char data[4096], tmp[256], out[4300], mpath[4300];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    snprintf(mpath, sizeof mpath, "%s/mask.png", tmp);
+    uint8_t rgb[28 * 28 * 3] = {0};
+    for (int y = 24; y < 28; y++)
+        for (int x = 0; x < 4; x++) rgb[(y * 28 + x) * 3] = 255;
+    sal_error e = {0};
+    cr_assert_eq(sal_png_write_rgb(mpath, 28, 28, rgb, &e), SAL_OK, "%s", e.msg);
+    char *err = NULL;
+    const char *a[] = {"audit", "-m", WM_MODEL, data, "-o", out, "-M", "saliency", "--mask", mpath, NULL};
+    cr_assert_eq(run(a, tmp, &err), 0, "%s", err);
+    free(err);
+    sqlite3 *db = open_db(out);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records WHERE mass_mask IS NOT NULL"), 80);
+    cr_expect(query_double(db, "SELECT MAX(ABS(mass_mask - mass_bl)) FROM records") < 1e-9);
+    cr_expect(query_double(db, "SELECT MAX(mass_mask) FROM records") > 0.01);
+    sqlite3_close(db);
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Shards and merge                                                                                 */
+
+static void expect_same_file(const char *a, const char *b) {
+    char *x = slurp(a), *y = slurp(b);
+    cr_assert(x && y, "%s or %s missing", a, b);
+    cr_expect(!strcmp(x, y), "%s and %s differ", a, b);
+    free(x);
+    free(y);
+}
+
+/* The single run and the merge of the shards under sharded/: the same records, findings and
+ * mean maps. */
+static void expect_merge_equals_single(const char *single, const char *sharded, const char *tmp) {
+    char *err = NULL;
+    const char *am[] = {"audit", "-m", WM_MODEL, "--merge", sharded, NULL};
+    cr_assert_eq(run(am, tmp, &err), 0, "merge failed:\n%s", err);
+    free(err);
+    int total = 0;
+    for (int k = 0; k < 3; k++) {
+        char d[4400];
+        snprintf(d, sizeof d, "%s/shard-%d-of-3", sharded, k);
+        sqlite3 *db = open_db(d);
+        int nk = (int)query_double(db, "SELECT COUNT(DISTINCT file) FROM records");
+        cr_expect(nk > 0 && nk < 80, "shard %d holds %d of the 80 files", k, nk);
+        total += nk;
+        sqlite3_close(db);
+    }
+    cr_expect_eq(total, 80, "the shards hold %d files together, expected each of the 80 once", total);
+    expect_same_records(single, sharded);
+    char a[4400], b[4400];
+    const char *files[] = {"findings.json", "mean/gradcam.Shirt.npy", "mean/saliency.all.npy"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(a, sizeof a, "%s/%s", single, files[i]);
+        snprintf(b, sizeof b, "%s/%s", sharded, files[i]);
+        if (i == 0) expect_same_file(a, b);
+        else {   /* sums in another order: rounding only */
+            float *x = NULL, *y = NULL;
+            int nd;
+            int64_t dims[SAL_MAX_DIMS];
+            cr_assert_eq(sal_npy_read(a, &x, &nd, dims, NULL), SAL_OK, "%s", a);
+            cr_assert_eq(sal_npy_read(b, &y, &nd, dims, NULL), SAL_OK, "%s", b);
+            for (int p = 0; p < 28 * 28; p++) cr_expect(fabsf(x[p] - y[p]) <= 1e-6f, "%s[%d]: %g vs %g", files[i], p, x[p], y[p]);
+            free(x);
+            free(y);
+        }
+    }
+}
+
+Test(audit, three_shards_merged_equal_single_run) {
+    char data[4096], tmp[256], single[4300], sharded[4300];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(single, sizeof single, "%s/single", tmp);
+    snprintf(sharded, sizeof sharded, "%s/sharded", tmp);
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, data, "-o", single, NULL};
+    cr_assert_eq(run(a1, tmp, &err), 0, "%s", err);
+    free(err);
+    for (int k = 0; k < 3; k++) {
+        char shard[16];
+        snprintf(shard, sizeof shard, "%d/3", k);
+        const char *a2[] = {"audit", "-m", WM_MODEL, data, "-o", sharded, "--shard", shard, NULL};
+        cr_assert_eq(run(a2, tmp, &err), 0, "%s", err);
+        free(err);
+    }
+    expect_merge_equals_single(single, sharded, tmp);
+    remove_tree(tmp);
+}
+
+/* Open MPI's launcher: each rank reads its shard from OMPI_COMM_WORLD_RANK/SIZE. */
+Test(audit, mpirun_shards_merged_equal_single_run) {
+    if (access("/usr/bin/mpirun", X_OK)) cr_skip_test("mpirun not installed (Debian openmpi-bin)");
+    char data[4096], tmp[256], single[4300], sharded[4300];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(single, sizeof single, "%s/single", tmp);
+    snprintf(sharded, sizeof sharded, "%s/mpi", tmp);
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, data, "-o", single, NULL};
+    cr_assert_eq(run(a1, tmp, &err), 0, "%s", err);
+    free(err);
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/mpirun %s --oversubscribe -np 3 %s audit -m %s %s -o %s --threads 1 > %s/.mpi.log 2>&1",
+             geteuid() == 0 ? "--allow-run-as-root" : "", SALIENT, WM_MODEL, data, sharded, tmp);
+    int st = system(cmd);
+    char lp[4400];
+    snprintf(lp, sizeof lp, "%s/.mpi.log", tmp);
+    char *log = slurp(lp);
+    cr_assert_eq(st, 0, "%s failed:\n%s", cmd, log);
+    cr_expect(strstr(log, "shard 2 of 3 (Open MPI)"), "%s", log);
+    free(log);
+    expect_merge_equals_single(single, sharded, tmp);
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The report in a real browser                                                                     */
+
+/* Headless chromium loads OUT/report.html#selftest: its script checks that every image decoded
+ * and that a click on the `bl` column sorts the records (descending after two clicks, order
+ * changed), and writes the result into the page, which --dump-dom gives back. A screenshot is
+ * kept in the build folder (audit-report.png) to look at. */
+Test(audit, report_in_headless_chromium) {
+    if (access("/usr/bin/chromium", X_OK)) cr_skip_test("chromium not installed (Debian chromium)");
+    char data[4096], tmp[256], out[4300], cmd[16384], path[4400];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    char *err = NULL;
+    const char *a[] = {"audit", "-m", WM_MODEL, data, "-o", out, NULL};
+    cr_assert_eq(run(a, tmp, &err), 0, "%s", err);
+    free(err);
+    snprintf(path, sizeof path, "%s/report.html", out);
+    char *page = slurp(path);
+    cr_assert(page, "%s missing", path);
+    cr_expect(!strstr(page, "http://") && !strstr(page, "https://") && !strstr(page, "<script src") &&
+                  !strstr(page, "<link"), "the report refers to something outside itself");
+    cr_expect(strstr(page, "Shirt: "), "no Shirt flag in the report's findings");
+    free(page);
+    const char *flags = "--headless --no-sandbox --disable-gpu --hide-scrollbars --virtual-time-budget=10000";
+    snprintf(cmd, sizeof cmd, "HOME=%s timeout 180 /usr/bin/chromium %s --dump-dom 'file://%s#selftest' > %s/dom.html 2>/dev/null",
+             tmp, flags, path, tmp);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    char dom_path[4400];
+    snprintf(dom_path, sizeof dom_path, "%s/dom.html", tmp);
+    char *dom = slurp(dom_path);
+    cr_assert(dom);
+    char *res = strstr(dom, "<pre id=\"selftest\">SELFTEST");
+    cr_assert(res, "the page's self-check did not run");
+    int n_img = -1, n_ok = -2, rows = 0;
+    cr_assert_eq(sscanf(res, "<pre id=\"selftest\">SELFTEST images=%d loaded=%d rows=%d", &n_img, &n_ok, &rows), 3, "%.200s", res);
+    cr_expect_eq(n_img, 11 * 2, "mean maps: 10 classes and `all`, 2 methods");
+    cr_expect_eq(n_ok, n_img, "%d of %d images decoded", n_ok, n_img);
+    cr_expect_eq(rows, 160);
+    cr_expect(strstr(res, "sorted_desc=true order_changed=true"), "%.200s", res);
+    free(dom);
+    snprintf(cmd, sizeof cmd, "HOME=%s timeout 180 /usr/bin/chromium %s --window-size=1200,1400 --screenshot=%s/audit-report.png 'file://%s' > /dev/null 2>&1",
+             tmp, flags, SAL_BINARY_DIR, path);
+    cr_expect_eq(system(cmd), 0, "%s failed", cmd);
+    remove_tree(tmp);
+}
+
+/* Slurm: a one-node cluster on this machine (scripts/slurm/local-cluster: slurmctld, slurmd and
+ * munged in a scratch folder), `sbatch --array=0-2 --wait scripts/slurm/audit.sbatch`, whose first
+ * task submits the dependent merge job; the merged audit equals the single run. */
+Test(audit, slurm_array_merged_equal_single_run) {
+    if (access("/usr/sbin/slurmctld", X_OK) || access("/usr/sbin/munged", X_OK))
+        cr_skip_test("Slurm not installed (Debian slurm-wlm and munge; scripts/setup installs them)");
+    if (geteuid() != 0) cr_skip_test("the local Slurm cluster runs its daemons as root");
+    char data[4096], tmp[256], single[4300], sharded[4300], cmd[16384];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(single, sizeof single, "%s/single", tmp);
+    snprintf(sharded, sizeof sharded, "%s/slurm", tmp);
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, data, "-o", single, NULL};
+    cr_assert_eq(run(a1, tmp, &err), 0, "%s", err);
+    free(err);
+    snprintf(cmd, sizeof cmd, "SALIENT=%s %s/scripts/slurm/local-cluster audit %s/cluster %s %s %s > %s/.slurm.log 2>&1",
+             SALIENT, SAL_SOURCE_DIR, tmp, WM_MODEL, data, sharded, tmp);
+    int st = system(cmd);
+    char lp[4400];
+    snprintf(lp, sizeof lp, "%s/.slurm.log", tmp);
+    char *log = slurp(lp);
+    cr_assert_eq(st, 0, "%s failed:\n%s", cmd, log);
+    free(log);
+    /* expect_merge_equals_single merges again, by hand: the same result as the merge job's */
+    char merged[4400];
+    snprintf(merged, sizeof merged, "%s/findings.json", sharded);
+    char *by_job = slurp(merged);
+    cr_assert(by_job, "the merge job wrote no findings.json");
+    expect_merge_equals_single(single, sharded, tmp);
+    char *by_hand = slurp(merged);
+    cr_expect(by_hand && !strcmp(by_job, by_hand), "the merge job's findings differ from a merge by hand");
+    free(by_job);
+    free(by_hand);
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Labels: --truth, and none                                                                        */
+
+/* --truth: a header, a class name (case ignored), an index, a base name; a file missing from the
+ * CSV stays unlabelled. Without labels at all, the audit groups by predicted class and says so. */
+Test(audit, truth_csv_and_unlabelled) {
+    char data[4096], tmp[256], d[4300], out[4300], out2[4300], csv[4300], from[8200], to[8200];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(d, sizeof d, "%s/flat", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    snprintf(out2, sizeof out2, "%s/out2", tmp);
+    snprintf(csv, sizeof csv, "%s/truth.csv", tmp);
+    mkdir(d, 0755);
+    snprintf(to, sizeof to, "%s/sub", d);
+    mkdir(to, 0755);
+    const char *cls[4] = {"Shirt", "Bag", "Coat", "Sandal"};
+    for (int i = 0; i < 4; i++) {   /* 0.png 1.png sub/2.png 3.png */
+        snprintf(from, sizeof from, "%s/%s/0000.png", data, cls[i]);
+        snprintf(to, sizeof to, "%s/%s%d.png", d, i == 2 ? "sub/" : "", i);
+        copy_file(from, to);
+    }
+    FILE *f = fopen(csv, "w");
+    cr_assert(f);
+    fputs("file,label\n0.png,shirt\n1.png,8\n2.png,Coat\n", f);   /* 2.png: by base name; 3.png: absent */
+    fclose(f);
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, d, "-o", out, "-M", "gradcam", "--truth", csv, NULL};
+    cr_assert_eq(run(a1, tmp, &err), 0, "%s", err);
+    cr_expect(strstr(err, "1 of 4 files have no true label (not in --truth)"), "%s", err);
+    free(err);
+    sqlite3 *db = open_db(out);
+    cr_expect_eq(query_double(db, "SELECT label FROM records WHERE file = '0.png'"), 6);
+    cr_expect_eq(query_double(db, "SELECT label FROM records WHERE file = '1.png'"), 8);
+    cr_expect_eq(query_double(db, "SELECT label FROM records WHERE file = 'sub/2.png'"), 4, "base-name match");
+    cr_expect(isnan(query_double(db, "SELECT label FROM records WHERE file = '3.png'")));
+    cr_expect(isnan(query_double(db, "SELECT correct FROM records WHERE file = '3.png'")));
+    sqlite3_close(db);
+
+    const char *a2[] = {"audit", "-m", WM_MODEL, d, "-o", out2, "-M", "gradcam", NULL};
+    cr_assert_eq(run(a2, tmp, &err), 0, "%s", err);
+    cr_expect(strstr(err, "the audit runs unlabelled"), "%s", err);
+    free(err);
+    snprintf(to, sizeof to, "%s/findings.json", out2);
+    char *fj = slurp(to);
+    cr_assert(fj);
+    cr_expect(strstr(fj, "\"labelled\":false"));
+    cr_expect(!strstr(fj, "\"accuracy\":0") && !strstr(fj, "\"accuracy\":1"), "accuracy without labels");
+    free(fj);
+    db = open_db(out2);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records WHERE label IS NULL AND correct IS NULL"), 4,
+                 "no labels: the sub-folder 'sub' names no class");
+    /* the mean maps per predicted class exist for each predicted class */
+    sqlite3_stmt *q = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT DISTINCT predicted_label FROM records", -1, &q, NULL), SQLITE_OK);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        char name[256];
+        snprintf(name, sizeof name, "%s", (const char *)sqlite3_column_text(q, 0));
+        for (char *p = name; *p; p++)
+            if (*p == ' ') *p = '_';
+        snprintf(to, sizeof to, "%s/mean/gradcam.pred-%s.npy", out2, name);
+        cr_expect(access(to, R_OK) == 0, "%s missing", to);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    remove_tree(tmp);
+}
