@@ -71,7 +71,7 @@ static inline sal_status sal_backend_download(sal_backend *b, void *dst, const v
     return b->ops->download(b, dst, src, bytes, err);
 }
 
-/* CPU backend: threads 0 = every core. */
+/* CPU backend: threads 0 = sal_cpu_default_threads() (the CPUs this process may use). */
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err);
 
 /* The CPU backend dressed as a device, for tests (backend/cpu/cpu_guard.c): host_memory 0, and

@@ -11,6 +11,7 @@
 
 #include "../backend.h"
 #include "gemm.h"
+#include "cpu_threads.h"
 #include "../../ops/op_decls.h"
 #include "method_prims.h"
 
@@ -82,7 +83,7 @@ static void cpu_release(sal_backend *b, void *p) { (void)b; free(p); }
  * (bench_engine, old and new binaries alternated). */
 static void cpu_copy_or_zero(const sal_backend *b, void *dst, const void *src, size_t bytes) {
     const size_t piece = (size_t)1 << 18;
-    const int nt = b->threads > 0 ? b->threads : omp_get_num_procs();
+    const int nt = b->threads > 0 ? b->threads : sal_cpu_default_threads();
     if (bytes < 8 * piece || nt < 2) {
         if (bytes && src) memcpy(dst, src, bytes);
         else if (bytes) memset(dst, 0, bytes);
@@ -220,7 +221,7 @@ sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err
     b->ops = &cpu_ops;
     b->host_memory = 1;
     b->fuse_conv_act = 1;
-    b->threads = threads > 0 ? threads : omp_get_num_procs();
+    b->threads = threads > 0 ? threads : sal_cpu_default_threads();
     *out = b;
     return SAL_OK;
 }
