@@ -38,8 +38,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "backend/backend.h"
+#include "backend/cpu/cpu_conv_dnnl.h"
 #include "io/io.h"
 #include "salient.h"
+
+sal_backend *sal_session_backend(sal_session *s);   /* engine/session.c: the session's backend */
 
 /* The CPU backend's GEMM is oneDNN's dnnl_sgemm (host/backend/cpu/gemm.c, CMakeLists.txt): report
  * its version and the instruction set it picked at run time (it dispatches on CPU features). */
@@ -297,13 +301,14 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: bench_engine [--model M.onnx] [--batch 1,8,32] [--modes forward,gradient]\n"
             "                    [--reps 5] [--min-time 3] [--max-reps 50] [--warmup 2] [--threads 0]\n"
-            "                    [--device cpu|auto|cuda] [--inputs a.npy,b.npy] [--json] [--serve]\n");
+            "                    [--device cpu|auto|cuda] [--inputs a.npy,b.npy] [--json] [--serve]\n"
+            "                    [--conv auto|gemm|dnnl]   (CPU convolutions: per node, im2col+GEMM, oneDNN)\n");
 }
 
 int main(int argc, char **argv) {
     const char *model_path = "models/efficientnet_lite0.onnx", *inputs = default_inputs;
     char batch_list[256] = "1,8,32", mode_list[64] = "forward,gradient";
-    int reps = 5, max_reps = 50, warmup = 2, threads = 0, json = 0, do_serve = 0;
+    int reps = 5, max_reps = 50, warmup = 2, threads = 0, json = 0, do_serve = 0, conv_impl = SAL_CONV_IMPL_AUTO;
     double min_time = 3.0;
     sal_device device = SAL_DEVICE_CPU;
     for (int i = 1; i < argc; i++) {
@@ -319,6 +324,13 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--warmup") == 0) { NEED_VALUE(); warmup = atoi(v); }
         else if (strcmp(a, "--threads") == 0) { NEED_VALUE(); threads = atoi(v); }
         else if (strcmp(a, "--inputs") == 0) { NEED_VALUE(); inputs = v; }
+        else if (strcmp(a, "--conv") == 0) {
+            NEED_VALUE();
+            if (!strcmp(v, "auto")) conv_impl = SAL_CONV_IMPL_AUTO;
+            else if (!strcmp(v, "gemm")) conv_impl = SAL_CONV_IMPL_GEMM;
+            else if (!strcmp(v, "dnnl")) conv_impl = SAL_CONV_IMPL_DNNL;
+            else die("--conv: auto, gemm or dnnl, not '%s'%s", v, "");
+        }
         else if (strcmp(a, "--device") == 0) {
             NEED_VALUE();
             if (strcmp(v, "cpu") == 0) device = SAL_DEVICE_CPU;
@@ -350,6 +362,7 @@ int main(int argc, char **argv) {
     o.threads = threads;
     for (int m = 0; m < N_MODES; m++)
         if (sal_session_create(b.model, &o, &b.sess[m], &err)) die("%s%s", err.msg, "");
+        else sal_backend_cpu_set_conv_impl(sal_session_backend(b.sess[m]), conv_impl);
     b.threads = threads;
     if (threads == 0) {   /* what the CPU backend uses for 0: omp_get_num_procs() = usable CPUs */
         cpu_set_t set;

@@ -13,6 +13,8 @@
  *                      "score":..,"layer":"..","dims":[..],"abs_sum":..,"map":[..]?}
  *   map METHOD IMG    the same, with the raw map (attr, or for CAMs the layer-resolution map) added
  *   logits IMG        one forward -> {"ok":true,"img":..,"classes":K,"logits":[...]}
+ *   time forwardN IMG one sal_forward of N images (IMG, IMG+1, ... cycling over the inputs), the
+ *                     batch's plan made before the clock starts -> {"ok":true,"time_s":..,...}
  *   quit
  * Errors are {"ok":false,"error":"..."}. One CPU session serves every method (what a user of
  * sal_explain gets: switching methods may re-plan, which the peer's warm-up run per method absorbs).
@@ -153,6 +155,29 @@ int main(int argc, char **argv) {
         int want_map = !strcmp(cmd, "map");
         if (strcmp(cmd, "time") && !want_map) { json_error("unknown command (time, map, logits, quit)"); continue; }
         sal_method m;
+        int fwd_n = 0;
+        if (sscanf(line, "%*s %63s %d", mname, &img) == 2 && !strncmp(mname, "forward", 7) &&
+            (fwd_n = atoi(mname + 7)) > 0 && img >= 0 && img < n_imgs) {
+            /* forwardN: one sal_forward of N images (IMG, IMG+1, ... cycling over the inputs) */
+            float *xb = malloc(sizeof(float) * (size_t)fwd_n * C * H * W);
+            if (sal_session_plan(s, fwd_n, H, W) || !xb) { free(xb); json_error(sal_session_error(s)); continue; }
+            K = sal_session_num_classes(s);
+            float *lb = malloc(sizeof(float) * (size_t)fwd_n * K);
+            for (int k = 0; k < fwd_n; k++)
+                memcpy(xb + (size_t)k * C * H * W, imgs[(img + k) % n_imgs], sizeof(float) * (size_t)C * H * W);
+            double c0 = cpu_now(), t0 = wall_now();
+            sal_status st = lb ? sal_forward(s, xb, fwd_n, H, W, lb) : SAL_ERR_NOMEM;
+            double t1 = wall_now(), c1 = cpu_now();
+            int top = 0;
+            for (int k = 1; lb && k < K; k++) if (lb[k] > lb[top]) top = k;
+            free(xb);
+            free(lb);
+            if (st) { json_error(sal_session_error(s)); continue; }
+            printf("{\"ok\":true,\"method\":\"%s\",\"img\":%d,\"time_s\":%.6f,\"cpu_s\":%.6f,\"target\":%d,"
+                   "\"layer\":\"\",\"dims\":[%d,%d]}\n", mname, img, t1 - t0, c1 - c0, top, fwd_n, K);
+            fflush(stdout);
+            continue;
+        }
         if (sscanf(line, "%*s %63s %d", mname, &img) != 2 || img < 0 || img >= n_imgs ||
             sal_method_parse(mname, &m)) {
             json_error("usage: time|map METHOD IMG (METHOD as in salient explain -M)");

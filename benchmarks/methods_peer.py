@@ -8,6 +8,17 @@ benchmarks/run-methods. Prints one JSON object per line.
   methods_peer.py --salient build/bench_methods [--model M] [--threads 2] [--images 3]
                   [--methods saliency,inputxgrad,ig,smoothgrad,guided,occlusion,gradcam,gradcam++,layercam]
                   [--ig-steps 50] [--nt-samples 16] [--occ-stride 8] [--batch 16]
+                  [--torchvision resnet50 --state-dict M.pt] [--no-warmup occlusion,scorecam]
+                  [--load-methods saliency,ig] [--image-counts occlusion=1,scorecam=1]
+
+Methods also include forwardN (one forward pass of N images, e.g. forward1, forward32; no
+gradients on either side). --torchvision NAME: the peer runs torchvision's own eager model with the
+weights of --state-dict (scripts/make-torchvision-resnet50.py writes both the ONNX file and the
+.pt), not an onnx2torch conversion; CAM layer: its layer4[-1] block (salient's default CAM layer
+on that export is the same tensor, the block's last Relu). --load-methods: after the main pass,
+those methods again while a CPU-bound process (one busy Python loop) runs beside both sides:
+records "load": 1. --image-counts: fewer images for costly methods (ResNet-50's 2048-map
+Score-CAM, occlusion at stride 8).
 
 Per method: one warm-up call on each side (image 0, untimed), then for images 0..N-1 one timed call
 of each side, the order reversed every other image, 0.25 s idle before each timed call. Target:
@@ -56,6 +67,11 @@ def main():
     ap.add_argument("--batch", type=int, default=16, help="internal batch of both sides (Captum "
                     "internal_batch_size / perturbations_per_eval / nt_samples_batch_size; salient sal_explain_opts.batch)")
     ap.add_argument("--pause", type=float, default=0.25)
+    ap.add_argument("--torchvision", default=None, help="peer: torchvision.models.NAME (eager) instead of onnx2torch")
+    ap.add_argument("--state-dict", default=None, help="weights for --torchvision (a torch.save'd state dict)")
+    ap.add_argument("--no-warmup", default="", help="methods without the untimed warm-up call (costly ones)")
+    ap.add_argument("--load-methods", default="", help="methods timed again beside a CPU-bound process")
+    ap.add_argument("--image-counts", default="", help="METHOD=N,...: fewer images for those methods")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                     help="both sides: salient's session device and torch's (a GPU peer run: scripts/gpu-check)")
     a = ap.parse_args()
@@ -75,10 +91,18 @@ def main():
     if a.device == "cuda":   # FP32 like salient: no TF32 tensor-core shortcuts on the peer either
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    model = convert(onnx.load(a.model)).eval().to(dev)
-    mods = dict(model.named_modules())
-    cam_layer_name = "head/relu6"   # onnx2torch's name of the node 'head.relu6' (salient's default CAM layer)
-    cam_layer = mods[cam_layer_name]
+    if a.torchvision:
+        import torchvision
+        model = getattr(torchvision.models, a.torchvision)(weights=None)
+        model.load_state_dict(torch.load(a.state_dict, map_location="cpu"))
+        model = model.eval().to(dev)
+        cam_layer_name = "layer4[-1]"   # the last bottleneck's output = salient's /layer4/layer4.2/relu_2/Relu
+        cam_layer = model.layer4[-1]
+    else:
+        model = convert(onnx.load(a.model)).eval().to(dev)
+        mods = dict(model.named_modules())
+        cam_layer_name = "head/relu6"   # onnx2torch's name of the node 'head.relu6' (salient's default CAM layer)
+        cam_layer = mods[cam_layer_name]
     n_relu = sum(isinstance(m, torch.nn.ReLU) for m in model.modules())
     n_relu6 = sum(isinstance(m, torch.nn.ReLU6) for m in model.modules())
 
@@ -106,6 +130,7 @@ def main():
     print(json.dumps({"meta": "salient", **ready}), flush=True)
     print(json.dumps({"meta": "peer", "torch": torch.__version__, "captum": captum.__version__,
                       "grad_cam": "1.5.7", "onnx2torch": importlib.metadata.version("onnx2torch"),
+                      "peer_model": f"torchvision.models.{a.torchvision} (eager)" if a.torchvision else "onnx2torch",
                       "numpy": np.__version__, "torch_threads": torch.get_num_threads(),
                       "torch_interop_threads": torch.get_num_interop_threads(), "device": a.device,
                       "cuda_device": torch.cuda.get_device_name(0) if a.device == "cuda" else None,
@@ -129,8 +154,15 @@ def main():
             return int(model(x).argmax(1)[0])
 
     W, S = a.occ_window, a.occ_stride
+    nonlocal_ix = [0]   # the image index time_peer was called with (forwardN batches start there)
 
     def peer(method, x):
+        if method.startswith("forward"):
+            n = int(method[7:])
+            ix = nonlocal_ix[0]
+            xb = torch.cat([imgs[(ix + k) % len(imgs)] for k in range(n)]) if n > 1 else x
+            with torch.no_grad():
+                return model(xb)
         if method in ("gradcam", "gradcam++", "layercam", "hirescam", "xgradcam", "scorecam"):
             cls = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "layercam": LayerCAM, "hirescam": HiResCAM,
                    "xgradcam": XGradCAM, "scorecam": ScoreCAM}[method]
@@ -184,6 +216,7 @@ def main():
             torch.cuda.synchronize()
 
     def time_peer(method, x):
+        nonlocal_ix[0] = next((k for k, y in enumerate(imgs) if y is x), 0)
         sync()
         c0, t0 = cpu_now(), time.perf_counter()
         peer(method, x)
@@ -191,15 +224,24 @@ def main():
         t1, c1 = time.perf_counter(), cpu_now()
         return t1 - t0, c1 - c0
 
-    for method in a.methods.split(","):
+    no_warm = set(m for m in a.no_warmup.split(",") if m)
+    counts = dict((kv.split("=")[0], int(kv.split("=")[1])) for kv in a.image_counts.split(",") if kv)
+    runs = [(m, 0) for m in a.methods.split(",") if m] + [(m, 1) for m in a.load_methods.split(",") if m]
+    hog = None
+    for method, loaded in runs:
+        if loaded and hog is None:   # one CPU-bound process beside both sides from here on
+            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            time.sleep(1.0)
         hz = os.sysconf("SC_CLK_TCK")
         b0, o0, m0 = busy_jiffies(), proc_cpu(os.getpid()) + proc_cpu(sal.pid), time.perf_counter()
         # warm-up (untimed): plans salient's session, builds torch's caches
-        w0 = time.perf_counter(); ask(f"time {method} 0"); ws = time.perf_counter() - w0
-        w0 = time.perf_counter(); peer(method, imgs[0]); wp = time.perf_counter() - w0
-        rec = {"method": method, "salient_s": [], "peer_s": [], "salient_cpu_s": [], "peer_cpu_s": [],
+        ws = wp = None
+        if method not in no_warm:
+            w0 = time.perf_counter(); ask(f"time {method} 0"); ws = time.perf_counter() - w0
+            w0 = time.perf_counter(); time_peer(method, imgs[0]); wp = time.perf_counter() - w0
+        rec = {"method": method, "load": loaded, "salient_s": [], "peer_s": [], "salient_cpu_s": [], "peer_cpu_s": [],
                "warmup_s": [ws, wp], "targets_salient": [], "targets_peer": []}
-        for i, x in enumerate(imgs):
+        for i, x in enumerate(imgs[:counts.get(method, len(imgs))]):
             order = ("salient", "peer") if i % 2 == 0 else ("peer", "salient")
             for side in order:
                 time.sleep(a.pause)
@@ -212,15 +254,19 @@ def main():
                         continue
                     t, c = time_peer(method, x)
                     rec["peer_s"].append(t); rec["peer_cpu_s"].append(c)
-                    rec["targets_peer"].append(top1(x))
+                    if not method.startswith("forward"):
+                        rec["targets_peer"].append(top1(x))
         b1, o1, m1 = busy_jiffies(), proc_cpu(os.getpid()) + proc_cpu(sal.pid), time.perf_counter()
         rec["block_wall_s"] = m1 - m0
+        # CPUs used by other processes during the block (in load runs, the hog counts: about 1)
         rec["other_cpus"] = max(0.0, ((b1 - b0) / hz - (o1 - o0)) / (m1 - m0))
         rec["salient_median_s"] = statistics.median(rec["salient_s"])
         rec["peer_median_s"] = statistics.median(rec["peer_s"]) if rec["peer_s"] else None
         rec["ratio_peer_over_salient"] = (rec["peer_median_s"] / rec["salient_median_s"]
                                           if rec["peer_s"] else None)
         print(json.dumps(rec), flush=True)
+    if hog is not None:
+        hog.kill(); hog.wait()
     sal.stdin.write("quit\n"); sal.stdin.flush(); sal.wait(timeout=30)
 
 

@@ -102,13 +102,22 @@ typedef enum sal_device { SAL_DEVICE_AUTO = 0, SAL_DEVICE_CPU, SAL_DEVICE_CUDA }
 
 typedef struct sal_session_opts {
     sal_device device;  /* AUTO: the GPU when the CUDA backend is built and a GPU is present */
-    int threads;        /* CPU threads, 0 = every core */
+    int threads;        /* CPU threads, 0 = sal_cpu_threads_default() */
     size_t mem_limit;   /* bytes of device memory one batch's plan may take (activations, gradients,
                            scratch); 0 = whatever the device has. Explanations that hit it (or a
                            real out-of-memory) retry with smaller internal batches */
 } sal_session_opts;
 
 sal_session_opts sal_session_opts_default(void);
+
+/* The CPU thread count a session with threads = 0 uses: OMP_NUM_THREADS when the user set it,
+ * else the CPUs this process may run on (its affinity mask: taskset, cpusets), capped by its
+ * cgroup's CPU quota (containers); not the machine's count. Linking the library also links
+ * libsalient_ompenv.so, which makes OpenMP's idle threads wait passively (they sleep instead of
+ * spinning, which collapses on a shared machine) unless the user set OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT: it sets OMP_WAIT_POLICY=passive while the process loads, before libgomp reads
+ * it (libgomp reads it only then). */
+int sal_cpu_threads_default(void);
 
 typedef struct sal_session sal_session;
 

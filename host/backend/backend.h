@@ -75,8 +75,14 @@ static inline sal_status sal_backend_download(sal_backend *b, void *dst, const v
     return b->ops->download(b, dst, src, bytes, err);
 }
 
-/* CPU backend: threads 0 = every core. */
+/* CPU backend: threads 0 = sal_cpu_default_threads() (the CPUs this process may use). */
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err);
+
+/* Which convolution implementation a CPU backend uses: SAL_CONV_IMPL_AUTO (default: per node by
+ * shape), _GEMM (cpu_nn.c's kernels only) or _DNNL (oneDNN's primitives wherever they apply);
+ * backend/cpu/cpu_conv_dnnl.h. Tests and benchmarks force each path with it. No effect on other
+ * backends. */
+void sal_backend_cpu_set_conv_impl(sal_backend *b, int impl);
 
 /* The CPU backend dressed as a device, for tests (backend/cpu/cpu_guard.c): host_memory 0, and
  * its memory unreadable to the host outside its own operations. */

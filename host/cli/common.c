@@ -37,7 +37,7 @@ const char *cli_common_help =
     "  -m, --model FILE     ONNX model (required)\n"
     "  --labels FILE        class names, one per line (default: the model's own list, if any)\n"
     "  --device D           cpu, cuda or auto (default auto: the GPU when present)\n"
-    "  --threads N          CPU threads (default: every core)\n"
+    "  --threads N          CPU threads (default: the cores this process may use)\n"
     "  --mem-limit MIB      device memory one batch may take; larger batches are split\n"
     "                       (default: what the device has)\n"
     "  --batch N            images per batch (default 8)\n"

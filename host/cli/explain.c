@@ -501,7 +501,7 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
     char (*load_msg)[4600] = calloc((size_t)G, sizeof *load_msg);
     char *wrote = calloc((size_t)G, 1);   /* the group's inputs with at least one map written */
     pending *pend = calloc(EXPLAIN_WRITE_CHUNK, sizeof(pending));
-    const int io_threads = c->threads > 0 ? c->threads : omp_get_num_procs();
+    const int io_threads = c->threads > 0 ? c->threads : sal_cpu_threads_default();
     char **stems = unique_stems(inputs, n_inputs);
     sal_maps *held = calloc((size_t)n_held, sizeof(sal_maps));
     double *held_secs = calloc((size_t)n_held, sizeof(double));

@@ -268,6 +268,12 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
         if (st) { free(ctx.params); return sal_fail_prefix(err, st, g->path); }
         params = ctx.params;
         scratch = ctx.scratch_floats;
+        /* a Conv's weights may be kept reordered by the backend for the model's life (the CPU's
+         * oneDNN cache, keyed by address): only for the model's own constants, never for ones
+         * folded by this plan, whose memory goes (and may be reused) when the plan does */
+        if (n->op == SAL_OP_CONV && params)
+            for (int i = 1; i < n->n_in && i < 3; i++)
+                if (n->in[i] >= 0 && pv[n->in[i]].owned) ((sal_conv_params *)params)->const_wb = 0;
         if (!alias && !e->b->ops->supports(e->b, n)) {
             free(params);
             return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: node '%s': op %s is not supported by the "

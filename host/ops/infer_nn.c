@@ -201,6 +201,7 @@ sal_status sal_infer_conv(sal_op_ctx *ctx) {
     p->m = M;
     p->group = group;
     p->has_bias = b != NULL;
+    p->const_wb = ctx->in_const && ctx->in_const[1] && (!b || ctx->in_const[2]);
     if (nsp == 2) {
         p->h = x->d[2]; p->w = x->d[3]; p->oh = w.out[0]; p->ow = w.out[1];
         p->kh = w.k[0]; p->kw = w.k[1]; p->sh = w.s[0]; p->sw = w.s[1]; p->dh = w.d[0]; p->dw = w.d[1];

@@ -119,6 +119,10 @@ typedef struct sal_conv_params {
     int64_t pt, pl, pb, pr;  /* pads top, left, bottom, right */
     int64_t group;
     int has_bias;
+    int const_wb;         /* W (and B, when present) are the model's constants, unchanged and
+                             at the same address for the model's life (the engine clears it for
+                             constants folded per plan): a backend may keep them reordered into
+                             its own layout, keyed by address (the CPU's oneDNN path) */
     /* Fused activation (set by the engine, in forward and gradient plans, on backends with
      * fuse_conv_act: a Relu/Clip that alone reads this output runs inside the convolution):
      * y = min(max(y, lo), hi) */

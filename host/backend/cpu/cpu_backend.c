@@ -11,6 +11,8 @@
 
 #include "../backend.h"
 #include "gemm.h"
+#include "cpu_threads.h"
+#include "cpu_conv_dnnl.h"
 #include "../../ops/op_decls.h"
 #include "method_prims.h"
 
@@ -67,7 +69,43 @@ sal_status sal_cpu_backward(const sal_op_call *call, sal_error *err) {
 /* ------------------------------------------------------------------------------------------------ */
 /* Backend table                                                                                    */
 
-static void cpu_destroy(sal_backend *b) { free(b); }
+/* The backend's own state: the oneDNN convolution cache (made at the first convolution that
+ * goes there) and which convolution implementation to use. */
+typedef struct cpu_impl {
+    sal_dnnl_conv_cache *dnnl;
+    int conv_impl;   /* SAL_CONV_IMPL_* */
+} cpu_impl;
+
+static void cpu_destroy(sal_backend *b) {
+    if (!b) return;
+    cpu_impl *ci = b->impl;
+    if (ci) sal_dnnl_conv_cache_free(ci->dnnl);
+    free(ci);
+    free(b);
+}
+
+void sal_backend_cpu_set_conv_impl(sal_backend *b, int impl) {
+    if (b && b->ops && !strcmp(b->ops->name, "cpu") && b->impl) ((cpu_impl *)b->impl)->conv_impl = impl;
+}
+
+/* The convolution through oneDNN when the choice says so; 0 and *done = 0 otherwise. */
+static sal_status cpu_conv_dnnl(sal_backend *b, const sal_op_call *c, int backward, int *done, sal_error *err) {
+    *done = 0;
+    cpu_impl *ci = b->impl;
+    if (!ci || c->node->op != SAL_OP_CONV || !c->params ||
+        !sal_dnnl_conv_choose((const sal_conv_params *)c->params, ci->conv_impl))
+        return SAL_OK;
+    if (backward && c->n_in > 1 && (c->gin[1] || (c->n_in > 2 && c->gin[2]))) return SAL_OK;
+    sal_status st;
+    if (!ci->dnnl && (st = sal_dnnl_conv_cache_create(&ci->dnnl, err))) return st;
+    *done = 1;
+    /* oneDNN sizes its OpenMP team from the calling thread's setting, as the GEMM does */
+    int saved = omp_get_max_threads();
+    if (c->threads > 0) omp_set_num_threads(c->threads);
+    st = backward ? sal_dnnl_conv_bwd_data(ci->dnnl, c, err) : sal_dnnl_conv_fwd(ci->dnnl, c, err);
+    omp_set_num_threads(saved);
+    return st;
+}
 static int cpu_supports(sal_backend *b, const sal_node *n) { (void)b; return sal_cpu_supports(n); }
 static void *cpu_alloc(sal_backend *b, size_t bytes) {
     (void)b;
@@ -82,7 +120,7 @@ static void cpu_release(sal_backend *b, void *p) { (void)b; free(p); }
  * (bench_engine, old and new binaries alternated). */
 static void cpu_copy_or_zero(const sal_backend *b, void *dst, const void *src, size_t bytes) {
     const size_t piece = (size_t)1 << 18;
-    const int nt = b->threads > 0 ? b->threads : omp_get_num_procs();
+    const int nt = b->threads > 0 ? b->threads : sal_cpu_default_threads();
     if (bytes < 8 * piece || nt < 2) {
         if (bytes && src) memcpy(dst, src, bytes);
         else if (bytes) memset(dst, 0, bytes);
@@ -108,12 +146,14 @@ static sal_status cpu_zero(sal_backend *b, void *dst, size_t bytes, sal_error *e
     return SAL_OK;
 }
 static sal_status cpu_fwd(sal_backend *b, const sal_op_call *c, sal_error *err) {
-    (void)b;
-    return sal_cpu_forward(c, err);
+    int done;
+    sal_status st = cpu_conv_dnnl(b, c, 0, &done, err);
+    return done || st ? st : sal_cpu_forward(c, err);
 }
 static sal_status cpu_bwd(sal_backend *b, const sal_op_call *c, sal_error *err) {
-    (void)b;
-    return sal_cpu_backward(c, err);
+    int done;
+    sal_status st = cpu_conv_dnnl(b, c, 1, &done, err);
+    return done || st ? st : sal_cpu_backward(c, err);
 }
 static sal_status cpu_sync(sal_backend *b, sal_error *err) { (void)b; (void)err; return SAL_OK; }
 
@@ -217,11 +257,17 @@ static const sal_backend_ops cpu_ops = {
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err) {
     sal_backend *b = calloc(1, sizeof *b);
     if (!b) return sal_fail(err, SAL_ERR_NOMEM, "out of memory creating the CPU backend");
+    cpu_impl *ci = calloc(1, sizeof *ci);
+    if (!ci) {
+        free(b);
+        return sal_fail(err, SAL_ERR_NOMEM, "out of memory creating the CPU backend");
+    }
+    b->impl = ci;
     b->ops = &cpu_ops;
     b->host_memory = 1;
     b->fuse_conv_act = 1;
     b->incremental = 1;
-    b->threads = threads > 0 ? threads : omp_get_num_procs();
+    b->threads = threads > 0 ? threads : sal_cpu_default_threads();
     *out = b;
     return SAL_OK;
 }
