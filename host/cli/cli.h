@@ -126,10 +126,13 @@ typedef struct cli_records {
     char path[4200];
     const char *header;
     int fd;
-    int lines_written;
+    long long last_start;   /* where the last append began; -1: it made the file */
 } cli_records;
 void cli_records_init(cli_records *r, const char *path, const char *header);
 int cli_records_append(cli_records *r, const char *data, size_t len);
+/* Take the last append back off (when its twin file's append failed: the two files keep the same
+ * rows). */
+void cli_records_undo(cli_records *r);
 void cli_records_close(cli_records *r);
 
 int cmd_info(int argc, char **argv);

@@ -659,9 +659,16 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
             if (csv_f) fclose(csv_f);
             if (jl_f) fclose(jl_f);
             if (!stop) {
-                if (cli_records_append(&csv_r, csv_text, csv_len) || cli_records_append(&jl_r, jl_text, jl_len)) {
+                int bad = cli_records_append(&csv_r, csv_text, csv_len) != 0;
+                if (!bad && cli_records_append(&jl_r, jl_text, jl_len)) {
+                    cli_records_undo(&csv_r);   /* the two summaries keep the same rows */
+                    bad = 1;
+                }
+                if (bad) {
                     failed++;
                     stop = 1;
+                    cli_error("explain: stopping: the summaries cannot be written in %s; the files and summary rows "
+                              "written so far are complete", xo->out);
                 } else {
                     rows += np;
                     if (c->json) {   /* the same records on stdout */

@@ -196,7 +196,7 @@ int cli_records_append(cli_records *r, const char *data, size_t len) {
         if (sal_io_atomic_commit(r->path, &a, 1, &err)) { cli_error("%s", err.msg); return -1; }
         r->fd = open(r->path, O_WRONLY | O_APPEND | O_CLOEXEC);
         if (r->fd < 0) { cli_error("%s: cannot reopen to append: %s", r->path, strerror(errno)); return -1; }
-        r->lines_written = 1;
+        r->last_start = -1;
         return 0;
     }
     off_t before = lseek(r->fd, 0, SEEK_END);
@@ -206,7 +206,20 @@ int cli_records_append(cli_records *r, const char *data, size_t len) {
         cli_error("%s: write failed: %s", r->path, strerror(e));
         return -1;
     }
+    r->last_start = before;
     return 0;
+}
+
+void cli_records_undo(cli_records *r) {
+    if (r->fd < 0) return;
+    if (r->last_start >= 0) {
+        if (ftruncate(r->fd, r->last_start) == 0) fdatasync(r->fd);
+    } else {   /* the first append made the file: it goes */
+        close(r->fd);
+        r->fd = -1;
+        unlink(r->path);
+    }
+    r->last_start = 0;
 }
 
 void cli_records_close(cli_records *r) {
