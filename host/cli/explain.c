@@ -60,11 +60,15 @@ static const char *help_head =
     "                       the internal batch; files are written after each group\n";
 
 static const char *bench_help_head =
-    "usage: salient bench -m MODEL.onnx [-M METHOD[,METHOD...]] [--images N] [--min-time S] [options] [INPUT...]\n"
+    "usage: salient bench -m MODEL.onnx [-M METHOD[,METHOD...]] [--images N] [--min-time S] [--max-time T]\n"
+    "                     [options] [INPUT...]\n"
     "Throughput per method: images/s, ms/image and GFLOP/s (convolutions and matrix products, against\n"
     "the device's measured FP32 SGEMM rate) of sal_explain on N images (default 8 on the CPU, 64\n"
     "on a GPU, which 8 images leave mostly idle; the given inputs cycled, else fixed random images),\n"
-    "each method timed for at least S seconds (default 2) after one untimed call; --json prints one\n"
+    "each method timed for at least S seconds (default 2) after one untimed call on 1 image; a method\n"
+    "whose call on N images would take more than T seconds (default 10) is timed on fewer images (said\n"
+    "on stderr and in its row), so a method costs about its first call + max(S, T). Each method's row\n"
+    "is printed when it is done, with progress on stderr; --json prints one\n"
     "object per method. Default methods: the fast ones (saliency, inputxgrad, smoothgrad, ig, guided,\n"
     "occlusion, gradcam, gradcam++, hirescam, xgradcam, layercam). The method options below apply;\n"
     "output options are ignored.\n\n";
@@ -481,7 +485,7 @@ static double now_s(void) {
 }
 
 static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char **inputs, int n_inputs,
-                     int n_images, double min_time);
+                     int n_images, double min_time, double max_time);
 
 /* The explain run proper, once every option and the model have been checked: OUTDIR, the inputs
  * in groups, the files and the summaries. n_bad: inputs already reported as unusable. */
@@ -741,7 +745,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     const char *baseline_arg = NULL;
     char **inputs = calloc((size_t)argc, sizeof(char *));
     int n_inputs = 0, rc = EXIT_USAGE, methods_given = 0, bench_images = 0, n_bad = 0, expanded = 0;
-    double bench_min_time = 2.0;
+    double bench_min_time = 2.0, bench_max_time = 10.0;
     if (!inputs) return EXIT_FAIL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -771,7 +775,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 "--masks", "--grid", "--keep", "--stdev", "--coalitions", "--superpixels"};
             int known = 0;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
-            if (bench && (!strcmp(a, "--images") || !strcmp(a, "--min-time"))) {
+            if (bench && (!strcmp(a, "--images") || !strcmp(a, "--min-time") || !strcmp(a, "--max-time"))) {
                 if (i + 1 >= argc) { cli_error("%s needs a value", a); goto out; }
                 const char *v = argv[++i];
                 char *end = NULL;
@@ -780,9 +784,10 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                     if (*end || !*v || n < 1 || n > 4096) { cli_error("--images: expected 1..4096, got '%s'", v); goto out; }
                     bench_images = (int)n;
                 } else {
-                    bench_min_time = strtod(v, &end);
-                    if (*end || !*v || !(bench_min_time >= 0 && bench_min_time <= 3600)) {
-                        cli_error("--min-time: expected seconds in [0, 3600], got '%s'", v);
+                    double *t = a[3] == 'i' ? &bench_min_time : &bench_max_time;
+                    *t = strtod(v, &end);
+                    if (*end || !*v || !(*t >= 0 && *t <= 3600)) {
+                        cli_error("%s: expected seconds in [0, 3600], got '%s'", a, v);
                         goto out;
                     }
                 }
@@ -937,7 +942,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     for (int k = 0; k < 3; k++) xo.base.black_value[k] = (0.0f - cm.prep.mean[k < cm.c ? k : 0]) / cm.prep.std[k < cm.c ? k : 0];
     if (bench) {
         if (!bench_images) bench_images = strcmp(sal_session_device(cm.s), "cuda") ? 8 : 64;
-        rc = run_bench(&xo, &c, &cm, inputs, n_inputs, bench_images, bench_min_time);
+        rc = run_bench(&xo, &c, &cm, inputs, n_inputs, bench_images, bench_min_time, bench_max_time);
         free(xo.baseline_npy);
         cli_model_close(&cm);
         goto out;
@@ -964,7 +969,7 @@ int cmd_bench(int argc, char **argv) { return explain_or_bench(argc, argv, 1); }
  * memory in use. Inputs: the given files cycled to fill n_images, else fixed pseudo-random images
  * (uniform in [-2, 2], the scale of normalized pixels). */
 static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char **inputs, int n_inputs,
-                     int n_images, double min_time) {
+                     int n_images, double min_time, double max_time) {
     int64_t per = (int64_t)cm->c * cm->h * cm->w;
     float *x = malloc(sizeof(float) * (size_t)(per * n_images));
     if (!x) { cli_error("out of memory for %d images", n_images); return EXIT_FAIL; }
@@ -982,8 +987,9 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
     const char *dev = sal_session_device(cm->s);
     int on_gpu = !strcmp(dev, "cuda");
     if (!c->json)
-        printf("salient bench: %s on %s, %d images (%s), %dx%d input, at least %.1f s per method\n", c->model, dev,
-               n_images, n_inputs ? "from the inputs" : "random", cm->h, cm->w, min_time);
+        printf("salient bench: %s on %s, %d images (%s), %dx%d input; per method: one untimed call on 1 image, then "
+               "calls for at least %.1f s (a method slower than %.0f s per call is timed on fewer images)\n",
+               c->model, dev, n_images, n_inputs ? "from the inputs" : "random", cm->h, cm->w, min_time, max_time);
     double peak = 0;   /* the device's FP32 GEMM rate, the yardstick for the conv-heavy methods */
     if (sal_session_peak_gflops(cm->s, 0, &peak)) peak = 0;
     if (!c->json) {
@@ -994,43 +1000,62 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
         printf("{\"device\": \"%s\", \"peak_sgemm_gflops\": %.4g}\n", dev, peak);
     }
     int failed = 0;
+    cli_progress pg;
+    cli_progress_start(&pg, "bench", "methods", xo->n_methods, c->quiet);
     for (int mi = 0; mi < xo->n_methods; mi++) {
         sal_explain_opts o = xo->base;
         o.method = xo->methods[mi];
+        o.progress = cli_progress_sal;
+        o.progress_user = &pg;
+        cli_progress_stage(&pg, "%s (first call, 1 image)", sal_method_name(o.method));
+        cli_progress_span(&pg, 0, 0.5);
         sal_maps mp;
+        double t1 = now_s();
         if (sal_explain(cm->s, &o, x, 1, cm->h, cm->w, NULL, &mp)) {
             cli_error("bench: %s: %s", sal_method_name(o.method), sal_session_error(cm->s));
             failed++;
+            cli_progress_add(&pg, 1, 1);
             continue;
         }
+        t1 = now_s() - t1;
         sal_maps_free(&mp);
+        /* a slow method is timed on fewer images, so that one call takes about max_time at most:
+         * the whole bench stays bounded (the header says how) */
+        int n_timed = n_images;
+        if (t1 * n_images > max_time) n_timed = t1 > 0 && max_time / t1 >= 1 ? (int)(max_time / t1) : 1;
+        if (n_timed < n_images && !c->quiet)
+            cli_error("note: bench: %s takes %.1f s per image: timed on %d image%s instead of %d", sal_method_name(o.method),
+                      t1, n_timed, n_timed == 1 ? "" : "s", n_images);
         double total = 0, f0 = sal_session_flops(cm->s);
         uint64_t up0, dn0, up1, dn1;
         sal_session_transfers(cm->s, &up0, &dn0);
         int calls = 0, batch = 0;
         sal_status st = SAL_OK;
+        cli_progress_stage(&pg, "%s (timed, %d image%s)", sal_method_name(o.method), n_timed, n_timed == 1 ? "" : "s");
         while (!st && (calls == 0 || total < min_time)) {
+            cli_progress_span(&pg, 0.5, 0.5);
             double t0 = now_s();
-            st = sal_explain(cm->s, &o, x, n_images, cm->h, cm->w, NULL, &mp);
+            st = sal_explain(cm->s, &o, x, n_timed, cm->h, cm->w, NULL, &mp);
             total += now_s() - t0;
             if (!st) { batch = mp.batch; sal_maps_free(&mp); calls++; }
         }
+        cli_progress_add(&pg, 1, st != SAL_OK);
         if (st) {
             cli_error("bench: %s: %s", sal_method_name(o.method), sal_session_error(cm->s));
             failed++;
             continue;
         }
-        double ips = calls * (double)n_images / total;
+        double ips = calls * (double)n_timed / total;
         sal_session_transfers(cm->s, &up1, &dn1);
-        double mb_up = (double)(up1 - up0) / (calls * (double)n_images) * 1e-6;   /* to / from the device */
-        double mb_dn = (double)(dn1 - dn0) / (calls * (double)n_images) * 1e-6;
+        double mb_up = (double)(up1 - up0) / (calls * (double)n_timed) * 1e-6;   /* to / from the device */
+        double mb_dn = (double)(dn1 - dn0) / (calls * (double)n_timed) * 1e-6;
         double gfs = (sal_session_flops(cm->s) - f0) / total * 1e-9;   /* conv/matmul FLOPs only */
         size_t avail = 0, tot = 0;
         long used_mib = on_gpu && !sal_session_mem_info(cm->s, &avail, &tot) ? (long)((tot - avail) >> 20) : -1;
         if (c->json) {
             printf("{\"method\": \"%s\", \"device\": \"%s\", \"images\": %d, \"calls\": %d, \"seconds\": %.4f, "
                    "\"images_per_s\": %.4g, \"ms_per_image\": %.4g, \"batch\": %d, \"gflops\": %.4g",
-                   sal_method_name(o.method), dev, n_images, calls, total, ips, 1e3 / ips, batch, gfs);
+                   sal_method_name(o.method), dev, n_timed, calls, total, ips, 1e3 / ips, batch, gfs);
             if (peak > 0) printf(", \"fraction_of_peak\": %.4g", gfs / peak);
             printf(", \"mb_to_device_per_image\": %.4g, \"mb_from_device_per_image\": %.4g", mb_up, mb_dn);
             if (used_mib >= 0) printf(", \"device_mib_in_use\": %ld", used_mib);
@@ -1041,10 +1066,12 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
             else printf(" %8s", "-");
             printf(" %9.2f %9.2f", mb_up, mb_dn);
             if (used_mib >= 0) printf(" %ld", used_mib);
+            if (n_timed < n_images) printf("  (timed on %d image%s: slow)", n_timed, n_timed == 1 ? "" : "s");
             printf("\n");
         }
         fflush(stdout);
     }
+    cli_progress_end(&pg);
     free(x);
     return failed ? EXIT_FAIL : EXIT_OK;
 }
