@@ -57,7 +57,13 @@ static const char *help_head =
     "  --method-batch N     images per internal batch (default: what fits in half the free\n"
     "                       memory, at most 16 on the CPU)\n"
     "  --image-batch N      inputs explained together (default 16): one-pass methods then fill\n"
-    "                       the internal batch; files are written after each group\n";
+    "                       the internal batch; files are written after each group. A record's\n"
+    "                       seconds is its call's time / images_per_call (measured per image\n"
+    "                       only with --image-batch 1)\n"
+    "  --json               print each record of summary.jsonl on stdout as it is written: one\n"
+    "                       object per input, method and target (progress stays on stderr)\n"
+    "Output: OUTDIR is locked for the run (a second run into it is refused); summary.csv and\n"
+    "summary.jsonl hold the same records (columns: see the README) and grow as maps are written.\n";
 
 static const char *bench_help_head =
     "usage: salient bench -m MODEL.onnx [-M METHOD[,METHOD...]] [--images N] [--min-time S] [--max-time T]\n"
