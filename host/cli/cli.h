@@ -66,8 +66,8 @@ void cli_free_inputs(char **v, int n);
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Progress of long work on stderr (host/cli/progress.c), for any command that walks many units
- * (explain's inputs, bench's methods, audit's images): "12/100 inputs (12%), gradcam, 0.83
- * inputs/s, ETA 1m46s, 2 failed". On a terminal a bar redrawn in place twice a second; elsewhere
+ * (explain's inputs, bench's methods, audit's images): "12/100 inputs (12%), 0.83 inputs/s, ETA
+ * 1m46s, 2 failed, gradcam" (below one a second: "12.5 s/input"). On a terminal a bar redrawn in place twice a second; elsewhere
  * a plain line every CLI_PROGRESS_LINE_SECONDS (environment SALIENT_PROGRESS_SECONDS sets either
  * pace: a test hook). A thread draws it, so it moves while one long call runs; cli_error clears
  * the bar before its message. Usage:

@@ -36,7 +36,9 @@ static void fmt_secs(char *buf, size_t len, double s) {
     else snprintf(buf, len, "%lds", t);
 }
 
-/* The report's numbers as text: "12/100 inputs (12%), gradcam, 0.83 inputs/s, ETA 1m46s, 2 failed". */
+/* The report's numbers as text, the stage last (a narrow terminal cuts it first):
+ * "12/100 inputs (12%), 0.83 inputs/s, ETA 1m46s, 2 failed, gradcam" (below one unit a second
+ * the rate reads "12.5 s/input"). */
 static void describe(const cli_progress *p, double now, char *buf, size_t len, int with_bar) {
     double eff = (double)p->done + p->part;
     if (eff > (double)p->total) eff = (double)p->total;
@@ -53,13 +55,17 @@ static void describe(const cli_progress *p, double now, char *buf, size_t len, i
         bar[W + 2] = ' ';
         bar[W + 3] = 0;
     }
-    char rs[32];
-    if (rate > 0) snprintf(rs, sizeof rs, "%.3g %s/s", rate, p->unit);
+    char rs[48], one[16];
+    snprintf(one, sizeof one, "%s", p->unit);
+    size_t ul = strlen(one);
+    if (ul > 1 && one[ul - 1] == 's') one[ul - 1] = 0;   /* "inputs" -> "input" */
+    if (rate >= 1) snprintf(rs, sizeof rs, "%.3g %s/s", rate, p->unit);
+    else if (rate > 0) snprintf(rs, sizeof rs, "%.3g s/%s", 1 / rate, one);
     else snprintf(rs, sizeof rs, "- %s/s", p->unit);
     char fails[32] = "";
     if (p->failed) snprintf(fails, sizeof fails, ", %lld failed", (long long)p->failed);
-    snprintf(buf, len, "%s%lld/%lld %s (%.0f%%)%s%s, %s, ETA %s%s", bar, (long long)p->done, (long long)p->total,
-             p->unit, 100 * frac, p->stage[0] ? ", " : "", p->stage, rs, eta, fails);
+    snprintf(buf, len, "%s%lld/%lld %s (%.0f%%), %s, ETA %s%s%s%s", bar, (long long)p->done, (long long)p->total,
+             p->unit, 100 * frac, rs, eta, fails, p->stage[0] ? ", " : "", p->stage);
 }
 
 /* Draw now (the caller holds p->mu). */
