@@ -710,3 +710,31 @@ Test(records, a_row_whose_file_failed_says_so, .timeout = 60) {
     run_free(&r);
     remove_tree(tmp);
 }
+
+/* Ctrl-C (SIGINT) stops the run at the next pass: exit 130, a message, the finished rows and files
+ * whole, the folder's lock released. */
+Test(records, sigint_stops_cleanly, .timeout = 600) {
+    char tmp[64], out[256], in[256], p[512];
+    make_tmp(tmp, sizeof tmp);
+    join(in, sizeof in, tmp, "in");
+    mkdir(in, 0755);
+    write_inputs(in, 8);
+    join(out, sizeof out, tmp, "out");
+    run_result r;
+    const char *argv[] = {"explain", "-m", TINYCNN, SLOW, "--image-batch", "1", in, "-o", out, NULL};
+    char o[512], e[512];
+    pid_t pid = start(&r, tmp, NULL, argv, o, e, sizeof o);
+    /* once the first rows are in */
+    for (int k = 0; k < 6000 && !exists(join(p, sizeof p, out, "summary.jsonl")); k++) usleep(10000);
+    kill(pid, SIGINT);
+    double t0 = now_s();
+    finish(&r, pid, o, e);
+    cr_expect_eq(r.status, 130, "exit 128 + SIGINT: %d\n%s", r.status, r.err);
+    cr_expect(strstr(r.err, "interrupted (signal 2)") && strstr(r.err, "are complete"), "says so: %s", r.err);
+    cr_expect_lt(now_s() - t0, 30, "stops at the next pass, not after the run");
+    int rows = check_outputs(out, 50, 40);
+    cr_expect(rows >= 1 && rows < 8, "the rows before the signal: %d", rows);
+    cr_expect(!exists(join(p, sizeof p, out, ".salient.lock")), "the lock is released");
+    run_free(&r);
+    remove_tree(tmp);
+}

@@ -96,7 +96,13 @@ int cli_progress_start(cli_progress *p, const char *what, const char *unit, int6
 void cli_progress_stage(cli_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_progress_span(cli_progress *p, double base, double span);
 void cli_progress_add(cli_progress *p, int64_t done, int64_t failed);
-int cli_progress_sal(const sal_progress *sp, void *user);   /* a sal_progress_fn: never cancels */
+/* A sal_progress_fn: moves the report within the span; cancels once SIGINT or SIGTERM came (after
+ * cli_interrupt_catch), also with quiet. */
+int cli_progress_sal(const sal_progress *sp, void *user);
+/* Catch SIGINT and SIGTERM for a clean stop: cli_interrupted() then returns the signal (0 before);
+ * a second signal ends the program as usual. */
+void cli_interrupt_catch(void);
+int cli_interrupted(void);
 void cli_progress_end(cli_progress *p);
 /* Around any other write to stderr while a report may be drawn (cli_error does this). */
 void cli_progress_hold(void);

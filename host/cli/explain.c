@@ -534,6 +534,7 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
     const double t_start = now_s();
     cli_progress pg;
     cli_progress_start(&pg, "explain", "inputs", n_inputs, c->quiet);
+    cli_interrupt_catch();   /* Ctrl-C: stop at the next pass, keep what is finished, release OUTDIR */
     if (n_bad) cli_progress_add(&pg, 0, n_bad);   /* folders that held no input */
     if (!x || !logits || !map || !targets || !tg || !ic || !loaded || !load_msg || !wrote || !pend || !stems || !held || !held_secs) {
         cli_error("out of memory");
@@ -600,7 +601,7 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
                 }
         }
         int fatal = 0;
-        for (int mi = 0; mi < xo->n_methods && !fatal; mi++) {
+        for (int mi = 0; mi < xo->n_methods && !fatal && !stop; mi++) {
             sal_method m = xo->methods[mi];
             for (int r = 0; r < tk; r++) {
                 sal_explain_opts o = xo->base;
@@ -616,6 +617,11 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
                 sal_status st = sal_explain(cm->s, &o, x, g, cm->h, cm->w, tg, mp);
                 double secs = now_s() - t0;
                 held_secs[mi * tk + r] = secs / g;
+                if (st == SAL_ERR_CANCELLED && cli_interrupted()) {   /* the group's maps are not written */
+                    memset(mp, 0, sizeof *mp);
+                    stop = 1;
+                    break;
+                }
                 if (st) {
                     memset(mp, 0, sizeof *mp);
                     cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm->s));
@@ -711,6 +717,9 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
     }
 done:
     cli_progress_end(&pg);
+    if (cli_interrupted())
+        cli_error("explain: interrupted (signal %d): stopped after %d of %d inputs; the files and summary rows written "
+                  "so far in %s are complete", cli_interrupted(), inputs_written, n_inputs, xo->out);
     cli_records_close(&csv_r);
     cli_records_close(&jl_r);
     /* a run that explained nothing leaves no files behind (and no directory it created) */
@@ -735,6 +744,7 @@ done:
     free_stems(stems, n_inputs);
     free(held);
     free(held_secs);
+    if (cli_interrupted()) return 128 + cli_interrupted();   /* as a shell reports a signal */
     return failed ? EXIT_FAIL : EXIT_OK;
 }
 

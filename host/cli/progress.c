@@ -7,6 +7,7 @@
  * no call comes for a while; cli_error clears the line first, so messages never mix with it. */
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,8 +164,30 @@ void cli_progress_add(cli_progress *p, int64_t done, int64_t failed) {
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Ctrl-C (SIGINT) or SIGTERM: noted here, so the run stops at the next pass (the callback below
+ * cancels sal_explain) and closes its records and folder; a second signal ends the program at once
+ * (the handler puts the default action back). */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig) {
+    interrupted = sig;
+    signal(sig, SIG_DFL);
+}
+
+void cli_interrupt_catch(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int cli_interrupted(void) { return interrupted; }
+
 int cli_progress_sal(const sal_progress *sp, void *user) {
     cli_progress *p = user;
+    if (interrupted) return 1;
     if (p->quiet || sp->total <= 0) return 0;
     pthread_mutex_lock(&p->mu);
     p->part = p->span_base + p->span * (double)sp->done / (double)sp->total;
