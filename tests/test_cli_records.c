@@ -512,13 +512,23 @@ static int check_outputs(const char *out, int photo_w, int photo_h) {
         }
         free(jl);
     }
+    /* summary.csv: the same rows, or (killed between the two appends) one chunk (<= 32 rows) more;
+     * its rows, too, name files that exist */
     char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
     if (csv) {
-        int lines = 0;
-        for (const char *c = csv; *c; c++) lines += *c == '\n';
+        static char f[64][2048];
+        int nh = csv_fields(csv, f, 64), col = -1, lines = 0;
+        for (int k = 0; k < nh && k < 64; k++)
+            if (!strcmp(f[k], "file")) col = k;
+        cr_expect_geq(col, 0, "summary.csv has a file column");
         size_t n = strlen(csv);
         cr_expect(csv[n - 1] == '\n', "summary.csv ends with a whole line");
-        cr_expect_eq(lines - 1, rows, "summary.csv has the rows of summary.jsonl (%d vs %d)", lines - 1, rows);
+        for (const char *l = strchr(csv, '\n') + 1; col >= 0 && *l && strchr(l, '\n'); l = strchr(l, '\n') + 1) {
+            cr_expect_eq(csv_fields(l, f, 64), nh, "a whole row: %.100s", l);
+            cr_expect(f[col][0] && exists(join(p, sizeof p, out, f[col])), "csv row names a file that exists: %s", f[col]);
+            lines++;
+        }
+        cr_expect(lines >= rows && lines <= rows + 32, "summary.csv has the rows of summary.jsonl (%d vs %d)", lines, rows);
         free(csv);
     } else {
         cr_expect_eq(rows, 0, "no summary.csv beside a summary.jsonl");
