@@ -687,9 +687,11 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
                               "written so far are complete", xo->out);
                 } else {
                     rows += np;
-                    if (c->json) {   /* the same records on stdout */
+                    if (c->json) {   /* the same records on stdout (off the bar's line, on a terminal) */
+                        cli_progress_hold();
                         fwrite(jl_text, 1, jl_len, stdout);
                         fflush(stdout);
+                        cli_progress_release();
                     }
                 }
             }
@@ -1068,6 +1070,7 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
         double gfs = (sal_session_flops(cm->s) - f0) / total * 1e-9;   /* conv/matmul FLOPs only */
         size_t avail = 0, tot = 0;
         long used_mib = on_gpu && !sal_session_mem_info(cm->s, &avail, &tot) ? (long)((tot - avail) >> 20) : -1;
+        cli_progress_hold();   /* the row goes where the bar was, on a terminal */
         if (c->json) {
             printf("{\"method\": \"%s\", \"device\": \"%s\", \"images\": %d, \"calls\": %d, \"seconds\": %.4f, "
                    "\"images_per_s\": %.4g, \"ms_per_image\": %.4g, \"batch\": %d, \"gflops\": %.4g",
@@ -1086,6 +1089,7 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
             printf("\n");
         }
         fflush(stdout);
+        cli_progress_release();
     }
     cli_progress_end(&pg);
     free(x);
