@@ -38,7 +38,7 @@ static void unload(void) {
     free(input);
 }
 
-TestSuite(progress, .init = load, .fini = unload, .timeout = 120);
+TestSuite(progress, .init = load, .fini = unload, .timeout = 600);
 
 /* Every call the callback saw. */
 typedef struct seen {
@@ -142,12 +142,12 @@ Test(progress, totals_are_the_passes_of_the_options) {
     }
 }
 
-/* A long method reports along the way, not only at its ends: 31x31 windows of stride 1, one
+/* A long method reports along the way, not only at its ends: 15x15 windows of stride 2, one
  * window per pass. */
-Test(progress, a_long_method_reports_while_it_runs) {
+Test(progress, a_long_method_reports_while_it_runs, .timeout = 600) {
     sal_explain_opts o = small_opts(SAL_M_OCCLUSION);
-    o.occ_h = o.occ_w = 2;
-    o.occ_stride_h = o.occ_stride_w = 1;
+    o.occ_h = o.occ_w = 4;
+    o.occ_stride_h = o.occ_stride_w = 2;
     o.batch = 1;
     seen s = {0};
     s.method = o.method;
@@ -155,7 +155,7 @@ Test(progress, a_long_method_reports_while_it_runs) {
     o.progress_user = &s;
     sal_maps mp;
     cr_assert_eq(sal_explain(sess, &o, input, 2, 32, 32, NULL, &mp), SAL_OK, "%s", sal_session_error(sess));
-    cr_expect_eq(s.last.total, 2 * (31 * 31 + 1));
+    cr_expect_eq(s.last.total, 2 * (15 * 15 + 1));
     cr_expect_gt(s.intermediate, 0, "calls between 0 and the total: %d calls", s.calls);
     cr_expect_leq(s.calls, s.last.total + 2, "at most a call per pass and the ends");
     sal_maps_free(&mp);

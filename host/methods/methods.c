@@ -1138,6 +1138,7 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
         sal_dfree(&cx, dcam);
         if (!st) snprintf(out->layer, sizeof out->layer, "%s", cam.layer);
         sal_maps_free(&cam);
+        cx.o = o;   /* o2 ends here; the progress report below reads the options */
     } else if (o->method == SAL_M_RISE) st = sal_explain_rise(&cx, x, n, out->targets, out);
     else if (o->method == SAL_M_GRADSHAP) st = sal_explain_gradshap(&cx, x, n, out->targets, out);
     else if (o->method == SAL_M_KERNELSHAP) st = sal_explain_kernelshap(&cx, x, n, out->targets, out);
