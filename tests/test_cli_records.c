@@ -751,12 +751,12 @@ Test(records, sigint_stops_cleanly, .timeout = 600) {
 
 /* salient bench bounds each method: a method whose call on N images would take more than
  * --max-time is timed on fewer images (said on stderr and in its row); every method's row comes. */
-Test(records, bench_times_slow_methods_on_fewer_images, .timeout = 300) {
+Test(records, bench_times_slow_methods_on_fewer_images, .timeout = 600) {
     char tmp[64];
     make_tmp(tmp, sizeof tmp);
     run_result r;
-    RUN(&r, tmp, NULL, "bench", "-m", TINYCNN, "--device", "cpu", "-M", "occlusion,saliency", "--window", "2x2",
-        "--stride", "1x1", "--images", "4", "--min-time", "0", "--max-time", "0.000001");
+    RUN(&r, tmp, NULL, "bench", "-m", TINYCNN, "--device", "cpu", "-M", "occlusion,saliency", "--window", "4x4",
+        "--stride", "2x2", "--images", "4", "--min-time", "0", "--max-time", "0.000001");
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect(strstr(r.err, "note: bench: occlusion takes") && strstr(r.err, "timed on 1 image instead of 4"),
               "the slow method is announced: %s", r.err);
@@ -764,7 +764,7 @@ Test(records, bench_times_slow_methods_on_fewer_images, .timeout = 300) {
     cr_expect(strstr(r.out, "\nsaliency "), "every method's row: %s", r.out);
     cr_expect(strstr(r.out, "a method slower than 0 s per call is timed on fewer images"), "the header: %s", r.out);
     run_free(&r);
-    RUN(&r, tmp, NULL, "bench", "-m", TINYCNN, "--device", "cpu", "-M", "occlusion", "--window", "2x2", "--stride", "1x1",
+    RUN(&r, tmp, NULL, "bench", "-m", TINYCNN, "--device", "cpu", "-M", "occlusion", "--window", "4x4", "--stride", "2x2",
         "--images", "4", "--min-time", "0", "--max-time", "1000", "--json");
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect(strstr(r.out, "\"images\": 4"), "a fast enough method is timed on all images: %s", r.out);
