@@ -50,7 +50,8 @@ typedef enum sal_status {
     SAL_ERR_NOMEM,         /* host or device allocation failed */
     SAL_ERR_DEVICE,        /* a backend call failed, or the requested device is absent */
     SAL_ERR_NOT_FOUND,     /* a named layer, class or input does not exist */
-    SAL_ERR_INTERNAL       /* a bug in salient */
+    SAL_ERR_INTERNAL,      /* a bug in salient */
+    SAL_ERR_CANCELLED      /* a progress callback asked to stop (sal_explain_opts.progress) */
 } sal_status;
 
 #define SAL_ERROR_LEN 1024
@@ -233,6 +234,23 @@ typedef enum sal_baseline {
     SAL_BASELINE_USER       /* baseline_data */
 } sal_baseline;
 
+/* Progress of one sal_explain call, for a progress bar. Units are model passes (one image through
+ * the network, forward or forward and backward): an occlusion window, an IG step, a noise sample,
+ * a Score-CAM channel, a RISE mask, a GradientSHAP sample, a KernelSHAP coalition, plus each
+ * image's own pass. total is fixed before the work starts and the same on every call of one
+ * sal_explain; done grows from 0 to total. */
+typedef struct sal_progress {
+    sal_method method;
+    int n_images;               /* images in this sal_explain call */
+    int64_t done, total;
+} sal_progress;
+/* Called on the thread that called sal_explain: once at the start (done 0), after internal
+ * batches at most every SAL_PROGRESS_INTERVAL_MS milliseconds, and once at the end (done ==
+ * total). Return 0 to go on; nonzero cancels: sal_explain stops after the pass at hand and returns
+ * SAL_ERR_CANCELLED with no maps. */
+typedef int (*sal_progress_fn)(const sal_progress *p, void *user);
+#define SAL_PROGRESS_INTERVAL_MS 20
+
 typedef struct sal_explain_opts {
     sal_method method;
     int explain_prob;           /* 0: explain logits (default); 1: softmax probabilities */
@@ -272,6 +290,9 @@ typedef struct sal_explain_opts {
     int kshap_grid;             /* 8: features are grid cells of an 8x8 grid */
     int kshap_superpixels;      /* 0; > 0: this many SLIC-like superpixels instead of the grid */
     int kshap_coalitions;       /* 1000 */
+    /* Progress (see sal_progress_fn); NULL: none */
+    sal_progress_fn progress;
+    void *progress_user;
 } sal_explain_opts;
 
 sal_explain_opts sal_explain_opts_default(sal_method m);

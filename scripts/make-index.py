@@ -140,7 +140,7 @@ def main():
             warnings.append(f"{inp}: not found (relative to {a.base}); the page shows the overlays only")
         r0 = rs[0]
         pred = class_text(r0.get("predicted", "?"), r0.get("predicted_label", ""))
-        prob = r0.get("probability")
+        prob = r0.get("predicted_probability", r0.get("probability"))
         pred_txt = f"predicted {pred}" + (f", p = {prob:.3f}" if isinstance(prob, (int, float)) else "")
         figs = [figure(orig_rel, f"<b>input</b><br>{html.escape(os.path.basename(inp))}", "original", why)]
         for r in rs:
@@ -155,7 +155,7 @@ def main():
             if isinstance(score, (int, float)):
                 cap += f"<br>score {score:.4g}"
             extra = []
-            if "completeness_gap" in r:
+            if r.get("completeness_gap") is not None:
                 extra.append(f"completeness gap {r['completeness_gap']:.3g}")
             if r.get("layer"):
                 extra.append(f"layer {html.escape(r['layer'])}")

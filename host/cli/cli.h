@@ -3,6 +3,8 @@
 #ifndef SAL_CLI_H
 #define SAL_CLI_H
 
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "salient.h"
@@ -24,6 +26,7 @@ typedef struct cli_common {
     int have_crop;
     int gray;
     int json;
+    int quiet;              /* -q, --quiet: no progress report */
 } cli_common;
 
 void cli_common_init(cli_common *c);
@@ -61,7 +64,82 @@ int cli_expand_inputs(char *const *args, int n, const char *skip, char ***out, i
 void cli_free_inputs(char **v, int n);
 
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Progress of long work on stderr (host/cli/progress.c), for any command that walks many units
+ * (explain's inputs, bench's methods, audit's images): "12/100 inputs (12%), 0.83 inputs/s, ETA
+ * 1m46s, 2 failed, gradcam" (below one a second: "12.5 s/input"). On a terminal a bar redrawn in place twice a second; elsewhere
+ * a plain line every CLI_PROGRESS_LINE_SECONDS (environment SALIENT_PROGRESS_SECONDS sets either
+ * pace: a test hook). A thread draws it, so it moves while one long call runs; cli_error clears
+ * the bar before its message. Usage:
+ *     cli_progress pg;
+ *     cli_progress_start(&pg, "explain", "inputs", n, quiet);
+ *     cli_progress_stage(&pg, "%s", method);       // what runs now
+ *     cli_progress_span(&pg, 0.5, 0.25);           // the next call covers units [done+0.5, +0.25)
+ *     o.progress = cli_progress_sal; o.progress_user = &pg;   // sal_explain moves within it
+ *     cli_progress_add(&pg, units_finished, units_failed);
+ *     cli_progress_end(&pg);                       // clears the bar; stdout is never touched
+ * With quiet nothing is drawn (the counts are still kept). */
+#define CLI_PROGRESS_LINE_SECONDS 5.0
+typedef struct cli_progress {
+    char what[32], unit[16];
+    char stage[96];           /* what runs now: a method's name */
+    int64_t total, done, failed;
+    double part;              /* fraction of units in flight counted as done */
+    double span_base, span;   /* the current call covers units [done + span_base, + span) */
+    double t0, last_draw, interval;
+    int quiet, tty, on_line, ticking, stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+} cli_progress;
+int cli_progress_start(cli_progress *p, const char *what, const char *unit, int64_t total, int quiet);
+void cli_progress_stage(cli_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_progress_span(cli_progress *p, double base, double span);
+void cli_progress_add(cli_progress *p, int64_t done, int64_t failed);
+/* A sal_progress_fn: moves the report within the span; cancels once SIGINT or SIGTERM came (after
+ * cli_interrupt_catch), also with quiet. */
+int cli_progress_sal(const sal_progress *sp, void *user);
+/* Catch SIGINT and SIGTERM for a clean stop: cli_interrupted() then returns the signal (0 before);
+ * a second signal ends the program as usual. */
+void cli_interrupt_catch(void);
+int cli_interrupted(void);
+void cli_progress_end(cli_progress *p);
+/* Around any other write to stderr while a report may be drawn (cli_error does this). */
+void cli_progress_hold(void);
+void cli_progress_release(void);
 void cli_json_string(FILE *f, const char *s);
+
+/* An output folder that survives faults (host/cli/outdir.c): cli_outdir_open creates it (and its
+ * parents), locks it for this run (OUT/.salient.lock, flock: a second run into the same folder is
+ * refused with a message naming the folder and the other run's pid) and removes temporary files
+ * that killed runs left in it (only salient's "<file>.salient-tmp<pid>.<n>"). Returns 0, or -1
+ * with the reason printed. cli_outdir_close releases the lock (and removes its file); with
+ * remove_if_unused, also the folders the open created, when they are empty. */
+typedef struct cli_outdir {
+    char path[4096];
+    char created[4096];   /* topmost folder the open created, "" if none */
+    int lock_fd;
+} cli_outdir;
+int cli_outdir_open(cli_outdir *od, const char *dir, int quiet);
+void cli_outdir_close(cli_outdir *od, int remove_if_unused);
+
+/* A record file (summary.csv, summary.jsonl) written as the run goes: the first append writes the
+ * header and the lines to a temporary file renamed over any earlier run's file; later appends add
+ * whole lines with one write and fdatasync, and a failed append is cut back off the file. So the
+ * file always holds the lines of finished work, whatever stops the run. Returns 0, or -1 with the
+ * file and the reason printed. */
+typedef struct cli_records {
+    char path[4200];
+    const char *header;
+    int fd;
+    long long last_start;   /* where the last append began; -1: it made the file */
+} cli_records;
+void cli_records_init(cli_records *r, const char *path, const char *header);
+int cli_records_append(cli_records *r, const char *data, size_t len);
+/* Take the last append back off (when its twin file's append failed: the two files keep the same
+ * rows). */
+void cli_records_undo(cli_records *r);
+void cli_records_close(cli_records *r);
 
 int cmd_info(int argc, char **argv);
 int cmd_predict(int argc, char **argv);

@@ -19,7 +19,9 @@ void cli_error(const char *fmt, ...) {
     memcpy(line, "salient: ", 9);
     size_t len = 9 + (n < 0 ? 0 : (size_t)n < sizeof line - 10 ? (size_t)n : sizeof line - 11);
     line[len++] = '\n';
+    cli_progress_hold();   /* a progress bar leaves the line first */
     fwrite(line, 1, len, stderr);
+    cli_progress_release();
 }
 
 void cli_json_string(FILE *f, const char *s) {
@@ -48,7 +50,8 @@ const char *cli_common_help =
     "  --crop R             resize the shorter side to size/R, then centre-crop (default 0.875;\n"
     "                       0 stretches the image to the input size)\n"
     "  --gray               convert images to grayscale first\n"
-    "  --json               one JSON object per input on stdout\n";
+    "  --json               one JSON object per input on stdout\n"
+    "  -q, --quiet          no progress report on stderr (errors are still printed)\n";
 
 void cli_common_init(cli_common *c) {
     memset(c, 0, sizeof *c);
@@ -94,6 +97,7 @@ int cli_common_parse(cli_common *c, int argc, char **argv, int *i) {
     if (!takes) {
         if (strcmp(a, "--gray") == 0) { c->gray = 1; return 1; }
         if (strcmp(a, "--json") == 0) { c->json = 1; return 1; }
+        if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) { c->quiet = 1; return 1; }
         return 0;
     }
     if (*i + 1 >= argc) { cli_error("%s needs a value", a); return -1; }

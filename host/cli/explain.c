@@ -57,14 +57,24 @@ static const char *help_head =
     "  --method-batch N     images per internal batch (default: what fits in half the free\n"
     "                       memory, at most 16 on the CPU)\n"
     "  --image-batch N      inputs explained together (default 16): one-pass methods then fill\n"
-    "                       the internal batch; files are written after each group\n";
+    "                       the internal batch; files are written after each group. A record's\n"
+    "                       seconds is its call's time / images_per_call (measured per image\n"
+    "                       only with --image-batch 1)\n"
+    "  --json               print each record of summary.jsonl on stdout as it is written: one\n"
+    "                       object per input, method and target (progress stays on stderr)\n"
+    "Output: OUTDIR is locked for the run (a second run into it is refused); summary.csv and\n"
+    "summary.jsonl hold the same records (columns: see the README) and grow as maps are written.\n";
 
 static const char *bench_help_head =
-    "usage: salient bench -m MODEL.onnx [-M METHOD[,METHOD...]] [--images N] [--min-time S] [options] [INPUT...]\n"
+    "usage: salient bench -m MODEL.onnx [-M METHOD[,METHOD...]] [--images N] [--min-time S] [--max-time T]\n"
+    "                     [options] [INPUT...]\n"
     "Throughput per method: images/s, ms/image and GFLOP/s (convolutions and matrix products, against\n"
     "the device's measured FP32 SGEMM rate) of sal_explain on N images (default 8 on the CPU, 64\n"
     "on a GPU, which 8 images leave mostly idle; the given inputs cycled, else fixed random images),\n"
-    "each method timed for at least S seconds (default 2) after one untimed call; --json prints one\n"
+    "each method timed for at least S seconds (default 2) after one untimed call on 1 image; a method\n"
+    "whose call on N images would take more than T seconds (default 10) is timed on fewer images (said\n"
+    "on stderr and in its row), so a method costs about its first call + max(S, T). Each method's row\n"
+    "is printed when it is done, with progress on stderr; --json prints one\n"
     "object per method. Default methods: the fast ones (saliency, inputxgrad, smoothgrad, ig, guided,\n"
     "occlusion, gradcam, gradcam++, hirescam, xgradcam, layercam). The method options below apply;\n"
     "output options are ignored.\n\n";
@@ -191,45 +201,6 @@ static void free_stems(char **stems, int n) {
     free(stems);
 }
 
-/* Remove the directories ensure_dir created (leaf first, up to `created`), when they are empty. */
-static void remove_created_dirs(const char *dir, const char *created) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s", dir);
-    for (int guard = 0; *created && guard < 256; guard++) {
-        rmdir(path);
-        if (!strcmp(path, created)) break;
-        char *slash = strrchr(path, '/');
-        if (!slash || slash == path) break;
-        *slash = 0;
-    }
-}
-
-/* Create dir and its parents; *created receives the topmost directory this call created ("" if
- * none), for remove_created_dirs when the run writes nothing. */
-static int ensure_dir(const char *dir, char *created, size_t len) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s", dir);
-    created[0] = 0;
-    for (char *p = path + 1;; p++) {
-        if (*p && *p != '/') continue;
-        char saved = *p;
-        *p = 0;
-        if (mkdir(path, 0777) == 0) {
-            if (!created[0]) snprintf(created, len, "%s", path);
-        } else if (errno != EEXIST) {
-            cli_error("%s: cannot create: %s", path, strerror(errno));
-            if (created[0]) remove_created_dirs(path, created);
-            return -1;
-        }
-        *p = saved;
-        if (!saved) break;
-    }
-    struct stat sb;
-    if (stat(path, &sb) || !S_ISDIR(sb.st_mode)) { cli_error("%s: not a directory", path); return -1; }
-    if (access(path, W_OK)) { cli_error("%s: not writable", path); return -1; }
-    return 0;
-}
-
 /* How one image's attribution (mp: a one-image view) is post-processed: which array (and
  * channels) goes in, and sal_render's options (the field's defaults: gradient maps abs-max and clipped at the 99th percentile; CAMs
  * and occlusion unclipped; occlusion and signed reductions are signed maps). */
@@ -353,6 +324,7 @@ typedef struct pending {
     uint8_t *rgb;          /* (orig h, orig w, 3) overlay; NULL for .npy inputs */
     uint8_t *heat;         /* (h, w, 3) bare heatmap, or NULL */
     int ok;                /* rendered, and every file so far written */
+    int write_failed;      /* a file could not be written (disk full, folder gone...): the run stops */
     char err[4400];        /* write_map_pngs's failure, printed by finish_map */
 } pending;
 
@@ -401,11 +373,58 @@ static void write_map_pngs(const xopts *xo, const cli_model *cm, pending *pd) {
 failed:
     snprintf(pd->err, sizeof pd->err, "%s", err.msg);
     pd->ok = 0;
+    pd->write_failed = 1;
 }
 
-/* The raw array and the summary rows (and --json's line); returns 0 when every file was written. */
-static int finish_map(const xopts *xo, const cli_common *c, const cli_model *cm, pending *pd, int K, FILE *csv,
-                      FILE *jsonl) {
+/* ------------------------------------------------------------------------------------------------ */
+/* The record of one map: summary.csv's row, summary.jsonl's line and --json's line are one record  */
+
+/* summary.csv's columns, in the order of summary.jsonl's keys. seconds: the wall time of the
+ * sal_explain call that made the map, divided by images_per_call, the images it explained
+ * together (measured for this image alone when images_per_call is 1: --image-batch 1). file: the
+ * overlay (for a .npy input the heatmap) under OUTDIR, empty when it was not written; status: ok,
+ * or why not. logits: the model's outputs for the input, as a JSON array. */
+static const char *record_header =
+    "input,method,target,target_label,rank,predicted,predicted_label,probability,score,completeness_gap,seconds,"
+    "stem,delta,layer,predicted_probability,images_per_call,file,status,logits\n";
+
+typedef struct recw {
+    FILE *csv, *js;
+    int n;
+} recw;
+
+static void rec_key(recw *w, const char *key) {
+    if (w->n++) { fputc(',', w->csv); fputs(", ", w->js); }
+    else fputc('{', w->js);
+    fprintf(w->js, "\"%s\": ", key);
+}
+
+/* a string: quoted in both (CSV doubles its quotes); NULL: an empty field, JSON null */
+static void rec_str(recw *w, const char *key, const char *v) {
+    rec_key(w, key);
+    if (!v) { fputs("null", w->js); return; }
+    cli_json_string(w->js, v);
+    fputc('"', w->csv);
+    for (const char *c = v; *c; c++) {
+        if (*c == '"') fputc('"', w->csv);
+        fputc(*c, w->csv);
+    }
+    fputc('"', w->csv);
+}
+
+/* a number, the same text in both; absent or not finite: an empty field, JSON null */
+static void rec_num(recw *w, const char *key, const char *fmt, double v, int present) {
+    rec_key(w, key);
+    if (!present || !isfinite(v)) { fputs("null", w->js); return; }
+    char t[64];
+    snprintf(t, sizeof t, fmt, v);
+    fputs(t, w->csv);
+    fputs(t, w->js);
+}
+
+/* The raw array, then the record (into the chunk's csv and jsonl text); returns 0 when every file
+ * was written. */
+static int finish_map(const xopts *xo, const cli_model *cm, pending *pd, int K, int per_call, FILE *csv, FILE *jsonl) {
     char path[4200];
     sal_error err = {0};
     const img_ctx *ic = pd->ic;
@@ -415,36 +434,53 @@ static int finish_map(const xopts *xo, const cli_common *c, const cli_model *cm,
     if (pd->err[0]) cli_error("%s", pd->err);
     if (pd->ok && xo->raw) {
         map_path(path, sizeof path, xo, pd, ".npy");
-        if (sal_npy_write(path, mp->attr, mp->ndim, mp->dims, &err)) { cli_error("%s", err.msg); pd->ok = 0; }
+        if (sal_npy_write(path, mp->attr, mp->ndim, mp->dims, &err)) {
+            cli_error("%s", err.msg);
+            snprintf(pd->err, sizeof pd->err, "%s", err.msg);
+            pd->ok = 0;
+            pd->write_failed = 1;
+        }
     }
-    const double secs = pd->secs;
-    double prob = exp(ic->logits[ic->pred] - ic->mx) / ic->zsum;
+    const double p_target = exp(ic->logits[target] - ic->mx) / ic->zsum, p_pred = exp(ic->logits[ic->pred] - ic->mx) / ic->zsum;
     const char *tl = cli_label(cm, target), *pl = cli_label(cm, ic->pred);
-    fprintf(csv, "\"%s\",%s,%d,\"%s\",%d,%d,\"%s\",%.6g,%.7g,", ic->in, sal_method_name(m), target, tl, r + 1,
-            ic->pred, pl, prob, mp->scores[0]);
-    if (mp->completeness) fprintf(csv, "%.6g", mp->completeness[0]);
-    fprintf(csv, ",%.4f,\"%s\"\n", secs, ic->stem);
-    fprintf(jsonl, "{\"input\": ");
-    cli_json_string(jsonl, ic->in);
-    fprintf(jsonl, ", \"stem\": ");
-    cli_json_string(jsonl, ic->stem);
-    fprintf(jsonl, ", \"method\": \"%s\", \"target\": %d, \"target_label\": ", sal_method_name(m), target);
-    cli_json_string(jsonl, tl);
-    fprintf(jsonl, ", \"rank\": %d, \"predicted\": %d, \"predicted_label\": ", r + 1, ic->pred);
-    cli_json_string(jsonl, pl);
-    fprintf(jsonl, ", \"probability\": %.6g, \"score\": %.7g", prob, mp->scores[0]);
-    if (mp->completeness) fprintf(jsonl, ", \"completeness_gap\": %.6g, \"delta\": %.7g", mp->completeness[0], mp->delta[0]);
-    if (mp->layer[0]) { fprintf(jsonl, ", \"layer\": "); cli_json_string(jsonl, mp->layer); }
-    fprintf(jsonl, ", \"seconds\": %.4f}\n", secs);
-    if (c->json) {   /* the same object, logits included, on stdout */
-        printf("{\"input\": ");
-        cli_json_string(stdout, ic->in);
-        printf(", \"stem\": ");
-        cli_json_string(stdout, ic->stem);
-        printf(", \"method\": \"%s\", \"target\": %d, \"score\": %.7g, \"logits\": [", sal_method_name(m), target, mp->scores[0]);
-        for (int j = 0; j < K; j++) printf("%s%.7g", j ? ", " : "", ic->logits[j]);
-        printf("]}\n");
+    char file[4200] = "", status[4500] = "ok";
+    if (pd->ok) {
+        map_path(path, sizeof path, xo, pd, ".png");   /* the overlay, or a .npy input's heatmap */
+        snprintf(file, sizeof file, "%s", path + strlen(xo->out) + 1);
+    } else {
+        snprintf(status, sizeof status, "failed: %s", pd->err[0] ? pd->err : "not rendered (see the messages)");
     }
+    recw w = {csv, jsonl, 0};
+    rec_str(&w, "input", ic->in);
+    rec_str(&w, "method", sal_method_name(m));
+    rec_num(&w, "target", "%.0f", target, 1);
+    rec_str(&w, "target_label", tl);
+    rec_num(&w, "rank", "%.0f", r + 1, 1);
+    rec_num(&w, "predicted", "%.0f", ic->pred, 1);
+    rec_str(&w, "predicted_label", pl);
+    rec_num(&w, "probability", "%.6g", p_target, 1);
+    rec_num(&w, "score", "%.7g", mp->scores[0], 1);
+    rec_num(&w, "completeness_gap", "%.6g", mp->completeness ? mp->completeness[0] : 0, mp->completeness != NULL);
+    rec_num(&w, "seconds", "%.4f", pd->secs, 1);
+    rec_str(&w, "stem", ic->stem);
+    rec_num(&w, "delta", "%.7g", mp->delta ? mp->delta[0] : 0, mp->delta != NULL);
+    rec_str(&w, "layer", mp->layer[0] ? mp->layer : NULL);
+    rec_num(&w, "predicted_probability", "%.6g", p_pred, 1);
+    rec_num(&w, "images_per_call", "%.0f", per_call, 1);
+    rec_str(&w, "file", file[0] ? file : NULL);
+    rec_str(&w, "status", status);
+    rec_key(&w, "logits");   /* one JSON array, as the CSV's quoted text */
+    fputs("\"[", csv);
+    fputc('[', jsonl);
+    for (int j = 0; j < K; j++) {
+        char t[64];
+        if (isfinite(ic->logits[j])) snprintf(t, sizeof t, "%s%.7g", j ? ", " : "", ic->logits[j]);
+        else snprintf(t, sizeof t, "%snull", j ? ", " : "");
+        fputs(t, csv);
+        fputs(t, jsonl);
+    }
+    fputs("]\"\n", csv);
+    fputs("]}\n", jsonl);
     return pd->ok ? 0 : -1;
 }
 
@@ -455,34 +491,23 @@ static double now_s(void) {
 }
 
 static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char **inputs, int n_inputs,
-                     int n_images, double min_time);
+                     int n_images, double min_time, double max_time);
 
 /* The explain run proper, once every option and the model have been checked: OUTDIR, the inputs
  * in groups, the files and the summaries. n_bad: inputs already reported as unusable. */
 static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char **inputs, int n_inputs, int n_bad,
                        int fixed_target) {
     const int per = cm->c * cm->h * cm->w, hw = cm->h * cm->w, K = sal_session_num_classes(cm->s);
-    char created[4096] = "";
-    if (ensure_dir(xo->out, created, sizeof created)) { return EXIT_FAIL; }
-
+    /* OUTDIR: created, locked for this run, cleared of what killed runs left; the summaries are
+     * appended after each chunk of maps, once their files are in place */
+    cli_outdir od;
+    if (cli_outdir_open(&od, xo->out, c->quiet)) return EXIT_FAIL;
     char path[4200];
+    cli_records csv_r, jl_r;
     snprintf(path, sizeof path, "%s/summary.csv", xo->out);
-    sal_io_atomic csv = {0}, jsonl = {0};
-    sal_error err = {0};
-    if (sal_io_atomic_open(path, &csv, &err)) {
-        cli_error("%s", err.msg);
-        remove_created_dirs(xo->out, created);
-        return EXIT_FAIL;
-    }
+    cli_records_init(&csv_r, path, record_header);
     snprintf(path, sizeof path, "%s/summary.jsonl", xo->out);
-    if (sal_io_atomic_open(path, &jsonl, &err)) {
-        cli_error("%s", err.msg);
-        snprintf(path, sizeof path, "%s/summary.csv", xo->out);
-        sal_io_atomic_commit(path, &csv, 0, NULL);
-        remove_created_dirs(xo->out, created);
-        return EXIT_FAIL;
-    }
-    fprintf(csv.f, "input,method,target,target_label,rank,predicted,predicted_label,probability,score,completeness_gap,seconds,stem\n");
+    cli_records_init(&jl_r, path, NULL);
     /* Images are explained in groups (--image-batch): one forward pass gives the group's targets,
      * and each method and rank runs on the whole group in one sal_explain call, so one-pass
      * methods (saliency, the CAM family) fill the internal batch too. The group's maps are held
@@ -505,14 +530,18 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
     char **stems = unique_stems(inputs, n_inputs);
     sal_maps *held = calloc((size_t)n_held, sizeof(sal_maps));
     double *held_secs = calloc((size_t)n_held, sizeof(double));
-    int failed = n_bad, rows = 0, explained = 0, maps_written = 0, inputs_written = 0;
+    int failed = n_bad, rows = 0, explained = 0, maps_written = 0, inputs_written = 0, stop = 0;
     const double t_start = now_s();
+    cli_progress pg;
+    cli_progress_start(&pg, "explain", "inputs", n_inputs, c->quiet);
+    cli_interrupt_catch();   /* Ctrl-C: stop at the next pass, keep what is finished, release OUTDIR */
+    if (n_bad) cli_progress_add(&pg, 0, n_bad);   /* folders that held no input */
     if (!x || !logits || !map || !targets || !tg || !ic || !loaded || !load_msg || !wrote || !pend || !stems || !held || !held_secs) {
         cli_error("out of memory");
         failed = 1;
         goto done;
     }
-    for (int ii = 0; ii < n_inputs;) {
+    for (int ii = 0; ii < n_inputs && !stop;) {
         /* the first image goes alone: a method that fails on it (an option the checks above do not
          * know) fails on every image, and the run then stops with no file written */
         const int first = explained == 0, gmax = first ? 1 : G;
@@ -543,11 +572,12 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
             g++;
         }
         ii += want;
-        if (g == 0) continue;
+        if (g == 0) { cli_progress_add(&pg, want, want); continue; }
         if (sal_forward(cm->s, x, g, cm->h, cm->w, logits)) {   /* in halves when g do not fit */
             cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm->s));
             failed += g;
             for (int j = 0; j < g; j++) sal_image_free(&ic[j].orig);
+            cli_progress_add(&pg, want, want);
             continue;
         }
         /* targets: fixed, or the top-k by logit */
@@ -571,17 +601,27 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
                 }
         }
         int fatal = 0;
-        for (int mi = 0; mi < xo->n_methods && !fatal; mi++) {
+        for (int mi = 0; mi < xo->n_methods && !fatal && !stop; mi++) {
             sal_method m = xo->methods[mi];
             for (int r = 0; r < tk; r++) {
                 sal_explain_opts o = xo->base;
                 o.method = m;
+                o.progress = cli_progress_sal;   /* the bar moves inside the call */
+                o.progress_user = &pg;
+                if (tk > 1) cli_progress_stage(&pg, "%s top %d", sal_method_name(m), r + 1);
+                else cli_progress_stage(&pg, "%s", sal_method_name(m));
+                cli_progress_span(&pg, (double)g * (mi * tk + r) / n_held, (double)g / n_held);
                 for (int j = 0; j < g; j++) tg[j] = targets[(size_t)j * tk + r];
                 sal_maps *mp = &held[mi * tk + r];
                 double t0 = now_s();
                 sal_status st = sal_explain(cm->s, &o, x, g, cm->h, cm->w, tg, mp);
                 double secs = now_s() - t0;
                 held_secs[mi * tk + r] = secs / g;
+                if (st == SAL_ERR_CANCELLED && cli_interrupted()) {   /* the group's maps are not written */
+                    memset(mp, 0, sizeof *mp);
+                    stop = 1;
+                    break;
+                }
                 if (st) {
                     memset(mp, 0, sizeof *mp);
                     cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm->s));
@@ -589,19 +629,12 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
                     if (first) { cli_error("explain: %s failed on the first image: stopping, no files written", sal_method_name(m)); fatal = 1; break; }
                     continue;
                 }
-                if (c->json) continue;
-                if (g == 1)
-                    fprintf(stderr, "salient: [%d/%d] %s %s target %d (%s): %.2f s\n", ii, n_inputs, ic[0].stem,
-                            sal_method_name(m), tg[0], cli_label(cm, tg[0]), secs);
-                else   /* [inputs done, this group's included / inputs] */
-                    fprintf(stderr, "salient: [%d/%d] %d images (%s ... %s) %s%s%.0d: %.2f s, %.3f s per image\n", ii,
-                            n_inputs, g, ic[0].stem, ic[g - 1].stem, sal_method_name(m), tk > 1 ? " top" : "",
-                            tk > 1 ? r + 1 : 0, secs, secs / g);
             }
         }
+        cli_progress_stage(&pg, "writing files");
         /* the group's files, image by image, in chunks: rendered on the session one after
          * another, their PNGs encoded and written in parallel, then the rows in order */
-        for (int at = 0; at < g * n_held && !fatal;) {
+        for (int at = 0; at < g * n_held && !fatal && !stop;) {
             int np = 0;
             size_t bytes = 0;
             for (; at < g * n_held && np < EXPLAIN_WRITE_CHUNK && bytes < EXPLAIN_WRITE_BYTES; at++) {
@@ -619,35 +652,81 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
             }
 #pragma omp parallel for schedule(dynamic) num_threads(io_threads)
             for (int q = 0; q < np; q++) write_map_pngs(xo, cm, &pend[q]);
+            /* the chunk's records, appended once its files are in place: a row never names a
+             * file that is not there, and a killed run keeps the rows of every finished chunk */
+            char *csv_text = NULL, *jl_text = NULL;
+            size_t csv_len = 0, jl_len = 0;
+            FILE *csv_f = open_memstream(&csv_text, &csv_len), *jl_f = open_memstream(&jl_text, &jl_len);
+            if (!csv_f || !jl_f) {
+                cli_error("out of memory for the summary rows");
+                stop = 1;
+            }
+            int write_failed = 0;
             for (int q = 0; q < np; q++) {
-                if (finish_map(xo, c, cm, &pend[q], K, csv.f, jsonl.f)) failed++;
-                else {
+                if (!stop && finish_map(xo, cm, &pend[q], K, g, csv_f, jl_f)) failed++;
+                else if (!stop) {
                     maps_written++;
                     wrote[pend[q].ic - ic] = 1;
                 }
-                rows++;
+                write_failed |= pend[q].write_failed;
                 free(pend[q].rgb);
                 free(pend[q].heat);
+            }
+            if (csv_f) fclose(csv_f);
+            if (jl_f) fclose(jl_f);
+            if (!stop) {
+                int bad = cli_records_append(&csv_r, csv_text, csv_len) != 0;
+                if (!bad && cli_records_append(&jl_r, jl_text, jl_len)) {
+                    cli_records_undo(&csv_r);   /* the two summaries keep the same rows */
+                    bad = 1;
+                }
+                if (bad) {
+                    failed++;
+                    stop = 1;
+                    cli_error("explain: stopping: the summaries cannot be written in %s; the files and summary rows "
+                              "written so far are complete", xo->out);
+                } else {
+                    rows += np;
+                    if (c->json) {   /* the same records on stdout (off the bar's line, on a terminal) */
+                        cli_progress_hold();
+                        fwrite(jl_text, 1, jl_len, stdout);
+                        fflush(stdout);
+                        cli_progress_release();
+                    }
+                }
+            }
+            free(csv_text);
+            free(jl_text);
+            if (write_failed && !stop) {
+                /* the next files would fail as well (a full disk, a folder that went away) */
+                cli_error("explain: stopping: a file could not be written in %s (see above); the files written so far "
+                          "and their summary rows are complete", xo->out);
+                stop = 1;
             }
         }
         for (int k = 0; k < n_held; k++) sal_maps_free(&held[k]);
         memset(held, 0, sizeof(sal_maps) * (size_t)n_held);
+        int group_written = 0;
         for (int j = 0; j < g; j++) {
             sal_image_free(&ic[j].orig);
-            inputs_written += wrote[j];
+            group_written += wrote[j];
             wrote[j] = 0;
         }
+        inputs_written += group_written;
+        cli_progress_add(&pg, want, want - group_written);
         explained += g;
         if (fatal) break;
     }
 done:
-    snprintf(path, sizeof path, "%s/summary.csv", xo->out);
+    cli_progress_end(&pg);
+    if (cli_interrupted())
+        cli_error("explain: interrupted (signal %d): stopped after %d of %d inputs; the files and summary rows written "
+                  "so far in %s are complete", cli_interrupted(), inputs_written, n_inputs, xo->out);
+    cli_records_close(&csv_r);
+    cli_records_close(&jl_r);
     /* a run that explained nothing leaves no files behind (and no directory it created) */
-    if (sal_io_atomic_commit(path, &csv, rows > 0, &err) && rows > 0) { cli_error("%s", err.msg); failed++; }
-    snprintf(path, sizeof path, "%s/summary.jsonl", xo->out);
-    if (sal_io_atomic_commit(path, &jsonl, rows > 0, &err) && rows > 0) { cli_error("%s", err.msg); failed++; }
-    if (rows == 0) remove_created_dirs(xo->out, created);
-    if (!c->json && rows > 0) {   /* the run in one line: what a long job ends with */
+    cli_outdir_close(&od, rows == 0);
+    if (!c->quiet && rows > 0) {   /* the run in one line: what a long job ends with */
         const double secs = now_s() - t_start;
         fprintf(stderr, "salient: explained %d of %d inputs with %d method%s in %.1f s (%.2f inputs/s)%s; %d map%s in %s\n",
                 inputs_written, n_inputs, xo->n_methods, xo->n_methods > 1 ? "s" : "", secs,
@@ -667,6 +746,7 @@ done:
     free_stems(stems, n_inputs);
     free(held);
     free(held_secs);
+    if (cli_interrupted()) return 128 + cli_interrupted();   /* as a shell reports a signal */
     return failed ? EXIT_FAIL : EXIT_OK;
 }
 
@@ -683,7 +763,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     const char *baseline_arg = NULL;
     char **inputs = calloc((size_t)argc, sizeof(char *));
     int n_inputs = 0, rc = EXIT_USAGE, methods_given = 0, bench_images = 0, n_bad = 0, expanded = 0;
-    double bench_min_time = 2.0;
+    double bench_min_time = 2.0, bench_max_time = 10.0;
     if (!inputs) return EXIT_FAIL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -713,7 +793,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 "--masks", "--grid", "--keep", "--stdev", "--coalitions", "--superpixels"};
             int known = 0;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
-            if (bench && (!strcmp(a, "--images") || !strcmp(a, "--min-time"))) {
+            if (bench && (!strcmp(a, "--images") || !strcmp(a, "--min-time") || !strcmp(a, "--max-time"))) {
                 if (i + 1 >= argc) { cli_error("%s needs a value", a); goto out; }
                 const char *v = argv[++i];
                 char *end = NULL;
@@ -722,9 +802,10 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                     if (*end || !*v || n < 1 || n > 4096) { cli_error("--images: expected 1..4096, got '%s'", v); goto out; }
                     bench_images = (int)n;
                 } else {
-                    bench_min_time = strtod(v, &end);
-                    if (*end || !*v || !(bench_min_time >= 0 && bench_min_time <= 3600)) {
-                        cli_error("--min-time: expected seconds in [0, 3600], got '%s'", v);
+                    double *t = a[3] == 'i' ? &bench_min_time : &bench_max_time;
+                    *t = strtod(v, &end);
+                    if (*end || !*v || !(*t >= 0 && *t <= 3600)) {
+                        cli_error("%s: expected seconds in [0, 3600], got '%s'", a, v);
                         goto out;
                     }
                 }
@@ -879,7 +960,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     for (int k = 0; k < 3; k++) xo.base.black_value[k] = (0.0f - cm.prep.mean[k < cm.c ? k : 0]) / cm.prep.std[k < cm.c ? k : 0];
     if (bench) {
         if (!bench_images) bench_images = strcmp(sal_session_device(cm.s), "cuda") ? 8 : 64;
-        rc = run_bench(&xo, &c, &cm, inputs, n_inputs, bench_images, bench_min_time);
+        rc = run_bench(&xo, &c, &cm, inputs, n_inputs, bench_images, bench_min_time, bench_max_time);
         free(xo.baseline_npy);
         cli_model_close(&cm);
         goto out;
@@ -906,7 +987,7 @@ int cmd_bench(int argc, char **argv) { return explain_or_bench(argc, argv, 1); }
  * memory in use. Inputs: the given files cycled to fill n_images, else fixed pseudo-random images
  * (uniform in [-2, 2], the scale of normalized pixels). */
 static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char **inputs, int n_inputs,
-                     int n_images, double min_time) {
+                     int n_images, double min_time, double max_time) {
     int64_t per = (int64_t)cm->c * cm->h * cm->w;
     float *x = malloc(sizeof(float) * (size_t)(per * n_images));
     if (!x) { cli_error("out of memory for %d images", n_images); return EXIT_FAIL; }
@@ -924,8 +1005,9 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
     const char *dev = sal_session_device(cm->s);
     int on_gpu = !strcmp(dev, "cuda");
     if (!c->json)
-        printf("salient bench: %s on %s, %d images (%s), %dx%d input, at least %.1f s per method\n", c->model, dev,
-               n_images, n_inputs ? "from the inputs" : "random", cm->h, cm->w, min_time);
+        printf("salient bench: %s on %s, %d images (%s), %dx%d input; per method: one untimed call on 1 image, then "
+               "calls for at least %.1f s (a method slower than %.0f s per call is timed on fewer images)\n",
+               c->model, dev, n_images, n_inputs ? "from the inputs" : "random", cm->h, cm->w, min_time, max_time);
     double peak = 0;   /* the device's FP32 GEMM rate, the yardstick for the conv-heavy methods */
     if (sal_session_peak_gflops(cm->s, 0, &peak)) peak = 0;
     if (!c->json) {
@@ -936,43 +1018,63 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
         printf("{\"device\": \"%s\", \"peak_sgemm_gflops\": %.4g}\n", dev, peak);
     }
     int failed = 0;
+    cli_progress pg;
+    cli_progress_start(&pg, "bench", "methods", xo->n_methods, c->quiet);
     for (int mi = 0; mi < xo->n_methods; mi++) {
         sal_explain_opts o = xo->base;
         o.method = xo->methods[mi];
+        o.progress = cli_progress_sal;
+        o.progress_user = &pg;
+        cli_progress_stage(&pg, "%s (first call, 1 image)", sal_method_name(o.method));
+        cli_progress_span(&pg, 0, 0.5);
         sal_maps mp;
+        double t1 = now_s();
         if (sal_explain(cm->s, &o, x, 1, cm->h, cm->w, NULL, &mp)) {
             cli_error("bench: %s: %s", sal_method_name(o.method), sal_session_error(cm->s));
             failed++;
+            cli_progress_add(&pg, 1, 1);
             continue;
         }
+        t1 = now_s() - t1;
         sal_maps_free(&mp);
+        /* a slow method is timed on fewer images, so that one call takes about max_time at most:
+         * the whole bench stays bounded (the header says how) */
+        int n_timed = n_images;
+        if (t1 * n_images > max_time) n_timed = t1 > 0 && max_time / t1 >= 1 ? (int)(max_time / t1) : 1;
+        if (n_timed < n_images && !c->quiet)
+            cli_error("note: bench: %s takes %.1f s per image: timed on %d image%s instead of %d", sal_method_name(o.method),
+                      t1, n_timed, n_timed == 1 ? "" : "s", n_images);
         double total = 0, f0 = sal_session_flops(cm->s);
         uint64_t up0, dn0, up1, dn1;
         sal_session_transfers(cm->s, &up0, &dn0);
         int calls = 0, batch = 0;
         sal_status st = SAL_OK;
+        cli_progress_stage(&pg, "%s (timed, %d image%s)", sal_method_name(o.method), n_timed, n_timed == 1 ? "" : "s");
         while (!st && (calls == 0 || total < min_time)) {
+            cli_progress_span(&pg, 0.5, 0.5);
             double t0 = now_s();
-            st = sal_explain(cm->s, &o, x, n_images, cm->h, cm->w, NULL, &mp);
+            st = sal_explain(cm->s, &o, x, n_timed, cm->h, cm->w, NULL, &mp);
             total += now_s() - t0;
             if (!st) { batch = mp.batch; sal_maps_free(&mp); calls++; }
         }
+        cli_progress_add(&pg, 1, st != SAL_OK);
         if (st) {
             cli_error("bench: %s: %s", sal_method_name(o.method), sal_session_error(cm->s));
             failed++;
             continue;
         }
-        double ips = calls * (double)n_images / total;
+        double ips = calls * (double)n_timed / total;
         sal_session_transfers(cm->s, &up1, &dn1);
-        double mb_up = (double)(up1 - up0) / (calls * (double)n_images) * 1e-6;   /* to / from the device */
-        double mb_dn = (double)(dn1 - dn0) / (calls * (double)n_images) * 1e-6;
+        double mb_up = (double)(up1 - up0) / (calls * (double)n_timed) * 1e-6;   /* to / from the device */
+        double mb_dn = (double)(dn1 - dn0) / (calls * (double)n_timed) * 1e-6;
         double gfs = (sal_session_flops(cm->s) - f0) / total * 1e-9;   /* conv/matmul FLOPs only */
         size_t avail = 0, tot = 0;
         long used_mib = on_gpu && !sal_session_mem_info(cm->s, &avail, &tot) ? (long)((tot - avail) >> 20) : -1;
+        cli_progress_hold();   /* the row goes where the bar was, on a terminal */
         if (c->json) {
             printf("{\"method\": \"%s\", \"device\": \"%s\", \"images\": %d, \"calls\": %d, \"seconds\": %.4f, "
                    "\"images_per_s\": %.4g, \"ms_per_image\": %.4g, \"batch\": %d, \"gflops\": %.4g",
-                   sal_method_name(o.method), dev, n_images, calls, total, ips, 1e3 / ips, batch, gfs);
+                   sal_method_name(o.method), dev, n_timed, calls, total, ips, 1e3 / ips, batch, gfs);
             if (peak > 0) printf(", \"fraction_of_peak\": %.4g", gfs / peak);
             printf(", \"mb_to_device_per_image\": %.4g, \"mb_from_device_per_image\": %.4g", mb_up, mb_dn);
             if (used_mib >= 0) printf(", \"device_mib_in_use\": %ld", used_mib);
@@ -983,10 +1085,13 @@ static int run_bench(const xopts *xo, const cli_common *c, cli_model *cm, char *
             else printf(" %8s", "-");
             printf(" %9.2f %9.2f", mb_up, mb_dn);
             if (used_mib >= 0) printf(" %ld", used_mib);
+            if (n_timed < n_images) printf("  (timed on %d image%s: slow)", n_timed, n_timed == 1 ? "" : "s");
             printf("\n");
         }
         fflush(stdout);
+        cli_progress_release();
     }
+    cli_progress_end(&pg);
     free(x);
     return failed ? EXIT_FAIL : EXIT_OK;
 }

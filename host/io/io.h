@@ -156,7 +156,7 @@ sal_status sal_io_read_file(const char *path, size_t max_bytes, uint8_t **buf, s
                             sal_error *err);
 
 /* Atomic writing: sal_io_atomic_open creates a new temporary file next to `path`
- * ("<path>.tmp<pid>.<n>", created exclusively, mode 0666 less the umask); sal_io_atomic_commit
+ * ("<path>.salient-tmp<pid>.<n>": a name salient's output folders clean up after a killed run, created exclusively, mode 0666 less the umask); sal_io_atomic_commit
  * closes it and renames it onto `path` when ok is nonzero and every write succeeded, and otherwise
  * removes it. Commit must be called exactly once after a successful open. */
 typedef struct sal_io_atomic {

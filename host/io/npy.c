@@ -90,7 +90,7 @@ sal_status sal_io_atomic_open(const char *path, sal_io_atomic *a, sal_error *err
     char *tmp = malloc(cap);
     if (!tmp) return sal_fail(err, SAL_ERR_NOMEM, "%s: out of memory", path);
     for (int n = 0; n < 1000; n++) {
-        snprintf(tmp, cap, "%s.tmp%ld.%d", path, (long)getpid(), n);
+        snprintf(tmp, cap, "%s.salient-tmp%ld.%d", path, (long)getpid(), n);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0) {
             if (errno == EEXIST) continue;
@@ -515,8 +515,10 @@ sal_status sal_npy_write(const char *path, const float *data, int ndim, const in
         done += want;
     }
     if (!ok) {
+        char eb[128];
+        int e = errno;
         sal_io_atomic_commit(path, &a, 0, NULL);
-        return sal_fail(err, SAL_ERR_IO, "%s: write failed", path);
+        return sal_fail(err, SAL_ERR_IO, "%s: write failed: %s", path, errno_str(e, eb, sizeof eb));
     }
     return sal_io_atomic_commit(path, &a, 1, err);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "methods.h"
 #include "method_prims.h"
@@ -228,7 +229,7 @@ static sal_status pass_dev_once(sal_method_ctx *cx, int first, int nb, const int
     if (!st && grad) st = io->take(io->ctx, sal_session_dev_input_grad(s), din, first, nb);
     free(logits);
     free(seed);
-    return st;
+    return st ? st : sal_method_progress(cx, nb, 0);
 }
 
 sal_status sal_method_pass_dev(sal_method_ctx *cx, int first, int nb, const int *tg, int guided,
@@ -240,6 +241,34 @@ sal_status sal_method_pass_dev(sal_method_ctx *cx, int first, int nb, const int 
     st = sal_method_pass_dev(cx, first, h, tg, guided, io, scores);
     if (!st) st = sal_method_pass_dev(cx, first + h, nb - h, tg + h, guided, io, scores + h);
     return st;
+}
+
+static double mono_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static sal_status progress_report(sal_method_ctx *cx) {
+    cx->prog_last = mono_s();
+    if (cx->o->progress(&cx->prog, cx->o->progress_user))
+        return sal_fail(serr(cx), SAL_ERR_CANCELLED, "%s: cancelled by the progress callback after %lld of %lld passes",
+                        sal_method_name(cx->prog.method), (long long)cx->prog.done, (long long)cx->prog.total);
+    return SAL_OK;
+}
+
+sal_status sal_method_progress_start(sal_method_ctx *cx, int64_t total) {
+    if (!cx->o->progress || cx->prog.total > 0) return SAL_OK;
+    cx->prog.total = total > 0 ? total : 1;
+    cx->prog.done = 0;
+    return progress_report(cx);
+}
+
+sal_status sal_method_progress(sal_method_ctx *cx, int64_t passes, int force) {
+    if (!cx->o->progress || cx->prog.total <= 0) return SAL_OK;
+    cx->prog.done += passes;
+    if (!force && mono_s() - cx->prog_last < SAL_PROGRESS_INTERVAL_MS * 1e-3) return SAL_OK;
+    return progress_report(cx);
 }
 
 /* Images already in the backend's memory, one after the other: item k is d + k*per. */
@@ -833,6 +862,10 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
     float *dcam = scorecam ? NULL : sal_dalloc(cx, sizeof(float) * (size_t)lhw);
     if (!out->attr || !out->upsampled || !wts || !lg || !seed || (!scorecam && (!dwts || !dcam)))
         st = SAL_ERR_NOMEM;
+    /* passes: each image's own (capturing the layer), Score-CAM's one per channel, and Guided
+     * Grad-CAM's guided backprop pass per image after this */
+    if (!st) st = sal_method_progress_start(cx, (int64_t)n * (1 + (scorecam ? lc : 0) +
+                                                              (cx->prog.method == SAL_M_GUIDED_GRADCAM)));
     for (int i = 0; i < n && !st; i++) {
         const float *xi = x + i * cx->per;
         float *cam = out->attr + i * lhw;
@@ -858,6 +891,7 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             if (!st) st = sal_dput(cx, dx, xi, sizeof(float) * (size_t)cx->per);
             if (!st) st = dev_forward_capture(cx, dx, NULL, layer_v, lg);
             if (!st) out->scores[i] = cx->o->explain_prob ? prob_seed(lg, cx->k, t, NULL) : lg[t];
+            if (!st) st = sal_method_progress(cx, 1, 0);
             if (!st) {
                 sal_mp_args c = sal_mp_base(cx);
                 c.in = sal_session_dev_capture(cx->s, 0);
@@ -912,6 +946,7 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
              * weighted sum (with the ReLU) on the backend: only the (lh, lw) map comes back */
             int t = tg[i];
             st = dev_forward_capture(cx, NULL, xi, layer_v, lg);
+            if (!st) st = sal_method_progress(cx, 1, 0);
             if (!st) {
                 memset(seed, 0, sizeof(float) * (size_t)cx->k);
                 if (o->explain_prob) out->scores[i] = prob_seed(lg, cx->k, t, seed);
@@ -984,6 +1019,27 @@ static sal_status top1_targets(sal_method_ctx *cx, const float *x, int n, int *t
     }
     free(lg);
     return st;
+}
+
+/* Model passes per image of the methods outside the CAM family (see each method's loops). */
+static int64_t method_passes_per_image(const sal_method_ctx *cx) {
+    const sal_explain_opts *o = cx->o;
+    switch (o->method) {
+    case SAL_M_IG: return (int64_t)o->ig_steps + 2;   /* the path, then f(x) and f(baseline) */
+    case SAL_M_SMOOTHGRAD:
+    case SAL_M_SMOOTHGRAD_SQ:
+    case SAL_M_VARGRAD:   /* the samples (IG inside: its path each), then the image's score */
+        return (int64_t)o->nt_samples * (o->nt_inner == SAL_M_IG ? o->ig_steps : 1) + 1;
+    case SAL_M_OCCLUSION: {
+        int64_t ny = (int64_t)ceil((double)(cx->h - o->occ_h) / o->occ_stride_h) + 1;
+        int64_t nx = (int64_t)ceil((double)(cx->w - o->occ_w) / o->occ_stride_w) + 1;
+        return ny * nx + 1;   /* the windows and the image's score */
+    }
+    case SAL_M_RISE: return (int64_t)o->rise_masks + 1;
+    case SAL_M_GRADSHAP: return (int64_t)o->shap_samples + 1;
+    case SAL_M_KERNELSHAP: return (int64_t)o->kshap_coalitions + 2;
+    default: return 1;   /* saliency, input x gradient, guided backprop */
+    }
 }
 
 sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explain_opts *o,
@@ -1094,6 +1150,15 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
         out->attr = calloc((size_t)n * (size_t)cx.per, sizeof(float));
         if (!out->attr) { sal_maps_free(out); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
     }
+    /* progress: the model passes each method makes (the CAM family counts its own, once its layer
+     * is known) */
+    cx.prog.method = o->method;
+    cx.prog.n_images = n;
+    if (!sal_method_is_cam(o->method) && o->method != SAL_M_GUIDED_GRADCAM &&
+        (st = sal_method_progress_start(&cx, (int64_t)n * method_passes_per_image(&cx)))) {
+        sal_maps_free(out);
+        return sal_fail(err, st, "%s", sal_session_error(s));
+    }
     if (o->method == SAL_M_OCCLUSION) st = explain_occlusion(&cx, x, n, out->targets, out);
     else if (sal_method_is_cam(o->method)) st = explain_cam(&cx, m, x, n, out->targets, out);
     else if (o->method == SAL_M_GUIDED_GRADCAM) {
@@ -1120,13 +1185,16 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
         sal_dfree(&cx, dcam);
         if (!st) snprintf(out->layer, sizeof out->layer, "%s", cam.layer);
         sal_maps_free(&cam);
+        cx.o = o;   /* o2 ends here; the progress report below reads the options */
     } else if (o->method == SAL_M_RISE) st = sal_explain_rise(&cx, x, n, out->targets, out);
     else if (o->method == SAL_M_GRADSHAP) st = sal_explain_gradshap(&cx, x, n, out->targets, out);
     else if (o->method == SAL_M_KERNELSHAP) st = sal_explain_kernelshap(&cx, x, n, out->targets, out);
     else st = explain_gradient(&cx, x, n, out->targets, out);
+    if (!st) st = sal_method_progress(&cx, 0, 1);   /* the end: done == total */
     if (st) {
         const char *why = sal_session_error(s);
         sal_maps_free(out);
+        if (st == SAL_ERR_CANCELLED) return sal_fail(err, st, "%s", why);
         if (st == SAL_ERR_NOT_FOUND && !(o->layer && *o->layer))
             return sal_fail(err, st, "no layer with a 4-D output larger than 1x1 for a CAM method: give --layer");
         return sal_fail(err, st, "%s: %s", sal_method_name(o->method), why && *why ? why : sal_status_str(st));

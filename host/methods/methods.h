@@ -22,7 +22,18 @@ typedef struct sal_method_ctx {
     const float *cam;
     int cam_lh;
     int64_t cam_lhw;
+    /* progress (sal_explain_opts.progress): model passes done of prog.total, and when the caller
+     * last heard of them (seconds, monotonic clock) */
+    sal_progress prog;
+    double prog_last;
 } sal_method_ctx;
+
+/* Progress: sal_method_progress_start fixes the call's total (once; later calls are ignored) and
+ * reports done 0; sal_method_progress adds `passes` done and reports when SAL_PROGRESS_INTERVAL_MS
+ * have passed since the last report (always when force). Both return SAL_ERR_CANCELLED, with the
+ * session's error set, when the callback asks to stop. No callback: nothing, SAL_OK. */
+sal_status sal_method_progress_start(sal_method_ctx *cx, int64_t total);
+sal_status sal_method_progress(sal_method_ctx *cx, int64_t passes, int force);
 
 /* The session's backend and plans on batches held in its memory (host/engine/session.c).
  * dev_plan plans n images (a gradient plan when grad, capturing value `capture` or -1) and

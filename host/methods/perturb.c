@@ -352,6 +352,8 @@ sal_status sal_explain_kernelshap(sal_method_ctx *cx, const float *x, int n, con
             if (vidx[j] >= 0) { vidx[j] = Mv; vfeat[Mv++] = j; }
         }
         if (Mv == 1) phi[vfeat[0]] = delta;
+        if (Mv < 2) st = sal_method_progress(cx, L, 0);   /* no coalition to evaluate */
+        if (st) break;
         if (Mv >= 2) {
             /* coalitions over the varying features, evaluated in batches */
             for (int l = 0; l < L; l++)

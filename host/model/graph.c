@@ -21,6 +21,7 @@ const char *sal_status_str(sal_status st) {
     case SAL_ERR_DEVICE: return "device error";
     case SAL_ERR_NOT_FOUND: return "not found";
     case SAL_ERR_INTERNAL: return "internal error";
+    case SAL_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }
