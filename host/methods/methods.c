@@ -716,6 +716,7 @@ static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, c
                     const float *z = logits + (size_t)k * cx->k;
                     sc[k] = o->explain_prob ? prob_seed(z, cx->k, tg[i], NULL) : z[tg[i]];
                 }
+                if (!st) st = sal_method_progress(cx, nb, 0);   /* nb windows' passes, as full passes count */
                 if (st == SAL_ERR_UNSUPPORTED || st == SAL_ERR_NOMEM) {
                     /* the patches cannot follow this model, or its tiles do not fit: full passes
                      * (planned within the session's memory limit, halving the batch if need be) */
