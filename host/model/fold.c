@@ -332,7 +332,9 @@ sal_status sal_fold_node(const sal_graph *g, const sal_node *n, const sal_tensor
     case SAL_OP_ADD: case SAL_OP_SUB: case SAL_OP_MUL: case SAL_OP_DIV:
         if (!all_float(n, in)) return fold_elementwise(n, in[0], in[1], outs, err);
         break;
-    default: break;
+    default:
+        if (sal_fold_shape_handles(n)) return sal_fold_shape_op(n, in, outs, err);
+        break;
     }
     if (!all_float(n, in)) {
         const sal_op_def *def = sal_op_def_of((sal_op_kind)n->op);
