@@ -46,6 +46,7 @@ typedef struct sal_tw_args {
         sal_lrn_params lrn;
         sal_bn_params bn;
         sal_pow_params pw;      /* twin_math.h */
+        sal_conv_params cv;     /* ConvTranspose */
         sal_ln_params ln;
         sal_view_params v;      /* twin_index.h */
         sal_tile_params tile;

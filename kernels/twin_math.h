@@ -14,6 +14,9 @@
  *            ln_bwd_param: k1 = 0 (Scale) or 1 (B), one call per normalized position
  *   red_*:   p.ax (from ReduceMean's infer), k0 = 0 sum, 1 max; one call per output element; the
  *            backward scatters into that element's own group (groups are disjoint)
+ *   convt_*: p.cv (x (n, c, h, w), W (c, m/group, kh, kw), y (n, m, oh, ow)); in[0..2] = x, W, B
+ *            (B may be NULL); convt_fwd one call per output element, convt_bwd (backward-data,
+ *            a convolution of gy with W) one call per input element
  */
 #ifndef SAL_TWIN_MATH_H
 #define SAL_TWIN_MATH_H
@@ -26,7 +29,7 @@
 
 #define SAL_TW_MATH_FUNCS(X)                                                                      \
     X(un_fwd) X(un_bwd) X(pow_fwd) X(pow_bwd) X(ln_fwd) X(ln_bwd_x) X(ln_bwd_param)             \
-    X(red_fwd) X(red_bwd)
+    X(red_fwd) X(red_bwd) X(convt_fwd) X(convt_bwd)
 
 /* Unary codes (args k0). */
 enum { SAL_TW_UN_SQRT = 0, SAL_TW_UN_ERF, SAL_TW_UN_GELU, SAL_TW_UN_GELU_TANH, SAL_TW_UN_SELU,
@@ -289,6 +292,61 @@ SAL_HD void sal_tw_red_bwd(int64_t j, const sal_tw_args *a) {
     int64_t base, rd[SAL_MAX_DIMS], rs[SAL_MAX_DIMS];
     const int nr = sal_red__setup(p, j, &base, rd, rs);
     for (int64_t t = 0; t < p->count; t++) a->gin[0][base + sal_red__off(nr, rd, rs, t)] += g;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* ConvTranspose: y[n, m, oy, ox] = B[m] + sum over c of m's group and taps (ky, kx) with          */
+/* oy = iy*sh - pt + ky*dh, ox = ix*sw - pl + kx*dw of x[n, c, iy, ix] * W[c, m % mg, ky, kx]         */
+
+/* The input position i along one axis that tap k feeds output o from, or -1. */
+SAL_HD int64_t sal_convt__src(int64_t o, int64_t k, int64_t s, int64_t d, int64_t p, int64_t in) {
+    const int64_t t = o + p - k * d;
+    if (t < 0 || t % s != 0) return -1;
+    const int64_t i = t / s;
+    return i < in ? i : -1;
+}
+
+SAL_HD void sal_tw_convt_fwd(int64_t j, const sal_tw_args *a) {
+    const sal_conv_params *p = &a->p.cv;
+    const int64_t ox = j % p->ow, oy = (j / p->ow) % p->oh, m = (j / (p->ow * p->oh)) % p->m,
+                  n = j / (p->ow * p->oh * p->m);
+    const int64_t cg = p->c / p->group, mg = p->m / p->group, g = m / mg, ml = m - g * mg;
+    const float *x = a->in[0], *w = a->in[1];
+    double s = 0;
+    for (int64_t c = g * cg; c < (g + 1) * cg; c++) {
+        const float *xc = x + (n * p->c + c) * p->h * p->w, *wc = w + (c * mg + ml) * p->kh * p->kw;
+        for (int64_t ky = 0; ky < p->kh; ky++) {
+            const int64_t iy = sal_convt__src(oy, ky, p->sh, p->dh, p->pt, p->h);
+            if (iy < 0) continue;
+            for (int64_t kx = 0; kx < p->kw; kx++) {
+                const int64_t ix = sal_convt__src(ox, kx, p->sw, p->dw, p->pl, p->w);
+                if (ix >= 0) s += (double)xc[iy * p->w + ix] * wc[ky * p->kw + kx];
+            }
+        }
+    }
+    a->out[0][j] = (float)s + (p->has_bias ? a->in[2][m] : 0.f);
+}
+
+/* gx[n, c, iy, ix] = sum over m of c's group and taps of gy[n, m, iy*sh - pt + ky*dh, ...] * W */
+SAL_HD void sal_tw_convt_bwd(int64_t j, const sal_tw_args *a) {
+    const sal_conv_params *p = &a->p.cv;
+    const int64_t ix = j % p->w, iy = (j / p->w) % p->h, c = (j / (p->w * p->h)) % p->c,
+                  n = j / (p->w * p->h * p->c);
+    const int64_t cg = p->c / p->group, mg = p->m / p->group, g = c / cg;
+    const float *gy = a->gout[0], *w = a->in[1];
+    double s = 0;
+    for (int64_t ml = 0; ml < mg; ml++) {
+        const float *gm = gy + (n * p->m + g * mg + ml) * p->oh * p->ow, *wc = w + (c * mg + ml) * p->kh * p->kw;
+        for (int64_t ky = 0; ky < p->kh; ky++) {
+            const int64_t oy = iy * p->sh - p->pt + ky * p->dh;
+            if (oy < 0 || oy >= p->oh) continue;
+            for (int64_t kx = 0; kx < p->kw; kx++) {
+                const int64_t ox = ix * p->sw - p->pl + kx * p->dw;
+                if (ox >= 0 && ox < p->ow) s += (double)gm[oy * p->ow + ox] * wc[ky * p->kw + kx];
+            }
+        }
+    }
+    a->gin[0][j] += (float)s;
 }
 
 #endif /* SAL_TWIN_MATH_H */

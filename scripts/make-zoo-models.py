@@ -15,6 +15,15 @@ parameter re-drawn from a seeded normal so no branch is a zero- or 1e-6-initiali
     convnext_op13.onnx, convnext_op17.onnx  ConvNeXt: stages of widths 16 and 32, one block each
                                             (depthwise 7x7, LayerNorm over channels by permutes,
                                             GELU, layer scale)
+    swin_op13.onnx, swin_op17.onnx          SwinTransformer: patch 4, width 16, depths 2,2, heads
+                                            2,2, window 4 (shifted windows: the attention mask and
+                                            relative position index computed by Range, Mod,
+                                            ScatterND, Equal, Not, Where... on constants; torch's
+                                            roll as Slice+Concat; a Dropout of ratio 0 in training
+                                            mode, as torchvision 0.14 writes it)
+    shufflenet_op13.onnx                    ShuffleNetV2, stages of 2 blocks, widths 16/32/64
+                                            (chunk() as Slice on activations, channel shuffle by
+                                            Reshape/Transpose; BatchNorm with seeded statistics)
 
 Every model has a dynamic batch dimension (the exporter then computes the class token's expand
 from the input's shape: Shape, Gather, Concat, Equal, Where, Expand on shapes).
@@ -39,6 +48,8 @@ import tempfile  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.models.convnext import CNBlockConfig, ConvNeXt  # noqa: E402
+from torchvision.models.shufflenetv2 import ShuffleNetV2  # noqa: E402
+from torchvision.models.swin_transformer import SwinTransformer  # noqa: E402
 from torchvision.models.vision_transformer import VisionTransformer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,6 +68,15 @@ def convnext():
                     stochastic_depth_prob=0.0, num_classes=N_CLASSES)
 
 
+def swin():
+    return SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 2],
+                           window_size=[4, 4], stochastic_depth_prob=0.0, num_classes=N_CLASSES)
+
+
+def shufflenet():   # x0.5's structure (repeats 4, 8, 4 there), narrower: a 60 KB file
+    return ShuffleNetV2([2, 2, 2], [8, 16, 32, 64, 128], num_classes=N_CLASSES)
+
+
 def seeded(model, seed):
     """Every parameter from N(0, s^2) with s = 1/sqrt(fan-in) for matrices (scale parameters near
     1, shifts near 0), so activations stay O(1) through the blocks."""
@@ -70,6 +90,11 @@ def seeded(model, seed):
                 p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.2 * torch.randn(p.shape, generator=g))
+        for name, b in model.named_buffers():   # BatchNorm statistics
+            if name.endswith("running_mean"):
+                b.copy_(0.1 * torch.randn(b.shape, generator=g))
+            elif name.endswith("running_var"):
+                b.copy_(1.0 + 0.2 * torch.rand(b.shape, generator=g))
     return model.eval()
 
 
@@ -104,9 +129,10 @@ def main():
     x_path = os.path.join(OUT, "input.npy")
     np.save(x_path, x.numpy().astype(np.float32))
     manifest = {"torch": torch.__version__, "models": {}}
-    for name, make, seed in (("vit", vit, 11), ("convnext", convnext, 12)):
+    for name, make, seed, opsets in (("vit", vit, 11, (13, 17)), ("convnext", convnext, 12, (13, 17)),
+                                     ("swin", swin, 13, (13, 17)), ("shufflenet", shufflenet, 14, (13,))):
         model = seeded(make(), seed)
-        for opset in (13, 17):
+        for opset in opsets:
             stem = f"{name}_op{opset}"
             path = os.path.join(OUT, stem + ".onnx")
             torch.onnx.export(model, x, path, opset_version=opset, input_names=["input"],

@@ -486,3 +486,95 @@ Test(reduce, globalmaxpool) {
               "rank 2: %s", err.msg);
     sal_graph_free(g2);
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* ConvTranspose                                                                                    */
+
+/* The scatter form (each input element spreads x * W over the output), in double: the kernels use
+ * the gather form, so the two are written independently. */
+static void convt_ref(const float *x, const float *w, const float *b, int64_t N, int64_t C, int64_t H,
+                      int64_t W, int64_t M, int64_t G, int64_t KH, int64_t KW, int64_t sh, int64_t sw,
+                      int64_t dh, int64_t dw, int64_t pt, int64_t pl, int64_t OH, int64_t OW, double *y) {
+    const int64_t mg = M / G, cg = C / G;
+    for (int64_t i = 0; i < N * M * OH * OW; i++) y[i] = b ? b[(i / (OH * OW)) % M] : 0.0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t iy = 0; iy < H; iy++)
+                for (int64_t ix = 0; ix < W; ix++)
+                    for (int64_t ml = 0; ml < mg; ml++)
+                        for (int64_t ky = 0; ky < KH; ky++)
+                            for (int64_t kx = 0; kx < KW; kx++) {
+                                int64_t oy = iy * sh - pt + ky * dh, ox = ix * sw - pl + kx * dw;
+                                if (oy < 0 || oy >= OH || ox < 0 || ox >= OW) continue;
+                                int64_t m = (c / cg) * mg + ml;
+                                y[((n * M + m) * OH + oy) * OW + ox] +=
+                                    (double)x[((n * C + c) * H + iy) * W + ix] * w[((c * mg + ml) * KH + ky) * KW + kx];
+                            }
+}
+
+/* x (2, C, 5, 4) runtime, W (C, M/G, 3, 2) and B constants; strides, dilations, pads,
+ * output_padding; output (2, M, OH, OW) with OH, OW computed here from ONNX's formula. */
+static void check_convt(int64_t C, int64_t M, int64_t G, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                        int64_t pt, int64_t pl, int64_t pb, int64_t pr, int64_t oph, int64_t opw, int bias) {
+    const int64_t N = 2, H = 5, W = 4, KH = 3, KW = 2;
+    const int64_t OH = sh * (H - 1) + oph + (KH - 1) * dh + 1 - pt - pb;
+    const int64_t OW = sw * (W - 1) + opw + (KW - 1) * dw + 1 - pl - pr;
+    uint64_t seed = tu_fresh_seed(), s = seed ^ 0x9e37;
+    float *w = tu_rand_buf(C * (M / G) * KH * KW, &s, -1.f, 1.f), *b = tu_rand_buf(M, &s, -1.f, 1.f);
+    tu_input in[3] = {tu_rt(tu_shape(4, N, C, H, W)), tu_cf(tu_shape(4, C, M / G, KH, KW), w),
+                      tu_cf(tu_shape(1, M), b)};
+    sal_graph *g = node("ConvTranspose", bias ? 3 : 2, in, 1, 11);
+    const int64_t st[] = {sh, sw}, dl[] = {dh, dw}, pads[] = {pt, pl, pb, pr}, op[] = {oph, opw};
+    sal_node_attr_ints(N0(g), "strides", 2, st);
+    sal_node_attr_ints(N0(g), "dilations", 2, dl);
+    sal_node_attr_ints(N0(g), "pads", 4, pads);
+    sal_node_attr_ints(N0(g), "output_padding", 2, op);
+    sal_node_attr_int(N0(g), "group", G);
+    char what[160];
+    snprintf(what, sizeof what, "ConvTranspose C %lld M %lld G %lld s %lld,%lld d %lld,%lld pads %lld,%lld,%lld,%lld op %lld,%lld%s",
+             (long long)C, (long long)M, (long long)G, (long long)sh, (long long)sw, (long long)dh,
+             (long long)dw, (long long)pt, (long long)pl, (long long)pb, (long long)pr, (long long)oph,
+             (long long)opw, bias ? " +B" : "");
+    run r;
+    run_fwd(g, seed, -1.f, 1.f, &r);
+    cr_assert(r.ys.ndim == 4 && r.ys.d[0] == N && r.ys.d[1] == M && r.ys.d[2] == OH && r.ys.d[3] == OW,
+              "%s: output shape", what);
+    double *ref = malloc(sizeof(double) * (size_t)(N * M * OH * OW));
+    convt_ref(r.x[0], w, bias ? b : NULL, N, C, H, W, M, G, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW, ref);
+    double e = max_err(r.y, ref, N * M * OH * OW);
+    cr_assert(e < 1e-6, "%s: forward error %g (seed %llu)", what, e, (ull)seed);
+    free(ref);
+    run_free(&r);
+    CHECK_GRAD(g, seed, -1.f, 1.f, 1e-2f, 1e-4, what);   /* linear in x: tight */
+    sal_graph_free(g);
+    free(w);
+    free(b);
+}
+
+Test(convtranspose, geometry) {
+    check_convt(3, 4, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1);
+    check_convt(3, 2, 1, 2, 3, 1, 1, 1, 0, 0, 1, 1, 2, 0);   /* strides, pads, output_padding */
+    check_convt(4, 6, 2, 2, 1, 2, 1, 0, 1, 1, 0, 0, 0, 1);   /* groups, dilations */
+}
+
+Test(convtranspose, output_shape_and_bad) {
+    /* output_shape asks for (7, 9) from x (1,1,3,4), W (1,1,3,3), strides 2: full 7 x 9, no pads */
+    const float w9[9] = {0};
+    tu_input in[] = {tu_rt(tu_shape(4, 1, 1, 3, 4)), tu_cf(tu_shape(4, 1, 1, 3, 3), w9)};
+    sal_graph *g = node("ConvTranspose", 2, in, 1, 11);
+    const int64_t st[] = {2, 2}, os[] = {6, 8};
+    sal_node_attr_ints(N0(g), "strides", 2, st);
+    sal_node_attr_ints(N0(g), "output_shape", 2, os);
+    run r;
+    run_fwd(g, tu_fresh_seed(), -1.f, 1.f, &r);
+    cr_assert(r.ys.ndim == 4 && r.ys.d[2] == 6 && r.ys.d[3] == 8, "output_shape (6, 8): got %lld x %lld",
+              (long long)r.ys.d[2], (long long)r.ys.d[3]);
+    run_free(&r);
+    sal_graph_free(g);
+    tu_input bad[] = {tu_rt(tu_shape(4, 1, 3, 3, 4)), tu_cf(tu_shape(4, 2, 1, 3, 3), w9)};
+    g = node("ConvTranspose", 2, bad, 1, 11);
+    sal_error err = {0};
+    cr_assert(infer_status(g, &err) == SAL_ERR_SHAPE && strstr(err.msg, "W (2,1,3,3)"),
+              "W for 2 channels on 3: %s", err.msg);
+    sal_graph_free(g);
+}

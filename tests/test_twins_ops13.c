@@ -111,3 +111,17 @@ Test(twins13, index_ops) {
     sal_node_attr_int(N0(g), "blocksize", 2);
     twin(g, -1.f, 1.f, "SpaceToDepth");
 }
+
+Test(twins13, convtranspose) {
+    static float w[4 * 3 * 3 * 2];
+    static const float b[6] = {0.1f, -0.2f, 0.3f, 0.f, 1.f, -1.f};
+    for (int i = 0; i < 72; i++) w[i] = (float)((i * 37) % 11) / 11.f - 0.5f;
+    tu_input in[] = {tu_rt(tu_shape(4, 2, 4, 5, 4)), tu_cf(tu_shape(4, 4, 3, 3, 2), w), tu_cf(tu_shape(1, 6), b)};
+    sal_graph *g = node("ConvTranspose", 3, in, 1, 11);
+    const int64_t st[] = {2, 1}, dl[] = {1, 2}, pads[] = {1, 0, 0, 1};
+    sal_node_attr_ints(N0(g), "strides", 2, st);
+    sal_node_attr_ints(N0(g), "dilations", 2, dl);
+    sal_node_attr_ints(N0(g), "pads", 4, pads);
+    sal_node_attr_int(N0(g), "group", 2);
+    twin(g, -1.f, 1.f, "ConvTranspose groups 2");
+}

@@ -90,3 +90,6 @@ Test(zoo, vit_opset13) { check_model("vit_op13"); }
 Test(zoo, vit_opset17) { check_model("vit_op17"); }
 Test(zoo, convnext_opset13) { check_model("convnext_op13"); }
 Test(zoo, convnext_opset17) { check_model("convnext_op17"); }
+Test(zoo, swin_opset13) { check_model("swin_op13"); }
+Test(zoo, swin_opset17) { check_model("swin_op17"); }
+Test(zoo, shufflenet_opset13) { check_model("shufflenet_op13"); }

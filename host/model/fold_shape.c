@@ -1,8 +1,9 @@
 /* fold_shape.c — constant evaluation of issue 13's shape-arithmetic ops on host tensors of any
  * type (int64 shapes, bool masks, float constants): Equal, Less, Greater, Not, Mod, Range,
- * ScatterND, and Where, Expand and Tile when every input is a constant. sal_fold_node (fold.c)
- * hands these ops here; exporters emit them to compute shapes (torch's expand() and repeat()
- * with -1 entries, Swin's window masks), which fold away at load or plan time. */
+ * ScatterND, Where, Expand and Tile when every input is a constant, and Transpose of integers.
+ * sal_fold_node (fold.c) hands these ops here; exporters emit them to compute shapes (torch's
+ * expand() and repeat() with -1 entries, Swin's window masks and relative position index), which
+ * fold away at load or plan time. */
 #include "fold.h"
 
 #include <math.h>
@@ -281,13 +282,50 @@ static sal_status fold_scatternd(const sal_node *n, const sal_tensor *data, cons
     return SAL_OK;
 }
 
+/* Transpose of an integer or bool tensor (Swin's relative position index). */
+static sal_status fold_transpose(const sal_node *n, const sal_tensor *x, sal_tensor **out, sal_error *err) {
+    const int r = x->shape.ndim;
+    int64_t perm[SAL_MAX_DIMS];
+    const int64_t *pa;
+    int np = sal_attr_ints(n, "perm", &pa);
+    unsigned seen = 0;
+    for (int d = 0; d < r; d++) {
+        perm[d] = np < 0 ? r - 1 - d : d < np ? pa[d] : -1;
+        if (np >= 0 && np != r) perm[d] = -1;
+        if (perm[d] < 0 || perm[d] >= r || (seen & (1u << perm[d])))
+            return sal_fail(err, SAL_ERR_SHAPE, "node '%s' (Transpose): perm is not a permutation of "
+                            "0..%d", n->name, r - 1);
+        seen |= 1u << perm[d];
+    }
+    sal_shape os = {r, {0}};
+    int64_t xs[SAL_MAX_DIMS], s = 1;
+    for (int d = r - 1; d >= 0; d--) { xs[d] = s; s *= x->shape.d[d]; }
+    for (int d = 0; d < r; d++) os.d[d] = x->shape.d[perm[d]];
+    sal_tensor *t = sal_tensor_new(kept_type(x), &os);
+    if (!t) return nomem(err);
+    const int64_t total = sal_shape_numel(&os);
+    for (int64_t i = 0; i < total; i++) {
+        int64_t q = i, off = 0;
+        for (int d = r - 1; d >= 0; d--) {
+            int64_t c = q % os.d[d];
+            q /= os.d[d];
+            off += c * xs[perm[d]];
+        }
+        put_from(t, i, x, off);
+    }
+    *out = t;
+    return SAL_OK;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 
-int sal_fold_shape_handles(const sal_node *n) {
+int sal_fold_shape_handles(const sal_node *n, const sal_tensor *const *in) {
     switch (n->op) {
     case SAL_OP_EQUAL: case SAL_OP_LESS: case SAL_OP_GREATER: case SAL_OP_NOT: case SAL_OP_MOD:
     case SAL_OP_RANGE: case SAL_OP_SCATTERND: case SAL_OP_WHERE: case SAL_OP_EXPAND: case SAL_OP_TILE:
         return 1;
+    case SAL_OP_TRANSPOSE:   /* on floats, the CPU kernel */
+        return n->n_in >= 1 && in[0] && !is_float(in[0]);
     default:
         return 0;
     }
@@ -318,6 +356,9 @@ sal_status sal_fold_shape_op(const sal_node *n, const sal_tensor *const *in, sal
     case SAL_OP_SCATTERND:
         if ((st = need(n, in, 3, err))) return st;
         return fold_scatternd(n, in[0], in[1], in[2], outs, err);
+    case SAL_OP_TRANSPOSE:
+        if ((st = need(n, in, 1, err))) return st;
+        return fold_transpose(n, in[0], outs, err);
     default:
         return sal_fail(err, SAL_ERR_INTERNAL, "node '%s': op %s is not a shape op", n->name, n->op_type);
     }

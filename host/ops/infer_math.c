@@ -5,6 +5,8 @@
  *   LayerNormalization (opset 17: axis, epsilon; Mean and InvStdDev outputs)       -> sal_ln_params
  *   ReduceSum (axes input from opset 13), ReduceMax (axes input from opset 18), GlobalMaxPool
  *                                                                                  -> sal_axis_params
+ *   ConvTranspose (1-D, 2-D; groups, strides, dilations, pads, output_padding, output_shape,
+ *   auto_pad)                                                                      -> sal_conv_params
  *
  * Kernels: kernels/twin_math.h (the CPU backend maps them too). Runtime inputs are float32. */
 #include <math.h>
@@ -205,5 +207,107 @@ sal_status sal_infer_globalmaxpool(sal_op_ctx *ctx) {
     p.outer = nc;
     p.axis_len = s;
     p.inner = 1;
+    return put_params(ctx, &p, sizeof p);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* ConvTranspose                                                                                    */
+
+/* x (N, C, [H,] W), W (C, M/group, [kH,] kW), B (M); strides, dilations, pads, output_padding,
+ * output_shape and auto_pad as ONNX defines them: the output side is
+ *   s*(in-1) + output_padding + (k-1)*d + 1 - pad_begin - pad_end,
+ * and with output_shape (or auto_pad SAME_*, which asks for in*s) the total padding is derived,
+ * its odd unit at the end for SAME_UPPER and at the beginning otherwise. 1-D is H = 1. */
+sal_status sal_infer_convtranspose(sal_op_ctx *ctx) {
+    sal_status st = float_input(ctx, 0, "X", 1);
+    if (!st) st = float_input(ctx, 1, "W", 1);
+    if (!st && in_shape(ctx, 2)) st = float_input(ctx, 2, "B", 1);
+    if (st) return st;
+    const sal_shape *x = in_shape(ctx, 0), *w = in_shape(ctx, 1);
+    char sx[128], sw[128];
+    if ((x->ndim != 3 && x->ndim != 4) || w->ndim != x->ndim)
+        return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "X %s and W %s: only 1-D and 2-D ConvTranspose "
+                           "are supported", sal_shape_str(x, sx, sizeof sx), sal_shape_str(w, sw, sizeof sw));
+    const int nsp = x->ndim - 2;
+    sal_conv_params p;
+    memset(&p, 0, sizeof p);
+    p.spatial = nsp;
+    p.group = sal_attr_int(ctx->node, "group", 1);
+    p.n = x->d[0];
+    p.c = x->d[1];
+    p.h = nsp == 2 ? x->d[2] : 1;
+    p.w = x->d[x->ndim - 1];
+    if (p.group < 1 || p.c % p.group != 0 || w->d[0] != p.c)
+        return sal_op_fail(ctx, SAL_ERR_SHAPE, "W %s does not fit X %s with group %lld",
+                           sal_shape_str(w, sw, sizeof sw), sal_shape_str(x, sx, sizeof sx), (long long)p.group);
+    p.m = w->d[1] * p.group;
+    p.kh = nsp == 2 ? w->d[2] : 1;
+    p.kw = w->d[w->ndim - 1];
+    if (in_shape(ctx, 2)) {
+        if (sal_shape_numel(in_shape(ctx, 2)) != p.m)
+            return sal_op_fail(ctx, SAL_ERR_SHAPE, "B has %lld elements for %lld output channels",
+                               (long long)sal_shape_numel(in_shape(ctx, 2)), (long long)p.m);
+        p.has_bias = 1;
+    }
+    /* per spatial axis i (0 = H, 1 = W; 1-D uses axis 1 only) */
+    int64_t in[2] = {p.h, p.w}, k[2] = {p.kh, p.kw}, s[2] = {1, 1}, d[2] = {1, 1}, pb[2] = {0, 0},
+            pe[2] = {0, 0}, op[2] = {0, 0}, out[2];
+    const int base = 2 - nsp;   /* first axis the attributes describe */
+    const char *names[4] = {"strides", "dilations", "output_padding", "pads"};
+    int64_t *dst[3] = {s, d, op};
+    for (int a = 0; a < 4; a++) {
+        const int64_t *v;
+        int n = sal_attr_ints(ctx->node, names[a], &v);
+        if (n < 0) continue;
+        if (n != (a == 3 ? 2 * nsp : nsp))
+            return sal_op_fail(ctx, SAL_ERR_SHAPE, "%s has %d values for %d spatial dims", names[a], n, nsp);
+        for (int i = 0; i < nsp; i++) {
+            if (a == 3) {
+                pb[base + i] = v[i];
+                pe[base + i] = v[i + nsp];
+            } else {
+                dst[a][base + i] = v[i];
+            }
+        }
+    }
+    const int64_t *os;
+    int nos = sal_attr_ints(ctx->node, "output_shape", &os);
+    const char *auto_pad = sal_attr_str(ctx->node, "auto_pad", "NOTSET");
+    int upper = strcmp(auto_pad, "SAME_UPPER") == 0, lower = strcmp(auto_pad, "SAME_LOWER") == 0;
+    if (!upper && !lower && strcmp(auto_pad, "NOTSET") != 0 && strcmp(auto_pad, "VALID") != 0 && *auto_pad)
+        return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "auto_pad '%s' is not one of NOTSET, SAME_UPPER, "
+                           "SAME_LOWER, VALID", auto_pad);
+    if (nos >= 0 && nos != nsp && nos != x->ndim)
+        return sal_op_fail(ctx, SAL_ERR_SHAPE, "output_shape has %d values for %d spatial dims", nos, nsp);
+    for (int i = 0; i < 2; i++) {   /* 1-D: axis 0 is the H = 1 of defaults, output 1 */
+        if (s[i] < 1 || d[i] < 1 || pb[i] < 0 || pe[i] < 0 || op[i] < 0)
+            return sal_op_fail(ctx, SAL_ERR_SHAPE, "strides, dilations, pads and output_padding must "
+                               "be positive (spatial axis %d)", i - base);
+        const int64_t full = s[i] * (in[i] - 1) + op[i] + (k[i] - 1) * d[i] + 1;
+        int64_t want = -1;
+        if (i >= base && nos >= 0) want = os[nos - nsp + (i - base)];
+        else if (i >= base && (upper || lower)) want = in[i] * s[i];
+        if (want >= 0) {
+            /* a negative total (output_shape above the full output) leaves output cells no input
+             * reaches: a negative pad; the halves as ONNX's reference computes them (floor) */
+            const int64_t total = full - want, half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+            pb[i] = upper ? half : total - half;
+            pe[i] = total - pb[i];
+        }
+        out[i] = full - pb[i] - pe[i];
+        if (out[i] < 1)
+            return sal_op_fail(ctx, SAL_ERR_SHAPE, "the output is empty on spatial axis %d", i - base);
+    }
+    p.sh = s[0]; p.sw = s[1]; p.dh = d[0]; p.dw = d[1];
+    p.pt = pb[0]; p.pl = pb[1]; p.pb = pe[0]; p.pr = pe[1];
+    p.oh = out[0];
+    p.ow = out[1];
+    sal_shape *y = &ctx->out_shape[0];
+    y->ndim = x->ndim;
+    y->d[0] = p.n;
+    y->d[1] = p.m;
+    if (nsp == 2) y->d[2] = p.oh;
+    y->d[x->ndim - 1] = p.ow;
+    ctx->out_dtype[0] = SAL_F32;
     return put_params(ctx, &p, sizeof p);
 }

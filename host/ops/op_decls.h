@@ -26,7 +26,7 @@ SAL_OP_LIST(SAL_DECL_CPU)
 #define SAL_TWIN_OP_LIST(X)                                                                       \
     X(pow) X(sqrt) X(erf) X(gelu) X(selu) X(elu) X(softplus) X(layernorm) X(reducesum)           \
     X(reducemax) X(globalmaxpool) X(slice) X(gather) X(expand) X(tile) X(where) X(depthtospace)    \
-    X(spacetodepth)
+    X(spacetodepth) X(convtranspose)
 SAL_TWIN_OP_LIST(SAL_DECL_INFER)
 sal_status sal_cpu_twin_fwd(const sal_op_call *c, sal_error *err);
 sal_status sal_cpu_twin_bwd(const sal_op_call *c, sal_error *err);

@@ -61,6 +61,7 @@ typedef enum sal_op_kind {
     SAL_OP_REDUCESUM,
     SAL_OP_REDUCEMAX,
     SAL_OP_GLOBALMAXPOOL,
+    SAL_OP_CONVTRANSPOSE,
     /* ... indexing and layout (infer_index.c; Gather and Slice above run there too) */
     SAL_OP_EXPAND,
     SAL_OP_TILE,

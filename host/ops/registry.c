@@ -57,6 +57,7 @@ static const sal_op_def op_table[] = {
     {"ReduceSum", SAL_OP_REDUCESUM, 0, sal_infer_reducesum},
     {"ReduceMax", SAL_OP_REDUCEMAX, 0, sal_infer_reducemax},
     {"GlobalMaxPool", SAL_OP_GLOBALMAXPOOL, 0, sal_infer_globalmaxpool},
+    {"ConvTranspose", SAL_OP_CONVTRANSPOSE, 0, sal_infer_convtranspose},
     {"Expand", SAL_OP_EXPAND, 0, sal_infer_expand},
     {"Tile", SAL_OP_TILE, 0, sal_infer_tile},
     {"Where", SAL_OP_WHERE, 0, sal_infer_where},

@@ -1,5 +1,5 @@
 /* plan_math.c — launch plans of kernels/twin_math.h's ops: Sqrt, Erf, Gelu, Selu, Elu, Softplus,
- * Pow, LayerNormalization, ReduceSum, ReduceMax and GlobalMaxPool. Contract: kernels/twin_all.h
+ * Pow, LayerNormalization, ReduceSum, ReduceMax, GlobalMaxPool and ConvTranspose. Contract: kernels/twin_all.h
  * (sal_tw_plan).
  *
  * Forward: one launch (unary and Pow over the output's elements, LayerNorm over its rows, the
@@ -136,13 +136,37 @@ static int plan_reduce(const sal_op_call *c, int backward, int k, sal_tw_launch 
     return launch(l, SAL_TW_red_bwd, n);
 }
 
+/* ConvTranspose: forward over y; backward-data over x (weights and bias have no gradient here:
+ * salient never needs them, and a run-time weight's gradient is refused). */
+static int plan_convt(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a,
+                      sal_error *err) {
+    const sal_conv_params *p = c->params;
+    if (c->n_in < 2 || !c->in[1]) return fail(c, err, "missing W");
+    if (p->has_bias && (c->n_in < 3 || !c->in[2])) return fail(c, err, "missing B");
+    if (k > 0) return 0;
+    a->p.cv = *p;
+    a->in[0] = c->in[0];
+    a->in[1] = c->in[1];
+    a->in[2] = p->has_bias ? c->in[2] : NULL;
+    if (!backward) {
+        a->out[0] = c->out[0];
+        return launch(l, SAL_TW_convt_fwd, p->n * p->m * p->oh * p->ow);
+    }
+    if ((c->n_in > 1 && c->gin[1]) || (c->n_in > 2 && c->gin[2]))
+        return fail(c, err, "the gradient of a run-time W or B is not supported");
+    if (!c->gin[0]) return 0;
+    a->gout[0] = c->gout[0];
+    a->gin[0] = c->gin[0];
+    return launch(l, SAL_TW_convt_bwd, p->n * p->c * p->h * p->w);
+}
+
 int sal_tw_plan_math(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a,
                      sal_error *err) {
     const int op = c->node->op;
     switch (op) {
     case SAL_OP_SQRT: case SAL_OP_ERF: case SAL_OP_GELU: case SAL_OP_SELU: case SAL_OP_ELU:
     case SAL_OP_SOFTPLUS: case SAL_OP_POW: case SAL_OP_LAYERNORM: case SAL_OP_REDUCESUM:
-    case SAL_OP_REDUCEMAX: case SAL_OP_GLOBALMAXPOOL:
+    case SAL_OP_REDUCEMAX: case SAL_OP_GLOBALMAXPOOL: case SAL_OP_CONVTRANSPOSE:
         break;
     default:
         return -2;
@@ -160,6 +184,7 @@ int sal_tw_plan_math(const sal_op_call *c, int backward, int k, sal_tw_launch *l
     switch (op) {
     case SAL_OP_POW: return plan_pow(c, backward, k, l, a, err);
     case SAL_OP_LAYERNORM: return plan_ln(c, backward, k, l, a, err);
+    case SAL_OP_CONVTRANSPOSE: return plan_convt(c, backward, k, l, a, err);
     case SAL_OP_REDUCESUM: case SAL_OP_REDUCEMAX: case SAL_OP_GLOBALMAXPOOL:
         return plan_reduce(c, backward, k, l, a);
     default:
