@@ -93,3 +93,46 @@ Test(zoo, convnext_opset17) { check_model("convnext_op17"); }
 Test(zoo, swin_opset13) { check_model("swin_op13"); }
 Test(zoo, swin_opset17) { check_model("swin_op17"); }
 Test(zoo, shufflenet_opset13) { check_model("shufflenet_op13"); }
+
+/* The same models on the GPU (CUDA backend against the same references); skipped without one. */
+static void check_model_cuda(const char *stem) {
+    sal_backend *b = NULL;
+    sal_error err = {0};
+    if (sal_backend_cuda_create(&b, &err)) cr_skip_test("no usable GPU: %s", err.msg);
+    b->ops->destroy(b);
+    char rel[256], path[1024];
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.onnx", stem);
+    tu_src_path(rel, path, sizeof path);
+    sal_model *m = NULL;
+    cr_assert_eq(sal_model_load(path, &m, &err), SAL_OK, "%s: load: %s", stem, err.msg);
+    sal_session_opts o = sal_session_opts_default();
+    o.device = SAL_DEVICE_CUDA;
+    sal_session *s = NULL;
+    cr_assert_eq(sal_session_create(m, &o, &s, &err), SAL_OK, "%s: cuda session: %s", stem, err.msg);
+    float *x = load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.logits.npy", stem);
+    float *ref_logits = load_npy(rel, N * K);
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.grad.npy", stem);
+    float *ref_grad = load_npy(rel, (int64_t)N * IMG);
+    float logits[N * K], *g = malloc(sizeof(float) * N * IMG);
+    sal_grad_opts go = sal_grad_opts_default();
+    sal_grad_out out = {0};
+    out.logits = logits;
+    out.input_grad = g;
+    cr_assert_eq(sal_gradient(s, x, N, HW, HW, &go, &out), SAL_OK, "%s: cuda gradient: %s", stem,
+                 sal_session_error(s));
+    double le = tu_rel_diff(logits, ref_logits, N * K, 1.0), ge = tu_rel_diff(g, ref_grad, (int64_t)N * IMG, 1e-12);
+    cr_log_info("%s on CUDA: logits rel err %.3g, gradient rel err %.3g", stem, le, ge);
+    /* cuDNN/cuBLAS sum in other orders than the CPU: 10x the CPU's tolerances */
+    cr_expect(le < 10 * LOGIT_TOL, "%s on CUDA: logits differ from onnxruntime's by %.3g", stem, le);
+    cr_expect(ge < 10 * GRAD_TOL, "%s on CUDA: gradient differs from torch's by %.3g", stem, ge);
+    free(x); free(ref_logits); free(ref_grad); free(g);
+    sal_session_free(s);
+    sal_model_free(m);
+}
+
+Test(zoo_cuda, every_model) {
+    static const char *stems[] = {"vit_op13", "vit_op17", "convnext_op13", "convnext_op17", "swin_op13",
+                                  "swin_op17", "shufflenet_op13"};
+    for (size_t i = 0; i < sizeof stems / sizeof stems[0]; i++) check_model_cuda(stems[i]);
+}
