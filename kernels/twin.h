@@ -27,7 +27,7 @@
 #define SAL_TW_MAX_IN 5   /* BatchNormalization's five inputs */
 
 /* Everything one launch's element function reads: copied by value into the kernel's parameters
- * (about 1.7 KB), so it holds no host pointers except the backend-memory data pointers. */
+ * (about 1.1 KB), so it holds no host pointers except the backend-memory data pointers. */
 typedef struct sal_tw_args {
     const float *in[SAL_TW_MAX_IN];   /* inputs of this launch (plans choose which) */
     float *out[3];                    /* outputs (LayerNorm has three) */
