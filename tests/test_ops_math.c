@@ -559,7 +559,7 @@ Test(convtranspose, geometry) {
 
 Test(convtranspose, output_shape_and_bad) {
     /* output_shape asks for (7, 9) from x (1,1,3,4), W (1,1,3,3), strides 2: full 7 x 9, no pads */
-    const float w9[9] = {0};
+    const float w9[18] = {0};   /* big enough for both weights below */
     tu_input in[] = {tu_rt(tu_shape(4, 1, 1, 3, 4)), tu_cf(tu_shape(4, 1, 1, 3, 3), w9)};
     sal_graph *g = node("ConvTranspose", 2, in, 1, 11);
     const int64_t st[] = {2, 2}, os[] = {6, 8};
