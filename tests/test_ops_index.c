@@ -437,6 +437,23 @@ Test(fold, compare_not_where) {
     t = fold_op("Greater", 2, in3, 13);
     expect_i64(t, SAL_BOOL, tu_shape(1, 4), gt, "Greater");
     sal_tensor_free(t);
+    const int64_t ge[] = {0, 0, 1, 1}, le[] = {1, 1, 1, 0};
+    t = fold_op("GreaterOrEqual", 2, in3, 16);
+    expect_i64(t, SAL_BOOL, tu_shape(1, 4), ge, "GreaterOrEqual");
+    sal_tensor_free(t);
+    t = fold_op("LessOrEqual", 2, in3, 16);
+    expect_i64(t, SAL_BOOL, tu_shape(1, 4), le, "LessOrEqual");
+    sal_tensor_free(t);
+    /* And / Or of (4) with (2,1): a (2,4) table */
+    const int64_t p[] = {0, 1, 0, 1}, q[] = {0, 1}, andv[] = {0, 0, 0, 0, 0, 1, 0, 1},
+                  orv[] = {0, 1, 0, 1, 1, 1, 1, 1};
+    tu_input lg[] = {tu_ci(tu_shape(1, 4), p), tu_ci(tu_shape(2, 2, 1), q)};
+    t = fold_op("And", 2, lg, 7);
+    expect_i64(t, SAL_BOOL, tu_shape(2, 2, 4), andv, "And");
+    sal_tensor_free(t);
+    t = fold_op("Or", 2, lg, 7);
+    expect_i64(t, SAL_BOOL, tu_shape(2, 2, 4), orv, "Or");
+    sal_tensor_free(t);
 }
 
 Test(fold, mod_range) {

@@ -1,5 +1,6 @@
 /* fold_shape.c — constant evaluation of issue 13's shape-arithmetic ops on host tensors of any
- * type (int64 shapes, bool masks, float constants): Equal, Less, Greater, Not, Mod, Range,
+ * type (int64 shapes, bool masks, float constants): Equal, Less, Greater, GreaterOrEqual,
+ * LessOrEqual, And, Or, Not, Mod, Range,
  * ScatterND, Where, Expand and Tile when every input is a constant, and Transpose of integers.
  * sal_fold_node (fold.c) hands these ops here; exporters emit them to compute shapes (torch's
  * expand() and repeat() with -1 entries, Swin's window masks and relative position index), which
@@ -100,6 +101,10 @@ static sal_status fold_binary(const sal_node *n, const sal_tensor *a, const sal_
         case SAL_OP_EQUAL: r = fl ? x == y : u == v; break;
         case SAL_OP_LESS: r = fl ? x < y : u < v; break;
         case SAL_OP_GREATER: r = fl ? x > y : u > v; break;
+        case SAL_OP_GREATEROREQUAL: r = fl ? x >= y : u >= v; break;
+        case SAL_OP_LESSOREQUAL: r = fl ? x <= y : u <= v; break;
+        case SAL_OP_AND: r = (x != 0) && (y != 0); break;
+        case SAL_OP_OR: r = (x != 0) || (y != 0); break;
         default:   /* Mod */
             if (fl) {
                 f = fmod(x, y);
@@ -323,6 +328,7 @@ int sal_fold_shape_handles(const sal_node *n, const sal_tensor *const *in) {
     switch (n->op) {
     case SAL_OP_EQUAL: case SAL_OP_LESS: case SAL_OP_GREATER: case SAL_OP_NOT: case SAL_OP_MOD:
     case SAL_OP_RANGE: case SAL_OP_SCATTERND: case SAL_OP_WHERE: case SAL_OP_EXPAND: case SAL_OP_TILE:
+    case SAL_OP_GREATEROREQUAL: case SAL_OP_LESSOREQUAL: case SAL_OP_AND: case SAL_OP_OR:
         return 1;
     case SAL_OP_TRANSPOSE:   /* on floats, the CPU kernel */
         return n->n_in >= 1 && in[0] && !is_float(in[0]);
@@ -336,6 +342,7 @@ sal_status sal_fold_shape_op(const sal_node *n, const sal_tensor *const *in, sal
     sal_status st;
     switch (n->op) {
     case SAL_OP_EQUAL: case SAL_OP_LESS: case SAL_OP_GREATER: case SAL_OP_MOD:
+    case SAL_OP_GREATEROREQUAL: case SAL_OP_LESSOREQUAL: case SAL_OP_AND: case SAL_OP_OR:
         if ((st = need(n, in, 2, err))) return st;
         return fold_binary(n, in[0], in[1], outs, err);
     case SAL_OP_NOT:

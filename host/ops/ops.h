@@ -76,6 +76,10 @@ typedef enum sal_op_kind {
     SAL_OP_MOD,
     SAL_OP_RANGE,
     SAL_OP_SCATTERND,
+    SAL_OP_GREATEROREQUAL,
+    SAL_OP_LESSOREQUAL,
+    SAL_OP_AND,
+    SAL_OP_OR,
     SAL_OP_COUNT
 } sal_op_kind;
 

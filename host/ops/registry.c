@@ -70,6 +70,10 @@ static const sal_op_def op_table[] = {
     {"Mod", SAL_OP_MOD, SAL_OPF_FOLD_ONLY, NULL},
     {"Range", SAL_OP_RANGE, SAL_OPF_FOLD_ONLY, NULL},
     {"ScatterND", SAL_OP_SCATTERND, SAL_OPF_FOLD_ONLY, NULL},
+    {"GreaterOrEqual", SAL_OP_GREATEROREQUAL, SAL_OPF_FOLD_ONLY, NULL},
+    {"LessOrEqual", SAL_OP_LESSOREQUAL, SAL_OPF_FOLD_ONLY, NULL},
+    {"And", SAL_OP_AND, SAL_OPF_FOLD_ONLY, NULL},
+    {"Or", SAL_OP_OR, SAL_OPF_FOLD_ONLY, NULL},
 };
 
 const sal_op_def *sal_op_lookup(const char *onnx_name) {
