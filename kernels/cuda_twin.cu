@@ -12,11 +12,14 @@ extern "C" {
 #define SAL_TW_KERNEL(name) SAL_CUDA_ELEM_KERNEL(sal_twk_, sal_tw_, sal_tw_args, name)
 SAL_TW_ELEM_FUNCS(SAL_TW_KERNEL)
 SAL_TW_NN_FUNCS(SAL_TW_KERNEL)
+SAL_TW_MATH_FUNCS(SAL_TW_KERNEL)
+SAL_TW_INDEX_FUNCS(SAL_TW_KERNEL)
 #undef SAL_TW_KERNEL
 
 #define SAL_TW_ENTRY(name) {sal_twk_##name, #name},
 static const sal_cuda_entry<sal_tw_args> twk_table[SAL_TW_NFUNCS] = {
-    SAL_TW_ELEM_FUNCS(SAL_TW_ENTRY) SAL_TW_NN_FUNCS(SAL_TW_ENTRY)};
+    SAL_TW_ELEM_FUNCS(SAL_TW_ENTRY) SAL_TW_NN_FUNCS(SAL_TW_ENTRY)
+    SAL_TW_MATH_FUNCS(SAL_TW_ENTRY) SAL_TW_INDEX_FUNCS(SAL_TW_ENTRY)};
 #undef SAL_TW_ENTRY
 
 // One launch of element function fn over count elements on stream s, asynchronously; node, op and

@@ -14,8 +14,10 @@
  *     without a GPU (tests/test_twins_*.c).
  *
  * Element function lists: kernels/twin_elem.h (activations, broadcasting binary ops, BatchNorm,
- * Softmax) and kernels/twin_nn.h (pooling, ReduceMean, LRN, Concat, Transpose, Pad); the enum of
- * all of them is in kernels/twin_all.h. */
+ * Softmax), kernels/twin_nn.h (pooling, ReduceMean, LRN, Concat, Transpose, Pad),
+ * kernels/twin_math.h (Pow, Sqrt, Erf, Gelu, Selu, Elu, Softplus, LayerNormalization, ReduceSum,
+ * ReduceMax) and kernels/twin_index.h (Slice, Gather, Expand, Tile, Where, DepthToSpace,
+ * SpaceToDepth); the enum of all of them is in kernels/twin_all.h. */
 #ifndef SAL_TWIN_H
 #define SAL_TWIN_H
 
@@ -25,10 +27,10 @@
 #define SAL_TW_MAX_IN 5   /* BatchNormalization's five inputs */
 
 /* Everything one launch's element function reads: copied by value into the kernel's parameters
- * (about 1.7 KB), so it holds no host pointers except the backend-memory data pointers. */
+ * (about 1.1 KB), so it holds no host pointers except the backend-memory data pointers. */
 typedef struct sal_tw_args {
     const float *in[SAL_TW_MAX_IN];   /* inputs of this launch (plans choose which) */
-    float *out[2];                    /* outputs */
+    float *out[3];                    /* outputs (LayerNorm has three) */
     const float *gout[2];             /* gradients w.r.t. the outputs (backward) */
     float *gin[SAL_TW_MAX_IN];        /* gradients w.r.t. the inputs: ADD here (backward) */
     sal_shape in_shape[SAL_TW_MAX_IN], out_shape[2];
@@ -43,6 +45,12 @@ typedef struct sal_tw_args {
         sal_pad_params pad;
         sal_lrn_params lrn;
         sal_bn_params bn;
+        sal_pow_params pw;      /* twin_math.h */
+        sal_conv_params cv;     /* ConvTranspose */
+        sal_ln_params ln;
+        sal_view_params v;      /* twin_index.h */
+        sal_tile_params tile;
+        sal_where_params wh;
     } p;
 } sal_tw_args;
 

@@ -5,9 +5,12 @@
 #include "twin.h"
 #include "twin_elem.h"
 #include "twin_nn.h"
+#include "twin_math.h"
+#include "twin_index.h"
 
 #define SAL_TW_ENUM(name) SAL_TW_##name,
-enum { SAL_TW_ELEM_FUNCS(SAL_TW_ENUM) SAL_TW_NN_FUNCS(SAL_TW_ENUM) SAL_TW_NFUNCS };
+enum { SAL_TW_ELEM_FUNCS(SAL_TW_ENUM) SAL_TW_NN_FUNCS(SAL_TW_ENUM) SAL_TW_MATH_FUNCS(SAL_TW_ENUM)
+       SAL_TW_INDEX_FUNCS(SAL_TW_ENUM) SAL_TW_NFUNCS };
 #undef SAL_TW_ENUM
 
 #ifdef __cplusplus
@@ -29,6 +32,10 @@ int sal_tw_plan_elem(const sal_op_call *c, int backward, int k, sal_tw_launch *l
                      sal_error *err);   /* twin_elem.h's ops; -2 for others */
 int sal_tw_plan_nn(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a,
                    sal_error *err);     /* twin_nn.h's ops; -2 for others */
+int sal_tw_plan_math(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a,
+                     sal_error *err);   /* twin_math.h's ops; -2 for others */
+int sal_tw_plan_index(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a,
+                      sal_error *err);  /* twin_index.h's ops; -2 for others */
 /* Does op kind have a twin? */
 int sal_tw_has_op(int op_kind);
 
@@ -43,6 +50,10 @@ sal_status sal_tw_each_launch(const sal_op_call *c, int backward, sal_tw_runner 
 sal_status sal_twin_run(const sal_op_call *c, int backward, sal_error *err);
 /* One launch on the host: fn(i, a) for i in [0, count). */
 void sal_twin_run_one(int fn, int64_t count, const sal_tw_args *a);
+/* Element function fn's host body (NULL when fn is out of range): the CPU backend's kernels of
+ * the ops written only as twins (backend/cpu/cpu_twin_ops.c) map it over OpenMP threads. */
+typedef void (*sal_tw_host_fn)(int64_t i, const sal_tw_args *a);
+sal_tw_host_fn sal_twin_host_fn(int fn);
 
 /* The arguments of a zero Pad of (n, c, h, w) by (pt, pl) before and (pb, pr) after the spatial
  * dims (the CUDA backend's padded copy for convolutions with asymmetric pads): forward copies x

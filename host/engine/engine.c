@@ -17,6 +17,9 @@ typedef struct pvalue {
     const sal_tensor *konst;  /* constant (graph's or plan-folded), host memory */
     sal_tensor *owned;        /* plan-folded constant owned by the plan */
     float *dconst;            /* device pointer of a float constant */
+    sal_tensor *fcopy;        /* float32 copy of a non-float constant a kernel reads (Where's
+                                 condition, Pow's exponent), owned by the plan; dconst points at
+                                 its data */
     int runtime;              /* computed at run time, float32 */
     int storage;              /* alias root (value index) of its activation */
     int gstorage;             /* alias root of its gradient: storage's, except for the output of an
@@ -97,9 +100,10 @@ void sal_engine_set_mem_limit(sal_engine *e, size_t bytes) { e->mem_limit = byte
 static void plan_clear(sal_engine *e) {   /* clears e->p */
     if (e->p->pv) {
         for (int v = 0; v < e->g->n_values; v++) {
-            if (e->p->pv[v].owned) {
+            if (e->p->pv[v].owned || e->p->pv[v].fcopy) {
                 if (e->p->pv[v].dconst && !e->b->host_memory) e->b->ops->release(e->b, e->p->pv[v].dconst);
                 sal_tensor_free(e->p->pv[v].owned);
+                sal_tensor_free(e->p->pv[v].fcopy);
             }
         }
     }
@@ -188,6 +192,25 @@ static int groot(const pvalue *pv, int v) {
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Planning                                                                                         */
+
+/* Give constant value v, of another type than float32, a float32 copy in the backend's memory
+ * (0/1 for bool), for the kernels that read it as floats (Where's condition, Pow's exponent). */
+static sal_status const_as_float(sal_engine *e, int v, sal_error *err) {
+    pvalue *p = &e->p->pv[v];
+    if (!p->konst || p->konst->dtype == SAL_F32 || p->fcopy) return SAL_OK;
+    const int64_t n = sal_shape_numel(&p->konst->shape);
+    p->fcopy = sal_tensor_new(SAL_F32, &p->konst->shape);
+    if (!p->fcopy) return sal_fail(err, SAL_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++) ((float *)p->fcopy->data)[i] = (float)sal_tensor_f64(p->konst, i);
+    const size_t bytes = (size_t)n * sizeof(float);
+    if (e->b->host_memory) {
+        p->dconst = p->fcopy->data;
+        return SAL_OK;
+    }
+    p->dconst = e->b->ops->alloc(e->b, bytes ? bytes : 4);
+    if (!p->dconst) return sal_fail(err, SAL_ERR_NOMEM, "out of %s memory", e->b->ops->name);
+    return sal_backend_upload(e->b, p->dconst, p->fcopy->data, bytes, err);
+}
 
 static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
     const sal_graph *g = e->g;
@@ -278,6 +301,11 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
             free(params);
             return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: node '%s': op %s is not supported by the "
                             "%s backend", g->path, n->name, n->op_type, e->b->ops->name);
+        }
+        const int fin = n->op == SAL_OP_WHERE ? 0 : n->op == SAL_OP_POW ? 1 : -1;
+        if (fin >= 0 && fin < n->n_in && n->in[fin] >= 0 && (st = const_as_float(e, n->in[fin], err))) {
+            free(params);
+            return sal_fail_prefix(err, st, g->path);
         }
     }
     for (int j = 0; j < n->n_out; j++) {

@@ -332,7 +332,9 @@ sal_status sal_fold_node(const sal_graph *g, const sal_node *n, const sal_tensor
     case SAL_OP_ADD: case SAL_OP_SUB: case SAL_OP_MUL: case SAL_OP_DIV:
         if (!all_float(n, in)) return fold_elementwise(n, in[0], in[1], outs, err);
         break;
-    default: break;
+    default:
+        if (sal_fold_shape_handles(n, in)) return sal_fold_shape_op(n, in, outs, err);
+        break;
     }
     if (!all_float(n, in)) {
         const sal_op_def *def = sal_op_def_of((sal_op_kind)n->op);
@@ -548,6 +550,19 @@ static void drop_dead(sal_graph *g) {
     free(live);
 }
 
+/* Secondary outputs (j >= 1) that no node reads and the graph does not output become absent
+ * (-1): torch exports Dropout with its mask, MaxPool with indices, nobody using them. */
+static void drop_unused_outputs(sal_graph *g) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        sal_node *n = &g->nodes[i];
+        for (int j = 1; j < n->n_out; j++) {
+            int v = n->out[j];
+            if (v < 0 || g->values[v].is_output) continue;
+            if (count_consumers(g, v) == 0) n->out[j] = -1;
+        }
+    }
+}
+
 sal_status sal_graph_finalize(sal_graph *g, sal_error *err) {
     sal_status st = topo_sort(g, err);
     if (st) return st;
@@ -580,6 +595,7 @@ sal_status sal_graph_finalize(sal_graph *g, sal_error *err) {
                             g->path, val->name);
     }
     drop_dead(g);
+    drop_unused_outputs(g);
     st = fold_constants(g, err);
     if (st) return st;
     set_producers(g);

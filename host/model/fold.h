@@ -9,4 +9,11 @@
 sal_status sal_fold_node(const sal_graph *g, const sal_node *n, const sal_tensor *const *in,
                          const sal_shape *const *in_shape, sal_tensor **outs, sal_error *err);
 
+/* fold_shape.c: the shape-arithmetic ops (Equal, Less, Greater, Not, Mod, Range, ScatterND, and
+ * Where, Expand, Tile on constants; Transpose of integers) on host tensors of any type;
+ * sal_fold_node calls it. */
+int sal_fold_shape_handles(const sal_node *n, const sal_tensor *const *in);
+sal_status sal_fold_shape_op(const sal_node *n, const sal_tensor *const *in, sal_tensor **outs,
+                             sal_error *err);
+
 #endif

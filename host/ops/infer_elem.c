@@ -643,7 +643,8 @@ sal_status sal_infer_unsqueeze(sal_op_ctx *ctx) {
     return SAL_OK;
 }
 
-/* Dropout in inference: y = x. The mask output and training mode are unsupported. */
+/* Dropout in inference: y = x. The mask output and training mode (unless the ratio is a constant
+ * 0) are unsupported. */
 sal_status sal_infer_dropout(sal_op_ctx *ctx) {
     sal_status st = alias_input(ctx);
     if (st) return st;
@@ -654,8 +655,12 @@ sal_status sal_infer_dropout(sal_op_ctx *ctx) {
         if (!t)
             return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED,
                                "input 2 (training_mode) must be a constant when planned");
-        if (sal_shape_numel(&t->shape) > 0 && sal_tensor_i64(t, 0) != 0)
-            return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "training_mode = true is not supported");
+        /* training with ratio 0 is still y = x (torchvision 0.14's Swin attention exports it) */
+        const sal_tensor *ratio = in_const(ctx, 1);
+        int ratio0 = ratio && sal_shape_numel(&ratio->shape) == 1 && sal_tensor_f64(ratio, 0) == 0.0;
+        if (sal_shape_numel(&t->shape) > 0 && sal_tensor_i64(t, 0) != 0 && !ratio0)
+            return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "training_mode = true is not supported "
+                               "(with a ratio other than a constant 0)");
     }
     ctx->out_shape[0] = *in_shape(ctx, 0);
     return SAL_OK;

@@ -21,6 +21,16 @@ SAL_OP_LIST(SAL_DECL_INFER)
 SAL_ALIAS_OP_LIST(SAL_DECL_INFER)
 SAL_OP_LIST(SAL_DECL_CPU)
 
+/* Issue 13's ops: infer in host/ops/infer_math.c and infer_index.c; on the CPU their kernels are
+ * the twin element functions in OpenMP loops (host/backend/cpu/cpu_twin_ops.c). */
+#define SAL_TWIN_OP_LIST(X)                                                                       \
+    X(pow) X(sqrt) X(erf) X(gelu) X(selu) X(elu) X(softplus) X(layernorm) X(reducesum)           \
+    X(reducemax) X(globalmaxpool) X(slice) X(gather) X(expand) X(tile) X(where) X(depthtospace)    \
+    X(spacetodepth) X(convtranspose)
+SAL_TWIN_OP_LIST(SAL_DECL_INFER)
+sal_status sal_cpu_twin_fwd(const sal_op_call *c, sal_error *err);
+sal_status sal_cpu_twin_bwd(const sal_op_call *c, sal_error *err);
+
 /* Helper for infer functions: fail naming the node and op. */
 sal_status sal_op_fail(sal_op_ctx *ctx, sal_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -49,6 +49,37 @@ typedef enum sal_op_kind {
     SAL_OP_SLICE,
     SAL_OP_CAST,
     SAL_OP_CONSTANTOFSHAPE,
+    /* issue 13's ops: element-wise math, normalization and reductions (infer_math.c) */
+    SAL_OP_POW,
+    SAL_OP_SQRT,
+    SAL_OP_ERF,
+    SAL_OP_GELU,
+    SAL_OP_SELU,
+    SAL_OP_ELU,
+    SAL_OP_SOFTPLUS,
+    SAL_OP_LAYERNORM,
+    SAL_OP_REDUCESUM,
+    SAL_OP_REDUCEMAX,
+    SAL_OP_GLOBALMAXPOOL,
+    SAL_OP_CONVTRANSPOSE,
+    /* ... indexing and layout (infer_index.c; Gather and Slice above run there too) */
+    SAL_OP_EXPAND,
+    SAL_OP_TILE,
+    SAL_OP_WHERE,
+    SAL_OP_DEPTHTOSPACE,
+    SAL_OP_SPACETODEPTH,
+    /* ... shape arithmetic, evaluated only on constants (host/model/fold_shape.c) */
+    SAL_OP_EQUAL,
+    SAL_OP_LESS,
+    SAL_OP_GREATER,
+    SAL_OP_NOT,
+    SAL_OP_MOD,
+    SAL_OP_RANGE,
+    SAL_OP_SCATTERND,
+    SAL_OP_GREATEROREQUAL,
+    SAL_OP_LESSOREQUAL,
+    SAL_OP_AND,
+    SAL_OP_OR,
     SAL_OP_COUNT
 } sal_op_kind;
 
@@ -240,6 +271,52 @@ typedef struct sal_bn_params {     /* BatchNormalization (inference mode) */
     int64_t n, c, inner;           /* x viewed as (n, c, inner) */
     float epsilon;                 /* y = (x - mean[c]) / sqrt(var[c] + eps) * scale[c] + B[c] */
 } sal_bn_params;
+
+/* Pow: y = x ^ e. A constant one-element exponent (x^2 of a decomposed LayerNorm, x^0.5) makes
+ * it element-wise in x (scalar = 1, e); otherwise both are float32 tensors broadcast as in b. */
+typedef struct sal_pow_params {
+    int scalar;
+    float e;
+    sal_bcast_params b;
+} sal_pow_params;
+
+typedef struct sal_ln_params {     /* LayerNormalization (opset 17) */
+    int64_t rows, len;             /* x viewed as (rows, len): normalized over len */
+    float epsilon;
+    int64_t scale_n, bias_n;       /* Scale / B elements: len or 1 (bias_n 0: no B) */
+} sal_ln_params;
+
+/* A gather view (Slice, Gather with constant indices, DepthToSpace, SpaceToDepth): output element
+ * i, at coordinates o_d in out[0..ndim), reads input element base + sum_d o_d * stride_d, except
+ * on dim `idx_dim` (>= 0) where the term is stride * idx[o_d] (Gather's index list). Every plan
+ * of this kind is injective (no two outputs read the same input) unless `dup` is set (Gather with
+ * repeated indices), whose backward then sums per input element. */
+#define SAL_VIEW_MAX_IDX 64
+typedef struct sal_view_params {
+    int ndim;
+    int64_t out[SAL_MAX_DIMS];
+    int64_t stride[SAL_MAX_DIMS];
+    int64_t base;
+    int idx_dim, dup;
+    int64_t gouter, glen, ginner;  /* Gather: data viewed as (outer, len, inner) */
+    int32_t idx[SAL_VIEW_MAX_IDX];
+} sal_view_params;
+
+/* A tile view (Expand, Tile): input dims in[d] (right-aligned to the output's rank, 1s before),
+ * each dividing out[d]; output coordinate o_d reads input coordinate o_d mod in[d]. */
+typedef struct sal_tile_params {
+    int ndim;
+    int64_t out[SAL_MAX_DIMS], in[SAL_MAX_DIMS];
+} sal_tile_params;
+
+/* Where(cond, x, y): the three broadcast to the output; cond (as 0/1 floats) ignores its own
+ * gradient. */
+typedef struct sal_where_params {
+    int ndim;
+    int64_t out[SAL_MAX_DIMS];
+    int64_t sc[SAL_MAX_DIMS], sx[SAL_MAX_DIMS], sy[SAL_MAX_DIMS];  /* element strides, 0 on broadcast */
+    int64_t nx, ny;                /* elements of x and y */
+} sal_where_params;
 
 /* Compute numpy broadcast of a and b into p (and out shape); SAL_ERR_SHAPE when incompatible. */
 sal_status sal_broadcast(const sal_shape *a, const sal_shape *b, sal_shape *out,

@@ -33,6 +33,12 @@ static const cpu_kernel *kernel_of(int kind) {
         K(reducemean, SAL_OP_REDUCEMEAN) K(softmax, SAL_OP_SOFTMAX) K(concat, SAL_OP_CONCAT)
         K(transpose, SAL_OP_TRANSPOSE) K(pad, SAL_OP_PAD)
 #undef K
+#define T(KIND) [KIND] = {sal_cpu_twin_fwd, sal_cpu_twin_bwd},
+        T(SAL_OP_POW) T(SAL_OP_SQRT) T(SAL_OP_ERF) T(SAL_OP_GELU) T(SAL_OP_SELU) T(SAL_OP_ELU)
+        T(SAL_OP_SOFTPLUS) T(SAL_OP_LAYERNORM) T(SAL_OP_REDUCESUM) T(SAL_OP_REDUCEMAX)
+        T(SAL_OP_GLOBALMAXPOOL) T(SAL_OP_SLICE) T(SAL_OP_GATHER) T(SAL_OP_EXPAND) T(SAL_OP_TILE)
+        T(SAL_OP_WHERE) T(SAL_OP_DEPTHTOSPACE) T(SAL_OP_SPACETODEPTH) T(SAL_OP_CONVTRANSPOSE)
+#undef T
     };
     if (kind < 0 || kind >= SAL_OP_COUNT || !table[kind].fwd) return NULL;
     return &table[kind];

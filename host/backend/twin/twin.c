@@ -8,14 +8,18 @@ typedef void (*tw_host_fn)(int64_t i, const sal_tw_args *a);
 
 #define SAL_TW_HOSTFN(name) [SAL_TW_##name] = sal_tw_##name,
 static const tw_host_fn host_fns[SAL_TW_NFUNCS + 1] = {
-    SAL_TW_ELEM_FUNCS(SAL_TW_HOSTFN) SAL_TW_NN_FUNCS(SAL_TW_HOSTFN)
+    SAL_TW_ELEM_FUNCS(SAL_TW_HOSTFN) SAL_TW_NN_FUNCS(SAL_TW_HOSTFN) SAL_TW_MATH_FUNCS(SAL_TW_HOSTFN)
+    SAL_TW_INDEX_FUNCS(SAL_TW_HOSTFN)
 };
 #undef SAL_TW_HOSTFN
 
 /* The families in turn: -2 from all of them means the op has no twin. */
 static int plan_family(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a, sal_error *err) {
     int r = sal_tw_plan_elem(c, backward, k, l, a, err);
-    return r == -2 ? sal_tw_plan_nn(c, backward, k, l, a, err) : r;
+    if (r == -2) r = sal_tw_plan_nn(c, backward, k, l, a, err);
+    if (r == -2) r = sal_tw_plan_math(c, backward, k, l, a, err);
+    if (r == -2) r = sal_tw_plan_index(c, backward, k, l, a, err);
+    return r;
 }
 
 int sal_tw_plan(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a,
@@ -69,6 +73,10 @@ static sal_status host_launch(void *ctx, const sal_op_call *c, int backward, con
     (void)ctx; (void)c; (void)backward; (void)err;
     sal_twin_run_one(l->fn, l->count, a);
     return SAL_OK;
+}
+
+sal_tw_host_fn sal_twin_host_fn(int fn) {
+    return fn >= 0 && fn < SAL_TW_NFUNCS ? host_fns[fn] : NULL;
 }
 
 void sal_twin_run_one(int fn, int64_t count, const sal_tw_args *a) {

@@ -1,0 +1,138 @@
+/* test_zoo.c — small transformer-era models end to end (tests/fixtures/zoo/, written by
+ * scripts/make-zoo-models.py with torchvision 0.14's own VisionTransformer and ConvNeXt classes and
+ * torch's exporter at opsets 13 and 17, dynamic batch): salient's logits on two images against
+ * onnxruntime's, and its input gradient of each image's top-1 logit against torch autograd's (in
+ * float64), through the public API on the CPU.
+ *
+ * Tolerances: LOGIT_TOL 1e-5 of max(1, max |logit|): the same float32 products summed in another
+ * order through a dozen layers (onnxruntime vs torch: <= 6.2e-7; salient vs onnxruntime: <= 4.2e-7
+ * seen). GRAD_TOL 1e-4 of the largest |gradient| element-wise: these models are smooth (GELU,
+ * LayerNorm, softmax: no ReLU kinks to flip), so float32 against float64 differs only by rounding
+ * (<= 9.1e-7 seen); a wrong op gradient (a missing term of LayerNorm's, a Gather that drops the
+ * class token's) is off by 1e-2 or more. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "io/io.h"
+#include "testutil.h"
+
+#define LOGIT_TOL 1e-5
+#define GRAD_TOL 1e-4
+enum { N = 2, K = 10, C = 3, HW = 32, IMG = C * HW * HW };
+
+static float *load_npy(const char *rel, int64_t want) {
+    char path[1024];
+    tu_src_path(rel, path, sizeof path);
+    float *d = NULL;
+    int nd = 0;
+    int64_t dims[SAL_MAX_DIMS];
+    sal_error err = {0};
+    sal_status st = sal_npy_read(path, &d, &nd, dims, &err);
+    cr_assert_eq(st, SAL_OK, "%s: %s", rel, err.msg);
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= dims[i];
+    cr_assert_eq(n, want, "%s: %lld elements, expected %lld", rel, (long long)n, (long long)want);
+    return d;
+}
+
+static void check_model(const char *stem) {
+    char rel[256], path[1024];
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.onnx", stem);
+    tu_src_path(rel, path, sizeof path);
+    sal_model *m = NULL;
+    sal_error err = {0};
+    sal_status st = sal_model_load(path, &m, &err);
+    cr_assert_eq(st, SAL_OK, "%s: load: %s", stem, err.msg);
+    sal_session_opts o = sal_session_opts_default();
+    o.device = SAL_DEVICE_CPU;
+    sal_session *s = NULL;
+    st = sal_session_create(m, &o, &s, &err);
+    cr_assert_eq(st, SAL_OK, "%s: session: %s", stem, err.msg);
+
+    float *x = load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.logits.npy", stem);
+    float *ref_logits = load_npy(rel, N * K);
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.grad.npy", stem);
+    float *ref_grad = load_npy(rel, (int64_t)N * IMG);
+
+    float logits[N * K], *g = malloc(sizeof(float) * N * IMG);
+    int targets[N];
+    sal_grad_opts go = sal_grad_opts_default();
+    sal_grad_out out = {0};
+    out.logits = logits;
+    out.input_grad = g;
+    out.targets_out = targets;
+    st = sal_gradient(s, x, N, HW, HW, &go, &out);
+    cr_assert_eq(st, SAL_OK, "%s: gradient: %s", stem, sal_session_error(s));
+
+    float fwd[N * K];
+    st = sal_forward(s, x, N, HW, HW, fwd);
+    cr_assert_eq(st, SAL_OK, "%s: forward: %s", stem, sal_session_error(s));
+    double le = tu_rel_diff(fwd, ref_logits, N * K, 1.0), le2 = tu_rel_diff(logits, ref_logits, N * K, 1.0);
+    for (int i = 0; i < N; i++) {
+        const float *gi = g + (size_t)i * IMG, *ri = ref_grad + (size_t)i * IMG;
+        double ge = tu_rel_diff(gi, ri, IMG, 1e-12);
+        cr_log_info("%s image %d: target %d, logits rel err %.3g, gradient rel err %.3g", stem, i,
+                    targets[i], le, ge);
+        cr_expect(ge < GRAD_TOL, "%s image %d: input gradient differs from torch's by %.3g of its "
+                  "largest element (>= %g)", stem, i, ge, GRAD_TOL);
+    }
+    cr_expect(le < LOGIT_TOL && le2 < LOGIT_TOL, "%s: logits differ from onnxruntime's by %.3g "
+              "(forward) / %.3g (gradient pass)", stem, le, le2);
+    free(x); free(ref_logits); free(ref_grad); free(g);
+    sal_session_free(s);
+    sal_model_free(m);
+}
+
+Test(zoo, vit_opset13) { check_model("vit_op13"); }
+Test(zoo, vit_opset17) { check_model("vit_op17"); }
+Test(zoo, convnext_opset13) { check_model("convnext_op13"); }
+Test(zoo, convnext_opset17) { check_model("convnext_op17"); }
+Test(zoo, swin_opset13) { check_model("swin_op13"); }
+Test(zoo, swin_opset17) { check_model("swin_op17"); }
+Test(zoo, shufflenet_opset13) { check_model("shufflenet_op13"); }
+
+/* The same models on the GPU (CUDA backend against the same references); skipped without one. */
+static void check_model_cuda(const char *stem) {
+    sal_backend *b = NULL;
+    sal_error err = {0};
+    if (sal_backend_cuda_create(&b, &err)) cr_skip_test("no usable GPU: %s", err.msg);
+    b->ops->destroy(b);
+    char rel[256], path[1024];
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.onnx", stem);
+    tu_src_path(rel, path, sizeof path);
+    sal_model *m = NULL;
+    cr_assert_eq(sal_model_load(path, &m, &err), SAL_OK, "%s: load: %s", stem, err.msg);
+    sal_session_opts o = sal_session_opts_default();
+    o.device = SAL_DEVICE_CUDA;
+    sal_session *s = NULL;
+    cr_assert_eq(sal_session_create(m, &o, &s, &err), SAL_OK, "%s: cuda session: %s", stem, err.msg);
+    float *x = load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.logits.npy", stem);
+    float *ref_logits = load_npy(rel, N * K);
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.grad.npy", stem);
+    float *ref_grad = load_npy(rel, (int64_t)N * IMG);
+    float logits[N * K], *g = malloc(sizeof(float) * N * IMG);
+    sal_grad_opts go = sal_grad_opts_default();
+    sal_grad_out out = {0};
+    out.logits = logits;
+    out.input_grad = g;
+    cr_assert_eq(sal_gradient(s, x, N, HW, HW, &go, &out), SAL_OK, "%s: cuda gradient: %s", stem,
+                 sal_session_error(s));
+    double le = tu_rel_diff(logits, ref_logits, N * K, 1.0), ge = tu_rel_diff(g, ref_grad, (int64_t)N * IMG, 1e-12);
+    cr_log_info("%s on CUDA: logits rel err %.3g, gradient rel err %.3g", stem, le, ge);
+    /* cuDNN/cuBLAS sum in other orders than the CPU: 10x the CPU's tolerances */
+    cr_expect(le < 10 * LOGIT_TOL, "%s on CUDA: logits differ from onnxruntime's by %.3g", stem, le);
+    cr_expect(ge < 10 * GRAD_TOL, "%s on CUDA: gradient differs from torch's by %.3g", stem, ge);
+    free(x); free(ref_logits); free(ref_grad); free(g);
+    sal_session_free(s);
+    sal_model_free(m);
+}
+
+Test(zoo_cuda, every_model) {
+    static const char *stems[] = {"vit_op13", "vit_op17", "convnext_op13", "convnext_op17", "swin_op13",
+                                  "swin_op17", "shufflenet_op13"};
+    for (size_t i = 0; i < sizeof stems / sizeof stems[0]; i++) check_model_cuda(stems[i]);
+}
