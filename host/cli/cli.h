@@ -24,6 +24,7 @@ typedef struct cli_common {
     int have_crop;
     int gray;
     int json;
+    long long max_pixels;   /* --max-pixels: larger images are refused before decoding */
 } cli_common;
 
 void cli_common_init(cli_common *c);
@@ -39,6 +40,7 @@ typedef struct cli_model {
     int c, h, w;            /* model input */
     sal_prep_opts prep;
     int gray_flag;          /* --gray */
+    long long max_pixels;   /* --max-pixels */
     char **labels;
     int n_labels;
 } cli_model;

@@ -20,6 +20,18 @@
 
 static int64_t norm_axis(int64_t a, int rank) { return a < 0 ? a + rank : a; }
 
+/* Folded constants are sized by numbers from the file (ConstantOfShape's shape, broadcasts of
+ * constants): none may exceed SAL_FOLD_MAX_NUMEL elements (1 GiB of float32, beyond any real
+ * model's constants), so that a hostile file cannot make folding allocate terabytes. Every
+ * allocation of this file goes through here; a refusal reads as "out of memory" at its site. */
+#define SAL_FOLD_MAX_NUMEL (INT64_C(1) << 28)
+static sal_tensor *fold_tensor_new(sal_dtype dtype, const sal_shape *shape) {
+    int64_t n = sal_shape_numel(shape);
+    if (n < 0 || n > SAL_FOLD_MAX_NUMEL) return NULL;
+    return sal_tensor_new(dtype, shape);
+}
+#define sal_tensor_new fold_tensor_new
+
 static sal_status fold_elementwise(const sal_node *n, const sal_tensor *a, const sal_tensor *b,
                                    sal_tensor **out, sal_error *err) {
     sal_shape os;
@@ -309,7 +321,8 @@ sal_status sal_fold_node(const sal_graph *g, const sal_node *n, const sal_tensor
         return SAL_OK;
     }
     case SAL_OP_CONSTANTOFSHAPE: {
-        sal_shape os = {(int)sal_shape_numel(&in[0]->shape), {0}};
+        int64_t rank = sal_shape_numel(&in[0]->shape);
+        sal_shape os = {rank < 0 || rank > SAL_MAX_DIMS ? SAL_MAX_DIMS + 1 : (int)rank, {0}};
         if (os.ndim > SAL_MAX_DIMS) return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': rank too high", n->name);
         for (int i = 0; i < os.ndim; i++) os.d[i] = sal_tensor_i64(in[0], i);
         const sal_attr *a = sal_attr_find(n, "value");
@@ -383,6 +396,16 @@ static sal_status topo_sort(sal_graph *g, sal_error *err) {
                 goto out;
             }
             producer[v] = i;
+        }
+    for (int i = 0; i < nn; i++)   /* dangling inputs: read, but never provided */
+        for (int j = 0; j < g->nodes[i].n_in; j++) {
+            int v = g->nodes[i].in[j];
+            if (v >= 0 && producer[v] < 0 && !g->values[v].konst && !g->values[v].is_input) {
+                st = sal_fail(err, SAL_ERR_PARSE, "%s: node '%s' reads '%s', which no node, "
+                              "initializer or graph input provides", g->path, g->nodes[i].name,
+                              g->values[v].name);
+                goto out;
+            }
         }
     /* repeated passes: graphs are nearly always already ordered, so this is linear in practice */
     int count = 0, progress = 1;

@@ -23,13 +23,13 @@ static sal_status tensor_from_proto(const Onnx__TensorProto *tp, const char *wha
         return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: tensor '%s' has %zu dimensions (max %d)",
                         what, tp->name ? tp->name : "", tp->n_dims, SAL_MAX_DIMS);
     sal_shape shape = {(int)tp->n_dims, {0}};
-    int64_t numel = 1;
-    for (size_t i = 0; i < tp->n_dims; i++) {
-        if (tp->dims[i] < 0 || (tp->dims[i] > 0 && numel > (INT64_C(1) << 40) / tp->dims[i]))
-            return sal_fail(err, SAL_ERR_PARSE, "%s: tensor '%s' has an invalid dimension %lld",
-                            what, tp->name ? tp->name : "", (long long)tp->dims[i]);
-        shape.d[i] = tp->dims[i];
-        numel *= tp->dims[i];
+    for (size_t i = 0; i < tp->n_dims; i++) shape.d[i] = tp->dims[i];
+    int64_t numel;
+    if (sal_ck_numel(shape.d, shape.ndim, &numel)) {
+        char buf[160];
+        return sal_fail(err, SAL_ERR_PARSE, "%s: tensor '%s' has an invalid shape %s (a negative "
+                        "dimension, or more than 2^40 elements)", what, tp->name ? tp->name : "",
+                        sal_shape_str(&shape, buf, sizeof buf));
     }
     int dt = tp->data_type;
     sal_dtype keep;
@@ -42,11 +42,9 @@ static sal_status tensor_from_proto(const Onnx__TensorProto *tp, const char *wha
                         "salient does not support", what, tp->name ? tp->name : "",
                         sal_dtype_name(dt));
     }
-    sal_tensor *t = sal_tensor_new(keep, &shape);
-    if (!t) return sal_fail(err, SAL_ERR_NOMEM, "%s: out of memory for tensor '%s'", what,
-                            tp->name ? tp->name : "");
     size_t esize = dt == SAL_F32 || dt == SAL_I32 ? 4 : dt == SAL_F64 || dt == SAL_I64 ? 8
                  : dt == 4 || dt == 5 ? 2 : 1;
+    /* the bytes present, checked against the declared size before anything is allocated */
     size_t have;
     if (tp->has_raw_data) have = tp->raw_data.len / esize;
     else if (dt == SAL_F32) have = tp->n_float_data;
@@ -54,11 +52,12 @@ static sal_status tensor_from_proto(const Onnx__TensorProto *tp, const char *wha
     else if (dt == SAL_I64) have = tp->n_int64_data;
     else have = tp->n_int32_data;   /* int32, int16, int8, uint8, bool live in int32_data */
     if ((tp->has_raw_data && tp->raw_data.len != (size_t)numel * esize) ||
-        (!tp->has_raw_data && have != (size_t)numel)) {
-        sal_tensor_free(t);
-        return sal_fail(err, SAL_ERR_PARSE, "%s: tensor '%s' declares %lld elements but holds %zu",
-                        what, tp->name ? tp->name : "", (long long)numel, have);
-    }
+        (!tp->has_raw_data && have != (size_t)numel))
+        return sal_fail(err, SAL_ERR_PARSE, "%s: tensor '%s' declares %lld elements but the file "
+                        "holds %zu", what, tp->name ? tp->name : "", (long long)numel, have);
+    sal_tensor *t = sal_tensor_new(keep, &shape);
+    if (!t) return sal_fail(err, SAL_ERR_NOMEM, "%s: out of memory for tensor '%s'", what,
+                            tp->name ? tp->name : "");
     const uint8_t *raw = tp->has_raw_data ? tp->raw_data.data : NULL;
     for (int64_t i = 0; i < numel; i++) {
         if (keep == SAL_F32) {
@@ -238,10 +237,12 @@ static sal_status build_graph(sal_graph *g, const Onnx__ModelProto *mp, sal_erro
     }
     for (size_t i = 0; i < gp->n_initializer; i++) {
         sal_tensor *t = NULL;
+        if (!gp->initializer[i]->name || !*gp->initializer[i]->name)
+            return sal_fail(err, SAL_ERR_PARSE, "%s: initializer %zu has no name", path, i);
         sal_status st = tensor_from_proto(gp->initializer[i], path, &t, err);
         if (st) return st;
-        if (!gp->initializer[i]->name || sal_graph_add_const(g, gp->initializer[i]->name, t) < 0)
-            return sal_fail(err, SAL_ERR_PARSE, "%s: initializer %zu has no name", path, i);
+        if (sal_graph_add_const(g, gp->initializer[i]->name, t) < 0)   /* frees t on failure */
+            return sal_fail(err, SAL_ERR_NOMEM, "%s: out of memory", path);
     }
     for (size_t i = 0; i < gp->n_input; i++) {
         const Onnx__ValueInfoProto *vi = gp->input[i];
