@@ -325,6 +325,13 @@ sal_status sal_fold_node(const sal_graph *g, const sal_node *n, const sal_tensor
         sal_shape os = {rank < 0 || rank > SAL_MAX_DIMS ? SAL_MAX_DIMS + 1 : (int)rank, {0}};
         if (os.ndim > SAL_MAX_DIMS) return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': rank too high", n->name);
         for (int i = 0; i < os.ndim; i++) os.d[i] = sal_tensor_i64(in[0], i);
+        /* a tensor made from nothing but a shape: 2^24 elements at most (64 MiB of float32) */
+        int64_t want = sal_shape_numel(&os);
+        if (want < 0 || want > (INT64_C(1) << 24)) {
+            char buf[160];
+            return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': ConstantOfShape of shape %s is over "
+                            "2^24 elements", n->name, sal_shape_str(&os, buf, sizeof buf));
+        }
         const sal_attr *a = sal_attr_find(n, "value");
         sal_dtype dt = a && a->t ? a->t->dtype : SAL_F32;
         sal_tensor *t = sal_tensor_new(dt, &os);

@@ -108,6 +108,9 @@ static sal_status add_constant_node(sal_graph *g, const Onnx__NodeProto *np, sal
         return sal_fail(err, SAL_ERR_PARSE, "%s: Constant node '%s' has no output or no value",
                         path, np->name ? np->name : "");
     const Onnx__AttributeProto *a = np->attribute[0];
+    if (!a->name || !np->output[0] || !*np->output[0])
+        return sal_fail(err, SAL_ERR_PARSE, "%s: Constant node '%s' has an unnamed attribute or output",
+                        path, np->name ? np->name : "");
     sal_tensor *t = NULL;
     sal_status st = SAL_OK;
     sal_shape scalar = {0, {0}};
