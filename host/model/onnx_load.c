@@ -10,6 +10,9 @@
 #include "graph.h"
 #include "onnx.pb-c.h"
 
+#define SAL_ONNX_IR_MAX 11      /* ONNX 1.18 */
+#define SAL_ONNX_OPSET_MAX 23   /* ONNX 1.18's default domain */
+
 /* ------------------------------------------------------------------------------------------------ */
 /* TensorProto -> host tensor                                                                       */
 
@@ -222,8 +225,16 @@ static sal_status build_graph(sal_graph *g, const Onnx__ModelProto *mp, sal_erro
     g->opset = 0;
     for (size_t i = 0; i < mp->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
-        if (!o->domain || !*o->domain || strcmp(o->domain, "ai.onnx") == 0) g->opset = (int)o->version;
+        if (!o->domain || !*o->domain || strcmp(o->domain, "ai.onnx") == 0)
+            g->opset = o->version < 0 || o->version > INT32_MAX ? -1 : (int)o->version;
     }
+    /* versions: an IR or opset newer than salient knows is refused rather than misread */
+    if (mp->has_ir_version && (mp->ir_version < 1 || mp->ir_version > SAL_ONNX_IR_MAX))
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: ONNX IR version %lld is not supported (1 to %d)",
+                        path, (long long)mp->ir_version, SAL_ONNX_IR_MAX);
+    if (g->opset < 0 || g->opset > SAL_ONNX_OPSET_MAX)
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: the model imports opset %d of the default domain; "
+                        "salient knows opsets 1 to %d", path, g->opset, SAL_ONNX_OPSET_MAX);
     if (g->opset == 0) g->opset = 1;
     if (mp->n_metadata_props) {
         g->meta_keys = calloc(mp->n_metadata_props, sizeof(char *));

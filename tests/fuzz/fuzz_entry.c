@@ -15,23 +15,34 @@
 
 int sal_fuzz_onnx_one(const uint8_t *data, size_t size) {
     sal_error err;
+    return sal_fuzz_onnx_run(data, size, &err);
+}
+
+int sal_fuzz_onnx_run(const uint8_t *data, size_t size, sal_error *err_out) {
+    sal_error local, *errp = err_out ? err_out : &local;
+    sal_error err = {0};
     sal_model *m = NULL;
     sal_status st = sal_model_load_buffer(data, size, "fuzz.onnx", &m, &err);
-    if (st) return (int)st;
+    if (st) { err.status = st; *errp = err; return (int)st; }
     sal_session_opts o = sal_session_opts_default();
     o.device = SAL_DEVICE_CPU;
     o.threads = 1;
     o.mem_limit = FUZZ_MEM_LIMIT;
     sal_session *s = NULL;
     st = sal_session_create(m, &o, &s, &err);
-    if (!st) st = sal_session_plan(s, 2, 16, 16);
-    if (!st && sal_model_num_inputs(m) == 1) {
-        sal_tensor_info in;
+    int h = 16, w = 16;   /* the model's own sides when it fixes them, else 16x16 */
+    sal_tensor_info in = {0};
+    if (!st && sal_model_num_inputs(m) >= 1) {
         sal_model_input(m, 0, &in);
+        if (in.ndim == 4 && in.dims[2] > 0 && in.dims[2] <= (1 << 20)) h = (int)in.dims[2];
+        if (in.ndim == 4 && in.dims[3] > 0 && in.dims[3] <= (1 << 20)) w = (int)in.dims[3];
+    }
+    if (!st) st = sal_session_plan(s, 2, h, w);
+    if (!st && sal_model_num_inputs(m) == 1) {
         int64_t numel = 2;
         int ok = in.ndim == 4;
         for (int i = 1; ok && i < in.ndim; i++) {
-            int64_t d = in.dims[i] < 0 ? 16 : in.dims[i];
+            int64_t d = in.dims[i] > 0 ? in.dims[i] : i == 2 ? h : i == 3 ? w : 16;
             ok = d > 0 && d <= FUZZ_MAX_INPUT_FLOATS && numel * d <= FUZZ_MAX_INPUT_FLOATS;
             numel *= d;
         }
@@ -39,11 +50,15 @@ int sal_fuzz_onnx_one(const uint8_t *data, size_t size) {
         if (ok && k > 0 && k <= (1 << 20)) {
             float *x = calloc((size_t)numel, sizeof(float));   /* (2,C,H,W) */
             float *logits = calloc((size_t)k * 2, sizeof(float));   /* (2,K) */
-            if (x && logits) st = sal_forward(s, x, 2, 16, 16, logits);
+            if (x && logits) st = sal_forward(s, x, 2, h, w, logits);
             free(x);
             free(logits);
         }
     }
+    err.status = st;
+    if (st && s && *sal_session_error(s))
+        snprintf(err.msg, sizeof err.msg, "%s", sal_session_error(s));
+    *errp = err;
     sal_session_free(s);
     sal_model_free(m);
     return (int)st;
