@@ -305,6 +305,16 @@ static int all_float(const sal_node *n, const sal_tensor *const *in) {
 sal_status sal_fold_node(const sal_graph *g, const sal_node *n, const sal_tensor *const *in,
                          const sal_shape *const *in_shape, sal_tensor **outs, sal_error *err) {
     for (int i = 0; i < n->n_out; i++) outs[i] = NULL;
+    /* the inputs read below must exist (in[] beyond n_in is not even initialized by callers) */
+    int need = n->op == SAL_OP_GATHER || n->op == SAL_OP_ADD || n->op == SAL_OP_SUB ||
+               n->op == SAL_OP_MUL || n->op == SAL_OP_DIV ? 2 : 1;
+    if (n->n_in < need)
+        return sal_fail(err, SAL_ERR_SHAPE, "node '%s' (%s) has %d inputs, needs %d", n->name,
+                        n->op_type, n->n_in, need);
+    for (int i = 0; i < need; i++)
+        if (n->op == SAL_OP_SHAPE ? !in_shape[0] : !in[i])
+            return sal_fail(err, SAL_ERR_SHAPE, "node '%s' (%s): input %d is required", n->name,
+                            n->op_type, i);
     switch (n->op) {
     case SAL_OP_SHAPE: {
         const sal_shape *s = in_shape[0];
