@@ -7,6 +7,7 @@ Each is a small valid model (x (N,3,8,8) -> op -> y) with one lie in it:
   conv-pads-int64max      Conv pads = INT64_MAX (signed overflow in the window arithmetic)
   conv-pads-huge          Conv pads = 2^31 (oh*ow wrapped past the 32-bit check; im2col overflow)
   pool-stride-huge        MaxPool strides = 2^40
+  pad-int64max            Pad with a pad of INT64_MAX (signed overflow in the output size)
   init-declares-2p40      an initializer declaring 2^20 x 2^20 floats with 4 bytes present
   init-no-name            an initializer without a name (leaked its tensor)
   input-100000x100000     an input declared (1,3,100000,100000) (a 960 GB plan / malloc)
@@ -49,6 +50,8 @@ def main():
     write("conv-pads-int64max", model([N("Conv", ["x", "w"], ["y"], pads=[big, 0, big, 0])], [w]))
     write("conv-pads-huge", model([N("Conv", ["x", "w"], ["y"], pads=[2 ** 31] * 4)], [w]))
     write("pool-stride-huge", model([N("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2 ** 40, 1])], []))
+    pads = numpy_helper.from_array(np.array([0, 0, big, 1, 0, 0, 1, 1], np.int64), "p")
+    write("pad-int64max", model([N("Pad", ["x", "p"], ["y"], mode="constant")], [pads]))
     lie = TensorProto(name="c", data_type=TensorProto.FLOAT, dims=[2 ** 20, 2 ** 20], raw_data=b"\0\0\0\0")
     write("init-declares-2p40", model([N("Add", ["x", "c"], ["y"])], [lie]))
     noname = numpy_helper.from_array(np.ones((1, 3, 1, 1), np.float32))

@@ -65,7 +65,7 @@ static int replay(const char *dir, int (*fn)(const uint8_t *, size_t)) {
     return ran;
 }
 
-Test(fuzz_regress, onnx_corpus) { cr_expect_geq(replay("onnx", sal_fuzz_onnx_one), 15); }
+Test(fuzz_regress, onnx_corpus) { cr_expect_geq(replay("onnx", sal_fuzz_onnx_one), 16); }
 Test(fuzz_regress, image_corpus) { replay("image", sal_fuzz_image_one); }
 Test(fuzz_regress, npy_corpus) { replay("npy", sal_fuzz_npy_one); }
 
@@ -82,6 +82,7 @@ static const expect expected[] = {
     {"issue10-conv-pads-int64max.onnx", SAL_ERR_SHAPE, "pads[0] = 9223372036854775807 must be in 0..2^24"},
     {"issue10-conv-pads-huge.onnx", SAL_ERR_SHAPE, "pads[0] = 2147483648"},
     {"issue10-pool-stride-huge.onnx", SAL_ERR_SHAPE, "strides[0] = 1099511627776"},
+    {"issue10-pad-int64max.onnx", SAL_ERR_SHAPE, "pads[2] = 9223372036854775807 is beyond +-2^32"},
     {"issue10-init-declares-2p40.onnx", SAL_ERR_PARSE, "tensor 'c' declares 1099511627776 elements but the file holds 1"},
     {"issue10-init-no-name.onnx", SAL_ERR_PARSE, "initializer 0 has no name"},
     {"issue10-input-100000x100000.onnx", SAL_ERR_NOMEM, "over the session's limit of 64 MiB"},

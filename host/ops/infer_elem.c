@@ -487,6 +487,9 @@ sal_status sal_infer_pad(sal_op_ctx *ctx) {
     if (npads != 2 * naxes)
         return sal_op_fail(ctx, SAL_ERR_SHAPE, "%d pads for %d axes (need %d)", npads, naxes,
                            2 * naxes);
+    for (int i = 0; i < npads; i++)   /* bounded (checked.h): the sums below cannot overflow */
+        if (pads[i] < -SAL_DIM_MAX || pads[i] > SAL_DIM_MAX)
+            return sal_op_fail(ctx, SAL_ERR_SHAPE, "pads[%d] = %lld is beyond +-2^32", i, (long long)pads[i]);
     for (int i = 0; i < naxes; i++) {
         p.before[axes[i]] = pads[i];
         p.after[axes[i]] = pads[i + naxes];
