@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fuzz/fuzz_entry.h"
@@ -199,4 +200,19 @@ Test(fuzz_regress, pixel_limit) {
         unlink(path);
     }
     rmdir(dir);
+}
+
+/* `predict` on a model declaring a 100000x100000 input: exit 1 with the input named, before any
+ * allocation of its size (it mallocked 960 GB: host/cli/predict.c). */
+Test(fuzz_regress, predict_refuses_a_huge_declared_input) {
+    char cmd[2048], out[2048] = {0};
+    snprintf(cmd, sizeof cmd, "'%s/salient' predict -m '%s/onnx/issue10-input-100000x100000.onnx' "
+             "'%s/samples/dog.npy' 2>&1", SAL_BINARY_DIR, REGRESS, SAL_SOURCE_DIR);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t got = fread(out, 1, sizeof out - 1, p);
+    out[got] = 0;
+    int rc = pclose(p);
+    cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "exit status %d: %s", rc, out);
+    cr_expect(strstr(out, "input 'x' is (N,3,100000,100000)") != NULL, "%s", out);
 }
