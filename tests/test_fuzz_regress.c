@@ -52,7 +52,7 @@ static int replay(const char *dir, int (*fn)(const uint8_t *, size_t)) {
     int ran = 0;
     for (int i = 0; i < n; i++) {
         if (names[i]->d_name[0] != '.') {
-            char file[1200];
+            char file[1400];
             snprintf(file, sizeof file, "%s/%s", path, names[i]->d_name);
             size_t len;
             uint8_t *buf = read_file(file, &len);

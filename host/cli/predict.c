@@ -97,7 +97,7 @@ int cmd_predict(int argc, char **argv) {
     /* plan before allocating: a model whose input is too big for memory is refused by the plan's
      * memory cap with a clear message, instead of a huge malloc here */
     if (n_inputs > 0 && n_inputs < c.batch) c.batch = n_inputs;   /* no room for absent inputs */
-    if (n_inputs > 0 && sal_session_plan(cm.s, c.batch, cm.h, cm.w)) {
+    if (n_inputs > 0 && sal_session_plan(cm.s, 1, cm.h, cm.w)) {   /* larger batches: sal_forward halves them */
         cli_error("%s", sal_session_error(cm.s));
         cli_free_inputs(inputs, n_inputs);
         cli_model_close(&cm);
