@@ -66,7 +66,7 @@ static int replay(const char *dir, int (*fn)(const uint8_t *, size_t)) {
     return ran;
 }
 
-Test(fuzz_regress, onnx_corpus) { cr_expect_geq(replay("onnx", sal_fuzz_onnx_one), 16); }
+Test(fuzz_regress, onnx_corpus) { cr_expect_geq(replay("onnx", sal_fuzz_onnx_one), 18); }
 Test(fuzz_regress, image_corpus) { replay("image", sal_fuzz_image_one); }
 Test(fuzz_regress, npy_corpus) { replay("npy", sal_fuzz_npy_one); }
 
@@ -96,6 +96,8 @@ static const expect expected[] = {
     {"constantofshape-3g-elements.onnx", SAL_ERR_UNSUPPORTED, "ConstantOfShape of shape"},
     {"constantofshape-slow-fill.onnx", SAL_ERR_UNSUPPORTED, "over 2^24 elements"},
     {"gather-missing-input.onnx", SAL_ERR_SHAPE, "node 'n' (Gather) has 1 inputs, needs 2"},
+    {"pad-overflow.onnx", SAL_ERR_SHAPE, "(Pad): pads["},
+    {"reshape-overflow.onnx", SAL_ERR_SHAPE, "(Reshape): shape"},
 };
 
 Test(fuzz_regress, known_findings_give_their_status_and_message) {

@@ -251,6 +251,7 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
                             "time; salient runs float32 only", g->path, n->name, n->op_type,
                             g->values[n->in[i]].name, sal_dtype_name(pv[n->in[i]].dtype));
     sal_shape out_shape[8];
+    memset(out_shape, 0, sizeof out_shape);   /* outputs an op leaves unset are checked below too */
     int out_dtype[8];
     for (int j = 0; j < 8; j++) out_dtype[j] = SAL_F32;
     void *params = NULL;

@@ -254,6 +254,7 @@ static sal_status fold_float_op(const sal_graph *g, const sal_node *n, const sal
     int dts[MAXIO];
     const float *ptr[MAXIO];
     sal_shape oshape[8];
+    memset(oshape, 0, sizeof oshape);   /* outputs an op leaves unset: scalars, not garbage sizes */
     int odt[8];
     for (int i = 0; i < n->n_in; i++) {
         shp[i] = in[i] ? &in[i]->shape : NULL;
