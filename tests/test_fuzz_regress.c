@@ -66,7 +66,7 @@ static int replay(const char *dir, int (*fn)(const uint8_t *, size_t)) {
     return ran;
 }
 
-Test(fuzz_regress, onnx_corpus) { cr_expect_geq(replay("onnx", sal_fuzz_onnx_one), 18); }
+Test(fuzz_regress, onnx_corpus) { cr_expect_geq(replay("onnx", sal_fuzz_onnx_one), 19); }
 Test(fuzz_regress, image_corpus) { replay("image", sal_fuzz_image_one); }
 Test(fuzz_regress, npy_corpus) { replay("npy", sal_fuzz_npy_one); }
 
@@ -98,6 +98,7 @@ static const expect expected[] = {
     {"gather-missing-input.onnx", SAL_ERR_SHAPE, "node 'n' (Gather) has 1 inputs, needs 2"},
     {"pad-overflow.onnx", SAL_ERR_SHAPE, "(Pad): pads["},
     {"reshape-overflow.onnx", SAL_ERR_SHAPE, "(Reshape): shape"},
+    {"output-not-per-image.onnx", SAL_ERR_SHAPE, "not 2 rows of classes (one per image of the batch)"},
 };
 
 Test(fuzz_regress, known_findings_give_their_status_and_message) {
