@@ -46,8 +46,10 @@ enum { SAL_TW_BIN_ADD = 0, SAL_TW_BIN_SUB, SAL_TW_BIN_MUL, SAL_TW_BIN_DIV };
 
 /* e^x within 2 ulp (Cephes expf's range reduction and polynomial) in branch-free code that
  * vectorizes; x clamped to [-87, 88] (1.6e-38 instead of a denormal or 0 below, 1.65e38 instead
- * of inf above). The CPU kernels use it too (cpu_elem.c); nvcc may fuse multiply-adds: within an ulp. */
+ * of inf above); NaN gives NaN. The CPU kernels use it too (cpu_elem.c); nvcc may fuse multiply-adds: within an ulp. */
 SAL_HD float sal_tw_exp(float x) {
+    const float x_in = x;
+    x = x == x ? x : 0.f;   /* NaN: evaluated at 0 and returned as NaN (a NaN converted to int is UB) */
     x = x < -87.f ? -87.f : x;
     x = x > 88.f ? 88.f : x;
     const float fn = x * 1.44269504088896341f;
@@ -63,12 +65,13 @@ SAL_HD float sal_tw_exp(float x) {
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.f;
 #ifdef __CUDA_ARCH__
-    return p * __int_as_float((n + 127) << 23);
+    const float y = p * __int_as_float((n + 127) << 23);
 #else
     union { int32_t i; float f; } two_n;
     two_n.i = (n + 127) << 23;   /* 2^n, n in [-126, 127] */
-    return p * two_n.f;
+    const float y = p * two_n.f;
 #endif
+    return x_in == x_in ? y : x_in;
 }
 
 /* y = a op b (also the CPU kernels') */

@@ -441,3 +441,12 @@ sal_explain_opts tu_quick_opts(sal_method m, uint64_t seed) {
     o.shap_samples = 5;
     return o;
 }
+
+#ifdef SAL_SANITIZED
+/* The sanitizer build's defaults (ASAN_OPTIONS still overrides them), the same as scripts/test's:
+ * LeakSanitizer reports when a Criterion worker exits, after its result was sent, so only an
+ * abort there fails the test; malloc_context_size=2 keeps tests/lsan.supp's Criterion pattern
+ * from matching salient's allocations. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "detect_leaks=1:abort_on_error=1:malloc_context_size=2"; }
+#endif

@@ -27,6 +27,7 @@ typedef struct cli_common {
     int gray;
     int json;
     int quiet;              /* -q, --quiet: no progress report */
+    long long max_pixels;   /* --max-pixels: larger images are refused before decoding */
 } cli_common;
 
 void cli_common_init(cli_common *c);
@@ -42,6 +43,7 @@ typedef struct cli_model {
     int c, h, w;            /* model input */
     sal_prep_opts prep;
     int gray_flag;          /* --gray */
+    long long max_pixels;   /* --max-pixels */
     char **labels;
     int n_labels;
 } cli_model;

@@ -43,6 +43,8 @@ const char *cli_common_help =
     "  --mem-limit MIB      device memory one batch may take; larger batches are split\n"
     "                       (default: what the device has)\n"
     "  --batch N            images per batch (default 8)\n"
+    "  --max-pixels N       refuse larger images before decoding them (default 89478485, as\n"
+    "                       Pillow's limit: decompression bombs)\n"
     "  --size HxW           input size, required when the model's is dynamic\n"
     "  --mean a[,b,c]       per-channel mean after scaling (default: the model's, else ImageNet)\n"
     "  --std a[,b,c]        per-channel std (default: the model's, else ImageNet)\n"
@@ -58,6 +60,7 @@ void cli_common_init(cli_common *c) {
     c->device = SAL_DEVICE_AUTO;
     c->batch = 8;
     c->crop = 0.875f;
+    c->max_pixels = SAL_IMAGE_MAX_PIXELS;
 }
 
 static int parse_floats(const char *s, float *v, int max) {
@@ -90,7 +93,8 @@ static int parse_int(const char *opt, const char *s, int lo, int *out) {
 int cli_common_parse(cli_common *c, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     const char *opts_with_value[] = {"-m", "--model", "--labels", "--device", "--threads", "--batch",
-                                     "--mem-limit", "--size", "--mean", "--std", "--scale", "--crop"};
+                                     "--mem-limit", "--size", "--mean", "--std", "--scale", "--crop",
+                                     "--max-pixels"};
     int takes = 0;
     for (size_t k = 0; k < sizeof opts_with_value / sizeof opts_with_value[0]; k++)
         takes |= strcmp(a, opts_with_value[k]) == 0;
@@ -111,6 +115,12 @@ int cli_common_parse(cli_common *c, int argc, char **argv, int *i) {
         else { cli_error("--device: expected cpu, cuda or auto, got '%s'", v); return -1; }
     } else if (!strcmp(a, "--threads")) { if (parse_int(a, v, 0, &c->threads)) return -1; }
     else if (!strcmp(a, "--mem-limit")) { if (parse_int(a, v, 1, &c->mem_limit_mib)) return -1; }
+    else if (!strcmp(a, "--max-pixels")) {   /* decompression-bomb limit (host/io/image.c) */
+        char *end;
+        long long mp = strtoll(v, &end, 10);
+        if (end == v || *end || mp < 1) { cli_error("--max-pixels: expected a positive integer, got '%s'", v); return -1; }
+        c->max_pixels = mp;
+    }
     else if (!strcmp(a, "--batch")) { if (parse_int(a, v, 1, &c->batch)) return -1; }
     else if (!strcmp(a, "--size")) {
         char *x;
@@ -160,6 +170,12 @@ int cli_model_open(cli_model *cm, const cli_common *c) {
                   sal_model_num_inputs(cm->m));
         goto fail;
     }
+    if (in.dims[1] > 3 || in.dims[2] > SAL_IMAGE_MAX_SIDE || in.dims[3] > SAL_IMAGE_MAX_SIDE) {
+        cli_error("%s: input '%s' is (N,%lld,%lld,%lld): images give 1 or 3 channels and at most "
+                  "%d pixels per side", c->model, in.name, (long long)in.dims[1],
+                  (long long)in.dims[2], (long long)in.dims[3], SAL_IMAGE_MAX_SIDE);
+        goto fail;
+    }
     cm->c = (int)in.dims[1];
     cm->h = in.dims[2] > 0 ? (int)in.dims[2] : c->h;
     cm->w = in.dims[3] > 0 ? (int)in.dims[3] : c->w;
@@ -200,6 +216,7 @@ int cli_model_open(cli_model *cm, const cli_common *c) {
     }
     cm->prep = p;
     cm->gray_flag = c->gray;
+    cm->max_pixels = c->max_pixels;
 
     /* labels */
     char path[4096];
@@ -279,7 +296,7 @@ int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image 
         return 0;
     }
     sal_image img = {0};
-    if (sal_image_load(path, &img, &err)) { load_error(msg, msg_len, "%s", err.msg); return -1; }
+    if (sal_image_load_limit(path, cm->max_pixels, &img, &err)) { load_error(msg, msg_len, "%s", err.msg); return -1; }
     sal_status st = SAL_OK;
     sal_image g = {0};
     if (cm->gray_flag && img.c == 3) {

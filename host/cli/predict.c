@@ -94,6 +94,15 @@ int cmd_predict(int argc, char **argv) {
     n_inputs = n_files;
     cli_model cm;
     if (cli_model_open(&cm, &c)) { cli_free_inputs(inputs, n_inputs); return EXIT_FAIL; }
+    /* plan before allocating: a model whose input is too big for memory is refused by the plan's
+     * memory cap with a clear message, instead of a huge malloc here */
+    if (n_inputs > 0 && n_inputs < c.batch) c.batch = n_inputs;   /* no room for absent inputs */
+    if (n_inputs > 0 && sal_session_plan(cm.s, 1, cm.h, cm.w)) {   /* larger batches: sal_forward halves them */
+        cli_error("%s", sal_session_error(cm.s));
+        cli_free_inputs(inputs, n_inputs);
+        cli_model_close(&cm);
+        return EXIT_FAIL;
+    }
     size_t per = (size_t)cm.c * cm.h * cm.w;
     float *x = malloc(sizeof(float) * per * (size_t)c.batch);
     const char **names = calloc((size_t)c.batch, sizeof(char *));

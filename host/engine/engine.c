@@ -276,6 +276,7 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
                             "time; salient runs float32 only", g->path, n->name, n->op_type,
                             g->values[n->in[i]].name, sal_dtype_name(pv[n->in[i]].dtype));
     sal_shape out_shape[8];
+    memset(out_shape, 0, sizeof out_shape);   /* outputs an op leaves unset are checked below too */
     int out_dtype[8];
     for (int j = 0; j < 8; j++) out_dtype[j] = SAL_F32;
     void *params = NULL;
@@ -311,6 +312,13 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
     for (int j = 0; j < n->n_out; j++) {
         int v = n->out[j];
         if (v < 0) continue;
+        if (sal_shape_numel(&out_shape[j]) < 0) {   /* checked.h: no size computed from a wrapped number */
+            char buf[160];
+            free(params);
+            return sal_fail(err, SAL_ERR_SHAPE, "%s: node '%s' (%s): output '%s' would have shape %s: "
+                            "a dimension beyond 2^32 or more than 2^40 elements", g->path, n->name,
+                            n->op_type, g->values[v].name, sal_shape_str(&out_shape[j], buf, sizeof buf));
+        }
         if (out_dtype[j] != SAL_F32) {
             free(params);
             return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: node '%s' (%s): output '%s' is %s; salient "
@@ -352,6 +360,11 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
         pv[n->out[0]].storage = root(pv, n->in[0]);
         pv[n->out[0]].gstorage = fused ? n->out[0] : groot(pv, n->in[0]);
     }
+    if (scratch > (size_t)SAL_NUMEL_MAX) {
+        free(params);
+        return sal_fail(err, SAL_ERR_SHAPE, "%s: node '%s' (%s) asks for %zu floats of scratch memory "
+                        "(over 2^40)", g->path, n->name, n->op_type, scratch);
+    }
     if (scratch > e->p->scratch_floats) e->p->scratch_floats = scratch;
     pnode *p = &e->p->steps[e->p->n_steps++];
     p->node = ni;
@@ -374,8 +387,9 @@ static int64_t place(pvalue *pv, int n_values, int *order, int count) {
     (void)n_values;
     for (int k = 0; k < count; k++) {
         pvalue *p = &pv[order[k]];
-        int64_t size = (sal_shape_numel(&p->shape) + 15) & ~(int64_t)15;
+        int64_t size = (sal_shape_numel(&p->shape) + 15) & ~(int64_t)15;   /* checked in plan_node */
         if (size == 0) size = 16;
+        if (size > SAL_NUMEL_MAX + 16) { free(live); return -1; }
         int w = 0;
         for (int i = 0; i < nlive; i++)   /* expire */
             if (live[i].last >= p->first) live[w++] = live[i];
@@ -392,6 +406,7 @@ static int64_t place(pvalue *pv, int n_values, int *order, int count) {
             if (live[i].off - at >= size) break;
             if (live[i].off + live[i].size > at) at = live[i].off + live[i].size;
         }
+        if (at > (INT64_C(1) << 62) - size) { free(live); return -1; }   /* the sum cannot wrap */
         p->off = at;
         live[nlive++] = (blk){at, size, p->last};
         if (at + size > top) top = at + size;
@@ -534,21 +549,33 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
                 gneed[v] = 0;
                 pv[v].goff = garena;
                 garena += (sal_shape_numel(&pv[v].shape) + 15) & ~(int64_t)15;
+                if (garena > (INT64_C(1) << 62)) garena = INT64_C(1) << 62;   /* refused below */
             }
         }
         free(gneed);
         free(need);
     }
     free(order);
-    if (arena < 0) { plan_clear(e); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
+    if (arena < 0) {
+        plan_clear(e);
+        return sal_fail(err, SAL_ERR_NOMEM, "%s: this batch's activations would take more than 2^62 "
+                        "floats (or memory ran out placing them)", g->path);
+    }
+    /* The memory cap, checked before anything is allocated: the session's limit, or else all
+     * the device has (a plan that asks for terabytes is refused, not attempted). Sums in 64 bits:
+     * each term is below 2^62 floats, so none wraps. */
+    uint64_t need_floats = (uint64_t)arena + (uint64_t)garena + (uint64_t)e->p->scratch_floats + 48;
+    uint64_t need = need_floats > (UINT64_C(1) << 61) ? UINT64_MAX : need_floats * sizeof(float);
+    size_t cap = e->mem_limit, avail = 0, total = 0;
+    if (!cap && e->b->ops->mem_info && e->b->ops->mem_info(e->b, &avail, &total) == SAL_OK) cap = total;
+    if (cap && need > cap) {
+        plan_clear(e);
+        return sal_fail(err, SAL_ERR_NOMEM, "%s: this batch needs %llu MiB of %s memory, over %s of "
+                        "%zu MiB", g->path, (unsigned long long)(need >> 20), e->b->ops->name,
+                        e->mem_limit ? "the session's limit" : "the device's total", cap >> 20);
+    }
     e->p->arena_floats = (size_t)arena;
     e->p->garena_floats = (size_t)garena;
-    size_t need = (e->p->arena_floats + e->p->garena_floats + e->p->scratch_floats + 48) * sizeof(float);
-    if (e->mem_limit && need > e->mem_limit) {
-        plan_clear(e);
-        return sal_fail(err, SAL_ERR_NOMEM, "this batch needs %zu MiB of %s memory, over the session's "
-                        "limit of %zu MiB", need >> 20, e->b->ops->name, e->mem_limit >> 20);
-    }
     for (int attempt = 0; attempt < 2; attempt++) {
         e->p->arena = e->b->ops->alloc(e->b, (e->p->arena_floats + 16) * sizeof(float));
         e->p->garena = e->b->ops->alloc(e->b, (e->p->garena_floats + 16) * sizeof(float));

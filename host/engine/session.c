@@ -311,6 +311,16 @@ static sal_status forward_once(sal_session *s, const float *x, int n, int h, int
     float *din;
     sal_status st = sal_session_dev_plan(s, n, h, w, 0, -1, &din);
     if (st) return st;
+    /* logits holds n * sal_session_num_classes floats: an output that is not n rows of them
+     * (a model that mixes the batch) would be written past its end */
+    const sal_shape *o = sal_engine_shape(s->e, s->m->g->outputs[0]);
+    int64_t numel = o ? sal_shape_numel(o) : -1;
+    if (numel <= 0 || numel % n != 0) {
+        char buf[160];
+        return sfail(s, SAL_ERR_SHAPE, "%s: output '%s' has shape %s, not %d rows of classes (one per "
+                     "image of the batch)", s->m->g->path, s->m->g->values[s->m->g->outputs[0]].name,
+                     o ? sal_shape_str(o, buf, sizeof buf) : "(none)", n);
+    }
     const float *ins[1] = {x};
     st = sal_engine_forward(s->e, ins, &s->err);
     if (!st) st = sal_engine_read(s->e, s->m->g->outputs[0], logits, &s->err);

@@ -247,8 +247,18 @@ static long pnm_int(pnm_cursor *c) {
     return v;
 }
 
-static sal_status load_pnm(const char *path, const uint8_t *b, size_t n, sal_image *img,
-                           sal_error *err) {
+/* The decompression-bomb check, made from the header's size before anything is decoded. */
+static sal_status check_pixels(const char *path, const char *fname, int64_t w, int64_t h,
+                               int64_t max_pixels, sal_error *err) {
+    if (max_pixels > 0 && w * h > max_pixels)   /* w, h <= SAL_IMAGE_MAX_SIDE: no overflow */
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: %s is %lldx%lld = %lld pixels, over the limit of "
+                        "%lld (a decompression bomb?); raise it with --max-pixels", path, fname,
+                        (long long)w, (long long)h, (long long)(w * h), (long long)max_pixels);
+    return SAL_OK;
+}
+
+static sal_status load_pnm(const char *path, const uint8_t *b, size_t n, int64_t max_pixels,
+                           sal_image *img, sal_error *err) {
     char kind = (char)b[1];
     int comp = (kind == '3' || kind == '6') ? 3 : 1;
     int ascii = (kind == '2' || kind == '3');
@@ -265,6 +275,8 @@ static sal_status load_pnm(const char *path, const uint8_t *b, size_t n, sal_ima
                         path, w, h, SAL_IMAGE_MAX_SIDE);
     if (maxval < 1 || maxval > 65535)
         return sal_fail(err, SAL_ERR_PARSE, "%s: corrupt PGM/PPM (maxval %ld)", path, maxval);
+    sal_status pst = check_pixels(path, "PGM/PPM", w, h, max_pixels, err);
+    if (pst != SAL_OK) return pst;
     size_t count = (size_t)w * (size_t)h * (size_t)comp;
     int wide = maxval > 255;
     if (!ascii) {
@@ -305,7 +317,7 @@ static sal_status load_pnm(const char *path, const uint8_t *b, size_t n, sal_ima
 /* Loading                                                                                          */
 
 static sal_status load_stb(const char *path, image_format fmt, const uint8_t *b, size_t n,
-                           sal_image *img, sal_error *err) {
+                           int64_t max_pixels, sal_image *img, sal_error *err) {
     const char *fname = format_name(fmt);
     int x = 0, y = 0, comp = 0;
     if (!stbi_info_from_memory(b, (int)n, &x, &y, &comp))
@@ -318,6 +330,8 @@ static sal_status load_stb(const char *path, image_format fmt, const uint8_t *b,
                         fname, x, y, SAL_IMAGE_MAX_SIDE);
     if (comp < 1 || comp > 4)
         return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: %s with %d channels", path, fname, comp);
+    sal_status pst = check_pixels(path, fname, x, y, max_pixels, err);   /* stbi_info: not decoded yet */
+    if (pst != SAL_OK) return pst;
     int want = comp <= 2 ? 1 : 3; /* gray+alpha -> gray, RGBA -> RGB: alpha dropped */
     int x2 = 0, y2 = 0, comp2 = 0;
     stbi_uc *p = stbi_load_from_memory(b, (int)n, &x2, &y2, &comp2, want);
@@ -345,6 +359,10 @@ static sal_status load_stb(const char *path, image_format fmt, const uint8_t *b,
 }
 
 sal_status sal_image_load(const char *path, sal_image *img, sal_error *err) {
+    return sal_image_load_limit(path, SAL_IMAGE_MAX_PIXELS, img, err);
+}
+
+sal_status sal_image_load_limit(const char *path, int64_t max_pixels, sal_image *img, sal_error *err) {
     if (!img)
         return sal_fail(err, SAL_ERR_INVALID_ARG, "%s: sal_image_load: NULL image", path ? path : "(null)");
     memset(img, 0, sizeof *img);
@@ -367,7 +385,8 @@ sal_status sal_image_load(const char *path, sal_image *img, sal_error *err) {
                       "%s: not a PNG, JPEG, BMP, PGM or PPM file (unrecognized first bytes)", path);
     }
     if (st == SAL_OK)
-        st = fmt == FMT_PNM ? load_pnm(path, b, n, img, err) : load_stb(path, fmt, b, n, img, err);
+        st = fmt == FMT_PNM ? load_pnm(path, b, n, max_pixels, img, err)
+                            : load_stb(path, fmt, b, n, max_pixels, img, err);
     free(b);
     if (st != SAL_OK) memset(img, 0, sizeof *img);
     return st;

@@ -50,6 +50,15 @@ typedef struct sal_image {
  * On failure *img is zeroed. */
 sal_status sal_image_load(const char *path, sal_image *img, sal_error *err);
 
+/* Default pixel limit of sal_image_load: Pillow's MAX_IMAGE_PIXELS (about 89 million pixels,
+ * 268 MB of RGB). Decompression bombs (a 16384x16384 PNG is under 1 MB on disk) are refused
+ * from their header's size before anything is decoded. */
+#define SAL_IMAGE_MAX_PIXELS INT64_C(89478485)
+
+/* sal_image_load with another pixel limit (w*h > max_pixels is SAL_ERR_UNSUPPORTED, naming the
+ * size and the limit; max_pixels <= 0: no limit beyond SAL_IMAGE_MAX_SIDE). */
+sal_status sal_image_load_limit(const char *path, int64_t max_pixels, sal_image *img, sal_error *err);
+
 /* Free img->pix and zero *img; NULL and already-freed images are fine. */
 void sal_image_free(sal_image *img);
 

@@ -20,6 +20,18 @@
 
 static int64_t norm_axis(int64_t a, int rank) { return a < 0 ? a + rank : a; }
 
+/* Folded constants are sized by numbers from the file (ConstantOfShape's shape, broadcasts of
+ * constants): none may exceed SAL_FOLD_MAX_NUMEL elements (1 GiB of float32, beyond any real
+ * model's constants), so that a hostile file cannot make folding allocate terabytes. Every
+ * allocation of this file goes through here; a refusal reads as "out of memory" at its site. */
+#define SAL_FOLD_MAX_NUMEL (INT64_C(1) << 28)
+static sal_tensor *fold_tensor_new(sal_dtype dtype, const sal_shape *shape) {
+    int64_t n = sal_shape_numel(shape);
+    if (n < 0 || n > SAL_FOLD_MAX_NUMEL) return NULL;
+    return sal_tensor_new(dtype, shape);
+}
+#define sal_tensor_new fold_tensor_new
+
 static sal_status fold_elementwise(const sal_node *n, const sal_tensor *a, const sal_tensor *b,
                                    sal_tensor **out, sal_error *err) {
     sal_shape os;
@@ -242,6 +254,7 @@ static sal_status fold_float_op(const sal_graph *g, const sal_node *n, const sal
     int dts[MAXIO];
     const float *ptr[MAXIO];
     sal_shape oshape[8];
+    memset(oshape, 0, sizeof oshape);   /* outputs an op leaves unset: scalars, not garbage sizes */
     int odt[8];
     for (int i = 0; i < n->n_in; i++) {
         shp[i] = in[i] ? &in[i]->shape : NULL;
@@ -293,6 +306,16 @@ static int all_float(const sal_node *n, const sal_tensor *const *in) {
 sal_status sal_fold_node(const sal_graph *g, const sal_node *n, const sal_tensor *const *in,
                          const sal_shape *const *in_shape, sal_tensor **outs, sal_error *err) {
     for (int i = 0; i < n->n_out; i++) outs[i] = NULL;
+    /* the inputs read below must exist (in[] beyond n_in is not even initialized by callers) */
+    int need = n->op == SAL_OP_GATHER || n->op == SAL_OP_ADD || n->op == SAL_OP_SUB ||
+               n->op == SAL_OP_MUL || n->op == SAL_OP_DIV ? 2 : 1;
+    if (n->n_in < need)
+        return sal_fail(err, SAL_ERR_SHAPE, "node '%s' (%s) has %d inputs, needs %d", n->name,
+                        n->op_type, n->n_in, need);
+    for (int i = 0; i < need; i++)
+        if (n->op == SAL_OP_SHAPE ? !in_shape[0] : !in[i])
+            return sal_fail(err, SAL_ERR_SHAPE, "node '%s' (%s): input %d is required", n->name,
+                            n->op_type, i);
     switch (n->op) {
     case SAL_OP_SHAPE: {
         const sal_shape *s = in_shape[0];
@@ -309,9 +332,17 @@ sal_status sal_fold_node(const sal_graph *g, const sal_node *n, const sal_tensor
         return SAL_OK;
     }
     case SAL_OP_CONSTANTOFSHAPE: {
-        sal_shape os = {(int)sal_shape_numel(&in[0]->shape), {0}};
+        int64_t rank = sal_shape_numel(&in[0]->shape);
+        sal_shape os = {rank < 0 || rank > SAL_MAX_DIMS ? SAL_MAX_DIMS + 1 : (int)rank, {0}};
         if (os.ndim > SAL_MAX_DIMS) return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': rank too high", n->name);
         for (int i = 0; i < os.ndim; i++) os.d[i] = sal_tensor_i64(in[0], i);
+        /* a tensor made from nothing but a shape: 2^24 elements at most (64 MiB of float32) */
+        int64_t want = sal_shape_numel(&os);
+        if (want < 0 || want > (INT64_C(1) << 24)) {
+            char buf[160];
+            return sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s': ConstantOfShape of shape %s is over "
+                            "2^24 elements", n->name, sal_shape_str(&os, buf, sizeof buf));
+        }
         const sal_attr *a = sal_attr_find(n, "value");
         sal_dtype dt = a && a->t ? a->t->dtype : SAL_F32;
         sal_tensor *t = sal_tensor_new(dt, &os);
@@ -385,6 +416,16 @@ static sal_status topo_sort(sal_graph *g, sal_error *err) {
                 goto out;
             }
             producer[v] = i;
+        }
+    for (int i = 0; i < nn; i++)   /* dangling inputs: read, but never provided */
+        for (int j = 0; j < g->nodes[i].n_in; j++) {
+            int v = g->nodes[i].in[j];
+            if (v >= 0 && producer[v] < 0 && !g->values[v].konst && !g->values[v].is_input) {
+                st = sal_fail(err, SAL_ERR_PARSE, "%s: node '%s' reads '%s', which no node, "
+                              "initializer or graph input provides", g->path, g->nodes[i].name,
+                              g->values[v].name);
+                goto out;
+            }
         }
     /* repeated passes: graphs are nearly always already ordered, so this is linear in practice */
     int count = 0, progress = 1;

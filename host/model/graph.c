@@ -56,8 +56,8 @@ sal_status sal_fail_prefix(sal_error *err, sal_status st, const char *prefix) {
 /* Shapes and host tensors                                                                          */
 
 int64_t sal_shape_numel(const sal_shape *s) {
-    int64_t n = 1;
-    for (int i = 0; i < s->ndim; i++) n *= s->d[i];
+    int64_t n;
+    if (s->ndim < 0 || s->ndim > SAL_MAX_DIMS || sal_ck_numel(s->d, s->ndim, &n)) return -1;
     return n;
 }
 

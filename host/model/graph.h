@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "salient.h"
+#include "checked.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Shapes, host tensors, errors                                                                     */
@@ -26,6 +27,8 @@ typedef struct sal_shape {
     int64_t d[SAL_MAX_DIMS];
 } sal_shape;
 
+/* Element count; -1 when a dimension is negative or beyond SAL_DIM_MAX, or the count is beyond
+ * SAL_NUMEL_MAX (see checked.h): callers refuse such shapes instead of computing with them. */
 int64_t sal_shape_numel(const sal_shape *s);
 int sal_shape_eq(const sal_shape *a, const sal_shape *b);
 /* "(1,3,224,224)" into buf; returns buf. */

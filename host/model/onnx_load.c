@@ -10,6 +10,9 @@
 #include "graph.h"
 #include "onnx.pb-c.h"
 
+#define SAL_ONNX_IR_MAX 11      /* ONNX 1.18 */
+#define SAL_ONNX_OPSET_MAX 23   /* ONNX 1.18's default domain */
+
 /* ------------------------------------------------------------------------------------------------ */
 /* TensorProto -> host tensor                                                                       */
 
@@ -23,13 +26,13 @@ static sal_status tensor_from_proto(const Onnx__TensorProto *tp, const char *wha
         return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: tensor '%s' has %zu dimensions (max %d)",
                         what, tp->name ? tp->name : "", tp->n_dims, SAL_MAX_DIMS);
     sal_shape shape = {(int)tp->n_dims, {0}};
-    int64_t numel = 1;
-    for (size_t i = 0; i < tp->n_dims; i++) {
-        if (tp->dims[i] < 0 || (tp->dims[i] > 0 && numel > (INT64_C(1) << 40) / tp->dims[i]))
-            return sal_fail(err, SAL_ERR_PARSE, "%s: tensor '%s' has an invalid dimension %lld",
-                            what, tp->name ? tp->name : "", (long long)tp->dims[i]);
-        shape.d[i] = tp->dims[i];
-        numel *= tp->dims[i];
+    for (size_t i = 0; i < tp->n_dims; i++) shape.d[i] = tp->dims[i];
+    int64_t numel;
+    if (sal_ck_numel(shape.d, shape.ndim, &numel)) {
+        char buf[160];
+        return sal_fail(err, SAL_ERR_PARSE, "%s: tensor '%s' has an invalid shape %s (a negative "
+                        "dimension, or more than 2^40 elements)", what, tp->name ? tp->name : "",
+                        sal_shape_str(&shape, buf, sizeof buf));
     }
     int dt = tp->data_type;
     sal_dtype keep;
@@ -42,11 +45,9 @@ static sal_status tensor_from_proto(const Onnx__TensorProto *tp, const char *wha
                         "salient does not support", what, tp->name ? tp->name : "",
                         sal_dtype_name(dt));
     }
-    sal_tensor *t = sal_tensor_new(keep, &shape);
-    if (!t) return sal_fail(err, SAL_ERR_NOMEM, "%s: out of memory for tensor '%s'", what,
-                            tp->name ? tp->name : "");
     size_t esize = dt == SAL_F32 || dt == SAL_I32 ? 4 : dt == SAL_F64 || dt == SAL_I64 ? 8
                  : dt == 4 || dt == 5 ? 2 : 1;
+    /* the bytes present, checked against the declared size before anything is allocated */
     size_t have;
     if (tp->has_raw_data) have = tp->raw_data.len / esize;
     else if (dt == SAL_F32) have = tp->n_float_data;
@@ -54,11 +55,12 @@ static sal_status tensor_from_proto(const Onnx__TensorProto *tp, const char *wha
     else if (dt == SAL_I64) have = tp->n_int64_data;
     else have = tp->n_int32_data;   /* int32, int16, int8, uint8, bool live in int32_data */
     if ((tp->has_raw_data && tp->raw_data.len != (size_t)numel * esize) ||
-        (!tp->has_raw_data && have != (size_t)numel)) {
-        sal_tensor_free(t);
-        return sal_fail(err, SAL_ERR_PARSE, "%s: tensor '%s' declares %lld elements but holds %zu",
-                        what, tp->name ? tp->name : "", (long long)numel, have);
-    }
+        (!tp->has_raw_data && have != (size_t)numel))
+        return sal_fail(err, SAL_ERR_PARSE, "%s: tensor '%s' declares %lld elements but the file "
+                        "holds %zu", what, tp->name ? tp->name : "", (long long)numel, have);
+    sal_tensor *t = sal_tensor_new(keep, &shape);
+    if (!t) return sal_fail(err, SAL_ERR_NOMEM, "%s: out of memory for tensor '%s'", what,
+                            tp->name ? tp->name : "");
     const uint8_t *raw = tp->has_raw_data ? tp->raw_data.data : NULL;
     for (int64_t i = 0; i < numel; i++) {
         if (keep == SAL_F32) {
@@ -109,6 +111,9 @@ static sal_status add_constant_node(sal_graph *g, const Onnx__NodeProto *np, sal
         return sal_fail(err, SAL_ERR_PARSE, "%s: Constant node '%s' has no output or no value",
                         path, np->name ? np->name : "");
     const Onnx__AttributeProto *a = np->attribute[0];
+    if (!a->name || !np->output[0] || !*np->output[0])
+        return sal_fail(err, SAL_ERR_PARSE, "%s: Constant node '%s' has an unnamed attribute or output",
+                        path, np->name ? np->name : "");
     sal_tensor *t = NULL;
     sal_status st = SAL_OK;
     sal_shape scalar = {0, {0}};
@@ -220,8 +225,16 @@ static sal_status build_graph(sal_graph *g, const Onnx__ModelProto *mp, sal_erro
     g->opset = 0;
     for (size_t i = 0; i < mp->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
-        if (!o->domain || !*o->domain || strcmp(o->domain, "ai.onnx") == 0) g->opset = (int)o->version;
+        if (!o->domain || !*o->domain || strcmp(o->domain, "ai.onnx") == 0)
+            g->opset = o->version < 0 || o->version > INT32_MAX ? -1 : (int)o->version;
     }
+    /* versions: an IR or opset newer than salient knows is refused rather than misread */
+    if (mp->has_ir_version && (mp->ir_version < 1 || mp->ir_version > SAL_ONNX_IR_MAX))
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: ONNX IR version %lld is not supported (1 to %d)",
+                        path, (long long)mp->ir_version, SAL_ONNX_IR_MAX);
+    if (g->opset < 0 || g->opset > SAL_ONNX_OPSET_MAX)
+        return sal_fail(err, SAL_ERR_UNSUPPORTED, "%s: the model imports opset %d of the default domain; "
+                        "salient knows opsets 1 to %d", path, g->opset, SAL_ONNX_OPSET_MAX);
     if (g->opset == 0) g->opset = 1;
     if (mp->n_metadata_props) {
         g->meta_keys = calloc(mp->n_metadata_props, sizeof(char *));
@@ -238,10 +251,12 @@ static sal_status build_graph(sal_graph *g, const Onnx__ModelProto *mp, sal_erro
     }
     for (size_t i = 0; i < gp->n_initializer; i++) {
         sal_tensor *t = NULL;
+        if (!gp->initializer[i]->name || !*gp->initializer[i]->name)
+            return sal_fail(err, SAL_ERR_PARSE, "%s: initializer %zu has no name", path, i);
         sal_status st = tensor_from_proto(gp->initializer[i], path, &t, err);
         if (st) return st;
-        if (!gp->initializer[i]->name || sal_graph_add_const(g, gp->initializer[i]->name, t) < 0)
-            return sal_fail(err, SAL_ERR_PARSE, "%s: initializer %zu has no name", path, i);
+        if (sal_graph_add_const(g, gp->initializer[i]->name, t) < 0)   /* frees t on failure */
+            return sal_fail(err, SAL_ERR_NOMEM, "%s: out of memory", path);
     }
     for (size_t i = 0; i < gp->n_input; i++) {
         const Onnx__ValueInfoProto *vi = gp->input[i];

@@ -487,6 +487,9 @@ sal_status sal_infer_pad(sal_op_ctx *ctx) {
     if (npads != 2 * naxes)
         return sal_op_fail(ctx, SAL_ERR_SHAPE, "%d pads for %d axes (need %d)", npads, naxes,
                            2 * naxes);
+    for (int i = 0; i < npads; i++)   /* bounded (checked.h): the sums below cannot overflow */
+        if (pads[i] < -SAL_DIM_MAX || pads[i] > SAL_DIM_MAX)
+            return sal_op_fail(ctx, SAL_ERR_SHAPE, "pads[%d] = %lld is beyond +-2^32", i, (long long)pads[i]);
     for (int i = 0; i < naxes; i++) {
         p.before[axes[i]] = pads[i];
         p.after[axes[i]] = pads[i + naxes];
@@ -557,7 +560,8 @@ sal_status sal_infer_reshape(sal_op_ctx *ctx) {
             y->d[i] = 1;
             continue;
         }
-        if (v < -1) return sal_op_fail(ctx, SAL_ERR_SHAPE, "shape[%d] = %lld", i, (long long)v);
+        if (v < -1 || v > SAL_DIM_MAX)   /* bounded (checked.h); the product is checked below */
+            return sal_op_fail(ctx, SAL_ERR_SHAPE, "shape[%d] = %lld", i, (long long)v);
         if (v == 0 && !allowzero) {
             if (i >= x->ndim)
                 return sal_op_fail(ctx, SAL_ERR_SHAPE, "shape[%d] = 0 copies a dim input %s lacks",
@@ -567,7 +571,8 @@ sal_status sal_infer_reshape(sal_op_ctx *ctx) {
             has_zero = 1;
         }
         y->d[i] = v;
-        known *= v;
+        if (sal_ck_mul(known, v, &known) || known > SAL_NUMEL_MAX)
+            return sal_op_fail(ctx, SAL_ERR_SHAPE, "shape has more than 2^40 elements");
     }
     if (allowzero && has_zero && infer_at >= 0)
         return sal_op_fail(ctx, SAL_ERR_SHAPE, "allowzero=1 with both 0 and -1 in shape");

@@ -77,22 +77,24 @@ static sal_status window_attrs(sal_op_ctx *ctx, int nsp, const int64_t *in, int 
         w->s[i] = 1;
         w->d[i] = 1;
         w->pb[i] = w->pe[i] = 0;
-        if (w->k[i] <= 0)
-            return sal_op_fail(ctx, SAL_ERR_SHAPE, "kernel size %lld must be > 0", (long long)w->k[i]);
+        if (w->k[i] <= 0 || w->k[i] > SAL_EXTENT_MAX)
+            return sal_op_fail(ctx, SAL_ERR_SHAPE, "kernel size %lld must be in 1..2^24", (long long)w->k[i]);
+        if (in[i] < 0 || in[i] > SAL_DIM_MAX)
+            return sal_op_fail(ctx, SAL_ERR_SHAPE, "spatial size %lld is out of range", (long long)in[i]);
     }
     if ((n = sal_attr_ints(node, "strides", &v)) >= 0) {
         if (n != nsp) return sal_op_fail(ctx, SAL_ERR_SHAPE, "strides has %d values, expected %d", n, nsp);
         for (int i = 0; i < nsp; i++) {
-            if (v[i] <= 0)
-                return sal_op_fail(ctx, SAL_ERR_SHAPE, "strides[%d] = %lld must be > 0", i, (long long)v[i]);
+            if (v[i] <= 0 || v[i] > SAL_EXTENT_MAX)
+                return sal_op_fail(ctx, SAL_ERR_SHAPE, "strides[%d] = %lld must be in 1..2^24", i, (long long)v[i]);
             w->s[i] = v[i];
         }
     }
     if ((n = sal_attr_ints(node, "dilations", &v)) >= 0) {
         if (n != nsp) return sal_op_fail(ctx, SAL_ERR_SHAPE, "dilations has %d values, expected %d", n, nsp);
         for (int i = 0; i < nsp; i++) {
-            if (v[i] <= 0)
-                return sal_op_fail(ctx, SAL_ERR_SHAPE, "dilations[%d] = %lld must be > 0", i,
+            if (v[i] <= 0 || v[i] > SAL_EXTENT_MAX)
+                return sal_op_fail(ctx, SAL_ERR_SHAPE, "dilations[%d] = %lld must be in 1..2^24", i,
                                    (long long)v[i]);
             w->d[i] = v[i];
         }
@@ -107,8 +109,8 @@ static sal_status window_attrs(sal_op_ctx *ctx, int nsp, const int64_t *in, int 
         if (n != 2 * nsp)
             return sal_op_fail(ctx, SAL_ERR_SHAPE, "pads has %d values, expected %d", n, 2 * nsp);
         for (int i = 0; i < 2 * nsp; i++)
-            if (v[i] < 0)
-                return sal_op_fail(ctx, SAL_ERR_SHAPE, "pads[%d] = %lld must be >= 0", i, (long long)v[i]);
+            if (v[i] < 0 || v[i] > SAL_EXTENT_MAX)   /* bounded: in + pb + pe cannot overflow */
+                return sal_op_fail(ctx, SAL_ERR_SHAPE, "pads[%d] = %lld must be in 0..2^24", i, (long long)v[i]);
         for (int i = 0; i < nsp; i++) {
             w->pb[i] = v[i];
             w->pe[i] = v[i + nsp];
@@ -211,8 +213,10 @@ sal_status sal_infer_conv(sal_op_ctx *ctx) {
         p->kh = 1; p->kw = w.k[0]; p->sh = 1; p->sw = w.s[0]; p->dh = 1; p->dw = w.d[0];
         p->pt = 0; p->pl = w.pb[0]; p->pb = 0; p->pr = w.pe[0];
     }
-    int64_t cg = C / group, mg = M / group, kk = cg * p->kh * p->kw, ohw = p->oh * p->ow;
-    if (!fits_int(kk) || !fits_int(ohw) || !fits_int(mg) || !fits_int(p->h * p->w) || !fits_int(kk * ohw))
+    int64_t cg = C / group, mg = M / group, kk, ohw, hw, col;   /* products checked (checked.h) */
+    int wrap = sal_ck_mul(cg, p->kh, &kk) | sal_ck_mul(kk, p->kw, &kk) | sal_ck_mul(p->oh, p->ow, &ohw) |
+               sal_ck_mul(p->h, p->w, &hw) | sal_ck_mul(kk, ohw, &col);
+    if (wrap || !fits_int(kk) || !fits_int(ohw) || !fits_int(mg) || !fits_int(hw) || !fits_int(col))
         return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "convolution too large for 32-bit BLAS sizes");
     int pointwise = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pt == 0 && p->pl == 0 &&
                     p->pb == 0 && p->pr == 0;
@@ -224,7 +228,11 @@ sal_status sal_infer_conv(sal_op_ctx *ctx) {
         int64_t e = p->h + p->pt + p->pb + p->kh * p->dh, f = p->w + p->pl + p->pr + p->kw * p->dw;
         if (p->oh * p->sh + p->kh * p->dh > e) e = p->oh * p->sh + p->kh * p->dh;
         if (p->ow * p->sw + p->kw * p->dw > f) f = p->ow * p->sw + p->kw * p->dw;
-        p->dw_slot = (3 * (e + 8) * (f + 8) + 64 + 15) / 16 * 16;   /* 64-byte aligned slots */
+        int64_t ef;
+        if (sal_ck_mul(e + 8, f + 8, &ef) || ef > SAL_NUMEL_MAX / (4 * SAL_CONV_DW_SLOTS))
+            return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "depthwise convolution too large (padded plane "
+                               "%lld x %lld)", (long long)e, (long long)f);
+        p->dw_slot = (3 * ef + 64 + 15) / 16 * 16;   /* 64-byte aligned slots */
         ctx->scratch_floats = (size_t)(SAL_CONV_DW_SLOTS * p->dw_slot);
     } else {
         /* im2col / col2im buffer (Cg*kh*kw, OH*OW) of one image and group (forward and backward) */
