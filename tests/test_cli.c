@@ -887,23 +887,26 @@ Test(cli, folders_stand_for_the_inputs_under_them, .timeout = 60) {
     cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect_eq(count_substr(r.out, "z.npy"), 1, "z.npy once: %s", r.out);
     run_free(&r);
-    /* the output folder may not be an input folder: its maps would be the next run's inputs */
-    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", ds, "-o", ds, NULL);
-    cr_expect_eq(r.status, 2, "%s: exit %d\n%s", r.cmd, r.status, r.err);
-    cr_expect(strstr(r.err, "also the output folder"), "stderr says why: %s", r.err);
-    run_free(&r);
-
-    /* an output folder inside the input folder is not read as input by the next run */
-    char inside[512];
+    /* the output folder may not be an input folder, nor lie inside one, nor be the folder of an
+     * input file: its maps would be mixed with the inputs (and be the next run's inputs); refused
+     * as a usage error before anything is written */
+    char inside[512], file_dir_out[512], before[1024], after[1024];
     join(inside, sizeof inside, ds, "out");
-    for (int k = 0; k < 2; k++) {
-        run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", ds, "-o", inside, NULL);
-        cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    const char *dup_out[] = {ds, inside, sub};
+    const char *dup_in[] = {ds, ds, p /* b-sub/z.npy: a file argument */};
+    join(p, sizeof p, sub, "z.npy");
+    snprintf(file_dir_out, sizeof file_dir_out, "%s/./", sub);   /* the same folder, spelt otherwise */
+    dup_out[2] = file_dir_out;
+    dir_entries(ds, before, sizeof before);
+    for (int k = 0; k < 3; k++) {
+        run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", dup_in[k], "-o", dup_out[k], NULL);
+        cr_expect_eq(r.status, 2, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+        cr_expect(strstr(r.err, "output folder") && strstr(r.err, dup_in[k]), "stderr names the input and says why: %s", r.err);
         run_free(&r);
     }
-    csv = slurp(join(p, sizeof p, inside, "summary.csv"), NULL);
-    cr_expect(csv && count_lines(csv) == 4, "the second run explains the same 3 inputs: %s", csv ? csv : "(none)");
-    free(csv);
+    dir_entries(ds, after, sizeof after);
+    cr_expect_str_eq(after, before, "nothing was written into the input folder");
+    cr_expect(!exists(inside), "%s was created", inside);
 
     /* bench does not swap a folder without inputs for random images */
     run(&r, tmp, "bench", "-m", TINYCNN, "-M", "saliency", "--images", "2", "--min-time", "0", empty, NULL);

@@ -27,8 +27,12 @@ static const char *help_head =
     "  -M, --methods LIST   comma-separated methods (default saliency)\n"
     "  -o, --out DIR        output directory (created if absent)\n"
     "  --target N|LABEL     class to explain (default: top-1)\n"
-    "  --topk K             explain each of the top K classes (one map per class)\n"
-    "  --output logit|prob  explain logits (default, the field's advice) or probabilities\n"
+    "  --topk K             explain each of the top K classes (one map per class, in files\n"
+    "                       <stem>.<method>.top1.png ... .topK.png; not with --target)\n"
+    "  --output logit|prob  explain logits (default, the field's advice) or probabilities\n";
+
+/* The options of the methods (explain and bench). */
+static const char *method_help =
     "  --seed S             random seed (default 0): same seed, same maps\n"
     "  --samples N          noise tunnel samples (default 50)\n"
     "  --noise F            noise std as a fraction of the input's range (default 0.15)\n"
@@ -42,12 +46,6 @@ static const char *help_head =
     "  --fill F             occlusion fill: zero (default), mean, blur\n"
     "  --layer NAME         CAM layer (default: the last 4-D layer larger than 1x1)\n"
     "  --no-relu            keep negative CAM values\n"
-    "  --reduce R           channel reduction: abs-max (default), abs-sum, sum (signed)\n"
-    "  --clip P             clip at the P-th percentile (default 99 for gradient maps, 100 else)\n"
-    "  --colormap C         jet (default), turbo, viridis, inferno, gray; bwr for signed maps\n"
-    "  --alpha A            overlay weight of the colours (default 0.5)\n"
-    "  --heatmap            also write OUTDIR/<stem>.<method>.heatmap.png\n"
-    "  --raw                also write OUTDIR/<stem>.<method>.npy (float32, before reduction)\n"
     "  --masks N            RISE masks (default 4000)\n"
     "  --grid N             RISE mask grid (default 7) and KernelSHAP feature grid (default 8)\n"
     "  --keep P             RISE probability of keeping a grid cell (default 0.5)\n"
@@ -55,7 +53,17 @@ static const char *help_head =
     "  --coalitions N       KernelSHAP coalitions (default 1000)\n"
     "  --superpixels N      KernelSHAP features: about N superpixels instead of the grid\n"
     "  --method-batch N     images per internal batch (default: what fits in half the free\n"
-    "                       memory, at most 16 on the CPU)\n"
+    "                       memory, at most 16 on the CPU)\n";
+
+/* What explain writes. */
+static const char *output_help =
+    "output options:\n"
+    "  --reduce R           channel reduction: abs-max (default), abs-sum, sum (signed)\n"
+    "  --clip P             clip at the P-th percentile (default 99 for gradient maps, 100 else)\n"
+    "  --colormap C         jet (default), turbo, viridis, inferno, gray; bwr for signed maps\n"
+    "  --alpha A            overlay weight of the colours (default 0.5)\n"
+    "  --heatmap            also write OUTDIR/<stem>.<method>.heatmap.png\n"
+    "  --raw                also write OUTDIR/<stem>.<method>.npy (float32, before reduction)\n"
     "  --image-batch N      inputs explained together (default 16): one-pass methods then fill\n"
     "                       the internal batch; files are written after each group\n";
 
@@ -66,8 +74,13 @@ static const char *bench_help_head =
     "on a GPU, which 8 images leave mostly idle; the given inputs cycled, else fixed random images),\n"
     "each method timed for at least S seconds (default 2) after one untimed call; --json prints one\n"
     "object per method. Default methods: the fast ones (saliency, inputxgrad, smoothgrad, ig, guided,\n"
-    "occlusion, gradcam, gradcam++, hirescam, xgradcam, layercam). The method options below apply;\n"
-    "output options are ignored.\n\n";
+    "occlusion, gradcam, gradcam++, hirescam, xgradcam, layercam).\n"
+    "options:\n"
+    "  -M, --methods LIST   comma-separated methods (default: the fast ones above)\n"
+    "  --images N           images per call (default 8 on the CPU, 64 on a GPU)\n"
+    "  --min-time S         seconds each method is timed for, at least (default 2)\n"
+    "  --output logit|prob  explain logits (default) or probabilities\n";
+
 static const char *bench_default_methods =
     "saliency,inputxgrad,smoothgrad,ig,guided,occlusion,gradcam,gradcam++,hirescam,xgradcam,layercam";
 
@@ -118,7 +131,9 @@ static int parse_methods(xopts *xo, const char *list) {
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         sal_method m;
         if (sal_method_parse(tok, &m)) {
-            cli_error("unknown method '%s' (see salient explain --help)", tok);
+            const char *names[SAL_M_COUNT];
+            for (int k = 0; k < SAL_M_COUNT; k++) names[k] = sal_method_name((sal_method)k);
+            cli_unknown("method", tok, names, SAL_M_COUNT, NULL);
             return -1;
         }
         if (xo->n_methods < SAL_M_COUNT) xo->methods[xo->n_methods++] = m;
@@ -682,14 +697,15 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     xo.n_methods = 1;
     const char *baseline_arg = NULL;
     char **inputs = calloc((size_t)argc, sizeof(char *));
-    int n_inputs = 0, rc = EXIT_USAGE, methods_given = 0, bench_images = 0, n_bad = 0, expanded = 0;
+    int n_inputs = 0, rc = EXIT_USAGE, methods_given = 0, topk_given = 0, bench_images = 0, n_bad = 0, expanded = 0;
     double bench_min_time = 2.0;
     if (!inputs) return EXIT_FAIL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            if (bench) fputs(bench_help_head, stdout);
-            fputs(help_head, stdout);
+            fputs(bench ? bench_help_head : help_head, stdout);
+            fputs(method_help, stdout);
+            if (!bench) fputs(output_help, stdout);
             fputs(cli_common_help, stdout);
             free(inputs);
             return EXIT_OK;
@@ -730,7 +746,16 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 }
                 continue;
             }
-            if (!known) { cli_error("explain: unknown option '%s' (see salient explain --help)", a); goto out; }
+            if (!known) {
+                const char *own[64];
+                int n_own = 0;
+                for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) own[n_own++] = with_value[k];
+                for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) own[n_own++] = flags[k];
+                if (bench) { own[n_own++] = "--images"; own[n_own++] = "--min-time"; }
+                own[n_own++] = "--help";
+                cli_unknown_option(bench ? "bench" : "explain", a, own, n_own);
+                goto out;
+            }
             if (i + 1 >= argc) { cli_error("%s needs a value", a); goto out; }
             const char *v = argv[++i];
             char *end = NULL;
@@ -741,6 +766,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
             else if (!strcmp(a, "--topk")) {
                 xo.topk = (int)strtol(v, &end, 10);
                 if (*end || xo.topk < 1) { cli_error("--topk: expected a positive integer, got '%s'", v); goto out; }
+                topk_given = 1;
             } else if (!strcmp(a, "--output")) {
                 if (!strcmp(v, "prob")) xo.base.explain_prob = 1;
                 else if (!strcmp(v, "logit") || !strcmp(v, "logits")) xo.base.explain_prob = 0;
@@ -779,7 +805,11 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 xo.base.nt_sigma = strtof(v, &end);
                 if (*end || !(xo.base.nt_sigma >= 0)) { cli_error("--noise: expected a non-negative number, got '%s'", v); goto out; }
             } else if (!strcmp(a, "--nt-inner")) {
-                if (sal_method_parse(v, &xo.base.nt_inner)) { cli_error("--nt-inner: unknown method '%s'", v); goto out; }
+                if (sal_method_parse(v, &xo.base.nt_inner)) {
+                    static const char *const inner[] = {"saliency", "inputxgrad", "ig", "guided"};
+                    cli_unknown("--nt-inner method", v, inner, 4, NULL);
+                    goto out;
+                }
             } else if (!strcmp(a, "--rule")) {
                 static const char *rules[] = {"gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"};
                 int k = 0;
@@ -823,6 +853,11 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         cli_error("explain: needs -m MODEL.onnx, at least one input and -o OUTDIR (see salient explain --help)");
         goto out;
     }
+    if (!bench && cli_check_output(xo.out, inputs, n_inputs)) goto out;
+    if (xo.target && topk_given) {
+        cli_error("--target and --topk together: explain one given class (--target) or each of the top K (--topk), not both");
+        goto out;
+    }
     if (bench && !methods_given) parse_methods(&xo, bench_default_methods);
     /* Everything that can be checked is checked before OUTDIR or any file in it is created. */
     rc = EXIT_FAIL;
@@ -849,8 +884,12 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         int by_name = *end || !*xo.target;
         if (by_name) t = cm.labels ? sal_labels_find(cm.labels, cm.n_labels, xo.target) : -1;
         if (t < 0 || t >= K) {
-            if (by_name)
-                cli_error("--target %s: %s", xo.target, cm.labels ? "no class has this name" : "no class has this name (the model has no labels: give --labels FILE)");
+            const char *near = by_name && cm.labels ? cli_closest(xo.target, (const char *const *)cm.labels, cm.n_labels) : NULL;
+            if (near)
+                cli_error("--target %s: no class has this name: did you mean '%s'? (class names: salient info, or the labels file)",
+                          xo.target, near);
+            else if (by_name)
+                cli_error("--target %s: %s", xo.target, cm.labels ? "no class has this name (class names: the labels file)" : "no class has this name (the model has no labels: give --labels FILE)");
             else
                 cli_error("--target %s: out of range: the model has %d classes (0..%d)", xo.target, K, K - 1);
             cli_model_close(&cm);
@@ -877,6 +916,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     }
     /* black baseline: the preprocessing of a black pixel */
     for (int k = 0; k < 3; k++) xo.base.black_value[k] = (0.0f - cm.prep.mean[k < cm.c ? k : 0]) / cm.prep.std[k < cm.c ? k : 0];
+    cli_device_note(&cm);
     if (bench) {
         if (!bench_images) bench_images = strcmp(sal_session_device(cm.s), "cuda") ? 8 : 64;
         rc = run_bench(&xo, &c, &cm, inputs, n_inputs, bench_images, bench_min_time);

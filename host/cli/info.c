@@ -27,7 +27,11 @@ int cmd_info(int argc, char **argv) {
         int r = cli_common_parse(&c, argc, argv, &i);
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
-        if (argv[i][0] == '-') { cli_error("info: unknown option '%s'", argv[i]); return EXIT_USAGE; }
+        if (argv[i][0] == '-') {
+            static const char *const own[] = {"--size", "--help"};
+            cli_unknown_option("info", argv[i], own, 2);
+            return EXIT_USAGE;
+        }
         if (model) { cli_error("info: one model at a time"); return EXIT_USAGE; }
         model = argv[i];
     }

@@ -31,6 +31,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "explain")) return cmd_explain(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
-    cli_error("unknown command '%s' (try salient --help)", cmd);
+    static const char *const commands[] = {"info", "predict", "explain", "bench"};
+    cli_unknown("command", cmd, commands, 4, NULL);
     return EXIT_USAGE;
 }

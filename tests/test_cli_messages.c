@@ -1,0 +1,236 @@
+/* test_cli_messages.c — what the `salient` program says when a user slips: misspelled methods,
+ * options, commands and class labels get "did you mean 'x'?" (by edit distance) and the list of
+ * choices; --target with --topk is refused; `bench --help` is bench's usage alone; the GPU note is
+ * absent with --device cpu, one line at most otherwise, and never before the error of a command
+ * that fails. Usage errors exit 2 and write nothing. The program runs in a child process with
+ * stdout and stderr captured; the model is the tiny fixture CNN of tests/fixtures/methods (input
+ * (N,3,32,32), 10 classes, no labels of its own). */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "salient.h"
+#include "backend/backend.h"
+#include "io/io.h"
+
+#define SALIENT SAL_BINARY_DIR "/salient"
+#define TINYCNN SAL_SOURCE_DIR "/tests/fixtures/methods/tinycnn.onnx"
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Running the program                                                                              */
+
+typedef struct run_result {
+    int status;       /* exit status; -1 when killed */
+    char out[65536];  /* stdout, NUL-terminated (truncated) */
+    char err[65536];  /* stderr */
+} run_result;
+
+static void slurp_into(const char *path, char *buf, size_t len) {
+    buf[0] = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    size_t n = fread(buf, 1, len - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+/* run(r, dir, "arg", ..., NULL): salient with these arguments, output captured in files of dir. */
+static void run(run_result *r, const char *dir, ...) {
+    const char *argv[64] = {SALIENT};
+    int n = 1;
+    va_list ap;
+    va_start(ap, dir);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < 63) argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char po[512], pe[512];
+    snprintf(po, sizeof po, "%s/.out", dir);
+    snprintf(pe, sizeof pe, "%s/.err", dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(127);
+        execv(SALIENT, (char *const *)argv);
+        _exit(127);
+    }
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
+    r->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+    slurp_into(po, r->out, sizeof r->out);
+    slurp_into(pe, r->err, sizeof r->err);
+    unlink(po);
+    unlink(pe);
+    cr_assert_neq(r->status, 127, "could not run %s", SALIENT);
+    cr_assert_neq(r->status, -1, "killed by a signal: %s", r->err);
+}
+
+static void make_tmp(char *dir, size_t len) {
+    snprintf(dir, len, "/tmp/salient_msg_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+}
+
+static void remove_flat(const char *dir) {   /* the scratch folders here hold files only */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* A (3,32,32) float32 .npy input for the fixture CNN. */
+static void write_input(const char *path) {
+    static float x[3 * 32 * 32];
+    for (int i = 0; i < 3 * 32 * 32; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    int64_t dims[3] = {3, 32, 32};
+    sal_error err = {0};
+    cr_assert_eq(sal_npy_write(path, x, 3, dims, &err), SAL_OK, "%s", err.msg);
+}
+
+static int n_entries(const char *dir) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -v '^\\.out$\\|^\\.err$\\|^in.npy$\\|^labels.txt$' | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p) { if (fscanf(p, "%d", &n) != 1) n = -1; pclose(p); }
+    return n;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Did you mean                                                                                     */
+
+Test(messages, misspelled_names_get_a_suggestion, .timeout = 60) {
+    char tmp[64], in[128], out[128], labels[128];
+    make_tmp(tmp, sizeof tmp);
+    snprintf(in, sizeof in, "%s/in.npy", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    snprintf(labels, sizeof labels, "%s/labels.txt", tmp);
+    write_input(in);
+    FILE *f = fopen(labels, "w");
+    cr_assert_not_null(f);
+    fputs("tench\ngoldfish\ngreat white shark\ntiger shark\nhammerhead\nelectric ray\nstingray\ncock\nhen\nostrich\n", f);
+    fclose(f);
+    static run_result r;
+    /* a method: the near one and every choice */
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency,gradcm", in, "-o", out, NULL);
+    cr_expect_eq(r.status, 2, "exit %d", r.status);
+    cr_expect(strstr(r.err, "'gradcm'") && strstr(r.err, "did you mean 'gradcam'?"), "stderr: %s", r.err);
+    cr_expect(strstr(r.err, "kernelshap") && strstr(r.err, "saliency"), "the choices are listed: %s", r.err);
+    /* a word that is no typo of any method gets the list only */
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "lime", in, "-o", out, NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "'lime'") && !strstr(r.err, "did you mean") && strstr(r.err, "gradcam"), "stderr: %s", r.err);
+    /* an option of explain, of predict, a common option, and a command */
+    run(&r, tmp, "explain", "-m", TINYCNN, "--tagret", "3", in, "-o", out, NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "unknown option '--tagret'") && strstr(r.err, "did you mean '--target'?"), "stderr: %s", r.err);
+    run(&r, tmp, "predict", "-m", TINYCNN, "--tpok", "3", in, NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "did you mean '--topk'?"), "stderr: %s", r.err);
+    run(&r, tmp, "explain", "-m", TINYCNN, "--lables", labels, in, "-o", out, NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "did you mean '--labels'?"), "stderr: %s", r.err);
+    run(&r, tmp, "explian", NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "did you mean 'explain'?"), "stderr: %s", r.err);
+    /* a class label, and the noise tunnel's inner method */
+    run(&r, tmp, "explain", "-m", TINYCNN, "--labels", labels, "--target", "tigre shark", in, "-o", out, NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "tigre shark") && strstr(r.err, "did you mean 'tiger shark'?"), "stderr: %s", r.err);
+    run(&r, tmp, "explain", "-m", TINYCNN, "--labels", labels, "--target", "zebra", in, "-o", out, NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "zebra") && !strstr(r.err, "did you mean"), "no suggestion for no near name: %s", r.err);
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "smoothgrad", "--nt-inner", "saliancy", in, "-o", out, NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "did you mean 'saliency'?"), "stderr: %s", r.err);
+    cr_expect_eq(n_entries(tmp), 0, "usage errors wrote files");
+    remove_flat(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Conflicting options, help                                                                        */
+
+Test(messages, target_with_topk_is_refused, .timeout = 60) {
+    char tmp[64], in[128], out[128];
+    make_tmp(tmp, sizeof tmp);
+    snprintf(in, sizeof in, "%s/in.npy", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    write_input(in);
+    static run_result r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "--target", "3", "--topk", "2", in, "-o", out, NULL);
+    cr_expect_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+    cr_expect(strstr(r.err, "--target") && strstr(r.err, "--topk"), "stderr names both: %s", r.err);
+    cr_expect_eq(n_entries(tmp), 0, "nothing written");
+    /* each alone is fine; --topk names the files .topN */
+    run(&r, tmp, "explain", "-m", TINYCNN, "--topk", "2", in, "-o", out, NULL);
+    cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    char p[256];
+    snprintf(p, sizeof p, "%s/in.saliency.top2.png", out);
+    cr_expect_eq(access(p, F_OK), 0, "%s written", p);
+    remove_flat(tmp);
+}
+
+Test(messages, bench_help_is_bench_usage_only) {
+    char tmp[64];
+    make_tmp(tmp, sizeof tmp);
+    static run_result r;
+    run(&r, tmp, "bench", "--help", NULL);
+    cr_expect_eq(r.status, 0);
+    cr_expect(strstr(r.out, "usage: salient bench"), "bench's usage: %s", r.out);
+    cr_expect(!strstr(r.out, "usage: salient explain"), "not explain's usage: %s", r.out);
+    cr_expect(!strstr(r.out, "--heatmap") && !strstr(r.out, "--raw") && !strstr(r.out, "--topk"),
+              "no explain-only options: %s", r.out);
+    cr_expect(strstr(r.out, "--images") && strstr(r.out, "--steps") && strstr(r.out, "--device"),
+              "bench's, the methods' and the common options: %s", r.out);
+    run(&r, tmp, "explain", "--help", NULL);
+    cr_expect(strstr(r.out, "usage: salient explain") && !strstr(r.out, "usage: salient bench") &&
+              strstr(r.out, "--heatmap") && strstr(r.out, ".top1"), "explain --help: %s", r.out);
+    remove_flat(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The GPU note                                                                                     */
+
+Test(messages, gpu_note_only_when_a_gpu_was_expected, .timeout = 60) {
+    char tmp[64], in[128], out[128];
+    make_tmp(tmp, sizeof tmp);
+    snprintf(in, sizeof in, "%s/in.npy", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    write_input(in);
+    static run_result r;
+    /* --device cpu: nothing about GPUs */
+    run(&r, tmp, "predict", "-m", TINYCNN, "--device", "cpu", in, NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(!strstr(r.err, "GPU") && !strstr(r.err, "NVIDIA") && !strstr(r.err, "CUDA") && !strstr(r.err, "note"),
+              "--device cpu says nothing about GPUs: %s", r.err);
+    /* auto: at most one short line; on a machine without a driver, the plain words */
+    run(&r, tmp, "predict", "-m", TINYCNN, in, NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    const char *note = strstr(r.err, "note:");
+    int cuda_machine = sal_backend_cuda_built();
+    if (note) {
+        cr_expect(!strstr(note + 1, "note:"), "one note: %s", r.err);
+        const char *eol = strchr(note, '\n');
+        cr_expect(eol && eol - note < 160, "one short line: %s", r.err);
+        cr_expect(strstr(note, "running on the CPU"), "says what happens: %s", r.err);
+        if (access("/proc/driver/nvidia/version", F_OK) != 0)
+            cr_expect(strstr(note, "no NVIDIA driver found; running on the CPU"), "plain words: %s", r.err);
+    } else {
+        cr_expect(!cuda_machine || access("/proc/driver/nvidia/version", F_OK) == 0,
+                  "a CUDA build without a driver notes the fallback: %s", r.err);
+    }
+    /* a command that fails its checks prints its error, and no note before it */
+    run(&r, tmp, "explain", "-m", TINYCNN, "--target", "99", in, "-o", out, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strncmp(r.err, "salient: --target 99", 20) == 0, "the error comes first: %s", r.err);
+    cr_expect(!strstr(r.err, "note:"), "no note for a command that did not run: %s", r.err);
+    remove_flat(tmp);
+}
