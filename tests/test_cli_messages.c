@@ -234,3 +234,38 @@ Test(messages, gpu_note_only_when_a_gpu_was_expected, .timeout = 60) {
     cr_expect(!strstr(r.err, "note:"), "no note for a command that did not run: %s", r.err);
     remove_flat(tmp);
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* info: the preprocessing a model gets, its labels, its default CAM layer                          */
+
+Test(messages, info_shows_preprocessing_labels_and_cam_layer, .timeout = 60) {
+    char tmp[64];
+    make_tmp(tmp, sizeof tmp);
+    static run_result r;
+    /* the fixture has no metadata: ImageNet's conventions, no labels; its last 4-D layer larger
+     * than 1x1 is head.relu, (1,32,16,16) (tests/fixtures/methods/README.md's layer table: the 1x1
+     * head.conv keeps cam.relu's (N,32,16,16), head.pool follows) */
+    run(&r, tmp, "info", TINYCNN, NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "shorter side to 37, then centre-crop 32x32 (the field's 0.875 crop ratio)"), "%s", r.out);
+    cr_expect(strstr(r.out, "minus mean (0.485, 0.456, 0.406) (ImageNet's)"), "%s", r.out);
+    cr_expect(strstr(r.out, "divided by std (0.229, 0.224, 0.225) (ImageNet's)"), "%s", r.out);
+    cr_expect(strstr(r.out, "labels: none"), "%s", r.out);
+    cr_expect(strstr(r.out, "default CAM layer: head.relu (1,32,16,16)"), "%s", r.out);
+    /* flags given to info are what predict and explain would do with them */
+    run(&r, tmp, "info", "--mean", "0.5", "--std", "0.25", "--crop", "0", TINYCNN, NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "stretched to 32x32, no crop (--crop)"), "%s", r.out);
+    cr_expect(strstr(r.out, "minus mean (0.5, 0.5, 0.5) (--mean)") && strstr(r.out, "(0.25, 0.25, 0.25) (--std)"), "%s", r.out);
+    /* a model carrying its own (EfficientNet-Lite0 from scripts/fetch-models: (x-127)/128, 256, labels) */
+    const char *eff = SAL_SOURCE_DIR "/models/efficientnet_lite0.onnx";
+    if (access(eff, R_OK) == 0) {
+        run(&r, tmp, "info", eff, NULL);
+        cr_expect_eq(r.status, 0, "%s", r.err);
+        cr_expect(strstr(r.out, "shorter side to 256, then centre-crop 224x224 (the model's salient.resize)"), "%s", r.out);
+        cr_expect(strstr(r.out, "(the model's salient.mean)") && strstr(r.out, "(the model's salient.std)"), "%s", r.out);
+        cr_expect(strstr(r.out, "1000 classes, the model's salient.labels"), "%s", r.out);
+        cr_expect(strstr(r.out, "default CAM layer: head.relu6 (1,1280,7,7)"), "%s", r.out);
+    }
+    remove_flat(tmp);
+}

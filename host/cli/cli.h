@@ -44,6 +44,19 @@ typedef struct cli_model {
     int note_shown;         /* cli_device_note printed */
 } cli_model;
 
+/* Where each part of the preprocessing came from, in words ("--mean", "the model's salient.mean",
+ * "ImageNet's" ...), for `salient info`. */
+typedef struct cli_prep_source {
+    const char *mean, *std, *scale, *resize;
+} cli_prep_source;
+/* The preprocessing images get for a model with ch channels and an h x w input: the flags in c,
+ * else the model's metadata (salient.mean, salient.std, salient.resize), else the field's
+ * conventions; src (may be NULL) receives where each part came from. */
+void cli_prep_choose(const cli_common *c, const sal_model *m, int ch, int h, int w, sal_prep_opts *out,
+                     cli_prep_source *src);
+/* The class names file: `given` (--labels), else the model's salient.labels beside the model file
+ * (written into buf) when it exists, else NULL. */
+const char *cli_labels_path(const char *given, const char *model_path, const sal_model *m, char *buf, size_t len);
 int cli_model_open(cli_model *cm, const cli_common *c);
 /* The session's device note ("no NVIDIA driver found; running on the CPU"), once, on stderr: called
  * when the command's checks have passed and its work begins, so the note never comes before the

@@ -213,6 +213,52 @@ void cli_unknown_option(const char *cmd, const char *got, const char *const *own
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* Preprocessing                                                                                    */
+
+void cli_prep_choose(const cli_common *c, const sal_model *m, int ch, int h, int w, sal_prep_opts *out,
+                     cli_prep_source *src) {
+    /* flags, else the model's metadata, else the field's conventions (ImageNet for 3 channels) */
+    sal_prep_opts p = ch == 3 ? sal_prep_opts_imagenet(h, w) : sal_prep_opts_gray(h, w);
+    const char *mv = sal_model_metadata(m, "salient.mean");
+    const char *sv = sal_model_metadata(m, "salient.std");
+    const char *rv = sal_model_metadata(m, "salient.resize");
+    cli_prep_source from = {ch == 3 ? "ImageNet's" : "the default", ch == 3 ? "ImageNet's" : "the default",
+                            "the default, 1/255", "the field's 0.875 crop ratio"};
+    if (mv && parse_floats(mv, p.mean, 3) > 0) from.mean = "the model's salient.mean";
+    if (sv && parse_floats(sv, p.std, 3) > 0) from.std = "the model's salient.std";
+    if (rv && !c->have_crop) {
+        p.resize_shorter = atoi(rv);
+        from.resize = "the model's salient.resize";
+    }
+    if (c->have_mean) memcpy(p.mean, c->mean, sizeof p.mean), from.mean = "--mean";
+    if (c->have_std) memcpy(p.std, c->std, sizeof p.std), from.std = "--std";
+    if (c->have_scale) p.scale = c->scale, from.scale = "--scale";
+    if (c->have_crop || !rv) {
+        int shorter = h < w ? h : w;
+        p.resize_shorter = c->crop > 0 ? (int)(shorter / c->crop + 0.5f) : 0;
+        if (c->have_crop) from.resize = "--crop";
+    }
+    /* a default crop (ImageNet's, or the model's salient.resize) never enlarges an image to crop
+     * it: an image at the input size is taken whole; --crop R is applied as given */
+    p.crop_no_enlarge = !c->have_crop && p.resize_shorter > 0;
+    *out = p;
+    if (src) *src = from;
+}
+
+const char *cli_labels_path(const char *given, const char *model_path, const sal_model *m, char *buf, size_t len) {
+    if (given) return given;
+    const char *lm = sal_model_metadata(m, "salient.labels");
+    if (!lm) return NULL;
+    const char *slash = strrchr(model_path, '/');
+    int dirlen = slash ? (int)(slash - model_path + 1) : 0;
+    snprintf(buf, len, "%.*s%s", dirlen, model_path, lm);
+    FILE *f = fopen(buf, "r");
+    if (!f) return NULL;
+    fclose(f);
+    return buf;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Model                                                                                            */
 
 int cli_model_open(cli_model *cm, const cli_common *c) {
@@ -249,35 +295,11 @@ int cli_model_open(cli_model *cm, const cli_common *c) {
     so.mem_limit = (size_t)c->mem_limit_mib << 20;
     if (sal_session_create(cm->m, &so, &cm->s, &err)) { cli_error("%s", err.msg); goto fail; }
 
-    /* preprocessing: flags, else the model's metadata, else ImageNet conventions */
-    sal_prep_opts p = cm->c == 3 ? sal_prep_opts_imagenet(cm->h, cm->w) : sal_prep_opts_gray(cm->h, cm->w);
-    const char *mv = sal_model_metadata(cm->m, "salient.mean");
-    const char *sv = sal_model_metadata(cm->m, "salient.std");
-    const char *rv = sal_model_metadata(cm->m, "salient.resize");
-    if (mv) parse_floats(mv, p.mean, 3);
-    if (sv) parse_floats(sv, p.std, 3);
-    if (rv && !c->have_crop) p.resize_shorter = atoi(rv);
-    if (c->have_mean) memcpy(p.mean, c->mean, sizeof p.mean);
-    if (c->have_std) memcpy(p.std, c->std, sizeof p.std);
-    if (c->have_scale) p.scale = c->scale;
-    if (c->have_crop || !rv) {
-        int shorter = cm->h < cm->w ? cm->h : cm->w;
-        p.resize_shorter = c->crop > 0 ? (int)(shorter / c->crop + 0.5f) : 0;
-    }
-    cm->prep = p;
+    cli_prep_choose(c, cm->m, cm->c, cm->h, cm->w, &cm->prep, NULL);
     cm->gray_flag = c->gray;
 
-    /* labels */
     char path[4096];
-    const char *lp = c->labels;
-    const char *lm = sal_model_metadata(cm->m, "salient.labels");
-    if (!lp && lm) {
-        const char *slash = strrchr(c->model, '/');
-        int dirlen = slash ? (int)(slash - c->model + 1) : 0;
-        snprintf(path, sizeof path, "%.*s%s", dirlen, c->model, lm);
-        FILE *f = fopen(path, "r");
-        if (f) { fclose(f); lp = path; }
-    }
+    const char *lp = cli_labels_path(c->labels, c->model, cm->m, path, sizeof path);
     if (lp && sal_labels_load(lp, &cm->labels, &cm->n_labels, &err)) {
         cli_error("%s", err.msg);
         goto fail;
