@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "salient.h"
 #include "backend/backend.h"
 #include "io/io.h"
+#include "post/post.h"
 
 #define SALIENT SAL_BINARY_DIR "/salient"
 #define TINYCNN SAL_SOURCE_DIR "/tests/fixtures/methods/tinycnn.onnx"
@@ -267,5 +269,83 @@ Test(messages, info_shows_preprocessing_labels_and_cam_layer, .timeout = 60) {
         cr_expect(strstr(r.out, "1000 classes, the model's salient.labels"), "%s", r.out);
         cr_expect(strstr(r.out, "default CAM layer: head.relu6 (1,1280,7,7)"), "%s", r.out);
     }
+    remove_flat(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Pictures: the overlay's default opacity                                                          */
+
+/* The overlay explain writes, recomputed on the host from its --raw array with the documented
+ * defaults: gradient methods (saliency) abs-max, clipped at the 99th percentile, jet, opacity by
+ * value with alpha 0.8; occlusion signed, unclipped, bwr, opacity by value with alpha 0.8 (the
+ * post functions are checked by hand in test_post). */
+static void expect_overlay(const char *dir, const char *method, int c_used, int signed_map, double clip,
+                           sal_colormap cm, float alpha, int flags) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/out/photo.%s.npy", dir, method);
+    float *raw = NULL;
+    int nd = 0;
+    int64_t d[SAL_MAX_DIMS];
+    sal_error err = {0};
+    cr_assert_eq(sal_npy_read(p, &raw, &nd, d, &err), SAL_OK, "%s", err.msg);
+    const int h = (int)d[nd - 2], w = (int)d[nd - 1];
+    float *map = malloc(sizeof(float) * (size_t)h * w);
+    if (c_used > 1) cr_assert_eq(sal_reduce_channels(raw, c_used, h, w, SAL_REDUCE_ABS_MAX, map, &err), SAL_OK);
+    else memcpy(map, raw, sizeof(float) * (size_t)h * w);
+    if (clip < 100) cr_assert_eq(sal_clip_percentile(map, (size_t)h * w, clip, signed_map, NULL, &err), SAL_OK);
+    sal_normalize(map, (size_t)h * w, signed_map, map);
+    snprintf(p, sizeof p, "%s/photo.png", dir);
+    sal_image orig;
+    cr_assert_eq(sal_image_load(p, &orig, &err), SAL_OK, "%s", err.msg);
+    sal_prep_opts prep = sal_prep_opts_imagenet(32, 32);
+    prep.resize_shorter = 37;   /* 32 / 0.875, the CLI's default crop, never enlarging */
+    prep.crop_no_enlarge = 1;
+    float rect[4];
+    cr_assert_eq(sal_prep_rect(orig.w, orig.h, &prep, rect), SAL_OK);
+    uint8_t *want = malloc((size_t)orig.w * orig.h * 3), *other = malloc((size_t)orig.w * orig.h * 3);
+    cr_assert_eq(sal_overlay(&orig, map, h, w, rect, cm, alpha, flags, want), SAL_OK);
+    /* the other opacity, for contrast: the test can tell them apart */
+    cr_assert_eq(sal_overlay(&orig, map, h, w, rect, cm, flags & SAL_OVERLAY_BY_VALUE ? 0.5f : 0.8f,
+                             flags ^ SAL_OVERLAY_BY_VALUE, other), SAL_OK);
+    snprintf(p, sizeof p, "%s/out/photo.%s.png", dir, method);
+    sal_image got;
+    cr_assert_eq(sal_image_load(p, &got, &err), SAL_OK, "%s", err.msg);
+    cr_assert(got.w == orig.w && got.h == orig.h && got.c == 3);
+    size_t n = (size_t)orig.w * orig.h * 3, bad = 0, differ = 0;
+    for (size_t i = 0; i < n; i++) {
+        bad += abs((int)got.pix[i] - (int)want[i]) > 1;   /* the device's rounding may differ by 1 */
+        differ += want[i] != other[i];
+    }
+    cr_expect_eq(bad, 0, "%s: %zu of %zu bytes differ from the documented default overlay", method, bad, n);
+    cr_expect_gt(differ, n / 10, "%s: the two opacities differ in only %zu bytes", method, differ);
+    free(raw); free(map); free(want); free(other);
+    sal_image_free(&orig);
+    sal_image_free(&got);
+}
+
+Test(messages, overlay_opacity_defaults, .timeout = 120) {
+    char tmp[64], png[128], out[128];
+    make_tmp(tmp, sizeof tmp);
+    snprintf(png, sizeof png, "%s/photo.png", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    static uint8_t rgb[50 * 40 * 3];   /* 50 wide, 40 high: cropped to the model's 32x32 */
+    for (int i = 0; i < 50 * 40; i++)
+        for (int k = 0; k < 3; k++) rgb[3 * i + k] = (uint8_t)((i % 50) * 4 + (i / 50) * 3 * (k + 1) + 60 * k);
+    sal_error err = {0};
+    cr_assert_eq(sal_png_write_rgb(png, 50, 40, rgb, &err), SAL_OK, "%s", err.msg);
+    static run_result r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency,occlusion", "--window", "8", "--stride", "4", "--raw",
+        png, "-o", out, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    expect_overlay(tmp, "saliency", 3, 0, 99.0, SAL_CMAP_JET, 0.8f, SAL_OVERLAY_BY_VALUE);
+    expect_overlay(tmp, "occlusion", 1, 1, 100.0, SAL_CMAP_BWR, 0.8f, SAL_OVERLAY_SIGNED | SAL_OVERLAY_BY_VALUE);
+    /* --opacity overrides the default, --alpha the peak */
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", "--opacity", "constant", "--alpha", "0.5", "--raw", png,
+        "-o", out, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    expect_overlay(tmp, "saliency", 3, 0, 99.0, SAL_CMAP_JET, 0.5f, 0);
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", "--opacity", "mapp", png, "-o", out, NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "did you mean 'map'?"), "%s", r.err);
     remove_flat(tmp);
 }

@@ -574,6 +574,38 @@ Test(overlay, signed_map_uses_the_middle_for_zero) {
     expect_rgb(out + 3, 255, 0, 0, "signed +1");
 }
 
+/* SAL_OVERLAY_BY_VALUE: the colour's weight is alpha * |value|, so the photo shows through where
+ * the map is low, and a signed map's zero is the photo, not bwr's white. Hand-computed: a gray
+ * photo of 100, the gray colormap (entry k = k) and bwr's ends (blue (0,0,255), red (255,0,0)),
+ * values sampled at the pixel centres (exact). */
+Test(overlay, opacity_by_value) {
+    uint8_t pix[3 * 1 * 3], out[3 * 1 * 3];
+    sal_image img = {3, 1, 3, pix};
+    memset(pix, 100, sizeof pix);
+    const float rect[4] = {0, 0, 3, 1};
+    const float map[3] = {0.0f, 0.5f, 1.0f};
+    cr_assert_eq(sal_overlay(&img, map, 1, 3, rect, SAL_CMAP_GRAY, 1.0f, SAL_OVERLAY_BY_VALUE, out), SAL_OK);
+    expect_rgb(out, 100, 100, 100, "value 0: the photo");
+    /* 0.5: colour round(0.5*255) = 128 at weight 0.5: 0.5*100 + 0.5*128 = 114 */
+    expect_rgb(out + 3, 114, 114, 114, "value 0.5: half the colour");
+    expect_rgb(out + 6, 255, 255, 255, "value 1: the colour at alpha");
+    /* alpha 0.6 at value 0.5: weight 0.3: 0.7*100 + 0.3*128 = 108.4 -> 108 */
+    cr_assert_eq(sal_overlay(&img, map, 1, 3, rect, SAL_CMAP_GRAY, 0.6f, SAL_OVERLAY_BY_VALUE, out), SAL_OK);
+    expect_rgb(out + 3, 108, 108, 108, "alpha scales the weight");
+    /* signed: -1 blue, 0 the photo (without by-value: bwr's white, blended), +1 red */
+    const float smap[3] = {-1.0f, 0.0f, 1.0f};
+    cr_assert_eq(sal_overlay(&img, smap, 1, 3, rect, SAL_CMAP_BWR, 1.0f, SAL_OVERLAY_SIGNED | SAL_OVERLAY_BY_VALUE, out),
+                 SAL_OK);
+    expect_rgb(out, 0, 0, 255, "signed -1");
+    expect_rgb(out + 3, 100, 100, 100, "signed 0: the photo, not washed out");
+    expect_rgb(out + 6, 255, 0, 0, "signed +1");
+    cr_assert_eq(sal_overlay(&img, smap, 1, 3, rect, SAL_CMAP_BWR, 0.5f, SAL_OVERLAY_SIGNED, out), SAL_OK);
+    const uint8_t *white = sal_colormap_table(SAL_CMAP_BWR) + 3 * 128;   /* t = 0.5: entry 128 */
+    expect_rgb(out + 3, round_half_up(0.5 * 100 + 0.5 * white[0]), round_half_up(0.5 * 100 + 0.5 * white[1]),
+               round_half_up(0.5 * 100 + 0.5 * white[2]), "signed 0 without by-value: half bwr's middle");
+    cr_expect(white[0] > 200 && white[1] > 200 && white[2] > 200, "bwr's middle is near white");
+}
+
 /* The geometry of sal_prep_rect + sal_overlay inverts sal_preprocess: an image whose red channel
  * is X and green channel is Y (both exact in uint8) is preprocessed to [0,1] (scale 1/255, mean 0,
  * std 1), and each model-input channel, used as the map, is drawn in gray with alpha 1. Bilinear

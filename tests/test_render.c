@@ -52,7 +52,9 @@ static void host_chain(const float *attr, int c, int h, int w, const sal_render_
         cr_assert_eq(sal_clip_percentile(map, (size_t)h * w, ro->clip, ro->signed_map, NULL, &err), SAL_OK, "%s", err.msg);
     sal_normalize(map, (size_t)h * w, ro->signed_map, map);
     cr_assert_eq(sal_heatmap_rgb(map, h, w, ro->cmap, ro->signed_map, heat), SAL_OK);
-    cr_assert_eq(sal_overlay(orig, map, h, w, rect, ro->cmap, ro->alpha, ro->signed_map, over), SAL_OK);
+    cr_assert_eq(sal_overlay(orig, map, h, w, rect, ro->cmap, ro->alpha,
+                             (ro->signed_map ? SAL_OVERLAY_SIGNED : 0) | (ro->alpha_by_value ? SAL_OVERLAY_BY_VALUE : 0),
+                             over), SAL_OK);
 }
 
 Test(render, equals_the_host_chain_value_for_value) {
@@ -71,7 +73,8 @@ Test(render, equals_the_host_chain_value_for_value) {
                         for (int j = 0; j < 37 * 29 * oc; j++) orig.pix[j] = (uint8_t)(next(&seed, 0) * 60 + 128);
                         const float rect[4] = {2.5f, 1.0f, 35.0f, 27.25f};
                         sal_render_opts ro = {reds[ri], reds[ri] == SAL_REDUCE_SUM, clips[ci],
-                                              (sal_colormap)((ri + ci) % SAL_CMAP_COUNT), 0.4f};
+                                              (sal_colormap)((ri + ci) % SAL_CMAP_COUNT), 0.4f,
+                                              (ci + oc) % 2 /* opacity by value, in half the cases */};
                         float *want = malloc(sizeof(float) * (size_t)h * w), *got = malloc(sizeof(float) * (size_t)h * w);
                         uint8_t *wh = malloc((size_t)h * w * 3), *gh = malloc((size_t)h * w * 3);
                         uint8_t *wo = malloc((size_t)37 * 29 * 3), *go = malloc((size_t)37 * 29 * 3);
@@ -93,7 +96,7 @@ Test(render, equals_the_host_chain_value_for_value) {
 
 Test(render, optional_outputs_and_bad_arguments) {
     float attr[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, map[4];
-    sal_render_opts ro = {SAL_REDUCE_ABS_MAX, 0, 100.0, SAL_CMAP_JET, 0.5f};
+    sal_render_opts ro = {SAL_REDUCE_ABS_MAX, 0, 100.0, SAL_CMAP_JET, 0.5f, 0};
     sal_error err = {0};
     /* (3,2,2) abs-max is the last channel: 8..11 -> 0, 1/3, 2/3, 1 */
     cr_assert_eq(sal_render(sess, attr, 3, 2, 2, &ro, NULL, NULL, map, NULL, NULL, &err), SAL_OK, "%s", err.msg);

@@ -61,7 +61,13 @@ static const char *output_help =
     "  --reduce R           channel reduction: abs-max (default), abs-sum, sum (signed)\n"
     "  --clip P             clip at the P-th percentile (default 99 for gradient maps, 100 else)\n"
     "  --colormap C         jet (default), turbo, viridis, inferno, gray; bwr for signed maps\n"
-    "  --alpha A            overlay weight of the colours (default 0.5)\n"
+    "  --alpha A            overlay weight of the colours (default 0.5; with --opacity map, the\n"
+    "                       weight where the map is largest, default 0.8)\n"
+    "  --opacity O          map: the colour's opacity follows the map's value (|value| for\n"
+    "                       signed maps), so the photo shows through where the map is low\n"
+    "                       (default for gradient methods and signed maps); constant: alpha\n"
+    "                       everywhere (default for CAMs, occlusion's unsigned maps, RISE,\n"
+    "                       KernelSHAP)\n"
     "  --heatmap            also write OUTDIR/<stem>.<method>.heatmap.png\n"
     "  --raw                also write OUTDIR/<stem>.<method>.npy (float32, before reduction)\n"
     "  --image-batch N      inputs explained together (default 16): one-pass methods then fill\n"
@@ -98,6 +104,8 @@ typedef struct xopts {
     sal_colormap cmap;
     int have_cmap;
     float alpha;
+    int have_alpha;
+    int opacity;       /* --opacity: -1 the method's default, 0 constant, 1 scaled by the map's value */
     int heatmap, raw;
     int image_batch;   /* images per sal_explain call (--image-batch); 0: EXPLAIN_IMAGE_BATCH */
     float *baseline_npy;
@@ -245,6 +253,15 @@ static int ensure_dir(const char *dir, char *created, size_t len) {
     return 0;
 }
 
+static int opacity_by_value_default(sal_method m, int signed_map) {
+    if (signed_map) return 1;
+    switch (m) {
+    case SAL_M_SALIENCY: case SAL_M_INPUTXGRAD: case SAL_M_SMOOTHGRAD: case SAL_M_SMOOTHGRAD_SQ: case SAL_M_VARGRAD:
+    case SAL_M_IG: case SAL_M_GUIDED: case SAL_M_GUIDED_GRADCAM: case SAL_M_GRADSHAP: return 1;
+    default: return 0;
+    }
+}
+
 /* How one image's attribution (mp: a one-image view) is post-processed: which array (and
  * channels) goes in, and sal_render's options (the field's defaults: gradient maps abs-max and clipped at the 99th percentile; CAMs
  * and occlusion unclipped; occlusion and signed reductions are signed maps). */
@@ -271,7 +288,11 @@ static void render_plan(const xopts *xo, sal_method m, const sal_maps *mp, const
     }
     ro->clip = xo->have_clip ? xo->clip : (is_cam || m == SAL_M_OCCLUSION ? 100.0 : SAL_CLIP_PERCENTILE_DEFAULT);
     ro->cmap = xo->have_cmap ? xo->cmap : ro->signed_map ? SAL_CMAP_BWR : SAL_CMAP_JET;
-    ro->alpha = xo->alpha;
+    /* the default: opacity by value for sparse maps (the gradient methods, whose few strong pixels
+     * would otherwise sit in a uniform colour wash) and for signed maps (whose zero is bwr's
+     * white); the classic constant blend for CAMs and the perturbation methods' smooth maps */
+    ro->alpha_by_value = xo->opacity >= 0 ? xo->opacity : opacity_by_value_default(m, ro->signed_map);
+    ro->alpha = xo->have_alpha ? xo->alpha : ro->alpha_by_value ? SAL_OVERLAY_ALPHA_BY_VALUE : SAL_OVERLAY_ALPHA;
 }
 
 /* Method options checked against the model before any output exists. The library checks them
@@ -692,6 +713,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     memset(&xo, 0, sizeof xo);
     xo.base = sal_explain_opts_default(SAL_M_SALIENCY);
     xo.alpha = SAL_OVERLAY_ALPHA;
+    xo.opacity = -1;
     xo.topk = 1;
     xo.methods[0] = SAL_M_SALIENCY;
     xo.n_methods = 1;
@@ -725,7 +747,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         if (a[0] == '-' && a[1]) {
             static const char *with_value[] = {"-M", "--methods", "-o", "--out", "--target", "--topk", "--output",
                 "--seed", "--samples", "--steps", "--method-batch", "--image-batch", "--noise", "--nt-inner", "--rule", "--baseline",
-                "--window", "--stride", "--fill", "--layer", "--reduce", "--clip", "--colormap", "--alpha",
+                "--window", "--stride", "--fill", "--layer", "--reduce", "--clip", "--colormap", "--alpha", "--opacity",
                 "--masks", "--grid", "--keep", "--stdev", "--coalitions", "--superpixels"};
             int known = 0;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
@@ -840,9 +862,18 @@ static int explain_or_bench(int argc, char **argv, int bench) {
             } else if (!strcmp(a, "--colormap")) {
                 if (sal_colormap_parse(v, &xo.cmap, &err)) { cli_error("--colormap: %s", err.msg); goto out; }
                 xo.have_cmap = 1;
+            } else if (!strcmp(a, "--opacity")) {
+                if (!strcmp(v, "map")) xo.opacity = 1;
+                else if (!strcmp(v, "constant")) xo.opacity = 0;
+                else {
+                    static const char *const modes[] = {"map", "constant"};
+                    cli_unknown("--opacity mode", v, modes, 2, NULL);
+                    goto out;
+                }
             } else if (!strcmp(a, "--alpha")) {
                 xo.alpha = strtof(v, &end);
                 if (*end || !(xo.alpha >= 0 && xo.alpha <= 1)) { cli_error("--alpha: expected a number in [0,1], got '%s'", v); goto out; }
+                xo.have_alpha = 1;
             } else { cli_error("explain: unknown option '%s'", a); goto out; }
             continue;
         }

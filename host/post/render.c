@@ -128,6 +128,7 @@ sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, co
         a.oc = orig->c;
         memcpy(a.rect, rect, sizeof a.rect);
         a.alpha = ro->alpha;
+        a.mode = (ro->signed_map ? SAL_OVERLAY_SIGNED : 0) | (ro->alpha_by_value ? SAL_OVERLAY_BY_VALUE : 0);
         if (!st) st = rprim(&r, SAL_MP_overlay, (int64_t)on, &a);
         if (!st) st = rcopy(&r, 0, overlay, dover, on * 3);
     }
