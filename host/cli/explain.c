@@ -70,6 +70,9 @@ static const char *output_help =
     "                       KernelSHAP)\n"
     "  --heatmap            also write OUTDIR/<stem>.<method>.heatmap.png\n"
     "  --raw                also write OUTDIR/<stem>.<method>.npy (float32, before reduction)\n"
+    "  --html               also write OUTDIR/index.html: every input's photo and overlays with\n"
+    "                       targets, scores, IG gaps, times and colour bars; opens offline (the\n"
+    "                       photos are copied into OUTDIR/inputs/)\n"
     "  --image-batch N      inputs explained together (default 16): one-pass methods then fill\n"
     "                       the internal batch; files are written after each group\n";
 
@@ -107,6 +110,7 @@ typedef struct xopts {
     int have_alpha;
     int opacity;       /* --opacity: -1 the method's default, 0 constant, 1 scaled by the map's value */
     int heatmap, raw;
+    int html;          /* --html: OUTDIR/index.html after the run */
     int image_batch;   /* images per sal_explain call (--image-batch); 0: EXPLAIN_IMAGE_BATCH */
     float *baseline_npy;
 } xopts;
@@ -706,6 +710,27 @@ done:
     return failed ? EXIT_FAIL : EXIT_OK;
 }
 
+/* --html: the page of the run's maps (html.c), when the run wrote its summary. -1 when it failed. */
+static int write_html(const xopts *xo) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/summary.jsonl", xo->out);
+    if (access(path, F_OK)) return 0;   /* nothing was explained: reported already */
+    cli_html_look looks[SAL_M_COUNT];
+    sal_maps dummy;
+    memset(&dummy, 0, sizeof dummy);
+    dummy.dims[0] = 3;
+    for (int k = 0; k < xo->n_methods; k++) {
+        const float *src;
+        int c;
+        sal_render_opts ro;
+        render_plan(xo, xo->methods[k], &dummy, &src, &c, &ro);
+        looks[k] = (cli_html_look){sal_method_name(xo->methods[k]), (int)ro.cmap, ro.signed_map};
+    }
+    if (cli_html_write(xo->out, looks, xo->n_methods)) return -1;
+    fprintf(stderr, "salient: wrote %s/index.html\n", xo->out);
+    return 0;
+}
+
 static int explain_or_bench(int argc, char **argv, int bench) {
     cli_common c;
     cli_common_init(&c);
@@ -735,12 +760,13 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         int r = cli_common_parse(&c, argc, argv, &i);
         if (r < 0) goto out;
         if (r > 0) continue;
-        static const char *flags[] = {"--no-relu", "--heatmap", "--raw"};
+        static const char *flags[] = {"--no-relu", "--heatmap", "--raw", "--html"};
         int is_flag = 0;
-        for (size_t k = 0; k < 3; k++) is_flag |= !strcmp(a, flags[k]);
-        if (is_flag) {
+        for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) is_flag |= !strcmp(a, flags[k]);
+        if (is_flag && !(bench && !strcmp(a, "--html"))) {
             if (!strcmp(a, "--no-relu")) xo.base.cam_relu = 0;
             else if (!strcmp(a, "--heatmap")) xo.heatmap = 1;
+            else if (!strcmp(a, "--html")) xo.html = 1;
             else xo.raw = 1;
             continue;
         }
@@ -956,6 +982,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         goto out;
     }
     rc = run_explain(&xo, &c, &cm, inputs, n_inputs, n_bad, fixed_target);
+    if (xo.html && write_html(&xo) && rc == EXIT_OK) rc = EXIT_FAIL;
     free(xo.baseline_npy);
     cli_model_close(&cm);
 out:
