@@ -349,3 +349,43 @@ Test(messages, overlay_opacity_defaults, .timeout = 120) {
     cr_expect(strstr(r.err, "did you mean 'map'?"), "%s", r.err);
     remove_flat(tmp);
 }
+
+/* --colorbar: the overlay gains a strip of sal_colorbar_height(width) rows under it (the picture
+ * above unchanged), whose labels are the values of --raw's map at the colour scale's ends. */
+Test(messages, colorbar_under_the_overlay, .timeout = 120) {
+    char tmp[64], png[128], out[128], p[256];
+    make_tmp(tmp, sizeof tmp);
+    snprintf(png, sizeof png, "%s/photo.png", tmp);
+    static uint8_t rgb[64 * 48 * 3];
+    for (int i = 0; i < 64 * 48 * 3; i++) rgb[i] = (uint8_t)(i * 7 % 251);
+    sal_error err = {0};
+    cr_assert_eq(sal_png_write_rgb(png, 64, 48, rgb, &err), SAL_OK, "%s", err.msg);
+    static run_result r;
+    snprintf(out, sizeof out, "%s/plain", tmp);
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "gradcam", png, "-o", out, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    snprintf(out, sizeof out, "%s/bar", tmp);
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "gradcam", "--colorbar", "--heatmap", png, "-o", out, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    sal_image a, b, hm;
+    snprintf(p, sizeof p, "%s/plain/photo.gradcam.png", tmp);
+    cr_assert_eq(sal_image_load(p, &a, &err), SAL_OK, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/bar/photo.gradcam.png", tmp);
+    cr_assert_eq(sal_image_load(p, &b, &err), SAL_OK, "%s", err.msg);
+    cr_expect(a.w == 64 && a.h == 48, "plain overlay %dx%d", a.w, a.h);
+    cr_expect(b.w == 64 && b.h == 48 + sal_colorbar_height(64), "overlay with its bar %dx%d", b.w, b.h);
+    cr_expect_eq(memcmp(a.pix, b.pix, (size_t)64 * 48 * 3), 0, "the picture above the bar is the same");
+    /* the strip is sal_colorbar's for the CAM's range: min-max normalized CAMs go from 0 to 1 */
+    uint8_t *strip = malloc((size_t)64 * sal_colorbar_height(64) * 3);
+    cr_assert_eq(sal_colorbar(strip, 64, SAL_CMAP_JET, 0, 0.0f, 1.0f), SAL_OK);
+    cr_expect_eq(memcmp(strip, b.pix + (size_t)64 * 48 * 3, (size_t)64 * sal_colorbar_height(64) * 3), 0,
+                 "the strip is the jet bar labelled 0 and 1");
+    snprintf(p, sizeof p, "%s/bar/photo.gradcam.heatmap.png", tmp);
+    cr_assert_eq(sal_image_load(p, &hm, &err), SAL_OK, "%s", err.msg);
+    cr_expect(hm.w == 32 && hm.h == 32 + sal_colorbar_height(32), "heatmap with its bar %dx%d", hm.w, hm.h);
+    free(strip);
+    sal_image_free(&a);
+    sal_image_free(&b);
+    sal_image_free(&hm);
+    remove_flat(tmp);
+}

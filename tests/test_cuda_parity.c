@@ -371,7 +371,7 @@ Test(parity_render, maps_heatmaps_and_overlays) {
     const float rect[4] = {62.5f, 0.0f, 437.5f, 375.0f};
     const sal_reduce reds[] = {SAL_REDUCE_ABS_MAX, SAL_REDUCE_SUM};
     for (int k = 0; k < 2; k++) {
-        sal_render_opts ro = {reds[k], k == 1, 99.0, k ? SAL_CMAP_BWR : SAL_CMAP_JET, 0.5f, k == 1};
+        sal_render_opts ro = {reds[k], k == 1, 99.0, k ? SAL_CMAP_BWR : SAL_CMAP_JET, 0.5f, k == 1, NULL};
         float *ma = malloc(sizeof(float) * h * w), *mb = malloc(sizeof(float) * h * w);
         uint8_t *ha = malloc((size_t)h * w * 3), *hb = malloc((size_t)h * w * 3);
         uint8_t *oa = malloc((size_t)OW * OH * 3), *ob = malloc((size_t)OW * OH * 3);

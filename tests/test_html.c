@@ -1,8 +1,9 @@
 /* test_html.c — `salient explain --html`: OUTDIR/index.html shows every input's photo (copied
  * into OUTDIR/inputs/) and every overlay the run wrote (the .topN names with --topk), with the
  * targets, the methods' times, IG's completeness gap relative to f(x) - f(baseline) (the numbers
- * of summary.jsonl, recomputed here), headings relative to the inputs' common folder, a colour bar
- * per overlay, and nothing fetched from elsewhere (no script, no http). Then Debian's headless
+ * of summary.jsonl, recomputed here), headings relative to the inputs' common folder, overlays
+ * with their colour bars (--html turns --colorbar on), and nothing fetched from elsewhere (no
+ * script, no http). Then Debian's headless
  * chromium loads it: its DOM has the figures, and its screenshot shows the photo (a magenta
  * square no overlay or bar could produce) and a bar's colours; skipped, visibly, without
  * chromium. The model is the tiny fixture CNN (32x32 inputs, 10 classes, no labels). */
@@ -22,6 +23,7 @@
 
 #include "salient.h"
 #include "io/io.h"
+#include "post/post.h"
 
 #define SALIENT SAL_BINARY_DIR "/salient"
 #define TINYCNN SAL_SOURCE_DIR "/tests/fixtures/methods/tinycnn.onnx"
@@ -160,8 +162,14 @@ Test(html, page_shows_every_map_and_the_run_numbers) {
     }
     cr_expect_eq(count_substr(page, "<section"), 2, "one section per input");
     cr_expect_eq(count_substr(page, "<figure"), 2 * (1 + 4), "input + 2 methods x 2 targets per section");
-    cr_expect_eq(count_substr(page, "class=\"bar\""), 8, "a colour bar per overlay");
     cr_expect(strstr(page, "no photo"), "the .npy input says it has no photo");
+    /* the overlays carry their colour bars */
+    sal_image ov;
+    sal_error e = {0};
+    snprintf(p, sizeof p, "%s/photo.saliency.top1.png", out);
+    cr_assert_eq(sal_image_load(p, &ov, &e), SAL_OK, "%s", e.msg);
+    cr_expect(ov.w == 40 && ov.h == 40 + sal_colorbar_height(40), "overlay with its bar: %dx%d", ov.w, ov.h);
+    sal_image_free(&ov);
     /* headings relative to the inputs' common folder (data/), which the note names */
     cr_expect(strstr(page, "<h2>photo.png <span") && strstr(page, "<h2>tensor.npy <span"), "relative headings");
     cr_expect(!strstr(page, "<h2>/tmp/"), "no absolute path in headings");
@@ -213,8 +221,8 @@ Test(html, chromium_renders_the_page) {
     sal_error e = {0};
     cr_assert_eq(sal_image_load(shot, &img, &e), SAL_OK, "%s", e.msg);
     cr_expect(img.w == 1200 && img.h == 900, "screenshot %dx%d", img.w, img.h);
-    /* the photo's magenta square (shown 224 px wide: the square is about 112 px) and the jet bar's
-     * dark red end (128,0,0 in the table) */
+    /* the photo's magenta square (shown 224 px wide: the square is about 112 px) and the dark red
+     * end (128,0,0 in the table) of the overlays' jet colour bars */
     long magenta = 0, dark_red = 0;
     for (int i = 0; i < img.w * img.h; i++) {
         const uint8_t *p = img.pix + (size_t)i * img.c;

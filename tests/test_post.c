@@ -690,3 +690,44 @@ Test(overlay, bad_arguments) {
     cr_expect_eq(sal_overlay(&img, map, 1, 1, rect, SAL_CMAP_JET, 0.5f, 0, out),
                  SAL_ERR_INVALID_ARG);
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Colour bar                                                                                       */
+
+/* sal_colorbar on a 100-wide strip (font scale 1): white, the bar 4..13 rows high from x = 4 to
+ * 95 (t = (x - 4 + 0.5) / 92, so the ends are table entries round(0.5/92*255) = 1 and
+ * round(91.5/92*255) = 254), and the labels' glyphs from row 17: "-1" at the left ('-' is row 3 of
+ * its glyph, all 5 pixels), "+1" right-aligned to x = 96 ('+'s vertical stroke at its column 2),
+ * "0" centred (its glyph's top row 0x0e: columns 1..3). */
+Test(colorbar, bar_and_labels_by_hand) {
+    const int w = 100, h = sal_colorbar_height(w);
+    cr_assert_eq(h, 28, "4 + 10 + 3 + 7 + 4 rows");
+    uint8_t *out = malloc((size_t)w * h * 3);
+    cr_assert_eq(sal_colorbar(out, w, SAL_CMAP_GRAY, 1, -1.0f, 1.0f), SAL_OK);
+#define PX(x, y) (out + 3 * ((size_t)(y) * w + (x)))
+    expect_rgb(PX(0, 0), 255, 255, 255, "background");
+    expect_rgb(PX(2, 8), 255, 255, 255, "margin left of the bar");
+    expect_rgb(PX(4, 4), 1, 1, 1, "bar's left end (gray entry 1)");
+    expect_rgb(PX(95, 13), 254, 254, 254, "bar's right end (gray entry 254)");
+    expect_rgb(PX(50, 8), 129, 129, 129, "bar's x = 50: t = 46.5/92, entry round(128.89) = 129");
+    /* "-1" from x = 4: '-' fills row 20 (17 + 3) at x = 4..8; '1' (from x = 10) has column 2 at row 17 */
+    for (int x = 4; x <= 8; x++) expect_rgb(PX(x, 20), 0, 0, 0, "'-' of -1");
+    expect_rgb(PX(4, 19), 255, 255, 255, "above '-'");
+    expect_rgb(PX(12, 17), 0, 0, 0, "top of '1' of -1");
+    /* "+1" ends at 96: 11 pixels wide from x = 85; '+' is a cross at (87, 18..22) and (85..89, 20) */
+    for (int y = 18; y <= 22; y++) expect_rgb(PX(87, y), 0, 0, 0, "'+' stroke");
+    for (int x = 85; x <= 89; x++) expect_rgb(PX(x, 20), 0, 0, 0, "'+' bar");
+    expect_rgb(PX(87, 17), 255, 255, 255, "above '+'");
+    for (int x = 92; x <= 94; x++) expect_rgb(PX(x, 23), 0, 0, 0, "foot of '1' of +1");
+    /* "0" at 50 - 5/2 = 48: its top row is x = 49..51 */
+    for (int x = 49; x <= 51; x++) expect_rgb(PX(x, 17), 0, 0, 0, "top of '0'");
+    expect_rgb(PX(48, 17), 255, 255, 255, "corner of '0'");
+    /* an unsigned bar has no middle label */
+    cr_assert_eq(sal_colorbar(out, w, SAL_CMAP_GRAY, 0, 0.0f, 1.0f), SAL_OK);
+    for (int x = 40; x < 60; x++)
+        for (int y = 17; y < 24; y++) expect_rgb(PX(x, y), 255, 255, 255, "no middle label");
+    cr_expect_eq(sal_colorbar(out, 31, SAL_CMAP_GRAY, 0, 0.0f, 1.0f), SAL_ERR_INVALID_ARG, "too narrow");
+    cr_expect_eq(sal_colorbar(out, w, (sal_colormap)99, 0, 0.0f, 1.0f), SAL_ERR_INVALID_ARG, "bad colormap");
+#undef PX
+    free(out);
+}

@@ -95,14 +95,8 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_json_string(FILE *f, const char *s);
 
 /* explain --html (html.c): OUTDIR/index.html from OUTDIR/summary.jsonl, the originals copied into
- * OUTDIR/inputs/. looks: how each method's maps were coloured, for the colour bars. Returns 0, or
- * -1 (reported). */
-typedef struct cli_html_look {
-    const char *method;
-    int cmap;          /* sal_colormap */
-    int signed_map;
-} cli_html_look;
-int cli_html_write(const char *outdir, const cli_html_look *looks, int n_looks);
+ * OUTDIR/inputs/. Returns 0, or -1 (reported). */
+int cli_html_write(const char *outdir);
 
 int cmd_info(int argc, char **argv);
 int cmd_predict(int argc, char **argv);

@@ -70,9 +70,11 @@ static const char *output_help =
     "                       KernelSHAP)\n"
     "  --heatmap            also write OUTDIR/<stem>.<method>.heatmap.png\n"
     "  --raw                also write OUTDIR/<stem>.<method>.npy (float32, before reduction)\n"
+    "  --colorbar           a colour bar under each overlay and heatmap: the colormap and the\n"
+    "                       values its ends stand for (after reduction and clipping)\n"
     "  --html               also write OUTDIR/index.html: every input's photo and overlays with\n"
-    "                       targets, scores, IG gaps, times and colour bars; opens offline (the\n"
-    "                       photos are copied into OUTDIR/inputs/)\n"
+    "                       targets, scores, IG gaps and times; opens offline (the photos are\n"
+    "                       copied into OUTDIR/inputs/); turns --colorbar on\n"
     "  --image-batch N      inputs explained together (default 16): one-pass methods then fill\n"
     "                       the internal batch; files are written after each group\n";
 
@@ -111,6 +113,7 @@ typedef struct xopts {
     int opacity;       /* --opacity: -1 the method's default, 0 constant, 1 scaled by the map's value */
     int heatmap, raw;
     int html;          /* --html: OUTDIR/index.html after the run */
+    int colorbar;      /* --colorbar: a colour bar with the value range under each picture */
     int image_batch;   /* images per sal_explain call (--image-batch); 0: EXPLAIN_IMAGE_BATCH */
     float *baseline_npy;
 } xopts;
@@ -394,6 +397,7 @@ typedef struct pending {
     uint8_t *heat;         /* (h, w, 3) bare heatmap, or NULL */
     int ok;                /* rendered, and every file so far written */
     char err[4400];        /* write_map_pngs's failure, printed by finish_map */
+    int bar_rgb, bar_heat; /* --colorbar: rows of colour bar under the overlay / heatmap (0: none) */
 } pending;
 
 static void map_path(char *path, size_t len, const xopts *xo, const pending *pd, const char *ext) {
@@ -411,9 +415,14 @@ static void render_map(const xopts *xo, const cli_model *cm, pending *pd, float 
     sal_render_opts ro;
     sal_error err = {0};
     render_plan(xo, pd->m, &pd->maps, &src, &nc, &ro);
+    float range[2] = {0, 0};
+    ro.range_out = range;
     pd->ok = 1;
-    if (xo->heatmap || ic->is_npy) pd->heat = malloc((size_t)cm->w * cm->h * 3);
-    if (!ic->is_npy) pd->rgb = malloc((size_t)ic->orig.w * ic->orig.h * 3);
+    /* --colorbar: a strip under the picture (pictures narrower than 32 pixels go without) */
+    pd->bar_rgb = xo->colorbar && !ic->is_npy && ic->orig.w >= 32 ? sal_colorbar_height(ic->orig.w) : 0;
+    pd->bar_heat = xo->colorbar && cm->w >= 32 ? sal_colorbar_height(cm->w) : 0;
+    if (xo->heatmap || ic->is_npy) pd->heat = malloc((size_t)cm->w * (cm->h + pd->bar_heat) * 3);
+    if (!ic->is_npy) pd->rgb = malloc((size_t)ic->orig.w * (ic->orig.h + pd->bar_rgb) * 3);
     if ((!ic->is_npy && !pd->rgb) || ((xo->heatmap || ic->is_npy) && !pd->heat)) {
         cli_error("%s: out of memory for a %dx%d overlay", ic->in, ic->orig.w, ic->orig.h);
         pd->ok = 0;
@@ -421,6 +430,11 @@ static void render_map(const xopts *xo, const cli_model *cm, pending *pd, float 
                           pd->rgb, &err)) {
         cli_error("%s: %s", ic->in, err.msg);
         pd->ok = 0;
+    } else {
+        if (pd->rgb && pd->bar_rgb)
+            sal_colorbar(pd->rgb + (size_t)ic->orig.w * ic->orig.h * 3, ic->orig.w, ro.cmap, ro.signed_map, range[0], range[1]);
+        if (pd->heat && pd->bar_heat)
+            sal_colorbar(pd->heat + (size_t)cm->w * cm->h * 3, cm->w, ro.cmap, ro.signed_map, range[0], range[1]);
     }
 }
 
@@ -431,11 +445,11 @@ static void write_map_pngs(const xopts *xo, const cli_model *cm, pending *pd) {
     if (!pd->ok) return;
     if (pd->rgb) {
         map_path(path, sizeof path, xo, pd, ".png");
-        if (sal_png_write_rgb(path, pd->ic->orig.w, pd->ic->orig.h, pd->rgb, &err)) goto failed;
+        if (sal_png_write_rgb(path, pd->ic->orig.w, pd->ic->orig.h + pd->bar_rgb, pd->rgb, &err)) goto failed;
     }
     if (pd->heat) {
         map_path(path, sizeof path, xo, pd, pd->ic->is_npy ? ".png" : ".heatmap.png");
-        if (sal_png_write_rgb(path, cm->w, cm->h, pd->heat, &err)) goto failed;
+        if (sal_png_write_rgb(path, cm->w, cm->h + pd->bar_heat, pd->heat, &err)) goto failed;
     }
     return;
 failed:
@@ -715,18 +729,7 @@ static int write_html(const xopts *xo) {
     char path[4200];
     snprintf(path, sizeof path, "%s/summary.jsonl", xo->out);
     if (access(path, F_OK)) return 0;   /* nothing was explained: reported already */
-    cli_html_look looks[SAL_M_COUNT];
-    sal_maps dummy;
-    memset(&dummy, 0, sizeof dummy);
-    dummy.dims[0] = 3;
-    for (int k = 0; k < xo->n_methods; k++) {
-        const float *src;
-        int c;
-        sal_render_opts ro;
-        render_plan(xo, xo->methods[k], &dummy, &src, &c, &ro);
-        looks[k] = (cli_html_look){sal_method_name(xo->methods[k]), (int)ro.cmap, ro.signed_map};
-    }
-    if (cli_html_write(xo->out, looks, xo->n_methods)) return -1;
+    if (cli_html_write(xo->out)) return -1;
     fprintf(stderr, "salient: wrote %s/index.html\n", xo->out);
     return 0;
 }
@@ -760,13 +763,14 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         int r = cli_common_parse(&c, argc, argv, &i);
         if (r < 0) goto out;
         if (r > 0) continue;
-        static const char *flags[] = {"--no-relu", "--heatmap", "--raw", "--html"};
+        static const char *flags[] = {"--no-relu", "--heatmap", "--raw", "--html", "--colorbar"};
         int is_flag = 0;
         for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) is_flag |= !strcmp(a, flags[k]);
-        if (is_flag && !(bench && !strcmp(a, "--html"))) {
+        if (is_flag && !(bench && (!strcmp(a, "--html") || !strcmp(a, "--colorbar")))) {
             if (!strcmp(a, "--no-relu")) xo.base.cam_relu = 0;
             else if (!strcmp(a, "--heatmap")) xo.heatmap = 1;
-            else if (!strcmp(a, "--html")) xo.html = 1;
+            else if (!strcmp(a, "--html")) xo.html = xo.colorbar = 1;   /* the page shows the bars */
+            else if (!strcmp(a, "--colorbar")) xo.colorbar = 1;
             else xo.raw = 1;
             continue;
         }

@@ -2,8 +2,8 @@
  * offline (plain HTML and CSS, no script, nothing fetched: the originals are copied into
  * OUTDIR/inputs/, the overlays are the run's own files beside the page). One section per input:
  * the original, then every method's overlay with its target, score, IG/KernelSHAP completeness gap
- * (also relative to f(x) - f(baseline)), CAM layer and time, and a colour bar of the method's
- * colormap; a table of the methods' times heads the page. The page is made from
+ * (also relative to f(x) - f(baseline)), CAM layer and time (the overlays carry their colour bars:
+ * --html turns --colorbar on); a table of the methods' times heads the page. The page is made from
  * OUTDIR/summary.jsonl, the run's own record, so it shows exactly what the run wrote. */
 #define _DEFAULT_SOURCE   /* getline, strdup */
 #include <ctype.h>
@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "post/post.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* One summary row                                                                                  */
@@ -229,25 +228,6 @@ static size_t common_dir(hrow *rows, int n) {
     return len;
 }
 
-/* A CSS gradient of colormap cm, 17 stops. */
-static void css_gradient(FILE *f, int cm_index) {
-    const sal_colormap cm = (sal_colormap)cm_index;
-    const uint8_t *t = sal_colormap_table(cm);
-    if (!t) return;
-    fputs("linear-gradient(to right", f);
-    for (int k = 0; k <= 16; k++) {
-        int i = k * 255 / 16;
-        fprintf(f, ", #%02x%02x%02x", t[3 * i], t[3 * i + 1], t[3 * i + 2]);
-    }
-    fputc(')', f);
-}
-
-static const cli_html_look *look_of(const cli_html_look *looks, int n, const char *method) {
-    for (int k = 0; k < n; k++)
-        if (!strcmp(looks[k].method, method)) return &looks[k];
-    return NULL;
-}
-
 static const char *css =
     "body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}\n"
     "h1{font-size:1.4em;margin-bottom:.2em}\n"
@@ -264,8 +244,6 @@ static const char *css =
     "figure.original img{border-color:#333}\n"
     "figure div.missing{width:222px;height:160px;border:1px dashed #bbb;color:#888;display:flex;"
     "align-items:center;justify-content:center;text-align:center;font-size:.85em}\n"
-    "div.bar{height:8px;border:1px solid #ccc;margin-top:3px}\n"
-    "div.ticks{display:flex;justify-content:space-between;font-size:.7em;color:#666}\n"
     "figcaption{font-size:.8em;line-height:1.35;margin-top:4px;word-break:break-word}\n"
     "figcaption b{font-size:1.1em}\n"
     "figcaption span.extra{color:#666}\n";
@@ -275,7 +253,7 @@ static void class_text(FILE *f, int k, const char *label) {
     else fprintf(f, "class %d", k);
 }
 
-int cli_html_write(const char *outdir, const cli_html_look *looks, int n_looks) {
+int cli_html_write(const char *outdir) {
     char path[4200], why[6000];
     snprintf(path, sizeof path, "%s/summary.jsonl", outdir);
     FILE *in = fopen(path, "r");
@@ -356,7 +334,8 @@ int cli_html_write(const char *outdir, const cli_html_look *looks, int n_looks) 
         fputs("</code> (headings are relative to it)", f);
     }
     fputs(". Overlays: the map over the photo at the photo's resolution (the part the model's centre "
-          "crop cut away is darkened); each map is scaled to its own range, shown by the bar under it. "
+          "crop cut away is darkened); each map is scaled to its own range, whose values the bar under it "
+          "gives. "
           "Numbers: summary.csv, summary.jsonl.</p>\n", f);
 
     /* the methods' times */
@@ -418,14 +397,6 @@ int cli_html_write(const char *outdir, const cli_html_look *looks, int n_looks) 
                 fputs("\">", f);
             } else {
                 fputs("<div class=\"missing\">overlay missing</div>", f);
-            }
-            const cli_html_look *lk = look_of(looks, n_looks, r->method);
-            if (lk) {
-                fputs("<div class=\"bar\" style=\"background:", f);
-                css_gradient(f, lk->cmap);
-                fprintf(f, "\"></div><div class=\"ticks\">%s</div>",
-                        lk->signed_map ? "<span>−max</span><span>0</span><span>+max</span>"
-                                       : "<span>min</span><span>max</span>");
             }
             fputs("<figcaption><b>", f);
             html_text(f, r->method);

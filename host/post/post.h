@@ -184,6 +184,10 @@ typedef struct sal_render_opts {
     float alpha;         /* overlay colour weight in [0,1] (the largest, with alpha_by_value) */
     int alpha_by_value;  /* overlay: the colour's opacity scaled by the map's value (|value| for
                             signed maps): SAL_OVERLAY_BY_VALUE */
+    float *range_out;    /* (2), or NULL: receives the values the colour scale's ends stand for,
+                            after reduction and clipping: the finite minimum and maximum (unsigned;
+                            (0,0) when none is finite), or -max|x| and +max|x| (signed); for a
+                            colour bar (sal_colorbar) */
 } sal_render_opts;
 
 /* Post-process attr (c,h,w) of one image on the session's backend (the GPU when the session has
@@ -198,5 +202,17 @@ typedef struct sal_render_opts {
 sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, const sal_render_opts *ro,
                       const sal_image *orig, const float rect[4], float *map, uint8_t *heat,
                       uint8_t *overlay, sal_error *err);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Colour bar                                                                                       */
+
+/* The height of sal_colorbar's strip for an image w pixels wide: the bar and one line of labels,
+ * scaled with the width (a 5x7 pixel font at scale max(1, round(w / 180))). */
+int sal_colorbar_height(int w);
+/* A colour bar strip out (sal_colorbar_height(w), w, 3) uint8 RGB, to go under an overlay: on white,
+ * the colormap cm from left (t = 0) to right (t = 1) over the width less a margin, and under it the
+ * values the ends stand for, lo at the left and hi at the right ("%.3g"; signed maps also 0 in
+ * the middle), in black. SAL_ERR_INVALID_ARG for a NULL buffer, w < 32 or a bad colormap. */
+sal_status sal_colorbar(uint8_t *out, int w, sal_colormap cm, int signed_map, float lo, float hi);
 
 #endif /* SAL_POST_H */
