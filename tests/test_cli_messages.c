@@ -389,3 +389,24 @@ Test(messages, colorbar_under_the_overlay, .timeout = 120) {
     sal_image_free(&hm);
     remove_flat(tmp);
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The sample photos and their preprocessed copies live apart                                       */
+
+/* scripts/fetch-models keeps the .npy fixtures in samples-npy/, so a folder walk over samples/
+ * lists each photo once (it used to list chelsea.png and chelsea.npy, with different numbers). */
+Test(messages, samples_folder_lists_each_photo_once, .timeout = 60) {
+    const char *samples = SAL_SOURCE_DIR "/samples", *npy = SAL_SOURCE_DIR "/samples-npy/chelsea.npy";
+    if (access(SAL_SOURCE_DIR "/samples/chelsea.png", R_OK)) cr_skip_test("no samples/: run scripts/fetch-models");
+    cr_expect_eq(access(npy, R_OK), 0, "the fixtures are in samples-npy/");
+    char tmp[64];
+    make_tmp(tmp, sizeof tmp);
+    static run_result r;
+    run(&r, tmp, "predict", "-m", TINYCNN, samples, NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    int photos = 0;
+    for (const char *p = strstr(r.out, "/samples/"); p; p = strstr(p + 1, "/samples/")) photos++;
+    cr_expect_eq(photos, 7, "seven photos, each once: %s", r.out);
+    cr_expect(!strstr(r.out, ".npy"), "no preprocessed copy among them: %s", r.out);
+    remove_flat(tmp);
+}

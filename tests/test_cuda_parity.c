@@ -346,7 +346,7 @@ Test(parity_methods, efficientnet_lite0) {
     float *x = NULL;
     int nd;
     int64_t d[SAL_MAX_DIMS];
-    cr_assert_eq(sal_npy_read(tu_src_path("samples/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK,
+    cr_assert_eq(sal_npy_read(tu_src_path("samples-npy/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK,
                  "%s", err.msg);
     sal_method ms[] = {SAL_M_SALIENCY, SAL_M_IG, SAL_M_GUIDED, SAL_M_GRADCAM, SAL_M_OCCLUSION};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) explain_both(mpath, x, 1, 224, 224, ms[i], NULL, METHOD_TOL);

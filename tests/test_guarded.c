@@ -137,7 +137,7 @@ Test(guarded, efficientnet_lite0_gives_the_plain_cpu_maps) {
     float *x = NULL;
     int nd;
     int64_t d[SAL_MAX_DIMS];
-    cr_assert_eq(sal_npy_read(tu_src_path("samples/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_npy_read(tu_src_path("samples-npy/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK, "%s", err.msg);
     static const sal_method ms[] = {SAL_M_SALIENCY, SAL_M_IG, SAL_M_GRADCAM};
     for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
         sal_explain_opts o = sal_explain_opts_default(ms[i]);
