@@ -49,8 +49,10 @@ const char *cli_common_help =
     "  --mean a[,b,c]       per-channel mean after scaling (default: the model's, else ImageNet)\n"
     "  --std a[,b,c]        per-channel std (default: the model's, else ImageNet)\n"
     "  --scale S            pixel scale before mean/std (default 1/255)\n"
-    "  --crop R             resize the shorter side to size/R, then centre-crop (default 0.875;\n"
-    "                       0 stretches the image to the input size)\n"
+    "  --crop R             resize the shorter side to size/R, then centre-crop (0 stretches the\n"
+    "                       image to the input size). Default: the model's salient.resize, else\n"
+    "                       0.875, never enlarging an image to crop it (one at the input size is\n"
+    "                       taken whole); `salient info MODEL` shows what a model gets\n"
     "  --gray               convert images to grayscale first\n"
     "  --json               one JSON object per input on stdout\n";
 
