@@ -6,7 +6,7 @@
  *                [--inputs a.npy,b.npy,...] [--json]
  *   bench_engine --serve [--model ...] [--threads ...] [--inputs ...]
  *
- * Inputs: the (3,224,224) float32 .npy tensors of samples/ (scripts/fetch-models), repeated in
+ * Inputs: the (3,224,224) float32 .npy tensors of samples-npy/ (scripts/fetch-models), repeated in
  * order to fill a batch (image i of a batch is input i mod count).
  *
  * Standalone: per batch size and mode, --warmup untimed runs, then timed runs until at least
@@ -61,8 +61,8 @@ enum { MODE_FORWARD = 0, MODE_GRADIENT = 1, N_MODES = 2 };
 static const char *mode_names[N_MODES] = {"forward", "gradient"};
 
 static const char *default_inputs =
-    "samples/chelsea.npy,samples/coffee.npy,samples/astronaut.npy,samples/rocket.npy,"
-    "samples/dog.npy,samples/eagle.npy,samples/giraffe.npy";
+    "samples-npy/chelsea.npy,samples-npy/coffee.npy,samples-npy/astronaut.npy,samples-npy/rocket.npy,"
+    "samples-npy/dog.npy,samples-npy/eagle.npy,samples-npy/giraffe.npy";
 
 typedef struct bench {
     sal_model *model;

@@ -33,8 +33,8 @@
 #include <oneapi/dnnl/dnnl_debug.h>
 
 static const char *default_inputs =
-    "samples/chelsea.npy,samples/coffee.npy,samples/astronaut.npy,samples/rocket.npy,"
-    "samples/dog.npy,samples/eagle.npy,samples/giraffe.npy";
+    "samples-npy/chelsea.npy,samples-npy/coffee.npy,samples-npy/astronaut.npy,samples-npy/rocket.npy,"
+    "samples-npy/dog.npy,samples-npy/eagle.npy,samples-npy/giraffe.npy";
 
 static double wall_now(void) {
     struct timespec t;

@@ -106,7 +106,7 @@ def main():
     n_relu = sum(isinstance(m, torch.nn.ReLU) for m in model.modules())
     n_relu6 = sum(isinstance(m, torch.nn.ReLU6) for m in model.modules())
 
-    imgs = [torch.from_numpy(np.load(f"samples/{s}.npy").astype(np.float32)).reshape(1, 3, 224, 224)
+    imgs = [torch.from_numpy(np.load(f"samples-npy/{s}.npy").astype(np.float32)).reshape(1, 3, 224, 224)
             for s in SAMPLES[:a.images]]
     imgs = [x.to(dev) for x in imgs]
 
@@ -116,7 +116,7 @@ def main():
                             "--occ-stride", str(a.occ_stride), "--shap-samples", str(a.shap_samples),
                             "--kshap-grid", str(a.kshap_grid), "--kshap-coalitions", str(a.kshap_coalitions),
                             "--rise-masks", str(a.rise_masks), "--device", a.device,
-                            "--inputs", ",".join(f"samples/{s}.npy" for s in SAMPLES[:a.images])],
+                            "--inputs", ",".join(f"samples-npy/{s}.npy" for s in SAMPLES[:a.images])],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def ask(cmd):

@@ -10,7 +10,7 @@ run under the same machine noise. See benchmarks/README.md.
 
 ORT session: CPUExecutionProvider, intra_op_num_threads = --threads, inter_op_num_threads =
 --inter-threads, sequential execution, graph optimizations left at onnxruntime's default
-(ORT_ENABLE_ALL). Inputs: the (3,224,224) float32 samples/*.npy tensors repeated to fill a batch
+(ORT_ENABLE_ALL). Inputs: the (3,224,224) float32 samples-npy/*.npy tensors repeated to fill a batch
 (image i of a batch is input i mod count), exactly as bench_engine builds them.
 
 Standalone (no --salient): per batch size, --warmup untimed runs, then timed runs until at least
@@ -46,7 +46,7 @@ import time
 import numpy as np
 
 DEFAULT_INPUTS = ",".join(
-    f"samples/{s}.npy" for s in ("chelsea", "coffee", "astronaut", "rocket", "dog", "eagle", "giraffe"))
+    f"samples-npy/{s}.npy" for s in ("chelsea", "coffee", "astronaut", "rocket", "dog", "eagle", "giraffe"))
 
 
 def parse_args(argv):

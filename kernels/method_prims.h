@@ -398,7 +398,8 @@ SAL_HD void sal_mp_heatmap(int64_t i, const sal_mp_args *a) {
 }
 
 /* count oh_*ow_: u8out (oh_, ow_, 3) = original pixel i (u8in, oc channels) blended with the
- * colour of the normalized map in (h,w) over rect. */
+ * colour of the normalized map in (h,w) over rect; mode: sal_overlay_pixel's flags (signed map,
+ * opacity by value). */
 SAL_HD void sal_mp_overlay(int64_t i, const sal_mp_args *a) {
     int Y = (int)(i / a->ow_), X = (int)(i - (int64_t)Y * a->ow_);
     sal_overlay_pixel(a->u8in, a->ow_, a->oc, a->in, a->h, a->w, a->rect, a->table, a->alpha, a->mode, X, Y,

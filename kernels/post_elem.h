@@ -203,16 +203,35 @@ SAL_HD uint8_t sal_blend_u8(uint8_t o, uint8_t c, float alpha) {
 /* the original at 50%: round(o / 2), half up (255 -> 128) */
 SAL_HD uint8_t sal_darken_u8(uint8_t o) { return sal_pe_u8(0.5f * (float)o); }
 
+/* Overlay flags: bit 0 a signed map ([-1,1], coloured at (v+1)/2), bit 1 the colour's opacity
+ * scaled by the map's value (SAL_OVERLAY_BY_VALUE). */
+#ifndef SAL_OVERLAY_SIGNED   /* also in host/post/post.h, for callers that do not see kernels/ */
+#define SAL_OVERLAY_SIGNED 1
+#define SAL_OVERLAY_BY_VALUE 2
+#endif
+
+/* The colour's weight at normalized map value v: alpha; with by_value, alpha * min(|v|, 1), so the
+ * photo shows through where the map is low (zero for v = 0, also the middle of a signed map, which
+ * would otherwise wash the photo out to the colormap's white); NaN weighs 0. */
+SAL_HD float sal_overlay_weight(float v, float alpha, int by_value) {
+    if (!by_value) return alpha;
+    float m = fabsf(v);
+    if (!(m > 0.0f)) return 0.0f;
+    return m < 1.0f ? alpha * m : alpha;
+}
+
 /* Original pixel (X,Y) of the overlay. orig (H,W,c) with c 1 or 3 (gray is expanded to RGB);
- * map (h,w) normalized ([0,1], or [-1,1] when signed_map); rect (4) = x0,y0,x1,y1, the region
- * of the original (pixel edges) that the map covers; out (H,W,3).
+ * map (h,w) normalized ([0,1], or [-1,1] when flags has SAL_OVERLAY_SIGNED); rect (4) =
+ * x0,y0,x1,y1, the region of the original (pixel edges) that the map covers; out (H,W,3).
  * When the pixel's centre (X+0.5, Y+0.5) lies in [x0,x1) x [y0,y1), the map is sampled
  * bilinearly at edge coordinates u = (X + 0.5 - x0) * w / (x1 - x0), v likewise, coloured
- * through table and blended: out = (1 - alpha) * orig + alpha * colour. Otherwise (the model
- * never saw the pixel) out = the original darkened to 50%. */
+ * through table and blended: out = (1 - a) * orig + a * colour with a = sal_overlay_weight(value,
+ * alpha, flags & SAL_OVERLAY_BY_VALUE). Otherwise (the model never saw the pixel) out = the
+ * original darkened to 50%. */
 SAL_HD void sal_overlay_pixel(const uint8_t *orig, int W, int c, const float *map, int h, int w,
                               const float *rect, const uint8_t *table, float alpha,
-                              int signed_map, int X, int Y, uint8_t *out) {
+                              int flags, int X, int Y, uint8_t *out) {
+    const int signed_map = flags & SAL_OVERLAY_SIGNED;
     const size_t at = (size_t)Y * (size_t)W + (size_t)X;
     const uint8_t *o = orig + at * (size_t)c;
     uint8_t rgb_orig[3];
@@ -227,7 +246,8 @@ SAL_HD void sal_overlay_pixel(const uint8_t *orig, int W, int c, const float *ma
         float val = sal_bilinear_sample(map, h, w, u, v);
         uint8_t col[3];
         sal_colormap_lookup(table, sal_colormap_t(val, signed_map), col);
-        for (int k = 0; k < 3; k++) d[k] = sal_blend_u8(rgb_orig[k], col[k], alpha);
+        const float a = sal_overlay_weight(val, alpha, flags & SAL_OVERLAY_BY_VALUE);
+        for (int k = 0; k < 3; k++) d[k] = sal_blend_u8(rgb_orig[k], col[k], a);
     } else {
         for (int k = 0; k < 3; k++) d[k] = sal_darken_u8(rgb_orig[k]);
     }

@@ -3,7 +3,7 @@
 on EfficientNet-Lite0 for the sample photos, the independent reference for salient's IG on a real
 model (tests/test_model.c, ig_completeness_on_sample_photos).
 
-For each photo (samples/<stem>.npy, see scripts/fetch-models) and its top-1 class t, Captum 0.8's
+For each photo (samples-npy/<stem>.npy, see scripts/fetch-models) and its top-1 class t, Captum 0.8's
 IntegratedGradients (zero baseline, method='gausslegendre', the default) runs on the model converted
 to torch by onnx2torch, at 50 and 256 steps, and reports its convergence delta
 sum(attr) - (f(x)[t] - f(0)[t]). One '#' header line, then one line per photo:
@@ -39,7 +39,7 @@ def main():
     ig = IntegratedGradients(model)
     lines = []
     for stem in SAMPLES:
-        path = os.path.join(ROOT, "samples", stem + ".npy")
+        path = os.path.join(ROOT, "samples-npy", stem + ".npy")
         if not os.path.exists(path):
             sys.exit(f"make-ig-reference: {path} missing (run scripts/fetch-models)")
         x = torch.from_numpy(np.load(path).astype(np.float32)).reshape(1, 3, 224, 224)
@@ -58,7 +58,7 @@ def main():
     v = importlib.metadata.version
     header = (f"# made by scripts/make-ig-reference.py: captum {v('captum')} IntegratedGradients (zero baseline, "
               f"gausslegendre, internal_batch_size 32), torch {torch.__version__} CPU, onnx2torch {v('onnx2torch')}, "
-              f"on models/efficientnet_lite0.onnx ({os.path.getsize(a.model)} bytes), inputs samples/<stem>.npy, "
+              f"on models/efficientnet_lite0.onnx ({os.path.getsize(a.model)} bytes), inputs samples-npy/<stem>.npy, "
               f"target = top-1; line: <stem> <target> <f(x)-f(0)> <|convergence delta| at {STEPS[0]} steps> "
               f"<at {STEPS[1]} steps>\n")
     tmp = a.out + ".tmp"

@@ -2,14 +2,14 @@
 """Write tests/fixtures/effnet_lite0_ref.txt: onnxruntime's logits for the sample photos.
 
 For each sample photo (samples/, see scripts/fetch-models) the preprocessed tensor is
-written to samples/<stem>.npy by scripts/salient_prep.py (the single implementation of
+written to samples-npy/<stem>.npy by scripts/salient_prep.py (the single implementation of
 the preprocessing), read back, and run through models/efficientnet_lite0.onnx with
 onnxruntime (CPU, one thread). The fixture has one '#' header line, then one line per photo:
 
     <stem> <top1> <logit_0> ... <logit_999>        (floats as %.6g)
 
 Usage: .venv/bin/python scripts/make-reference-logits.py [--npy-only] [--out FILE]
-  --npy-only   only (re)write samples/<stem>.npy
+  --npy-only   only (re)write samples-npy/<stem>.npy
 """
 import argparse
 import os
@@ -61,7 +61,7 @@ def main():
     std = ",".join("%.9g" % s for s in prep.STD)
     header = (f"# made by scripts/make-reference-logits.py with onnxruntime {ort.__version__} (CPU, 1 thread) "
               f"on models/efficientnet_lite0.onnx ({os.path.getsize(args.model)} bytes); "
-              f"inputs = samples/<stem>.npy from scripts/salient_prep.py: skimage.io.imread RGB uint8, "
+              f"inputs = samples-npy/<stem>.npy from scripts/salient_prep.py: skimage.io.imread RGB uint8, "
               f"bilinear half-pixel no-antialias resize of shorter side to {prep.RESIZE_SHORTER} "
               f"(other = floor(other*{prep.RESIZE_SHORTER}/shorter+0.5)), centre crop {prep.CROP}x{prep.CROP} "
               f"(top=(H-{prep.CROP})//2, left=(W-{prep.CROP})//2), x/255, (x-mean)/std with "

@@ -24,8 +24,10 @@ The C side (host/io) implements exactly the same pipeline:
 All arithmetic is done in float64 and cast to float32 once at the end; a C
 implementation in float32 agrees to ~1e-5 absolute.
 
-CLI:  salient_prep.py --write-npy [SAMPLES_DIR]   writes SAMPLES_DIR/<stem>.npy for
-      every sample photo present there (default: <repo>/samples).
+CLI:  salient_prep.py --write-npy [SAMPLES_DIR [NPY_DIR]]   writes NPY_DIR/<stem>.npy for
+      every sample photo present in SAMPLES_DIR (defaults: <repo>/samples, <repo>/samples-npy:
+      a folder of its own, so that a folder walk over the photos, `salient predict samples/`,
+      does not list each photo twice).
 """
 import math
 import os
@@ -35,6 +37,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES_DIR = os.path.join(ROOT, "samples")
+NPY_DIR = os.path.join(ROOT, "samples-npy")
 
 RESIZE_SHORTER = 256
 CROP = 224
@@ -127,24 +130,26 @@ def preprocess(path):
     return preprocess_array(load_rgb(path))
 
 
-def write_npys(samples_dir=SAMPLES_DIR):
-    """Write <stem>.npy next to every sample photo in samples_dir; returns [(stem, npy)]."""
+def write_npys(samples_dir=SAMPLES_DIR, npy_dir=NPY_DIR):
+    """Write npy_dir/<stem>.npy for every sample photo in samples_dir; returns [(stem, npy)]."""
     out = []
+    os.makedirs(npy_dir, exist_ok=True)
     for stem, src in sample_sources(samples_dir):
         if os.path.dirname(os.path.abspath(src)) != os.path.abspath(samples_dir):
             raise FileNotFoundError(f"{os.path.join(samples_dir, os.path.basename(src))} missing "
                                     "(run scripts/fetch-models)")
-        npy = os.path.join(samples_dir, stem + ".npy")
+        npy = os.path.join(npy_dir, stem + ".npy")
         np.save(npy, preprocess(src), allow_pickle=False)
         out.append((stem, npy))
     return out
 
 
 def main(argv):
-    if len(argv) >= 1 and argv[0] == "--write-npy" and len(argv) <= 2:
-        d = argv[1] if len(argv) == 2 else SAMPLES_DIR
+    if len(argv) >= 1 and argv[0] == "--write-npy" and len(argv) <= 3:
+        d = argv[1] if len(argv) >= 2 else SAMPLES_DIR
+        n = argv[2] if len(argv) == 3 else NPY_DIR
         try:
-            write_npys(d)
+            write_npys(d, n)
         except (FileNotFoundError, ValueError) as e:
             print(f"salient_prep: {e}", file=sys.stderr)
             return 1

@@ -412,7 +412,7 @@ Test(parity_methods, efficientnet_lite0) {
     float *x = NULL;
     int nd;
     int64_t d[SAL_MAX_DIMS];
-    cr_assert_eq(sal_npy_read(tu_src_path("samples/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK,
+    cr_assert_eq(sal_npy_read(tu_src_path("samples-npy/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK,
                  "%s", err.msg);
     sal_method ms[] = {SAL_M_SALIENCY, SAL_M_IG, SAL_M_GUIDED, SAL_M_GRADCAM, SAL_M_OCCLUSION};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) explain_both(mpath, x, 1, 224, 224, ms[i], NULL, METHOD_TOL);
@@ -437,7 +437,7 @@ Test(parity_render, maps_heatmaps_and_overlays) {
     const float rect[4] = {62.5f, 0.0f, 437.5f, 375.0f};
     const sal_reduce reds[] = {SAL_REDUCE_ABS_MAX, SAL_REDUCE_SUM};
     for (int k = 0; k < 2; k++) {
-        sal_render_opts ro = {reds[k], k == 1, 99.0, k ? SAL_CMAP_BWR : SAL_CMAP_JET, 0.5f};
+        sal_render_opts ro = {reds[k], k == 1, 99.0, k ? SAL_CMAP_BWR : SAL_CMAP_JET, 0.5f, k == 1, NULL};
         float *ma = malloc(sizeof(float) * h * w), *mb = malloc(sizeof(float) * h * w);
         uint8_t *ha = malloc((size_t)h * w * 3), *hb = malloc((size_t)h * w * 3);
         uint8_t *oa = malloc((size_t)OW * OH * 3), *ob = malloc((size_t)OW * OH * 3);

@@ -109,7 +109,7 @@ Test(guarded, render_gives_the_plain_cpu_pixels) {
     sal_image orig = {40, 30, 3, malloc(40 * 30 * 3)};
     for (int j = 0; j < 40 * 30 * 3; j++) orig.pix[j] = (uint8_t)(j * 5);
     const float rect[4] = {4.0f, 0.0f, 36.0f, 30.0f};
-    sal_render_opts ro = {SAL_REDUCE_ABS_MAX, 0, 99.0, SAL_CMAP_JET, 0.5f};
+    sal_render_opts ro = {SAL_REDUCE_ABS_MAX, 0, 99.0, SAL_CMAP_JET, 0.5f, 1, NULL};
     float ma[32 * 32], mb[32 * 32];
     uint8_t ha[32 * 32 * 3], hb[32 * 32 * 3], oa[40 * 30 * 3], ob[40 * 30 * 3];
     sal_error err = {0};
@@ -138,7 +138,7 @@ Test(guarded, efficientnet_lite0_gives_the_plain_cpu_maps) {
     float *x = NULL;
     int nd;
     int64_t d[SAL_MAX_DIMS];
-    cr_assert_eq(sal_npy_read(tu_src_path("samples/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_npy_read(tu_src_path("samples-npy/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK, "%s", err.msg);
     static const sal_method ms[] = {SAL_M_SALIENCY, SAL_M_IG, SAL_M_GRADCAM};
     for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
         sal_explain_opts o = sal_explain_opts_default(ms[i]);

@@ -2,7 +2,7 @@
  * scripts/fetch-models) through the public API.
  *
  *  - structure: 143 ONNX nodes, 49 BatchNorms folded into their convolutions, layer names;
- *  - logits of the 7 sample photos (samples/<stem>.npy) in one batch against onnxruntime's
+ *  - logits of the 7 sample photos (samples-npy/<stem>.npy) in one batch against onnxruntime's
  *    (tests/fixtures/effnet_lite0_ref.txt): max |diff| <= LOGIT_TOL * max(1, max|ref|) per photo,
  *    and the same top-1 class; the cat photo (chelsea) lands in ImageNet's cats 281..285;
  *  - input gradients (batch 2): finite, non-zero, and matching finite differences of the target
@@ -123,10 +123,10 @@ static int load_refs(ref_photo *refs, int max) {
     return n;
 }
 
-/* The preprocessed photo samples/<stem>.npy, (3,224,224), copied into dst. */
+/* The preprocessed photo samples-npy/<stem>.npy, (3,224,224), copied into dst. */
 static void load_photo(const char *stem, float *dst) {
     char rel[256], path[1024];
-    snprintf(rel, sizeof rel, "samples/%s.npy", stem);
+    snprintf(rel, sizeof rel, "samples-npy/%s.npy", stem);
     tu_src_path(rel, path, sizeof path);
     float *data = NULL;
     int ndim = 0;

@@ -574,6 +574,38 @@ Test(overlay, signed_map_uses_the_middle_for_zero) {
     expect_rgb(out + 3, 255, 0, 0, "signed +1");
 }
 
+/* SAL_OVERLAY_BY_VALUE: the colour's weight is alpha * |value|, so the photo shows through where
+ * the map is low, and a signed map's zero is the photo, not bwr's white. Hand-computed: a gray
+ * photo of 100, the gray colormap (entry k = k) and bwr's ends (blue (0,0,255), red (255,0,0)),
+ * values sampled at the pixel centres (exact). */
+Test(overlay, opacity_by_value) {
+    uint8_t pix[3 * 1 * 3], out[3 * 1 * 3];
+    sal_image img = {3, 1, 3, pix};
+    memset(pix, 100, sizeof pix);
+    const float rect[4] = {0, 0, 3, 1};
+    const float map[3] = {0.0f, 0.5f, 1.0f};
+    cr_assert_eq(sal_overlay(&img, map, 1, 3, rect, SAL_CMAP_GRAY, 1.0f, SAL_OVERLAY_BY_VALUE, out), SAL_OK);
+    expect_rgb(out, 100, 100, 100, "value 0: the photo");
+    /* 0.5: colour round(0.5*255) = 128 at weight 0.5: 0.5*100 + 0.5*128 = 114 */
+    expect_rgb(out + 3, 114, 114, 114, "value 0.5: half the colour");
+    expect_rgb(out + 6, 255, 255, 255, "value 1: the colour at alpha");
+    /* alpha 0.6 at value 0.5: weight 0.3: 0.7*100 + 0.3*128 = 108.4 -> 108 */
+    cr_assert_eq(sal_overlay(&img, map, 1, 3, rect, SAL_CMAP_GRAY, 0.6f, SAL_OVERLAY_BY_VALUE, out), SAL_OK);
+    expect_rgb(out + 3, 108, 108, 108, "alpha scales the weight");
+    /* signed: -1 blue, 0 the photo (without by-value: bwr's white, blended), +1 red */
+    const float smap[3] = {-1.0f, 0.0f, 1.0f};
+    cr_assert_eq(sal_overlay(&img, smap, 1, 3, rect, SAL_CMAP_BWR, 1.0f, SAL_OVERLAY_SIGNED | SAL_OVERLAY_BY_VALUE, out),
+                 SAL_OK);
+    expect_rgb(out, 0, 0, 255, "signed -1");
+    expect_rgb(out + 3, 100, 100, 100, "signed 0: the photo, not washed out");
+    expect_rgb(out + 6, 255, 0, 0, "signed +1");
+    cr_assert_eq(sal_overlay(&img, smap, 1, 3, rect, SAL_CMAP_BWR, 0.5f, SAL_OVERLAY_SIGNED, out), SAL_OK);
+    const uint8_t *white = sal_colormap_table(SAL_CMAP_BWR) + 3 * 128;   /* t = 0.5: entry 128 */
+    expect_rgb(out + 3, round_half_up(0.5 * 100 + 0.5 * white[0]), round_half_up(0.5 * 100 + 0.5 * white[1]),
+               round_half_up(0.5 * 100 + 0.5 * white[2]), "signed 0 without by-value: half bwr's middle");
+    cr_expect(white[0] > 200 && white[1] > 200 && white[2] > 200, "bwr's middle is near white");
+}
+
 /* The geometry of sal_prep_rect + sal_overlay inverts sal_preprocess: an image whose red channel
  * is X and green channel is Y (both exact in uint8) is preprocessed to [0,1] (scale 1/255, mean 0,
  * std 1), and each model-input channel, used as the map, is drawn in gray with alpha 1. Bilinear
@@ -657,4 +689,45 @@ Test(overlay, bad_arguments) {
     img.c = 2;
     cr_expect_eq(sal_overlay(&img, map, 1, 1, rect, SAL_CMAP_JET, 0.5f, 0, out),
                  SAL_ERR_INVALID_ARG);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Colour bar                                                                                       */
+
+/* sal_colorbar on a 100-wide strip (font scale 1): white, the bar 4..13 rows high from x = 4 to
+ * 95 (t = (x - 4 + 0.5) / 92, so the ends are table entries round(0.5/92*255) = 1 and
+ * round(91.5/92*255) = 254), and the labels' glyphs from row 17: "-1" at the left ('-' is row 3 of
+ * its glyph, all 5 pixels), "+1" right-aligned to x = 96 ('+'s vertical stroke at its column 2),
+ * "0" centred (its glyph's top row 0x0e: columns 1..3). */
+Test(colorbar, bar_and_labels_by_hand) {
+    const int w = 100, h = sal_colorbar_height(w);
+    cr_assert_eq(h, 28, "4 + 10 + 3 + 7 + 4 rows");
+    uint8_t *out = malloc((size_t)w * h * 3);
+    cr_assert_eq(sal_colorbar(out, w, SAL_CMAP_GRAY, 1, -1.0f, 1.0f), SAL_OK);
+#define PX(x, y) (out + 3 * ((size_t)(y) * w + (x)))
+    expect_rgb(PX(0, 0), 255, 255, 255, "background");
+    expect_rgb(PX(2, 8), 255, 255, 255, "margin left of the bar");
+    expect_rgb(PX(4, 4), 1, 1, 1, "bar's left end (gray entry 1)");
+    expect_rgb(PX(95, 13), 254, 254, 254, "bar's right end (gray entry 254)");
+    expect_rgb(PX(50, 8), 129, 129, 129, "bar's x = 50: t = 46.5/92, entry round(128.89) = 129");
+    /* "-1" from x = 4: '-' fills row 20 (17 + 3) at x = 4..8; '1' (from x = 10) has column 2 at row 17 */
+    for (int x = 4; x <= 8; x++) expect_rgb(PX(x, 20), 0, 0, 0, "'-' of -1");
+    expect_rgb(PX(4, 19), 255, 255, 255, "above '-'");
+    expect_rgb(PX(12, 17), 0, 0, 0, "top of '1' of -1");
+    /* "+1" ends at 96: 11 pixels wide from x = 85; '+' is a cross at (87, 18..22) and (85..89, 20) */
+    for (int y = 18; y <= 22; y++) expect_rgb(PX(87, y), 0, 0, 0, "'+' stroke");
+    for (int x = 85; x <= 89; x++) expect_rgb(PX(x, 20), 0, 0, 0, "'+' bar");
+    expect_rgb(PX(87, 17), 255, 255, 255, "above '+'");
+    for (int x = 92; x <= 94; x++) expect_rgb(PX(x, 23), 0, 0, 0, "foot of '1' of +1");
+    /* "0" at 50 - 5/2 = 48: its top row is x = 49..51 */
+    for (int x = 49; x <= 51; x++) expect_rgb(PX(x, 17), 0, 0, 0, "top of '0'");
+    expect_rgb(PX(48, 17), 255, 255, 255, "corner of '0'");
+    /* an unsigned bar has no middle label */
+    cr_assert_eq(sal_colorbar(out, w, SAL_CMAP_GRAY, 0, 0.0f, 1.0f), SAL_OK);
+    for (int x = 40; x < 60; x++)
+        for (int y = 17; y < 24; y++) expect_rgb(PX(x, y), 255, 255, 255, "no middle label");
+    cr_expect_eq(sal_colorbar(out, 31, SAL_CMAP_GRAY, 0, 0.0f, 1.0f), SAL_ERR_INVALID_ARG, "too narrow");
+    cr_expect_eq(sal_colorbar(out, w, (sal_colormap)99, 0, 0.0f, 1.0f), SAL_ERR_INVALID_ARG, "bad colormap");
+#undef PX
+    free(out);
 }

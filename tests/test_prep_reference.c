@@ -1,6 +1,6 @@
 /* test_prep_reference.c — salient's image preprocessing (decode, shorter-side bilinear resize,
  * centre crop, normalization) against the independent numpy implementation in
- * scripts/salient_prep.py, whose output scripts/fetch-models saves as samples/<stem>.npy.
+ * scripts/salient_prep.py, whose output scripts/fetch-models saves as samples-npy/<stem>.npy.
  * Only the lossless PNG samples are compared: JPEG decoders may differ by a level. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -14,7 +14,7 @@ static void compare(const char *stem) {
     char png[1024], npy[1024], rel[256];
     snprintf(rel, sizeof rel, "samples/%s.png", stem);
     tu_src_path(rel, png, sizeof png);
-    snprintf(rel, sizeof rel, "samples/%s.npy", stem);
+    snprintf(rel, sizeof rel, "samples-npy/%s.npy", stem);
     tu_src_path(rel, npy, sizeof npy);
     FILE *f = fopen(npy, "rb");
     if (!f) cr_skip_test("%s missing: run scripts/fetch-models", npy);

@@ -46,9 +46,27 @@ typedef struct cli_model {
     long long max_pixels;   /* --max-pixels */
     char **labels;
     int n_labels;
+    int note_shown;         /* cli_device_note printed */
 } cli_model;
 
+/* Where each part of the preprocessing came from, in words ("--mean", "the model's salient.mean",
+ * "ImageNet's" ...), for `salient info`. */
+typedef struct cli_prep_source {
+    const char *mean, *std, *scale, *resize;
+} cli_prep_source;
+/* The preprocessing images get for a model with ch channels and an h x w input: the flags in c,
+ * else the model's metadata (salient.mean, salient.std, salient.resize), else the field's
+ * conventions; src (may be NULL) receives where each part came from. */
+void cli_prep_choose(const cli_common *c, const sal_model *m, int ch, int h, int w, sal_prep_opts *out,
+                     cli_prep_source *src);
+/* The class names file: `given` (--labels), else the model's salient.labels beside the model file
+ * (written into buf) when it exists, else NULL. */
+const char *cli_labels_path(const char *given, const char *model_path, const sal_model *m, char *buf, size_t len);
 int cli_model_open(cli_model *cm, const cli_common *c);
+/* The session's device note ("no NVIDIA driver found; running on the CPU"), once, on stderr: called
+ * when the command's checks have passed and its work begins, so the note never comes before the
+ * error of a command that fails; nothing when the device is the one asked for. */
+void cli_device_note(cli_model *cm);
 void cli_model_close(cli_model *cm);
 /* Load an image or .npy into out (C,h,w). Returns 0, or -1 and prints "salient: FILE: why" (or,
  * when msg is not NULL, writes "FILE: why" into msg, msg_len bytes, for the caller to print). keep
@@ -64,6 +82,19 @@ const char *cli_label(const cli_model *cm, int k);
  * (reported) when out of memory; -2 (reported) when a folder argument is `skip` itself. */
 int cli_expand_inputs(char *const *args, int n, const char *skip, char ***out, int *n_out, int *n_bad);
 void cli_free_inputs(char **v, int n);
+/* Refuses (reported; -1) an output folder `out` that is an input folder or lies inside one, or is
+ * the folder holding an input file: its maps would be mixed with the inputs (and a folder walk
+ * would read them as inputs). Links are followed; out need not exist yet. 0 when out is fine. */
+int cli_check_output(const char *out, char *const *args, int n);
+
+/* Misspellings. cli_closest: the choice nearest to `got` by edit distance (case aside) when it is
+ * near enough to be a typo, else NULL. cli_unknown: "salient: unknown WHAT 'got': did you mean
+ * 'x'? (choices: ...)", the list replaced by "(more)" when more is not NULL. cli_unknown_option:
+ * "CMD: unknown option 'got': did you mean ...? (see salient CMD --help)", among the command's own
+ * options and the common ones. */
+const char *cli_closest(const char *got, const char *const *choices, int n);
+void cli_unknown(const char *what, const char *got, const char *const *choices, int n, const char *more);
+void cli_unknown_option(const char *cmd, const char *got, const char *const *own, int n_own);
 
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -142,6 +173,10 @@ int cli_records_append(cli_records *r, const char *data, size_t len);
  * rows). */
 void cli_records_undo(cli_records *r);
 void cli_records_close(cli_records *r);
+
+/* explain --html (html.c): OUTDIR/index.html from OUTDIR/summary.jsonl, the originals copied into
+ * OUTDIR/inputs/. Returns 0, or -1 (reported). */
+int cli_html_write(const char *outdir);
 
 int cmd_info(int argc, char **argv);
 int cmd_predict(int argc, char **argv);

@@ -1,5 +1,8 @@
 /* common.c — options shared by subcommands, model opening, input loading, labels. */
+#define _DEFAULT_SOURCE   /* realpath */
+#include <ctype.h>
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -7,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -49,8 +53,10 @@ const char *cli_common_help =
     "  --mean a[,b,c]       per-channel mean after scaling (default: the model's, else ImageNet)\n"
     "  --std a[,b,c]        per-channel std (default: the model's, else ImageNet)\n"
     "  --scale S            pixel scale before mean/std (default 1/255)\n"
-    "  --crop R             resize the shorter side to size/R, then centre-crop (default 0.875;\n"
-    "                       0 stretches the image to the input size)\n"
+    "  --crop R             resize the shorter side to size/R, then centre-crop (0 stretches the\n"
+    "                       image to the input size). Default: the model's salient.resize, else\n"
+    "                       0.875, never enlarging an image to crop it (one at the input size is\n"
+    "                       taken whole); `salient info MODEL` shows what a model gets\n"
     "  --gray               convert images to grayscale first\n"
     "  --json               one JSON object per input on stdout\n"
     "  -q, --quiet          no progress report on stderr (errors are still printed)\n";
@@ -90,14 +96,17 @@ static int parse_int(const char *opt, const char *s, int lo, int *out) {
     return 0;
 }
 
+/* The common options: those taking a value first (N_COMMON_WITH_VALUE), then the flags. */
+static const char *const common_options[] = {"-m", "--model", "--labels", "--device", "--threads", "--batch",
+                                             "--mem-limit", "--size", "--mean", "--std", "--scale", "--crop",
+                                             "--max-pixels", "--gray", "--json"};
+#define N_COMMON_WITH_VALUE 13
+#define N_COMMON_OPTIONS (sizeof common_options / sizeof *common_options)
+
 int cli_common_parse(cli_common *c, int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    const char *opts_with_value[] = {"-m", "--model", "--labels", "--device", "--threads", "--batch",
-                                     "--mem-limit", "--size", "--mean", "--std", "--scale", "--crop",
-                                     "--max-pixels"};
     int takes = 0;
-    for (size_t k = 0; k < sizeof opts_with_value / sizeof opts_with_value[0]; k++)
-        takes |= strcmp(a, opts_with_value[k]) == 0;
+    for (size_t k = 0; k < N_COMMON_WITH_VALUE; k++) takes |= strcmp(a, common_options[k]) == 0;
     if (!takes) {
         if (strcmp(a, "--gray") == 0) { c->gray = 1; return 1; }
         if (strcmp(a, "--json") == 0) { c->json = 1; return 1; }
@@ -156,6 +165,115 @@ int cli_common_parse(cli_common *c, int argc, char **argv, int *i) {
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* Suggestions for misspelled names                                                                 */
+
+/* Levenshtein distance between a and b, case aside (strings longer than 63 bytes: a large number). */
+static int edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63) return 1 << 20;
+    int row[64];
+    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j];
+            int sub = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            int best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+            row[j] = sub < best ? sub : best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+const char *cli_closest(const char *got, const char *const *choices, int n) {
+    const char *best = NULL;
+    int best_d = 1 << 20;
+    size_t len = strlen(got);
+    for (int k = 0; k < n; k++) {
+        if (!choices[k] || !*choices[k]) continue;
+        int d = edit_distance(got, choices[k]);
+        if (d < best_d) { best_d = d; best = choices[k]; }
+    }
+    /* a typo, not another word: at most a third of the name's letters changed (at least 1, at most 3) */
+    int limit = (int)(len / 3) < 1 ? 1 : (int)(len / 3) > 3 ? 3 : (int)(len / 3);
+    return best && best_d <= limit ? best : NULL;
+}
+
+void cli_unknown(const char *what, const char *got, const char *const *choices, int n, const char *more) {
+    char hint[256] = "", list[2048] = "";
+    const char *near = cli_closest(got, choices, n);
+    if (near) snprintf(hint, sizeof hint, ": did you mean '%s'?", near);
+    if (more) snprintf(list, sizeof list, " (%s)", more);
+    else {
+        size_t len = snprintf(list, sizeof list, " (choices:");
+        for (int k = 0; k < n && len < sizeof list - 8; k++)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s %s", k ? "," : "", choices[k]);
+        if (len < sizeof list - 2) snprintf(list + len, sizeof list - len, ")");
+        else snprintf(list + sizeof list - 6, 6, "...)");
+    }
+    cli_error("unknown %s '%s'%s%s", what, got, hint, list);
+}
+
+void cli_unknown_option(const char *cmd, const char *got, const char *const *own, int n_own) {
+    const char *all[128];
+    int n = 0;
+    for (int k = 0; k < n_own && n < 128; k++) all[n++] = own[k];
+    for (size_t k = 0; k < N_COMMON_OPTIONS && n < 128; k++) all[n++] = common_options[k];
+    const char *near = cli_closest(got, all, n);
+    char hint[256] = "";
+    if (near) snprintf(hint, sizeof hint, ": did you mean '%s'?", near);
+    cli_error("%s: unknown option '%s'%s (see salient %s --help)", cmd, got, hint, cmd);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Preprocessing                                                                                    */
+
+void cli_prep_choose(const cli_common *c, const sal_model *m, int ch, int h, int w, sal_prep_opts *out,
+                     cli_prep_source *src) {
+    /* flags, else the model's metadata, else the field's conventions (ImageNet for 3 channels) */
+    sal_prep_opts p = ch == 3 ? sal_prep_opts_imagenet(h, w) : sal_prep_opts_gray(h, w);
+    const char *mv = sal_model_metadata(m, "salient.mean");
+    const char *sv = sal_model_metadata(m, "salient.std");
+    const char *rv = sal_model_metadata(m, "salient.resize");
+    cli_prep_source from = {ch == 3 ? "ImageNet's" : "the default", ch == 3 ? "ImageNet's" : "the default",
+                            "the default, 1/255", "the field's 0.875 crop ratio"};
+    if (mv && parse_floats(mv, p.mean, 3) > 0) from.mean = "the model's salient.mean";
+    if (sv && parse_floats(sv, p.std, 3) > 0) from.std = "the model's salient.std";
+    if (rv && !c->have_crop) {
+        p.resize_shorter = atoi(rv);
+        from.resize = "the model's salient.resize";
+    }
+    if (c->have_mean) memcpy(p.mean, c->mean, sizeof p.mean), from.mean = "--mean";
+    if (c->have_std) memcpy(p.std, c->std, sizeof p.std), from.std = "--std";
+    if (c->have_scale) p.scale = c->scale, from.scale = "--scale";
+    if (c->have_crop || !rv) {
+        int shorter = h < w ? h : w;
+        p.resize_shorter = c->crop > 0 ? (int)(shorter / c->crop + 0.5f) : 0;
+        if (c->have_crop) from.resize = "--crop";
+    }
+    /* a default crop (ImageNet's, or the model's salient.resize) never enlarges an image to crop
+     * it: an image at the input size is taken whole; --crop R is applied as given */
+    p.crop_no_enlarge = !c->have_crop && p.resize_shorter > 0;
+    *out = p;
+    if (src) *src = from;
+}
+
+const char *cli_labels_path(const char *given, const char *model_path, const sal_model *m, char *buf, size_t len) {
+    if (given) return given;
+    const char *lm = sal_model_metadata(m, "salient.labels");
+    if (!lm) return NULL;
+    const char *slash = strrchr(model_path, '/');
+    int dirlen = slash ? (int)(slash - model_path + 1) : 0;
+    snprintf(buf, len, "%.*s%s", dirlen, model_path, lm);
+    FILE *f = fopen(buf, "r");
+    if (!f) return NULL;
+    fclose(f);
+    return buf;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Model                                                                                            */
 
 int cli_model_open(cli_model *cm, const cli_common *c) {
@@ -197,38 +315,13 @@ int cli_model_open(cli_model *cm, const cli_common *c) {
     so.threads = c->threads;
     so.mem_limit = (size_t)c->mem_limit_mib << 20;
     if (sal_session_create(cm->m, &so, &cm->s, &err)) { cli_error("%s", err.msg); goto fail; }
-    if (*sal_session_device_note(cm->s)) fprintf(stderr, "salient: note: %s\n", sal_session_device_note(cm->s));
 
-    /* preprocessing: flags, else the model's metadata, else ImageNet conventions */
-    sal_prep_opts p = cm->c == 3 ? sal_prep_opts_imagenet(cm->h, cm->w) : sal_prep_opts_gray(cm->h, cm->w);
-    const char *mv = sal_model_metadata(cm->m, "salient.mean");
-    const char *sv = sal_model_metadata(cm->m, "salient.std");
-    const char *rv = sal_model_metadata(cm->m, "salient.resize");
-    if (mv) parse_floats(mv, p.mean, 3);
-    if (sv) parse_floats(sv, p.std, 3);
-    if (rv && !c->have_crop) p.resize_shorter = atoi(rv);
-    if (c->have_mean) memcpy(p.mean, c->mean, sizeof p.mean);
-    if (c->have_std) memcpy(p.std, c->std, sizeof p.std);
-    if (c->have_scale) p.scale = c->scale;
-    if (c->have_crop || !rv) {
-        int shorter = cm->h < cm->w ? cm->h : cm->w;
-        p.resize_shorter = c->crop > 0 ? (int)(shorter / c->crop + 0.5f) : 0;
-    }
-    cm->prep = p;
+    cli_prep_choose(c, cm->m, cm->c, cm->h, cm->w, &cm->prep, NULL);
     cm->gray_flag = c->gray;
     cm->max_pixels = c->max_pixels;
 
-    /* labels */
     char path[4096];
-    const char *lp = c->labels;
-    const char *lm = sal_model_metadata(cm->m, "salient.labels");
-    if (!lp && lm) {
-        const char *slash = strrchr(c->model, '/');
-        int dirlen = slash ? (int)(slash - c->model + 1) : 0;
-        snprintf(path, sizeof path, "%.*s%s", dirlen, c->model, lm);
-        FILE *f = fopen(path, "r");
-        if (f) { fclose(f); lp = path; }
-    }
+    const char *lp = cli_labels_path(c->labels, c->model, cm->m, path, sizeof path);
     if (lp && sal_labels_load(lp, &cm->labels, &cm->n_labels, &err)) {
         cli_error("%s", err.msg);
         goto fail;
@@ -237,6 +330,12 @@ int cli_model_open(cli_model *cm, const cli_common *c) {
 fail:
     cli_model_close(cm);
     return -1;
+}
+
+void cli_device_note(cli_model *cm) {
+    if (cm->note_shown || !cm->s) return;
+    cm->note_shown = 1;
+    if (*sal_session_device_note(cm->s)) fprintf(stderr, "salient: note: %s\n", sal_session_device_note(cm->s));
 }
 
 void cli_model_close(cli_model *cm) {
@@ -515,4 +614,85 @@ nomem:
 void cli_free_inputs(char **v, int n) {
     for (int i = 0; v && i < n; i++) free(v[i]);
     free(v);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The output folder against the inputs                                                             */
+
+/* p made absolute and free of links, "." and "..", also when its last parts do not exist yet
+ * (the output folder before it is created): the longest existing prefix through realpath, the rest
+ * appended lexically. -1 when it cannot be resolved. */
+static int resolve_path(const char *p, char *out, size_t len) {
+    char buf[PATH_MAX], head[PATH_MAX];
+    if (p[0] == '/') snprintf(buf, sizeof buf, "%s", p);
+    else {
+        if (!getcwd(head, sizeof head)) return -1;
+        if ((size_t)snprintf(buf, sizeof buf, "%s/%s", head, p) >= sizeof buf) return -1;
+    }
+    /* the longest prefix (cut at a '/') that exists */
+    size_t cut = strlen(buf);
+    for (;;) {
+        char saved = buf[cut];
+        buf[cut] = 0;
+        char *r = realpath(cut ? buf : "/", head);
+        buf[cut] = saved;
+        if (r) break;
+        while (cut > 0 && buf[cut - 1] != '/') cut--;
+        if (cut == 0) return -1;
+        cut--;   /* drop the '/' too */
+    }
+    size_t n = (size_t)snprintf(out, len, "%s", head);
+    if (n >= len) return -1;
+    /* the rest, part by part */
+    for (char *part = buf + cut; *part;) {
+        while (*part == '/') part++;
+        if (!*part) break;
+        char *end = part;
+        while (*end && *end != '/') end++;
+        size_t pl = (size_t)(end - part);
+        if (pl == 1 && part[0] == '.') {}
+        else if (pl == 2 && part[0] == '.' && part[1] == '.') {
+            char *slash = strrchr(out, '/');
+            if (slash && slash != out) *slash = 0, n = (size_t)(slash - out);
+            else out[1] = 0, n = 1;
+        } else {
+            if (n + 1 + pl >= len) return -1;
+            n += (size_t)snprintf(out + n, len - n, "%s%.*s", n > 1 ? "/" : "", (int)pl, part);
+        }
+        part = end;
+    }
+    return 0;
+}
+
+/* 1 when path is dir or lies inside it (both resolved). */
+static int is_within(const char *path, const char *dir) {
+    size_t n = strlen(dir);
+    if (strncmp(path, dir, n)) return 0;
+    return path[n] == 0 || path[n] == '/' || (n == 1 && dir[0] == '/');
+}
+
+int cli_check_output(const char *out, char *const *args, int n) {
+    char ro[PATH_MAX], ra[PATH_MAX];
+    if (resolve_path(out, ro, sizeof ro)) return 0;   /* ensure_dir will say what is wrong */
+    for (int i = 0; i < n; i++) {
+        struct stat st;
+        if (stat(args[i], &st) || !realpath(args[i], ra)) continue;   /* a missing input is reported when loaded */
+        if (S_ISDIR(st.st_mode)) {
+            if (is_within(ro, ra)) {
+                cli_error("-o %s: the output folder %s the input folder %s: its maps would be mixed with the "
+                          "inputs and read as inputs by the next run; write them elsewhere", out,
+                          strcmp(ro, ra) ? "lies inside" : "is", args[i]);
+                return -1;
+            }
+        } else {
+            char *slash = strrchr(ra, '/');
+            if (slash) *slash = 0;
+            if (!strcmp(ro, ra[0] ? ra : "/")) {
+                cli_error("-o %s: the output folder is the folder of the input %s: its maps would be mixed with "
+                          "the inputs; write them elsewhere", out, args[i]);
+                return -1;
+            }
+        }
+    }
+    return 0;
 }

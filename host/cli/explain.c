@@ -27,8 +27,12 @@ static const char *help_head =
     "  -M, --methods LIST   comma-separated methods (default saliency)\n"
     "  -o, --out DIR        output directory (created if absent)\n"
     "  --target N|LABEL     class to explain (default: top-1)\n"
-    "  --topk K             explain each of the top K classes (one map per class)\n"
-    "  --output logit|prob  explain logits (default, the field's advice) or probabilities\n"
+    "  --topk K             explain each of the top K classes (one map per class, in files\n"
+    "                       <stem>.<method>.top1.png ... .topK.png; not with --target)\n"
+    "  --output logit|prob  explain logits (default, the field's advice) or probabilities\n";
+
+/* The options of the methods (explain and bench). */
+static const char *method_help =
     "  --seed S             random seed (default 0): same seed, same maps\n"
     "  --samples N          noise tunnel samples (default 50)\n"
     "  --noise F            noise std as a fraction of the input's range (default 0.15)\n"
@@ -42,12 +46,6 @@ static const char *help_head =
     "  --fill F             occlusion fill: zero (default), mean, blur\n"
     "  --layer NAME         CAM layer (default: the last 4-D layer larger than 1x1)\n"
     "  --no-relu            keep negative CAM values\n"
-    "  --reduce R           channel reduction: abs-max (default), abs-sum, sum (signed)\n"
-    "  --clip P             clip at the P-th percentile (default 99 for gradient maps, 100 else)\n"
-    "  --colormap C         jet (default), turbo, viridis, inferno, gray; bwr for signed maps\n"
-    "  --alpha A            overlay weight of the colours (default 0.5)\n"
-    "  --heatmap            also write OUTDIR/<stem>.<method>.heatmap.png\n"
-    "  --raw                also write OUTDIR/<stem>.<method>.npy (float32, before reduction)\n"
     "  --masks N            RISE masks (default 4000)\n"
     "  --grid N             RISE mask grid (default 7) and KernelSHAP feature grid (default 8)\n"
     "  --keep P             RISE probability of keeping a grid cell (default 0.5)\n"
@@ -55,7 +53,28 @@ static const char *help_head =
     "  --coalitions N       KernelSHAP coalitions (default 1000)\n"
     "  --superpixels N      KernelSHAP features: about N superpixels instead of the grid\n"
     "  --method-batch N     images per internal batch (default: what fits in half the free\n"
-    "                       memory, at most 16 on the CPU)\n"
+    "                       memory, at most 16 on the CPU)\n";
+
+/* What explain writes. */
+static const char *output_help =
+    "output options:\n"
+    "  --reduce R           channel reduction: abs-max (default), abs-sum, sum (signed)\n"
+    "  --clip P             clip at the P-th percentile (default 99 for gradient maps, 100 else)\n"
+    "  --colormap C         jet (default), turbo, viridis, inferno, gray; bwr for signed maps\n"
+    "  --alpha A            overlay weight of the colours (default 0.5; with --opacity map, the\n"
+    "                       weight where the map is largest, default 0.8)\n"
+    "  --opacity O          map: the colour's opacity follows the map's value (|value| for\n"
+    "                       signed maps), so the photo shows through where the map is low\n"
+    "                       (default for gradient methods and signed maps); constant: alpha\n"
+    "                       everywhere (default for CAMs, occlusion's unsigned maps, RISE,\n"
+    "                       KernelSHAP)\n"
+    "  --heatmap            also write OUTDIR/<stem>.<method>.heatmap.png\n"
+    "  --raw                also write OUTDIR/<stem>.<method>.npy (float32, before reduction)\n"
+    "  --colorbar           a colour bar under each overlay and heatmap: the colormap and the\n"
+    "                       values its ends stand for (after reduction and clipping)\n"
+    "  --html               also write OUTDIR/index.html: every input's photo and overlays with\n"
+    "                       targets, scores, IG gaps and times; opens offline (the photos are\n"
+    "                       copied into OUTDIR/inputs/); turns --colorbar on\n"
     "  --image-batch N      inputs explained together (default 16): one-pass methods then fill\n"
     "                       the internal batch; files are written after each group. A record's\n"
     "                       seconds is its call's time / images_per_call (measured per image\n"
@@ -76,8 +95,14 @@ static const char *bench_help_head =
     "on stderr and in its row), so a method costs about its first call + max(S, T). Each method's row\n"
     "is printed when it is done, with progress on stderr; --json prints one\n"
     "object per method. Default methods: the fast ones (saliency, inputxgrad, smoothgrad, ig, guided,\n"
-    "occlusion, gradcam, gradcam++, hirescam, xgradcam, layercam). The method options below apply;\n"
-    "output options are ignored.\n\n";
+    "occlusion, gradcam, gradcam++, hirescam, xgradcam, layercam). explain's output options are\n"
+    "accepted and ignored.\n"
+    "options:\n"
+    "  -M, --methods LIST   comma-separated methods (default: the fast ones above)\n"
+    "  --images N           images per call (default 8 on the CPU, 64 on a GPU)\n"
+    "  --min-time S         seconds each method is timed for, at least (default 2)\n"
+    "  --output logit|prob  explain logits (default) or probabilities\n";
+
 static const char *bench_default_methods =
     "saliency,inputxgrad,smoothgrad,ig,guided,occlusion,gradcam,gradcam++,hirescam,xgradcam,layercam";
 
@@ -95,7 +120,11 @@ typedef struct xopts {
     sal_colormap cmap;
     int have_cmap;
     float alpha;
+    int have_alpha;
+    int opacity;       /* --opacity: -1 the method's default, 0 constant, 1 scaled by the map's value */
     int heatmap, raw;
+    int html;          /* --html: OUTDIR/index.html after the run */
+    int colorbar;      /* --colorbar: a colour bar with the value range under each picture */
     int image_batch;   /* images per sal_explain call (--image-batch); 0: EXPLAIN_IMAGE_BATCH */
     float *baseline_npy;
 } xopts;
@@ -128,7 +157,9 @@ static int parse_methods(xopts *xo, const char *list) {
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         sal_method m;
         if (sal_method_parse(tok, &m)) {
-            cli_error("unknown method '%s' (see salient explain --help)", tok);
+            const char *names[SAL_M_COUNT];
+            for (int k = 0; k < SAL_M_COUNT; k++) names[k] = sal_method_name((sal_method)k);
+            cli_unknown("method", tok, names, SAL_M_COUNT, NULL);
             return -1;
         }
         if (xo->n_methods < SAL_M_COUNT) xo->methods[xo->n_methods++] = m;
@@ -201,6 +232,15 @@ static void free_stems(char **stems, int n) {
     free(stems);
 }
 
+static int opacity_by_value_default(sal_method m, int signed_map) {
+    if (signed_map) return 1;
+    switch (m) {
+    case SAL_M_SALIENCY: case SAL_M_INPUTXGRAD: case SAL_M_SMOOTHGRAD: case SAL_M_SMOOTHGRAD_SQ: case SAL_M_VARGRAD:
+    case SAL_M_IG: case SAL_M_GUIDED: case SAL_M_GUIDED_GRADCAM: case SAL_M_GRADSHAP: return 1;
+    default: return 0;
+    }
+}
+
 /* How one image's attribution (mp: a one-image view) is post-processed: which array (and
  * channels) goes in, and sal_render's options (the field's defaults: gradient maps abs-max and clipped at the 99th percentile; CAMs
  * and occlusion unclipped; occlusion and signed reductions are signed maps). */
@@ -227,7 +267,11 @@ static void render_plan(const xopts *xo, sal_method m, const sal_maps *mp, const
     }
     ro->clip = xo->have_clip ? xo->clip : (is_cam || m == SAL_M_OCCLUSION ? 100.0 : SAL_CLIP_PERCENTILE_DEFAULT);
     ro->cmap = xo->have_cmap ? xo->cmap : ro->signed_map ? SAL_CMAP_BWR : SAL_CMAP_JET;
-    ro->alpha = xo->alpha;
+    /* the default: opacity by value for sparse maps (the gradient methods, whose few strong pixels
+     * would otherwise sit in a uniform colour wash) and for signed maps (whose zero is bwr's
+     * white); the classic constant blend for CAMs and the perturbation methods' smooth maps */
+    ro->alpha_by_value = xo->opacity >= 0 ? xo->opacity : opacity_by_value_default(m, ro->signed_map);
+    ro->alpha = xo->have_alpha ? xo->alpha : ro->alpha_by_value ? SAL_OVERLAY_ALPHA_BY_VALUE : SAL_OVERLAY_ALPHA;
 }
 
 /* Method options checked against the model before any output exists. The library checks them
@@ -326,6 +370,7 @@ typedef struct pending {
     int ok;                /* rendered, and every file so far written */
     int write_failed;      /* a file could not be written (disk full, folder gone...): the run stops */
     char err[4400];        /* write_map_pngs's failure, printed by finish_map */
+    int bar_rgb, bar_heat; /* --colorbar: rows of colour bar under the overlay / heatmap (0: none) */
 } pending;
 
 static void map_path(char *path, size_t len, const xopts *xo, const pending *pd, const char *ext) {
@@ -343,9 +388,14 @@ static void render_map(const xopts *xo, const cli_model *cm, pending *pd, float 
     sal_render_opts ro;
     sal_error err = {0};
     render_plan(xo, pd->m, &pd->maps, &src, &nc, &ro);
+    float range[2] = {0, 0};
+    ro.range_out = range;
     pd->ok = 1;
-    if (xo->heatmap || ic->is_npy) pd->heat = malloc((size_t)cm->w * cm->h * 3);
-    if (!ic->is_npy) pd->rgb = malloc((size_t)ic->orig.w * ic->orig.h * 3);
+    /* --colorbar: a strip under the picture (pictures narrower than 32 pixels go without) */
+    pd->bar_rgb = xo->colorbar && !ic->is_npy && ic->orig.w >= 32 ? sal_colorbar_height(ic->orig.w) : 0;
+    pd->bar_heat = xo->colorbar && cm->w >= 32 ? sal_colorbar_height(cm->w) : 0;
+    if (xo->heatmap || ic->is_npy) pd->heat = malloc((size_t)cm->w * (cm->h + pd->bar_heat) * 3);
+    if (!ic->is_npy) pd->rgb = malloc((size_t)ic->orig.w * (ic->orig.h + pd->bar_rgb) * 3);
     if ((!ic->is_npy && !pd->rgb) || ((xo->heatmap || ic->is_npy) && !pd->heat)) {
         cli_error("%s: out of memory for a %dx%d overlay", ic->in, ic->orig.w, ic->orig.h);
         pd->ok = 0;
@@ -353,6 +403,11 @@ static void render_map(const xopts *xo, const cli_model *cm, pending *pd, float 
                           pd->rgb, &err)) {
         cli_error("%s: %s", ic->in, err.msg);
         pd->ok = 0;
+    } else {
+        if (pd->rgb && pd->bar_rgb)
+            sal_colorbar(pd->rgb + (size_t)ic->orig.w * ic->orig.h * 3, ic->orig.w, ro.cmap, ro.signed_map, range[0], range[1]);
+        if (pd->heat && pd->bar_heat)
+            sal_colorbar(pd->heat + (size_t)cm->w * cm->h * 3, cm->w, ro.cmap, ro.signed_map, range[0], range[1]);
     }
 }
 
@@ -363,11 +418,11 @@ static void write_map_pngs(const xopts *xo, const cli_model *cm, pending *pd) {
     if (!pd->ok) return;
     if (pd->rgb) {
         map_path(path, sizeof path, xo, pd, ".png");
-        if (sal_png_write_rgb(path, pd->ic->orig.w, pd->ic->orig.h, pd->rgb, &err)) goto failed;
+        if (sal_png_write_rgb(path, pd->ic->orig.w, pd->ic->orig.h + pd->bar_rgb, pd->rgb, &err)) goto failed;
     }
     if (pd->heat) {
         map_path(path, sizeof path, xo, pd, pd->ic->is_npy ? ".png" : ".heatmap.png");
-        if (sal_png_write_rgb(path, cm->w, cm->h, pd->heat, &err)) goto failed;
+        if (sal_png_write_rgb(path, cm->w, cm->h + pd->bar_heat, pd->heat, &err)) goto failed;
     }
     return;
 failed:
@@ -750,6 +805,16 @@ done:
     return failed ? EXIT_FAIL : EXIT_OK;
 }
 
+/* --html: the page of the run's maps (html.c), when the run wrote its summary. -1 when it failed. */
+static int write_html(const xopts *xo) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/summary.jsonl", xo->out);
+    if (access(path, F_OK)) return 0;   /* nothing was explained: reported already */
+    if (cli_html_write(xo->out)) return -1;
+    fprintf(stderr, "salient: wrote %s/index.html\n", xo->out);
+    return 0;
+}
+
 static int explain_or_bench(int argc, char **argv, int bench) {
     cli_common c;
     cli_common_init(&c);
@@ -757,19 +822,21 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     memset(&xo, 0, sizeof xo);
     xo.base = sal_explain_opts_default(SAL_M_SALIENCY);
     xo.alpha = SAL_OVERLAY_ALPHA;
+    xo.opacity = -1;
     xo.topk = 1;
     xo.methods[0] = SAL_M_SALIENCY;
     xo.n_methods = 1;
     const char *baseline_arg = NULL;
     char **inputs = calloc((size_t)argc, sizeof(char *));
-    int n_inputs = 0, rc = EXIT_USAGE, methods_given = 0, bench_images = 0, n_bad = 0, expanded = 0;
+    int n_inputs = 0, rc = EXIT_USAGE, methods_given = 0, topk_given = 0, bench_images = 0, n_bad = 0, expanded = 0;
     double bench_min_time = 2.0, bench_max_time = 10.0;
     if (!inputs) return EXIT_FAIL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            if (bench) fputs(bench_help_head, stdout);
-            fputs(help_head, stdout);
+            fputs(bench ? bench_help_head : help_head, stdout);
+            fputs(method_help, stdout);
+            if (!bench) fputs(output_help, stdout);
             fputs(cli_common_help, stdout);
             free(inputs);
             return EXIT_OK;
@@ -777,19 +844,21 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         int r = cli_common_parse(&c, argc, argv, &i);
         if (r < 0) goto out;
         if (r > 0) continue;
-        static const char *flags[] = {"--no-relu", "--heatmap", "--raw"};
+        static const char *flags[] = {"--no-relu", "--heatmap", "--raw", "--html", "--colorbar"};
         int is_flag = 0;
-        for (size_t k = 0; k < 3; k++) is_flag |= !strcmp(a, flags[k]);
-        if (is_flag) {
+        for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) is_flag |= !strcmp(a, flags[k]);
+        if (is_flag && !(bench && (!strcmp(a, "--html") || !strcmp(a, "--colorbar")))) {
             if (!strcmp(a, "--no-relu")) xo.base.cam_relu = 0;
             else if (!strcmp(a, "--heatmap")) xo.heatmap = 1;
+            else if (!strcmp(a, "--html")) xo.html = xo.colorbar = 1;   /* the page shows the bars */
+            else if (!strcmp(a, "--colorbar")) xo.colorbar = 1;
             else xo.raw = 1;
             continue;
         }
         if (a[0] == '-' && a[1]) {
             static const char *with_value[] = {"-M", "--methods", "-o", "--out", "--target", "--topk", "--output",
                 "--seed", "--samples", "--steps", "--method-batch", "--image-batch", "--noise", "--nt-inner", "--rule", "--baseline",
-                "--window", "--stride", "--fill", "--layer", "--reduce", "--clip", "--colormap", "--alpha",
+                "--window", "--stride", "--fill", "--layer", "--reduce", "--clip", "--colormap", "--alpha", "--opacity",
                 "--masks", "--grid", "--keep", "--stdev", "--coalitions", "--superpixels"};
             int known = 0;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
@@ -811,7 +880,16 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 }
                 continue;
             }
-            if (!known) { cli_error("explain: unknown option '%s' (see salient explain --help)", a); goto out; }
+            if (!known) {
+                const char *own[64];
+                int n_own = 0;
+                for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) own[n_own++] = with_value[k];
+                for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) own[n_own++] = flags[k];
+                if (bench) { own[n_own++] = "--images"; own[n_own++] = "--min-time"; }
+                own[n_own++] = "--help";
+                cli_unknown_option(bench ? "bench" : "explain", a, own, n_own);
+                goto out;
+            }
             if (i + 1 >= argc) { cli_error("%s needs a value", a); goto out; }
             const char *v = argv[++i];
             char *end = NULL;
@@ -822,6 +900,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
             else if (!strcmp(a, "--topk")) {
                 xo.topk = (int)strtol(v, &end, 10);
                 if (*end || xo.topk < 1) { cli_error("--topk: expected a positive integer, got '%s'", v); goto out; }
+                topk_given = 1;
             } else if (!strcmp(a, "--output")) {
                 if (!strcmp(v, "prob")) xo.base.explain_prob = 1;
                 else if (!strcmp(v, "logit") || !strcmp(v, "logits")) xo.base.explain_prob = 0;
@@ -860,7 +939,11 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 xo.base.nt_sigma = strtof(v, &end);
                 if (*end || !(xo.base.nt_sigma >= 0)) { cli_error("--noise: expected a non-negative number, got '%s'", v); goto out; }
             } else if (!strcmp(a, "--nt-inner")) {
-                if (sal_method_parse(v, &xo.base.nt_inner)) { cli_error("--nt-inner: unknown method '%s'", v); goto out; }
+                if (sal_method_parse(v, &xo.base.nt_inner)) {
+                    static const char *const inner[] = {"saliency", "inputxgrad", "ig", "guided"};
+                    cli_unknown("--nt-inner method", v, inner, 4, NULL);
+                    goto out;
+                }
             } else if (!strcmp(a, "--rule")) {
                 static const char *rules[] = {"gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"};
                 int k = 0;
@@ -891,9 +974,18 @@ static int explain_or_bench(int argc, char **argv, int bench) {
             } else if (!strcmp(a, "--colormap")) {
                 if (sal_colormap_parse(v, &xo.cmap, &err)) { cli_error("--colormap: %s", err.msg); goto out; }
                 xo.have_cmap = 1;
+            } else if (!strcmp(a, "--opacity")) {
+                if (!strcmp(v, "map")) xo.opacity = 1;
+                else if (!strcmp(v, "constant")) xo.opacity = 0;
+                else {
+                    static const char *const modes[] = {"map", "constant"};
+                    cli_unknown("--opacity mode", v, modes, 2, NULL);
+                    goto out;
+                }
             } else if (!strcmp(a, "--alpha")) {
                 xo.alpha = strtof(v, &end);
                 if (*end || !(xo.alpha >= 0 && xo.alpha <= 1)) { cli_error("--alpha: expected a number in [0,1], got '%s'", v); goto out; }
+                xo.have_alpha = 1;
             } else { cli_error("explain: unknown option '%s'", a); goto out; }
             continue;
         }
@@ -902,6 +994,11 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     if (bench && !c.model) { cli_error("bench: needs -m MODEL.onnx (see salient bench --help)"); goto out; }
     if (!bench && (!c.model || !n_inputs || !xo.out)) {
         cli_error("explain: needs -m MODEL.onnx, at least one input and -o OUTDIR (see salient explain --help)");
+        goto out;
+    }
+    if (!bench && cli_check_output(xo.out, inputs, n_inputs)) goto out;
+    if (xo.target && topk_given) {
+        cli_error("--target and --topk together: explain one given class (--target) or each of the top K (--topk), not both");
         goto out;
     }
     if (bench && !methods_given) parse_methods(&xo, bench_default_methods);
@@ -930,8 +1027,12 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         int by_name = *end || !*xo.target;
         if (by_name) t = cm.labels ? sal_labels_find(cm.labels, cm.n_labels, xo.target) : -1;
         if (t < 0 || t >= K) {
-            if (by_name)
-                cli_error("--target %s: %s", xo.target, cm.labels ? "no class has this name" : "no class has this name (the model has no labels: give --labels FILE)");
+            const char *near = by_name && cm.labels ? cli_closest(xo.target, (const char *const *)cm.labels, cm.n_labels) : NULL;
+            if (near)
+                cli_error("--target %s: no class has this name: did you mean '%s'? (class names: salient info, or the labels file)",
+                          xo.target, near);
+            else if (by_name)
+                cli_error("--target %s: %s", xo.target, cm.labels ? "no class has this name (class names: the labels file)" : "no class has this name (the model has no labels: give --labels FILE)");
             else
                 cli_error("--target %s: out of range: the model has %d classes (0..%d)", xo.target, K, K - 1);
             cli_model_close(&cm);
@@ -958,6 +1059,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
     }
     /* black baseline: the preprocessing of a black pixel */
     for (int k = 0; k < 3; k++) xo.base.black_value[k] = (0.0f - cm.prep.mean[k < cm.c ? k : 0]) / cm.prep.std[k < cm.c ? k : 0];
+    cli_device_note(&cm);
     if (bench) {
         if (!bench_images) bench_images = strcmp(sal_session_device(cm.s), "cuda") ? 8 : 64;
         rc = run_bench(&xo, &c, &cm, inputs, n_inputs, bench_images, bench_min_time, bench_max_time);
@@ -966,6 +1068,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         goto out;
     }
     rc = run_explain(&xo, &c, &cm, inputs, n_inputs, n_bad, fixed_target);
+    if (xo.html && write_html(&xo) && rc == EXIT_OK) rc = EXIT_FAIL;
     free(xo.baseline_npy);
     cli_model_close(&cm);
 out:

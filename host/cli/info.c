@@ -5,9 +5,12 @@
 #include "cli.h"
 
 static const char *help =
-    "usage: salient info [--size HxW] MODEL.onnx\n"
+    "usage: salient info [--size HxW] [preprocessing options] MODEL.onnx\n"
     "Print the model's inputs and outputs, every layer (node) with its output shape for one\n"
-    "image, and how many nodes of each op type it has. Layer names are what --layer takes.\n";
+    "image, and how many nodes of each op type it has (layer names are what --layer takes); then\n"
+    "the preprocessing predict and explain give its images (the model's embedded salient.mean,\n"
+    "salient.std, salient.resize and salient.labels, else the field's defaults, else the flags given\n"
+    "here: --mean, --std, --scale, --crop, --labels), its class names, and the default CAM layer.\n";
 
 static void print_dims(const int64_t *d, int n) {
     putchar('(');
@@ -16,6 +19,65 @@ static void print_dims(const int64_t *d, int n) {
         else printf("%s%lld", i ? "," : "", (long long)d[i]);
     }
     putchar(')');
+}
+
+/* What predict and explain do with this model by default (or with the preprocessing flags given
+ * to info): the preprocessing, the class names, the CAM layer. */
+static void print_defaults(const cli_common *c, const char *model, const sal_model *m, sal_session *s, int planned) {
+    sal_tensor_info in;
+    if (sal_model_num_inputs(m) != 1 || (sal_model_input(m, 0, &in), in.ndim != 4) || (in.dims[1] != 1 && in.dims[1] != 3)) {
+        printf("preprocessing: none (not one (N,1|3,H,W) image input: predict and explain cannot take this model)\n");
+        return;
+    }
+    const int ch = (int)in.dims[1];
+    const int h = in.dims[2] > 0 ? (int)in.dims[2] : c->h, w = in.dims[3] > 0 ? (int)in.dims[3] : c->w;
+    printf("preprocessing (what predict and explain do to an image for this model; .npy inputs skip it):\n");
+    if (h <= 0 || w <= 0) {
+        printf("  size: dynamic: give --size HxW\n");
+    } else {
+        sal_prep_opts p;
+        cli_prep_source from;
+        cli_prep_choose(c, m, ch, h, w, &p, &from);
+        if (p.resize_shorter > 0)
+            printf("  resize: the shorter side to %d, then centre-crop %dx%d (%s)%s\n", p.resize_shorter, h, w,
+                   from.resize, p.crop_no_enlarge ? "; an image is never enlarged to be cropped: one at "
+                   "the input size is taken whole, a smaller one stretched" : "");
+        else
+            printf("  resize: stretched to %dx%d, no crop (%s)\n", h, w, from.resize);
+        const char *names = ch == 3 ? "RGB" : "gray";
+        printf("  pixels (%s, 0..255): x * %.6g (%s), minus mean (", names, p.scale, from.scale);
+        for (int k = 0; k < ch; k++) printf("%s%.6g", k ? ", " : "", p.mean[k]);
+        printf(") (%s), divided by std (", from.mean);
+        for (int k = 0; k < ch; k++) printf("%s%.6g", k ? ", " : "", p.std[k]);
+        printf(") (%s)\n", from.std);
+    }
+    char buf[4096];
+    const char *lp = cli_labels_path(c->labels, model, m, buf, sizeof buf);
+    char **labels = NULL;
+    int n = 0;
+    sal_error err = {0};
+    if (!lp) printf("  labels: none (class numbers only; --labels FILE names them)\n");
+    else if (sal_labels_load(lp, &labels, &n, &err)) printf("  labels: %s: %s\n", lp, err.msg);
+    else {
+        printf("  labels: %s (%d classes, %s)", lp, n, c->labels ? "--labels" : "the model's salient.labels");
+        for (int k = 0; k < n && k < 3; k++) printf("%s%s", k ? ", " : ": ", labels[k]);
+        printf("%s\n", n > 3 ? ", ..." : "");
+        sal_labels_free(labels, n);
+    }
+    int found = -1, nd = 0;
+    int64_t d[SAL_MAX_DIMS];
+    for (int i = sal_model_num_layers(m) - 1; planned && i >= 0 && found < 0; i--)
+        if (!sal_session_layer_shape(s, i, &nd, d) && nd == 4 && d[2] * d[3] > 1) found = i;
+    if (found >= 0) {
+        sal_layer_info L;
+        sal_model_layer(m, found, &L);
+        printf("default CAM layer: %s ", L.name);
+        print_dims(d, nd);
+        printf(" (the last 4-D layer larger than 1x1; --layer NAME for another)\n");
+    } else {
+        printf("default CAM layer: %s\n", planned ? "none (no 4-D layer larger than 1x1: CAM methods need --layer)"
+                                                   : "unknown (no layer shapes: give --size HxW)");
+    }
 }
 
 int cmd_info(int argc, char **argv) {
@@ -27,7 +89,11 @@ int cmd_info(int argc, char **argv) {
         int r = cli_common_parse(&c, argc, argv, &i);
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
-        if (argv[i][0] == '-') { cli_error("info: unknown option '%s'", argv[i]); return EXIT_USAGE; }
+        if (argv[i][0] == '-') {
+            static const char *const own[] = {"--size", "--help"};
+            cli_unknown_option("info", argv[i], own, 2);
+            return EXIT_USAGE;
+        }
         if (model) { cli_error("info: one model at a time"); return EXIT_USAGE; }
         model = argv[i];
     }
@@ -82,6 +148,7 @@ int cmd_info(int argc, char **argv) {
     printf("op counts:");
     for (int k = 0; k < nt; k++) printf(" %s=%d", types[k], counts[k]);
     printf("\n");
+    print_defaults(&c, model, m, s, planned);
     sal_session_free(s);
     sal_model_free(m);
     return EXIT_OK;

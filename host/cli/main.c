@@ -35,6 +35,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "explain")) return cmd_explain(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "audit")) return cmd_audit(argc - 1, argv + 1);
-    cli_error("unknown command '%s' (try salient --help)", cmd);
+    static const char *const commands[] = {"info", "predict", "explain", "bench", "audit"};
+    cli_unknown("command", cmd, commands, 5, NULL);
     return EXIT_USAGE;
 }

@@ -78,7 +78,12 @@ int cmd_predict(int argc, char **argv) {
         int r = cli_common_parse(&c, argc, argv, &i);
         if (r < 0) { free(inputs); return EXIT_USAGE; }
         if (r > 0) continue;
-        if (argv[i][0] == '-' && argv[i][1]) { cli_error("predict: unknown option '%s'", argv[i]); free(inputs); return EXIT_USAGE; }
+        if (argv[i][0] == '-' && argv[i][1]) {
+            static const char *const own[] = {"--topk", "--help"};
+            cli_unknown_option("predict", argv[i], own, 2);
+            free(inputs);
+            return EXIT_USAGE;
+        }
         inputs[n_inputs++] = argv[i];
     }
     if (!c.model || n_inputs == 0) {
@@ -109,6 +114,7 @@ int cmd_predict(int argc, char **argv) {
     float *logits = NULL;
     int failed = n_bad, k = 0;
     if (!x || !names) { cli_error("out of memory"); failed = 1; goto out; }
+    cli_device_note(&cm);
     for (int start = 0; start < n_inputs;) {
         int n = 0;
         while (start < n_inputs && n < c.batch) {   /* fill a batch with inputs that load */

@@ -112,7 +112,7 @@ sal_status sal_session_create(const sal_model *m, const sal_session_opts *o, sal
                             ? sal_backend_cuda_create(&b, &cerr)
                             : sal_fail(&cerr, SAL_ERR_DEVICE, "this salient was built without the CUDA backend");
         if (st && o->device == SAL_DEVICE_CUDA) return sal_fail(err, st, "--device cuda: %s", cerr.msg);
-        if (st && sal_backend_cuda_built()) snprintf(note, sizeof note, "no usable GPU (%s); running on the CPU", cerr.msg);
+        if (st && sal_backend_cuda_built()) snprintf(note, sizeof note, "%s; running on the CPU", cerr.msg);
     }
     if (!b) {
         sal_status st = sal_backend_cpu_create(o->threads, &b, err);

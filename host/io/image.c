@@ -441,13 +441,20 @@ sal_status sal_prep_geometry(int img_w, int img_h, const sal_prep_opts *o, int *
     *rw = ow;
     *top = *left = 0;
     if (o->resize_shorter <= 0) return SAL_OK;
-    const int rs = o->resize_shorter;
-    if (H <= W) {
-        *rh = rs;
-        *rw = (int)lround((double)W * (double)rs / (double)H);
-    } else {
-        *rw = rs;
-        *rh = (int)lround((double)H * (double)rs / (double)W);
+    int rs = o->resize_shorter;
+    const int shorter = H <= W ? H : W;
+    if (o->crop_no_enlarge && rs > shorter) rs = shorter;   /* no enlarging just to crop */
+    for (;;) {
+        if (H <= W) {
+            *rh = rs;
+            *rw = (int)lround((double)W * (double)rs / (double)H);
+        } else {
+            *rw = rs;
+            *rh = (int)lround((double)H * (double)rs / (double)W);
+        }
+        /* crop_no_enlarge: the least shorter side that still covers the crop */
+        if (!o->crop_no_enlarge || (*rh >= oh && *rw >= ow) || rs >= 4 * SAL_IMAGE_MAX_SIDE) break;
+        rs++;
     }
     if (*rh < oh || *rw < ow) return SAL_ERR_SHAPE;
     *top = (*rh - oh) / 2;

@@ -69,6 +69,11 @@ typedef struct sal_prep_opts {
     int out_h, out_w;    /* model input size */
     int resize_shorter;  /* 0: resize straight to (out_h,out_w);
                             >0: resize the shorter side to this, then center-crop (out_h,out_w) */
+    int crop_no_enlarge; /* with resize_shorter > 0: never enlarge an image in order to crop it:
+                            the shorter side goes to min(resize_shorter, its own length), but to
+                            no less than what covers (out_h,out_w). An image at the input size is
+                            then taken as it is, a smaller one stretched to it, and only larger
+                            ones cropped (salient's CLI default; 0 is the plain convention) */
     int channels;        /* model channels, 1 or 3 */
     float scale;         /* applied to 0..255 values before mean/std; default 1/255 */
     float mean[3], std[3]; /* per model channel; with channels == 1 only [0] is used */
@@ -88,8 +93,9 @@ sal_prep_opts sal_prep_opts_gray(int h, int w);
  * reproduces it; all arithmetic below is done in double and rounded to float once, at the end):
  *
  *  1. Resized size (RH,RW): resize_shorter == 0: (out_h,out_w). Otherwise the shorter side S of the
- *     image becomes resize_shorter and the other side O becomes lround(O*resize_shorter/S) (round
- *     half away from zero); a square image becomes (resize_shorter,resize_shorter).
+ *     image becomes R = resize_shorter and the other side O becomes lround(O*R/S) (round
+ *     half away from zero); a square image becomes (R,R). With crop_no_enlarge, R is
+ *     min(resize_shorter, S), raised by ones until (RH,RW) covers (out_h,out_w).
  *  2. Crop window: top = (RH-out_h)/2, left = (RW-out_w)/2 (integer division); (0,0) when
  *     resize_shorter == 0. RH < out_h or RW < out_w is SAL_ERR_SHAPE.
  *  3. Bilinear resize, half-pixel centres, no antialiasing, evaluated only inside the crop window

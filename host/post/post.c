@@ -222,14 +222,14 @@ sal_status sal_overlay_check(const sal_image *orig, const float rect[4], sal_col
 }
 
 sal_status sal_overlay(const sal_image *orig, const float *map, int h, int w, const float rect[4],
-                       sal_colormap cm, float alpha, int signed_map, uint8_t *out_rgb) {
+                       sal_colormap cm, float alpha, int flags, uint8_t *out_rgb) {
     if (!map || !out_rgb || h < 1 || w < 1) return SAL_ERR_INVALID_ARG;
     sal_status st = sal_overlay_check(orig, rect, cm, alpha, NULL);
     if (st) return st;
     const uint8_t *table = colormap_tables[cm];
     for (int Y = 0; Y < orig->h; Y++)
         for (int X = 0; X < orig->w; X++)
-            sal_overlay_pixel(orig->pix, orig->w, orig->c, map, h, w, rect, table, alpha, signed_map,
+            sal_overlay_pixel(orig->pix, orig->w, orig->c, map, h, w, rect, table, alpha, flags,
                               X, Y, out_rgb);
     return SAL_OK;
 }

@@ -38,6 +38,14 @@
 
 #define SAL_CLIP_PERCENTILE_DEFAULT 99.0 /* for gradient maps; the caller passes it */
 #define SAL_OVERLAY_ALPHA 0.5f           /* default weight of the colour in overlays */
+#define SAL_OVERLAY_ALPHA_BY_VALUE 0.8f  /* ... and its default peak with SAL_OVERLAY_BY_VALUE (the weight
+                                            falls with the map, so the peak can be higher; chosen
+                                            by eye on the sample photos) */
+/* sal_overlay's flags (the same values as kernels/post_elem.h's, which the device code sees) */
+#ifndef SAL_OVERLAY_SIGNED
+#define SAL_OVERLAY_SIGNED 1             /* a signed map in [-1,1] */
+#define SAL_OVERLAY_BY_VALUE 2           /* the colour's opacity scaled by the map's value */
+#endif
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Channel reduction                                                                                */
@@ -143,17 +151,21 @@ sal_status sal_heatmap_rgb(const float *map, int h, int w, sal_colormap cm, int 
 
 /* Overlay of a normalized map (h,w) on the original image, at the original's resolution:
  * out_rgb (orig->h, orig->w, 3). rect (from sal_prep_rect) is the part of the original the map
- * covers. For each original pixel whose centre (X+0.5, Y+0.5) lies in [x0,x1) x [y0,y1), the map is
+ * covers. flags: SAL_OVERLAY_SIGNED (a signed map, [-1,1]) and SAL_OVERLAY_BY_VALUE (the
+ * colour's opacity scaled by the map's value). For each original pixel
+ * whose centre (X+0.5, Y+0.5) lies in [x0,x1) x [y0,y1), the map is
  * sampled bilinearly (half-pixel centres, edge clamp) at map coordinates
  * ((X+0.5-x0) * w/(x1-x0), (Y+0.5-y0) * h/(y1-y0)), coloured with cm (signed maps at
- * t = (v+1)/2), and blended: out = round((1-alpha) * orig + alpha * colour). Pixels outside the
+ * t = (v+1)/2), and blended: out = round((1-a) * orig + a * colour), a = alpha, or with
+ * SAL_OVERLAY_BY_VALUE a = alpha * min(|value|, 1): the photo shows through where the map is low
+ * (and at a signed map's zero, which bwr's white would wash out). Pixels outside the
  * rect (cropped away: the model never saw them) are the original darkened to 50%,
  * round(orig / 2). Gray originals are expanded to RGB. alpha in [0,1]; SAL_OVERLAY_ALPHA is the
  * default; alpha 0 reproduces the original inside the rect.
  * Returns SAL_ERR_INVALID_ARG (nothing is written) for NULL buffers, a bad image, sizes < 1, a
  * rect that is not finite or empty, alpha outside [0,1] or a bad colormap. */
 sal_status sal_overlay(const sal_image *orig, const float *map, int h, int w, const float rect[4],
-                       sal_colormap cm, float alpha, int signed_map, uint8_t *out_rgb);
+                       sal_colormap cm, float alpha, int flags, uint8_t *out_rgb);
 /* sal_overlay's checks of its original, rect, colormap and alpha, with a message in err (may be
  * NULL): SAL_OK or SAL_ERR_INVALID_ARG. */
 sal_status sal_overlay_check(const sal_image *orig, const float rect[4], sal_colormap cm, float alpha,
@@ -169,7 +181,13 @@ typedef struct sal_render_opts {
     int signed_map;      /* symmetric clipping, [-1,1] normalization, colour at (v + 1) / 2 */
     double clip;         /* percentile in [0,100]; 100 or more: no clipping */
     sal_colormap cmap;
-    float alpha;         /* overlay colour weight in [0,1] */
+    float alpha;         /* overlay colour weight in [0,1] (the largest, with alpha_by_value) */
+    int alpha_by_value;  /* overlay: the colour's opacity scaled by the map's value (|value| for
+                            signed maps): SAL_OVERLAY_BY_VALUE */
+    float *range_out;    /* (2), or NULL: receives the values the colour scale's ends stand for,
+                            after reduction and clipping: the finite minimum and maximum (unsigned;
+                            (0,0) when none is finite), or -max|x| and +max|x| (signed); for a
+                            colour bar (sal_colorbar) */
 } sal_render_opts;
 
 /* Post-process attr (c,h,w) of one image on the session's backend (the GPU when the session has
@@ -184,5 +202,17 @@ typedef struct sal_render_opts {
 sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, const sal_render_opts *ro,
                       const sal_image *orig, const float rect[4], float *map, uint8_t *heat,
                       uint8_t *overlay, sal_error *err);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Colour bar                                                                                       */
+
+/* The height of sal_colorbar's strip for an image w pixels wide: the bar and one line of labels,
+ * scaled with the width (a 5x7 pixel font at scale max(1, round(w / 180))). */
+int sal_colorbar_height(int w);
+/* A colour bar strip out (sal_colorbar_height(w), w, 3) uint8 RGB, to go under an overlay: on white,
+ * the colormap cm from left (t = 0) to right (t = 1) over the width less a margin, and under it the
+ * values the ends stand for, lo at the left and hi at the right ("%.3g"; signed maps also 0 in
+ * the middle), in black. SAL_ERR_INVALID_ARG for a NULL buffer, w < 32 or a bad colormap. */
+sal_status sal_colorbar(uint8_t *out, int w, sal_colormap cm, int signed_map, float lo, float hi);
 
 #endif /* SAL_POST_H */

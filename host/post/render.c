@@ -106,6 +106,14 @@ sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, co
         a.out = dmap;
         if (!st) st = rprim(&r, SAL_MP_normalize, hw, &a);
     }
+    if (!st && ro->range_out) {   /* the colour scale's ends, for a colour bar */
+        float rg[2];
+        st = rcopy(&r, 0, rg, dsmall + 2, sizeof rg);
+        if (!st) {
+            ro->range_out[0] = ro->signed_map ? -rg[1] : rg[0];
+            ro->range_out[1] = rg[1];
+        }
+    }
     uint8_t *dtable = (heat || overlay) && !st ? ralloc(&r, 768) : NULL;
     if ((heat || overlay) && !st) st = dtable ? rcopy(&r, 1, dtable, sal_colormap_table(ro->cmap), 768) : SAL_ERR_NOMEM;
     a.in = dmap;
@@ -128,6 +136,7 @@ sal_status sal_render(sal_session *s, const float *attr, int c, int h, int w, co
         a.oc = orig->c;
         memcpy(a.rect, rect, sizeof a.rect);
         a.alpha = ro->alpha;
+        a.mode = (ro->signed_map ? SAL_OVERLAY_SIGNED : 0) | (ro->alpha_by_value ? SAL_OVERLAY_BY_VALUE : 0);
         if (!st) st = rprim(&r, SAL_MP_overlay, (int64_t)on, &a);
         if (!st) st = rcopy(&r, 0, overlay, dover, on * 3);
     }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../backend.h"
 #include "../blas_drive.h"
@@ -607,9 +608,14 @@ sal_status sal_backend_cuda_create(sal_backend **out, sal_error *err) {
     *out = NULL;
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
-    if (e != cudaSuccess || count == 0)
-        return sal_fail(err, SAL_ERR_DEVICE, "no CUDA device found (%s)",
-                        e != cudaSuccess ? cudaGetErrorString(e) : "device count is 0");
+    if (e != cudaSuccess || count == 0) {
+        /* no kernel driver at all (most machines without a GPU) is said plainly; otherwise the
+         * driver's own reason */
+        if (access("/proc/driver/nvidia/version", F_OK) != 0)
+            return sal_fail(err, SAL_ERR_DEVICE, "no NVIDIA driver found");
+        return sal_fail(err, SAL_ERR_DEVICE, "no usable CUDA device: %s",
+                        e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
+    }
     if (sal_cuda_probe_launch() != 0)
         return sal_fail(err, SAL_ERR_DEVICE, "the CUDA device cannot run this build's kernels "
                         "(built for sm_80/sm_90?)");
