@@ -210,7 +210,7 @@ Test(fuzz_regress, pixel_limit) {
 Test(fuzz_regress, predict_refuses_a_huge_declared_input) {
     char cmd[2048], out[2048] = {0};
     snprintf(cmd, sizeof cmd, "'%s/salient' predict -m '%s/onnx/issue10-input-100000x100000.onnx' "
-             "'%s/samples/dog.npy' 2>&1", SAL_BINARY_DIR, REGRESS, SAL_SOURCE_DIR);
+             "'%s/samples-npy/dog.npy' 2>&1", SAL_BINARY_DIR, REGRESS, SAL_SOURCE_DIR);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p);
     size_t got = fread(out, 1, sizeof out - 1, p);
