@@ -78,8 +78,8 @@ static inline sal_status sal_backend_download(sal_backend *b, void *dst, const v
 /* CPU backend: threads 0 = sal_cpu_default_threads() (the CPUs this process may use). */
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err);
 
-/* Which convolution implementation a CPU backend uses: SAL_CONV_IMPL_AUTO (default: per node by
- * shape), _GEMM (cpu_nn.c's kernels only) or _DNNL (oneDNN's primitives wherever they apply);
+/* Which convolution implementation a CPU backend uses: SAL_CONV_IMPL_AUTO (per node by shape),
+ * _GEMM (the default: cpu_nn.c's kernels only) or _DNNL (oneDNN's primitives wherever they apply);
  * backend/cpu/cpu_conv_dnnl.h. Tests and benchmarks force each path with it. No effect on other
  * backends. */
 void sal_backend_cpu_set_conv_impl(sal_backend *b, int impl);

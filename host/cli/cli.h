@@ -47,6 +47,7 @@ typedef struct cli_model {
     char **labels;
     int n_labels;
     int note_shown;         /* cli_device_note printed */
+    int quiet;              /* --quiet: no note either */
 } cli_model;
 
 /* Where each part of the preprocessing came from, in words ("--mean", "the model's salient.mean",

@@ -59,7 +59,7 @@ const char *cli_common_help =
     "                       taken whole); `salient info MODEL` shows what a model gets\n"
     "  --gray               convert images to grayscale first\n"
     "  --json               one JSON object per input on stdout\n"
-    "  -q, --quiet          no progress report on stderr (errors are still printed)\n";
+    "  -q, --quiet          no progress report or notes on stderr (errors are still printed)\n";
 
 void cli_common_init(cli_common *c) {
     memset(c, 0, sizeof *c);
@@ -318,6 +318,7 @@ int cli_model_open(cli_model *cm, const cli_common *c) {
 
     cli_prep_choose(c, cm->m, cm->c, cm->h, cm->w, &cm->prep, NULL);
     cm->gray_flag = c->gray;
+    cm->quiet = c->quiet;
     cm->max_pixels = c->max_pixels;
 
     char path[4096];
@@ -335,6 +336,7 @@ fail:
 void cli_device_note(cli_model *cm) {
     if (cm->note_shown || !cm->s) return;
     cm->note_shown = 1;
+    if (cm->quiet) return;   /* --quiet: errors only */
     if (*sal_session_device_note(cm->s)) fprintf(stderr, "salient: note: %s\n", sal_session_device_note(cm->s));
 }
 
