@@ -16,18 +16,6 @@
 #include "audit.h"
 #include "post/post.h"
 
-static void html(FILE *f, const char *s) {
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        case '"': fputs("&quot;", f); break;
-        default: fputc(*s, f);
-        }
-    }
-}
-
 static const char *method_words(const char *m) {
     if (!strcmp(m, "gradcam")) return "Grad-CAM";
     if (!strcmp(m, "gradcam++")) return "Grad-CAM++";
@@ -95,9 +83,9 @@ int audit_write_report(audit_store *st, const audit_findings_opts *o, const audi
     const int M = o->n_methods, K = d->K;
     char name[512];
     fputs("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>salient audit: ", f);
-    html(f, o->model);
+    cli_html_text(f, o->model);
     fprintf(f, "</title><style>%s</style></head><body>\n<h1>Audit of ", style);
-    html(f, o->model);
+    cli_html_text(f, o->model);
     fprintf(f, "</h1>\n<p>%d images, %d unreadable; methods:", d->images, d->failed);
     for (int mi = 0; mi < M; mi++) fprintf(f, " %s", method_words(o->methods[mi]));
     fprintf(f, "; classes are the %s.</p>\n", o->labelled ? "true labels" : "predicted classes (no labels were given)");
@@ -108,7 +96,7 @@ int audit_write_report(audit_store *st, const audit_findings_opts *o, const audi
         const audit_flag *fl = &d->flags[i];
         audit_class_name(o, fl->cls, name, sizeof name);
         fputs("<li class=\"flag\">", f);
-        html(f, name);
+        cli_html_text(f, name);
         fprintf(f, ": %.1fx more %s mass in the %s than other classes (mean share %.3f)</li>\n", fl->ratio,
                 method_words(o->methods[fl->method]), sal_region_words((sal_region_metric)fl->region), fl->mass);
     }
@@ -133,7 +121,7 @@ int audit_write_report(audit_store *st, const audit_findings_opts *o, const audi
         if (k >= 0) audit_class_name(o, k, name, sizeof name);
         else snprintf(name, sizeof name, "all");
         fputs("<tr><td>", f);
-        html(f, name);
+        cli_html_text(f, name);
         fprintf(f, " (n=%lld)</td>", (long long)(k >= 0 ? d->acc[k].n : d->acc[(size_t)K * M].n));
         char fname[512];
         snprintf(fname, sizeof fname, "%s", name);
@@ -166,7 +154,7 @@ int audit_write_report(audit_store *st, const audit_findings_opts *o, const audi
         if (!d->acc[k].n) continue;
         audit_class_name(o, k, name, sizeof name);
         fputs("<tr><td>", f);
-        html(f, name);
+        cli_html_text(f, name);
         fprintf(f, "</td><td>%lld</td><td>", (long long)d->acc[k].n);
         if (d->acc[k].n_known) fprintf(f, "%.3f", (double)d->acc[k].n_correct / d->acc[k].n_known);
         fputs("</td>", f);
@@ -201,16 +189,16 @@ int audit_write_report(audit_store *st, const audit_findings_opts *o, const audi
     }
     while (!rc && sqlite3_step(q) == SQLITE_ROW) {
         fputs("<tr><td>", f);
-        html(f, (const char *)sqlite3_column_text(q, 0));
+        cli_html_text(f, (const char *)sqlite3_column_text(q, 0));
         fputs("</td><td>", f);
         if (sqlite3_column_type(q, 1) != SQLITE_NULL) {
             audit_class_name(o, sqlite3_column_int(q, 1), name, sizeof name);
-            html(f, name);
+            cli_html_text(f, name);
         }
         fputs("</td><td>", f);
-        html(f, (const char *)sqlite3_column_text(q, 2));
+        cli_html_text(f, (const char *)sqlite3_column_text(q, 2));
         fprintf(f, "</td><td>%.3f</td><td>", sqlite3_column_double(q, 3));
-        html(f, (const char *)sqlite3_column_text(q, 4));
+        cli_html_text(f, (const char *)sqlite3_column_text(q, 4));
         fputs("</td>", f);
         for (int c = 5; c < 14; c++) {
             fputs("<td>", f);

@@ -178,6 +178,8 @@ void cli_records_close(cli_records *r);
 /* explain --html (html.c): OUTDIR/index.html from OUTDIR/summary.jsonl, the originals copied into
  * OUTDIR/inputs/. Returns 0, or -1 (reported). */
 int cli_html_write(const char *outdir);
+/* s written into HTML text or an attribute value: < > & " escaped. */
+void cli_html_text(FILE *f, const char *s);
 
 int cmd_info(int argc, char **argv);
 int cmd_predict(int argc, char **argv);

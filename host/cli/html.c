@@ -160,7 +160,7 @@ static int parse_row(const char *line, hrow *r) {
 /* ------------------------------------------------------------------------------------------------ */
 /* Writing                                                                                          */
 
-static void html_text(FILE *f, const char *s) {
+void cli_html_text(FILE *f, const char *s) {
     for (; s && *s; s++) {
         switch (*s) {
         case '<': fputs("&lt;", f); break;
@@ -249,7 +249,7 @@ static const char *css =
     "figcaption span.extra{color:#666}\n";
 
 static void class_text(FILE *f, int k, const char *label) {
-    if (label && *label) { html_text(f, label); fprintf(f, " (%d)", k); }
+    if (label && *label) { cli_html_text(f, label); fprintf(f, " (%d)", k); }
     else fprintf(f, "class %d", k);
 }
 
@@ -315,9 +315,9 @@ int cli_html_write(const char *outdir) {
     FILE *f = page.f;
     const size_t common = common_dir(rows, n);
     fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>salient explain — ", f);
-    html_text(f, base_name(outdir));
+    cli_html_text(f, base_name(outdir));
     fprintf(f, "</title>\n<style>\n%s</style>\n</head>\n<body>\n<h1>salient explain — ", css);
-    html_text(f, base_name(outdir));
+    cli_html_text(f, base_name(outdir));
     fputs("</h1>\n<p class=\"note\">", f);
     int n_inputs = 0;
     for (int i = 0; i < n; i++) {
@@ -330,7 +330,7 @@ int cli_html_write(const char *outdir) {
         fputs(" from <code>", f);
         char dir[4096];
         snprintf(dir, sizeof dir, "%.*s", (int)common, rows[0].input);
-        html_text(f, dir);
+        cli_html_text(f, dir);
         fputs("</code> (headings are relative to it)", f);
     }
     fputs(". Overlays: the map over the photo at the photo's resolution (the part the model's centre "
@@ -349,7 +349,7 @@ int cli_html_write(const char *outdir) {
         for (int j = i; j < n; j++)
             if (!strcmp(rows[j].method, rows[i].method)) { total += rows[j].seconds; count++; }
         fputs("<tr><td>", f);
-        html_text(f, rows[i].method);
+        cli_html_text(f, rows[i].method);
         fprintf(f, "</td><td>%d</td><td>%.2f</td><td>%.3f</td></tr>\n", count, total, total / count);
     }
     fputs("</table>\n", f);
@@ -363,7 +363,7 @@ int cli_html_write(const char *outdir) {
         for (int j = i; j < n; j++)
             if (!strcmp(rows[j].input, rows[i].input) && !strcmp(rows[j].stem, rows[i].stem) && rows[j].rank > 1) topk = 1;
         fputs("<section class=\"input\"><h2>", f);
-        html_text(f, rows[i].input + common);
+        cli_html_text(f, rows[i].input + common);
         fputs(" <span class=\"pred\">— predicted ", f);
         class_text(f, rows[i].predicted, rows[i].predicted_label);
         if (rows[i].has_prob) fprintf(f, ", p = %.3f", rows[i].probability);
@@ -377,7 +377,7 @@ int cli_html_write(const char *outdir) {
                     ends_with_ci(rows[i].input, ".npy") ? "preprocessed .npy input (no photo)" : "original not shown");
         }
         fputs("<figcaption><b>input</b><br>", f);
-        html_text(f, base_name(rows[i].input));
+        cli_html_text(f, base_name(rows[i].input));
         fputs("</figcaption></figure>\n", f);
         for (int j = i; j < n; j++) {
             hrow *r = &rows[j];
@@ -393,13 +393,13 @@ int cli_html_write(const char *outdir) {
                 fputs("<img src=\"", f);
                 html_url(f, name);
                 fputs("\" alt=\"", f);
-                html_text(f, r->method);
+                cli_html_text(f, r->method);
                 fputs("\">", f);
             } else {
                 fputs("<div class=\"missing\">overlay missing</div>", f);
             }
             fputs("<figcaption><b>", f);
-            html_text(f, r->method);
+            cli_html_text(f, r->method);
             fputs("</b><br>target ", f);
             class_text(f, r->target, r->target_label);
             if (r->has_score) fprintf(f, "<br>score %.4g", r->score);
@@ -410,7 +410,7 @@ int cli_html_write(const char *outdir) {
                     fprintf(f, " (%.1f%% of f(x) − f(baseline) = %.4g)", 100.0 * fabs(r->gap / r->delta), r->delta);
                 fputs("<br>", f);
             }
-            if (r->layer && *r->layer) { fputs("layer ", f); html_text(f, r->layer); fputs("<br>", f); }
+            if (r->layer && *r->layer) { fputs("layer ", f); cli_html_text(f, r->layer); fputs("<br>", f); }
             if (r->has_seconds) fprintf(f, "%.2f s", r->seconds);
             fputs("</span></figcaption></figure>\n", f);
         }

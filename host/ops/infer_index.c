@@ -15,18 +15,6 @@
 /* ------------------------------------------------------------------------------------------------ */
 /* Helpers                                                                                          */
 
-static const sal_shape *in_shape(const sal_op_ctx *ctx, int i) {
-    return i < ctx->n_in ? ctx->in_shape[i] : NULL;
-}
-
-static const sal_tensor *in_const(const sal_op_ctx *ctx, int i) {
-    return i < ctx->n_in && ctx->in_const ? ctx->in_const[i] : NULL;
-}
-
-static int in_dtype(const sal_op_ctx *ctx, int i) {
-    return i < ctx->n_in && ctx->in_dtype ? ctx->in_dtype[i] : 0;
-}
-
 static sal_status float_input(sal_op_ctx *ctx, int i, const char *what) {
     if (!in_shape(ctx, i))
         return sal_op_fail(ctx, SAL_ERR_SHAPE, "input %d (%s) is missing", i, what);

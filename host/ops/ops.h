@@ -107,6 +107,18 @@ typedef struct sal_op_ctx {
     sal_error *err;
 } sal_op_ctx;
 
+/* Input i's shape, constant data and dtype as infer functions read them: NULL / NULL / 0 for an
+ * input past n_in (an absent optional input). */
+static inline const sal_shape *in_shape(const sal_op_ctx *ctx, int i) {
+    return i < ctx->n_in ? ctx->in_shape[i] : NULL;
+}
+static inline const sal_tensor *in_const(const sal_op_ctx *ctx, int i) {
+    return i < ctx->n_in && ctx->in_const ? ctx->in_const[i] : NULL;
+}
+static inline int in_dtype(const sal_op_ctx *ctx, int i) {
+    return i < ctx->n_in && ctx->in_dtype ? ctx->in_dtype[i] : 0;
+}
+
 typedef struct sal_op_def {
     const char *onnx_name;
     sal_op_kind kind;
