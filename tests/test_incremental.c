@@ -357,7 +357,7 @@ Test(incremental, efficientnet_lite0_matches_full_passes) {
     if (!f) cr_skip_test("%s is missing (scripts/fetch-models)", path);
     fclose(f);
     cr_assert_eq(sal_model_load(path, &m, &err), SAL_OK, "%s", err.msg);
-    int rects[4 * 16];
+    int rects[4 * 64];   /* the border windows, then a whole row at stride 8 (28 windows; 8 are used) */
     int nb = border_rects(224, 224, 15, rects);
     int nr = row_rects(224, 224, 15, 8, 13, rects + 4 * nb);
     double thr[2] = {0.5, 1.0};
