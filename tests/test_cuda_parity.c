@@ -8,6 +8,10 @@
  *                    Winograd/FFT convolutions round differently) than the CPU's GEMM, ~1e-6..1e-5
  *                    on these sizes; a wrong index or factor shows up at 1e-1 or more.
  *   METHOD_TOL 1e-3  whole maps after tens of layers and many passes (IG sums 50 gradients).
+ *                    On EfficientNet-Lite0 (ReLU6) gradient maps are ill-conditioned: at least twice
+ *                    what the CPU's own map moves under 1e-6 input noise (cpu_conditioning), and the
+ *                    layer-by-layer test replays the CPU's backward on CUDA's activations, which
+ *                    must then agree to METHOD_TOL at every layer.
  * Every random number comes from tu_fresh_seed(), printed in each failure message. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -358,8 +362,34 @@ static void close_pair(session_pair *p) {
     sal_model_free(p->model);
 }
 
+/* How far the CPU's own map moves when the input moves by rounding: the map on x(1 + u), u uniform
+ * in +-1e-6 (a few float ulps), three draws, the largest max-norm difference to the map on x. On a
+ * ReLU6 network a gradient map is this ill-conditioned: an activation within rounding of 0 or 6
+ * flips its mask, and the whole receptive field behind it changes (0.3-0.8% of the map's max on
+ * EfficientNet-Lite0; tests/test_cuda_parity.c's layer-by-layer test shows the flip on CUDA). */
+static double cpu_conditioning(sal_session *sc, const sal_explain_opts *o, const float *x, int n, int h, int w,
+                               const sal_maps *ref) {
+    int64_t per = sal_maps_per_image(ref), nx = (int64_t)n * 3 * h * w;
+    float *xp = malloc(sizeof(float) * (size_t)nx);
+    uint64_t rs = 7;
+    double worst = 0;
+    for (int k = 0; k < 3; k++) {
+        tu_fill(xp, nx, &rs, -1e-6f, 1e-6f);
+        for (int64_t i = 0; i < nx; i++) xp[i] = x[i] * (1.f + xp[i]);
+        sal_maps c;
+        cr_assert_eq(sal_explain(sc, o, xp, n, h, w, NULL, &c), SAL_OK, "%s", sal_session_error(sc));
+        double e = rel_diff(c.attr, ref->attr, n * per);
+        if (!(e <= worst)) worst = e;
+        sal_maps_free(&c);
+    }
+    free(xp);
+    return worst;
+}
+
+/* conditioned: the tolerance is at least twice the CPU's own conditioning (above), for models
+ * where rounding-level differences flip activation masks. */
 static void explain_both(const char *model_path, const float *x, int n, int h, int w, sal_method m,
-                         const char *layer, double tol) {
+                         const char *layer, double tol, int conditioned) {
     need_gpu();
     session_pair sp = open_pair(model_path);
     sal_session *sc = sp.cpu, *sg = sp.gpu;
@@ -374,6 +404,12 @@ static void explain_both(const char *model_path, const float *x, int n, int h, i
     cr_assert_eq(sal_explain(sg, &o, x, n, h, w, NULL, &b), SAL_OK, "%s on cuda: %s", sal_method_name(m),
                  sal_session_error(sg));
     int64_t per = sal_maps_per_image(&a);
+    if (conditioned) {
+        double c = cpu_conditioning(sc, &o, x, n, h, w, &a);
+        fprintf(stderr, "[cond] %s: the CPU's map moves by %.3g under 1e-6 input noise; tolerance %.3g\n",
+                sal_method_name(m), c, 2 * c > tol ? 2 * c : tol);
+        if (2 * c > tol) tol = 2 * c;
+    }
     for (int i = 0; i < n; i++) cr_expect_eq(a.targets[i], b.targets[i], "%s: image %d target", sal_method_name(m), i);
     double e = rel_diff(b.attr, a.attr, n * per);
     cr_expect_leq(e, tol, "%s: CUDA map differs from CPU by %.3g", sal_method_name(m), e);
@@ -397,7 +433,7 @@ Test(parity_methods, every_method_on_the_fixture_cnn) {
                  SAL_OK, "%s", err.msg);
     tu_src_path("tests/fixtures/methods/tinycnn.onnx", mpath, sizeof mpath);
     for (int m = 0; m < SAL_M_COUNT; m++)
-        explain_both(mpath, x, 2, 32, 32, (sal_method)m, NULL, METHOD_TOL);
+        explain_both(mpath, x, 2, 32, 32, (sal_method)m, NULL, METHOD_TOL, 0);
     free(x);
 }
 
@@ -415,7 +451,7 @@ Test(parity_methods, efficientnet_lite0) {
     cr_assert_eq(sal_npy_read(tu_src_path("samples-npy/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK,
                  "%s", err.msg);
     sal_method ms[] = {SAL_M_SALIENCY, SAL_M_IG, SAL_M_GUIDED, SAL_M_GRADCAM, SAL_M_OCCLUSION};
-    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) explain_both(mpath, x, 1, 224, 224, ms[i], NULL, METHOD_TOL);
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) explain_both(mpath, x, 1, 224, 224, ms[i], NULL, METHOD_TOL, 1);
     free(x);
 }
 
@@ -455,4 +491,162 @@ Test(parity_render, maps_heatmaps_and_overlays) {
     free(attr);
     free(orig.pix);
     close_pair(&sp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Layer by layer: where the two backends part on EfficientNet-Lite0                                */
+
+/* Elements where one side's activation is strictly inside a ReLU6 (Clip 0..6) or ReLU's linear
+ * range and the other's is not: the places where a rounding difference flips the gradient mask. */
+static int64_t mask_flips(const sal_node *n, const float *a, const float *b, int64_t cnt) {
+    int clip = strcmp(n->op_type, "Clip") == 0;
+    int64_t f = 0;
+    for (int64_t i = 0; i < cnt; i++) {
+        int ia = clip ? (a[i] > 0.f && a[i] < 6.f) : a[i] > 0.f;
+        int ib = clip ? (b[i] > 0.f && b[i] < 6.f) : b[i] > 0.f;
+        f += ia != ib;
+    }
+    return f;
+}
+
+/* Forward activations and backward gradients of every value, CPU against CUDA, on one photo with
+ * the predicted class's one-hot seed (saliency's pass). Each layer's forward must agree to OP_TOL
+ * of its own largest magnitude; the gradient table is printed ("[layer]" lines) so that a method's
+ * map that parts from the CPU's can be traced to the first node whose gradient parts, and whether
+ * mask flips at a ReLU6 (rounding, not a bug) happened there. A second CUDA pass measures the
+ * card's own run-to-run noise. */
+Test(parity_layers, efficientnet_lite0_layer_by_layer) {
+    need_gpu();
+    char path[1024], mpath[1024];
+    tu_src_path("models/efficientnet_lite0.onnx", mpath, sizeof mpath);
+    FILE *f = fopen(mpath, "rb");
+    if (!f) cr_skip_test("%s missing: run scripts/fetch-models", mpath);
+    fclose(f);
+    sal_error err = {0};
+    sal_model *m = NULL;
+    cr_assert_eq(sal_model_load(mpath, &m, &err), SAL_OK, "%s", err.msg);
+    const sal_graph *g = m->g;
+    float *x = NULL;   /* [1,3,224,224] */
+    int nd;
+    int64_t d[SAL_MAX_DIMS];
+    cr_assert_eq(sal_npy_read(tu_src_path("samples-npy/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK,
+                 "%s", err.msg);
+    side cpu = {0}, gpu = {0};
+    cr_assert_eq(sal_backend_cpu_create(2, &cpu.b, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_backend_cuda_create(&gpu.b, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_create(g, cpu.b, &cpu.e, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_create(g, gpu.b, &gpu.e, &err), SAL_OK, "%s", err.msg);
+    sal_shape s = shp(4, 1, 3, 224, 224);
+    cr_assert_eq(sal_engine_plan(cpu.e, &s, SAL_PLAN_GRAD, -1, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_plan(gpu.e, &s, SAL_PLAN_GRAD, -1, &err), SAL_OK, "%s", err.msg);
+    const float *ins[1] = {x};
+    cr_assert_eq(sal_engine_forward(cpu.e, ins, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_forward(gpu.e, ins, &err), SAL_OK, "%s", err.msg);
+    int out0 = g->outputs[0];
+    int64_t ny = sal_shape_numel(sal_engine_shape(cpu.e, out0));
+    float *y = malloc(sizeof(float) * (size_t)ny), *seed = calloc((size_t)ny, sizeof(float));
+    cr_assert_eq(sal_engine_read(cpu.e, out0, y, &err), SAL_OK, "%s", err.msg);
+    int64_t top = 0;
+    for (int64_t i = 1; i < ny; i++)
+        if (y[i] > y[top]) top = i;
+    seed[top] = 1.f;
+    cr_assert_eq(sal_engine_backward(cpu.e, seed, 0, 0, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_backward(gpu.e, seed, 0, 0, &err), SAL_OK, "%s", err.msg);
+    fprintf(stderr, "[layer] EfficientNet-Lite0, chelsea, class %lld; rel. diffs to the CPU's largest magnitude\n",
+            (long long)top);
+    fprintf(stderr, "[layer] step node op         fwd      grad(out)  flips  value\n");
+    int n_steps = sal_engine_n_steps(cpu.e);
+    /* values whose memory a fused ReLU/Clip overwrites on the CPU (the Conv's output holds the
+     * activated values there, the raw ones on a backend that runs the activation apart) */
+    char *fused_into = calloc((size_t)g->n_values + 1, 1);
+    for (int st = 0; st < n_steps; st++) {
+        const void *params;
+        int alias, fused;
+        const sal_node *n = &g->nodes[sal_engine_step(cpu.e, st, &params, &alias, &fused)];
+        if (fused && n->in[0] >= 0) fused_into[n->in[0]] = 1;
+    }
+    for (int st = 0; st < n_steps; st++) {
+        const void *params;
+        int alias, fused;
+        int ni = sal_engine_step(cpu.e, st, &params, &alias, &fused);
+        const sal_node *n = &g->nodes[ni];
+        int v = n->out[0];
+        const sal_shape *vs = sal_engine_shape(cpu.e, v);
+        if (v < 0 || !vs) continue;
+        int64_t cnt = sal_shape_numel(vs);
+        float *ac = malloc(sizeof(float) * (size_t)(cnt + 1)), *ag = malloc(sizeof(float) * (size_t)(cnt + 1));
+        if (sal_engine_read(cpu.e, v, ac, &err) || sal_engine_read(gpu.e, v, ag, &err)) {
+            free(ac); free(ag);
+            continue;
+        }
+        double ef = rel_diff(ag, ac, cnt);
+        if (!fused_into[v])
+            cr_expect_leq(ef, OP_TOL, "node %d %s (%s) forward: CUDA differs from CPU by %.3g", ni, n->name,
+                          n->op_type, ef);
+        int64_t flips = (!strcmp(n->op_type, "Clip") || !strcmp(n->op_type, "Relu")) ? mask_flips(n, ac, ag, cnt) : -1;
+        double eg = -1;
+        if (!sal_engine_read_grad(cpu.e, v, ac, &err) && !sal_engine_read_grad(gpu.e, v, ag, &err))
+            eg = rel_diff(ag, ac, cnt);
+        fprintf(stderr, "[layer] %4d %4d %-10s %.2e %9.2e %6lld  %s%s\n", st, ni, n->op_type, ef, eg,
+                (long long)flips, g->values[v].name,
+                fused ? " (fused)" : fused_into[v] ? " (activation fused on the CPU: fwd not comparable)" : "");
+        free(ac);
+        free(ag);
+    }
+    int64_t nx = 3 * 224 * 224;
+    float *gc = malloc(sizeof(float) * (size_t)nx), *g1 = malloc(sizeof(float) * (size_t)nx),
+          *g2 = malloc(sizeof(float) * (size_t)nx);
+    cr_assert_eq(sal_engine_read_grad(cpu.e, g->inputs[0], gc, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read_grad(gpu.e, g->inputs[0], g1, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_forward(gpu.e, ins, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_backward(gpu.e, seed, 0, 0, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read_grad(gpu.e, g->inputs[0], g2, &err), SAL_OK, "%s", err.msg);
+    fprintf(stderr, "[layer] input gradient: CUDA vs CPU %.3g, CUDA run vs CUDA run %.3g\n", rel_diff(g1, gc, nx),
+            rel_diff(g2, g1, nx));
+
+    /* Replay: the CPU's backward on the CUDA forward's activations (written into the CPU plan's
+     * memory, which is host memory), so that both decide every ReLU6 mask on the same numbers.
+     * What remains is summation order alone; a wrong kernel would show at 1e-1 or more. */
+    for (int st = 0; st < n_steps; st++) {
+        const void *params;
+        int alias, fused;
+        const sal_node *n = &g->nodes[sal_engine_step(cpu.e, st, &params, &alias, &fused)];
+        for (int j = 0; j < n->n_out; j++) {
+            int v = n->out[j];
+            float *dst = v >= 0 ? (float *)sal_engine_value_dev(cpu.e, v) : NULL;
+            if (!dst || !sal_engine_value_dev(gpu.e, v)) continue;
+            cr_assert_eq(sal_engine_read(gpu.e, v, dst, &err), SAL_OK, "%s", err.msg);
+        }
+    }
+    cr_assert_eq(sal_engine_backward(cpu.e, seed, 0, 0, &err), SAL_OK, "%s", err.msg);
+    double worst = 0;
+    int worst_node = -1;
+    for (int st = 0; st < n_steps; st++) {
+        const void *params;
+        int alias, fused;
+        int ni = sal_engine_step(cpu.e, st, &params, &alias, &fused);
+        int v = g->nodes[ni].out[0];
+        const sal_shape *vs = v >= 0 ? sal_engine_shape(cpu.e, v) : NULL;
+        if (!vs) continue;
+        int64_t cnt = sal_shape_numel(vs);
+        float *ac = malloc(sizeof(float) * (size_t)(cnt + 1)), *ag = malloc(sizeof(float) * (size_t)(cnt + 1));
+        if (!sal_engine_read_grad(cpu.e, v, ac, &err) && !sal_engine_read_grad(gpu.e, v, ag, &err)) {
+            double eg = rel_diff(ag, ac, cnt);
+            cr_expect_leq(eg, METHOD_TOL, "replay: node %d %s (%s) gradient: CUDA differs from CPU by %.3g", ni,
+                          g->nodes[ni].name, g->nodes[ni].op_type, eg);
+            if (!(eg <= worst)) { worst = eg; worst_node = ni; }
+        }
+        free(ac);
+        free(ag);
+    }
+    cr_assert_eq(sal_engine_read_grad(cpu.e, g->inputs[0], gc, &err), SAL_OK, "%s", err.msg);
+    double er = rel_diff(g1, gc, nx);
+    cr_expect_leq(er, OP_TOL, "replay: input gradient: CUDA differs from CPU by %.3g", er);
+    fprintf(stderr, "[layer] replay (CPU backward on CUDA's activations): input gradient %.3g, worst value "
+            "gradient %.3g at node %s\n", er, worst, worst_node >= 0 ? g->nodes[worst_node].name : "-");
+    free(fused_into);
+    free(gc); free(g1); free(g2); free(y); free(seed); free(x);
+    side_free(&cpu);
+    side_free(&gpu);
+    sal_model_free(m);
 }
