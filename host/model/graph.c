@@ -120,12 +120,21 @@ void sal_tensor_free(sal_tensor *t) {
     free(t);
 }
 
+/* A float read as an integer, saturated: NaN is 0 and values past int64's range are its ends
+ * (a bare cast of -inf or 1e300 is undefined behaviour; a file may hold either). */
+static int64_t sat_i64(double v) {
+    if (!(v == v)) return 0;
+    if (v >= 9223372036854775807.0) return INT64_MAX;
+    if (v <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)v;
+}
+
 int64_t sal_tensor_i64(const sal_tensor *t, int64_t i) {
     switch (t->dtype) {
     case SAL_I64: return ((const int64_t *)t->data)[i];
     case SAL_I32: return ((const int32_t *)t->data)[i];
-    case SAL_F32: return (int64_t)((const float *)t->data)[i];
-    case SAL_F64: return (int64_t)((const double *)t->data)[i];
+    case SAL_F32: return sat_i64(((const float *)t->data)[i]);
+    case SAL_F64: return sat_i64(((const double *)t->data)[i]);
     case SAL_BOOL: return ((const uint8_t *)t->data)[i];
     }
     return 0;
