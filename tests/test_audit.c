@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "io/io.h"
+#include "post/post.h"
 
 #define SALIENT SAL_BINARY_DIR "/salient"
 #define WM_DIR SAL_SOURCE_DIR "/tests/fixtures/watermark"
@@ -120,6 +121,8 @@ static int run(const char *const *argv, const char *scratch, char **err) {
     if (err) *err = slurp(err_path);
     return st;
 }
+
+static int count_files(const char *dir);
 
 static sqlite3 *open_db(const char *out_dir) {
     char path[4096];
@@ -634,10 +637,48 @@ Test(audit, report_in_headless_chromium) {
     cr_assert(res, "the page's self-check did not run");
     int n_img = -1, n_ok = -2, rows = 0;
     cr_assert_eq(sscanf(res, "<pre id=\"selftest\">SELFTEST images=%d loaded=%d rows=%d", &n_img, &n_ok, &rows), 3, "%.200s", res);
-    cr_expect_eq(n_img, 11 * 2, "mean maps: 10 classes and `all`, 2 methods");
+    cr_expect_eq(n_img, 11 * 2 + 160, "mean maps: 10 classes and `all`, 2 methods; a thumbnail per record");
     cr_expect_eq(n_ok, n_img, "%d of %d images decoded", n_ok, n_img);
     cr_expect_eq(rows, 160);
-    cr_expect(strstr(res, "sorted_desc=true order_changed=true"), "%.200s", res);
+    cr_expect(strstr(res, "sorted_desc=true order_changed=true thumbs=160 thumbs_loaded=160 "), "%.200s", res);
+    /* --overlays flagged (the default): an overlay for each file and method behind a flag, and
+     * none other; the report links each of them from its thumbnail */
+    snprintf(path, sizeof path, "%s/findings.json", out);
+    char *fj = slurp(path);
+    cr_assert(fj);
+    char seen[64][300];
+    int n_seen = 0;
+    for (char *fl = strstr(fj, "\"flags\":["), *mk; fl && (mk = strstr(fl, "\"method\":\"")); fl = mk + 1) {
+        char method[32] = "";
+        sscanf(mk, "\"method\":\"%31[^\"]", method);
+        char *im = strstr(mk, "\"images\":[");
+        if (!im) break;
+        char *end = strchr(im, ']');
+        for (char *f = strchr(im, '"') + 10; f && f < end; ) {   /* each "file" in the list */
+            char *q0 = strchr(f, '"');
+            if (!q0 || q0 > end) break;
+            char *q1 = strchr(q0 + 1, '"');
+            char key[300];
+            snprintf(key, sizeof key, "%.*s.%s", (int)(q1 - q0 - 1), q0 + 1, method);
+            int dup = 0;
+            for (int k = 0; k < n_seen; k++) dup |= !strcmp(seen[k], key);
+            if (!dup && n_seen < 64) snprintf(seen[n_seen++], sizeof seen[0], "%s", key);
+            f = q1 + 1;
+        }
+        mk = end;
+    }
+    cr_expect_gt(n_seen, 0, "the flags name files");
+    for (int k = 0; k < n_seen; k++) {
+        char ov[24000];
+        snprintf(ov, sizeof ov, "%s/overlays/%s.png", out, seen[k]);
+        cr_expect(access(ov, R_OK) == 0, "flagged, without its overlay: %s", ov);
+    }
+    snprintf(path, sizeof path, "%s/overlays", out);
+    cr_expect_eq(count_files(path), n_seen, "--overlays flagged: overlays of the flags' %d files and methods only", n_seen);
+    char want[64];
+    snprintf(want, sizeof want, " overlays=%d ", n_seen);
+    cr_expect(strstr(res, want), "the report links %d overlays: %.300s", n_seen, res);
+    free(fj);
     free(dom);
     snprintf(cmd, sizeof cmd, "HOME=%s timeout 180 /usr/bin/chromium %s --window-size=1200,1400 --screenshot=%s/audit-report.png 'file://%s' > /dev/null 2>&1",
              tmp, flags, SAL_BINARY_DIR, path);
@@ -746,6 +787,274 @@ Test(audit, truth_csv_and_unlabelled) {
         cr_expect(access(to, R_OK) == 0, "%s missing", to);
     }
     sqlite3_finalize(q);
+    sqlite3_close(db);
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Overlays and thumbnails                                                                          */
+
+/* Files under dir, recursively. */
+static int count_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char p[4400];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (stat(p, &sb)) continue;
+        n += S_ISDIR(sb.st_mode) ? count_files(p) : S_ISREG(sb.st_mode);
+    }
+    closedir(d);
+    return n;
+}
+
+static sal_image load_png(const char *path) {
+    sal_image im = {0};
+    sal_error e = {0};
+    cr_assert_eq(sal_image_load(path, &im, &e), SAL_OK, "%s", e.msg);
+    return im;
+}
+
+/* --overlays all: each record's full-size overlay is, pixel for pixel, explain's Grad-CAM overlay
+ * of the same image, and for saliency the host functions' overlay (sal_overlay, opacity by value)
+ * of |explain's raw gradient| clipped at its 99th percentile (explain's own saliency overlay of a
+ * 1-channel model colours the signed gradient: sal_render reduces only c > 1); each thumbnail is that overlay
+ * made small: the same picture when the image is no larger than a thumbnail (28x28), else at most
+ * 96 pixels a side and the overlay area-averaged to that size (within 1 level on average when the
+ * overlay was made; within 6 when the thumbnail is drawn on the original made small, as with
+ * --overlays none: 1.4 and 3.7 measured, 25 and 31 when the crop is left out of its geometry).
+ * --overlays none: no overlay, the thumbnails still. */
+Test(audit, overlays_match_explain_and_thumbnails_are_them_small) {
+    char data[4096], tmp[256], d[4300], out[4300], out2[4300], ex[4300], p[4400], q[4400], from[8200];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(d, sizeof d, "%s/data", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    snprintf(out2, sizeof out2, "%s/out2", tmp);
+    snprintf(ex, sizeof ex, "%s/ex", tmp);
+    mkdir(d, 0755);
+    const char *names[3] = {"shirt0", "bag0", "big"};
+    snprintf(from, sizeof from, "%s/Shirt/0000.png", data);
+    snprintf(p, sizeof p, "%s/shirt0.png", d);
+    copy_file(from, p);
+    snprintf(from, sizeof from, "%s/Bag/0000.png", data);
+    snprintf(p, sizeof p, "%s/bag0.png", d);
+    copy_file(from, p);
+    /* a 200x150 colour picture: resized to the model's 28x28 gray input, thumbnail 96x72 */
+    uint8_t *big = malloc(200 * 150 * 3);
+    for (int y = 0; y < 150; y++)
+        for (int x = 0; x < 200; x++) {
+            uint8_t *px = big + (y * 200 + x) * 3;
+            px[0] = (uint8_t)(x * 255 / 199);
+            px[1] = (uint8_t)(y * 255 / 149);
+            px[2] = (uint8_t)((x / 25 + y / 25) % 2 ? 200 : 40);
+        }
+    sal_error e = {0};
+    snprintf(p, sizeof p, "%s/big.png", d);
+    cr_assert_eq(sal_png_write_rgb(p, 200, 150, big, &e), SAL_OK, "%s", e.msg);
+    free(big);
+
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, d, "-o", out, "--overlays", "all", NULL};
+    cr_assert_eq(run(a1, tmp, &err), 0, "%s", err);
+    free(err);
+    const char *a2[] = {"explain", "-m", WM_MODEL, "-M", "gradcam,saliency", "--raw", d, "-o", ex, NULL};
+    cr_assert_eq(run(a2, tmp, &err), 0, "%s", err);
+    free(err);
+    snprintf(p, sizeof p, "%s/overlays", out);
+    cr_expect_eq(count_files(p), 6, "--overlays all: one overlay per record");
+    snprintf(p, sizeof p, "%s/thumbs", out);
+    cr_expect_eq(count_files(p), 6, "one thumbnail per record");
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 2; k++) {
+            const char *m = k ? "saliency" : "gradcam";
+            snprintf(p, sizeof p, "%s/overlays/%s.png.%s.png", out, names[i], m);
+            snprintf(q, sizeof q, "%s/%s.%s.png", ex, names[i], m);
+            sal_image a = load_png(p), b = load_png(q);
+            if (k) {   /* saliency: explain's raw gradient, |g|, clipped at the 99th percentile, on the host */
+                sal_image_free(&b);
+                snprintf(q, sizeof q, "%s/%s.png", d, names[i]);
+                sal_image orig = load_png(q);
+                snprintf(q, sizeof q, "%s/%s.saliency.npy", ex, names[i]);
+                float *g = NULL, *mp = malloc(sizeof(float) * 28 * 28);
+                int nd = 0;
+                int64_t dims[SAL_MAX_DIMS];
+                cr_assert_eq(sal_npy_read(q, &g, &nd, dims, &e), SAL_OK, "%s", e.msg);
+                cr_assert(nd == 3 && dims[0] == 1 && dims[1] == 28 && dims[2] == 28);
+                for (int t = 0; t < 28 * 28; t++) mp[t] = fabsf(g[t]);
+                cr_assert_eq(sal_clip_percentile(mp, 28 * 28, 99.0, 0, NULL, &e), SAL_OK, "%s", e.msg);
+                sal_normalize(mp, 28 * 28, 0, mp);
+                /* the model's salient.resize: the shorter side to 28, then the centre 28x28 */
+                sal_prep_opts po = {.out_h = 28, .out_w = 28, .resize_shorter = 28, .crop_no_enlarge = 1, .channels = 1};
+                float rect[4];
+                cr_assert_eq(sal_prep_rect(orig.w, orig.h, &po, rect), SAL_OK);
+                b = (sal_image){orig.w, orig.h, 3, malloc((size_t)orig.w * orig.h * 3)};
+                cr_assert_eq(sal_overlay(&orig, mp, 28, 28, rect, SAL_CMAP_JET, SAL_OVERLAY_ALPHA_BY_VALUE,
+                                         SAL_OVERLAY_BY_VALUE, b.pix), SAL_OK);
+                free(g);
+                free(mp);
+                sal_image_free(&orig);
+            }
+            cr_assert(a.w == b.w && a.h == b.h && a.c == b.c, "%s: %dx%dx%d vs explain's %dx%dx%d", p, a.w, a.h, a.c, b.w,
+                      b.h, b.c);
+            int differ = 0;
+            for (size_t t = 0; t < (size_t)a.w * a.h * a.c; t++) differ += a.pix[t] != b.pix[t];
+            cr_expect_eq(differ, 0, "%s: %d values differ from explain's overlay", p, differ);
+            sal_image_free(&a);
+            sal_image_free(&b);
+        }
+    const char *a3[] = {"audit", "-m", WM_MODEL, d, "-o", out2, "--overlays", "none", NULL};
+    cr_assert_eq(run(a3, tmp, &err), 0, "%s", err);
+    free(err);
+    snprintf(p, sizeof p, "%s/overlays", out2);
+    cr_expect_eq(count_files(p), 0, "--overlays none");
+    snprintf(p, sizeof p, "%s/thumbs", out2);
+    cr_expect_eq(count_files(p), 6, "the thumbnails are always kept");
+    /* the thumbnails: with --overlays all made from the overlay, with none drawn small */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < 3; i++)
+            for (int k = 0; k < 2; k++) {
+                const char *m = k ? "saliency" : "gradcam";
+                snprintf(p, sizeof p, "%s/overlays/%s.png.%s.png", out, names[i], m);
+                sal_image a = load_png(p);
+                snprintf(q, sizeof q, "%s/thumbs/%s.png.%s.png", pass ? out2 : out, names[i], m);
+                sal_image t = load_png(q);
+                if (i < 2) {   /* 28x28: the overlay itself */
+                    cr_expect(t.w == a.w && t.h == a.h && !memcmp(t.pix, a.pix, (size_t)a.w * a.h * 3), "%s differs from %s", q, p);
+                } else {
+                    cr_assert(t.w == 96 && t.h == 72, "%s: %dx%d, expected 96x72", q, t.w, t.h);
+                    /* the overlay area-averaged by hand, compared channel by channel */
+                    double sad = 0;
+                    for (int Y = 0; Y < 72; Y++)
+                        for (int X = 0; X < 96; X++)
+                            for (int c = 0; c < 3; c++) {
+                                int y0 = Y * 150 / 72, y1 = (Y + 1) * 150 / 72, x0 = X * 200 / 96, x1 = (X + 1) * 200 / 96;
+                                double s = 0;
+                                for (int y = y0; y < y1; y++)
+                                    for (int x = x0; x < x1; x++) s += a.pix[(y * 200 + x) * 3 + c];
+                                sad += fabs(s / ((y1 - y0) * (x1 - x0)) - t.pix[(Y * 96 + X) * 3 + c]);
+                            }
+                    cr_expect(sad / (96 * 72 * 3) < (pass ? 6 : 1), "%s: mean difference %.2f levels from the overlay made small", q,
+                              sad / (96 * 72 * 3));
+                }
+                sal_image_free(&t);
+                sal_image_free(&a);
+            }
+    const char *a4[] = {"audit", "-m", WM_MODEL, d, "-o", out2, "--overlays", "some", NULL};
+    cr_expect_eq(run(a4, tmp, &err), 2);
+    cr_expect(strstr(err, "--overlays") && strstr(err, "'some'"), "%s", err);
+    free(err);
+    remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* --mask DIR                                                                                       */
+
+static void write_mask(const char *path, int w, int h, int x0, int x1, int y0, int y1) {
+    uint8_t *rgb = calloc((size_t)w * h * 3, 1);
+    for (int y = y0; y < y1; y++)
+        for (int x = x0; x < x1; x++) rgb[(y * w + x) * 3 + 1] = 255;
+    sal_error e = {0};
+    cr_assert_eq(sal_png_write_rgb(path, w, h, rgb, &e), SAL_OK, "%s", e.msg);
+    free(rgb);
+}
+
+/* A folder of masks matched by the input's path less its extension (DIR/Shirt/0000.png), else its
+ * base name (DIR/0000.png): a mask that is the bottom-left corner square gives mass_mask ==
+ * mass_bl; a mask of the whole image gives 1; an input with no mask has an empty mass_mask; a
+ * 200x150 image's mask of its columns x < 60, seen through the preprocessing (shorter side to 28:
+ * 37x28, centre crop from column 4: the model's column x sees the original at 21.62 + (x + 0.5) *
+ * 5.405), covers the model input's columns 0..6 (centres at 56.8 and, for column 7, 62.2; a plain
+ * stretch would give 0..7), whose share of |explain's raw gradient| it must give.
+ * A mask of the wrong size stops the run (exit 2) naming the mask, both sizes and the input; with
+ * the mask fixed, a rerun resumes. */
+Test(audit, mask_folder_matched_by_stem) {
+    char data[4096], tmp[256], d[4300], md[4300], out[4300], ex[4300], p[4400], from[8200];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(d, sizeof d, "%s/data", tmp);
+    snprintf(md, sizeof md, "%s/masks", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    snprintf(ex, sizeof ex, "%s/ex", tmp);
+    const char *files[3] = {"Shirt/0000", "Shirt/0001", "Bag/0000"};
+    mkdir(d, 0755);
+    mkdir(md, 0755);
+    snprintf(p, sizeof p, "%s/Shirt", d); mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/Bag", d); mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/Shirt", md); mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/Bag", md); mkdir(p, 0755);
+    for (int i = 0; i < 3; i++) {
+        snprintf(from, sizeof from, "%s/%s.png", data, files[i]);
+        snprintf(p, sizeof p, "%s/%s.png", d, files[i]);
+        copy_file(from, p);
+    }
+    uint8_t *big = malloc(200 * 150 * 3);
+    for (int t = 0; t < 200 * 150 * 3; t++) big[t] = (uint8_t)((t * 37) % 251);
+    sal_error e = {0};
+    snprintf(p, sizeof p, "%s/Bag/big.png", d);
+    cr_assert_eq(sal_png_write_rgb(p, 200, 150, big, &e), SAL_OK, "%s", e.msg);
+    free(big);
+    snprintf(p, sizeof p, "%s/Shirt/0000.png", md);
+    write_mask(p, 28, 28, 0, 4, 24, 28);        /* the bottom-left corner square */
+    snprintf(p, sizeof p, "%s/0000.png", md);
+    write_mask(p, 28, 28, 0, 28, 0, 28);        /* by base name: Bag/0000 (Shirt/0000 has its own) */
+    snprintf(p, sizeof p, "%s/Bag/big.bmp", md);   /* another extension: matched by stem */
+    uint8_t *m = calloc(200 * 150 * 3, 1);
+    for (int y = 0; y < 150; y++)
+        for (int x = 0; x < 60; x++) m[(y * 200 + x) * 3] = 255;
+    cr_assert_eq(sal_png_write_rgb(p, 200, 150, m, &e), SAL_OK, "%s", e.msg);   /* a PNG named .bmp: told by its bytes */
+    free(m);
+
+    char *err = NULL;
+    const char *a[] = {"audit", "-m", WM_MODEL, d, "-o", out, "-M", "saliency", "--mask", md, NULL};
+    cr_assert_eq(run(a, tmp, &err), 0, "%s", err);
+    free(err);
+    sqlite3 *db = open_db(out);
+    cr_expect(query_double(db, "SELECT ABS(mass_mask - mass_bl) FROM records WHERE file = 'Shirt/0000.png'") < 1e-9);
+    cr_expect(query_double(db, "SELECT mass_bl FROM records WHERE file = 'Shirt/0000.png'") > 0.01);
+    cr_expect(fabs(query_double(db, "SELECT mass_mask FROM records WHERE file = 'Bag/0000.png'") - 1) < 1e-9);
+    cr_expect(isnan(query_double(db, "SELECT mass_mask FROM records WHERE file = 'Shirt/0001.png'")), "no mask: empty");
+    cr_expect(!isnan(query_double(db, "SELECT mass_center FROM records WHERE file = 'Shirt/0001.png'")));
+    double got = query_double(db, "SELECT mass_mask FROM records WHERE file = 'Bag/big.png'");
+    sqlite3_close(db);
+    snprintf(p, sizeof p, "%s/Bag/big.png", d);
+    const char *ax[] = {"explain", "-m", WM_MODEL, "-M", "saliency", "--raw", p, "-o", ex, NULL};
+    cr_assert_eq(run(ax, tmp, &err), 0, "%s", err);
+    free(err);
+    snprintf(p, sizeof p, "%s/big.saliency.npy", ex);
+    float *g = NULL;
+    int nd = 0;
+    int64_t dims[SAL_MAX_DIMS];
+    cr_assert_eq(sal_npy_read(p, &g, &nd, dims, &e), SAL_OK, "%s", e.msg);
+    double left = 0, all = 0;
+    for (int y = 0; y < 28; y++)
+        for (int x = 0; x < 28; x++) {
+            all += fabsf(g[y * 28 + x]);
+            if (x < 7) left += fabsf(g[y * 28 + x]);
+        }
+    free(g);
+    cr_expect(fabs(got - left / all) < 1e-5, "big.png: mass_mask %.6f, the left 7 columns' share %.6f", got, left / all);
+
+    /* a mask of the wrong size: the run stops, naming it; fixed, the rerun resumes */
+    char out2[4400];
+    snprintf(out2, sizeof out2, "%s/out2", tmp);
+    snprintf(p, sizeof p, "%s/Shirt/0001.png", md);
+    write_mask(p, 30, 30, 0, 4, 24, 28);
+    const char *a2[] = {"audit", "-m", WM_MODEL, d, "-o", out2, "-M", "saliency", "--mask", md, "--batch", "1", NULL};
+    cr_expect_eq(run(a2, tmp, &err), 2, "%s", err);
+    cr_expect(strstr(err, "masks/Shirt/0001.png is 30x30 pixels but its input Shirt/0001.png is 28x28"), "%s", err);
+    free(err);
+    write_mask(p, 28, 28, 0, 4, 24, 28);
+    cr_expect_eq(run(a2, tmp, &err), 0, "%s", err);
+    cr_expect(strstr(err, "resuming"), "%s", err);
+    free(err);
+    db = open_db(out2);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records"), 4);
+    cr_expect(query_double(db, "SELECT ABS(mass_mask - mass_bl) FROM records WHERE file = 'Shirt/0001.png'") < 1e-9);
     sqlite3_close(db);
     remove_tree(tmp);
 }

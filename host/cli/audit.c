@@ -2,8 +2,10 @@
  * (ImageFolder labels or --truth), explains each batch with every method, measures the region
  * masses of each map (host/post/regions.h), commits the batch's records and mean-map sums to
  * OUT/audit.sqlite in one transaction (audit_store.c: resumable, crash-safe), then writes the
- * findings and exports (audit_findings.c). Single-threaded decoding for now; the shared progress
- * and fault-safe output code of `explain` is to be wired in later. */
+ * findings and exports (audit_findings.c), a thumbnail of every record's overlay and the full-size
+ * overlays asked for (audit_overlay.c). OUT is explain's fault-safe folder (host/cli/outdir.c:
+ * locked, cleared of killed runs' temporaries); progress on stderr is explain's (progress.c). */
+#define _DEFAULT_SOURCE   /* realpath */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "audit.h"
@@ -35,7 +38,13 @@ static const char *audit_help =
     "  --truth FILE.csv     true labels: lines `file,label` (file relative to DATA, or its base\n"
     "                       name; label a class name or index). Default: DATA/<class>/... named\n"
     "                       after the model's classes (case ignored); neither: unlabelled\n"
-    "  --mask FILE          a binary image (non-zero = inside): fills the mass_mask column\n"
+    "  --mask FILE|DIR      a binary image (non-zero = inside) for every input, or a folder of\n"
+    "                       masks matched by the input's path under DATA without extension\n"
+    "                       (DIR/<class>/<stem>.png, else DIR/<stem>.png), each the size of its\n"
+    "                       image: fills the mass_mask column (empty for an input with no mask)\n"
+    "  --overlays WHICH     full-size overlays in OUT/overlays/: all, flagged (default: the images\n"
+    "                       behind the findings' flags) or none; a thumbnail of every record's\n"
+    "                       overlay is always kept in OUT/thumbs/ for the report\n"
     "  --threshold R        flag a class whose mean mass in a corner or the border is at least R\n"
     "                       times the other classes' (default 3)\n"
     "  --area-ratio R       ... and at least R times the region's share of the pixels, the mass a\n"
@@ -163,21 +172,6 @@ static int make_dir(const char *d) {
     return 0;
 }
 
-/* The non-negative (h,w) map of one image's attribution that the metrics measure: a CAM's
- * upsampled map, occlusion's drop (channel 0) and the other methods' channel abs-max. */
-static void metric_map(sal_method m, const sal_maps *mp, int j, int h, int w, float *map /* (h,w) */) {
-    const size_t hw = (size_t)h * (size_t)w;
-    if (sal_method_is_cam(m) && mp->upsampled) {
-        memcpy(map, mp->upsampled + j * hw, sizeof(float) * hw);
-    } else if (m == SAL_M_OCCLUSION) {
-        memcpy(map, mp->attr + (size_t)j * (size_t)sal_maps_per_image(mp), sizeof(float) * hw);
-    } else {
-        int c = (int)mp->dims[0];
-        sal_reduce_channels(mp->attr + (size_t)j * (size_t)sal_maps_per_image(mp), c, h, w, SAL_REDUCE_ABS_MAX, map, NULL);
-    }
-    for (size_t i = 0; i < hw; i++) map[i] = map[i] > 0 ? map[i] : 0;   /* ReLU (NaN -> 0) */
-}
-
 /* Area-average map (h,w) into the mean map's (mh,mw) grid and add it to acc. */
 static void accumulate(double *acc, int mh, int mw, const float *map, int h, int w) {
     for (int y = 0; y < h; y++) {
@@ -191,6 +185,55 @@ static void accumulate(double *acc, int mh, int mw, const float *map, int h, int
     }
 }
 
+/* --mask DIR: the mask of the input rel (its path under DATA), DIR/<rel less its extension>.<ext>,
+ * else DIR/<base name less its extension>.<ext>, for an image extension ext; read into out (H,W)
+ * through the preprocessing's geometry (a pixel is inside when the mask pixel under its centre is
+ * non-zero in any channel). The mask must have its image's size (a .npy input's: the model's
+ * input). 1 when found, 0 when there is none, -1 (reported) when it cannot be read or its size is
+ * wrong. */
+static int mask_for(const char *dir, const char *rel, const sal_image *orig, const cli_model *cm, uint8_t *out) {
+    static const char *const exts[] = {"png", "bmp", "pgm", "ppm", "pbm", "jpg", "jpeg", "PNG", "BMP", "JPG"};
+    char stem[4200], path[4400];
+    snprintf(stem, sizeof stem, "%s", rel);
+    char *dot = strrchr(stem, '.'), *slash = strrchr(stem, '/');
+    if (dot && (!slash || dot > slash)) *dot = 0;
+    const char *base = strrchr(stem, '/') ? strrchr(stem, '/') + 1 : NULL;
+    int found = 0;
+    for (int pass = 0; pass < (base ? 2 : 1) && !found; pass++)
+        for (size_t k = 0; k < sizeof exts / sizeof *exts && !found; k++) {
+            snprintf(path, sizeof path, "%s/%s.%s", dir, pass ? base : stem, exts[k]);
+            found = access(path, F_OK) == 0;
+        }
+    if (!found) return 0;
+    sal_image mi = {0};
+    sal_error err = {0};
+    if (sal_image_load(path, &mi, &err)) { cli_error("--mask: %s (the mask of %s)", err.msg, rel); return -1; }
+    const int H = cm->h, W = cm->w;
+    const int want_w = orig->pix ? orig->w : W, want_h = orig->pix ? orig->h : H;
+    if (mi.w != want_w || mi.h != want_h) {
+        cli_error("--mask: %s is %dx%d pixels but its input %s is %dx%d: a mask must have the size of its image; "
+                  "fix the mask and rerun to resume", path, mi.w, mi.h, rel, want_w, want_h);
+        sal_image_free(&mi);
+        return -1;
+    }
+    float rect[4] = {0, 0, (float)W, (float)H};
+    if (orig->pix) sal_prep_rect(orig->w, orig->h, &cm->prep, rect);
+    for (int y = 0; y < H; y++) {
+        int sy = (int)floor(rect[1] + (y + 0.5) * (rect[3] - rect[1]) / H);
+        sy = sy < 0 ? 0 : sy >= mi.h ? mi.h - 1 : sy;
+        for (int xx = 0; xx < W; xx++) {
+            int sx = (int)floor(rect[0] + (xx + 0.5) * (rect[2] - rect[0]) / W);
+            sx = sx < 0 ? 0 : sx >= mi.w ? mi.w - 1 : sx;
+            const uint8_t *p = mi.pix + ((size_t)sy * mi.w + sx) * (size_t)mi.c;
+            int on = 0;
+            for (int k = 0; k < mi.c; k++) on |= p[k] != 0;
+            out[(size_t)y * W + xx] = (uint8_t)on;
+        }
+    }
+    sal_image_free(&mi);
+    return 1;
+}
+
 int cmd_audit(int argc, char **argv) {
     cli_common c;
     cli_common_init(&c);
@@ -198,6 +241,7 @@ int cmd_audit(int argc, char **argv) {
                *mask_path = NULL, *layer = NULL;
     double threshold = 3.0, area_ratio = 2.0;
     int shard_k = -1, shard_n = 0, merge = 0, n_pos = 0;
+    audit_overlays overlays = AUDIT_OVERLAYS_FLAGGED;
     char **pos = calloc((size_t)argc, sizeof *pos);   /* the positional arguments */
     if (!pos) { cli_error("out of memory"); return EXIT_FAIL; }
     for (int i = 1; i < argc; i++) {
@@ -211,7 +255,7 @@ int cmd_audit(int argc, char **argv) {
         int r = cli_common_parse(&c, argc, argv, &i);
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
-        const char *with_value[] = {"-o", "--out", "-M", "--methods", "--truth", "--mask", "--threshold", "--area-ratio", "--layer", "--shard"};
+        const char *with_value[] = {"-o", "--out", "-M", "--methods", "--truth", "--mask", "--threshold", "--area-ratio", "--layer", "--shard", "--overlays"};
         int takes = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) takes |= !strcmp(a, with_value[k]);
         if (takes) {
@@ -222,6 +266,16 @@ int cmd_audit(int argc, char **argv) {
             else if (!strcmp(a, "--truth")) truth_path = v;
             else if (!strcmp(a, "--mask")) mask_path = v;
             else if (!strcmp(a, "--layer")) layer = v;
+            else if (!strcmp(a, "--overlays")) {
+                if (!strcmp(v, "all")) overlays = AUDIT_OVERLAYS_ALL;
+                else if (!strcmp(v, "flagged")) overlays = AUDIT_OVERLAYS_FLAGGED;
+                else if (!strcmp(v, "none")) overlays = AUDIT_OVERLAYS_NONE;
+                else {
+                    cli_error("--overlays: expected all, flagged or none, got '%s'", v);
+                    free(pos);
+                    return EXIT_USAGE;
+                }
+            }
             else if (!strcmp(a, "--shard")) {
                 char *end;
                 long k = strtol(v, &end, 10), n = -1;
@@ -320,6 +374,13 @@ int cmd_audit(int argc, char **argv) {
     uint8_t *mask = NULL;
     audit_store st = {0};
     audit_sums sums = {0};
+    cli_outdir od;
+    int od_open = 0;
+    char thumbs_dir[4300], overlays_dir[4300];
+    snprintf(thumbs_dir, sizeof thumbs_dir, "%s/thumbs", out_dir);
+    snprintf(overlays_dir, sizeof overlays_dir, "%s/overlays", out_dir);
+    uint8_t *img_mask = NULL;   /* (H,W) this image's mask from --mask DIR */
+    sal_image *origs = NULL;    /* (B) the batch's decoded images, for the pictures */
     float *x = NULL, *logits = NULL, *map = NULL;
     audit_record *recs = NULL;
     char **err_files = NULL, **err_reasons = NULL;
@@ -337,7 +398,22 @@ int cmd_audit(int argc, char **argv) {
     /* the run's identity: model, methods, and every option that changes a record */
     char sha[65], opts_desc[1024], mask_sha[65] = "", truth_sha[65] = "";
     if (audit_sha256_file(c.model, sha)) { cli_error("%s: cannot read: %s", c.model, strerror(errno)); goto out; }
-    if (mask_path && audit_sha256_file(mask_path, mask_sha)) { cli_error("--mask %s: cannot read: %s", mask_path, strerror(errno)); rc = EXIT_USAGE; goto out; }
+    struct stat mst;
+    const int mask_dir = mask_path && !stat(mask_path, &mst) && S_ISDIR(mst.st_mode);
+    if (mask_dir) {   /* a folder of masks: its path stands for it (the masks are read as the run goes) */
+        char *real = realpath(mask_path, NULL);
+        snprintf(mask_sha, sizeof mask_sha, "dir:%.60s", real ? real : mask_path);
+        if (real && strlen(real) > 60) {   /* a long path: its sha256 */
+            uint64_t h = 1469598103934665603ull;
+            for (const unsigned char *q = (const unsigned char *)real; *q; q++) h = (h ^ *q) * 1099511628211ull;
+            snprintf(mask_sha, sizeof mask_sha, "dir-fnv:%016llx", (unsigned long long)h);
+        }
+        free(real);
+    } else if (mask_path && audit_sha256_file(mask_path, mask_sha)) {
+        cli_error("--mask %s: cannot read: %s", mask_path, strerror(errno));
+        rc = EXIT_USAGE;
+        goto out;
+    }
     if (truth_path && audit_sha256_file(truth_path, truth_sha)) { cli_error("--truth %s: cannot read: %s", truth_path, strerror(errno)); rc = EXIT_USAGE; goto out; }
     snprintf(opts_desc, sizeof opts_desc,
              "size=%dx%d mean=%g,%g,%g std=%g,%g,%g scale=%g resize=%d gray=%d layer=%s mask=%s truth=%s",
@@ -349,7 +425,7 @@ int cmd_audit(int argc, char **argv) {
     audit_identity id = {{"format", "model sha256", "methods", "options"}, {"salient-audit-1", sha, methods_desc, opts_desc}, 4};
 
     if (truth_path && load_truth(truth_path, &cm, &truth, &n_truth)) { rc = EXIT_USAGE; goto out; }
-    if (mask_path) {
+    if (mask_path && !mask_dir) {
         sal_image mi = {0};
         sal_error err = {0};
         if (sal_image_load(mask_path, &mi, &err)) { cli_error("--mask: %s", err.msg); rc = EXIT_USAGE; goto out; }
@@ -365,7 +441,10 @@ int cmd_audit(int argc, char **argv) {
         sal_image_free(&mi);
     }
 
-    if (make_dir(out_dir)) goto out;
+    if (cli_outdir_open(&od, out_dir, c.quiet)) goto out;
+    od_open = 1;
+    audit_clean_tree(thumbs_dir);
+    audit_clean_tree(overlays_dir);
     {
         int r = audit_store_open(&st, out_dir, &id);
         if (r) { cli_error("%s", st.msg); rc = r == -2 ? EXIT_USAGE : EXIT_FAIL; goto out; }
@@ -437,30 +516,47 @@ int cmd_audit(int argc, char **argv) {
     err_files = calloc((size_t)B, sizeof *err_files);
     err_reasons = calloc((size_t)B, sizeof *err_reasons);
     preds = malloc(sizeof(int) * (size_t)B);
+    origs = calloc((size_t)B, sizeof *origs);
     int *slot_input = malloc(sizeof(int) * (size_t)B);
     float *norm = malloc(sizeof(float) * hw);
-    if (!x || !logits || !map || !recs || !err_files || !err_reasons || !preds || !slot_input || !norm) {
+    uint8_t *masks = mask_dir ? malloc(hw * (size_t)B) : NULL;   /* (B,H,W) the batch's masks */
+    char *has_mask = calloc((size_t)B, 1);
+    if (!x || !logits || !map || !recs || !err_files || !err_reasons || !preds || !origs || !slot_input || !norm ||
+        (mask_dir && !masks) || !has_mask) {
         free(slot_input);
         free(norm);
+        free(masks);
+        free(has_mask);
         cli_error("out of memory for a batch of %d images", B);
         goto out;
     }
     int failed_now = 0, done_now = 0;
-    double t_start = now_s(), last_note = t_start;
-    int fatal = 0;
-    for (int b0 = 0; b0 < n_todo && !fatal; b0 += B) {
+    double t_start = now_s();
+    int fatal = 0, stopped = 0;
+    cli_device_note(&cm);
+    cli_progress pg;
+    cli_progress_start(&pg, "audit", "images", n_todo, c.quiet);
+    cli_interrupt_catch();   /* Ctrl-C: stop at the next pass; the batches recorded so far stay */
+    for (int b0 = 0; b0 < n_todo && !fatal && !stopped; b0 += B) {
         int nb = n_todo - b0 < B ? n_todo - b0 : B, g = 0, n_errs = 0, n_recs = 0;
+        cli_progress_stage(&pg, "reading");
         for (int j = 0; j < nb; j++) {
             int i = batch_idx[b0 + j];
             const char *rel = inputs[i] + data_len + (inputs[i][data_len] == '/');
             char msg[4096];
-            if (cli_load_input(&cm, inputs[i], x + chw * g, NULL, msg, sizeof msg)) {
+            sal_image_free(&origs[g]);
+            if (cli_load_input(&cm, inputs[i], x + chw * g, &origs[g], msg, sizeof msg)) {
                 cli_error("%s (recorded in the errors table, skipped)", msg);
                 err_files[n_errs] = (char *)rel;
                 err_reasons[n_errs] = strdup(msg);
                 if (!err_reasons[n_errs]) { cli_error("out of memory"); fatal = 1; break; }
                 n_errs++;
                 continue;
+            }
+            if (mask_dir) {
+                int r = mask_for(mask_path, rel, &origs[g], &cm, masks + hw * g);
+                if (r < 0) { rc = EXIT_USAGE; fatal = 1; break; }
+                has_mask[g] = (char)r;
             }
             slot_input[g++] = i;
         }
@@ -475,12 +571,22 @@ int cmd_audit(int argc, char **argv) {
             for (int k = 1; k < K; k++) if (lg[k] > lg[p]) p = k;
             preds[j] = p;
         }
-        for (int mi = 0; mi < n_methods && !fatal && g; mi++) {
+        for (int mi = 0; mi < n_methods && !fatal && !stopped && g; mi++) {
             sal_explain_opts o = sal_explain_opts_default(methods[mi]);
             o.layer = layer;
+            o.progress = cli_progress_sal;   /* the bar moves inside the call */
+            o.progress_user = &pg;
+            cli_progress_stage(&pg, "%s", method_names[mi]);
+            cli_progress_span(&pg, (double)nb * mi / n_methods, (double)nb / n_methods);
             sal_maps mp = {0};
             double t0 = now_s();
-            if (sal_explain(cm.s, &o, x, g, H, W, preds, &mp)) {
+            sal_status est = sal_explain(cm.s, &o, x, g, H, W, preds, &mp);
+            if (est == SAL_ERR_CANCELLED && cli_interrupted()) {   /* the batch is not recorded */
+                sal_maps_free(&mp);
+                stopped = 1;
+                break;
+            }
+            if (est) {
                 cli_error("%s on %s and the other images of its batch: %s", method_names[mi], inputs[slot_input[0]],
                           sal_session_error(cm.s));
                 sal_maps_free(&mp);
@@ -490,15 +596,30 @@ int cmd_audit(int argc, char **argv) {
             double secs = (now_s() - t0) / g;
             for (int j = 0; j < g; j++) {
                 int i = slot_input[j];
+                const char *rel = inputs[i] + data_len + (inputs[i][data_len] == '/');
                 const float *lg = logits + (size_t)j * K;
                 double zsum = 0;
                 for (int k = 0; k < K; k++) zsum += exp((double)lg[k] - lg[preds[j]]);
-                metric_map(methods[mi], &mp, j, H, W, map);
+                audit_metric_map(methods[mi], &mp, j, H, W, map);
                 sal_region_stats rs;
                 sal_error err = {0};
-                if (sal_region_metrics(map, H, W, mask, &rs, &err)) { cli_error("%s", err.msg); fatal = 1; break; }
+                const uint8_t *mk = mask_dir ? (has_mask[j] ? masks + hw * j : NULL) : mask;
+                if (sal_region_metrics(map, H, W, mk, &rs, &err)) { cli_error("%s", err.msg); fatal = 1; break; }
+                /* the record's pictures, in place before its row is committed */
+                {
+                    char msg[4600];
+                    const sal_image *og = origs[j].pix ? &origs[j] : NULL;
+                    float rect[4] = {0, 0, (float)W, (float)H};
+                    if (og) sal_prep_rect(og->w, og->h, &cm.prep, rect);
+                    if (audit_write_pictures(cm.s, methods[mi], map, H, W, og, rect, out_dir, rel, method_names[mi], 1,
+                                             overlays == AUDIT_OVERLAYS_ALL, msg, sizeof msg)) {
+                        cli_error("%s", msg);
+                        fatal = 1;
+                        break;
+                    }
+                }
                 audit_record *r = &recs[n_recs++];
-                r->file = inputs[i] + data_len + (inputs[i][data_len] == '/');
+                r->file = rel;
                 r->label = labels[i];
                 r->predicted = preds[j];
                 r->predicted_label = cli_label(&cm, preds[j]);
@@ -522,32 +643,45 @@ int cmd_audit(int argc, char **argv) {
                     a->n++;
                     a->dirty = 1;
                 }
+                if (fatal) break;
             }
             sal_maps_free(&mp);
         }
-        if (!fatal && audit_store_commit(&st, recs, n_recs, err_files, err_reasons, n_errs, &sums, method_names)) {
+        if (!fatal && !stopped && audit_store_commit(&st, recs, n_recs, err_files, err_reasons, n_errs, &sums, method_names)) {
             cli_error("%s", st.msg);
             fatal = 1;
         }
         for (int k = 0; k < n_errs; k++) free(err_reasons[k]);
+        if (fatal || stopped) break;
         failed_now += n_errs;
         done_now += nb;
-        double t = now_s();
-        if (t - last_note >= 1.0 || b0 + nb >= n_todo) {
-            last_note = t;
-            fprintf(stderr, "salient: audit [%d/%d] %.1f images/s, %d failed\n", n_mine - n_todo + done_now, n_mine,
-                    done_now / (t - t_start > 0 ? t - t_start : 1e-9), failed_now);
-        }
+        cli_progress_add(&pg, nb, n_errs);
     }
+    cli_progress_end(&pg);
     free(slot_input);
     free(norm);
+    free(masks);
+    free(has_mask);
+    if (stopped || cli_interrupted()) {
+        cli_error("audit: interrupted (signal %d): %d of %d files recorded in %s; rerun the same command to resume",
+                  cli_interrupted(), n_mine - n_todo + done_now, n_mine, st.path);
+        rc = 128 + cli_interrupted();
+        goto out;
+    }
     if (fatal) {
         cli_error("audit stopped: the batches recorded so far are kept in %s; rerun the same command to resume", st.path);
         goto out;
     }
+    if (!c.quiet && done_now) {
+        double secs = now_s() - t_start;
+        fprintf(stderr, "salient: audited %d files with %d method%s in %.1f s (%.2f images/s), %d unreadable\n", done_now,
+                n_methods, n_methods == 1 ? "" : "s", secs, secs > 0 ? done_now / secs : 0.0, failed_now);
+    }
 
+    audit_overlay_ctx octx = {&cm, data, out_dir, layer};
     audit_findings_opts fo = {out_dir, c.model, cm.labels, cm.n_labels, method_names, n_methods, threshold,
-                              area_ratio, labelled, H, W, mask != NULL};
+                              area_ratio, labelled, H, W, mask != NULL || mask_dir,
+                              overlays == AUDIT_OVERLAYS_FLAGGED ? audit_overlay_flagged : NULL, &octx};
     if (audit_write_findings(&st, &fo, &sums)) goto out;
     int n_err_total = 0;
     if (audit_store_count_errors(&st, &n_err_total)) { cli_error("%s", st.msg); goto out; }
@@ -556,6 +690,11 @@ int cmd_audit(int argc, char **argv) {
     rc = n_err_total || n_bad ? EXIT_FAIL : EXIT_OK;
 out:
     audit_store_close(&st);
+    if (od_open) cli_outdir_close(&od, 0);
+    free(img_mask);
+    if (origs)
+        for (int j = 0; j < c.batch; j++) sal_image_free(&origs[j]);
+    free(origs);
     audit_sums_free(&sums);
     cli_free_inputs(inputs, n_inputs);
     cli_free_inputs(done, n_done);

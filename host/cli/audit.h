@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "salient.h"
+#include "io/io.h"
 #include "post/regions.h"
 
 typedef struct sqlite3 sqlite3;
@@ -91,6 +93,45 @@ struct cli_model;
 int audit_merge(struct cli_model *cm, const char *model_path, char *const *sources, int n, const char *out_dir,
                 double threshold, double area_ratio);
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Pictures (audit_overlay.c)                                                                        */
+
+/* --overlays: full-size overlays for no record, the records behind the findings' flags, or all. */
+typedef enum audit_overlays { AUDIT_OVERLAYS_NONE = 0, AUDIT_OVERLAYS_FLAGGED, AUDIT_OVERLAYS_ALL } audit_overlays;
+#define AUDIT_THUMB_MAX 96   /* a thumbnail's longer side at most, in pixels (never enlarged) */
+
+/* The non-negative (h,w) map of image j's attribution that the metrics measure: a CAM's upsampled
+ * map, occlusion's drop (channel 0), the other methods' channel abs-max; ReLU. */
+void audit_metric_map(sal_method m, const sal_maps *mp, int j, int h, int w, float *map /* (h,w) */);
+/* OUT/<sub>/<rel>.<method>.png (sub: "thumbs" or "overlays"). */
+void audit_picture_path(char *buf, size_t len, const char *out_dir, const char *sub, const char *rel, const char *method);
+/* The pictures of one record from its map (h,w): with thumb, OUT/thumbs/<rel>.<method>.png (the
+ * overlay at most AUDIT_THUMB_MAX a side); with full, OUT/overlays/<rel>.<method>.png (the overlay
+ * on the original, at its size). orig NULL (.npy inputs): the bare heatmap instead of an overlay.
+ * rect: sal_prep_rect's part of the original the map covers. Folders made as needed; each file
+ * written to a temporary name and renamed. 0, or -1 with "file: why" in msg. */
+int audit_write_pictures(sal_session *s, sal_method m, const float *map, int h, int w, const sal_image *orig,
+                         const float rect[4], const char *out_dir, const char *rel, const char *method, int thumb,
+                         int full, char *msg, size_t len);
+/* What --overlays flagged needs to explain a flag's image again. */
+struct cli_model;
+typedef struct audit_overlay_ctx {
+    struct cli_model *cm;
+    const char *data;      /* DATA, the folder records' files are relative to */
+    const char *out_dir;
+    const char *layer;     /* --layer, or NULL */
+} audit_overlay_ctx;
+/* An audit_findings_opts.flagged callback (user: an audit_overlay_ctx): OUT/overlays/<rel>.<method>.png
+ * unless it exists; 0, or -1 (reported) when it cannot be written. An input gone since its record
+ * is reported and skipped (0). */
+int audit_overlay_flagged(void *user, const char *rel, const char *method);
+/* Remove the temporary files (sal_io_atomic_open's "<file>.salient-tmp<pid>.<n>") of dead processes
+ * under dir, recursively; returns how many. */
+int audit_clean_tree(const char *dir);
+/* Hard-link (else copy) every file under from/ to the same path under to/; files already there are
+ * kept. 0, or -1 (reported). */
+int audit_gather_tree(const char *from, const char *to);
+
 /* SHA-256 of a file as 64 hex digits + NUL; -1 when it cannot be read. */
 int audit_sha256_file(const char *path, char hex[65]);
 
@@ -109,6 +150,10 @@ typedef struct audit_findings_opts {
     int labelled;                /* classes are true labels (1) or predicted classes (0) */
     int h, w;                    /* the model's input size (region areas) */
     int have_mask;
+    /* called for each file behind a flag (the flag's strongest files) before the report is
+     * written, or NULL: --overlays flagged makes their overlays. Nonzero stops the findings. */
+    int (*flagged)(void *user, const char *file, const char *method);
+    void *flagged_user;
 } audit_findings_opts;
 
 /* The findings' numbers, per class and method. */

@@ -243,6 +243,11 @@ static int cmp_flag(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
+static void free_files(char **v, int n_flags) {
+    for (size_t i = 0; v && i < (size_t)n_flags * TOP_FILES; i++) free(v[i]);
+    free(v);
+}
+
 static void json_num(FILE *f, double v) {
     if (isfinite(v)) fprintf(f, "%.6g", v);
     else fputs("null", f);
@@ -385,6 +390,8 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
         fputs("}}", f);
     }
     fputs("],\n\"flags\":[", f);
+    char **flag_files = o->flagged && n_flags ? calloc((size_t)n_flags * TOP_FILES, sizeof *flag_files) : NULL;   /* (flags,TOP_FILES) */
+    int oom = o->flagged && n_flags && !flag_files;
     for (int i = 0; i < n_flags; i++) {
         const audit_flag *fl = &flags[i];
         audit_class_name(o, fl->cls, name, sizeof name);
@@ -404,6 +411,10 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
             for (int j = 0; sqlite3_step(q) == SQLITE_ROW; j++) {
                 if (j) fputc(',', f);
                 cli_json_string(f, (const char *)sqlite3_column_text(q, 0));
+                if (flag_files && j < TOP_FILES) {   /* for the overlays of the flags' images */
+                    flag_files[(size_t)i * TOP_FILES + j] = strdup((const char *)sqlite3_column_text(q, 0));
+                    if (!flag_files[(size_t)i * TOP_FILES + j]) oom = 1;
+                }
             }
         }
         sqlite3_finalize(q);
@@ -413,10 +424,21 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
                 name, fl->ratio, o->methods[fl->method], sal_region_words((sal_region_metric)fl->region), fl->mass);
     }
     fputc(']', f);
-    if (write_rankings(f, st, o->have_mask)) { af_abort(&fj); free(ratio); goto out; }
+    if (write_rankings(f, st, o->have_mask)) { af_abort(&fj); free(ratio); free_files(flag_files, n_flags); goto out; }
     fputs("}\n", f);
     free(ratio);
-    if (af_close(&fj)) goto out;
+    if (af_close(&fj)) { free_files(flag_files, n_flags); goto out; }
+    if (oom) { cli_error("out of memory for the flags' files"); free_files(flag_files, n_flags); goto out; }
+    /* the flags' images' overlays (--overlays flagged), before the report links them */
+    for (int i = 0; i < n_flags && flag_files; i++)
+        for (int j = 0; j < TOP_FILES; j++) {
+            const char *file = flag_files[(size_t)i * TOP_FILES + j];
+            if (file && o->flagged(o->flagged_user, file, o->methods[flags[i].method])) {
+                free_files(flag_files, n_flags);
+                goto out;
+            }
+        }
+    free_files(flag_files, n_flags);
     {
         audit_report_data rd = {acc, K, flags, n_flags, images_max, n_failed};
         if (audit_write_report(st, o, &rd)) goto out;

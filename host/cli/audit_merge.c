@@ -197,8 +197,22 @@ int audit_merge(cli_model *cm, const char *model_path, char *const *sources, int
     }
     sqlite3_finalize(q);
     fprintf(stderr, "salient: merged %d store%s into %s\n", n, n == 1 ? "" : "s", out.path);
+    /* the shards' thumbnails and overlays, gathered under OUT (hard links where they can be) */
+    for (int i = 0; i < n; i++) {
+        char src_dir[4400], from[4500], to[4500];
+        snprintf(src_dir, sizeof src_dir, "%s", stores[i]);
+        char *slash = strrchr(src_dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(src_dir, sizeof src_dir, ".");
+        const char *subs[2] = {"thumbs", "overlays"};
+        for (int k = 0; k < 2; k++) {
+            snprintf(from, sizeof from, "%s/%s", src_dir, subs[k]);
+            snprintf(to, sizeof to, "%s/%s", out_dir, subs[k]);
+            if (audit_gather_tree(from, to)) goto out;
+        }
+    }
     audit_findings_opts fo = {out_dir, model_path, cm->labels, cm->n_labels, method_names, n_methods, threshold,
-                              area_ratio, labelled, cm->h, cm->w, have_mask};
+                              area_ratio, labelled, cm->h, cm->w, have_mask, NULL, NULL};
     if (audit_write_findings(&out, &fo, &sums)) goto out;
     int n_err = 0;
     audit_store_count_errors(&out, &n_err);
