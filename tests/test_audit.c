@@ -1058,3 +1058,83 @@ Test(audit, mask_folder_matched_by_stem) {
     sqlite3_close(db);
     remove_tree(tmp);
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Progress                                                                                         */
+
+static int count_substr(const char *s, const char *sub) {
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, sub)); p += strlen(sub)) n++;
+    return n;
+}
+
+/* explain's progress report (host/cli/progress.c), as its tests check it: plain lines when stderr
+ * is not a terminal (SALIENT_PROGRESS_SECONDS sets the pace), with done/total, the rate, the ETA
+ * and the method at work, moving inside a long method (RISE's passes), never going back; a bar
+ * redrawn in place on a terminal (script(1)); nothing at all on stderr with --quiet. */
+Test(audit, progress_lines_bar_and_quiet) {
+    char data[4096], tmp[256], d[4300], p[4400], from[8200], cmd[16384];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(d, sizeof d, "%s/data", tmp);
+    mkdir(d, 0755);
+    snprintf(d, sizeof d, "%s/data/Shirt", tmp);
+    mkdir(d, 0755);
+    for (int i = 0; i < 3; i++) {
+        snprintf(from, sizeof from, "%s/Shirt/%04d.png", data, i);
+        snprintf(p, sizeof p, "%s/%04d.png", d, i);
+        copy_file(from, p);
+    }
+    /* lines: stderr is a file */
+    snprintf(cmd, sizeof cmd, "cd %s && SALIENT_PROGRESS_SECONDS=0.05 OMP_NUM_THREADS=1 %s audit -m %s data -o out1 -M rise "
+             "--batch 1 2> err1", tmp, SALIENT, WM_MODEL);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(p, sizeof p, "%s/err1", tmp);
+    char *err = slurp(p);
+    cr_assert(err);
+    int lines = 0, last_done = -1, shrank = 0, inside = 0;
+    for (char *l = err; (l = strstr(l, "salient: audit: ")); l++) {
+        int done = -1, total = -1, pct = -1;
+        cr_expect_eq(sscanf(l, "salient: audit: %d/%d images (%d%%)", &done, &total, &pct), 3, "%.80s", l);
+        cr_expect_eq(total, 3);
+        char *eol = strchr(l, '\n');
+        char line[512];
+        snprintf(line, sizeof line, "%.*s", (int)(eol - l), l);
+        if (strstr(line, "rise")) {
+            cr_expect((strstr(line, " images/s") || strstr(line, " s/image")) && strstr(line, "ETA"), "rate, ETA: %s", line);
+            inside += pct >= 100 * done / 3 + 2;   /* a share of an image in flight: inside RISE's passes */
+        }
+        shrank += done < last_done;
+        last_done = done;
+        lines++;
+    }
+    cr_expect_geq(lines, 3, "several lines: %s", err);
+    cr_expect_gt(inside, 0, "the report moves inside the method: %s", err);
+    cr_expect_eq(shrank, 0, "the count never goes back: %s", err);
+    cr_expect(strstr(err, "salient: audited 3 files with 1 method"), "the run's one-line summary: %s", err);
+    free(err);
+
+    /* --quiet: nothing on stderr */
+    snprintf(cmd, sizeof cmd, "cd %s && SALIENT_PROGRESS_SECONDS=0.05 %s audit -m %s data -o out2 -M rise --batch 1 --quiet "
+             "2> err2", tmp, SALIENT, WM_MODEL);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(p, sizeof p, "%s/err2", tmp);
+    err = slurp(p);
+    cr_assert(err);
+    cr_expect_str_empty(err, "--quiet: stderr empty: %s", err);
+    free(err);
+
+    /* a terminal: a bar redrawn in place */
+    if (access("/usr/bin/script", X_OK) == 0) {
+        snprintf(cmd, sizeof cmd, "cd %s && SALIENT_PROGRESS_SECONDS=0.1 OMP_NUM_THREADS=1 script -qec 'stty cols 200; %s audit "
+                 "-m %s data -o out3 -M rise --batch 1' /dev/null > tty.log 2>&1", tmp, SALIENT, WM_MODEL);
+        cr_assert_eq(system(cmd), 0, "%s", cmd);
+        snprintf(p, sizeof p, "%s/tty.log", tmp);
+        char *t = slurp(p);
+        cr_assert(t);
+        cr_expect_geq(count_substr(t, "\rsalient audit ["), 2, "a bar redrawn in place: %s", t);
+        cr_expect(strstr(t, "/3 images (") && strstr(t, "rise") && strstr(t, "ETA"), "count, method, ETA: %s", t);
+        free(t);
+    }
+    remove_tree(tmp);
+}

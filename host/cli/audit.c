@@ -333,7 +333,7 @@ int cmd_audit(int argc, char **argv) {
     if (shard_n && out_dir) {
         if (make_dir(out_dir)) return EXIT_FAIL;
         snprintf(shard_dir, sizeof shard_dir, "%s/shard-%d-of-%d", out_dir, shard_k, shard_n);
-        fprintf(stderr, "salient: shard %d of %d (%s): writing %s\n", shard_k, shard_n, shard_who, shard_dir);
+        if (!c.quiet) fprintf(stderr, "salient: shard %d of %d (%s): writing %s\n", shard_k, shard_n, shard_who, shard_dir);
     }
     if (!data) { cli_error("audit: no DATA folder given (salient audit -m MODEL DATA -o OUT)"); return EXIT_USAGE; }
     if (!out_dir) { cli_error("audit: no output folder given (-o OUT)"); return EXIT_USAGE; }
@@ -482,11 +482,11 @@ int cmd_audit(int argc, char **argv) {
         n_labelled += labels[i] >= 0;
     }
     const int labelled = n_labelled > 0;
-    if (!labelled)
+    if (!labelled && !c.quiet)
         fprintf(stderr, "salient: note: no true labels (%s): the audit runs unlabelled, classes are the predicted ones\n",
                 truth ? "no file of DATA is in --truth" : !cm.labels ? "the model has no class names; give --labels or --truth"
                 : "DATA's folders are not named after the model's classes; give --truth");
-    else if (n_labelled < n_inputs)
+    else if (n_labelled < n_inputs && !c.quiet)
         fprintf(stderr, "salient: note: %d of %d files have no true label (%s)\n", n_inputs - n_labelled, n_inputs,
                 truth ? "not in --truth" : "in folders named after no class");
 
@@ -505,7 +505,7 @@ int cmd_audit(int argc, char **argv) {
         for (int i = 0; i < n_inputs; i++)
             n_mine += audit_shard_of(inputs[i] + data_len + (inputs[i][data_len] == '/'), shard_n) == shard_k;
     }
-    if (n_done) fprintf(stderr, "salient: %s: %d of %d files recorded already; resuming with the other %d\n", st.path,
+    if (n_done && !c.quiet) fprintf(stderr, "salient: %s: %d of %d files recorded already; resuming with the other %d\n", st.path,
                         n_mine - n_todo, n_mine, n_todo);
 
     const int B = c.batch;
@@ -681,7 +681,7 @@ int cmd_audit(int argc, char **argv) {
     audit_overlay_ctx octx = {&cm, data, out_dir, layer};
     audit_findings_opts fo = {out_dir, c.model, cm.labels, cm.n_labels, method_names, n_methods, threshold,
                               area_ratio, labelled, H, W, mask != NULL || mask_dir,
-                              overlays == AUDIT_OVERLAYS_FLAGGED ? audit_overlay_flagged : NULL, &octx};
+                              overlays == AUDIT_OVERLAYS_FLAGGED ? audit_overlay_flagged : NULL, &octx, c.quiet};
     if (audit_write_findings(&st, &fo, &sums)) goto out;
     int n_err_total = 0;
     if (audit_store_count_errors(&st, &n_err_total)) { cli_error("%s", st.msg); goto out; }

@@ -154,6 +154,7 @@ typedef struct audit_findings_opts {
      * written, or NULL: --overlays flagged makes their overlays. Nonzero stops the findings. */
     int (*flagged)(void *user, const char *file, const char *method);
     void *flagged_user;
+    int quiet;                   /* --quiet: no flags or summary on stderr (errors only) */
 } audit_findings_opts;
 
 /* The findings' numbers, per class and method. */

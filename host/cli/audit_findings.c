@@ -420,7 +420,7 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
         sqlite3_finalize(q);
         q = NULL;
         fputs("]}", f);
-        fprintf(stderr, "salient: flag: %s: %.1fx more %s mass in the %s than the other classes (mean share %.3f)\n",
+        if (!o->quiet) fprintf(stderr, "salient: flag: %s: %.1fx more %s mass in the %s than the other classes (mean share %.3f)\n",
                 name, fl->ratio, o->methods[fl->method], sal_region_words((sal_region_metric)fl->region), fl->mass);
     }
     fputc(']', f);
@@ -443,10 +443,10 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
         audit_report_data rd = {acc, K, flags, n_flags, images_max, n_failed};
         if (audit_write_report(st, o, &rd)) goto out;
     }
-    if (!n_flags)
+    if (!n_flags && !o->quiet)
         fprintf(stderr, "salient: no flags: no class holds %gx more mass in a corner or the border than the others "
                 "and %gx that region's share of the pixels\n", o->threshold, o->min_area_ratio);
-    fprintf(stderr, "salient: audit written to %s (report.html, findings.json, records.csv, records.jsonl, mean/)\n", o->out_dir);
+    if (!o->quiet) fprintf(stderr, "salient: audit written to %s (report.html, findings.json, records.csv, records.jsonl, mean/)\n", o->out_dir);
     rc = 0;
 out:
     free(acc);

@@ -196,7 +196,7 @@ int audit_merge(cli_model *cm, const char *model_path, char *const *sources, int
         have_mask = sqlite3_column_int(q, 1) > 0;
     }
     sqlite3_finalize(q);
-    fprintf(stderr, "salient: merged %d store%s into %s\n", n, n == 1 ? "" : "s", out.path);
+    if (!cm->quiet) fprintf(stderr, "salient: merged %d store%s into %s\n", n, n == 1 ? "" : "s", out.path);
     /* the shards' thumbnails and overlays, gathered under OUT (hard links where they can be) */
     for (int i = 0; i < n; i++) {
         char src_dir[4400], from[4500], to[4500];
@@ -212,7 +212,7 @@ int audit_merge(cli_model *cm, const char *model_path, char *const *sources, int
         }
     }
     audit_findings_opts fo = {out_dir, model_path, cm->labels, cm->n_labels, method_names, n_methods, threshold,
-                              area_ratio, labelled, cm->h, cm->w, have_mask, NULL, NULL};
+                              area_ratio, labelled, cm->h, cm->w, have_mask, NULL, NULL, cm->quiet};
     if (audit_write_findings(&out, &fo, &sums)) goto out;
     int n_err = 0;
     audit_store_count_errors(&out, &n_err);
