@@ -1138,3 +1138,131 @@ Test(audit, progress_lines_bar_and_quiet) {
     }
     remove_tree(tmp);
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* A full disk, a read-only OUT                                                                     */
+
+/* Every record's thumbnail (and, with --overlays all, overlay) exists and decodes; no temporary
+ * file is left. Returns the number of records. */
+static int expect_records_have_files(const char *out, int with_overlays) {
+    sqlite3 *db = open_db(out);
+    cr_assert_eq(query_double(db, "SELECT COUNT(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1,
+                 "%s: the database is damaged", out);
+    sqlite3_stmt *q = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT file, method FROM records", -1, &q, NULL), SQLITE_OK);
+    int n = 0, missing = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        n++;
+        for (int k = 0; k < 1 + with_overlays; k++) {
+            char p[4800];
+            snprintf(p, sizeof p, "%s/%s/%s.%s.png", out, k ? "overlays" : "thumbs", (const char *)sqlite3_column_text(q, 0),
+                     (const char *)sqlite3_column_text(q, 1));
+            sal_image im = {0};
+            sal_error e = {0};
+            if (sal_image_load(p, &im, &e)) {
+                if (missing++ < 3) cr_log_error("a row names a picture that is not whole: %s", e.msg);
+            }
+            sal_image_free(&im);
+        }
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    cr_expect_eq(missing, 0, "%s: %d pictures of recorded rows missing or truncated", out, missing);
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "test -z \"$(find %s -name '*.salient-tmp*')\"", out);
+    cr_expect_eq(system(cmd), 0, "%s: temporary files left", out);
+    return n;
+}
+
+/* A 400 KiB tmpfs in a private mount namespace (unshare -m; needs root, as in CI) fills up during
+ * an audit with --overlays all: exit 1, a message naming a file under OUT and the reason, and
+ * every recorded row's pictures whole (the database intact); moved to a roomy disk, a rerun
+ * resumes and ends with the records of an uninterrupted run. The same folder remounted read-only:
+ * a rerun fails with exit 1 naming the folder and the reason, and the database keeps its rows. */
+Test(audit, full_disk_and_read_only_out_lose_nothing) {
+    if (geteuid() != 0 || access("/usr/bin/unshare", X_OK)) cr_skip_test("mounting a tmpfs needs root and unshare(1)");
+    char data[4096], tmp[256], full[4300], copy[4300], cmd[16384], p[4400];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(full, sizeof full, "%s/full", tmp);
+    snprintf(copy, sizeof copy, "%s/copy", tmp);
+    char *err = NULL;
+    const char *af[] = {"audit", "-m", WM_MODEL, data, "-o", full, "--batch", "4", "--overlays", "all", NULL};
+    cr_assert_eq(run(af, tmp, &err), 0, "%s", err);
+    free(err);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && mkdir -p fs && unshare -m sh -c 'mount -t tmpfs -o size=400k tmpfs fs || exit 99; "
+             "OMP_NUM_THREADS=1 %s audit -m %s %s -o fs/out --batch 4 --overlays all >stdout 2>stderr; echo $? > rc; "
+             "cp -a fs/out copy; mount -o remount,ro fs || exit 98; "
+             "%s audit -m %s %s -o fs/out --batch 4 --overlays all >stdout2 2>stderr2; echo $? > rc2; "
+             "cp -a fs/out copy-ro'",
+             tmp, SALIENT, WM_MODEL, data, SALIENT, WM_MODEL, data);
+    int rc = system(cmd);
+    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 99) cr_skip_test("mount -t tmpfs is not allowed here");
+    cr_assert_eq(rc, 0, "%s: status %d", cmd, rc);
+    snprintf(p, sizeof p, "%s/rc", tmp);
+    char *rcs = slurp(p);
+    snprintf(p, sizeof p, "%s/stderr", tmp);
+    err = slurp(p);
+    cr_assert(rcs && err);
+    cr_expect_eq(atoi(rcs), 1, "exit 1 on a full disk, got %s; stderr: %s", rcs, err);
+    cr_expect(strstr(err, "No space left on device") || strstr(err, "database or disk is full"), "the reason: %s", err);
+    cr_expect(strstr(err, "fs/out/"), "the file: %s", err);
+    cr_expect(strstr(err, "audit stopped") || strstr(err, "writing failed"), "the run stops, saying so: %s", err);
+    free(rcs);
+    free(err);
+    int kept = expect_records_have_files(copy, 1);
+    cr_expect_gt(kept, 0, "batches were recorded before the disk was full");
+    cr_expect_lt(kept, 160, "not everything fitted");
+
+    /* read-only: refused, the rows kept */
+    snprintf(p, sizeof p, "%s/rc2", tmp);
+    rcs = slurp(p);
+    snprintf(p, sizeof p, "%s/stderr2", tmp);
+    err = slurp(p);
+    cr_assert(rcs && err);
+    cr_expect_eq(atoi(rcs), 1, "exit 1 on a read-only OUT, got %s; stderr: %s", rcs, err);
+    cr_expect(strstr(err, "fs/out") && strstr(err, "not writable: Read-only file system"),
+              "names the folder and the reason: %s", err);
+    free(rcs);
+    free(err);
+    snprintf(p, sizeof p, "%s/copy-ro", tmp);
+    cr_expect_eq(expect_records_have_files(p, 1), kept, "the read-only run changed the rows");
+
+    /* on a roomy disk the same command resumes and completes */
+    const char *ar[] = {"audit", "-m", WM_MODEL, data, "-o", copy, "--batch", "4", "--overlays", "all", NULL};
+    cr_assert_eq(run(ar, tmp, &err), 0, "%s", err);
+    cr_expect(strstr(err, "resuming"), "%s", err);
+    free(err);
+    expect_same_records(full, copy);
+    cr_expect_eq(expect_records_have_files(copy, 1), 160);
+    remove_tree(tmp);
+}
+
+/* A picture that cannot be put in place (a file holds the name of its folder, OUT/thumbs/Coat):
+ * the run stops at it with exit 1, naming the file and the reason; the rows recorded before it
+ * all have their pictures, and no row names the pictures that failed. */
+Test(audit, a_picture_that_cannot_be_written_stops_the_run) {
+    char data[4096], tmp[256], out[4300], p[4400];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    mkdir(out, 0755);
+    snprintf(p, sizeof p, "%s/thumbs", out);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/thumbs/Coat", out);
+    FILE *f = fopen(p, "w");
+    cr_assert(f);
+    fclose(f);
+    char *err = NULL;
+    const char *a[] = {"audit", "-m", WM_MODEL, data, "-o", out, "--batch", "4", NULL};
+    cr_expect_eq(run(a, tmp, &err), 1, "%s", err);
+    cr_expect(strstr(err, "thumbs/Coat/0000.png.gradcam.png") && strstr(err, "Not a directory") && strstr(err, "audit stopped"), "%s", err);
+    free(err);
+    int n = expect_records_have_files(out, 0);
+    sqlite3 *db = open_db(out);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records WHERE file LIKE 'Coat/%'"), 0);
+    sqlite3_close(db);
+    cr_expect_eq(n, 2 * 16, "the batches before Coat's (Ankle boot, Bag: 16 files, 2 methods)");
+    remove_tree(tmp);
+}
