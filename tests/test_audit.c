@@ -534,6 +534,14 @@ static void expect_merge_equals_single(const char *single, const char *sharded, 
     }
     cr_expect_eq(total, 80, "the shards hold %d files together, expected each of the 80 once", total);
     expect_same_records(single, sharded);
+    /* the pictures: every thumbnail gathered from the shards; the overlays of the merged flags'
+     * images made again, the same files as the single run's (each image explained alone) */
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "cd %s/thumbs && find . -type f | sort > %s/.l1 && cd %s/thumbs && find . -type f | sort > %s/.l2 "
+             "&& cmp -s %s/.l1 %s/.l2 && test $(wc -l < %s/.l1) = 160", single, tmp, sharded, tmp, tmp, tmp, tmp);
+    cr_expect_eq(system(cmd), 0, "the merge's thumbnails are not the single run's: %s", cmd);
+    snprintf(cmd, sizeof cmd, "test -d %s/overlays && diff -r %s/overlays %s/overlays > /dev/null", single, single, sharded);
+    cr_expect_eq(system(cmd), 0, "the merge's overlays are not the single run's: %s", cmd);
     char a[4400], b[4400];
     const char *files[] = {"findings.json", "mean/gradcam.Shirt.npy", "mean/saliency.all.npy"};
     for (int i = 0; i < 3; i++) {

@@ -165,6 +165,12 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void audit_prep_desc(const cli_model *cm, char *buf, size_t len) {
+    snprintf(buf, len, "size=%dx%d mean=%g,%g,%g std=%g,%g,%g scale=%g resize=%d gray=%d", cm->h, cm->w, cm->prep.mean[0],
+             cm->prep.mean[1], cm->prep.mean[2], cm->prep.std[0], cm->prep.std[1], cm->prep.std[2], cm->prep.scale,
+             cm->prep.resize_shorter, cm->gray_flag);
+}
+
 static int make_dir(const char *d) {
     if (mkdir(d, 0777) && errno != EEXIST) { cli_error("%s: cannot create this folder: %s", d, strerror(errno)); return -1; }
     struct stat st;
@@ -415,10 +421,11 @@ int cmd_audit(int argc, char **argv) {
         goto out;
     }
     if (truth_path && audit_sha256_file(truth_path, truth_sha)) { cli_error("--truth %s: cannot read: %s", truth_path, strerror(errno)); rc = EXIT_USAGE; goto out; }
-    snprintf(opts_desc, sizeof opts_desc,
-             "size=%dx%d mean=%g,%g,%g std=%g,%g,%g scale=%g resize=%d gray=%d layer=%s mask=%s truth=%s",
-             H, W, cm.prep.mean[0], cm.prep.mean[1], cm.prep.mean[2], cm.prep.std[0], cm.prep.std[1], cm.prep.std[2],
-             cm.prep.scale, cm.prep.resize_shorter, c.gray, layer ? layer : "", mask_sha, truth_sha);
+    {
+        char prep[512];
+        audit_prep_desc(&cm, prep, sizeof prep);
+        snprintf(opts_desc, sizeof opts_desc, "%s layer=%s mask=%s truth=%s", prep, layer ? layer : "", mask_sha, truth_sha);
+    }
     char methods_desc[512] = "";
     for (int k = 0; k < n_methods; k++)
         snprintf(methods_desc + strlen(methods_desc), sizeof methods_desc - strlen(methods_desc), "%s%s", k ? "," : "", method_names[k]);
@@ -448,6 +455,16 @@ int cmd_audit(int argc, char **argv) {
     {
         int r = audit_store_open(&st, out_dir, &id);
         if (r) { cli_error("%s", st.msg); rc = r == -2 ? EXIT_USAGE : EXIT_FAIL; goto out; }
+    }
+    {   /* where DATA is and which overlays were asked for: a merge makes the flags' overlays from them */
+        char *real = realpath(data, NULL);
+        static const char *const mode_names[] = {"none", "flagged", "all"};
+        if (audit_store_set_note(&st, "data", real ? real : data) || audit_store_set_note(&st, "overlays", mode_names[overlays])) {
+            free(real);
+            cli_error("%s", st.msg);
+            goto out;
+        }
+        free(real);
     }
     char *data_arg = (char *)data;
     {
@@ -533,6 +550,9 @@ int cmd_audit(int argc, char **argv) {
     int failed_now = 0, done_now = 0;
     double t_start = now_s();
     int fatal = 0, stopped = 0;
+    /* where the time goes: decoding, the model (forward and methods, with the metrics and mean
+     * maps), the pictures, the database's commits (the findings are timed below) */
+    double t_read = 0, t_compute = 0, t_metrics = 0, t_pictures = 0, t_commit = 0;
     cli_device_note(&cm);
     cli_progress pg;
     cli_progress_start(&pg, "audit", "images", n_todo, c.quiet);
@@ -540,6 +560,7 @@ int cmd_audit(int argc, char **argv) {
     for (int b0 = 0; b0 < n_todo && !fatal && !stopped; b0 += B) {
         int nb = n_todo - b0 < B ? n_todo - b0 : B, g = 0, n_errs = 0, n_recs = 0;
         cli_progress_stage(&pg, "reading");
+        double tp = now_s();
         for (int j = 0; j < nb; j++) {
             int i = batch_idx[b0 + j];
             const char *rel = inputs[i] + data_len + (inputs[i][data_len] == '/');
@@ -561,6 +582,8 @@ int cmd_audit(int argc, char **argv) {
             slot_input[g++] = i;
         }
         if (fatal) { for (int k = 0; k < n_errs; k++) free(err_reasons[k]); break; }
+        t_read += now_s() - tp;
+        tp = now_s();
         if (g && sal_forward(cm.s, x, g, H, W, logits)) {
             cli_error("%s and the other images of its batch: %s", inputs[slot_input[0]], sal_session_error(cm.s));
             fatal = 1;
@@ -594,6 +617,8 @@ int cmd_audit(int argc, char **argv) {
                 break;
             }
             double secs = (now_s() - t0) / g;
+            t_compute += now_s() - tp;
+            const double tl = now_s();
             for (int j = 0; j < g; j++) {
                 int i = slot_input[j];
                 const char *rel = inputs[i] + data_len + (inputs[i][data_len] == '/');
@@ -607,6 +632,7 @@ int cmd_audit(int argc, char **argv) {
                 if (sal_region_metrics(map, H, W, mk, &rs, &err)) { cli_error("%s", err.msg); fatal = 1; break; }
                 /* the record's pictures, in place before its row is committed */
                 {
+                    double tq = now_s();
                     char msg[4600];
                     const sal_image *og = origs[j].pix ? &origs[j] : NULL;
                     float rect[4] = {0, 0, (float)W, (float)H};
@@ -617,6 +643,7 @@ int cmd_audit(int argc, char **argv) {
                         fatal = 1;
                         break;
                     }
+                    t_pictures += now_s() - tq;
                 }
                 audit_record *r = &recs[n_recs++];
                 r->file = rel;
@@ -645,12 +672,16 @@ int cmd_audit(int argc, char **argv) {
                 }
                 if (fatal) break;
             }
+            t_metrics += now_s() - tl;
             sal_maps_free(&mp);
+            tp = now_s();   /* the next method's time */
         }
+        double tc = now_s();
         if (!fatal && !stopped && audit_store_commit(&st, recs, n_recs, err_files, err_reasons, n_errs, &sums, method_names)) {
             cli_error("%s", st.msg);
             fatal = 1;
         }
+        t_commit += now_s() - tc;
         for (int k = 0; k < n_errs; k++) free(err_reasons[k]);
         if (fatal || stopped) break;
         failed_now += n_errs;
@@ -674,15 +705,21 @@ int cmd_audit(int argc, char **argv) {
     }
     if (!c.quiet && done_now) {
         double secs = now_s() - t_start;
-        fprintf(stderr, "salient: audited %d files with %d method%s in %.1f s (%.2f images/s), %d unreadable\n", done_now,
-                n_methods, n_methods == 1 ? "" : "s", secs, secs > 0 ? done_now / secs : 0.0, failed_now);
+        fprintf(stderr, "salient: audited %d files with %d method%s in %.1f s (%.2f images/s), %d unreadable; time: reading "
+                "%.1f s, model %.1f s, metrics and mean maps %.1f s, thumbnails%s %.1f s, records %.1f s\n", done_now,
+                n_methods, n_methods == 1 ? "" : "s", secs, secs > 0 ? done_now / secs : 0.0, failed_now, t_read,
+                t_compute, t_metrics - t_pictures, overlays == AUDIT_OVERLAYS_ALL ? " and overlays" : "", t_pictures, t_commit);
     }
+    double t_find = now_s();
 
     audit_overlay_ctx octx = {&cm, data, out_dir, layer};
     audit_findings_opts fo = {out_dir, c.model, cm.labels, cm.n_labels, method_names, n_methods, threshold,
                               area_ratio, labelled, H, W, mask != NULL || mask_dir,
                               overlays == AUDIT_OVERLAYS_FLAGGED ? audit_overlay_flagged : NULL, &octx, c.quiet};
     if (audit_write_findings(&st, &fo, &sums)) goto out;
+    if (!c.quiet)
+        fprintf(stderr, "salient: findings, exports, report%s: %.1f s\n",
+                overlays == AUDIT_OVERLAYS_FLAGGED ? " and the flags' overlays" : "", now_s() - t_find);
     int n_err_total = 0;
     if (audit_store_count_errors(&st, &n_err_total)) { cli_error("%s", st.msg); goto out; }
     if (n_err_total || n_bad)

@@ -81,6 +81,12 @@ int audit_store_commit(audit_store *st, const audit_record *recs, int n_recs, ch
  * method_names[0..n_methods); a row of another method or size is an error. */
 int audit_store_load_sums(audit_store *st, audit_sums *sums, char *const *method_names, int n_methods);
 int audit_store_count_errors(audit_store *st, int *n);
+/* A note in table run that is not part of the identity (rewritten by every run; a merge does not
+ * compare it): "data" (DATA's real path) and "overlays" (the --overlays mode). -1 (msg) on failure. */
+int audit_store_set_note(audit_store *st, const char *key, const char *value);
+/* The preprocessing part of the identity's options: "size=HxW mean=... gray=G". */
+struct cli_model;
+void audit_prep_desc(const struct cli_model *cm, char *buf, size_t len);
 
 /* The shard of a relative path: FNV-1a 64 of its bytes, modulo n (adding files does not move
  * the others). */

@@ -163,7 +163,12 @@ int audit_overlay_flagged(void *user, const char *rel, const char *method) {
     cli_model *cm = ctx->cm;
     sal_method m;
     if (sal_method_parse(method, &m)) return 0;
-    const int H = cm->h, W = cm->w, K = sal_session_num_classes(cm->s);
+    const int H = cm->h, W = cm->w;
+    if (sal_session_plan(cm->s, 1, H, W)) {   /* a merge's session has not run yet: the classes come with a plan */
+        cli_error("%s", sal_session_error(cm->s));
+        return -1;
+    }
+    const int K = sal_session_num_classes(cm->s);
     float *x = malloc(sizeof(float) * (size_t)cm->c * H * W);   /* (1,C,H,W) */
     float *logits = malloc(sizeof(float) * (size_t)K), *map = malloc(sizeof(float) * (size_t)H * W);
     sal_image orig = {0};
