@@ -1274,3 +1274,51 @@ Test(audit, a_picture_that_cannot_be_written_stops_the_run) {
     cr_expect_eq(n, 2 * 16, "the batches before Coat's (Ankle boot, Bag: 16 files, 2 methods)");
     remove_tree(tmp);
 }
+
+/* Reading ahead (the next batch decoded on its own thread while this one computes) changes
+ * nothing: the records of a run with SALIENT_AUDIT_READ_AHEAD=0 (each batch read in turn) are the
+ * same, a corrupt file among them included; and the summary says how the reading went. */
+Test(audit, reading_ahead_changes_no_record) {
+    char data[4096], tmp[256], d[4300], a_dir[4300], b_dir[4300], p[4400], from[8200], cmd[16384];
+    watermark_data(data, sizeof data, 8);
+    make_tmp(tmp, sizeof tmp);
+    snprintf(d, sizeof d, "%s/data", tmp);
+    mkdir(d, 0755);
+    for (int i = 0; i < 7; i++) {
+        snprintf(from, sizeof from, "%s/%s/%04d.png", data, i % 2 ? "Bag" : "Coat", i);
+        snprintf(p, sizeof p, "%s/%d.png", d, i);
+        copy_file(from, p);
+    }
+    snprintf(p, sizeof p, "%s/3x.png", d);   /* sorted into the second batch of 4 */
+    FILE *f = fopen(p, "wb");
+    cr_assert(f);
+    fputs("not an image", f);
+    fclose(f);
+    snprintf(a_dir, sizeof a_dir, "%s/ahead", tmp);
+    snprintf(b_dir, sizeof b_dir, "%s/serial", tmp);
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "%s%s audit -m %s %s -o %s --batch 4 2> %s/err%d", k ? "SALIENT_AUDIT_READ_AHEAD=0 " : "",
+                 SALIENT, WM_MODEL, d, k ? b_dir : a_dir, tmp, k);
+        int st = system(cmd);
+        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s: exit 1 (a corrupt file) expected", cmd);
+        snprintf(p, sizeof p, "%s/err%d", tmp, k);
+        char *err = slurp(p);
+        cr_assert(err);
+        cr_expect(strstr(err, "3x.png") && strstr(err, "audited 8 files"), "%s", err);
+        cr_expect(k ? !strstr(err, "a batch ahead") : strstr(err, "reading") && strstr(err, "(a batch ahead, beside the model)"),
+                  "%s", err);
+        free(err);
+    }
+    expect_same_records(a_dir, b_dir);
+    row *ra, *rb;
+    int na = read_rows(a_dir, &ra), nb = read_rows(b_dir, &rb);
+    cr_expect_eq(na, 14);
+    for (int i = 0; i < na && i < nb; i++)   /* the same batches: the same numbers exactly */
+        cr_expect(!memcmp(ra[i].v, rb[i].v, sizeof ra[i].v), "row %d differs", i);
+    free(ra);
+    free(rb);
+    sqlite3 *db = open_db(a_dir);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM errors WHERE file = '3x.png'"), 1);
+    sqlite3_close(db);
+    remove_tree(tmp);
+}

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,7 +34,8 @@ static const char *audit_help =
     "batch: a rerun of the same command into the same OUT resumes where the last one stopped.\n"
     "\n"
     "  -o, --out DIR        output folder (required): audit.sqlite, records.csv, records.jsonl,\n"
-    "                       findings.json, report.html, mean/<method>.<class>.png and .npy\n"
+    "                       findings.json, report.html, mean/<method>.<class>.png and .npy,\n"
+    "                       thumbs/ and overlays/<file>.<method>.png\n"
     "  -M, --methods LIST   comma-separated methods (default gradcam,saliency)\n"
     "  --truth FILE.csv     true labels: lines `file,label` (file relative to DATA, or its base\n"
     "                       name; label a class name or index). Default: DATA/<class>/... named\n"
@@ -58,7 +60,8 @@ static const char *audit_help =
     "\n"
     "usage: salient audit -m MODEL.onnx --merge DIR... [-o OUT] [--threshold R] [--area-ratio R]\n"
     "  combine the records of DIR/shard-*-of-*/ (or of folders holding audit.sqlite) into\n"
-    "  OUT/audit.sqlite (default OUT: the one DIR given) and write the findings\n";
+    "  OUT/audit.sqlite (default OUT: the one DIR given) and write the findings; with the shards'\n"
+    "  --overlays flagged, give the shards' preprocessing options to make the flags' overlays\n";
 
 /* K/N from a Slurm job array (K = the task's ID less the array's first ID) or an MPI launcher:
  * 1 when one says, 0 when none does, -1 (reported) when its numbers make no shard. */
@@ -240,6 +243,91 @@ static int mask_for(const char *dir, const char *rel, const sal_image *orig, con
     return 1;
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Reading ahead: the next batch is decoded on a thread of its own while this one computes          */
+
+/* One batch's inputs, decoded. */
+typedef struct audit_batch {
+    float *x;                 /* (B,C,H,W) the images that loaded, packed to the front */
+    sal_image *origs;         /* (B) their decoded pixels, for the pictures (NULL pix: .npy) */
+    uint8_t *masks;           /* (B,H,W) --mask DIR's masks, or NULL */
+    char *has_mask;           /* (B) */
+    int *slot_input;          /* (B) index into inputs of each packed image */
+    char **err_files, **err_reasons;   /* (B) the files that did not load, and why (malloc'ed) */
+    int g, n_errs;            /* images loaded; files that did not */
+    int fatal, usage;         /* reading cannot go on (usage: a mask of the wrong size, exit 2) */
+    double secs;              /* time spent reading */
+} audit_batch;
+
+typedef struct audit_reader {
+    const cli_model *cm;
+    char **inputs;
+    const int *batch_idx;
+    size_t data_len, chw, hw;
+    const char *mask_dir;     /* --mask DIR, or NULL */
+    int b0, nb;               /* the batch: batch_idx[b0 .. b0+nb) */
+    audit_batch *b;
+} audit_reader;
+
+static void read_batch(audit_reader *r) {
+    audit_batch *b = r->b;
+    const double t0 = now_s();
+    b->g = b->n_errs = b->fatal = b->usage = 0;
+    for (int j = 0; j < r->nb; j++) {
+        int i = r->batch_idx[r->b0 + j];
+        const char *rel = r->inputs[i] + r->data_len + (r->inputs[i][r->data_len] == '/');
+        char msg[4096];
+        sal_image_free(&b->origs[b->g]);
+        if (cli_load_input(r->cm, r->inputs[i], b->x + r->chw * b->g, &b->origs[b->g], msg, sizeof msg)) {
+            cli_error("%s (recorded in the errors table, skipped)", msg);
+            b->err_files[b->n_errs] = (char *)rel;
+            b->err_reasons[b->n_errs] = strdup(msg);
+            if (!b->err_reasons[b->n_errs]) { cli_error("out of memory"); b->fatal = 1; break; }
+            b->n_errs++;
+            continue;
+        }
+        if (r->mask_dir) {
+            int m = mask_for(r->mask_dir, rel, &b->origs[b->g], r->cm, b->masks + r->hw * b->g);
+            if (m < 0) { b->fatal = b->usage = 1; break; }
+            b->has_mask[b->g] = (char)m;
+        }
+        b->slot_input[b->g++] = i;
+    }
+    b->secs = now_s() - t0;
+}
+
+static void *read_batch_thread(void *arg) {
+    read_batch(arg);
+    return NULL;
+}
+
+static int batch_alloc(audit_batch *b, int B, size_t chw, size_t hw, int with_masks) {
+    memset(b, 0, sizeof *b);
+    b->x = malloc(sizeof(float) * chw * (size_t)B);
+    b->origs = calloc((size_t)B, sizeof *b->origs);
+    b->masks = with_masks ? malloc(hw * (size_t)B) : NULL;
+    b->has_mask = calloc((size_t)B, 1);
+    b->slot_input = malloc(sizeof(int) * (size_t)B);
+    b->err_files = calloc((size_t)B, sizeof *b->err_files);
+    b->err_reasons = calloc((size_t)B, sizeof *b->err_reasons);
+    return b->x && b->origs && (!with_masks || b->masks) && b->has_mask && b->slot_input && b->err_files && b->err_reasons
+               ? 0 : -1;
+}
+
+static void batch_free(audit_batch *b, int B) {
+    if (b->origs)
+        for (int j = 0; j < B; j++) sal_image_free(&b->origs[j]);
+    for (int k = 0; b->err_reasons && k < b->n_errs; k++) free(b->err_reasons[k]);
+    free(b->x);
+    free(b->origs);
+    free(b->masks);
+    free(b->has_mask);
+    free(b->slot_input);
+    free(b->err_files);
+    free(b->err_reasons);
+    memset(b, 0, sizeof *b);
+}
+
 int cmd_audit(int argc, char **argv) {
     cli_common c;
     cli_common_init(&c);
@@ -385,11 +473,8 @@ int cmd_audit(int argc, char **argv) {
     char thumbs_dir[4300], overlays_dir[4300];
     snprintf(thumbs_dir, sizeof thumbs_dir, "%s/thumbs", out_dir);
     snprintf(overlays_dir, sizeof overlays_dir, "%s/overlays", out_dir);
-    uint8_t *img_mask = NULL;   /* (H,W) this image's mask from --mask DIR */
-    sal_image *origs = NULL;    /* (B) the batch's decoded images, for the pictures */
-    float *x = NULL, *logits = NULL, *map = NULL;
+    float *logits = NULL, *map = NULL;
     audit_record *recs = NULL;
-    char **err_files = NULL, **err_reasons = NULL;
     int *labels = NULL, *preds = NULL, *batch_idx = NULL;
     if (cli_model_open(&cm, &c)) return EXIT_FAIL;
     if (sal_session_plan(cm.s, 1, cm.h, cm.w)) {
@@ -526,27 +611,27 @@ int cmd_audit(int argc, char **argv) {
                         n_mine - n_todo, n_mine, n_todo);
 
     const int B = c.batch;
-    x = malloc(sizeof(float) * chw * (size_t)B);          /* (B,C,H,W) */
     logits = malloc(sizeof(float) * (size_t)K * (size_t)B);   /* (B,K) */
     map = malloc(sizeof(float) * hw);                     /* (H,W) */
     recs = calloc((size_t)B * (size_t)n_methods, sizeof *recs);
-    err_files = calloc((size_t)B, sizeof *err_files);
-    err_reasons = calloc((size_t)B, sizeof *err_reasons);
     preds = malloc(sizeof(int) * (size_t)B);
-    origs = calloc((size_t)B, sizeof *origs);
-    int *slot_input = malloc(sizeof(int) * (size_t)B);
     float *norm = malloc(sizeof(float) * hw);
-    uint8_t *masks = mask_dir ? malloc(hw * (size_t)B) : NULL;   /* (B,H,W) the batch's masks */
-    char *has_mask = calloc((size_t)B, 1);
-    if (!x || !logits || !map || !recs || !err_files || !err_reasons || !preds || !origs || !slot_input || !norm ||
-        (mask_dir && !masks) || !has_mask) {
-        free(slot_input);
+    audit_batch bufs[2];   /* this batch and the next, read ahead */
+    int bufs_ok = !batch_alloc(&bufs[0], B, chw, hw, mask_dir) && !batch_alloc(&bufs[1], B, chw, hw, mask_dir);
+    if (!logits || !map || !recs || !preds || !norm || !bufs_ok) {
         free(norm);
-        free(masks);
-        free(has_mask);
+        batch_free(&bufs[0], B);
+        batch_free(&bufs[1], B);
         cli_error("out of memory for a batch of %d images", B);
         goto out;
     }
+    /* SALIENT_AUDIT_READ_AHEAD=0: read each batch in turn (to measure what reading ahead gains) */
+    const char *ra_env = getenv("SALIENT_AUDIT_READ_AHEAD");
+    const int read_ahead = !(ra_env && !strcmp(ra_env, "0"));
+    audit_reader reader = {&cm, inputs, batch_idx, data_len, chw, hw, mask_dir ? mask_path : NULL, 0,
+                           n_todo < B ? n_todo : B, &bufs[0]};
+    if (n_todo) read_batch(&reader);
+    int cur = 0;
     int failed_now = 0, done_now = 0;
     double t_start = now_s();
     int fatal = 0, stopped = 0;
@@ -558,32 +643,30 @@ int cmd_audit(int argc, char **argv) {
     cli_progress_start(&pg, "audit", "images", n_todo, c.quiet);
     cli_interrupt_catch();   /* Ctrl-C: stop at the next pass; the batches recorded so far stay */
     for (int b0 = 0; b0 < n_todo && !fatal && !stopped; b0 += B) {
-        int nb = n_todo - b0 < B ? n_todo - b0 : B, g = 0, n_errs = 0, n_recs = 0;
-        cli_progress_stage(&pg, "reading");
-        double tp = now_s();
-        for (int j = 0; j < nb; j++) {
-            int i = batch_idx[b0 + j];
-            const char *rel = inputs[i] + data_len + (inputs[i][data_len] == '/');
-            char msg[4096];
-            sal_image_free(&origs[g]);
-            if (cli_load_input(&cm, inputs[i], x + chw * g, &origs[g], msg, sizeof msg)) {
-                cli_error("%s (recorded in the errors table, skipped)", msg);
-                err_files[n_errs] = (char *)rel;
-                err_reasons[n_errs] = strdup(msg);
-                if (!err_reasons[n_errs]) { cli_error("out of memory"); fatal = 1; break; }
-                n_errs++;
-                continue;
-            }
-            if (mask_dir) {
-                int r = mask_for(mask_path, rel, &origs[g], &cm, masks + hw * g);
-                if (r < 0) { rc = EXIT_USAGE; fatal = 1; break; }
-                has_mask[g] = (char)r;
-            }
-            slot_input[g++] = i;
+        audit_batch *bt = &bufs[cur];
+        int nb = n_todo - b0 < B ? n_todo - b0 : B, n_recs = 0;
+        const int g = bt->g, n_errs = bt->n_errs;
+        float *x = bt->x;
+        sal_image *origs = bt->origs;
+        uint8_t *masks = bt->masks;
+        const char *has_mask = bt->has_mask;
+        const int *slot_input = bt->slot_input;
+        char **err_files = bt->err_files, **err_reasons = bt->err_reasons;
+        t_read += bt->secs;
+        if (bt->fatal) {
+            if (bt->usage) rc = EXIT_USAGE;
+            fatal = 1;
+            break;
         }
-        if (fatal) { for (int k = 0; k < n_errs; k++) free(err_reasons[k]); break; }
-        t_read += now_s() - tp;
-        tp = now_s();
+        /* the next batch, read while this one computes */
+        audit_reader next = reader;
+        next.b0 = b0 + B;
+        next.nb = n_todo - next.b0 < B ? n_todo - next.b0 : B;
+        next.b = &bufs[1 - cur];
+        pthread_t reading;
+        int ahead = 0, has_next = next.b0 < n_todo;
+        if (has_next && read_ahead) ahead = pthread_create(&reading, NULL, read_batch_thread, &next) == 0;
+        double tp = now_s();
         if (g && sal_forward(cm.s, x, g, H, W, logits)) {
             cli_error("%s and the other images of its batch: %s", inputs[slot_input[0]], sal_session_error(cm.s));
             fatal = 1;
@@ -683,16 +766,22 @@ int cmd_audit(int argc, char **argv) {
         }
         t_commit += now_s() - tc;
         for (int k = 0; k < n_errs; k++) free(err_reasons[k]);
+        bt->n_errs = 0;
+        if (ahead) pthread_join(reading, NULL);
+        else if (has_next && !fatal && !stopped) {
+            cli_progress_stage(&pg, "reading");
+            read_batch(&next);
+        }
+        cur = 1 - cur;
         if (fatal || stopped) break;
         failed_now += n_errs;
         done_now += nb;
         cli_progress_add(&pg, nb, n_errs);
     }
     cli_progress_end(&pg);
-    free(slot_input);
     free(norm);
-    free(masks);
-    free(has_mask);
+    batch_free(&bufs[0], B);
+    batch_free(&bufs[1], B);
     if (stopped || cli_interrupted()) {
         cli_error("audit: interrupted (signal %d): %d of %d files recorded in %s; rerun the same command to resume",
                   cli_interrupted(), n_mine - n_todo + done_now, n_mine, st.path);
@@ -706,8 +795,9 @@ int cmd_audit(int argc, char **argv) {
     if (!c.quiet && done_now) {
         double secs = now_s() - t_start;
         fprintf(stderr, "salient: audited %d files with %d method%s in %.1f s (%.2f images/s), %d unreadable; time: reading "
-                "%.1f s, model %.1f s, metrics and mean maps %.1f s, thumbnails%s %.1f s, records %.1f s\n", done_now,
+                "%.1f s%s, model %.1f s, metrics and mean maps %.1f s, thumbnails%s %.1f s, records %.1f s\n", done_now,
                 n_methods, n_methods == 1 ? "" : "s", secs, secs > 0 ? done_now / secs : 0.0, failed_now, t_read,
+                read_ahead ? " (a batch ahead, beside the model)" : "",
                 t_compute, t_metrics - t_pictures, overlays == AUDIT_OVERLAYS_ALL ? " and overlays" : "", t_pictures, t_commit);
     }
     double t_find = now_s();
@@ -728,22 +818,15 @@ int cmd_audit(int argc, char **argv) {
 out:
     audit_store_close(&st);
     if (od_open) cli_outdir_close(&od, 0);
-    free(img_mask);
-    if (origs)
-        for (int j = 0; j < c.batch; j++) sal_image_free(&origs[j]);
-    free(origs);
     audit_sums_free(&sums);
     cli_free_inputs(inputs, n_inputs);
     cli_free_inputs(done, n_done);
     for (int i = 0; i < n_truth; i++) free(truth[i].file);
     free(truth);
     free(mask);
-    free(x);
     free(logits);
     free(map);
     free(recs);
-    free(err_files);
-    free(err_reasons);
     free(labels);
     free(preds);
     free(batch_idx);
