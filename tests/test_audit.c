@@ -632,6 +632,20 @@ Test(audit, report_in_headless_chromium) {
     cr_expect(!strstr(page, "http://") && !strstr(page, "https://") && !strstr(page, "<script src") &&
                   !strstr(page, "<link"), "the report refers to something outside itself");
     cr_expect(strstr(page, "Shirt: "), "no Shirt flag in the report's findings");
+    /* the corner ranking's first record is findings.json's */
+    {
+        char fjp[4400], want[600];
+        snprintf(fjp, sizeof fjp, "%s/findings.json", out);
+        char *fjs = slurp(fjp), *c0 = fjs ? strstr(fjs, "\"corner\":[{\"file\":\"") : NULL;
+        cr_assert(c0, "no corner ranking in findings.json");
+        c0 += strlen("\"corner\":[{\"file\":\"");
+        char *rk0 = strstr(page, "<table class=\"ranking\" id=\"ranking0\">");
+        cr_assert(rk0, "no corner ranking in the report");
+        snprintf(want, sizeof want, "</tr>\n<tr><td>%.*s</td>", (int)(strchr(c0, '"') - c0), c0);
+        cr_expect(strstr(rk0, want) && strstr(rk0, want) < strstr(rk0, "</table>"), "the report's corner ranking does "
+                  "not start with findings.json's first (%s)", want);
+        free(fjs);
+    }
     free(page);
     const char *flags = "--headless --no-sandbox --disable-gpu --hide-scrollbars --virtual-time-budget=10000";
     snprintf(cmd, sizeof cmd, "HOME=%s timeout 180 /usr/bin/chromium %s --dump-dom 'file://%s#selftest' > %s/dom.html 2>/dev/null",
@@ -643,9 +657,15 @@ Test(audit, report_in_headless_chromium) {
     cr_assert(dom);
     char *res = strstr(dom, "<pre id=\"selftest\">SELFTEST");
     cr_assert(res, "the page's self-check did not run");
-    int n_img = -1, n_ok = -2, rows = 0;
+    int n_img = -1, n_ok = -2, rows = 0, ranked = -1;
     cr_assert_eq(sscanf(res, "<pre id=\"selftest\">SELFTEST images=%d loaded=%d rows=%d", &n_img, &n_ok, &rows), 3, "%.200s", res);
-    cr_expect_eq(n_img, 11 * 2 + 160, "mean maps: 10 classes and `all`, 2 methods; a thumbnail per record");
+    char *rk = strstr(res, " ranked=");
+    cr_assert(rk && sscanf(rk, " ranked=%d", &ranked) == 1, "%.300s", res);
+    /* the rankings: the 10 records with the most corner mass, the 10 with the most border mass,
+     * the misclassified ones (at most 10) with the most mass off the centre, each with its
+     * thumbnail */
+    cr_expect(ranked >= 20 && ranked <= 30, "%d thumbnails in the rankings", ranked);
+    cr_expect_eq(n_img, 11 * 2 + 160 + ranked, "mean maps: 10 classes and `all`, 2 methods; a thumbnail per record");
     cr_expect_eq(n_ok, n_img, "%d of %d images decoded", n_ok, n_img);
     cr_expect_eq(rows, 160);
     cr_expect(strstr(res, "sorted_desc=true order_changed=true thumbs=160 thumbs_loaded=160 "), "%.200s", res);

@@ -186,6 +186,12 @@ typedef struct audit_report_data {
 /* The class's name, or "class K"; a name as a file name (letters, digits, - _ . kept). */
 void audit_class_name(const audit_findings_opts *o, int k, char *buf, size_t len);
 void audit_file_safe(char *s);
+/* The rankings (findings.json's and the report's): SQL selecting (file, method, share,
+ * predicted_label) of the AUDIT_RANKED records with the most mass in a corner (k 0), on the
+ * border (1), and misclassified with the most off the object (2: outside the mask when have_mask,
+ * else outside the centre box). */
+#define AUDIT_RANKED 10
+void audit_ranking_sql(int k, int have_mask, char *buf, size_t len);
 /* OUT/report.html (audit_report.c): one self-contained page. 0, or -1 reported. */
 int audit_write_report(audit_store *st, const audit_findings_opts *o, const audit_report_data *d);
 

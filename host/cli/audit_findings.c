@@ -19,21 +19,27 @@
 #include "post/post.h"
 
 #define TOP_FILES 5
-#define RANKED 10   /* records per ranking */
 
 /* The rankings of findings.json: the records (file, method) with the most mass in any corner,
  * on the border, and the misclassified ones with the most mass off the object (outside the
- * --mask when there is one, else outside the centre box), RANKED of each. */
+ * --mask when there is one, else outside the centre box), AUDIT_RANKED of each. */
+void audit_ranking_sql(int k, int have_mask, char *buf, size_t len) {
+    const char *off = have_mask ? "1 - mass_mask" : "1 - mass_center";
+    if (k == 0)
+        snprintf(buf, len, "SELECT file, method, max(mass_tl, mass_tr, mass_bl, mass_br) AS v, predicted_label FROM records"
+                 " WHERE v IS NOT NULL ORDER BY v DESC, file, method LIMIT %d", AUDIT_RANKED);
+    else if (k == 1)
+        snprintf(buf, len, "SELECT file, method, mass_border AS v, predicted_label FROM records WHERE v IS NOT NULL"
+                 " ORDER BY v DESC, file, method LIMIT %d", AUDIT_RANKED);
+    else
+        snprintf(buf, len, "SELECT file, method, %s AS v, predicted_label FROM records WHERE correct = 0 AND v IS NOT NULL"
+                 " ORDER BY v DESC, file, method LIMIT %d", off, AUDIT_RANKED);
+}
+
 static int write_rankings(FILE *f, audit_store *st, int have_mask) {
     static const char *const names[3] = {"corner", "border", "misclassified_off_object"};
-    const char *off = have_mask ? "1 - mass_mask" : "1 - mass_center";
     char sql[3][512];
-    snprintf(sql[0], sizeof sql[0], "SELECT file, method, max(mass_tl, mass_tr, mass_bl, mass_br) AS v FROM records"
-             " WHERE v IS NOT NULL ORDER BY v DESC, file, method LIMIT %d", RANKED);
-    snprintf(sql[1], sizeof sql[1], "SELECT file, method, mass_border AS v FROM records WHERE v IS NOT NULL"
-             " ORDER BY v DESC, file, method LIMIT %d", RANKED);
-    snprintf(sql[2], sizeof sql[2], "SELECT file, method, %s AS v FROM records WHERE correct = 0 AND v IS NOT NULL"
-             " ORDER BY v DESC, file, method LIMIT %d", off, RANKED);
+    for (int k = 0; k < 3; k++) audit_ranking_sql(k, have_mask, sql[k], sizeof sql[k]);
     fprintf(f, ",\n\"rankings\":{\"off_object_is\":\"%s\"", have_mask ? "outside the mask" : "outside the centre box");
     for (int k = 0; k < 3; k++) {
         sqlite3_stmt *q = NULL;
