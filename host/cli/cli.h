@@ -142,6 +142,10 @@ void cli_progress_end(cli_progress *p);
 void cli_progress_hold(void);
 void cli_progress_release(void);
 void cli_json_string(FILE *f, const char *s);
+/* An overlay's default opacity rule (common.c; explain's and audit's pictures): by value (1) for
+ * signed maps and the sparse gradient maps, whose few strong pixels would otherwise sit in a
+ * uniform colour wash; a constant blend (0) for CAMs and the perturbation methods' smooth maps. */
+int cli_opacity_by_value_default(sal_method m, int signed_map);
 
 /* An output folder that survives faults (host/cli/outdir.c): cli_outdir_open creates it (and its
  * parents), locks it for this run (OUT/.salient.lock, flock: a second run into the same folder is

@@ -698,3 +698,15 @@ int cli_check_output(const char *out, char *const *args, int n) {
     }
     return 0;
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Overlays                                                                                         */
+
+int cli_opacity_by_value_default(sal_method m, int signed_map) {
+    if (signed_map) return 1;
+    switch (m) {
+    case SAL_M_SALIENCY: case SAL_M_INPUTXGRAD: case SAL_M_SMOOTHGRAD: case SAL_M_SMOOTHGRAD_SQ: case SAL_M_VARGRAD:
+    case SAL_M_IG: case SAL_M_GUIDED: case SAL_M_GUIDED_GRADCAM: case SAL_M_GRADSHAP: return 1;
+    default: return 0;
+    }
+}

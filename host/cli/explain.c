@@ -232,14 +232,6 @@ static void free_stems(char **stems, int n) {
     free(stems);
 }
 
-static int opacity_by_value_default(sal_method m, int signed_map) {
-    if (signed_map) return 1;
-    switch (m) {
-    case SAL_M_SALIENCY: case SAL_M_INPUTXGRAD: case SAL_M_SMOOTHGRAD: case SAL_M_SMOOTHGRAD_SQ: case SAL_M_VARGRAD:
-    case SAL_M_IG: case SAL_M_GUIDED: case SAL_M_GUIDED_GRADCAM: case SAL_M_GRADSHAP: return 1;
-    default: return 0;
-    }
-}
 
 /* How one image's attribution (mp: a one-image view) is post-processed: which array (and
  * channels) goes in, and sal_render's options (the field's defaults: gradient maps abs-max and clipped at the 99th percentile; CAMs
@@ -270,7 +262,7 @@ static void render_plan(const xopts *xo, sal_method m, const sal_maps *mp, const
     /* the default: opacity by value for sparse maps (the gradient methods, whose few strong pixels
      * would otherwise sit in a uniform colour wash) and for signed maps (whose zero is bwr's
      * white); the classic constant blend for CAMs and the perturbation methods' smooth maps */
-    ro->alpha_by_value = xo->opacity >= 0 ? xo->opacity : opacity_by_value_default(m, ro->signed_map);
+    ro->alpha_by_value = xo->opacity >= 0 ? xo->opacity : cli_opacity_by_value_default(m, ro->signed_map);
     ro->alpha = xo->have_alpha ? xo->alpha : ro->alpha_by_value ? SAL_OVERLAY_ALPHA_BY_VALUE : SAL_OVERLAY_ALPHA;
 }
 
