@@ -25,6 +25,7 @@
 
 #include "io/io.h"
 #include "post/post.h"
+#include "testproc.h"
 
 #define SALIENT SAL_BINARY_DIR "/salient"
 #define WM_DIR SAL_SOURCE_DIR "/tests/fixtures/watermark"
@@ -48,43 +49,6 @@ static void watermark_data(char *dir, size_t len, int per_class) {
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/scripts/make-watermark.py images %s --per-class %d", SAL_SOURCE_DIR,
              dir, per_class);
     cr_assert_eq(system(cmd), 0, "%s failed", cmd);
-}
-
-static void make_tmp(char *dir, size_t len) {
-    snprintf(dir, len, "/tmp/salient_audit_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-}
-
-static void remove_tree(const char *path) {
-    struct stat sb;
-    if (lstat(path, &sb)) return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[4096];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            remove_tree(sub);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
 }
 
 /* Start salient with argv (NULL-terminated, without the program name), stderr into err_path. */
@@ -118,7 +82,7 @@ static int run(const char *const *argv, const char *scratch, char **err) {
     char err_path[4096];
     snprintf(err_path, sizeof err_path, "%s/.stderr", scratch);
     int st = wait_status(spawn(argv, err_path));
-    if (err) *err = slurp(err_path);
+    if (err) *err = tp_slurp(err_path, NULL);
     return st;
 }
 
@@ -157,7 +121,7 @@ static double box_mean(const float *m, int w, int y0, int y1, int x0, int x1) {
 Test(audit, watermark_flagged_clean_not) {
     char data[4096], tmp[256], out_w[4200], out_c[4200];
     watermark_data(data, sizeof data, 20);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(out_w, sizeof out_w, "%s/wm", tmp);
     snprintf(out_c, sizeof out_c, "%s/clean", tmp);
     char *err = NULL;
@@ -200,7 +164,7 @@ Test(audit, watermark_flagged_clean_not) {
 
     char path[4400];
     snprintf(path, sizeof path, "%s/findings.json", out_w);
-    char *fw = slurp(path);
+    char *fw = tp_slurp(path, NULL);
     char want[512];
     snprintf(want, sizeof want, "\"corner\":[{\"file\":\"%s\",\"method\":\"%s\"", top_file, top_method);
     cr_expect(fw && strstr(fw, want), "rankings: expected %s first (mass %.4f):\n%s", want, top, fw ? strstr(fw, "\"rankings\"") : "");
@@ -215,7 +179,7 @@ Test(audit, watermark_flagged_clean_not) {
     cr_expect(strstr(flags, "\"images\":[\"Shirt/"), "the strongest files of the first flag are not Shirts");
     free(fw);
     snprintf(path, sizeof path, "%s/findings.json", out_c);
-    char *fc = slurp(path);
+    char *fc = tp_slurp(path, NULL);
     cr_assert(fc, "%s missing", path);
     cr_expect(strstr(fc, "\"flags\":[]"), "the clean model was flagged:\n%s", strstr(fc, "\"flags\""));
     free(fc);
@@ -236,7 +200,7 @@ Test(audit, watermark_flagged_clean_not) {
         snprintf(path, sizeof path, "%s/mean/%s.Shirt.png", out_w, m);
         cr_expect(access(path, R_OK) == 0, "%s missing", path);
     }
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -313,7 +277,7 @@ static int committed(const char *out_dir) {
 Test(audit, sigkill_then_resume_equals_uninterrupted) {
     char data[4096], tmp[256], full[4200], killed[4200], err_path[4400];
     watermark_data(data, sizeof data, 8);   /* 80 images */
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(full, sizeof full, "%s/full", tmp);
     snprintf(killed, sizeof killed, "%s/killed", tmp);
     snprintf(err_path, sizeof err_path, "%s/.killed.err", tmp);
@@ -362,7 +326,7 @@ Test(audit, sigkill_then_resume_equals_uninterrupted) {
     char pa[4400], pb[4400];
     snprintf(pa, sizeof pa, "%s/records.csv", full);
     snprintf(pb, sizeof pb, "%s/records.csv", killed);
-    char *ca = slurp(pa), *cb = slurp(pb);
+    char *ca = tp_slurp(pa, NULL), *cb = tp_slurp(pb, NULL);
     cr_assert(ca && cb);
     int la = 0, lb = 0;
     for (char *p = ca; *p; p++) la += *p == '\n';
@@ -374,7 +338,7 @@ Test(audit, sigkill_then_resume_equals_uninterrupted) {
                            "seconds\n", 180));
     free(ca);
     free(cb);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -393,7 +357,7 @@ static void copy_file(const char *from, const char *to) {
 Test(audit, corrupt_files_recorded_and_rerun_refused) {
     char data[4096], tmp[256], d[4300], out[4300], path[4400], from[8200];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(d, sizeof d, "%s/data", tmp);
     snprintf(out, sizeof out, "%s/out", tmp);
     mkdir(d, 0755);
@@ -421,7 +385,7 @@ Test(audit, corrupt_files_recorded_and_rerun_refused) {
     cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records WHERE label = 6"), 3);
     sqlite3_close(db);
     snprintf(path, sizeof path, "%s/findings.json", out);
-    char *fj = slurp(path);
+    char *fj = tp_slurp(path, NULL);
     cr_assert(fj);
     cr_expect(strstr(fj, "\"images\":3,\"failed\":1"), "%.200s", fj);
     free(fj);
@@ -453,12 +417,12 @@ Test(audit, corrupt_files_recorded_and_rerun_refused) {
     db = open_db(out);
     cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records"), 3);
     sqlite3_close(db);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 Test(audit, usage_errors) {
     char tmp[256];
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     char *err = NULL;
     const char *a1[] = {"audit", "-m", WM_MODEL, "-o", tmp, NULL};
     cr_expect_eq(run(a1, tmp, &err), 2);
@@ -476,7 +440,7 @@ Test(audit, usage_errors) {
     cr_expect_eq(run(a4, tmp, &err), 2);
     cr_expect(strstr(err, "--threshold"), "%s", err);
     free(err);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* --mask: a mask that is exactly the bottom-left corner square at 28x28 (rows 24..27, columns
@@ -484,7 +448,7 @@ Test(audit, usage_errors) {
 Test(audit, mask_column) {
     char data[4096], tmp[256], out[4300], mpath[4300];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(out, sizeof out, "%s/out", tmp);
     snprintf(mpath, sizeof mpath, "%s/mask.png", tmp);
     uint8_t rgb[28 * 28 * 3] = {0};
@@ -501,14 +465,14 @@ Test(audit, mask_column) {
     cr_expect(query_double(db, "SELECT MAX(ABS(mass_mask - mass_bl)) FROM records") < 1e-9);
     cr_expect(query_double(db, "SELECT MAX(mass_mask) FROM records") > 0.01);
     sqlite3_close(db);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Shards and merge                                                                                 */
 
 static void expect_same_file(const char *a, const char *b) {
-    char *x = slurp(a), *y = slurp(b);
+    char *x = tp_slurp(a, NULL), *y = tp_slurp(b, NULL);
     cr_assert(x && y, "%s or %s missing", a, b);
     cr_expect(!strcmp(x, y), "%s and %s differ", a, b);
     free(x);
@@ -564,7 +528,7 @@ static void expect_merge_equals_single(const char *single, const char *sharded, 
 Test(audit, three_shards_merged_equal_single_run) {
     char data[4096], tmp[256], single[4300], sharded[4300];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(single, sizeof single, "%s/single", tmp);
     snprintf(sharded, sizeof sharded, "%s/sharded", tmp);
     char *err = NULL;
@@ -579,7 +543,7 @@ Test(audit, three_shards_merged_equal_single_run) {
         free(err);
     }
     expect_merge_equals_single(single, sharded, tmp);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* Open MPI's launcher: each rank reads its shard from OMPI_COMM_WORLD_RANK/SIZE. */
@@ -587,7 +551,7 @@ Test(audit, mpirun_shards_merged_equal_single_run) {
     if (access("/usr/bin/mpirun", X_OK)) cr_skip_test("mpirun not installed (Debian openmpi-bin)");
     char data[4096], tmp[256], single[4300], sharded[4300];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(single, sizeof single, "%s/single", tmp);
     snprintf(sharded, sizeof sharded, "%s/mpi", tmp);
     char *err = NULL;
@@ -601,12 +565,12 @@ Test(audit, mpirun_shards_merged_equal_single_run) {
     int st = system(cmd);
     char lp[4400];
     snprintf(lp, sizeof lp, "%s/.mpi.log", tmp);
-    char *log = slurp(lp);
+    char *log = tp_slurp(lp, NULL);
     cr_assert_eq(st, 0, "%s failed:\n%s", cmd, log);
     cr_expect(strstr(log, "shard 2 of 3 (Open MPI)"), "%s", log);
     free(log);
     expect_merge_equals_single(single, sharded, tmp);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -620,14 +584,14 @@ Test(audit, report_in_headless_chromium) {
     if (access("/usr/bin/chromium", X_OK)) cr_skip_test("chromium not installed (Debian chromium)");
     char data[4096], tmp[256], out[4300], cmd[16384], path[4400];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(out, sizeof out, "%s/out", tmp);
     char *err = NULL;
     const char *a[] = {"audit", "-m", WM_MODEL, data, "-o", out, NULL};
     cr_assert_eq(run(a, tmp, &err), 0, "%s", err);
     free(err);
     snprintf(path, sizeof path, "%s/report.html", out);
-    char *page = slurp(path);
+    char *page = tp_slurp(path, NULL);
     cr_assert(page, "%s missing", path);
     cr_expect(!strstr(page, "http://") && !strstr(page, "https://") && !strstr(page, "<script src") &&
                   !strstr(page, "<link"), "the report refers to something outside itself");
@@ -636,7 +600,7 @@ Test(audit, report_in_headless_chromium) {
     {
         char fjp[4400], want[600];
         snprintf(fjp, sizeof fjp, "%s/findings.json", out);
-        char *fjs = slurp(fjp), *c0 = fjs ? strstr(fjs, "\"corner\":[{\"file\":\"") : NULL;
+        char *fjs = tp_slurp(fjp, NULL), *c0 = fjs ? strstr(fjs, "\"corner\":[{\"file\":\"") : NULL;
         cr_assert(c0, "no corner ranking in findings.json");
         c0 += strlen("\"corner\":[{\"file\":\"");
         char *rk0 = strstr(page, "<table class=\"ranking\" id=\"ranking0\">");
@@ -653,7 +617,7 @@ Test(audit, report_in_headless_chromium) {
     cr_assert_eq(system(cmd), 0, "%s failed", cmd);
     char dom_path[4400];
     snprintf(dom_path, sizeof dom_path, "%s/dom.html", tmp);
-    char *dom = slurp(dom_path);
+    char *dom = tp_slurp(dom_path, NULL);
     cr_assert(dom);
     char *res = strstr(dom, "<pre id=\"selftest\">SELFTEST");
     cr_assert(res, "the page's self-check did not run");
@@ -672,7 +636,7 @@ Test(audit, report_in_headless_chromium) {
     /* --overlays flagged (the default): an overlay for each file and method behind a flag, and
      * none other; the report links each of them from its thumbnail */
     snprintf(path, sizeof path, "%s/findings.json", out);
-    char *fj = slurp(path);
+    char *fj = tp_slurp(path, NULL);
     cr_assert(fj);
     char seen[64][300];
     int n_seen = 0;
@@ -711,7 +675,7 @@ Test(audit, report_in_headless_chromium) {
     snprintf(cmd, sizeof cmd, "HOME=%s timeout 180 /usr/bin/chromium %s --window-size=1200,1400 --screenshot=%s/audit-report.png 'file://%s' > /dev/null 2>&1",
              tmp, flags, SAL_BINARY_DIR, path);
     cr_expect_eq(system(cmd), 0, "%s failed", cmd);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* Slurm: a one-node cluster on this machine (scripts/slurm/local-cluster: slurmctld, slurmd and
@@ -723,7 +687,7 @@ Test(audit, slurm_array_merged_equal_single_run) {
     if (geteuid() != 0) cr_skip_test("the local Slurm cluster runs its daemons as root");
     char data[4096], tmp[256], single[4300], sharded[4300], cmd[16384];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(single, sizeof single, "%s/single", tmp);
     snprintf(sharded, sizeof sharded, "%s/slurm", tmp);
     char *err = NULL;
@@ -735,20 +699,20 @@ Test(audit, slurm_array_merged_equal_single_run) {
     int st = system(cmd);
     char lp[4400];
     snprintf(lp, sizeof lp, "%s/.slurm.log", tmp);
-    char *log = slurp(lp);
+    char *log = tp_slurp(lp, NULL);
     cr_assert_eq(st, 0, "%s failed:\n%s", cmd, log);
     free(log);
     /* expect_merge_equals_single merges again, by hand: the same result as the merge job's */
     char merged[4400];
     snprintf(merged, sizeof merged, "%s/findings.json", sharded);
-    char *by_job = slurp(merged);
+    char *by_job = tp_slurp(merged, NULL);
     cr_assert(by_job, "the merge job wrote no findings.json");
     expect_merge_equals_single(single, sharded, tmp);
-    char *by_hand = slurp(merged);
+    char *by_hand = tp_slurp(merged, NULL);
     cr_expect(by_hand && !strcmp(by_job, by_hand), "the merge job's findings differ from a merge by hand");
     free(by_job);
     free(by_hand);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -759,7 +723,7 @@ Test(audit, slurm_array_merged_equal_single_run) {
 Test(audit, truth_csv_and_unlabelled) {
     char data[4096], tmp[256], d[4300], out[4300], out2[4300], csv[4300], from[8200], to[8200];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(d, sizeof d, "%s/flat", tmp);
     snprintf(out, sizeof out, "%s/out", tmp);
     snprintf(out2, sizeof out2, "%s/out2", tmp);
@@ -795,7 +759,7 @@ Test(audit, truth_csv_and_unlabelled) {
     cr_expect(strstr(err, "the audit runs unlabelled"), "%s", err);
     free(err);
     snprintf(to, sizeof to, "%s/findings.json", out2);
-    char *fj = slurp(to);
+    char *fj = tp_slurp(to, NULL);
     cr_assert(fj);
     cr_expect(strstr(fj, "\"labelled\":false"));
     cr_expect(!strstr(fj, "\"accuracy\":0") && !strstr(fj, "\"accuracy\":1"), "accuracy without labels");
@@ -816,7 +780,7 @@ Test(audit, truth_csv_and_unlabelled) {
     }
     sqlite3_finalize(q);
     sqlite3_close(db);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -859,7 +823,7 @@ static sal_image load_png(const char *path) {
 Test(audit, overlays_match_explain_and_thumbnails_are_them_small) {
     char data[4096], tmp[256], d[4300], out[4300], out2[4300], ex[4300], p[4400], q[4400], from[8200];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(d, sizeof d, "%s/data", tmp);
     snprintf(out, sizeof out, "%s/out", tmp);
     snprintf(out2, sizeof out2, "%s/out2", tmp);
@@ -976,7 +940,7 @@ Test(audit, overlays_match_explain_and_thumbnails_are_them_small) {
     cr_expect_eq(run(a4, tmp, &err), 2);
     cr_expect(strstr(err, "--overlays") && strstr(err, "'some'"), "%s", err);
     free(err);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1003,7 +967,7 @@ static void write_mask(const char *path, int w, int h, int x0, int x1, int y0, i
 Test(audit, mask_folder_matched_by_stem) {
     char data[4096], tmp[256], d[4300], md[4300], out[4300], ex[4300], p[4400], from[8200];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(d, sizeof d, "%s/data", tmp);
     snprintf(md, sizeof md, "%s/masks", tmp);
     snprintf(out, sizeof out, "%s/out", tmp);
@@ -1084,7 +1048,7 @@ Test(audit, mask_folder_matched_by_stem) {
     cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records"), 4);
     cr_expect(query_double(db, "SELECT ABS(mass_mask - mass_bl) FROM records WHERE file = 'Shirt/0001.png'") < 1e-9);
     sqlite3_close(db);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1103,7 +1067,7 @@ static int count_substr(const char *s, const char *sub) {
 Test(audit, progress_lines_bar_and_quiet) {
     char data[4096], tmp[256], d[4300], p[4400], from[8200], cmd[16384];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(d, sizeof d, "%s/data", tmp);
     mkdir(d, 0755);
     snprintf(d, sizeof d, "%s/data/Shirt", tmp);
@@ -1118,7 +1082,7 @@ Test(audit, progress_lines_bar_and_quiet) {
              "--batch 1 2> err1", tmp, SALIENT, WM_MODEL);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     snprintf(p, sizeof p, "%s/err1", tmp);
-    char *err = slurp(p);
+    char *err = tp_slurp(p, NULL);
     cr_assert(err);
     int lines = 0, last_done = -1, shrank = 0, inside = 0;
     for (char *l = err; (l = strstr(l, "salient: audit: ")); l++) {
@@ -1147,7 +1111,7 @@ Test(audit, progress_lines_bar_and_quiet) {
              "2> err2", tmp, SALIENT, WM_MODEL);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     snprintf(p, sizeof p, "%s/err2", tmp);
-    err = slurp(p);
+    err = tp_slurp(p, NULL);
     cr_assert(err);
     cr_expect_str_empty(err, "--quiet: stderr empty: %s", err);
     free(err);
@@ -1158,13 +1122,13 @@ Test(audit, progress_lines_bar_and_quiet) {
                  "-m %s data -o out3 -M rise --batch 1' /dev/null > tty.log 2>&1", tmp, SALIENT, WM_MODEL);
         cr_assert_eq(system(cmd), 0, "%s", cmd);
         snprintf(p, sizeof p, "%s/tty.log", tmp);
-        char *t = slurp(p);
+        char *t = tp_slurp(p, NULL);
         cr_assert(t);
         cr_expect_geq(count_substr(t, "\rsalient audit ["), 2, "a bar redrawn in place: %s", t);
         cr_expect(strstr(t, "/3 images (") && strstr(t, "rise") && strstr(t, "ETA"), "count, method, ETA: %s", t);
         free(t);
     }
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1211,7 +1175,7 @@ Test(audit, full_disk_and_read_only_out_lose_nothing) {
     if (geteuid() != 0 || access("/usr/bin/unshare", X_OK)) cr_skip_test("mounting a tmpfs needs root and unshare(1)");
     char data[4096], tmp[256], full[4300], copy[4300], cmd[16384], p[4400];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(full, sizeof full, "%s/full", tmp);
     snprintf(copy, sizeof copy, "%s/copy", tmp);
     char *err = NULL;
@@ -1229,9 +1193,9 @@ Test(audit, full_disk_and_read_only_out_lose_nothing) {
     if (WIFEXITED(rc) && WEXITSTATUS(rc) == 99) cr_skip_test("mount -t tmpfs is not allowed here");
     cr_assert_eq(rc, 0, "%s: status %d", cmd, rc);
     snprintf(p, sizeof p, "%s/rc", tmp);
-    char *rcs = slurp(p);
+    char *rcs = tp_slurp(p, NULL);
     snprintf(p, sizeof p, "%s/stderr", tmp);
-    err = slurp(p);
+    err = tp_slurp(p, NULL);
     cr_assert(rcs && err);
     cr_expect_eq(atoi(rcs), 1, "exit 1 on a full disk, got %s; stderr: %s", rcs, err);
     cr_expect(strstr(err, "No space left on device") || strstr(err, "database or disk is full"), "the reason: %s", err);
@@ -1245,9 +1209,9 @@ Test(audit, full_disk_and_read_only_out_lose_nothing) {
 
     /* read-only: refused, the rows kept */
     snprintf(p, sizeof p, "%s/rc2", tmp);
-    rcs = slurp(p);
+    rcs = tp_slurp(p, NULL);
     snprintf(p, sizeof p, "%s/stderr2", tmp);
-    err = slurp(p);
+    err = tp_slurp(p, NULL);
     cr_assert(rcs && err);
     cr_expect_eq(atoi(rcs), 1, "exit 1 on a read-only OUT, got %s; stderr: %s", rcs, err);
     cr_expect(strstr(err, "fs/out") && strstr(err, "not writable: Read-only file system"),
@@ -1264,7 +1228,7 @@ Test(audit, full_disk_and_read_only_out_lose_nothing) {
     free(err);
     expect_same_records(full, copy);
     cr_expect_eq(expect_records_have_files(copy, 1), 160);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* A picture that cannot be put in place (a file holds the name of its folder, OUT/thumbs/Coat):
@@ -1273,7 +1237,7 @@ Test(audit, full_disk_and_read_only_out_lose_nothing) {
 Test(audit, a_picture_that_cannot_be_written_stops_the_run) {
     char data[4096], tmp[256], out[4300], p[4400];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(out, sizeof out, "%s/out", tmp);
     mkdir(out, 0755);
     snprintf(p, sizeof p, "%s/thumbs", out);
@@ -1292,7 +1256,7 @@ Test(audit, a_picture_that_cannot_be_written_stops_the_run) {
     cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records WHERE file LIKE 'Coat/%'"), 0);
     sqlite3_close(db);
     cr_expect_eq(n, 2 * 16, "the batches before Coat's (Ankle boot, Bag: 16 files, 2 methods)");
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* Reading ahead (the next batch decoded on its own thread while this one computes) changes
@@ -1301,7 +1265,7 @@ Test(audit, a_picture_that_cannot_be_written_stops_the_run) {
 Test(audit, reading_ahead_changes_no_record) {
     char data[4096], tmp[256], d[4300], a_dir[4300], b_dir[4300], p[4400], from[8200], cmd[16384];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(d, sizeof d, "%s/data", tmp);
     mkdir(d, 0755);
     for (int i = 0; i < 7; i++) {
@@ -1322,7 +1286,7 @@ Test(audit, reading_ahead_changes_no_record) {
         int st = system(cmd);
         cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s: exit 1 (a corrupt file) expected", cmd);
         snprintf(p, sizeof p, "%s/err%d", tmp, k);
-        char *err = slurp(p);
+        char *err = tp_slurp(p, NULL);
         cr_assert(err);
         cr_expect(strstr(err, "3x.png") && strstr(err, "audited 8 files"), "%s", err);
         cr_expect(k ? !strstr(err, "a batch ahead") : strstr(err, "reading") && strstr(err, "(a batch ahead, beside the model)"),
@@ -1340,5 +1304,5 @@ Test(audit, reading_ahead_changes_no_record) {
     sqlite3 *db = open_db(a_dir);
     cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM errors WHERE file = '3x.png'"), 1);
     sqlite3_close(db);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
