@@ -69,6 +69,9 @@ int cli_model_open(cli_model *cm, const cli_common *c);
  * error of a command that fails; nothing when the device is the one asked for. */
 void cli_device_note(cli_model *cm);
 void cli_model_close(cli_model *cm);
+/* Why a model's input is no image batch of either layout, naming the input and its declared shape
+ * (into buf, len bytes; returns buf). */
+const char *cli_layout_problem(const sal_model *m, char *buf, size_t len);
 /* Load an image or .npy into out (C,h,w). Returns 0, or -1 and prints "salient: FILE: why" (or,
  * when msg is not NULL, writes "FILE: why" into msg, msg_len bytes, for the caller to print). keep
  * (may be NULL) receives an image input's decoded pixels, for overlays (the caller frees them);

@@ -288,7 +288,12 @@ int cli_model_open(cli_model *cm, const cli_common *c) {
                   sal_model_num_inputs(cm->m));
         goto fail;
     }
-    if (in.dims[1] > 3 || in.dims[2] > SAL_IMAGE_MAX_SIDE || in.dims[3] > SAL_IMAGE_MAX_SIDE) {
+    if (in.dims[1] != 1 && in.dims[1] != 3) {   /* neither layout has an image's channels */
+        char why[700];
+        cli_error("%s: %s", c->model, cli_layout_problem(cm->m, why, sizeof why));
+        goto fail;
+    }
+    if (in.dims[2] > SAL_IMAGE_MAX_SIDE || in.dims[3] > SAL_IMAGE_MAX_SIDE) {
         cli_error("%s: input '%s' is (N,%lld,%lld,%lld): images give 1 or 3 channels and at most "
                   "%d pixels per side", c->model, in.name, (long long)in.dims[1],
                   (long long)in.dims[2], (long long)in.dims[3], SAL_IMAGE_MAX_SIDE);
@@ -297,10 +302,6 @@ int cli_model_open(cli_model *cm, const cli_common *c) {
     cm->c = (int)in.dims[1];
     cm->h = in.dims[2] > 0 ? (int)in.dims[2] : c->h;
     cm->w = in.dims[3] > 0 ? (int)in.dims[3] : c->w;
-    if (cm->c != 1 && cm->c != 3) {
-        cli_error("%s: input '%s' has %d channels; images give 1 or 3", c->model, in.name, cm->c);
-        goto fail;
-    }
     if (cm->h <= 0 || cm->w <= 0) {
         cli_error("%s: the model's input size is dynamic: give --size HxW", c->model);
         goto fail;
@@ -338,6 +339,24 @@ void cli_device_note(cli_model *cm) {
     cm->note_shown = 1;
     if (cm->quiet) return;   /* --quiet: errors only */
     if (*sal_session_device_note(cm->s)) fprintf(stderr, "salient: note: %s\n", sal_session_device_note(cm->s));
+    const char *why = "";
+    if (sal_model_max_batch(cm->m, &why) == 1)
+        fprintf(stderr, "salient: note: running one image per pass: %s\n", why);
+}
+
+const char *cli_layout_problem(const sal_model *m, char *buf, size_t len) {
+    sal_tensor_info f;
+    sal_model_file_input(m, &f);
+    char dims[200];
+    size_t k = (size_t)snprintf(dims, sizeof dims, "(");
+    for (int i = 0; i < f.ndim && k < sizeof dims; i++)
+        k += (size_t)snprintf(dims + k, sizeof dims - k, f.dims[i] < 0 ? "%s?" : "%s%lld", i ? "," : "",
+                              (long long)f.dims[i]);
+    if (k < sizeof dims) snprintf(dims + k, sizeof dims - k, ")");
+    snprintf(buf, len, "input '%s' is %s: neither channels-first (N,C,H,W) nor channels-last (N,H,W,C) "
+             "with an image's 1 or 3 channels (the model's metadata salient.layout = NCHW or NHWC "
+             "settles the layout)", f.name ? f.name : "?", dims);
+    return buf;
 }
 
 void cli_model_close(cli_model *cm) {
