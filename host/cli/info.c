@@ -208,7 +208,9 @@ int cmd_info(int argc, char **argv) {
     else if (runs < 0) printf("runs: not checked (%s)\n", why);
     else {
         printf("runs: no (%s)\n", why);
-        cli_error("%s cannot run: %s", model, why);
+        /* the library's messages already begin with the model's path */
+        if (!strncmp(why, model, strlen(model))) cli_error("cannot run %s", why);
+        else cli_error("cannot run %s: %s", model, why);
     }
     sal_session_free(s);
     sal_model_free(m);
