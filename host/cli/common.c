@@ -416,7 +416,8 @@ int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image 
         return 0;
     }
     sal_image img = {0};
-    if (sal_image_load_limit(path, cm->max_pixels, &img, &err)) { load_error(msg, msg_len, "%s", err.msg); return -1; }
+    float *fpix = NULL;   /* a 16-bit PNG's samples at full precision */
+    if (sal_image_load_full(path, cm->max_pixels, &img, &fpix, &err)) { load_error(msg, msg_len, "%s", err.msg); return -1; }
     sal_status st = SAL_OK;
     sal_image g = {0};
     if (cm->gray_flag && img.c == 3) {
@@ -425,7 +426,8 @@ int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image 
         for (int64_t i = 0; g.pix && i < (int64_t)img.w * img.h; i++)
             g.pix[i] = (uint8_t)(0.299f * img.pix[3 * i] + 0.587f * img.pix[3 * i + 1] + 0.114f * img.pix[3 * i + 2] + 0.5f);
     }
-    if (!st) st = sal_preprocess(g.pix ? &g : &img, &cm->prep, out, &err);
+    if (!st) st = g.pix ? sal_preprocess(&g, &cm->prep, out, &err) : sal_preprocess_full(&img, fpix, &cm->prep, out, &err);
+    free(fpix);
     sal_image_free(&g);
     if (!st && keep) *keep = img;   /* the decoded original, for the caller's overlays */
     else sal_image_free(&img);

@@ -39,7 +39,8 @@ typedef struct sal_image {
 
 /* Decode a PNG, JPEG, BMP or PGM/PPM (P2, P3, P5, P6) file; the format is told by the file's first
  * bytes, never by its name. Gray and gray+alpha give c = 1; RGB and RGBA give c = 3 (alpha is
- * dropped, not composited). 16-bit PNGs are reduced to 8 bits by stb_image; PNM samples are
+ * dropped, not composited). 16-bit PNGs give round(v * 255/65535) (sal_image_load_full keeps
+ * them at full precision too); PNM samples are
  * rescaled to 0..255 as round(v*255/maxval).
  * Before decoding the file's structure is checked so that damaged files fail instead of decoding
  * to garbage (stb_image alone would accept many of them): PNG chunk lengths and the CRC of every
@@ -58,6 +59,12 @@ sal_status sal_image_load(const char *path, sal_image *img, sal_error *err);
 /* sal_image_load with another pixel limit (w*h > max_pixels is SAL_ERR_UNSUPPORTED, naming the
  * size and the limit; max_pixels <= 0: no limit beyond SAL_IMAGE_MAX_SIDE). */
 sal_status sal_image_load_limit(const char *path, int64_t max_pixels, sal_image *img, sal_error *err);
+
+/* sal_image_load_limit that also gives a 16-bit PNG's samples at full precision: *fpix (may be
+ * NULL; the caller frees it) receives (h,w,c) floats v * 255/65535 (the 0..255 scale of pix, so
+ * preprocessing's scale and mean apply unchanged), or NULL for 8-bit images. */
+sal_status sal_image_load_full(const char *path, int64_t max_pixels, sal_image *img, float **fpix,
+                               sal_error *err);
 
 /* Free img->pix and zero *img; NULL and already-freed images are fine. */
 void sal_image_free(sal_image *img);
@@ -103,7 +110,8 @@ sal_prep_opts sal_prep_opts_gray(int h, int w);
  *     of input length n and resized length r, s = (d+0.5)*n/r - 0.5 clamped to [0,n-1],
  *     i0 = floor(s), i1 = min(i0+1, n-1), f = s - i0. Along x first then y:
  *         top = (1-fx)*p[y0][x0] + fx*p[y0][x1],  bot = (1-fx)*p[y1][x0] + fx*p[y1][x1],
- *         v = (1-fy)*top + fy*bot                  (p are the uint8 samples, per image channel)
+ *         v = (1-fy)*top + fy*bot                  (p are the uint8 samples, per image channel;
+ *                                                   sal_preprocess_full's fpix where given)
  *  4. Channels, on the resized values: 3 -> 1: 0.299*R + 0.587*G + 0.114*B (ITU-R 601 luma);
  *     1 -> 3: the gray value repeated.
  *  5. out[c][y][x] = (v*scale - mean[c]) / std[c].
@@ -113,6 +121,10 @@ sal_prep_opts sal_prep_opts_gray(int h, int w);
  * Messages here name the option at fault (there is no file). */
 sal_status sal_preprocess(const sal_image *img, const sal_prep_opts *opts, float *out,
                           sal_error *err);
+/* sal_preprocess reading the samples from fpix ((h,w,c) floats on the 0..255 scale, from
+ * sal_image_load_full) instead of img->pix when fpix is not NULL: 16-bit data at full precision. */
+sal_status sal_preprocess_full(const sal_image *img, const float *fpix, const sal_prep_opts *opts,
+                               float *out, sal_error *err);
 
 /* The resize and crop sal_preprocess applies to an img_w x img_h image: resized size (rh, rw)
  * and crop offsets (top, left) in resized pixels. SAL_ERR_SHAPE when the crop does not fit. */
