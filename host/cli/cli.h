@@ -28,6 +28,7 @@ typedef struct cli_common {
     int json;
     int quiet;              /* -q, --quiet: no progress report */
     long long max_pixels;   /* --max-pixels: larger images are refused before decoding */
+    double dicom_center, dicom_width;   /* --dicom-window C,W; width 0: the file's window */
 } cli_common;
 
 void cli_common_init(cli_common *c);
@@ -44,6 +45,7 @@ typedef struct cli_model {
     sal_prep_opts prep;
     int gray_flag;          /* --gray */
     long long max_pixels;   /* --max-pixels */
+    double dicom_center, dicom_width;   /* --dicom-window */
     char **labels;
     int n_labels;
     int note_shown;         /* cli_device_note printed */

@@ -70,6 +70,33 @@ sal_status sal_image_load_full(const char *path, int64_t max_pixels, sal_image *
 void sal_image_free(sal_image *img);
 
 /* ------------------------------------------------------------------------------------------------ */
+/* DICOM (host/io/dicom.cpp through GDCM; dicom_gray.c)                                             */
+
+typedef struct sal_dicom {
+    int w, h;
+    float *values;            /* (h,w): the first frame's stored values * slope + intercept (CT:
+                                 Hounsfield units), at full precision; malloc'ed */
+    double slope, intercept;  /* RescaleSlope, RescaleIntercept (1 and 0 when absent) */
+    int has_window;           /* the file's first VOI window (WindowCenter, WindowWidth >= 1) */
+    double window_center, window_width;
+    int monochrome1;          /* MONOCHROME1: low values are bright (shown inverted) */
+} sal_dicom;
+
+/* Read a single-sample (MONOCHROME1/2) DICOM image: 8, 16 or 32-bit, signed or not, any transfer
+ * syntax GDCM decodes. Errors name the file: SAL_ERR_IO, SAL_ERR_PARSE, SAL_ERR_UNSUPPORTED
+ * (color, a side > SAL_IMAGE_MAX_SIDE, more than max_pixels pixels when max_pixels > 0, a build
+ * without GDCM), SAL_ERR_NOMEM. On failure *d is zeroed. */
+sal_status sal_dicom_read(const char *path, int64_t max_pixels, sal_dicom *d, sal_error *err);
+void sal_dicom_free(sal_dicom *d);
+/* Display gray levels on the 0..255 scale: DICOM's linear VOI function (PS3.3 C.11.2.1.2.1) of
+ * window (center, width): x <= c - 0.5 - (w-1)/2 gives 0, x > c - 0.5 + (w-1)/2 gives 255, else
+ * ((x - (c - 0.5)) / (w - 1) + 0.5) * 255; then 255 - y for MONOCHROME1. width <= 0: the file's
+ * window, else the image's range (center (min+max+1)/2, width max-min+1). gray (h,w) floats and
+ * pix (h,w) rounded bytes: either may be NULL. */
+sal_status sal_dicom_to_gray(const sal_dicom *d, double center, double width, float *gray, uint8_t *pix,
+                             sal_error *err);
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Preprocessing                                                                                    */
 
 typedef struct sal_prep_opts {
