@@ -160,6 +160,28 @@ Test(nhwc, fed_transposed_logits_and_gradient, .timeout = 60) {
     sal_model_free(m);
 }
 
+/* Occlusion on the CPU runs by incremental inference, whose patches must follow the Transpose in
+ * front (or fall back to full passes): the maps of full passes (occ_full) are the reference. */
+Test(nhwc, occlusion_incremental_matches_full_passes, .timeout = 60) {
+    sal_model *m;
+    sal_session *s;
+    open_zoo("nhwc", &m, &s);
+    float *x = load_npy("tests/fixtures/zoo/input3.npy", (int64_t)N * IMG);
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_OCCLUSION);
+    sal_maps inc = {0}, full = {0};
+    cr_assert_eq(sal_explain(s, &o, x, 2, HW, HW, NULL, &inc), SAL_OK, "%s", sal_session_error(s));
+    o.occ_full = 1;
+    cr_assert_eq(sal_explain(s, &o, x, 2, HW, HW, NULL, &full), SAL_OK, "%s", sal_session_error(s));
+    double d = tu_rel_diff(inc.attr, full.attr, 2 * sal_maps_per_image(&full), 1e-12);
+    cr_log_info("nhwc occlusion incremental vs full: %.3g", d);
+    cr_expect(d < 1e-5, "incremental occlusion differs from full passes by %.3g", d);
+    free(x);
+    sal_maps_free(&inc);
+    sal_maps_free(&full);
+    sal_session_free(s);
+    sal_model_free(m);
+}
+
 Test(nhwc, conformance_load_is_raw) {
     char path[1024];
     tu_src_path("tests/fixtures/zoo/nhwc.onnx", path, sizeof path);
