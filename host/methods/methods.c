@@ -1063,6 +1063,8 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     cx.batch = o->batch;
     if (cx.batch <= 0 && (st = sal_session_auto_batch(s, cx.h, cx.w, 0, 0, &cx.batch, NULL, NULL)))
         return sal_fail(err, st, "%s", sal_session_error(s));
+    /* a model of fixed batch (sal_model_max_batch): every internal batch within it */
+    if (sal_session_max_batch(s) > 0 && cx.batch > sal_session_max_batch(s)) cx.batch = sal_session_max_batch(s);
     st = sal_session_plan(s, 1, cx.h, cx.w);
     if (st) return sal_fail(err, st, "%s", sal_session_error(s));
     /* (the plan has checked h and w) NaN or infinity would run through every pass into the maps */
