@@ -426,6 +426,59 @@ Test(methods, images_over_several_batches_give_the_one_batch_maps) {
     free(x4);
 }
 
+/* Top-1 targets without a separate forward pass: the methods whose first pass over an image is
+ * its plain forward (the gradient ones and the CAM family) take the class from that pass's logits.
+ * The reference: each image's top-1 class from sal_forward, given as targets. Maps, scores and
+ * targets must be the same, and only one image's worth per image and pass may cross to the backend
+ * (a separate top-1 pass uploads the image once more). Images over two batches (batch 3 of 4),
+ * the last two negated, so that the classes differ. */
+Test(methods, top1_targets_come_from_the_methods_own_pass) {
+    static const sal_method ms[] = {SAL_M_SALIENCY, SAL_M_INPUTXGRAD, SAL_M_GUIDED, SAL_M_GRADCAM,
+                                    SAL_M_GRADCAMPP, SAL_M_HIRESCAM, SAL_M_XGRADCAM, SAL_M_LAYERCAM,
+                                    SAL_M_SCORECAM, SAL_M_GUIDED_GRADCAM};
+    const int64_t per = 3 * 32 * 32;
+    float *x4 = malloc(sizeof(float) * 4 * (size_t)per);
+    for (int k = 0; k < 4; k++)
+        for (int64_t j = 0; j < per; j++) x4[k * per + j] = (k < 2 ? 1.0f : -1.0f) * input[(k % 2) * per + j];
+    int top1[4];
+    cr_assert_eq(sal_session_plan(sess, 1, 32, 32), SAL_OK);
+    const int K = sal_session_num_classes(sess);
+    float *lg = malloc(sizeof(float) * (size_t)K);
+    for (int k = 0; k < 4; k++) {
+        cr_assert_eq(sal_forward(sess, x4 + k * per, 1, 32, 32, lg), SAL_OK, "%s", sal_session_error(sess));
+        top1[k] = 0;
+        for (int j = 1; j < K; j++) if (lg[j] > lg[top1[k]]) top1[k] = j;
+    }
+    free(lg);
+    cr_assert(top1[0] != top1[2] || top1[1] != top1[3], "the negated images should change a class");
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
+        const char *nm = sal_method_name(ms[i]);
+        sal_explain_opts o = sal_explain_opts_default(ms[i]);
+        o.batch = 3;
+        sal_maps given, own;
+        cr_assert_eq(sal_explain(sess, &o, x4, 4, 0, 0, top1, &given), SAL_OK, "%s", sal_session_error(sess));
+        uint64_t up0, down0, up1, down1;
+        sal_session_transfers(sess, &up0, &down0);
+        cr_assert_eq(sal_explain(sess, &o, x4, 4, 0, 0, NULL, &own), SAL_OK, "%s", sal_session_error(sess));
+        sal_session_transfers(sess, &up1, &down1);
+        const int64_t n = 4 * sal_maps_per_image(&given);
+        for (int k = 0; k < 4; k++) {
+            cr_expect_eq(own.targets[k], top1[k], "%s: image %d explained class %d, top-1 is %d", nm, k,
+                         own.targets[k], top1[k]);
+            cr_expect_eq(own.scores[k], given.scores[k], "%s: image %d's score %g, %g with the target given", nm,
+                         k, (double)own.scores[k], (double)given.scores[k]);
+        }
+        cr_expect_eq(memcmp(own.attr, given.attr, sizeof(float) * (size_t)n), 0, "%s: maps differ", nm);
+        double up = (double)(up1 - up0) / 4 / (double)(per * sizeof(float));
+        const double passes = ms[i] == SAL_M_GUIDED_GRADCAM ? 2 : 1;   /* its CAM pass, then the guided one */
+        cr_expect(up < passes + 0.5, "%s: %.2f images' worth uploaded per image for %g pass(es) (a separate top-1 pass?)",
+                  nm, up, passes);
+        sal_maps_free(&given);
+        sal_maps_free(&own);
+    }
+    free(x4);
+}
+
 /* The methods build their batches and keep their sums on the device: per image, what crosses the
  * bus is a few copies of the image (the image, a baseline or fill, the top-1 pass, the map coming
  * back) and small things (seeds, and the logits of every pass: 10 floats per item here), never

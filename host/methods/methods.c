@@ -205,6 +205,13 @@ sal_status sal_dzero(sal_method_ctx *cx, void *dst, size_t bytes) {
     return st ? dcopy_fail(cx, st, "clearing", bytes, &e) : SAL_OK;
 }
 
+/* The class of the largest logit of z (k); ties: the lower class. */
+static int top1_of(const float *z, int k) {
+    int best = 0;
+    for (int j = 1; j < k; j++) if (z[j] > z[best]) best = j;
+    return best;
+}
+
 static sal_status pass_dev_once(sal_method_ctx *cx, int first, int nb, const int *tg, int guided,
                                 const sal_dev_io *io, float *scores) {
     sal_session *s = cx->s;
@@ -222,8 +229,16 @@ static sal_status pass_dev_once(sal_method_ctx *cx, int first, int nb, const int
     for (int i = 0; !st && i < nb; i++) {
         const float *z = logits + (size_t)i * k;
         float *si = seed ? seed + (size_t)i * k : NULL;
-        scores[i] = cx->o->explain_prob ? prob_seed(z, k, tg[i], si) : z[tg[i]];
-        if (si && !cx->o->explain_prob) si[tg[i]] = 1.0f;
+        int t = tg[i];
+        if (t < 0) {   /* deferred top-1 (cx->top1_out): this pass's own logits of the image */
+            if (!cx->top1_out)
+                st = sal_fail(serr(cx), SAL_ERR_INTERNAL, "item %d of a pass has no target", first + i);
+            t = top1_of(z, k);
+            if (!st) cx->top1_out[first + i] = t;
+        }
+        if (st) break;
+        scores[i] = cx->o->explain_prob ? prob_seed(z, k, t, si) : z[t];
+        if (si && !cx->o->explain_prob) si[t] = 1.0f;
     }
     if (!st && grad) st = sal_session_dev_backward(s, seed, guided, 0);
     if (!st && grad) st = io->take(io->ctx, sal_session_dev_input_grad(s), din, first, nb);
@@ -823,6 +838,15 @@ static sal_status dev_forward_capture(sal_method_ctx *cx, const float *dimg, con
     return st ? st : sal_session_dev_forward(cx->s, lg);
 }
 
+/* Image i's target after its forward pass gave its logits lg: *t as given, or, deferred (-1), the
+ * top-1 class of lg, written into the call's targets (cx->top1_out). */
+static sal_status cam_target(sal_method_ctx *cx, const float *lg, int i, int *t) {
+    if (*t >= 0) return SAL_OK;
+    if (!cx->top1_out) return sal_fail(serr(cx), SAL_ERR_INTERNAL, "image %d has no target", i);
+    *t = cx->top1_out[i] = top1_of(lg, cx->k);
+    return SAL_OK;
+}
+
 /* Arguments of the CAM primitives: a layer activation of lc channels of lhw pixels. */
 static sal_mp_args cam_args(const sal_method_ctx *cx, const float *dact, int64_t lc, int64_t lhw) {
     sal_mp_args a = sal_mp_base(cx);
@@ -887,10 +911,12 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             float *dparts = sal_dalloc(cx, sizeof(float) * 2 * SAL_MP_PARTS * (size_t)B);
             float *dw = sal_dalloc(cx, sizeof(float) * (size_t)lc), *dc = sal_dalloc(cx, sizeof(float) * (size_t)lhw);
             if (!sc || !t1 || !dx || !dact || !dup || !dmm || !dparts || !dw || !dc) st = SAL_ERR_NOMEM;
-            for (int k = 0; k < B && t1; k++) t1[k] = t;
-            /* the image's forward pass: its score, and the layer's activation kept on the backend */
+            /* the image's forward pass: its score (and its top-1 class when that is deferred),
+             * and the layer's activation kept on the backend */
             if (!st) st = sal_dput(cx, dx, xi, sizeof(float) * (size_t)cx->per);
             if (!st) st = dev_forward_capture(cx, dx, NULL, layer_v, lg);
+            if (!st) st = cam_target(cx, lg, i, &t);
+            for (int k = 0; !st && k < B; k++) t1[k] = t;
             if (!st) out->scores[i] = cx->o->explain_prob ? prob_seed(lg, cx->k, t, NULL) : lg[t];
             if (!st) st = sal_method_progress(cx, 1, 0);
             if (!st) {
@@ -947,6 +973,7 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
              * weighted sum (with the ReLU) on the backend: only the (lh, lw) map comes back */
             int t = tg[i];
             st = dev_forward_capture(cx, NULL, xi, layer_v, lg);
+            if (!st) st = cam_target(cx, lg, i, &t);
             if (!st) st = sal_method_progress(cx, 1, 0);
             if (!st) {
                 memset(seed, 0, sizeof(float) * (size_t)cx->k);
@@ -1020,6 +1047,19 @@ static sal_status top1_targets(sal_method_ctx *cx, const float *x, int n, int *t
     }
     free(lg);
     return st;
+}
+
+/* Methods whose first model pass over each image is a plain forward of that image (then backward):
+ * with no targets given, that pass's logits pick the top-1 class (pass_dev_once, cam_target), the
+ * same class a separate forward would pick, one forward pass per image fewer. */
+static int top1_in_pass(sal_method m) {
+    switch (m) {
+    case SAL_M_SALIENCY: case SAL_M_INPUTXGRAD: case SAL_M_GUIDED:
+    case SAL_M_GRADCAM: case SAL_M_GRADCAMPP: case SAL_M_HIRESCAM: case SAL_M_XGRADCAM: case SAL_M_LAYERCAM:
+    case SAL_M_SCORECAM: case SAL_M_GUIDED_GRADCAM:
+        return 1;
+    default: return 0;
+    }
 }
 
 /* Model passes per image of the methods outside the CAM family (see each method's loops). */
@@ -1139,6 +1179,10 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
             }
             out->targets[i] = targets[i];
         }
+    } else if (top1_in_pass(o->method)) {
+        /* the method's first pass over each image computes its logits: it picks the class there */
+        for (int i = 0; i < n; i++) out->targets[i] = -1;
+        cx.top1_out = out->targets;
     } else if ((st = top1_targets(&cx, x, n, out->targets))) {
         sal_maps_free(out);
         return sal_fail(err, st, "%s", sal_session_error(s));
@@ -1191,6 +1235,8 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     else if (o->method == SAL_M_GRADSHAP) st = sal_explain_gradshap(&cx, x, n, out->targets, out);
     else if (o->method == SAL_M_KERNELSHAP) st = sal_explain_kernelshap(&cx, x, n, out->targets, out);
     else st = explain_gradient(&cx, x, n, out->targets, out);
+    for (int i = 0; !st && i < n; i++)
+        if (out->targets[i] < 0) st = sal_fail(sal_session_err(s), SAL_ERR_INTERNAL, "image %d got no top-1 target", i);
     if (!st) st = sal_method_progress(&cx, 0, 1);   /* the end: done == total */
     if (st) {
         const char *why = sal_session_error(s);
