@@ -791,7 +791,7 @@ static sal_status default_layer(sal_method_ctx *cx, const sal_model *m, char *na
  * relu == 0 (signed maps) the map is instead upsampled and divided by max|L|. */
 static sal_status cam_final(const float *L, int lh, int lw, float *out, int h, int w, int relu) {
     int64_t n = (int64_t)lh * lw, N = (int64_t)h * w;
-    float *m = malloc(sizeof(float) * (size_t)n);
+    float *m = n > 0 ? calloc((size_t)n, sizeof(float)) : NULL;
     if (!m) return SAL_ERR_NOMEM;
     if (relu) {
         float mn = L[0], mx;
@@ -854,6 +854,29 @@ static sal_mp_args cam_args(const sal_method_ctx *cx, const float *dact, int64_t
     a.lc = (int)lc;
     a.lhw = lhw;
     return a;
+}
+
+/* A gradient CAM's (lh, lw) map of one image into host cam (lhw), from the layer's activation and
+ * gradient dact, dgrad (lc, lhw) in the backend's memory: the channel weights into dwts (lc), the
+ * weighted sum (with the ReLU when asked) into dcam (lhw), then downloaded. */
+static sal_status cam_map_of(sal_method_ctx *cx, sal_method method, const float *dact, const float *dgrad,
+                             int64_t lc, int64_t lhw, float *dwts, float *dcam, float *cam) {
+    sal_status st = SAL_OK;
+    sal_mp_args a = cam_args(cx, dact, lc, lhw);
+    a.in2 = dgrad;
+    a.wf = dwts;
+    a.out = dwts;
+    a.mode = method == SAL_M_XGRADCAM ? SAL_CAM_W_X : method == SAL_M_GRADCAMPP ? SAL_CAM_W_PP
+             : method == SAL_M_HIRESCAM || method == SAL_M_LAYERCAM ? SAL_CAM_W_NONE
+             : SAL_CAM_W_MEAN;
+    if (a.mode != SAL_CAM_W_NONE) st = sal_mp(cx, SAL_MP_cam_weights, lc, &a);
+    a.mode = method == SAL_M_HIRESCAM ? SAL_CAM_S_HIRES : method == SAL_M_LAYERCAM ? SAL_CAM_S_LAYER
+             : SAL_CAM_S_WEIGHTED;
+    a.out = dcam;
+    a.f0 = cx->o->cam_relu ? 1.0f : 0.0f;
+    if (!st) st = sal_mp(cx, SAL_MP_cam_sum, lhw, &a);
+    if (!st) st = sal_dget(cx, cam, dcam, sizeof(float) * (size_t)lhw);
+    return st;
 }
 
 static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const float *x, int n, const int *tg,
@@ -987,20 +1010,7 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
                 /* the score does not depend on the layer: the map is zero */
                 memset(cam, 0, sizeof(float) * (size_t)lhw);
             } else if (!st) {
-                sal_mp_args a = cam_args(cx, dact, lc, lhw);
-                a.in2 = dgrad;
-                a.wf = dwts;
-                a.out = dwts;
-                a.mode = o->method == SAL_M_XGRADCAM ? SAL_CAM_W_X : o->method == SAL_M_GRADCAMPP ? SAL_CAM_W_PP
-                         : o->method == SAL_M_HIRESCAM || o->method == SAL_M_LAYERCAM ? SAL_CAM_W_NONE
-                         : SAL_CAM_W_MEAN;
-                if (a.mode != SAL_CAM_W_NONE) st = sal_mp(cx, SAL_MP_cam_weights, lc, &a);
-                a.mode = o->method == SAL_M_HIRESCAM ? SAL_CAM_S_HIRES : o->method == SAL_M_LAYERCAM ? SAL_CAM_S_LAYER
-                         : SAL_CAM_S_WEIGHTED;
-                a.out = dcam;
-                a.f0 = o->cam_relu ? 1.0f : 0.0f;
-                if (!st) st = sal_mp(cx, SAL_MP_cam_sum, lhw, &a);
-                if (!st) st = sal_dget(cx, cam, dcam, sizeof(float) * (size_t)lhw);
+                st = cam_map_of(cx, o->method, dact, dgrad, lc, lhw, dwts, dcam, cam);
             }
         }
         if (!st) st = cam_final(cam, (int)lh, (int)lw, out->upsampled + (int64_t)i * cx->h * cx->w, cx->h, cx->w, o->cam_relu);
@@ -1248,4 +1258,186 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     }
     out->batch = cx.batch;
     return SAL_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Several methods sharing passes                                                                   */
+
+/* Methods whose map of an image comes from one forward pass capturing the CAM layer and one
+ * backward pass of the target's score: the input gradient (saliency, input x gradient) and the
+ * layer's activation and gradient (the gradient CAM family). */
+int sal_method_shares_pass(sal_method m) {
+    switch (m) {
+    case SAL_M_SALIENCY: case SAL_M_INPUTXGRAD:
+    case SAL_M_GRADCAM: case SAL_M_GRADCAMPP: case SAL_M_HIRESCAM: case SAL_M_XGRADCAM: case SAL_M_LAYERCAM:
+        return 1;
+    default: return 0;
+    }
+}
+
+/* Every method of ms (nm, each sal_method_shares_pass) on n images x, per image one forward pass
+ * capturing the CAM layer and one backward pass (to the layer only when no input-space method is
+ * asked), out[j] the maps of ms[j] as sal_explain makes them. */
+static sal_status explain_shared(sal_method_ctx *cx, const sal_model *m, const sal_method *ms, int nm,
+                                 const float *x, int n, int *tg, sal_maps *out) {
+    const sal_explain_opts *o = cx->o;
+    char layer[sizeof out[0].layer] = "";
+    int need_input = 0, need_cam = 0;
+    for (int j = 0; j < nm; j++) {
+        if (sal_method_is_cam(ms[j])) need_cam = 1;
+        else need_input = 1;
+    }
+    sal_status st = SAL_OK;
+    int64_t lc = 0, lh = 1, lw = 1, lhw = 1;
+    if (o->layer && *o->layer) snprintf(layer, sizeof layer, "%s", o->layer);
+    else if ((st = default_layer(cx, m, layer, sizeof layer))) return st;
+    if ((st = sal_session_plan(cx->s, 1, cx->h, cx->w))) return st;
+    int nd;
+    int64_t d[SAL_MAX_DIMS];
+    if ((st = sal_session_value_shape(cx->s, layer, &nd, d))) return st;
+    if (nd != 4) return SAL_ERR_SHAPE;
+    lc = d[1], lh = d[2], lw = d[3], lhw = lh * lw;
+    const int layer_v = sal_session_find_layer(cx->s, layer);
+    for (int j = 0; j < nm; j++) {
+        sal_maps *mp = &out[j];
+        mp->n = n;
+        mp->batch = 1;
+        mp->targets = malloc(sizeof(int) * (size_t)n);
+        mp->scores = calloc((size_t)n, sizeof(float));
+        if (sal_method_is_cam(ms[j])) {
+            mp->ndim = 2;
+            mp->dims[0] = lh;
+            mp->dims[1] = lw;
+            snprintf(mp->layer, sizeof mp->layer, "%s", layer);
+            mp->attr = calloc((size_t)n * (size_t)lhw, sizeof(float));
+            mp->upsampled = calloc((size_t)n * (size_t)cx->h * cx->w, sizeof(float));
+            if (!mp->upsampled) st = SAL_ERR_NOMEM;
+        } else {
+            mp->ndim = 3;
+            mp->dims[0] = cx->c;
+            mp->dims[1] = cx->h;
+            mp->dims[2] = cx->w;
+            mp->attr = calloc((size_t)n * (size_t)cx->per, sizeof(float));
+        }
+        if (!mp->targets || !mp->scores || !mp->attr) st = SAL_ERR_NOMEM;
+    }
+    float *lg = malloc(sizeof(float) * (size_t)cx->k), *seed = malloc(sizeof(float) * (size_t)cx->k);
+    float *dwts = need_cam ? sal_dalloc(cx, sizeof(float) * (size_t)lc) : NULL;
+    float *dcam = need_cam ? sal_dalloc(cx, sizeof(float) * (size_t)lhw) : NULL;
+    if (!st && (!lg || !seed || (need_cam && (!dwts || !dcam)))) st = SAL_ERR_NOMEM;
+    if (!st) st = sal_method_progress_start(cx, n);
+    for (int i = 0; i < n && !st; i++) {
+        const float *xi = x + i * cx->per;
+        int t = tg[i];
+        st = dev_forward_capture(cx, NULL, xi, layer_v, lg);
+        if (!st && t < 0) t = tg[i] = top1_of(lg, cx->k);
+        float score = 0;
+        if (!st) {
+            memset(seed, 0, sizeof(float) * (size_t)cx->k);
+            if (o->explain_prob) score = prob_seed(lg, cx->k, t, seed);
+            else { score = lg[t]; seed[t] = 1.0f; }
+            st = sal_session_dev_backward(cx->s, seed, 0, !need_input);
+        }
+        const float *dact = st ? NULL : sal_session_dev_capture(cx->s, 0);
+        const float *dgrad = st ? NULL : sal_session_dev_capture(cx->s, 1);
+        const float *dgx = st ? NULL : sal_session_dev_input_grad(cx->s);
+        for (int j = 0; j < nm && !st; j++) {
+            sal_maps *mp = &out[j];
+            mp->targets[i] = t;
+            mp->scores[i] = score;
+            if (sal_method_is_cam(ms[j])) {
+                float *cam = mp->attr + i * lhw;
+                if (dact && dgrad) st = cam_map_of(cx, ms[j], dact, dgrad, lc, lhw, dwts, dcam, cam);
+                /* else the score does not depend on the layer: the map stays zero */
+                if (!st) st = cam_final(cam, (int)lh, (int)lw, mp->upsampled + (int64_t)i * cx->h * cx->w, cx->h,
+                                        cx->w, o->cam_relu);
+            } else if (dgx) {
+                float *a = mp->attr + i * cx->per;
+                st = sal_dget(cx, a, dgx, sizeof(float) * (size_t)cx->per);
+                if (!st && ms[j] == SAL_M_INPUTXGRAD)
+                    for (int64_t q = 0; q < cx->per; q++) a[q] *= xi[q];
+            }
+        }
+        if (!st) st = sal_method_progress(cx, 1, 0);
+    }
+    free(lg);
+    free(seed);
+    sal_dfree(cx, dwts);
+    sal_dfree(cx, dcam);
+    return st;
+}
+
+sal_status sal_explain_many_impl(sal_session *s, const sal_model *m, const sal_explain_opts *o,
+                                 const sal_method *ms, int nm, const float *x, int n, int h, int w,
+                                 const int *targets, sal_maps *out, sal_error *err) {
+    if (!out || nm <= 0 || !ms) return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: no methods");
+    for (int j = 0; j < nm; j++) memset(&out[j], 0, sizeof out[j]);
+    if (!o || !x || n <= 0) return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: no input");
+    int shared = 0;
+    for (int j = 0; j < nm; j++) {
+        if (ms[j] < 0 || ms[j] >= SAL_M_COUNT)
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: unknown method %d", (int)ms[j]);
+        shared += sal_method_shares_pass(ms[j]);
+        for (int q = 0; q < j; q++)
+            if (ms[q] == ms[j])
+                return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: method %s is asked twice", sal_method_name(ms[j]));
+    }
+    sal_status st = SAL_OK;
+    /* the methods that share nothing (or a single sharer): one sal_explain each */
+    for (int j = 0; j < nm && !st; j++) {
+        if (shared >= 2 && sal_method_shares_pass(ms[j])) continue;
+        sal_explain_opts oj = *o;
+        oj.method = ms[j];
+        st = sal_explain_impl(s, m, &oj, x, n, h, w, targets, &out[j], err);
+    }
+    if (!st && shared >= 2) {
+        sal_method_ctx cx = {0};
+        sal_method group[SAL_M_COUNT];
+        sal_maps gout[SAL_M_COUNT];
+        int ng = 0;
+        for (int j = 0; j < nm; j++)
+            if (sal_method_shares_pass(ms[j])) group[ng++] = ms[j];
+        sal_explain_opts og = *o;
+        og.method = group[0];
+        cx.s = s;
+        cx.o = &og;
+        sal_tensor_info in;
+        sal_model_input(m, 0, &in);
+        cx.c = (int)in.dims[1];
+        cx.h = in.dims[2] > 0 ? (int)in.dims[2] : h;
+        cx.w = in.dims[3] > 0 ? (int)in.dims[3] : w;
+        cx.per = (int64_t)cx.c * cx.h * cx.w;
+        cx.batch = 1;
+        cx.prog.method = group[0];
+        cx.prog.n_images = n;
+        int *tg = malloc(sizeof(int) * (size_t)n);
+        if (!tg) st = sal_fail(err, SAL_ERR_NOMEM, "out of memory");
+        if (!st && (st = sal_session_plan(s, 1, cx.h, cx.w))) st = sal_fail(err, st, "%s", sal_session_error(s));
+        if (!st) st = check_finite(x, n, cx.per, "image", err);
+        cx.k = st ? 0 : sal_session_num_classes(s);
+        for (int i = 0; !st && i < n; i++) {
+            tg[i] = targets ? targets[i] : -1;
+            if (targets && (targets[i] < 0 || targets[i] >= cx.k))
+                st = sal_fail(err, SAL_ERR_INVALID_ARG, "--target %d is out of range: the model has %d classes",
+                              targets[i], cx.k);
+        }
+        memset(gout, 0, sizeof gout);
+        if (!st) {
+            st = explain_shared(&cx, m, group, ng, x, n, tg, gout);
+            if (!st) st = sal_method_progress(&cx, 0, 1);
+            if (st) {
+                const char *why = sal_session_error(s);
+                if (st == SAL_ERR_CANCELLED) st = sal_fail(err, st, "%s", why);
+                else if (st == SAL_ERR_NOT_FOUND && !(o->layer && *o->layer))
+                    st = sal_fail(err, st, "no layer with a 4-D output larger than 1x1 for a CAM method: give --layer");
+                else st = sal_fail(err, st, "%s: %s", sal_method_name(group[0]), why && *why ? why : sal_status_str(st));
+            }
+        }
+        for (int j = 0, g = 0; j < nm; j++)
+            if (sal_method_shares_pass(ms[j])) out[j] = gout[g++];
+        free(tg);
+    }
+    if (st)
+        for (int j = 0; j < nm; j++) sal_maps_free(&out[j]);
+    return st;
 }

@@ -134,5 +134,9 @@ sal_status sal_kshap_superpixels(const float *x, int C, int H, int W, int K, int
 sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explain_opts *o,
                             const float *x, int n, int h, int w, const int *targets, sal_maps *out,
                             sal_error *err);
+/* sal_explain_many: nm methods (o->method ignored), out[j] the maps of ms[j]. */
+sal_status sal_explain_many_impl(sal_session *s, const sal_model *m, const sal_explain_opts *o,
+                                 const sal_method *ms, int nm, const float *x, int n, int h, int w,
+                                 const int *targets, sal_maps *out, sal_error *err);
 
 #endif
