@@ -339,6 +339,17 @@ int64_t sal_maps_per_image(const sal_maps *m);
 sal_status sal_explain(sal_session *s, const sal_explain_opts *o, const float *x, int n, int h,
                        int w, const int *targets, sal_maps *out);
 
+/* Several methods on the same images x (n,C,h,w) for targets (NULL = top-1): out[j] (nm of them)
+ * gets the maps of methods[j] (o->method is ignored; o's other options apply to each), the same
+ * maps as sal_explain of each. Methods that need nothing but one forward and one backward pass of
+ * an image (saliency, input x gradient and the gradient CAM family on one layer: see
+ * sal_method_shares_pass) share those passes when two or more of them are asked: one forward pass
+ * capturing the CAM layer and one backward pass per image serve them all. The others run one after
+ * the other. On failure every out[j] is freed. */
+int sal_method_shares_pass(sal_method m);
+sal_status sal_explain_many(sal_session *s, const sal_explain_opts *o, const sal_method *methods, int nm,
+                            const float *x, int n, int h, int w, const int *targets, sal_maps *out);
+
 #ifdef __cplusplus
 }
 #endif

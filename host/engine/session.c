@@ -20,6 +20,11 @@ struct sal_session {
      * calls (a GPU's cudaMalloc/cudaFree cost milliseconds and synchronize) */
     struct scratch { void *p; size_t bytes; int used; } scratch[SAL_SCRATCH_MAX];
     int n_scratch;
+    /* sal_session_auto_batch's measure for input size ab_h x ab_w (ab_ok): bytes per image and
+     * fixed, from plans of batch 1 and 2 made once (planning again on every call evicted the
+     * method's own cached plans) */
+    int ab_ok, ab_h, ab_w;
+    size_t ab_per, ab_fixed;
 };
 
 static void scratch_drop_free(sal_session *s);
@@ -250,16 +255,26 @@ sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, i
         if (s->mem_limit && budget > s->mem_limit) budget = s->mem_limit;
     }
     /* plans of batch 1 and 2 measure the memory per image and the part that does not grow with
-     * the batch; planning makes them current: restore the previous plan after (the engine keeps
-     * recent plans, so that costs nothing) */
-    int pn = s->n, ph = s->h, pw = s->w, pmode = s->mode, pcap = s->capture;
-    sal_status st = plan(s, 1, h, w, SAL_PLAN_GRAD, -1);
-    if (st) return st;
-    size_t b1 = sal_engine_plan_bytes(s->e), b2 = 0;
-    if ((maxb <= 0 || maxb >= 2) && plan(s, 2, h, w, SAL_PLAN_GRAD, -1) == SAL_OK) b2 = sal_engine_plan_bytes(s->e);
-    size_t per = b2 > b1 ? b2 - b1 : b1, fixed = b1 > per ? b1 - per : 0;
-    if (per == 0) per = 1;
-    if (pn > 0 && pcap >= -1 && (st = plan(s, pn, ph, pw, pmode, pcap))) return st;
+     * the batch, once per input size; planning makes them current: restore the previous plan
+     * after */
+    size_t per = s->ab_per, fixed = s->ab_fixed;
+    if (!s->ab_ok || s->ab_h != h || s->ab_w != w) {
+        int pn = s->n, ph = s->h, pw = s->w, pmode = s->mode, pcap = s->capture;
+        sal_status st = plan(s, 1, h, w, SAL_PLAN_GRAD, -1);
+        if (st) return st;
+        size_t b1 = sal_engine_plan_bytes(s->e), b2 = 0;
+        if ((maxb <= 0 || maxb >= 2) && plan(s, 2, h, w, SAL_PLAN_GRAD, -1) == SAL_OK)
+            b2 = sal_engine_plan_bytes(s->e);
+        per = b2 > b1 ? b2 - b1 : b1;
+        fixed = b1 > per ? b1 - per : 0;
+        if (per == 0) per = 1;
+        if (pn > 0 && pcap >= -1 && (st = plan(s, pn, ph, pw, pmode, pcap))) return st;
+        s->ab_ok = 1;
+        s->ab_h = h;
+        s->ab_w = w;
+        s->ab_per = per;
+        s->ab_fixed = fixed;
+    }
     size_t fit = budget > fixed ? (budget - fixed) / per : 0;
     *batch = fit < 1 ? 1 : fit > (size_t)cap ? cap : (int)fit;
     if (bytes_per_image) *bytes_per_image = per;
@@ -563,6 +578,16 @@ sal_status sal_explain(sal_session *s, const sal_explain_opts *o, const float *x
     if (!out) return sfail(s, SAL_ERR_INVALID_ARG, "sal_explain: out is NULL");
     sal_error err = {0};
     sal_status st = sal_explain_impl(s, s->m, o, x, n, h, w, targets, out, &err);
+    if (st) s->err = err;
+    return st;
+}
+
+sal_status sal_explain_many(sal_session *s, const sal_explain_opts *o, const sal_method *methods, int nm,
+                            const float *x, int n, int h, int w, const int *targets, sal_maps *out) {
+    if (!s) return SAL_ERR_INVALID_ARG;
+    if (!out) return sfail(s, SAL_ERR_INVALID_ARG, "sal_explain_many: out is NULL");
+    sal_error err = {0};
+    sal_status st = sal_explain_many_impl(s, s->m, o, methods, nm, x, n, h, w, targets, out, &err);
     if (st) s->err = err;
     return st;
 }
