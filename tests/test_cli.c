@@ -691,34 +691,34 @@ Test(cli, explain_groups_of_images_give_the_one_image_maps, .timeout = 120) {
  * (sal_explain_many): their raw maps are those of separate runs, bit for bit, top 1 and top 2. */
 Test(cli, explain_methods_sharing_passes_give_the_separate_maps, .timeout = 120) {
     char tmp[64], png[2][256], together[256], alone[256], p[512], q[512];
-    make_tmp(tmp, sizeof tmp);
-    join(png[0], sizeof png[0], tmp, "a.png");
-    join(png[1], sizeof png[1], tmp, "b.png");
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    tp_join(png[0], sizeof png[0], tmp, "a.png");
+    tp_join(png[1], sizeof png[1], tmp, "b.png");
     write_test_png_v(png[0], 1);
     write_test_png_v(png[1], 3);
-    join(together, sizeof together, tmp, "together");
-    run_result r;
+    tp_join(together, sizeof together, tmp, "together");
+    tp_run r;
     run(&r, tmp, "explain", "-m", TINYCNN, "-M", "gradcam,saliency,ig,layercam,inputxgrad", "--steps", "4", "--topk",
         "2", "--raw", png[0], png[1], "-o", together, NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
-    run_free(&r);
+    tp_run_free(&r);
     static const char *ms[] = {"gradcam", "saliency", "ig", "layercam", "inputxgrad"};
     for (int m = 0; m < 5; m++) {
-        join(alone, sizeof alone, tmp, ms[m]);
+        tp_join(alone, sizeof alone, tmp, ms[m]);
         run(&r, tmp, "explain", "-m", TINYCNN, "-M", ms[m], "--steps", "4", "--topk", "2", "--raw", png[0], png[1],
             "-o", alone, NULL);
         cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
-        run_free(&r);
+        tp_run_free(&r);
         for (int v = 0; v < 2; v++)
             for (int t = 1; t <= 2; t++) {
                 char name[64];
                 snprintf(name, sizeof name, "%c.%s.top%d.npy", v ? 'b' : 'a', ms[m], t);
-                double d = npy_rel_diff(join(p, sizeof p, together, name), join(q, sizeof q, alone, name));
+                double d = npy_rel_diff(tp_join(p, sizeof p, together, name), tp_join(q, sizeof q, alone, name));
                 cr_expect(d == 0, "%s: asked with the others, %s of the map's max from the map alone", name,
                           d < 0 ? "unreadable or another shape" : "differs by a fraction");
             }
     }
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* Inputs with one name (a/photo.png, b/photo.png, photo.npy) each keep their files: the later ones
