@@ -37,7 +37,8 @@ int sal_fuzz_onnx_run(const uint8_t *data, size_t size, sal_error *err_out) {
         if (in.ndim == 4 && in.dims[2] > 0 && in.dims[2] <= (1 << 20)) h = (int)in.dims[2];
         if (in.ndim == 4 && in.dims[3] > 0 && in.dims[3] <= (1 << 20)) w = (int)in.dims[3];
     }
-    if (!st) st = sal_session_plan(s, 2, h, w);
+    /* a batch of 2 (1 for a model that runs one image at a time; sal_forward splits the 2) */
+    if (!st) st = sal_session_plan(s, sal_session_max_batch(s) == 1 ? 1 : 2, h, w);
     if (!st && sal_model_num_inputs(m) == 1) {
         int64_t numel = 2;
         int ok = in.ndim == 4;
