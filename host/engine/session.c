@@ -14,7 +14,8 @@ struct sal_session {
     sal_engine *e;
     char note[SAL_ERROR_LEN + 64];
     sal_error err;
-    int n, h, w, mode, capture;   /* current plan */
+    int n, h, w, mode;   /* current plan (n 0: none yet) */
+    int *caps, n_caps;   /* its captured values (as given to the engine) */
     size_t mem_limit;
     /* the methods' and post-processing's buffers in the backend's memory, kept for reuse between
      * calls (a GPU's cudaMalloc/cudaFree cost milliseconds and synchronize) */
@@ -139,7 +140,6 @@ sal_status sal_session_create_on(const sal_model *m, sal_backend *b, const sal_s
     sal_session *s = calloc(1, sizeof *s);
     if (!s) { b->ops->destroy(b); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
     s->m = m;
-    s->capture = -2;
     s->b = b;
     s->mem_limit = o->mem_limit;
     sal_status st = sal_engine_create(m->g, b, &s->e, err);
@@ -166,6 +166,7 @@ void sal_session_free(sal_session *s) {
     for (int i = 0; i < s->n_scratch; i++) s->b->ops->release(s->b, s->scratch[i].p);
     sal_engine_free(s->e);
     if (s->b) s->b->ops->destroy(s->b);
+    free(s->caps);
     free(s);
 }
 
@@ -173,7 +174,7 @@ const char *sal_session_error(const sal_session *s) { return s ? s->err.msg : ""
 const char *sal_session_device(const sal_session *s) { return s && s->b ? s->b->ops->name : ""; }
 const char *sal_session_device_note(const sal_session *s) { return s ? s->note : ""; }
 
-static sal_status plan(sal_session *s, int n, int h, int w, int mode, int capture) {
+static sal_status plan(sal_session *s, int n, int h, int w, int mode, const int *caps, int n_caps) {
     const sal_graph *g = s->m->g;
     if (n <= 0) return sfail(s, SAL_ERR_INVALID_ARG, "batch size must be positive (got %d)", n);
     if (g->n_inputs != 1)
@@ -200,18 +201,32 @@ static sal_status plan(sal_session *s, int n, int h, int w, int mode, int captur
                          (long long)shape.d[2], (long long)shape.d[3], h, w);
         }
     }
-    sal_status st = sal_engine_plan(s->e, &shape, mode, capture, &s->err);
+    int same = n_caps == s->n_caps && (!n_caps || !memcmp(caps, s->caps, sizeof(int) * (size_t)n_caps));
+    int *keep = NULL;
+    if (!same && n_caps > 0) {
+        if (!(keep = malloc(sizeof(int) * (size_t)n_caps))) return sfail(s, SAL_ERR_NOMEM, "out of memory");
+        memcpy(keep, caps, sizeof(int) * (size_t)n_caps);
+    }
+    sal_status st = sal_engine_plan_set(s->e, &shape, mode, caps, n_caps, &s->err);
     if (st == SAL_ERR_NOMEM && scratch_has_free(s)) {   /* give the cached buffers back first */
         scratch_drop_free(s);
-        st = sal_engine_plan(s->e, &shape, mode, capture, &s->err);
+        st = sal_engine_plan_set(s->e, &shape, mode, caps, n_caps, &s->err);
     }
-    if (st) return st;
+    if (st) { free(keep); return st; }
     s->n = n;
     s->h = (int)shape.d[2];
     s->w = (int)shape.d[3];
     s->mode = mode;
-    s->capture = capture;
+    if (!same) {
+        free(s->caps);
+        s->caps = keep;
+        s->n_caps = n_caps;
+    }
     return SAL_OK;
+}
+
+static sal_status plan1(sal_session *s, int n, int h, int w, int mode, int capture) {
+    return plan(s, n, h, w, mode, &capture, capture >= 0);
 }
 
 sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, int cap, int *batch,
@@ -229,14 +244,19 @@ sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, i
     /* plans of batch 1 and 2 measure the memory per image and the part that does not grow with
      * the batch; planning makes them current: restore the previous plan after (the engine keeps
      * recent plans, so that costs nothing) */
-    int pn = s->n, ph = s->h, pw = s->w, pmode = s->mode, pcap = s->capture;
-    sal_status st = plan(s, 1, h, w, SAL_PLAN_GRAD, -1);
-    if (st) return st;
+    int pn = s->n, ph = s->h, pw = s->w, pmode = s->mode, pncap = s->n_caps;
+    int *pcap = NULL;
+    if (pncap && !(pcap = malloc(sizeof(int) * (size_t)pncap))) return sfail(s, SAL_ERR_NOMEM, "out of memory");
+    if (pncap) memcpy(pcap, s->caps, sizeof(int) * (size_t)pncap);
+    sal_status st = plan1(s, 1, h, w, SAL_PLAN_GRAD, -1);
+    if (st) { free(pcap); return st; }
     size_t b1 = sal_engine_plan_bytes(s->e), b2 = 0;
-    if (plan(s, 2, h, w, SAL_PLAN_GRAD, -1) == SAL_OK) b2 = sal_engine_plan_bytes(s->e);
+    if (plan1(s, 2, h, w, SAL_PLAN_GRAD, -1) == SAL_OK) b2 = sal_engine_plan_bytes(s->e);
     size_t per = b2 > b1 ? b2 - b1 : b1, fixed = b1 > per ? b1 - per : 0;
     if (per == 0) per = 1;
-    if (pn > 0 && pcap >= -1 && (st = plan(s, pn, ph, pw, pmode, pcap))) return st;
+    if (pn > 0) st = plan(s, pn, ph, pw, pmode, pcap, pncap);
+    free(pcap);
+    if (st) return st;
     size_t fit = budget > fixed ? (budget - fixed) / per : 0;
     *batch = fit < 1 ? 1 : fit > (size_t)cap ? cap : (int)fit;
     if (bytes_per_image) *bytes_per_image = per;
@@ -265,7 +285,7 @@ sal_status sal_session_mem_info(const sal_session *s, size_t *avail, size_t *tot
 
 sal_status sal_session_plan(sal_session *s, int n, int h, int w) {
     if (!s) return SAL_ERR_INVALID_ARG;
-    return plan(s, n, h, w, SAL_PLAN_FORWARD, -1);
+    return plan1(s, n, h, w, SAL_PLAN_FORWARD, -1);
 }
 
 int sal_session_num_classes(const sal_session *s) {
@@ -351,7 +371,7 @@ sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,
     }
     if (!o->need_input_grad && capture < 0)
         return sfail(s, SAL_ERR_INVALID_ARG, "sal_gradient: stopping early needs a layer to capture");
-    sal_status st = plan(s, n, h, w, SAL_PLAN_GRAD, capture);
+    sal_status st = plan1(s, n, h, w, SAL_PLAN_GRAD, capture);
     if (st) return st;
     const float *ins[1] = {x};
     st = sal_engine_forward(s->e, ins, &s->err);
@@ -443,10 +463,16 @@ int sal_session_find_layer(sal_session *s, const char *layer) {
 }
 
 sal_status sal_session_dev_plan(sal_session *s, int n, int h, int w, int grad, int capture, float **dev_in) {
-    /* a gradient plan also serves forward passes of the same shape */
+    return sal_session_dev_plan_set(s, n, h, w, grad, &capture, capture >= 0, dev_in);
+}
+
+sal_status sal_session_dev_plan_set(sal_session *s, int n, int h, int w, int grad, const int *caps, int n_caps,
+                                    float **dev_in) {
+    /* a gradient plan also serves forward passes of the same shape (keeping its captures) */
     int mode = grad || (s->mode == SAL_PLAN_GRAD && s->n == n) ? SAL_PLAN_GRAD : SAL_PLAN_FORWARD;
-    if (mode == SAL_PLAN_GRAD && !grad && capture < 0) capture = s->capture;
-    sal_status st = plan(s, n, h, w, mode, mode == SAL_PLAN_GRAD ? capture : -1);
+    sal_status st;
+    if (mode == SAL_PLAN_GRAD && !grad && n_caps == 0) st = plan(s, n, h, w, mode, s->caps, s->n_caps);
+    else st = plan(s, n, h, w, mode, mode == SAL_PLAN_GRAD ? caps : NULL, mode == SAL_PLAN_GRAD ? n_caps : 0);
     if (st) return st;
     *dev_in = sal_engine_input_dev(s->e, 0);
     return *dev_in ? SAL_OK : sfail(s, SAL_ERR_INTERNAL, "the plan has no input buffer");
@@ -473,8 +499,14 @@ const float *sal_session_dev_input_grad(sal_session *s) {
 }
 
 const float *sal_session_dev_capture(sal_session *s, int grad) {
-    if (s->capture < 0) return NULL;
-    return grad ? sal_engine_grad_dev(s->e, s->capture) : sal_engine_value_dev(s->e, s->capture);
+    return s->n_caps ? sal_session_dev_captured(s, s->caps[0], grad) : NULL;
+}
+
+const float *sal_session_dev_captured(sal_session *s, int value, int grad) {
+    int in_set = 0;
+    for (int i = 0; i < s->n_caps; i++) in_set |= s->caps[i] == value;
+    if (!in_set) return NULL;
+    return grad ? sal_engine_grad_dev(s->e, value) : sal_engine_value_dev(s->e, value);
 }
 
 /* ------------------------------------------------------------------------------------------------ */

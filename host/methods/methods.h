@@ -56,13 +56,20 @@ void *sal_session_scratch(sal_session *s, size_t bytes);
 void sal_session_scratch_put(sal_session *s, const void *p);
 int sal_session_find_layer(sal_session *s, const char *layer);
 sal_status sal_session_dev_plan(sal_session *s, int n, int h, int w, int grad, int capture, float **dev_in);
+/* dev_plan capturing a set of values (n_caps of them; one forward and one backward pass then give
+ * all of their activations and gradients: dev_captured) */
+sal_status sal_session_dev_plan_set(sal_session *s, int n, int h, int w, int grad, const int *caps, int n_caps,
+                                    float **dev_in);
 sal_status sal_session_dev_forward(sal_session *s, float *logits);
 /* dev_forward in two steps: queue the forward pass, then wait for it and download the logits */
 sal_status sal_session_dev_launch(sal_session *s);
 sal_status sal_session_dev_logits(sal_session *s, float *logits);
 sal_status sal_session_dev_backward(sal_session *s, const float *seed, int guided, int stop_at_capture);
 const float *sal_session_dev_input_grad(sal_session *s);
-const float *sal_session_dev_capture(sal_session *s, int grad);
+const float *sal_session_dev_capture(sal_session *s, int grad);   /* the lowest captured value's */
+/* A captured value's activation (grad 0) or gradient (grad 1) in the backend's memory; NULL when
+ * the current plan does not capture it, or (gradient) when it does not reach the output. */
+const float *sal_session_dev_captured(sal_session *s, int value, int grad);
 
 /* Scores (logit, or probability with explain_prob) of targets tg for n images already in the
  * backend's memory, one after the other from d (n, C,H,W): forward passes in batches. */
