@@ -190,6 +190,40 @@ sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,
 sal_status sal_session_value_shape(sal_session *s, const char *layer, int *ndim,
                                    int64_t dims[SAL_MAX_DIMS]);
 
+/* ------------------------------------------------------------------------------------------------ */
+/* CAM layers: where the CAM methods read, and how that layer's output maps to a grid              */
+
+typedef enum sal_layout {
+    SAL_LAYOUT_NCHW = 0,   /* (N, C, h, w) feature maps */
+    SAL_LAYOUT_NHWC,       /* (N, h, w, C): channels last (Swin's stages, ConvNeXt's permuted norms) */
+    SAL_LAYOUT_TOKENS      /* (N, T, D) transformer tokens: `skip` leading ones (a class token),
+                              then the h x w grid, row-major */
+} sal_layout;
+
+typedef struct sal_cam_layer {
+    char name[256];     /* the layer: its node's name, or the name it was given by */
+    sal_layout layout;
+    int channels;       /* C, or D for tokens */
+    int h, w;           /* the map's grid */
+    int skip;           /* tokens before the grid (1: a class token); 0 for feature maps */
+    int is_default;     /* chosen by the default rule */
+} sal_cam_layer;
+
+/* The layer CAM methods read on (C,h,w) inputs (h, w: 0 when the model fixes them) and its grid.
+ * `layer` (node or value name; NULL or "" for the default rule): a 4-D output is (N,C,h,w), or
+ * (N,h,w,C) when only that reading has the input's proportions (within 1.5x); a 3-D output is
+ * (N,T,D) tokens whose grid is found from the input (equal square patches: T = gh*gw, or
+ * gh*gw + 1 with a class token first), or given as tokens_h x tokens_w (0 x 0: from the shape;
+ * with 4-D outputs it picks the reading with that grid). The default rule: the last layer that
+ * is a feature map with both sides above 1, or, when it comes later, the last token layer that
+ * feeds both the queries and the keys of the model's last attention (its first LayerNorm's output
+ * in a ViT block: after the last attention only the class token reaches a ViT's head, so the patch
+ * tokens' gradients are zero there; pytorch-grad-cam's ViT recipe takes the same layer). A layer
+ * whose map would have a side of 1, a token count no grid fits, or another rank fails
+ * (SAL_ERR_SHAPE) with a message naming the layer; no candidate at all: SAL_ERR_NOT_FOUND. */
+sal_status sal_session_cam_layer(sal_session *s, int h, int w, const char *layer, int tokens_h,
+                                 int tokens_w, sal_cam_layer *out);
+
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Attribution methods                                                                              */
@@ -275,7 +309,8 @@ typedef struct sal_explain_opts {
                                    incremental inference where the backend has it (the CPU), which
                                    recomputes only each layer's patch that the window reaches */
     /* CAM family */
-    const char *layer;          /* NULL: the last node with a 4-D output larger than 1x1 */
+    const char *layer;          /* NULL: the default rule of sal_session_cam_layer */
+    int tokens_h, tokens_w;     /* the layer's token grid; 0: from its shape (sal_session_cam_layer) */
     int cam_relu;               /* 1: ReLU on the map (default) */
     /* RISE */
     int rise_masks;             /* 4000 */

@@ -64,7 +64,7 @@ typedef struct sal_mp_args {
     X(mul) X(occ_batch) X(occ_acc) X(occ_final) X(cam_weights) X(cam_sum) X(rise_grid) X(rise_mask) \
     X(cam_up_ac) X(cam_nearest_mul) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch) \
     X(reduce) X(sort_keys) X(percentile) X(clip) X(range_part) X(range_join) X(normalize) X(heatmap) \
-    X(overlay) X(patch_rows)
+    X(overlay) X(patch_rows) X(to_planes)
 
 /* count n. out = in. */
 SAL_HD void sal_mp_copy(int64_t i, const sal_mp_args *a) { a->out[i] = a->in[i]; }
@@ -218,6 +218,14 @@ SAL_HD void sal_mp_cam_sum(int64_t j, const sal_mp_args *a) {
     }
     float r = (float)v;
     a->out[j] = a->f0 != 0.0f && r < 0 ? 0.0f : r;
+}
+
+/* count lc*lhw: a channels-last layer as planes, out (lc, lhw): out[c*lhw + j] = in[(k0 + j)*lc + c]:
+ * an (h,w,C) feature map (k0 = 0) or (T,D) tokens whose grid starts after k0 leading ones (a class
+ * token: pytorch-grad-cam's ViT reshape_transform). in, lc, lhw, k0, out. */
+SAL_HD void sal_mp_to_planes(int64_t i, const sal_mp_args *a) {
+    int64_t c = i / a->lhw, j = i - c * a->lhw;
+    a->out[i] = a->in[(a->k0 + j) * a->lc + c];
 }
 
 /* --- Masks: RISE, Score-CAM ------------------------------------------------------------------- */

@@ -44,7 +44,10 @@ static const char *method_help =
     "  --window HxW         occlusion window (default 15x15)\n"
     "  --stride HxW         occlusion stride (default 8x8)\n"
     "  --fill F             occlusion fill: zero (default), mean, blur\n"
-    "  --layer NAME         CAM layer (default: the last 4-D layer larger than 1x1)\n"
+    "  --layer NAME         CAM layer (default: the last feature map with both sides above 1, or a\n"
+    "                       ViT's last token layer before its last attention; `salient info` names it)\n"
+    "  --tokens HxW         the CAM layer's grid: (N, H*W [+1 class token], D) tokens, or which sides\n"
+    "                       of a 4-D layer are H and W (default: from the layer's shape)\n"
     "  --no-relu            keep negative CAM values\n"
     "  --masks N            RISE masks (default 4000)\n"
     "  --grid N             RISE mask grid (default 7) and KernelSHAP feature grid (default 8)\n"
@@ -276,8 +279,9 @@ static void render_plan(const xopts *xo, sal_method m, const sal_maps *mp, const
 
 /* Method options checked against the model before any output exists. The library checks them
  * too, but only when a method runs, which is after earlier methods' files were written. */
-static int check_methods(const xopts *xo, cli_model *cm) {
+static int check_methods(const xopts *xo, cli_model *cm, int quiet) {
     const sal_explain_opts *o = &xo->base;
+    int cam_checked = 0;
     for (int mi = 0; mi < xo->n_methods; mi++) {
         sal_method m = xo->methods[mi];
         int is_nt = m == SAL_M_SMOOTHGRAD || m == SAL_M_SMOOTHGRAD_SQ || m == SAL_M_VARGRAD;
@@ -302,28 +306,19 @@ static int check_methods(const xopts *xo, cli_model *cm) {
                 return -1;
             }
         }
-        if (sal_method_is_cam(m) || m == SAL_M_GUIDED_GRADCAM) {
-            int nd;
-            int64_t d[SAL_MAX_DIMS];
-            if (o->layer && *o->layer) {
-                if (sal_session_value_shape(cm->s, o->layer, &nd, d)) {
-                    cli_error("--layer %s: %s", o->layer, sal_session_error(cm->s));
-                    return -1;
-                }
-                if (nd != 4) {
-                    cli_error("--layer %s: its output has %d dimensions; %s needs a 4-D (N,C,H,W) layer (see `salient info`)",
-                              o->layer, nd, sal_method_name(m));
-                    return -1;
-                }
-            } else {
-                int found = 0;
-                for (int i = sal_model_num_layers(cm->m) - 1; i >= 0 && !found; i--)
-                    found = !sal_session_layer_shape(cm->s, i, &nd, d) && nd == 4 && d[2] * d[3] > 1;
-                if (!found) {
-                    cli_error("%s: no layer with a 4-D output larger than 1x1: give --layer", sal_method_name(m));
-                    return -1;
-                }
+        if ((sal_method_is_cam(m) || m == SAL_M_GUIDED_GRADCAM) && !cam_checked) {
+            /* the layer and its grid, once for every CAM method; the default is named on stderr */
+            sal_cam_layer cl;
+            if (sal_session_cam_layer(cm->s, cm->h, cm->w, o->layer, o->tokens_h, o->tokens_w, &cl)) {
+                if (o->layer && *o->layer) cli_error("--layer %s: %s", o->layer, sal_session_error(cm->s));
+                else cli_error("%s: %s", sal_method_name(m), sal_session_error(cm->s));
+                return -1;
             }
+            cam_checked = 1;
+            char desc[512];
+            if (!quiet && cl.is_default)
+                fprintf(stderr, "salient: note: CAM layer %s (the default; --layer NAME for another)\n",
+                        cli_cam_layer_desc(cm->s, &cl, desc, sizeof desc));
         }
     }
     return 0;
@@ -858,7 +853,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         if (a[0] == '-' && a[1]) {
             static const char *with_value[] = {"-M", "--methods", "-o", "--out", "--target", "--topk", "--output",
                 "--seed", "--samples", "--steps", "--method-batch", "--image-batch", "--noise", "--nt-inner", "--rule", "--baseline",
-                "--window", "--stride", "--fill", "--layer", "--reduce", "--clip", "--colormap", "--alpha", "--opacity",
+                "--window", "--stride", "--fill", "--layer", "--tokens", "--reduce", "--clip", "--colormap", "--alpha", "--opacity",
                 "--masks", "--grid", "--keep", "--stdev", "--coalitions", "--superpixels"};
             int known = 0;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
@@ -964,6 +959,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 else if (!strcmp(v, "blur")) xo.base.occ_fill = 2;
                 else { cli_error("--fill: expected zero, mean or blur, got '%s'", v); goto out; }
             } else if (!strcmp(a, "--layer")) xo.base.layer = v;
+            else if (!strcmp(a, "--tokens")) { if (parse_hw(a, v, &xo.base.tokens_h, &xo.base.tokens_w)) goto out; }
             else if (!strcmp(a, "--reduce")) {
                 if (sal_reduce_parse(v, &xo.reduce, &err)) { cli_error("--reduce: %s", err.msg); goto out; }
                 xo.have_reduce = 1;
@@ -1041,7 +1037,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         }
         fixed_target = (int)t;
     }
-    if (check_methods(&xo, &cm)) { cli_model_close(&cm); rc = EXIT_USAGE; goto out; }
+    if (check_methods(&xo, &cm, c.quiet)) { cli_model_close(&cm); rc = EXIT_USAGE; goto out; }
     if (baseline_arg) {
         float *data = NULL;
         int nd;

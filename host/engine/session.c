@@ -457,6 +457,7 @@ void sal_session_scratch_put(sal_session *s, const void *p) {
         }
 }
 sal_error *sal_session_err(sal_session *s) { return &s->err; }
+const sal_model *sal_session_model(const sal_session *s) { return s->m; }
 
 int sal_session_find_layer(sal_session *s, const char *layer) {
     return layer && *layer ? find_layer_value(s->m->g, layer) : -1;

@@ -754,23 +754,6 @@ static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, c
 /* ------------------------------------------------------------------------------------------------ */
 /* CAM family                                                                                       */
 
-/* The default CAM layer: the last node whose output is 4-D with spatial size above 1x1. */
-static sal_status default_layer(sal_method_ctx *cx, const sal_model *m, char *name, size_t len) {
-    int nl = sal_model_num_layers(m);
-    for (int i = nl - 1; i >= 0; i--) {
-        int nd;
-        int64_t d[SAL_MAX_DIMS];
-        if (sal_session_layer_shape(cx->s, i, &nd, d)) continue;
-        if (nd == 4 && d[2] * d[3] > 1) {
-            sal_layer_info L;
-            sal_model_layer(m, i, &L);
-            snprintf(name, len, "%s", L.name);
-            return SAL_OK;
-        }
-    }
-    return SAL_ERR_NOT_FOUND;
-}
-
 /* pytorch-grad-cam's presentation of a CAM: m = (L - min) / (1e-7 + max(L - min)), bilinear
  * (half-pixel, cv2's INTER_LINEAR) to the input size, ReLU, and the same scaling again. With
  * relu == 0 (signed maps) the map is instead upsampled and divided by max|L|. */
@@ -835,19 +818,13 @@ static sal_mp_args cam_args(const sal_method_ctx *cx, const float *dact, int64_t
 static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const float *x, int n, const int *tg,
                               sal_maps *out) {
     const sal_explain_opts *o = cx->o;
-    sal_status st;
-    if (o->layer && *o->layer) snprintf(out->layer, sizeof out->layer, "%s", o->layer);
-    else if ((st = default_layer(cx, m, out->layer, sizeof out->layer)))
-        return st;
-    int nd;
-    int64_t d[SAL_MAX_DIMS];
-    /* plan to learn the layer's shape */
-    st = sal_session_plan(cx->s, 1, cx->h, cx->w);
+    sal_cam_layer cl;
+    sal_status st = sal_cam_layer_resolve(cx->s, m, cx->h, cx->w, o->layer, o->tokens_h, o->tokens_w, &cl, serr(cx));
     if (st) return st;
-    st = sal_session_value_shape(cx->s, out->layer, &nd, d);
-    if (st) return st;
-    if (nd != 4) return SAL_ERR_SHAPE;
-    int64_t lc = d[1], lh = d[2], lw = d[3], lhw = lh * lw;
+    snprintf(out->layer, sizeof out->layer, "%s", cl.name);
+    int64_t lc = cl.channels, lh = cl.h, lw = cl.w, lhw = lh * lw;
+    /* a channels-last layer (NHWC, tokens) is read through planes (lc, lhw) made on the backend */
+    int last = cl.layout != SAL_LAYOUT_NCHW;
     out->ndim = 2;
     out->dims[0] = lh;
     out->dims[1] = lw;
@@ -861,7 +838,10 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
     float *lg = malloc(sizeof(float) * (size_t)cx->k), *seed = malloc(sizeof(float) * (size_t)cx->k);
     float *dwts = scorecam ? NULL : sal_dalloc(cx, sizeof(float) * (size_t)lc);
     float *dcam = scorecam ? NULL : sal_dalloc(cx, sizeof(float) * (size_t)lhw);
-    if (!out->attr || !out->upsampled || !wts || !lg || !seed || (!scorecam && (!dwts || !dcam)))
+    float *dpa = last && !scorecam ? sal_dalloc(cx, sizeof(float) * (size_t)(lc * lhw)) : NULL;
+    float *dpg = last && !scorecam ? sal_dalloc(cx, sizeof(float) * (size_t)(lc * lhw)) : NULL;
+    if (!out->attr || !out->upsampled || !wts || !lg || !seed || (!scorecam && (!dwts || !dcam)) ||
+        (last && !scorecam && (!dpa || !dpg)))
         st = SAL_ERR_NOMEM;
     /* passes: each image's own (capturing the layer), Score-CAM's one per channel, and Guided
      * Grad-CAM's guided backprop pass per image after this */
@@ -897,7 +877,10 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
                 sal_mp_args c = sal_mp_base(cx);
                 c.in = sal_session_dev_capture(cx->s, 0);
                 c.out = dact;
-                st = c.in ? sal_mp(cx, SAL_MP_copy, lc * lhw, &c)
+                c.lc = (int)lc;
+                c.lhw = lhw;
+                c.k0 = cl.skip;
+                st = c.in ? sal_mp(cx, last ? SAL_MP_to_planes : SAL_MP_copy, lc * lhw, &c)
                           : sal_fail(serr(cx), SAL_ERR_INTERNAL, "layer '%s': no activation captured", out->layer);
             }
             sal_prim_io io = {cx, sal_mp_base(cx), SAL_MP_masked, -1};
@@ -956,6 +939,20 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             }
             const float *dact = st ? NULL : sal_session_dev_capture(cx->s, 0);
             const float *dgrad = st ? NULL : sal_session_dev_capture(cx->s, 1);
+            if (!st && last && dact && dgrad) {   /* as planes (lc, lhw) */
+                sal_mp_args c = sal_mp_base(cx);
+                c.lc = (int)lc;
+                c.lhw = lhw;
+                c.k0 = cl.skip;
+                c.in = dact;
+                c.out = dpa;
+                st = sal_mp(cx, SAL_MP_to_planes, lc * lhw, &c);
+                c.in = dgrad;
+                c.out = dpg;
+                if (!st) st = sal_mp(cx, SAL_MP_to_planes, lc * lhw, &c);
+                dact = dpa;
+                dgrad = dpg;
+            }
             if (!st && (!dact || !dgrad)) {
                 /* the score does not depend on the layer: the map is zero */
                 memset(cam, 0, sizeof(float) * (size_t)lhw);
@@ -983,6 +980,8 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
     free(seed);
     sal_dfree(cx, dwts);
     sal_dfree(cx, dcam);
+    sal_dfree(cx, dpa);
+    sal_dfree(cx, dpg);
     return st;
 }
 
@@ -1196,8 +1195,6 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
         const char *why = sal_session_error(s);
         sal_maps_free(out);
         if (st == SAL_ERR_CANCELLED) return sal_fail(err, st, "%s", why);
-        if (st == SAL_ERR_NOT_FOUND && !(o->layer && *o->layer))
-            return sal_fail(err, st, "no layer with a 4-D output larger than 1x1 for a CAM method: give --layer");
         return sal_fail(err, st, "%s: %s", sal_method_name(o->method), why && *why ? why : sal_status_str(st));
     }
     out->batch = cx.batch;

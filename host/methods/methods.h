@@ -133,6 +133,16 @@ sal_status sal_explain_kernelshap(sal_method_ctx *cx, const float *x, int n, con
  * receives the number of superpixels. */
 sal_status sal_kshap_superpixels(const float *x, int C, int H, int W, int K, int *labels, int *m);
 
+/* CAM layers and attention layers (host/methods/cam_layer.c). resolve: sal_session_cam_layer's
+ * rule with the message in err. attention_layers: the nodes (*nodes, malloc'd, in execution
+ * order; *count of them) whose outputs are attention probabilities, every one over the same
+ * *heads heads and *tokens tokens (planned for one (C,h,w) image). */
+sal_status sal_cam_layer_resolve(sal_session *s, const sal_model *m, int h, int w, const char *layer, int th,
+                                 int tw, sal_cam_layer *out, sal_error *err);
+sal_status sal_attention_layers(sal_session *s, const sal_model *m, int h, int w, int **nodes, int *count,
+                                int *heads, int *tokens, sal_error *err);
+const sal_model *sal_session_model(const sal_session *s);
+
 sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explain_opts *o,
                             const float *x, int n, int h, int w, const int *targets, sal_maps *out,
                             sal_error *err);

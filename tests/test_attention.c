@@ -1,0 +1,179 @@
+/* test_attention.c — CAM methods on transformers and the default CAM layer, on the model zoo's
+ * small ViT, Swin and ConvNeXt (tests/fixtures/zoo/, scripts/make-zoo-models.py), against
+ * references written by scripts/make-attention-fixtures.py:
+ *  - Grad-CAM on a ViT's tokens (class token dropped, 4x4 grid) and on a Swin's channels-last
+ *    (N,H,W,C) stage output, against pytorch-grad-cam 1.5.7 with its tutorials' reshape
+ *    transforms (float64 runs of the same weights): the layer map and the final 32x32 map;
+ *  - the default CAM layer rule: a ViT's last block's first LayerNorm, a ConvNeXt's last stage
+ *    rather than its classifier's (N,1,1,C) LayerNorm, the fixture CNN's head.relu; a named layer
+ *    with a side of 1, or tokens no grid fits, refused with a message naming it.
+ *
+ * Tolerance 1e-4 of the map's largest value: float32 against float64 through two transformer
+ * blocks (the zoo measured gradients within 9.1e-7 of torch's). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/io.h"
+#include "testutil.h"
+
+#define MAP_TOL 1e-4
+enum { N = 2, C = 3, HW = 32, IMG = C * HW * HW, G = 4 };
+
+static float *load_npy(const char *rel, int64_t want) {
+    char path[1024];
+    tu_src_path(rel, path, sizeof path);
+    float *d = NULL;
+    int nd = 0;
+    int64_t dims[SAL_MAX_DIMS];
+    sal_error err = {0};
+    cr_assert_eq(sal_npy_read(path, &d, &nd, dims, &err), SAL_OK, "%s: %s", rel, err.msg);
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= dims[i];
+    cr_assert_eq(n, want, "%s: %lld elements, expected %lld", rel, (long long)n, (long long)want);
+    return d;
+}
+
+typedef struct zoo_model {
+    sal_model *m;
+    sal_session *s;
+    float *x;
+} zoo_model;
+
+static zoo_model open_zoo(const char *stem) {
+    zoo_model z = {0};
+    char rel[256];
+    sal_error err = {0};
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.onnx", stem);
+    cr_assert_eq(tu_open(rel, SAL_DEVICE_CPU, &z.m, &z.s, &err), SAL_OK, "%s: %s", stem, err.msg);
+    z.x = load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
+    return z;
+}
+
+static void close_zoo(zoo_model *z) {
+    sal_session_free(z->s);
+    sal_model_free(z->m);
+    free(z->x);
+}
+
+/* Explain both images (top-1 targets, as the fixtures) with o; compare the raw (G,G) maps with
+ * `layer_ref` and, when given, the upsampled ones with `final_ref`. */
+static void check_maps(zoo_model *z, sal_explain_opts o, const char *what, const char *layer_ref,
+                       const char *final_ref, const char *expect_layer) {
+    sal_maps m;
+    cr_assert_eq(sal_explain(z->s, &o, z->x, N, 0, 0, NULL, &m), SAL_OK, "%s: %s", what, sal_session_error(z->s));
+    cr_assert(m.ndim == 2 && m.dims[0] == G && m.dims[1] == G, "%s: map %lldx%lld, expected %dx%d", what,
+              (long long)m.dims[0], (long long)m.dims[1], G, G);
+    if (expect_layer) cr_expect_str_eq(m.layer, expect_layer, "%s: layer '%s', expected '%s'", what, m.layer, expect_layer);
+    float *want = load_npy(layer_ref, N * G * G);
+    for (int i = 0; i < N; i++) {
+        double e = tu_rel_diff(m.attr + i * G * G, want + i * G * G, G * G, 1e-12);
+        cr_log_info("%s image %d: layer map error %.3g of its max", what, i, e);
+        cr_expect(e < MAP_TOL, "%s image %d: the layer map differs from the reference by %.3g of its max", what, i, e);
+    }
+    free(want);
+    if (final_ref) {
+        float *fin = load_npy(final_ref, N * HW * HW);
+        double e = tu_rel_diff(m.upsampled, fin, N * HW * HW, 1.0);
+        cr_expect(e < MAP_TOL, "%s: the final map differs from pytorch-grad-cam's by %.3g", what, e);
+        free(fin);
+    }
+    sal_maps_free(&m);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* CAM on tokens and channels-last layers                                                           */
+
+Test(attention, gradcam_on_vit_tokens_matches_pytorch_grad_cam) {
+    static const char *stems[2] = {"vit_op13", "vit_op17"};
+    static const char *layers[2] = {"/encoder/layers/encoder_layer_1/ln_1/Add_1",
+                                    "/encoder/layers/encoder_layer_1/ln_1/LayerNormalization"};
+    for (int k = 0; k < 2; k++) {
+        zoo_model z = open_zoo(stems[k]);
+        /* the default layer (found from the shapes and the attention), then named with --tokens */
+        sal_explain_opts o = sal_explain_opts_default(SAL_M_GRADCAM);
+        check_maps(&z, o, stems[k], "tests/fixtures/zoo/vit_gradcam_layer.npy", "tests/fixtures/zoo/vit_gradcam.npy",
+                   layers[k]);
+        o.layer = layers[k];
+        o.tokens_h = o.tokens_w = G;
+        check_maps(&z, o, stems[k], "tests/fixtures/zoo/vit_gradcam_layer.npy", "tests/fixtures/zoo/vit_gradcam.npy",
+                   layers[k]);
+        close_zoo(&z);
+    }
+}
+
+Test(attention, gradcam_on_swin_channels_last_matches_pytorch_grad_cam) {
+    zoo_model z = open_zoo("swin_op13");
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_GRADCAM);
+    o.layer = "/features/features.3/features.3.1/Add_1";   /* (1,4,4,32): read as (N,H,W,C) */
+    sal_cam_layer cl;
+    cr_assert_eq(sal_session_cam_layer(z.s, 0, 0, o.layer, 0, 0, &cl), SAL_OK, "%s", sal_session_error(z.s));
+    cr_expect(cl.layout == SAL_LAYOUT_NHWC && cl.h == G && cl.w == G && cl.channels == 32,
+              "layout %d, %dx%d, %d channels", (int)cl.layout, cl.h, cl.w, cl.channels);
+    check_maps(&z, o, "swin", "tests/fixtures/zoo/swin_gradcam_layer.npy", "tests/fixtures/zoo/swin_gradcam.npy", NULL);
+    close_zoo(&z);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The default CAM layer                                                                            */
+
+Test(attention, default_cam_layer_rule) {
+    static const struct { const char *rel, *layer; sal_layout layout; int h, w, skip; } cases[] = {
+        /* ViT: no feature map after the patch embedding; the last token layer feeding the last
+         * attention's queries and keys (after it only the class token reaches the head) */
+        {"tests/fixtures/zoo/vit_op13.onnx", "/encoder/layers/encoder_layer_1/ln_1/Add_1", SAL_LAYOUT_TOKENS, 4, 4, 1},
+        /* ConvNeXt: its classifier's LayerNorm2d permutes to (1,1,1,32), the last 4-D value; the
+         * rule takes the last stage's (1,32,4,4) instead */
+        {"tests/fixtures/zoo/convnext_op13.onnx", "/features/features.3/features.3.0/Add", SAL_LAYOUT_NCHW, 4, 4, 0},
+        /* Swin: the permute back to (N,C,H,W) after the last stage comes after every attention */
+        {"tests/fixtures/zoo/swin_op13.onnx", "/permute/Transpose", SAL_LAYOUT_NCHW, 4, 4, 0},
+        /* the fixture CNN: the last 4-D layer larger than 1x1, as before */
+        {"tests/fixtures/methods/tinycnn.onnx", "head.relu", SAL_LAYOUT_NCHW, 16, 16, 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        sal_model *m;
+        sal_session *s;
+        sal_error err = {0};
+        cr_assert_eq(tu_open(cases[k].rel, SAL_DEVICE_CPU, &m, &s, &err), SAL_OK, "%s", err.msg);
+        sal_cam_layer cl;
+        cr_assert_eq(sal_session_cam_layer(s, 0, 0, NULL, 0, 0, &cl), SAL_OK, "%s: %s", cases[k].rel, sal_session_error(s));
+        cr_expect_str_eq(cl.name, cases[k].layer, "%s: default layer '%s', expected '%s'", cases[k].rel, cl.name,
+                         cases[k].layer);
+        cr_expect(cl.is_default && cl.layout == cases[k].layout && cl.h == cases[k].h && cl.w == cases[k].w &&
+                  cl.skip == cases[k].skip, "%s: layout %d %dx%d skip %d", cases[k].rel, (int)cl.layout, cl.h, cl.w,
+                  cl.skip);
+        sal_session_free(s);
+        sal_model_free(m);
+    }
+}
+
+Test(attention, cam_layers_without_a_map_are_refused_by_name) {
+    zoo_model z = open_zoo("convnext_op13");
+    sal_cam_layer cl;
+    /* (1,1,1,32): a side of 1 in both readings */
+    const char *stripe = "/classifier/classifier.0/Add_1";
+    cr_expect_eq(sal_session_cam_layer(z.s, 0, 0, stripe, 0, 0, &cl), SAL_ERR_SHAPE);
+    cr_expect(strstr(sal_session_error(z.s), stripe) && strstr(sal_session_error(z.s), "side of 1"), "%s",
+              sal_session_error(z.s));
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_GRADCAM);
+    o.layer = stripe;
+    sal_maps m;
+    cr_expect_eq(sal_explain(z.s, &o, z.x, 1, 0, 0, NULL, &m), SAL_ERR_SHAPE);
+    cr_expect(strstr(sal_session_error(z.s), stripe), "%s", sal_session_error(z.s));
+    /* a 2-D layer */
+    cr_expect_eq(sal_session_cam_layer(z.s, 0, 0, "/classifier/classifier.2/Gemm", 0, 0, &cl), SAL_ERR_SHAPE);
+    cr_expect(strstr(sal_session_error(z.s), "2 dimensions"), "%s", sal_session_error(z.s));
+    close_zoo(&z);
+
+    z = open_zoo("vit_op13");
+    const char *tok = "/encoder/layers/encoder_layer_1/ln_1/Add_1";
+    cr_expect_eq(sal_session_cam_layer(z.s, 0, 0, tok, 3, 3, &cl), SAL_ERR_SHAPE);
+    cr_expect(strstr(sal_session_error(z.s), tok) && strstr(sal_session_error(z.s), "17 tokens"), "%s",
+              sal_session_error(z.s));
+    cr_expect_eq(sal_session_cam_layer(z.s, 0, 0, tok, 4, 0, &cl), SAL_ERR_INVALID_ARG);
+    /* 17 tokens on another input size: no grid of equal patches fits */
+    cr_assert_eq(sal_session_cam_layer(z.s, 0, 0, tok, 0, 0, &cl), SAL_OK, "%s", sal_session_error(z.s));
+    close_zoo(&z);
+}
