@@ -224,6 +224,20 @@ typedef struct sal_cam_layer {
 sal_status sal_session_cam_layer(sal_session *s, int h, int w, const char *layer, int tokens_h,
                                  int tokens_w, sal_cam_layer *out);
 
+/* The attention layers that attention rollout and Chefer's relevance read, on (C,h,w) inputs:
+ * `layers` (comma-separated node or value names; NULL or "": every Softmax over the last axis of
+ * a (N, heads, T, T) or (N*heads, T, T) value, in execution order), each with the same heads and
+ * T tokens: a class token and an h x w grid of patches (tokens_h x tokens_w, or 0 x 0 to find it
+ * from the input: equal square patches). Failures name the layer. */
+typedef struct sal_attention_info {
+    int layers;                  /* how many */
+    int heads, tokens;           /* each one's heads and tokens (T) */
+    int h, w;                    /* the patch grid: T = 1 + h*w */
+    char first[256], last[256];  /* the first and the last layer's names */
+} sal_attention_info;
+sal_status sal_session_attention(sal_session *s, int h, int w, const char *layers, int tokens_h,
+                                 int tokens_w, sal_attention_info *out);
+
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Attribution methods                                                                              */
@@ -247,13 +261,16 @@ typedef enum sal_method {
     SAL_M_RISE,           /* random masks on a coarse grid, score-weighted (Petsiuk et al.) */
     SAL_M_GRADSHAP,       /* GradientSHAP (Captum's GradientShap) */
     SAL_M_KERNELSHAP,     /* KernelSHAP over grid cells or superpixels */
+    SAL_M_ROLLOUT,        /* attention rollout (Abnar & Zuidema 2020), transformers with a class token */
+    SAL_M_CHEFER,         /* gradient-weighted attention relevance (Chefer et al. 2021) */
     SAL_M_COUNT
 } sal_method;
 
 /* "saliency", "ig", "gradcam++"...; SAL_ERR_INVALID_ARG for an unknown name. */
 sal_status sal_method_parse(const char *name, sal_method *m);
 const char *sal_method_name(sal_method m);
-int sal_method_is_cam(sal_method m);   /* map at a layer's resolution */
+int sal_method_is_cam(sal_method m);   /* map at a layer's resolution (the CAM family; rollout and
+                                          chefer at the token grid) */
 
 typedef enum sal_ig_rule {
     SAL_IG_GAUSSLEGENDRE = 0, SAL_IG_RIEMANN_LEFT, SAL_IG_RIEMANN_RIGHT, SAL_IG_RIEMANN_MIDDLE,
@@ -310,7 +327,12 @@ typedef struct sal_explain_opts {
                                    recomputes only each layer's patch that the window reaches */
     /* CAM family */
     const char *layer;          /* NULL: the default rule of sal_session_cam_layer */
-    int tokens_h, tokens_w;     /* the layer's token grid; 0: from its shape (sal_session_cam_layer) */
+    int tokens_h, tokens_w;     /* the layer's token grid; 0: from its shape (sal_session_cam_layer);
+                                   rollout and chefer: the patch grid after the class token */
+    /* Attention rollout and Chefer's relevance */
+    const char *attention_layers; /* comma-separated names of the attention probability layers
+                                   (Softmax nodes or values); NULL: found by pattern
+                                   (sal_session_attention) */
     int cam_relu;               /* 1: ReLU on the map (default) */
     /* RISE */
     int rise_masks;             /* 4000 */

@@ -4,6 +4,9 @@
  *  - Grad-CAM on a ViT's tokens (class token dropped, 4x4 grid) and on a Swin's channels-last
  *    (N,H,W,C) stage output, against pytorch-grad-cam 1.5.7 with its tutorials' reshape
  *    transforms (float64 runs of the same weights): the layer map and the final 32x32 map;
+ *  - attention rollout and Chefer's relevance on the ViT against the script's PyTorch
+ *    implementation (a functional ViT forward keeping every attention's probabilities, float64),
+ *    the attention layers found by pattern or named;
  *  - the default CAM layer rule: a ViT's last block's first LayerNorm, a ConvNeXt's last stage
  *    rather than its classifier's (N,1,1,C) LayerNorm, the fixture CNN's head.relu; a named layer
  *    with a side of 1, or tokens no grid fits, refused with a message naming it.
@@ -175,5 +178,87 @@ Test(attention, cam_layers_without_a_map_are_refused_by_name) {
     cr_expect_eq(sal_session_cam_layer(z.s, 0, 0, tok, 4, 0, &cl), SAL_ERR_INVALID_ARG);
     /* 17 tokens on another input size: no grid of equal patches fits */
     cr_assert_eq(sal_session_cam_layer(z.s, 0, 0, tok, 0, 0, &cl), SAL_OK, "%s", sal_session_error(z.s));
+    close_zoo(&z);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Attention rollout and Chefer's relevance                                                         */
+
+Test(attention, rollout_and_chefer_match_the_pytorch_reference) {
+    static const char *stems[2] = {"vit_op13", "vit_op17"};
+    for (int k = 0; k < 2; k++) {
+        zoo_model z = open_zoo(stems[k]);
+        sal_attention_info ai;
+        cr_assert_eq(sal_session_attention(z.s, 0, 0, NULL, 0, 0, &ai), SAL_OK, "%s", sal_session_error(z.s));
+        cr_expect(ai.layers == 2 && ai.heads == 2 && ai.tokens == 17 && ai.h == G && ai.w == G,
+                  "%s: %d layers, %d heads, %d tokens, %dx%d", stems[k], ai.layers, ai.heads, ai.tokens, ai.h, ai.w);
+        cr_expect_str_eq(ai.first, "/encoder/layers/encoder_layer_0/self_attention/Softmax");
+        cr_expect_str_eq(ai.last, "/encoder/layers/encoder_layer_1/self_attention/Softmax");
+        char what[64];
+        snprintf(what, sizeof what, "%s rollout", stems[k]);
+        check_maps(&z, sal_explain_opts_default(SAL_M_ROLLOUT), what, "tests/fixtures/zoo/vit_rollout.npy", NULL, NULL);
+        snprintf(what, sizeof what, "%s chefer", stems[k]);
+        check_maps(&z, sal_explain_opts_default(SAL_M_CHEFER), what, "tests/fixtures/zoo/vit_chefer.npy", NULL, NULL);
+        /* named (by value name for one, node name for the other), with the grid given */
+        sal_explain_opts o = sal_explain_opts_default(SAL_M_CHEFER);
+        o.attention_layers = "/encoder/layers/encoder_layer_0/self_attention/Softmax_output_0,"
+                             "/encoder/layers/encoder_layer_1/self_attention/Softmax";
+        o.tokens_h = o.tokens_w = G;
+        snprintf(what, sizeof what, "%s chefer, named", stems[k]);
+        check_maps(&z, o, what, "tests/fixtures/zoo/vit_chefer.npy", NULL, NULL);
+        close_zoo(&z);
+    }
+}
+
+Test(attention, attention_methods_refuse_what_they_cannot_read) {
+    zoo_model z = open_zoo("vit_op13");
+    sal_attention_info ai;
+    cr_expect_eq(sal_session_attention(z.s, 0, 0, "/encoder/layers/encoder_layer_0/self_attention/Softmax,nope", 0, 0, &ai),
+                 SAL_ERR_NOT_FOUND);
+    cr_expect(strstr(sal_session_error(z.s), "'nope'"), "%s", sal_session_error(z.s));
+    /* a layer that is not attention probabilities */
+    cr_expect_eq(sal_session_attention(z.s, 0, 0, "/encoder/layers/encoder_layer_1/ln_1/Add_1", 0, 0, &ai), SAL_ERR_SHAPE);
+    cr_expect(strstr(sal_session_error(z.s), "ln_1/Add_1"), "%s", sal_session_error(z.s));
+    cr_expect_eq(sal_session_attention(z.s, 0, 0, NULL, 3, 3, &ai), SAL_ERR_SHAPE);
+    cr_expect(strstr(sal_session_error(z.s), "17 tokens"), "%s", sal_session_error(z.s));
+    close_zoo(&z);
+    /* no attention at all */
+    z = open_zoo("convnext_op13");
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_ROLLOUT);
+    sal_maps m;
+    cr_expect_eq(sal_explain(z.s, &o, z.x, 1, 0, 0, NULL, &m), SAL_ERR_NOT_FOUND);
+    cr_expect(strstr(sal_session_error(z.s), "no attention layer"), "%s", sal_session_error(z.s));
+    close_zoo(&z);
+    /* Swin: windows of 16 tokens, no class token */
+    z = open_zoo("swin_op13");
+    cr_expect_eq(sal_session_attention(z.s, 0, 0, NULL, 0, 0, &ai), SAL_ERR_SHAPE);
+    cr_expect(strstr(sal_session_error(z.s), "class token"), "%s", sal_session_error(z.s));
+    close_zoo(&z);
+}
+
+/* Progress: one model pass per image, reported from 0 to the total. */
+typedef struct seen { int calls; int64_t first_done, last_done, total; } seen;
+static int watch(const sal_progress *p, void *user) {
+    seen *s = user;
+    if (!s->calls++) s->first_done = p->done;
+    s->last_done = p->done;
+    s->total = p->total;
+    return 0;
+}
+
+Test(attention, attention_methods_report_progress) {
+    zoo_model z = open_zoo("vit_op13");
+    for (int k = 0; k < 2; k++) {
+        sal_explain_opts o = sal_explain_opts_default(k ? SAL_M_CHEFER : SAL_M_ROLLOUT);
+        seen s = {0};
+        o.progress = watch;
+        o.progress_user = &s;
+        sal_maps m;
+        cr_assert_eq(sal_explain(z.s, &o, z.x, N, 0, 0, NULL, &m), SAL_OK, "%s", sal_session_error(z.s));
+        cr_expect(s.calls >= 2 && s.first_done == 0 && s.total == N && s.last_done == N,
+                  "%s: %d calls, first done %lld, last %lld of %lld", sal_method_name(o.method), s.calls,
+                  (long long)s.first_done, (long long)s.last_done, (long long)s.total);
+        sal_maps_free(&m);
+    }
     close_zoo(&z);
 }

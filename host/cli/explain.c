@@ -22,7 +22,8 @@ static const char *help_head =
     "Attribution maps for each input (an image, a .npy, or a folder: the images and .npy files\n"
     "under it, in path order). Methods: saliency, inputxgrad, smoothgrad, smoothgrad_sq,\n"
     "vargrad, ig, guided, occlusion, gradcam, gradcam++, hirescam, xgradcam, layercam, scorecam,\n"
-    "guided-gradcam, rise, gradshap, kernelshap.\n"
+    "guided-gradcam, rise, gradshap, kernelshap, rollout (attention rollout), chefer (gradient-\n"
+    "weighted attention relevance; both for transformers with a class token).\n"
     "options:\n"
     "  -M, --methods LIST   comma-separated methods (default saliency)\n"
     "  -o, --out DIR        output directory (created if absent)\n"
@@ -47,7 +48,10 @@ static const char *method_help =
     "  --layer NAME         CAM layer (default: the last feature map with both sides above 1, or a\n"
     "                       ViT's last token layer before its last attention; `salient info` names it)\n"
     "  --tokens HxW         the CAM layer's grid: (N, H*W [+1 class token], D) tokens, or which sides\n"
-    "                       of a 4-D layer are H and W (default: from the layer's shape)\n"
+    "                       of a 4-D layer are H and W (default: from the layer's shape); rollout\n"
+    "                       and chefer: the patch grid after the class token\n"
+    "  --attention-layers L rollout and chefer: comma-separated attention layers (Softmax nodes;\n"
+    "                       default: every Softmax over the last axis of (N,heads,T,T) values)\n"
     "  --no-relu            keep negative CAM values\n"
     "  --masks N            RISE masks (default 4000)\n"
     "  --grid N             RISE mask grid (default 7) and KernelSHAP feature grid (default 8)\n"
@@ -281,7 +285,7 @@ static void render_plan(const xopts *xo, sal_method m, const sal_maps *mp, const
  * too, but only when a method runs, which is after earlier methods' files were written. */
 static int check_methods(const xopts *xo, cli_model *cm, int quiet) {
     const sal_explain_opts *o = &xo->base;
-    int cam_checked = 0;
+    int cam_checked = 0, attn_checked = 0;
     for (int mi = 0; mi < xo->n_methods; mi++) {
         sal_method m = xo->methods[mi];
         int is_nt = m == SAL_M_SMOOTHGRAD || m == SAL_M_SMOOTHGRAD_SQ || m == SAL_M_VARGRAD;
@@ -306,7 +310,22 @@ static int check_methods(const xopts *xo, cli_model *cm, int quiet) {
                 return -1;
             }
         }
-        if ((sal_method_is_cam(m) || m == SAL_M_GUIDED_GRADCAM) && !cam_checked) {
+        int attn = m == SAL_M_ROLLOUT || m == SAL_M_CHEFER;
+        if (attn && !attn_checked) {   /* the attention layers, once; named on stderr when found */
+            sal_attention_info ai;
+            if (sal_session_attention(cm->s, cm->h, cm->w, o->attention_layers, o->tokens_h, o->tokens_w, &ai)) {
+                if (o->attention_layers && *o->attention_layers)
+                    cli_error("--attention-layers: %s", sal_session_error(cm->s));
+                else cli_error("%s: %s", sal_method_name(m), sal_session_error(cm->s));
+                return -1;
+            }
+            attn_checked = 1;
+            if (!quiet && !(o->attention_layers && *o->attention_layers))
+                fprintf(stderr, "salient: note: attention layers: %d (%s ... %s), %d heads over %d tokens, a %dx%d "
+                        "grid after a class token (--attention-layers LIST for others)\n", ai.layers, ai.first,
+                        ai.last, ai.heads, ai.tokens, ai.h, ai.w);
+        }
+        if ((sal_method_is_cam(m) || m == SAL_M_GUIDED_GRADCAM) && !attn && !cam_checked) {
             /* the layer and its grid, once for every CAM method; the default is named on stderr */
             sal_cam_layer cl;
             if (sal_session_cam_layer(cm->s, cm->h, cm->w, o->layer, o->tokens_h, o->tokens_w, &cl)) {
@@ -853,7 +872,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         if (a[0] == '-' && a[1]) {
             static const char *with_value[] = {"-M", "--methods", "-o", "--out", "--target", "--topk", "--output",
                 "--seed", "--samples", "--steps", "--method-batch", "--image-batch", "--noise", "--nt-inner", "--rule", "--baseline",
-                "--window", "--stride", "--fill", "--layer", "--tokens", "--reduce", "--clip", "--colormap", "--alpha", "--opacity",
+                "--window", "--stride", "--fill", "--layer", "--tokens", "--attention-layers", "--reduce", "--clip", "--colormap", "--alpha", "--opacity",
                 "--masks", "--grid", "--keep", "--stdev", "--coalitions", "--superpixels"};
             int known = 0;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
@@ -959,6 +978,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 else if (!strcmp(v, "blur")) xo.base.occ_fill = 2;
                 else { cli_error("--fill: expected zero, mean or blur, got '%s'", v); goto out; }
             } else if (!strcmp(a, "--layer")) xo.base.layer = v;
+            else if (!strcmp(a, "--attention-layers")) xo.base.attention_layers = v;
             else if (!strcmp(a, "--tokens")) { if (parse_hw(a, v, &xo.base.tokens_h, &xo.base.tokens_w)) goto out; }
             else if (!strcmp(a, "--reduce")) {
                 if (sal_reduce_parse(v, &xo.reduce, &err)) { cli_error("--reduce: %s", err.msg); goto out; }

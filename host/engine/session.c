@@ -473,7 +473,7 @@ sal_status sal_session_dev_plan_set(sal_session *s, int n, int h, int w, int gra
     int mode = grad || (s->mode == SAL_PLAN_GRAD && s->n == n) ? SAL_PLAN_GRAD : SAL_PLAN_FORWARD;
     sal_status st;
     if (mode == SAL_PLAN_GRAD && !grad && n_caps == 0) st = plan(s, n, h, w, mode, s->caps, s->n_caps);
-    else st = plan(s, n, h, w, mode, mode == SAL_PLAN_GRAD ? caps : NULL, mode == SAL_PLAN_GRAD ? n_caps : 0);
+    else st = plan(s, n, h, w, mode, caps, n_caps);   /* a forward plan keeps its captured values too */
     if (st) return st;
     *dev_in = sal_engine_input_dev(s->e, 0);
     return *dev_in ? SAL_OK : sfail(s, SAL_ERR_INTERNAL, "the plan has no input buffer");

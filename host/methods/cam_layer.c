@@ -24,7 +24,7 @@ static int aspect_ok(int64_t h, int64_t w, int in_h, int in_w) {
 /* The grid of T tokens on an in_h x in_w input: T - 1 (a class token first) or T patches, each
  * an equal square patch of the input (ViT's patch embedding), else a square number of them on a
  * square input. 0 when none fits. */
-static int token_grid(int64_t T, int in_h, int in_w, int *gh, int *gw, int *skip) {
+int sal_token_grid(int64_t T, int in_h, int in_w, int *gh, int *gw, int *skip) {
     for (int sk = 1; sk >= 0; sk--) {
         int64_t t = T - sk;
         for (int64_t a = 2; t >= 4 && a <= t / 2; a++) {
@@ -93,7 +93,7 @@ static sal_status classify(const char *name, int nd, const int64_t *d, int in_h,
                 return sal_fail(err, SAL_ERR_SHAPE, "layer '%s': its output %s has %lld tokens; --tokens %dx%d needs "
                                 "%d (a grid) or %d (a class token and the grid)", name, sh, (long long)d[1], th, tw,
                                 th * tw, th * tw + 1);
-        } else if (!token_grid(d[1], in_h, in_w, &gh, &gw, &skip)) {
+        } else if (!sal_token_grid(d[1], in_h, in_w, &gh, &gw, &skip)) {
             return sal_fail(err, SAL_ERR_SHAPE, "layer '%s': its output %s, read as (N, tokens, channels), has %lld "
                             "tokens: no grid of equal patches of the %dx%d input has %lld or %lld; give the grid "
                             "with --tokens HxW", name, sh, (long long)d[1], in_h, in_w, (long long)d[1],

@@ -25,7 +25,7 @@
 static const char *method_names[SAL_M_COUNT] = {
     "saliency", "inputxgrad", "smoothgrad", "smoothgrad_sq", "vargrad", "ig", "guided",
     "occlusion", "gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "scorecam",
-    "guided-gradcam", "rise", "gradshap", "kernelshap",
+    "guided-gradcam", "rise", "gradshap", "kernelshap", "rollout", "chefer",
 };
 
 sal_status sal_method_parse(const char *name, sal_method *m) {
@@ -39,7 +39,7 @@ const char *sal_method_name(sal_method m) {
 }
 
 int sal_method_is_cam(sal_method m) {
-    return m >= SAL_M_GRADCAM && m <= SAL_M_SCORECAM;
+    return (m >= SAL_M_GRADCAM && m <= SAL_M_SCORECAM) || m == SAL_M_ROLLOUT || m == SAL_M_CHEFER;
 }
 
 sal_explain_opts sal_explain_opts_default(sal_method m) {
@@ -159,6 +159,8 @@ static float prob_seed(const float *z, int k, int t, float *seed) {
     }
     return (float)pt;
 }
+
+float sal_prob_seed(const float *z, int k, int t, float *seed) { return prob_seed(z, k, t, seed); }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Batches in the backend's memory                                                                  */
@@ -759,6 +761,7 @@ static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, c
  * relu == 0 (signed maps) the map is instead upsampled and divided by max|L|. */
 static sal_status cam_final(const float *L, int lh, int lw, float *out, int h, int w, int relu) {
     int64_t n = (int64_t)lh * lw, N = (int64_t)h * w;
+    if (n <= 0 || N <= 0) return SAL_ERR_INVALID_ARG;
     float *m = malloc(sizeof(float) * (size_t)n);
     if (!m) return SAL_ERR_NOMEM;
     if (relu) {
@@ -786,6 +789,10 @@ static sal_status cam_final(const float *L, int lh, int lw, float *out, int h, i
         for (int64_t j = 0; mx > 0 && j < N; j++) out[j] /= mx;
     }
     return SAL_OK;
+}
+
+sal_status sal_cam_final(const float *L, int lh, int lw, float *out, int h, int w, int relu) {
+    return cam_final(L, lh, lw, out, h, w, relu);
 }
 
 /* One image's forward pass in a gradient plan capturing value layer_v (so a backward pass to the
@@ -1160,6 +1167,8 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
         return sal_fail(err, st, "%s", sal_session_error(s));
     }
     if (o->method == SAL_M_OCCLUSION) st = explain_occlusion(&cx, x, n, out->targets, out);
+    else if (o->method == SAL_M_ROLLOUT || o->method == SAL_M_CHEFER)
+        st = sal_explain_attention(&cx, m, x, n, out->targets, out);
     else if (sal_method_is_cam(o->method)) st = explain_cam(&cx, m, x, n, out->targets, out);
     else if (o->method == SAL_M_GUIDED_GRADCAM) {
         /* guided backprop times the Grad-CAM map upsampled to the input */

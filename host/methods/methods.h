@@ -133,6 +133,20 @@ sal_status sal_explain_kernelshap(sal_method_ctx *cx, const float *x, int n, con
  * receives the number of superpixels. */
 sal_status sal_kshap_superpixels(const float *x, int C, int H, int W, int K, int *labels, int *m);
 
+/* The softmax probability of class t from logits z (k of them); with seed, its gradient w.r.t.
+ * the logits into seed (k) (explain_prob). */
+float sal_prob_seed(const float *z, int k, int t, float *seed);
+/* pytorch-grad-cam's presentation of a layer map L (lh, lw) as an (h, w) map (min-max, bilinear,
+ * ReLU, min-max; relu 0: divided by max |L|). */
+sal_status sal_cam_final(const float *L, int lh, int lw, float *out, int h, int w, int relu);
+/* The grid of T tokens on an in_h x in_w input (cam_layer.c): T - 1 (*skip 1: a class token
+ * first) or T (*skip 0) equal square patches; 0 when none fits. */
+int sal_token_grid(int64_t T, int in_h, int in_w, int *gh, int *gw, int *skip);
+/* Attention rollout and Chefer's relevance (host/methods/attention.c): out->attr (n, gh, gw),
+ * out->upsampled (n, H, W), out->scores, out->layer. */
+sal_status sal_explain_attention(sal_method_ctx *cx, const sal_model *m, const float *x, int n, const int *tg,
+                                 sal_maps *out);
+
 /* CAM layers and attention layers (host/methods/cam_layer.c). resolve: sal_session_cam_layer's
  * rule with the message in err. attention_layers: the nodes (*nodes, malloc'd, in execution
  * order; *count of them) whose outputs are attention probabilities, every one over the same
