@@ -74,6 +74,10 @@ static void print_defaults(const cli_common *c, const char *model, const sal_mod
     } else {
         printf("default CAM layer: none (%s): CAM methods need --layer\n", sal_session_error(s));
     }
+    sal_attention_info ai;
+    if (planned && sal_session_attention(s, h, w, NULL, 0, 0, &ai) == SAL_OK)
+        printf("attention layers (rollout, chefer): %d, %s ... %s, %d heads over %d tokens (a class token and a %dx%d "
+               "grid)\n", ai.layers, ai.first, ai.last, ai.heads, ai.tokens, ai.h, ai.w);
 }
 
 int cmd_info(int argc, char **argv) {

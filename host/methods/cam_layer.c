@@ -277,6 +277,10 @@ sal_status sal_cam_layer_resolve(sal_session *s, const sal_model *m, int h, int 
     free(qk);
     if (st) return st;
     memset(out, 0, sizeof *out);
+    if (th > 0)
+        return sal_fail(err, SAL_ERR_NOT_FOUND, "%s: no layer with a %dx%d grid (--tokens %dx%d): no (N,C,%d,%d) or "
+                        "(N,%d,%d,C) feature map and no layer of %d or %d tokens before an attention; give --layer "
+                        "(see `salient info`)", g->path, th, tw, th, tw, th, tw, th, tw, th * tw, th * tw + 1);
     return sal_fail(err, SAL_ERR_NOT_FOUND, "%s: no layer for CAM methods: no feature map with both sides above 1 "
                     "and no token layer before an attention; give --layer (see `salient info`)", g->path);
 }
