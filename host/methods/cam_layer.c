@@ -264,7 +264,7 @@ sal_status sal_cam_layer_resolve(sal_session *s, const sal_model *m, int h, int 
     for (int i = g->n_nodes - 1; i >= 0 && !st; i--) {
         const sal_node *n = &g->nodes[i];
         if (n->n_out < 1 || n->out[0] < 0 || sal_engine_konst(sal_session_engine(s), n->out[0])) continue;
-        if (sal_session_layer_shape(s, i, &nd, d) || d[0] != 1) continue;
+        if (sal_session_layer_shape(s, i, &nd, d) || nd < 3 || d[0] != 1) continue;
         if (nd == 3 && !qk[n->out[0]]) continue;
         sal_error quiet = {0};
         if ((nd == 3 || nd == 4) && classify(n->name, nd, d, h, w, th, tw, out, &quiet) == SAL_OK) {
