@@ -176,8 +176,10 @@ Test(attention, cam_layers_without_a_map_are_refused_by_name) {
     cr_expect(strstr(sal_session_error(z.s), tok) && strstr(sal_session_error(z.s), "17 tokens"), "%s",
               sal_session_error(z.s));
     cr_expect_eq(sal_session_cam_layer(z.s, 0, 0, tok, 4, 0, &cl), SAL_ERR_INVALID_ARG);
-    /* 17 tokens on another input size: no grid of equal patches fits */
+    /* the same layer with its grid from its shape alone: a class token and 4x4 patches of 8x8 */
     cr_assert_eq(sal_session_cam_layer(z.s, 0, 0, tok, 0, 0, &cl), SAL_OK, "%s", sal_session_error(z.s));
+    cr_expect(cl.layout == SAL_LAYOUT_TOKENS && cl.skip == 1 && cl.h == G && cl.w == G && cl.channels == 32 &&
+              !cl.is_default, "layout %d skip %d %dx%d %d channels", (int)cl.layout, cl.skip, cl.h, cl.w, cl.channels);
     close_zoo(&z);
 }
 
