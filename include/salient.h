@@ -277,6 +277,8 @@ typedef enum sal_ig_rule {
     SAL_IG_RIEMANN_TRAPEZOID
 } sal_ig_rule;
 
+typedef enum sal_head_fusion { SAL_FUSE_MEAN = 0, SAL_FUSE_MAX, SAL_FUSE_MIN } sal_head_fusion;
+
 typedef enum sal_baseline {
     SAL_BASELINE_ZERO = 0,  /* zeros in model-input space */
     SAL_BASELINE_BLACK,     /* a black image after preprocessing: black_value[c] per channel */
@@ -333,6 +335,7 @@ typedef struct sal_explain_opts {
     const char *attention_layers; /* comma-separated names of the attention probability layers
                                    (Softmax nodes or values); NULL: found by pattern
                                    (sal_session_attention) */
+    sal_head_fusion head_fusion;  /* rollout: the heads' mean (default, the paper's), max or min */
     int cam_relu;               /* 1: ReLU on the map (default) */
     /* RISE */
     int rise_masks;             /* 4000 */

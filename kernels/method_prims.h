@@ -238,19 +238,24 @@ SAL_HD void sal_mp_attn_eye(int64_t i, const sal_mp_args *a) {
 
 /* count T*T: out (T,T) = one layer's attention fused over its heads, in (heads, T, T) with
  * heads = lc and T*T = lhw, heads in order, in double: mode 0 the mean of the probabilities A
- * (rollout), mode 1 the mean of max(0, G*A) with G = in2 their gradients (Chefer's rule). */
+ * (rollout), 2 their max, 3 their min (vit-explain's head fusions); mode 1 the mean of
+ * max(0, G*A) with G = in2 their gradients (Chefer's rule). */
 SAL_HD void sal_mp_attn_fuse(int64_t i, const sal_mp_args *a) {
     double s = 0;
     for (int h = 0; h < a->lc; h++) {
         float A = a->in[(int64_t)h * a->lhw + i];
-        if (a->mode) {
+        if (a->mode == 1) {
             float v = a->in2[(int64_t)h * a->lhw + i] * A;
             s += v > 0 ? v : 0;
+        } else if (a->mode == 2) {
+            s = h == 0 || A > s ? A : s;
+        } else if (a->mode == 3) {
+            s = h == 0 || A < s ? A : s;
         } else {
             s += A;
         }
     }
-    a->out[i] = (float)(s / a->lc);
+    a->out[i] = (float)(a->mode >= 2 ? s : s / a->lc);
 }
 
 /* count T*T: one layer's step of the product over layers, out = M R with R = in2 (T,T) so far

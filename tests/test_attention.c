@@ -199,6 +199,13 @@ Test(attention, rollout_and_chefer_match_the_pytorch_reference) {
         char what[64];
         snprintf(what, sizeof what, "%s rollout", stems[k]);
         check_maps(&z, sal_explain_opts_default(SAL_M_ROLLOUT), what, "tests/fixtures/zoo/vit_rollout.npy", NULL, NULL);
+        static const char *fusion_refs[2] = {"tests/fixtures/zoo/vit_rollout_max.npy", "tests/fixtures/zoo/vit_rollout_min.npy"};
+        for (int f = 0; f < 2; f++) {   /* vit-explain's head fusions */
+            sal_explain_opts r = sal_explain_opts_default(SAL_M_ROLLOUT);
+            r.head_fusion = f ? SAL_FUSE_MIN : SAL_FUSE_MAX;
+            snprintf(what, sizeof what, "%s rollout, heads' %s", stems[k], f ? "min" : "max");
+            check_maps(&z, r, what, fusion_refs[f], NULL, NULL);
+        }
         snprintf(what, sizeof what, "%s chefer", stems[k]);
         check_maps(&z, sal_explain_opts_default(SAL_M_CHEFER), what, "tests/fixtures/zoo/vit_chefer.npy", NULL, NULL);
         /* named (by value name for one, node name for the other), with the grid given */
@@ -221,6 +228,11 @@ Test(attention, attention_methods_refuse_what_they_cannot_read) {
     /* a layer that is not attention probabilities */
     cr_expect_eq(sal_session_attention(z.s, 0, 0, "/encoder/layers/encoder_layer_1/ln_1/Add_1", 0, 0, &ai), SAL_ERR_SHAPE);
     cr_expect(strstr(sal_session_error(z.s), "ln_1/Add_1"), "%s", sal_session_error(z.s));
+    sal_explain_opts hf = sal_explain_opts_default(SAL_M_CHEFER);
+    hf.head_fusion = SAL_FUSE_MAX;   /* Chefer's rule is the mean */
+    sal_maps hm;
+    cr_expect_eq(sal_explain(z.s, &hf, z.x, 1, 0, 0, NULL, &hm), SAL_ERR_INVALID_ARG);
+    cr_expect(strstr(sal_session_error(z.s), "head fusion"), "%s", sal_session_error(z.s));
     cr_expect_eq(sal_session_attention(z.s, 0, 0, NULL, 3, 3, &ai), SAL_ERR_SHAPE);
     cr_expect(strstr(sal_session_error(z.s), "17 tokens"), "%s", sal_session_error(z.s));
     close_zoo(&z);

@@ -52,6 +52,7 @@ static const char *method_help =
     "                       and chefer: the patch grid after the class token\n"
     "  --attention-layers L rollout and chefer: comma-separated attention layers (Softmax nodes;\n"
     "                       default: every Softmax over the last axis of (N,heads,T,T) values)\n"
+    "  --head-fusion F      rollout: the heads' mean (default), max or min\n"
     "  --no-relu            keep negative CAM values\n"
     "  --masks N            RISE masks (default 4000)\n"
     "  --grid N             RISE mask grid (default 7) and KernelSHAP feature grid (default 8)\n"
@@ -311,6 +312,10 @@ static int check_methods(const xopts *xo, cli_model *cm, int quiet) {
             }
         }
         int attn = m == SAL_M_ROLLOUT || m == SAL_M_CHEFER;
+        if (m == SAL_M_CHEFER && o->head_fusion != SAL_FUSE_MEAN) {
+            cli_error("--head-fusion: chefer's rule averages the heads; --head-fusion is rollout's");
+            return -1;
+        }
         if (attn && !attn_checked) {   /* the attention layers, once; named on stderr when found */
             sal_attention_info ai;
             if (sal_session_attention(cm->s, cm->h, cm->w, o->attention_layers, o->tokens_h, o->tokens_w, &ai)) {
@@ -872,7 +877,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         if (a[0] == '-' && a[1]) {
             static const char *with_value[] = {"-M", "--methods", "-o", "--out", "--target", "--topk", "--output",
                 "--seed", "--samples", "--steps", "--method-batch", "--image-batch", "--noise", "--nt-inner", "--rule", "--baseline",
-                "--window", "--stride", "--fill", "--layer", "--tokens", "--attention-layers", "--reduce", "--clip", "--colormap", "--alpha", "--opacity",
+                "--window", "--stride", "--fill", "--layer", "--tokens", "--attention-layers", "--head-fusion", "--reduce", "--clip", "--colormap", "--alpha", "--opacity",
                 "--masks", "--grid", "--keep", "--stdev", "--coalitions", "--superpixels"};
             int known = 0;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
@@ -979,6 +984,12 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 else { cli_error("--fill: expected zero, mean or blur, got '%s'", v); goto out; }
             } else if (!strcmp(a, "--layer")) xo.base.layer = v;
             else if (!strcmp(a, "--attention-layers")) xo.base.attention_layers = v;
+            else if (!strcmp(a, "--head-fusion")) {
+                if (!strcmp(v, "mean")) xo.base.head_fusion = SAL_FUSE_MEAN;
+                else if (!strcmp(v, "max")) xo.base.head_fusion = SAL_FUSE_MAX;
+                else if (!strcmp(v, "min")) xo.base.head_fusion = SAL_FUSE_MIN;
+                else { cli_error("--head-fusion: expected mean, max or min, got '%s'", v); goto out; }
+            }
             else if (!strcmp(a, "--tokens")) { if (parse_hw(a, v, &xo.base.tokens_h, &xo.base.tokens_w)) goto out; }
             else if (!strcmp(a, "--reduce")) {
                 if (sal_reduce_parse(v, &xo.reduce, &err)) { cli_error("--reduce: %s", err.msg); goto out; }

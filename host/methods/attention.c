@@ -2,8 +2,8 @@
  * Softmax output) captured in one forward pass, and one backward pass for the gradient-weighted
  * one:
  *  - attention rollout (Abnar & Zuidema, "Quantifying Attention Flow in Transformers", ACL 2020):
- *    per layer the heads' mean attention A, M = (A + I)/2 with rows renormalized, the product
- *    R = M_L ... M_1;
+ *    per layer the heads' mean attention A (or their max or min: head_fusion), M = (A + I)/2 with
+ *    rows renormalized, the product R = M_L ... M_1;
  *  - gradient-weighted attention relevance (Chefer, Gur & Wolf, "Transformer Interpretability
  *    Beyond Attention Visualization", CVPR 2021; the rule of their "Generic Attention-model
  *    Explainability", ICCV 2021, for a ViT's self-attention): R = I, then per layer
@@ -128,6 +128,11 @@ sal_status sal_explain_attention(sal_method_ctx *cx, const sal_model *m, const f
     sal_status st = resolve(cx->s, m, cx->h, cx->w, o->attention_layers, o->tokens_h, o->tokens_w, &nodes, &ai,
                             sal_session_err(cx->s));
     if (st) return st;
+    if (o->head_fusion < SAL_FUSE_MEAN || o->head_fusion > SAL_FUSE_MIN || (chefer && o->head_fusion != SAL_FUSE_MEAN)) {
+        free(nodes);
+        return sal_fail(sal_session_err(cx->s), SAL_ERR_INVALID_ARG, "head fusion %d: rollout takes mean, max or "
+                        "min; chefer's rule is the mean", (int)o->head_fusion);
+    }
     const int L = ai.layers, H = ai.heads;
     const int64_t T = ai.tokens, TT = T * T, lhw = (int64_t)ai.h * ai.w;
     if (L == 1) snprintf(out->layer, sizeof out->layer, "%s", ai.first);
@@ -178,7 +183,7 @@ sal_status sal_explain_attention(sal_method_ctx *cx, const sal_model *m, const f
             f.in2 = G;
             f.lc = H;
             f.lhw = TT;
-            f.mode = chefer;
+            f.mode = chefer ? 1 : o->head_fusion == SAL_FUSE_MAX ? 2 : o->head_fusion == SAL_FUSE_MIN ? 3 : 0;
             f.out = dF;
             st = sal_mp(cx, SAL_MP_attn_fuse, TT, &f);
             sal_mp_args p = sal_mp_base(cx);
