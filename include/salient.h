@@ -336,6 +336,9 @@ typedef struct sal_explain_opts {
                                    (Softmax nodes or values); NULL: found by pattern
                                    (sal_session_attention) */
     sal_head_fusion head_fusion;  /* rollout: the heads' mean (default, the paper's), max or min */
+    float rollout_discard;        /* rollout: the fraction of each layer's fused attention set to 0,
+                                     lowest first, the class token's own kept (vit-explain's
+                                     discard_ratio); 0 (default): none */
     int cam_relu;               /* 1: ReLU on the map (default) */
     /* RISE */
     int rise_masks;             /* 4000 */

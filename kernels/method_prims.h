@@ -64,7 +64,7 @@ typedef struct sal_mp_args {
     X(mul) X(occ_batch) X(occ_acc) X(occ_final) X(cam_weights) X(cam_sum) X(rise_grid) X(rise_mask) \
     X(cam_up_ac) X(cam_nearest_mul) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch) \
     X(reduce) X(sort_keys) X(percentile) X(clip) X(range_part) X(range_join) X(normalize) X(heatmap) \
-    X(overlay) X(patch_rows) X(to_planes) X(attn_eye) X(attn_fuse) X(attn_step)
+    X(overlay) X(patch_rows) X(to_planes) X(attn_eye) X(attn_fuse) X(attn_step) X(attn_discard)
 
 /* count n. out = in. */
 SAL_HD void sal_mp_copy(int64_t i, const sal_mp_args *a) { a->out[i] = a->in[i]; }
@@ -256,6 +256,13 @@ SAL_HD void sal_mp_attn_fuse(int64_t i, const sal_mp_args *a) {
         }
     }
     a->out[i] = (float)(a->mode >= 2 ? s : s / a->lc);
+}
+
+/* count T*T: vit-explain's discarding in the fused attention `out` (T,T), in place: element i
+ * becomes 0 when it is among the k0 smallest, that is at most in2[k0 - 1] (in2: the T*T values
+ * sorted ascending), except element 0 (the class token's attention to itself); k0 == 0: none. */
+SAL_HD void sal_mp_attn_discard(int64_t i, const sal_mp_args *a) {
+    if (a->k0 > 0 && i != 0 && a->out[i] <= a->in2[a->k0 - 1]) a->out[i] = 0.0f;
 }
 
 /* count T*T: one layer's step of the product over layers, out = M R with R = in2 (T,T) so far

@@ -16,10 +16,12 @@ class as the zoo's manifest lists it):
     swin_gradcam_layer.npy (2,4,4), swin_gradcam.npy (2,32,32)
         the same on the Swin's last block output features[3][1], (N,4,4,C) channels last, with the
         permute that pytorch-grad-cam's Swin tutorial uses.
-    vit_rollout.npy (2,4,4), vit_rollout_max.npy, vit_rollout_min.npy, vit_chefer.npy (2,4,4)
+    vit_rollout.npy (2,4,4), vit_rollout_max.npy, vit_rollout_min.npy, vit_rollout_max_discard09.npy,
+    vit_chefer.npy (2,4,4)
         attention rollout (Abnar & Zuidema 2020: per layer the heads' mean attention A, then
         (A + I)/2 with rows renormalized, multiplied over the layers from the first; also with the
-        heads' max and min instead of their mean, vit-explain's head fusions) and Chefer et
+        heads' max and min instead of their mean, vit-explain's head fusions, and max with 90% of
+        each layer's lowest attention discarded, vit-explain's defaults) and Chefer et
         al.'s relevance (Generic Attention-model Explainability, ICCV 2021, the rule their CVPR
         2021 paper's ViT code uses without LRP: R = I; per layer R += mean_heads((dy/dA * A)^+) R,
         y the target's logit), each the class token's row over the patch tokens. Computed by a
@@ -124,12 +126,17 @@ def vit_forward_keep_attention(model, x):
     return model.heads(t[:, 0]), attns
 
 
-def rollout(attns, i, fusion="mean"):
+def rollout(attns, i, fusion="mean", discard=0.0):
     T = attns[0].shape[-1]
     eye = torch.eye(T, dtype=torch.float64)
     r = eye.clone()
     for a in attns:
         f = a[i].mean(0) if fusion == "mean" else a[i].max(0)[0] if fusion == "max" else a[i].min(0)[0]
+        if discard:   # vit-explain's: the int(T*T*discard) smallest to 0, the [0,0] element kept
+            f = f.detach().clone()
+            flat = f.view(-1)
+            _, idx = flat.topk(int(flat.numel() * discard), -1, False)
+            flat[idx[idx != 0]] = 0
         f = (f + eye) / 2
         f = f / f.sum(-1, keepdim=True)
         r = f @ r
@@ -171,6 +178,8 @@ def main():
     for fusion in ("max", "min"):
         rf = np.stack([rollout(attns, i, fusion).detach().numpy() for i in range(x.shape[0])])
         np.save(os.path.join(ZOO, f"vit_rollout_{fusion}.npy"), rf.astype(np.float32))
+    rd = np.stack([rollout(attns, i, "max", 0.9).detach().numpy() for i in range(x.shape[0])])
+    np.save(os.path.join(ZOO, "vit_rollout_max_discard09.npy"), rd.astype(np.float32))
     np.save(os.path.join(ZOO, "vit_chefer.npy"), ch.astype(np.float32))
     info["attention_layers"] = len(attns)
     info["heads"] = int(attns[0].shape[1])

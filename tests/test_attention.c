@@ -206,6 +206,11 @@ Test(attention, rollout_and_chefer_match_the_pytorch_reference) {
             snprintf(what, sizeof what, "%s rollout, heads' %s", stems[k], f ? "min" : "max");
             check_maps(&z, r, what, fusion_refs[f], NULL, NULL);
         }
+        sal_explain_opts rd = sal_explain_opts_default(SAL_M_ROLLOUT);   /* vit-explain's defaults */
+        rd.head_fusion = SAL_FUSE_MAX;
+        rd.rollout_discard = 0.9f;
+        snprintf(what, sizeof what, "%s rollout, max, discard 0.9", stems[k]);
+        check_maps(&z, rd, what, "tests/fixtures/zoo/vit_rollout_max_discard09.npy", NULL, NULL);
         snprintf(what, sizeof what, "%s chefer", stems[k]);
         check_maps(&z, sal_explain_opts_default(SAL_M_CHEFER), what, "tests/fixtures/zoo/vit_chefer.npy", NULL, NULL);
         /* named (by value name for one, node name for the other), with the grid given */
@@ -233,6 +238,10 @@ Test(attention, attention_methods_refuse_what_they_cannot_read) {
     sal_maps hm;
     cr_expect_eq(sal_explain(z.s, &hf, z.x, 1, 0, 0, NULL, &hm), SAL_ERR_INVALID_ARG);
     cr_expect(strstr(sal_session_error(z.s), "head fusion"), "%s", sal_session_error(z.s));
+    hf = sal_explain_opts_default(SAL_M_ROLLOUT);
+    hf.rollout_discard = 1.0f;
+    cr_expect_eq(sal_explain(z.s, &hf, z.x, 1, 0, 0, NULL, &hm), SAL_ERR_INVALID_ARG);
+    cr_expect(strstr(sal_session_error(z.s), "discard ratio"), "%s", sal_session_error(z.s));
     cr_expect_eq(sal_session_attention(z.s, 0, 0, NULL, 3, 3, &ai), SAL_ERR_SHAPE);
     cr_expect(strstr(sal_session_error(z.s), "17 tokens"), "%s", sal_session_error(z.s));
     close_zoo(&z);

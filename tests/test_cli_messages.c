@@ -317,6 +317,12 @@ Test(messages, transformer_cam_and_attention_layers, .timeout = 60) {
     run(&r, tmp, "explain", "-m", vit, "-M", "chefer", "--attention-layers", "nope", in, "-o", out2, NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "--attention-layers") && strstr(r.err, "'nope'"), "%s", r.err);
+    run(&r, tmp, "explain", "-m", vit, "-M", "rollout,chefer", "--head-fusion", "max", in, "-o", out2, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "--head-fusion") && strstr(r.err, "rollout's option"), "%s", r.err);
+    run(&r, tmp, "explain", "-m", vit, "-M", "rollout", "--discard", "1.5", in, "-o", out2, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "--discard"), "%s", r.err);
     cr_expect(access(out2, F_OK) != 0, "a refused run wrote %s", out2);
     remove_flat(out);
     remove_flat(tmp);

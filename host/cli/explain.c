@@ -53,6 +53,8 @@ static const char *method_help =
     "  --attention-layers L rollout and chefer: comma-separated attention layers (Softmax nodes;\n"
     "                       default: every Softmax over the last axis of (N,heads,T,T) values)\n"
     "  --head-fusion F      rollout: the heads' mean (default), max or min\n"
+    "  --discard R          rollout: set the lowest fraction R of each layer's fused attention to 0\n"
+    "                       (vit-explain's discard_ratio; default 0)\n"
     "  --no-relu            keep negative CAM values\n"
     "  --masks N            RISE masks (default 4000)\n"
     "  --grid N             RISE mask grid (default 7) and KernelSHAP feature grid (default 8)\n"
@@ -312,8 +314,9 @@ static int check_methods(const xopts *xo, cli_model *cm, int quiet) {
             }
         }
         int attn = m == SAL_M_ROLLOUT || m == SAL_M_CHEFER;
-        if (m == SAL_M_CHEFER && o->head_fusion != SAL_FUSE_MEAN) {
-            cli_error("--head-fusion: chefer's rule averages the heads; --head-fusion is rollout's");
+        if (m == SAL_M_CHEFER && (o->head_fusion != SAL_FUSE_MEAN || o->rollout_discard != 0.0f)) {
+            cli_error("%s: chefer's rule averages the heads and discards nothing; it is rollout's option",
+                      o->head_fusion != SAL_FUSE_MEAN ? "--head-fusion" : "--discard");
             return -1;
         }
         if (attn && !attn_checked) {   /* the attention layers, once; named on stderr when found */
@@ -877,7 +880,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         if (a[0] == '-' && a[1]) {
             static const char *with_value[] = {"-M", "--methods", "-o", "--out", "--target", "--topk", "--output",
                 "--seed", "--samples", "--steps", "--method-batch", "--image-batch", "--noise", "--nt-inner", "--rule", "--baseline",
-                "--window", "--stride", "--fill", "--layer", "--tokens", "--attention-layers", "--head-fusion", "--reduce", "--clip", "--colormap", "--alpha", "--opacity",
+                "--window", "--stride", "--fill", "--layer", "--tokens", "--attention-layers", "--head-fusion", "--discard", "--reduce", "--clip", "--colormap", "--alpha", "--opacity",
                 "--masks", "--grid", "--keep", "--stdev", "--coalitions", "--superpixels"};
             int known = 0;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
@@ -984,7 +987,13 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 else { cli_error("--fill: expected zero, mean or blur, got '%s'", v); goto out; }
             } else if (!strcmp(a, "--layer")) xo.base.layer = v;
             else if (!strcmp(a, "--attention-layers")) xo.base.attention_layers = v;
-            else if (!strcmp(a, "--head-fusion")) {
+            else if (!strcmp(a, "--discard")) {
+                xo.base.rollout_discard = strtof(v, &end);
+                if (*end || !*v || !(xo.base.rollout_discard >= 0.0f && xo.base.rollout_discard < 1.0f)) {
+                    cli_error("--discard: expected a fraction in [0, 1), got '%s'", v);
+                    goto out;
+                }
+            } else if (!strcmp(a, "--head-fusion")) {
                 if (!strcmp(v, "mean")) xo.base.head_fusion = SAL_FUSE_MEAN;
                 else if (!strcmp(v, "max")) xo.base.head_fusion = SAL_FUSE_MAX;
                 else if (!strcmp(v, "min")) xo.base.head_fusion = SAL_FUSE_MIN;

@@ -2,7 +2,8 @@
  * Softmax output) captured in one forward pass, and one backward pass for the gradient-weighted
  * one:
  *  - attention rollout (Abnar & Zuidema, "Quantifying Attention Flow in Transformers", ACL 2020):
- *    per layer the heads' mean attention A (or their max or min: head_fusion), M = (A + I)/2 with
+ *    per layer the heads' mean attention A (or their max or min: head_fusion; optionally with its
+ *    lowest values set to 0: rollout_discard, as jacobgil's vit-explain), M = (A + I)/2 with
  *    rows renormalized, the product R = M_L ... M_1;
  *  - gradient-weighted attention relevance (Chefer, Gur & Wolf, "Transformer Interpretability
  *    Beyond Attention Visualization", CVPR 2021; the rule of their "Generic Attention-model
@@ -133,6 +134,11 @@ sal_status sal_explain_attention(sal_method_ctx *cx, const sal_model *m, const f
         return sal_fail(sal_session_err(cx->s), SAL_ERR_INVALID_ARG, "head fusion %d: rollout takes mean, max or "
                         "min; chefer's rule is the mean", (int)o->head_fusion);
     }
+    if (!(o->rollout_discard >= 0.0f && o->rollout_discard < 1.0f) || (chefer && o->rollout_discard != 0.0f)) {
+        free(nodes);
+        return sal_fail(sal_session_err(cx->s), SAL_ERR_INVALID_ARG, "discard ratio %g: rollout takes [0, 1); "
+                        "chefer discards nothing", (double)o->rollout_discard);
+    }
     const int L = ai.layers, H = ai.heads;
     const int64_t T = ai.tokens, TT = T * T, lhw = (int64_t)ai.h * ai.w;
     if (L == 1) snprintf(out->layer, sizeof out->layer, "%s", ai.first);
@@ -150,7 +156,15 @@ sal_status sal_explain_attention(sal_method_ctx *cx, const sal_model *m, const f
     float *dR = sal_dalloc(cx, sizeof(float) * (size_t)TT);   /* (T,T) the product so far */
     float *dR2 = sal_dalloc(cx, sizeof(float) * (size_t)TT);
     float *dmap = sal_dalloc(cx, sizeof(float) * (size_t)lhw);   /* (gh, gw) */
-    if (!out->attr || !out->upsampled || !vals || !lg || !seed || !dF || !dR || !dR2 || !dmap) st = SAL_ERR_NOMEM;
+    /* discarding: the fused attention's values sorted (T*T), and the sort's scratch */
+    const int64_t discard = (int64_t)((double)TT * o->rollout_discard);
+    sal_backend *be = sal_session_backend(cx->s);
+    size_t sort_bytes = discard ? be->ops->sort_scratch(be, TT) : 0;
+    float *dK = discard ? sal_dalloc(cx, sizeof(float) * (size_t)TT) : NULL;
+    void *dsort = sort_bytes ? sal_dalloc(cx, sort_bytes) : NULL;
+    if (!out->attr || !out->upsampled || !vals || !lg || !seed || !dF || !dR || !dR2 || !dmap ||
+        (discard && !dK) || (sort_bytes && !dsort))
+        st = SAL_ERR_NOMEM;
     for (int l = 0; !st && l < L; l++) vals[l] = m->g->nodes[nodes[l]].out[0];
     if (!st) st = sal_method_progress_start(cx, n);   /* one pass per image */
     for (int i = 0; i < n && !st; i++) {
@@ -186,6 +200,17 @@ sal_status sal_explain_attention(sal_method_ctx *cx, const sal_model *m, const f
             f.mode = chefer ? 1 : o->head_fusion == SAL_FUSE_MAX ? 2 : o->head_fusion == SAL_FUSE_MIN ? 3 : 0;
             f.out = dF;
             st = sal_mp(cx, SAL_MP_attn_fuse, TT, &f);
+            if (!st && discard) {   /* the `discard` smallest to 0 (torch.topk's k = int(T*T*ratio)) */
+                sal_mp_args d = sal_mp_base(cx);
+                d.in = dF;
+                d.out = dK;
+                st = sal_mp(cx, SAL_MP_copy, TT, &d);
+                if (!st) st = be->ops->sort(be, dK, TT, dsort, sal_session_err(cx->s));
+                d.in2 = dK;
+                d.out = dF;
+                d.k0 = (int)discard;
+                if (!st) st = sal_mp(cx, SAL_MP_attn_discard, TT, &d);
+            }
             sal_mp_args p = sal_mp_base(cx);
             p.in = dF;
             p.in2 = dR;
@@ -214,5 +239,7 @@ sal_status sal_explain_attention(sal_method_ctx *cx, const sal_model *m, const f
     sal_dfree(cx, dR);
     sal_dfree(cx, dR2);
     sal_dfree(cx, dmap);
+    sal_dfree(cx, dK);
+    sal_dfree(cx, dsort);
     return st;
 }
