@@ -178,11 +178,16 @@ Test(guarded, transformer_methods_give_the_plain_cpu_maps) {
     int64_t d[SAL_MAX_DIMS];
     cr_assert_eq(sal_npy_read(tu_src_path("tests/fixtures/zoo/input.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK,
                  "%s", err.msg);
-    static const sal_method ms[] = {SAL_M_ROLLOUT, SAL_M_CHEFER, SAL_M_GRADCAM, SAL_M_SCORECAM};
+    /* the last: rollout with max fusion and 90% discarded (the backend's sort) */
+    static const sal_method ms[] = {SAL_M_ROLLOUT, SAL_M_CHEFER, SAL_M_GRADCAM, SAL_M_SCORECAM, SAL_M_ROLLOUT};
     for (int prob = 0; prob < 2; prob++)
         for (size_t k = 0; k < sizeof ms / sizeof ms[0]; k++) {
             sal_explain_opts o = sal_explain_opts_default(ms[k]);
             o.explain_prob = prob;
+            if (k == 4) {
+                o.head_fusion = SAL_FUSE_MAX;
+                o.rollout_discard = 0.9f;
+            }
             sal_maps a, c;
             cr_assert_eq(sal_explain(vp, &o, x, 2, 0, 0, NULL, &a), SAL_OK, "%s", sal_session_error(vp));
             cr_assert_eq(sal_explain(vg, &o, x, 2, 0, 0, NULL, &c), SAL_OK, "%s (guarded): %s", sal_method_name(ms[k]),
