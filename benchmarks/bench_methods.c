@@ -13,6 +13,7 @@
  *                      "score":..,"layer":"..","dims":[..],"abs_sum":..,"map":[..]?}
  *   map METHOD IMG    the same, with the raw map (attr, or for CAMs the layer-resolution map) added
  *   logits IMG        one forward -> {"ok":true,"img":..,"classes":K,"logits":[...]}
+ *   time A+B IMG      one sal_explain_many call of methods A, B, ... (shared passes where they can)
  *   time forwardN IMG one sal_forward of N images (IMG, IMG+1, ... cycling over the inputs), the
  *                     batch's plan made before the clock starts -> {"ok":true,"time_s":..,...}
  *   quit
@@ -176,6 +177,29 @@ int main(int argc, char **argv) {
             printf("{\"ok\":true,\"method\":\"%s\",\"img\":%d,\"time_s\":%.6f,\"cpu_s\":%.6f,\"target\":%d,"
                    "\"layer\":\"\",\"dims\":[%d,%d]}\n", mname, img, t1 - t0, c1 - c0, top, fwd_n, K);
             fflush(stdout);
+            continue;
+        }
+        if (sscanf(line, "%*s %63s %d", mname, &img) == 2 && strchr(mname, '+') && img >= 0 && img < n_imgs) {
+            /* A+B+...: one sal_explain_many call (the methods that can share their passes do) */
+            sal_method ms[SAL_M_COUNT];
+            int nm = 0, bad = 0;
+            char list[64];
+            snprintf(list, sizeof list, "%s", mname);
+            for (char *tok = strtok(list, "+"); tok && !bad; tok = strtok(NULL, "+"))
+                bad = nm == SAL_M_COUNT || sal_method_parse(tok, &ms[nm++]);
+            if (bad) { json_error("usage: time A+B+... IMG (methods as in salient explain -M)"); continue; }
+            sal_explain_opts o = sal_explain_opts_default(ms[0]);
+            o.batch = batch;
+            o.seed = seed;
+            sal_maps mm[SAL_M_COUNT];
+            double c0 = cpu_now(), t0 = wall_now();
+            sal_status st = sal_explain_many(s, &o, ms, nm, imgs[img], 1, H, W, NULL, mm);
+            double t1 = wall_now(), c1 = cpu_now();
+            if (st) { json_error(sal_session_error(s)); continue; }
+            printf("{\"ok\":true,\"method\":\"%s\",\"img\":%d,\"time_s\":%.6f,\"cpu_s\":%.6f,\"target\":%d,"
+                   "\"layer\":\"%s\",\"dims\":[]}\n", mname, img, t1 - t0, c1 - c0, mm[0].targets[0], mm[0].layer);
+            fflush(stdout);
+            for (int k = 0; k < nm; k++) sal_maps_free(&mm[k]);
             continue;
         }
         if (sscanf(line, "%*s %63s %d", mname, &img) != 2 || img < 0 || img >= n_imgs ||

@@ -157,6 +157,10 @@ def main():
     nonlocal_ix = [0]   # the image index time_peer was called with (forwardN batches start there)
 
     def peer(method, x):
+        if "+" in method:   # several methods on one image: one after the other (each its own passes)
+            for m in method.split("+"):
+                r = peer(m, x)
+            return r
         if method.startswith("forward"):
             n = int(method[7:])
             ix = nonlocal_ix[0]

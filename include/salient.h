@@ -21,8 +21,10 @@
  *  - The library never exits, never prints and keeps no global mutable state: sessions on
  *    different threads are independent. A model may be shared by sessions once loaded.
  *  - Whoever allocates frees; every *_free(NULL) is a no-op.
- *  - Tensors are float32, row-major, NCHW for images. The batch dimension of the model's input is
- *    always treated as dynamic.
+ *  - Tensors are float32, row-major, NCHW for images, whatever the model's own layout: a
+ *    channels-last (NHWC) model is fed transposed (sal_model_input_layout). The batch dimension
+ *    of the model's input is treated as dynamic unless the model fixes it at 1
+ *    (sal_model_max_batch): then every call runs one image per pass, whatever n it is given.
  */
 #ifndef SALIENT_H
 #define SALIENT_H
@@ -95,6 +97,19 @@ void sal_model_layer(const sal_model *m, int i, sal_layer_info *info);
 const char *sal_model_metadata(const sal_model *m, const char *key);
 /* Number of nodes removed at load: constants folded, BatchNorms folded into convolutions. */
 void sal_model_fold_stats(const sal_model *m, int *constants_folded, int *batchnorms_folded);
+/* The layout of the image input as the file declares it: "NCHW", or "NHWC" (channels last, as
+ * TF/Keras exports have it: the metadata salient.layout, or a last dimension of 1 or 3 and a
+ * second that is not). For an NHWC model, salient puts a Transpose in front at load, so
+ * sal_model_input(m, 0) and every call take (N,C,H,W) as for any model (the input is named
+ * "<file's input>.nchw"), and maps come back as (C,H,W); sal_model_file_input gives the file's
+ * own declaration. */
+const char *sal_model_input_layout(const sal_model *m);
+void sal_model_file_input(const sal_model *m, sal_tensor_info *info);
+/* The largest batch the model runs: 0 for any, 1 when its input declares a batch of 1 or a Reshape
+ * of its activations hard-codes 1 as the batch (an exported x.view(1, -1)); found at load. *why
+ * (may be NULL) receives a sentence naming the input or node ("" when 0). Sessions then run every
+ * forward, gradient and method pass one image at a time. */
+int sal_model_max_batch(const sal_model *m, const char **why);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Sessions: a model bound to a backend with its planned memory                                     */
@@ -130,8 +145,12 @@ const char *sal_session_device(const sal_session *s); /* "cpu" or "cuda" */
 /* Why AUTO chose the CPU when the CUDA backend is built ("" otherwise): for a one-line note. */
 const char *sal_session_device_note(const sal_session *s);
 
+/* The model's maximum batch (sal_model_max_batch): 0 for any. Forward and gradient calls split
+ * larger n into passes of this many images; sal_explain's internal batches never exceed it. */
+int sal_session_max_batch(const sal_session *s);
 /* Plan the session for input (n, C, h, w); called implicitly by forward/gradient when the shape
- * changes. h/w are ignored (may be 0) when the model fixes them. */
+ * changes. h/w are ignored (may be 0) when the model fixes them. n above the maximum batch is
+ * refused (SAL_ERR_INVALID_ARG). */
 sal_status sal_session_plan(sal_session *s, int n, int h, int w);
 /* The internal batch for gradient passes on (C,h,w) inputs that fits in `budget` bytes of the
  * backend's memory (0 = half of what it reports available now, at most the session's mem_limit).
@@ -382,6 +401,17 @@ int64_t sal_maps_per_image(const sal_maps *m);
 /* Explain n images x (n,C,h,w) for targets (NULL = top-1). */
 sal_status sal_explain(sal_session *s, const sal_explain_opts *o, const float *x, int n, int h,
                        int w, const int *targets, sal_maps *out);
+
+/* Several methods on the same images x (n,C,h,w) for targets (NULL = top-1): out[j] (nm of them)
+ * gets the maps of methods[j] (o->method is ignored; o's other options apply to each), the same
+ * maps as sal_explain of each. Methods that need nothing but one forward and one backward pass of
+ * an image (saliency, input x gradient and the gradient CAM family on one layer: see
+ * sal_method_shares_pass) share those passes when two or more of them are asked: one forward pass
+ * capturing the CAM layer and one backward pass per image serve them all. The others run one after
+ * the other. On failure every out[j] is freed. */
+int sal_method_shares_pass(sal_method m);
+sal_status sal_explain_many(sal_session *s, const sal_explain_opts *o, const sal_method *methods, int nm,
+                            const float *x, int n, int h, int w, const int *targets, sal_maps *out);
 
 #ifdef __cplusplus
 }

@@ -107,6 +107,23 @@ Test(attention, gradcam_on_vit_tokens_matches_pytorch_grad_cam) {
     }
 }
 
+/* Grad-CAM on tokens inside the shared pass of several methods (sal_explain_many): the same maps. */
+Test(attention, gradcam_on_vit_tokens_in_a_shared_pass) {
+    zoo_model z = open_zoo("vit_op13");
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_GRADCAM);
+    const sal_method ms[3] = {SAL_M_SALIENCY, SAL_M_GRADCAM, SAL_M_LAYERCAM};
+    sal_maps out[3];
+    cr_assert_eq(sal_explain_many(z.s, &o, ms, 3, z.x, N, 0, 0, NULL, out), SAL_OK, "%s", sal_session_error(z.s));
+    cr_expect_str_eq(out[1].layer, "/encoder/layers/encoder_layer_1/ln_1/Add_1");
+    cr_assert(out[1].ndim == 2 && out[1].dims[0] == G && out[1].dims[1] == G);
+    float *want = load_npy("tests/fixtures/zoo/vit_gradcam_layer.npy", N * G * G);
+    double e = tu_rel_diff(out[1].attr, want, N * G * G, 1e-12);
+    cr_expect(e < MAP_TOL, "shared pass: Grad-CAM differs from pytorch-grad-cam's by %.3g", e);
+    free(want);
+    for (int j = 0; j < 3; j++) sal_maps_free(&out[j]);
+    close_zoo(&z);
+}
+
 Test(attention, gradcam_on_swin_channels_last_matches_pytorch_grad_cam) {
     zoo_model z = open_zoo("swin_op13");
     sal_explain_opts o = sal_explain_opts_default(SAL_M_GRADCAM);

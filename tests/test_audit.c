@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include "io/io.h"
+#include "post/post.h"
+#include "testproc.h"
 
 #define SALIENT SAL_BINARY_DIR "/salient"
 #define WM_DIR SAL_SOURCE_DIR "/tests/fixtures/watermark"
@@ -47,43 +49,6 @@ static void watermark_data(char *dir, size_t len, int per_class) {
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/scripts/make-watermark.py images %s --per-class %d", SAL_SOURCE_DIR,
              dir, per_class);
     cr_assert_eq(system(cmd), 0, "%s failed", cmd);
-}
-
-static void make_tmp(char *dir, size_t len) {
-    snprintf(dir, len, "/tmp/salient_audit_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-}
-
-static void remove_tree(const char *path) {
-    struct stat sb;
-    if (lstat(path, &sb)) return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[4096];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            remove_tree(sub);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
 }
 
 /* Start salient with argv (NULL-terminated, without the program name), stderr into err_path. */
@@ -117,9 +82,11 @@ static int run(const char *const *argv, const char *scratch, char **err) {
     char err_path[4096];
     snprintf(err_path, sizeof err_path, "%s/.stderr", scratch);
     int st = wait_status(spawn(argv, err_path));
-    if (err) *err = slurp(err_path);
+    if (err) *err = tp_slurp(err_path, NULL);
     return st;
 }
+
+static int count_files(const char *dir);
 
 static sqlite3 *open_db(const char *out_dir) {
     char path[4096];
@@ -154,7 +121,7 @@ static double box_mean(const float *m, int w, int y0, int y1, int x0, int x1) {
 Test(audit, watermark_flagged_clean_not) {
     char data[4096], tmp[256], out_w[4200], out_c[4200];
     watermark_data(data, sizeof data, 20);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(out_w, sizeof out_w, "%s/wm", tmp);
     snprintf(out_c, sizeof out_c, "%s/clean", tmp);
     char *err = NULL;
@@ -197,7 +164,7 @@ Test(audit, watermark_flagged_clean_not) {
 
     char path[4400];
     snprintf(path, sizeof path, "%s/findings.json", out_w);
-    char *fw = slurp(path);
+    char *fw = tp_slurp(path, NULL);
     char want[512];
     snprintf(want, sizeof want, "\"corner\":[{\"file\":\"%s\",\"method\":\"%s\"", top_file, top_method);
     cr_expect(fw && strstr(fw, want), "rankings: expected %s first (mass %.4f):\n%s", want, top, fw ? strstr(fw, "\"rankings\"") : "");
@@ -212,7 +179,7 @@ Test(audit, watermark_flagged_clean_not) {
     cr_expect(strstr(flags, "\"images\":[\"Shirt/"), "the strongest files of the first flag are not Shirts");
     free(fw);
     snprintf(path, sizeof path, "%s/findings.json", out_c);
-    char *fc = slurp(path);
+    char *fc = tp_slurp(path, NULL);
     cr_assert(fc, "%s missing", path);
     cr_expect(strstr(fc, "\"flags\":[]"), "the clean model was flagged:\n%s", strstr(fc, "\"flags\""));
     free(fc);
@@ -233,7 +200,7 @@ Test(audit, watermark_flagged_clean_not) {
         snprintf(path, sizeof path, "%s/mean/%s.Shirt.png", out_w, m);
         cr_expect(access(path, R_OK) == 0, "%s missing", path);
     }
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -310,7 +277,7 @@ static int committed(const char *out_dir) {
 Test(audit, sigkill_then_resume_equals_uninterrupted) {
     char data[4096], tmp[256], full[4200], killed[4200], err_path[4400];
     watermark_data(data, sizeof data, 8);   /* 80 images */
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(full, sizeof full, "%s/full", tmp);
     snprintf(killed, sizeof killed, "%s/killed", tmp);
     snprintf(err_path, sizeof err_path, "%s/.killed.err", tmp);
@@ -359,7 +326,7 @@ Test(audit, sigkill_then_resume_equals_uninterrupted) {
     char pa[4400], pb[4400];
     snprintf(pa, sizeof pa, "%s/records.csv", full);
     snprintf(pb, sizeof pb, "%s/records.csv", killed);
-    char *ca = slurp(pa), *cb = slurp(pb);
+    char *ca = tp_slurp(pa, NULL), *cb = tp_slurp(pb, NULL);
     cr_assert(ca && cb);
     int la = 0, lb = 0;
     for (char *p = ca; *p; p++) la += *p == '\n';
@@ -371,7 +338,7 @@ Test(audit, sigkill_then_resume_equals_uninterrupted) {
                            "seconds\n", 180));
     free(ca);
     free(cb);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -390,7 +357,7 @@ static void copy_file(const char *from, const char *to) {
 Test(audit, corrupt_files_recorded_and_rerun_refused) {
     char data[4096], tmp[256], d[4300], out[4300], path[4400], from[8200];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(d, sizeof d, "%s/data", tmp);
     snprintf(out, sizeof out, "%s/out", tmp);
     mkdir(d, 0755);
@@ -418,7 +385,7 @@ Test(audit, corrupt_files_recorded_and_rerun_refused) {
     cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records WHERE label = 6"), 3);
     sqlite3_close(db);
     snprintf(path, sizeof path, "%s/findings.json", out);
-    char *fj = slurp(path);
+    char *fj = tp_slurp(path, NULL);
     cr_assert(fj);
     cr_expect(strstr(fj, "\"images\":3,\"failed\":1"), "%.200s", fj);
     free(fj);
@@ -450,12 +417,12 @@ Test(audit, corrupt_files_recorded_and_rerun_refused) {
     db = open_db(out);
     cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records"), 3);
     sqlite3_close(db);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 Test(audit, usage_errors) {
     char tmp[256];
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     char *err = NULL;
     const char *a1[] = {"audit", "-m", WM_MODEL, "-o", tmp, NULL};
     cr_expect_eq(run(a1, tmp, &err), 2);
@@ -473,7 +440,7 @@ Test(audit, usage_errors) {
     cr_expect_eq(run(a4, tmp, &err), 2);
     cr_expect(strstr(err, "--threshold"), "%s", err);
     free(err);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* --mask: a mask that is exactly the bottom-left corner square at 28x28 (rows 24..27, columns
@@ -481,7 +448,7 @@ Test(audit, usage_errors) {
 Test(audit, mask_column) {
     char data[4096], tmp[256], out[4300], mpath[4300];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(out, sizeof out, "%s/out", tmp);
     snprintf(mpath, sizeof mpath, "%s/mask.png", tmp);
     uint8_t rgb[28 * 28 * 3] = {0};
@@ -498,14 +465,14 @@ Test(audit, mask_column) {
     cr_expect(query_double(db, "SELECT MAX(ABS(mass_mask - mass_bl)) FROM records") < 1e-9);
     cr_expect(query_double(db, "SELECT MAX(mass_mask) FROM records") > 0.01);
     sqlite3_close(db);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Shards and merge                                                                                 */
 
 static void expect_same_file(const char *a, const char *b) {
-    char *x = slurp(a), *y = slurp(b);
+    char *x = tp_slurp(a, NULL), *y = tp_slurp(b, NULL);
     cr_assert(x && y, "%s or %s missing", a, b);
     cr_expect(!strcmp(x, y), "%s and %s differ", a, b);
     free(x);
@@ -531,6 +498,14 @@ static void expect_merge_equals_single(const char *single, const char *sharded, 
     }
     cr_expect_eq(total, 80, "the shards hold %d files together, expected each of the 80 once", total);
     expect_same_records(single, sharded);
+    /* the pictures: every thumbnail gathered from the shards; the overlays of the merged flags'
+     * images made again, the same files as the single run's (each image explained alone) */
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "cd %s/thumbs && find . -type f | sort > %s/.l1 && cd %s/thumbs && find . -type f | sort > %s/.l2 "
+             "&& cmp -s %s/.l1 %s/.l2 && test $(wc -l < %s/.l1) = 160", single, tmp, sharded, tmp, tmp, tmp, tmp);
+    cr_expect_eq(system(cmd), 0, "the merge's thumbnails are not the single run's: %s", cmd);
+    snprintf(cmd, sizeof cmd, "test -d %s/overlays && diff -r %s/overlays %s/overlays > /dev/null", single, single, sharded);
+    cr_expect_eq(system(cmd), 0, "the merge's overlays are not the single run's: %s", cmd);
     char a[4400], b[4400];
     const char *files[] = {"findings.json", "mean/gradcam.Shirt.npy", "mean/saliency.all.npy"};
     for (int i = 0; i < 3; i++) {
@@ -553,7 +528,7 @@ static void expect_merge_equals_single(const char *single, const char *sharded, 
 Test(audit, three_shards_merged_equal_single_run) {
     char data[4096], tmp[256], single[4300], sharded[4300];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(single, sizeof single, "%s/single", tmp);
     snprintf(sharded, sizeof sharded, "%s/sharded", tmp);
     char *err = NULL;
@@ -568,7 +543,7 @@ Test(audit, three_shards_merged_equal_single_run) {
         free(err);
     }
     expect_merge_equals_single(single, sharded, tmp);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* Open MPI's launcher: each rank reads its shard from OMPI_COMM_WORLD_RANK/SIZE. */
@@ -576,7 +551,7 @@ Test(audit, mpirun_shards_merged_equal_single_run) {
     if (access("/usr/bin/mpirun", X_OK)) cr_skip_test("mpirun not installed (Debian openmpi-bin)");
     char data[4096], tmp[256], single[4300], sharded[4300];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(single, sizeof single, "%s/single", tmp);
     snprintf(sharded, sizeof sharded, "%s/mpi", tmp);
     char *err = NULL;
@@ -590,12 +565,12 @@ Test(audit, mpirun_shards_merged_equal_single_run) {
     int st = system(cmd);
     char lp[4400];
     snprintf(lp, sizeof lp, "%s/.mpi.log", tmp);
-    char *log = slurp(lp);
+    char *log = tp_slurp(lp, NULL);
     cr_assert_eq(st, 0, "%s failed:\n%s", cmd, log);
     cr_expect(strstr(log, "shard 2 of 3 (Open MPI)"), "%s", log);
     free(log);
     expect_merge_equals_single(single, sharded, tmp);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -609,18 +584,32 @@ Test(audit, report_in_headless_chromium) {
     if (access("/usr/bin/chromium", X_OK)) cr_skip_test("chromium not installed (Debian chromium)");
     char data[4096], tmp[256], out[4300], cmd[16384], path[4400];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(out, sizeof out, "%s/out", tmp);
     char *err = NULL;
     const char *a[] = {"audit", "-m", WM_MODEL, data, "-o", out, NULL};
     cr_assert_eq(run(a, tmp, &err), 0, "%s", err);
     free(err);
     snprintf(path, sizeof path, "%s/report.html", out);
-    char *page = slurp(path);
+    char *page = tp_slurp(path, NULL);
     cr_assert(page, "%s missing", path);
     cr_expect(!strstr(page, "http://") && !strstr(page, "https://") && !strstr(page, "<script src") &&
                   !strstr(page, "<link"), "the report refers to something outside itself");
     cr_expect(strstr(page, "Shirt: "), "no Shirt flag in the report's findings");
+    /* the corner ranking's first record is findings.json's */
+    {
+        char fjp[4400], want[600];
+        snprintf(fjp, sizeof fjp, "%s/findings.json", out);
+        char *fjs = tp_slurp(fjp, NULL), *c0 = fjs ? strstr(fjs, "\"corner\":[{\"file\":\"") : NULL;
+        cr_assert(c0, "no corner ranking in findings.json");
+        c0 += strlen("\"corner\":[{\"file\":\"");
+        char *rk0 = strstr(page, "<table class=\"ranking\" id=\"ranking0\">");
+        cr_assert(rk0, "no corner ranking in the report");
+        snprintf(want, sizeof want, "</tr>\n<tr><td>%.*s</td>", (int)(strchr(c0, '"') - c0), c0);
+        cr_expect(strstr(rk0, want) && strstr(rk0, want) < strstr(rk0, "</table>"), "the report's corner ranking does "
+                  "not start with findings.json's first (%s)", want);
+        free(fjs);
+    }
     free(page);
     const char *flags = "--headless --no-sandbox --disable-gpu --hide-scrollbars --virtual-time-budget=10000";
     snprintf(cmd, sizeof cmd, "HOME=%s timeout 180 /usr/bin/chromium %s --dump-dom 'file://%s#selftest' > %s/dom.html 2>/dev/null",
@@ -628,21 +617,65 @@ Test(audit, report_in_headless_chromium) {
     cr_assert_eq(system(cmd), 0, "%s failed", cmd);
     char dom_path[4400];
     snprintf(dom_path, sizeof dom_path, "%s/dom.html", tmp);
-    char *dom = slurp(dom_path);
+    char *dom = tp_slurp(dom_path, NULL);
     cr_assert(dom);
     char *res = strstr(dom, "<pre id=\"selftest\">SELFTEST");
     cr_assert(res, "the page's self-check did not run");
-    int n_img = -1, n_ok = -2, rows = 0;
+    int n_img = -1, n_ok = -2, rows = 0, ranked = -1;
     cr_assert_eq(sscanf(res, "<pre id=\"selftest\">SELFTEST images=%d loaded=%d rows=%d", &n_img, &n_ok, &rows), 3, "%.200s", res);
-    cr_expect_eq(n_img, 11 * 2, "mean maps: 10 classes and `all`, 2 methods");
+    char *rk = strstr(res, " ranked=");
+    cr_assert(rk && sscanf(rk, " ranked=%d", &ranked) == 1, "%.300s", res);
+    /* the rankings: the 10 records with the most corner mass, the 10 with the most border mass,
+     * the misclassified ones (at most 10) with the most mass off the centre, each with its
+     * thumbnail */
+    cr_expect(ranked >= 20 && ranked <= 30, "%d thumbnails in the rankings", ranked);
+    cr_expect_eq(n_img, 11 * 2 + 160 + ranked, "mean maps: 10 classes and `all`, 2 methods; a thumbnail per record");
     cr_expect_eq(n_ok, n_img, "%d of %d images decoded", n_ok, n_img);
     cr_expect_eq(rows, 160);
-    cr_expect(strstr(res, "sorted_desc=true order_changed=true"), "%.200s", res);
+    cr_expect(strstr(res, "sorted_desc=true order_changed=true thumbs=160 thumbs_loaded=160 "), "%.200s", res);
+    /* --overlays flagged (the default): an overlay for each file and method behind a flag, and
+     * none other; the report links each of them from its thumbnail */
+    snprintf(path, sizeof path, "%s/findings.json", out);
+    char *fj = tp_slurp(path, NULL);
+    cr_assert(fj);
+    char seen[64][300];
+    int n_seen = 0;
+    for (char *fl = strstr(fj, "\"flags\":["), *mk; fl && (mk = strstr(fl, "\"method\":\"")); fl = mk + 1) {
+        char method[32] = "";
+        sscanf(mk, "\"method\":\"%31[^\"]", method);
+        char *im = strstr(mk, "\"images\":[");
+        if (!im) break;
+        char *end = strchr(im, ']');
+        for (char *f = strchr(im, '"') + 10; f && f < end; ) {   /* each "file" in the list */
+            char *q0 = strchr(f, '"');
+            if (!q0 || q0 > end) break;
+            char *q1 = strchr(q0 + 1, '"');
+            char key[300];
+            snprintf(key, sizeof key, "%.*s.%s", (int)(q1 - q0 - 1), q0 + 1, method);
+            int dup = 0;
+            for (int k = 0; k < n_seen; k++) dup |= !strcmp(seen[k], key);
+            if (!dup && n_seen < 64) snprintf(seen[n_seen++], sizeof seen[0], "%s", key);
+            f = q1 + 1;
+        }
+        mk = end;
+    }
+    cr_expect_gt(n_seen, 0, "the flags name files");
+    for (int k = 0; k < n_seen; k++) {
+        char ov[24000];
+        snprintf(ov, sizeof ov, "%s/overlays/%s.png", out, seen[k]);
+        cr_expect(access(ov, R_OK) == 0, "flagged, without its overlay: %s", ov);
+    }
+    snprintf(path, sizeof path, "%s/overlays", out);
+    cr_expect_eq(count_files(path), n_seen, "--overlays flagged: overlays of the flags' %d files and methods only", n_seen);
+    char want[64];
+    snprintf(want, sizeof want, " overlays=%d ", n_seen);
+    cr_expect(strstr(res, want), "the report links %d overlays: %.300s", n_seen, res);
+    free(fj);
     free(dom);
     snprintf(cmd, sizeof cmd, "HOME=%s timeout 180 /usr/bin/chromium %s --window-size=1200,1400 --screenshot=%s/audit-report.png 'file://%s' > /dev/null 2>&1",
              tmp, flags, SAL_BINARY_DIR, path);
     cr_expect_eq(system(cmd), 0, "%s failed", cmd);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* Slurm: a one-node cluster on this machine (scripts/slurm/local-cluster: slurmctld, slurmd and
@@ -654,7 +687,7 @@ Test(audit, slurm_array_merged_equal_single_run) {
     if (geteuid() != 0) cr_skip_test("the local Slurm cluster runs its daemons as root");
     char data[4096], tmp[256], single[4300], sharded[4300], cmd[16384];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(single, sizeof single, "%s/single", tmp);
     snprintf(sharded, sizeof sharded, "%s/slurm", tmp);
     char *err = NULL;
@@ -666,20 +699,20 @@ Test(audit, slurm_array_merged_equal_single_run) {
     int st = system(cmd);
     char lp[4400];
     snprintf(lp, sizeof lp, "%s/.slurm.log", tmp);
-    char *log = slurp(lp);
+    char *log = tp_slurp(lp, NULL);
     cr_assert_eq(st, 0, "%s failed:\n%s", cmd, log);
     free(log);
     /* expect_merge_equals_single merges again, by hand: the same result as the merge job's */
     char merged[4400];
     snprintf(merged, sizeof merged, "%s/findings.json", sharded);
-    char *by_job = slurp(merged);
+    char *by_job = tp_slurp(merged, NULL);
     cr_assert(by_job, "the merge job wrote no findings.json");
     expect_merge_equals_single(single, sharded, tmp);
-    char *by_hand = slurp(merged);
+    char *by_hand = tp_slurp(merged, NULL);
     cr_expect(by_hand && !strcmp(by_job, by_hand), "the merge job's findings differ from a merge by hand");
     free(by_job);
     free(by_hand);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -690,7 +723,7 @@ Test(audit, slurm_array_merged_equal_single_run) {
 Test(audit, truth_csv_and_unlabelled) {
     char data[4096], tmp[256], d[4300], out[4300], out2[4300], csv[4300], from[8200], to[8200];
     watermark_data(data, sizeof data, 8);
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
     snprintf(d, sizeof d, "%s/flat", tmp);
     snprintf(out, sizeof out, "%s/out", tmp);
     snprintf(out2, sizeof out2, "%s/out2", tmp);
@@ -726,7 +759,7 @@ Test(audit, truth_csv_and_unlabelled) {
     cr_expect(strstr(err, "the audit runs unlabelled"), "%s", err);
     free(err);
     snprintf(to, sizeof to, "%s/findings.json", out2);
-    char *fj = slurp(to);
+    char *fj = tp_slurp(to, NULL);
     cr_assert(fj);
     cr_expect(strstr(fj, "\"labelled\":false"));
     cr_expect(!strstr(fj, "\"accuracy\":0") && !strstr(fj, "\"accuracy\":1"), "accuracy without labels");
@@ -747,5 +780,529 @@ Test(audit, truth_csv_and_unlabelled) {
     }
     sqlite3_finalize(q);
     sqlite3_close(db);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Overlays and thumbnails                                                                          */
+
+/* Files under dir, recursively. */
+static int count_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char p[4400];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (stat(p, &sb)) continue;
+        n += S_ISDIR(sb.st_mode) ? count_files(p) : S_ISREG(sb.st_mode);
+    }
+    closedir(d);
+    return n;
+}
+
+static sal_image load_png(const char *path) {
+    sal_image im = {0};
+    sal_error e = {0};
+    cr_assert_eq(sal_image_load(path, &im, &e), SAL_OK, "%s", e.msg);
+    return im;
+}
+
+/* --overlays all: each record's full-size overlay is, pixel for pixel, explain's Grad-CAM overlay
+ * of the same image, and for saliency the host functions' overlay (sal_overlay, opacity by value)
+ * of |explain's raw gradient| clipped at its 99th percentile (explain's own saliency overlay of a
+ * 1-channel model colours the signed gradient: sal_render reduces only c > 1); each thumbnail is that overlay
+ * made small: the same picture when the image is no larger than a thumbnail (28x28), else at most
+ * 96 pixels a side and the overlay area-averaged to that size (within 1 level on average when the
+ * overlay was made; within 6 when the thumbnail is drawn on the original made small, as with
+ * --overlays none: 1.4 and 3.7 measured, 25 and 31 when the crop is left out of its geometry).
+ * --overlays none: no overlay, the thumbnails still. */
+Test(audit, overlays_match_explain_and_thumbnails_are_them_small) {
+    char data[4096], tmp[256], d[4300], out[4300], out2[4300], ex[4300], p[4400], q[4400], from[8200];
+    watermark_data(data, sizeof data, 8);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
+    snprintf(d, sizeof d, "%s/data", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    snprintf(out2, sizeof out2, "%s/out2", tmp);
+    snprintf(ex, sizeof ex, "%s/ex", tmp);
+    mkdir(d, 0755);
+    const char *names[3] = {"shirt0", "bag0", "big"};
+    snprintf(from, sizeof from, "%s/Shirt/0000.png", data);
+    snprintf(p, sizeof p, "%s/shirt0.png", d);
+    copy_file(from, p);
+    snprintf(from, sizeof from, "%s/Bag/0000.png", data);
+    snprintf(p, sizeof p, "%s/bag0.png", d);
+    copy_file(from, p);
+    /* a 200x150 colour picture: resized to the model's 28x28 gray input, thumbnail 96x72 */
+    uint8_t *big = malloc(200 * 150 * 3);
+    for (int y = 0; y < 150; y++)
+        for (int x = 0; x < 200; x++) {
+            uint8_t *px = big + (y * 200 + x) * 3;
+            px[0] = (uint8_t)(x * 255 / 199);
+            px[1] = (uint8_t)(y * 255 / 149);
+            px[2] = (uint8_t)((x / 25 + y / 25) % 2 ? 200 : 40);
+        }
+    sal_error e = {0};
+    snprintf(p, sizeof p, "%s/big.png", d);
+    cr_assert_eq(sal_png_write_rgb(p, 200, 150, big, &e), SAL_OK, "%s", e.msg);
+    free(big);
+
+    char *err = NULL;
+    const char *a1[] = {"audit", "-m", WM_MODEL, d, "-o", out, "--overlays", "all", NULL};
+    cr_assert_eq(run(a1, tmp, &err), 0, "%s", err);
+    free(err);
+    const char *a2[] = {"explain", "-m", WM_MODEL, "-M", "gradcam,saliency", "--raw", d, "-o", ex, NULL};
+    cr_assert_eq(run(a2, tmp, &err), 0, "%s", err);
+    free(err);
+    snprintf(p, sizeof p, "%s/overlays", out);
+    cr_expect_eq(count_files(p), 6, "--overlays all: one overlay per record");
+    snprintf(p, sizeof p, "%s/thumbs", out);
+    cr_expect_eq(count_files(p), 6, "one thumbnail per record");
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 2; k++) {
+            const char *m = k ? "saliency" : "gradcam";
+            snprintf(p, sizeof p, "%s/overlays/%s.png.%s.png", out, names[i], m);
+            snprintf(q, sizeof q, "%s/%s.%s.png", ex, names[i], m);
+            sal_image a = load_png(p), b = load_png(q);
+            if (k) {   /* saliency: explain's raw gradient, |g|, clipped at the 99th percentile, on the host */
+                sal_image_free(&b);
+                snprintf(q, sizeof q, "%s/%s.png", d, names[i]);
+                sal_image orig = load_png(q);
+                snprintf(q, sizeof q, "%s/%s.saliency.npy", ex, names[i]);
+                float *g = NULL, *mp = malloc(sizeof(float) * 28 * 28);
+                int nd = 0;
+                int64_t dims[SAL_MAX_DIMS];
+                cr_assert_eq(sal_npy_read(q, &g, &nd, dims, &e), SAL_OK, "%s", e.msg);
+                cr_assert(nd == 3 && dims[0] == 1 && dims[1] == 28 && dims[2] == 28);
+                for (int t = 0; t < 28 * 28; t++) mp[t] = fabsf(g[t]);
+                cr_assert_eq(sal_clip_percentile(mp, 28 * 28, 99.0, 0, NULL, &e), SAL_OK, "%s", e.msg);
+                sal_normalize(mp, 28 * 28, 0, mp);
+                /* the model's salient.resize: the shorter side to 28, then the centre 28x28 */
+                sal_prep_opts po = {.out_h = 28, .out_w = 28, .resize_shorter = 28, .crop_no_enlarge = 1, .channels = 1};
+                float rect[4];
+                cr_assert_eq(sal_prep_rect(orig.w, orig.h, &po, rect), SAL_OK);
+                b = (sal_image){orig.w, orig.h, 3, malloc((size_t)orig.w * orig.h * 3)};
+                cr_assert_eq(sal_overlay(&orig, mp, 28, 28, rect, SAL_CMAP_JET, SAL_OVERLAY_ALPHA_BY_VALUE,
+                                         SAL_OVERLAY_BY_VALUE, b.pix), SAL_OK);
+                free(g);
+                free(mp);
+                sal_image_free(&orig);
+            }
+            cr_assert(a.w == b.w && a.h == b.h && a.c == b.c, "%s: %dx%dx%d vs explain's %dx%dx%d", p, a.w, a.h, a.c, b.w,
+                      b.h, b.c);
+            int differ = 0;
+            for (size_t t = 0; t < (size_t)a.w * a.h * a.c; t++) differ += a.pix[t] != b.pix[t];
+            cr_expect_eq(differ, 0, "%s: %d values differ from explain's overlay", p, differ);
+            sal_image_free(&a);
+            sal_image_free(&b);
+        }
+    const char *a3[] = {"audit", "-m", WM_MODEL, d, "-o", out2, "--overlays", "none", NULL};
+    cr_assert_eq(run(a3, tmp, &err), 0, "%s", err);
+    free(err);
+    snprintf(p, sizeof p, "%s/overlays", out2);
+    cr_expect_eq(count_files(p), 0, "--overlays none");
+    snprintf(p, sizeof p, "%s/thumbs", out2);
+    cr_expect_eq(count_files(p), 6, "the thumbnails are always kept");
+    /* the thumbnails: with --overlays all made from the overlay, with none drawn small */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < 3; i++)
+            for (int k = 0; k < 2; k++) {
+                const char *m = k ? "saliency" : "gradcam";
+                snprintf(p, sizeof p, "%s/overlays/%s.png.%s.png", out, names[i], m);
+                sal_image a = load_png(p);
+                snprintf(q, sizeof q, "%s/thumbs/%s.png.%s.png", pass ? out2 : out, names[i], m);
+                sal_image t = load_png(q);
+                if (i < 2) {   /* 28x28: the overlay itself */
+                    cr_expect(t.w == a.w && t.h == a.h && !memcmp(t.pix, a.pix, (size_t)a.w * a.h * 3), "%s differs from %s", q, p);
+                } else {
+                    cr_assert(t.w == 96 && t.h == 72, "%s: %dx%d, expected 96x72", q, t.w, t.h);
+                    /* the overlay area-averaged by hand, compared channel by channel */
+                    double sad = 0;
+                    for (int Y = 0; Y < 72; Y++)
+                        for (int X = 0; X < 96; X++)
+                            for (int c = 0; c < 3; c++) {
+                                int y0 = Y * 150 / 72, y1 = (Y + 1) * 150 / 72, x0 = X * 200 / 96, x1 = (X + 1) * 200 / 96;
+                                double s = 0;
+                                for (int y = y0; y < y1; y++)
+                                    for (int x = x0; x < x1; x++) s += a.pix[(y * 200 + x) * 3 + c];
+                                sad += fabs(s / ((y1 - y0) * (x1 - x0)) - t.pix[(Y * 96 + X) * 3 + c]);
+                            }
+                    cr_expect(sad / (96 * 72 * 3) < (pass ? 6 : 1), "%s: mean difference %.2f levels from the overlay made small", q,
+                              sad / (96 * 72 * 3));
+                }
+                sal_image_free(&t);
+                sal_image_free(&a);
+            }
+    const char *a4[] = {"audit", "-m", WM_MODEL, d, "-o", out2, "--overlays", "some", NULL};
+    cr_expect_eq(run(a4, tmp, &err), 2);
+    cr_expect(strstr(err, "--overlays") && strstr(err, "'some'"), "%s", err);
+    free(err);
+    tp_remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* --mask DIR                                                                                       */
+
+static void write_mask(const char *path, int w, int h, int x0, int x1, int y0, int y1) {
+    uint8_t *rgb = calloc((size_t)w * h * 3, 1);
+    for (int y = y0; y < y1; y++)
+        for (int x = x0; x < x1; x++) rgb[(y * w + x) * 3 + 1] = 255;
+    sal_error e = {0};
+    cr_assert_eq(sal_png_write_rgb(path, w, h, rgb, &e), SAL_OK, "%s", e.msg);
+    free(rgb);
+}
+
+/* A folder of masks matched by the input's path less its extension (DIR/Shirt/0000.png), else its
+ * base name (DIR/0000.png): a mask that is the bottom-left corner square gives mass_mask ==
+ * mass_bl; a mask of the whole image gives 1; an input with no mask has an empty mass_mask; a
+ * 200x150 image's mask of its columns x < 60, seen through the preprocessing (shorter side to 28:
+ * 37x28, centre crop from column 4: the model's column x sees the original at 21.62 + (x + 0.5) *
+ * 5.405), covers the model input's columns 0..6 (centres at 56.8 and, for column 7, 62.2; a plain
+ * stretch would give 0..7), whose share of |explain's raw gradient| it must give.
+ * A mask of the wrong size stops the run (exit 2) naming the mask, both sizes and the input; with
+ * the mask fixed, a rerun resumes. */
+Test(audit, mask_folder_matched_by_stem) {
+    char data[4096], tmp[256], d[4300], md[4300], out[4300], ex[4300], p[4400], from[8200];
+    watermark_data(data, sizeof data, 8);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
+    snprintf(d, sizeof d, "%s/data", tmp);
+    snprintf(md, sizeof md, "%s/masks", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    snprintf(ex, sizeof ex, "%s/ex", tmp);
+    const char *files[3] = {"Shirt/0000", "Shirt/0001", "Bag/0000"};
+    mkdir(d, 0755);
+    mkdir(md, 0755);
+    snprintf(p, sizeof p, "%s/Shirt", d); mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/Bag", d); mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/Shirt", md); mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/Bag", md); mkdir(p, 0755);
+    for (int i = 0; i < 3; i++) {
+        snprintf(from, sizeof from, "%s/%s.png", data, files[i]);
+        snprintf(p, sizeof p, "%s/%s.png", d, files[i]);
+        copy_file(from, p);
+    }
+    uint8_t *big = malloc(200 * 150 * 3);
+    for (int t = 0; t < 200 * 150 * 3; t++) big[t] = (uint8_t)((t * 37) % 251);
+    sal_error e = {0};
+    snprintf(p, sizeof p, "%s/Bag/big.png", d);
+    cr_assert_eq(sal_png_write_rgb(p, 200, 150, big, &e), SAL_OK, "%s", e.msg);
+    free(big);
+    snprintf(p, sizeof p, "%s/Shirt/0000.png", md);
+    write_mask(p, 28, 28, 0, 4, 24, 28);        /* the bottom-left corner square */
+    snprintf(p, sizeof p, "%s/0000.png", md);
+    write_mask(p, 28, 28, 0, 28, 0, 28);        /* by base name: Bag/0000 (Shirt/0000 has its own) */
+    snprintf(p, sizeof p, "%s/Bag/big.bmp", md);   /* another extension: matched by stem */
+    uint8_t *m = calloc(200 * 150 * 3, 1);
+    for (int y = 0; y < 150; y++)
+        for (int x = 0; x < 60; x++) m[(y * 200 + x) * 3] = 255;
+    cr_assert_eq(sal_png_write_rgb(p, 200, 150, m, &e), SAL_OK, "%s", e.msg);   /* a PNG named .bmp: told by its bytes */
+    free(m);
+
+    char *err = NULL;
+    const char *a[] = {"audit", "-m", WM_MODEL, d, "-o", out, "-M", "saliency", "--mask", md, NULL};
+    cr_assert_eq(run(a, tmp, &err), 0, "%s", err);
+    free(err);
+    sqlite3 *db = open_db(out);
+    cr_expect(query_double(db, "SELECT ABS(mass_mask - mass_bl) FROM records WHERE file = 'Shirt/0000.png'") < 1e-9);
+    cr_expect(query_double(db, "SELECT mass_bl FROM records WHERE file = 'Shirt/0000.png'") > 0.01);
+    cr_expect(fabs(query_double(db, "SELECT mass_mask FROM records WHERE file = 'Bag/0000.png'") - 1) < 1e-9);
+    cr_expect(isnan(query_double(db, "SELECT mass_mask FROM records WHERE file = 'Shirt/0001.png'")), "no mask: empty");
+    cr_expect(!isnan(query_double(db, "SELECT mass_center FROM records WHERE file = 'Shirt/0001.png'")));
+    double got = query_double(db, "SELECT mass_mask FROM records WHERE file = 'Bag/big.png'");
+    sqlite3_close(db);
+    snprintf(p, sizeof p, "%s/Bag/big.png", d);
+    const char *ax[] = {"explain", "-m", WM_MODEL, "-M", "saliency", "--raw", p, "-o", ex, NULL};
+    cr_assert_eq(run(ax, tmp, &err), 0, "%s", err);
+    free(err);
+    snprintf(p, sizeof p, "%s/big.saliency.npy", ex);
+    float *g = NULL;
+    int nd = 0;
+    int64_t dims[SAL_MAX_DIMS];
+    cr_assert_eq(sal_npy_read(p, &g, &nd, dims, &e), SAL_OK, "%s", e.msg);
+    double left = 0, all = 0;
+    for (int y = 0; y < 28; y++)
+        for (int x = 0; x < 28; x++) {
+            all += fabsf(g[y * 28 + x]);
+            if (x < 7) left += fabsf(g[y * 28 + x]);
+        }
+    free(g);
+    cr_expect(fabs(got - left / all) < 1e-5, "big.png: mass_mask %.6f, the left 7 columns' share %.6f", got, left / all);
+
+    /* a mask of the wrong size: the run stops, naming it; fixed, the rerun resumes */
+    char out2[4400];
+    snprintf(out2, sizeof out2, "%s/out2", tmp);
+    snprintf(p, sizeof p, "%s/Shirt/0001.png", md);
+    write_mask(p, 30, 30, 0, 4, 24, 28);
+    const char *a2[] = {"audit", "-m", WM_MODEL, d, "-o", out2, "-M", "saliency", "--mask", md, "--batch", "1", NULL};
+    cr_expect_eq(run(a2, tmp, &err), 2, "%s", err);
+    cr_expect(strstr(err, "masks/Shirt/0001.png is 30x30 pixels but its input Shirt/0001.png is 28x28"), "%s", err);
+    free(err);
+    write_mask(p, 28, 28, 0, 4, 24, 28);
+    cr_expect_eq(run(a2, tmp, &err), 0, "%s", err);
+    cr_expect(strstr(err, "resuming"), "%s", err);
+    free(err);
+    db = open_db(out2);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records"), 4);
+    cr_expect(query_double(db, "SELECT ABS(mass_mask - mass_bl) FROM records WHERE file = 'Shirt/0001.png'") < 1e-9);
+    sqlite3_close(db);
+    tp_remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Progress                                                                                         */
+
+static int count_substr(const char *s, const char *sub) {
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, sub)); p += strlen(sub)) n++;
+    return n;
+}
+
+/* explain's progress report (host/cli/progress.c), as its tests check it: plain lines when stderr
+ * is not a terminal (SALIENT_PROGRESS_SECONDS sets the pace), with done/total, the rate, the ETA
+ * and the method at work, moving inside a long method (RISE's passes), never going back; a bar
+ * redrawn in place on a terminal (script(1)); nothing at all on stderr with --quiet. */
+Test(audit, progress_lines_bar_and_quiet) {
+    char data[4096], tmp[256], d[4300], p[4400], from[8200], cmd[16384];
+    watermark_data(data, sizeof data, 8);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
+    snprintf(d, sizeof d, "%s/data", tmp);
+    mkdir(d, 0755);
+    snprintf(d, sizeof d, "%s/data/Shirt", tmp);
+    mkdir(d, 0755);
+    for (int i = 0; i < 3; i++) {
+        snprintf(from, sizeof from, "%s/Shirt/%04d.png", data, i);
+        snprintf(p, sizeof p, "%s/%04d.png", d, i);
+        copy_file(from, p);
+    }
+    /* lines: stderr is a file */
+    snprintf(cmd, sizeof cmd, "cd %s && SALIENT_PROGRESS_SECONDS=0.05 OMP_NUM_THREADS=1 %s audit -m %s data -o out1 -M rise "
+             "--batch 1 2> err1", tmp, SALIENT, WM_MODEL);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(p, sizeof p, "%s/err1", tmp);
+    char *err = tp_slurp(p, NULL);
+    cr_assert(err);
+    int lines = 0, last_done = -1, shrank = 0, inside = 0;
+    for (char *l = err; (l = strstr(l, "salient: audit: ")); l++) {
+        int done = -1, total = -1, pct = -1;
+        cr_expect_eq(sscanf(l, "salient: audit: %d/%d images (%d%%)", &done, &total, &pct), 3, "%.80s", l);
+        cr_expect_eq(total, 3);
+        char *eol = strchr(l, '\n');
+        char line[512];
+        snprintf(line, sizeof line, "%.*s", (int)(eol - l), l);
+        if (strstr(line, "rise")) {
+            cr_expect((strstr(line, " images/s") || strstr(line, " s/image")) && strstr(line, "ETA"), "rate, ETA: %s", line);
+            inside += pct >= 100 * done / 3 + 2;   /* a share of an image in flight: inside RISE's passes */
+        }
+        shrank += done < last_done;
+        last_done = done;
+        lines++;
+    }
+    cr_expect_geq(lines, 3, "several lines: %s", err);
+    cr_expect_gt(inside, 0, "the report moves inside the method: %s", err);
+    cr_expect_eq(shrank, 0, "the count never goes back: %s", err);
+    cr_expect(strstr(err, "salient: audited 3 files with 1 method"), "the run's one-line summary: %s", err);
+    free(err);
+
+    /* --quiet: nothing on stderr */
+    snprintf(cmd, sizeof cmd, "cd %s && SALIENT_PROGRESS_SECONDS=0.05 %s audit -m %s data -o out2 -M rise --batch 1 --quiet "
+             "2> err2", tmp, SALIENT, WM_MODEL);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(p, sizeof p, "%s/err2", tmp);
+    err = tp_slurp(p, NULL);
+    cr_assert(err);
+    cr_expect_str_empty(err, "--quiet: stderr empty: %s", err);
+    free(err);
+
+    /* a terminal: a bar redrawn in place */
+    if (access("/usr/bin/script", X_OK) == 0) {
+        snprintf(cmd, sizeof cmd, "cd %s && SALIENT_PROGRESS_SECONDS=0.1 OMP_NUM_THREADS=1 script -qec 'stty cols 200; %s audit "
+                 "-m %s data -o out3 -M rise --batch 1' /dev/null > tty.log 2>&1", tmp, SALIENT, WM_MODEL);
+        cr_assert_eq(system(cmd), 0, "%s", cmd);
+        snprintf(p, sizeof p, "%s/tty.log", tmp);
+        char *t = tp_slurp(p, NULL);
+        cr_assert(t);
+        cr_expect_geq(count_substr(t, "\rsalient audit ["), 2, "a bar redrawn in place: %s", t);
+        cr_expect(strstr(t, "/3 images (") && strstr(t, "rise") && strstr(t, "ETA"), "count, method, ETA: %s", t);
+        free(t);
+    }
+    tp_remove_tree(tmp);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* A full disk, a read-only OUT                                                                     */
+
+/* Every record's thumbnail (and, with --overlays all, overlay) exists and decodes; no temporary
+ * file is left. Returns the number of records. */
+static int expect_records_have_files(const char *out, int with_overlays) {
+    sqlite3 *db = open_db(out);
+    cr_assert_eq(query_double(db, "SELECT COUNT(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1,
+                 "%s: the database is damaged", out);
+    sqlite3_stmt *q = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT file, method FROM records", -1, &q, NULL), SQLITE_OK);
+    int n = 0, missing = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        n++;
+        for (int k = 0; k < 1 + with_overlays; k++) {
+            char p[4800];
+            snprintf(p, sizeof p, "%s/%s/%s.%s.png", out, k ? "overlays" : "thumbs", (const char *)sqlite3_column_text(q, 0),
+                     (const char *)sqlite3_column_text(q, 1));
+            sal_image im = {0};
+            sal_error e = {0};
+            if (sal_image_load(p, &im, &e)) {
+                if (missing++ < 3) cr_log_error("a row names a picture that is not whole: %s", e.msg);
+            }
+            sal_image_free(&im);
+        }
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    cr_expect_eq(missing, 0, "%s: %d pictures of recorded rows missing or truncated", out, missing);
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "test -z \"$(find %s -name '*.salient-tmp*')\"", out);
+    cr_expect_eq(system(cmd), 0, "%s: temporary files left", out);
+    return n;
+}
+
+/* A 400 KiB tmpfs in a private mount namespace (unshare -m; needs root, as in CI) fills up during
+ * an audit with --overlays all: exit 1, a message naming a file under OUT and the reason, and
+ * every recorded row's pictures whole (the database intact); moved to a roomy disk, a rerun
+ * resumes and ends with the records of an uninterrupted run. The same folder remounted read-only:
+ * a rerun fails with exit 1 naming the folder and the reason, and the database keeps its rows. */
+Test(audit, full_disk_and_read_only_out_lose_nothing) {
+    if (geteuid() != 0 || access("/usr/bin/unshare", X_OK)) cr_skip_test("mounting a tmpfs needs root and unshare(1)");
+    char data[4096], tmp[256], full[4300], copy[4300], cmd[16384], p[4400];
+    watermark_data(data, sizeof data, 8);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
+    snprintf(full, sizeof full, "%s/full", tmp);
+    snprintf(copy, sizeof copy, "%s/copy", tmp);
+    char *err = NULL;
+    const char *af[] = {"audit", "-m", WM_MODEL, data, "-o", full, "--batch", "4", "--overlays", "all", NULL};
+    cr_assert_eq(run(af, tmp, &err), 0, "%s", err);
+    free(err);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && mkdir -p fs && unshare -m sh -c 'mount -t tmpfs -o size=400k tmpfs fs || exit 99; "
+             "OMP_NUM_THREADS=1 %s audit -m %s %s -o fs/out --batch 4 --overlays all >stdout 2>stderr; echo $? > rc; "
+             "cp -a fs/out copy; mount -o remount,ro fs || exit 98; "
+             "%s audit -m %s %s -o fs/out --batch 4 --overlays all >stdout2 2>stderr2; echo $? > rc2; "
+             "cp -a fs/out copy-ro'",
+             tmp, SALIENT, WM_MODEL, data, SALIENT, WM_MODEL, data);
+    int rc = system(cmd);
+    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 99) cr_skip_test("mount -t tmpfs is not allowed here");
+    cr_assert_eq(rc, 0, "%s: status %d", cmd, rc);
+    snprintf(p, sizeof p, "%s/rc", tmp);
+    char *rcs = tp_slurp(p, NULL);
+    snprintf(p, sizeof p, "%s/stderr", tmp);
+    err = tp_slurp(p, NULL);
+    cr_assert(rcs && err);
+    cr_expect_eq(atoi(rcs), 1, "exit 1 on a full disk, got %s; stderr: %s", rcs, err);
+    cr_expect(strstr(err, "No space left on device") || strstr(err, "database or disk is full"), "the reason: %s", err);
+    cr_expect(strstr(err, "fs/out/"), "the file: %s", err);
+    cr_expect(strstr(err, "audit stopped") || strstr(err, "writing failed"), "the run stops, saying so: %s", err);
+    free(rcs);
+    free(err);
+    int kept = expect_records_have_files(copy, 1);
+    cr_expect_gt(kept, 0, "batches were recorded before the disk was full");
+    cr_expect_lt(kept, 160, "not everything fitted");
+
+    /* read-only: refused, the rows kept */
+    snprintf(p, sizeof p, "%s/rc2", tmp);
+    rcs = tp_slurp(p, NULL);
+    snprintf(p, sizeof p, "%s/stderr2", tmp);
+    err = tp_slurp(p, NULL);
+    cr_assert(rcs && err);
+    cr_expect_eq(atoi(rcs), 1, "exit 1 on a read-only OUT, got %s; stderr: %s", rcs, err);
+    cr_expect(strstr(err, "fs/out") && strstr(err, "not writable: Read-only file system"),
+              "names the folder and the reason: %s", err);
+    free(rcs);
+    free(err);
+    snprintf(p, sizeof p, "%s/copy-ro", tmp);
+    cr_expect_eq(expect_records_have_files(p, 1), kept, "the read-only run changed the rows");
+
+    /* on a roomy disk the same command resumes and completes */
+    const char *ar[] = {"audit", "-m", WM_MODEL, data, "-o", copy, "--batch", "4", "--overlays", "all", NULL};
+    cr_assert_eq(run(ar, tmp, &err), 0, "%s", err);
+    cr_expect(strstr(err, "resuming"), "%s", err);
+    free(err);
+    expect_same_records(full, copy);
+    cr_expect_eq(expect_records_have_files(copy, 1), 160);
+    tp_remove_tree(tmp);
+}
+
+/* A picture that cannot be put in place (a file holds the name of its folder, OUT/thumbs/Coat):
+ * the run stops at it with exit 1, naming the file and the reason; the rows recorded before it
+ * all have their pictures, and no row names the pictures that failed. */
+Test(audit, a_picture_that_cannot_be_written_stops_the_run) {
+    char data[4096], tmp[256], out[4300], p[4400];
+    watermark_data(data, sizeof data, 8);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
+    snprintf(out, sizeof out, "%s/out", tmp);
+    mkdir(out, 0755);
+    snprintf(p, sizeof p, "%s/thumbs", out);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/thumbs/Coat", out);
+    FILE *f = fopen(p, "w");
+    cr_assert(f);
+    fclose(f);
+    char *err = NULL;
+    const char *a[] = {"audit", "-m", WM_MODEL, data, "-o", out, "--batch", "4", NULL};
+    cr_expect_eq(run(a, tmp, &err), 1, "%s", err);
+    cr_expect(strstr(err, "thumbs/Coat/0000.png.gradcam.png") && strstr(err, "Not a directory") && strstr(err, "audit stopped"), "%s", err);
+    free(err);
+    int n = expect_records_have_files(out, 0);
+    sqlite3 *db = open_db(out);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM records WHERE file LIKE 'Coat/%'"), 0);
+    sqlite3_close(db);
+    cr_expect_eq(n, 2 * 16, "the batches before Coat's (Ankle boot, Bag: 16 files, 2 methods)");
+    tp_remove_tree(tmp);
+}
+
+/* Reading ahead (the next batch decoded on its own thread while this one computes) changes
+ * nothing: the records of a run with SALIENT_AUDIT_READ_AHEAD=0 (each batch read in turn) are the
+ * same, a corrupt file among them included; and the summary says how the reading went. */
+Test(audit, reading_ahead_changes_no_record) {
+    char data[4096], tmp[256], d[4300], a_dir[4300], b_dir[4300], p[4400], from[8200], cmd[16384];
+    watermark_data(data, sizeof data, 8);
+    tp_make_tmp(tmp, sizeof tmp, "audit");
+    snprintf(d, sizeof d, "%s/data", tmp);
+    mkdir(d, 0755);
+    for (int i = 0; i < 7; i++) {
+        snprintf(from, sizeof from, "%s/%s/%04d.png", data, i % 2 ? "Bag" : "Coat", i);
+        snprintf(p, sizeof p, "%s/%d.png", d, i);
+        copy_file(from, p);
+    }
+    snprintf(p, sizeof p, "%s/3x.png", d);   /* sorted into the second batch of 4 */
+    FILE *f = fopen(p, "wb");
+    cr_assert(f);
+    fputs("not an image", f);
+    fclose(f);
+    snprintf(a_dir, sizeof a_dir, "%s/ahead", tmp);
+    snprintf(b_dir, sizeof b_dir, "%s/serial", tmp);
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "%s%s audit -m %s %s -o %s --batch 4 2> %s/err%d", k ? "SALIENT_AUDIT_READ_AHEAD=0 " : "",
+                 SALIENT, WM_MODEL, d, k ? b_dir : a_dir, tmp, k);
+        int st = system(cmd);
+        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s: exit 1 (a corrupt file) expected", cmd);
+        snprintf(p, sizeof p, "%s/err%d", tmp, k);
+        char *err = tp_slurp(p, NULL);
+        cr_assert(err);
+        cr_expect(strstr(err, "3x.png") && strstr(err, "audited 8 files"), "%s", err);
+        cr_expect(k ? !strstr(err, "a batch ahead") : strstr(err, "reading") && strstr(err, "(a batch ahead, beside the model)"),
+                  "%s", err);
+        free(err);
+    }
+    expect_same_records(a_dir, b_dir);
+    row *ra, *rb;
+    int na = read_rows(a_dir, &ra), nb = read_rows(b_dir, &rb);
+    cr_expect_eq(na, 14);
+    for (int i = 0; i < na && i < nb; i++)   /* the same batches: the same numbers exactly */
+        cr_expect(!memcmp(ra[i].v, rb[i].v, sizeof ra[i].v), "row %d differs", i);
+    free(ra);
+    free(rb);
+    sqlite3 *db = open_db(a_dir);
+    cr_expect_eq(query_double(db, "SELECT COUNT(*) FROM errors WHERE file = '3x.png'"), 1);
+    sqlite3_close(db);
+    tp_remove_tree(tmp);
 }

@@ -23,6 +23,7 @@
 #include "salient.h"
 #include "io/io.h"
 #include "testutil.h"
+#include "testproc.h"
 
 #define SALIENT SAL_BINARY_DIR "/salient"
 #define TINYCNN SAL_SOURCE_DIR "/tests/fixtures/methods/tinycnn.onnx"
@@ -32,39 +33,11 @@
 /* ------------------------------------------------------------------------------------------------ */
 /* Files and directories                                                                            */
 
-/* Whole file, NUL-terminated; *len (if given) receives its size. NULL when it cannot be read. */
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap + 1);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = realloc(buf, 2 * cap + 1);
-            if (!nb) { free(buf); buf = NULL; break; }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (!buf) return NULL;
-    buf[n] = 0;
-    if (len) *len = n;
-    return buf;
-}
-
 static int write_bytes(const char *path, const void *data, size_t len) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
     size_t w = fwrite(data, 1, len, f);
     return fclose(f) == 0 && w == len ? 0 : -1;
-}
-
-static int exists(const char *path) {
-    struct stat sb;
-    return lstat(path, &sb) == 0;
 }
 
 /* Number of entries in a directory (-1 if it cannot be opened); names joined into list. */
@@ -86,102 +59,15 @@ static int dir_entries(const char *dir, char *list, size_t len) {
     return n;
 }
 
-static void remove_tree(const char *path) {
-    struct stat sb;
-    if (lstat(path, &sb)) return;
-    if (S_ISDIR(sb.st_mode)) {
-        chmod(path, 0700);
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[4096];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            remove_tree(sub);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-/* A fresh scratch directory for one test; removed by the test at its end. */
-static void make_tmp(char *dir, size_t len) {
-    snprintf(dir, len, "/tmp/salient_cli_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-}
-
-static const char *join(char *buf, size_t len, const char *dir, const char *name) {
-    snprintf(buf, len, "%s/%s", dir, name);
-    return buf;
-}
-
 /* ------------------------------------------------------------------------------------------------ */
 /* Running the program                                                                              */
 
-typedef struct run_result {
-    int status;   /* exit status, or -1 when the program did not exit normally */
-    char *out;    /* stdout, NUL-terminated */
-    char *err;    /* stderr */
-    char cmd[2048];
-} run_result;
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-    r->out = r->err = NULL;
-}
-
-/* Run `prog argv...` (argv NULL-terminated, without the program name) with stdout and stderr
- * captured into files of scratch. */
-static void run_prog(run_result *r, const char *scratch, const char *prog, const char *const *argv) {
-    static int counter;
-    char out_path[4096], err_path[4096];
-    int k = counter++;
-    snprintf(out_path, sizeof out_path, "%s/.run%d.out", scratch, k);
-    snprintf(err_path, sizeof err_path, "%s/.run%d.err", scratch, k);
-    const char *args[64];
-    int n = 0;
-    args[n++] = prog;
-    const char *base = strrchr(prog, '/');
-    size_t used = (size_t)snprintf(r->cmd, sizeof r->cmd, "%s", base ? base + 1 : prog);
-    for (int i = 0; argv[i] && n < 63; i++) {
-        args[n++] = argv[i];
-        if (used < sizeof r->cmd) used += (size_t)snprintf(r->cmd + used, sizeof r->cmd - used, " %s", argv[i]);
-    }
-    args[n] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(127);
-        close(fo);
-        close(fe);
-        execv(prog, (char *const *)args);
-        _exit(127);
-    }
-    int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
-    r->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
-    r->out = slurp(out_path, NULL);
-    r->err = slurp(err_path, NULL);
-    if (!r->out) r->out = calloc(1, 1);
-    if (!r->err) r->err = calloc(1, 1);
-    unlink(out_path);
-    unlink(err_path);
-    cr_assert_neq(r->status, 127, "%s: could not run %s", r->cmd, prog);
-    cr_assert_neq(r->status, -1, "%s: killed by a signal\nstderr: %s", r->cmd, r->err);
-}
-
-static void run_argv(run_result *r, const char *scratch, const char *const *argv) {
-    run_prog(r, scratch, SALIENT, argv);
+static void run_argv(tp_run *r, const char *scratch, const char *const *argv) {
+    tp_run_prog(r, scratch, SALIENT, NULL, argv);
 }
 
 /* run(r, scratch, "arg", ..., NULL) */
-static void run(run_result *r, const char *scratch, ...) {
+static void run(tp_run *r, const char *scratch, ...) {
     const char *argv[64];
     int n = 0;
     va_list ap;
@@ -196,13 +82,6 @@ static void run(run_result *r, const char *scratch, ...) {
 static int count_lines(const char *s) {
     int n = 0;
     for (; *s; s++) n += *s == '\n';
-    return n;
-}
-
-static int count_substr(const char *s, const char *needle) {
-    int n = 0;
-    size_t len = strlen(needle);
-    for (const char *p = strstr(s, needle); p; p = strstr(p + len, needle)) n++;
     return n;
 }
 
@@ -244,7 +123,7 @@ static void write_test_png(const char *path) { write_test_png_v(path, 0); }
 /* Width and height from a PNG's IHDR; -1 when the file is not a PNG. */
 static int png_size(const char *path, int *w, int *h) {
     size_t len = 0;
-    unsigned char *b = (unsigned char *)slurp(path, &len);
+    unsigned char *b = (unsigned char *)tp_slurp(path, &len);
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     int ok = b && len >= 24 && !memcmp(b, sig, 8) && !memcmp(b + 12, "IHDR", 4);
     if (ok) {
@@ -259,7 +138,7 @@ static int png_size(const char *path, int *w, int *h) {
  * returns ndim, or -1 when the file is not such an array. */
 static int npy_shape(const char *path, int64_t *dims, int max) {
     size_t len = 0;
-    char *b = slurp(path, &len);
+    char *b = tp_slurp(path, &len);
     int ndim = -1;
     if (!b || len < 10 || memcmp(b, "\x93NUMPY", 6) || b[6] != 1) goto out;
     size_t hlen = (size_t)(unsigned char)b[8] | (size_t)(unsigned char)b[9] << 8;
@@ -312,40 +191,40 @@ static int csv_fields(const char *line, char fields[][256], int max) {
 
 Test(cli, help_and_version) {
     char tmp[64];
-    make_tmp(tmp, sizeof tmp);
-    run_result r;
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    tp_run r;
     run(&r, tmp, "--help", NULL);
     cr_expect_eq(r.status, 0, "%s: exit %d", r.cmd, r.status);
     cr_expect(strstr(r.out, "usage: salient"), "--help prints usage on stdout: %s", r.out);
     cr_expect(strstr(r.out, "explain"), "--help lists the explain command: %s", r.out);
-    run_free(&r);
+    tp_run_free(&r);
     run(&r, tmp, "--version", NULL);
     cr_expect_eq(r.status, 0);
     cr_expect(strstr(r.out, SAL_VERSION_STRING), "--version: %s", r.out);
-    run_free(&r);
+    tp_run_free(&r);
     const char *cmds[] = {"predict", "explain", "info"};
     for (int i = 0; i < 3; i++) {
         run(&r, tmp, cmds[i], "--help", NULL);
         cr_expect_eq(r.status, 0, "%s: exit %d", r.cmd, r.status);
         cr_expect(strstr(r.out, "usage: salient"), "%s: %s", r.cmd, r.out);
         cr_expect(strstr(r.out, cmds[i]), "%s: %s", r.cmd, r.out);
-        run_free(&r);
+        tp_run_free(&r);
     }
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 Test(cli, usage_errors_exit_2) {
     char tmp[64];
-    make_tmp(tmp, sizeof tmp);
-    run_result r;
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    tp_run r;
     run(&r, tmp, NULL);
     cr_expect_eq(r.status, 2, "no arguments: exit %d", r.status);
     cr_expect(r.err[0], "no arguments: usage on stderr");
-    run_free(&r);
+    tp_run_free(&r);
     run(&r, tmp, "frobnicate", NULL);
     cr_expect_eq(r.status, 2, "%s: exit %d", r.cmd, r.status);
     cr_expect(strstr(r.err, "frobnicate"), "%s: stderr names the command: %s", r.cmd, r.err);
-    run_free(&r);
+    tp_run_free(&r);
     const char *cmds[] = {"predict", "explain", "info"};
     for (int i = 0; i < 3; i++) {
         /* an unknown option, alone (no value after it) and followed by something */
@@ -353,23 +232,23 @@ Test(cli, usage_errors_exit_2) {
         cr_expect_eq(r.status, 2, "%s: exit %d", r.cmd, r.status);
         cr_expect(strstr(r.err, "--no-such-option"), "%s: stderr names the option: %s", r.cmd, r.err);
         cr_expect(strstr(r.err, "unknown option"), "%s: says it is unknown: %s", r.cmd, r.err);
-        run_free(&r);
+        tp_run_free(&r);
         run(&r, tmp, cmds[i], "-m", TINYCNN, "--no-such-option", "x.png", NULL);
         cr_expect_eq(r.status, 2, "%s: exit %d", r.cmd, r.status);
         cr_expect(strstr(r.err, "--no-such-option"), "%s: stderr names the option: %s", r.cmd, r.err);
-        run_free(&r);
+        tp_run_free(&r);
     }
     /* a missing model or input is a usage error too */
     run(&r, tmp, "predict", "-m", TINYCNN, NULL);
     cr_expect_eq(r.status, 2, "%s: exit %d", r.cmd, r.status);
     cr_expect(r.err[0], "%s: message on stderr", r.cmd);
-    run_free(&r);
+    tp_run_free(&r);
     run(&r, tmp, "explain", "-m", TINYCNN, "x.png", NULL);
     cr_expect_eq(r.status, 2, "%s (no -o): exit %d", r.cmd, r.status);
     cr_expect(strstr(r.err, "-o"), "%s: stderr mentions -o: %s", r.cmd, r.err);
-    run_free(&r);
+    tp_run_free(&r);
     cr_expect_eq(dir_entries(tmp, NULL, 0), 0, "usage errors wrote files");
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -377,8 +256,8 @@ Test(cli, usage_errors_exit_2) {
 
 Test(cli, info_lists_layers_shapes_and_op_counts) {
     char tmp[64];
-    make_tmp(tmp, sizeof tmp);
-    run_result r;
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    tp_run r;
     run(&r, tmp, "info", TINYCNN, NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect(strstr(r.out, "input "), "inputs listed: %s", r.out);
@@ -398,13 +277,13 @@ Test(cli, info_lists_layers_shapes_and_op_counts) {
     cr_expect(strstr(ops, "Conv="), "Conv counted: %s", ops);
     cr_expect(strstr(ops, "Relu=5"), "5 Relu: %s", ops);
     cr_expect(strstr(ops, "Gemm=1"), "1 Gemm: %s", ops);
-    run_free(&r);
+    tp_run_free(&r);
 
     run(&r, tmp, "info", SAL_SOURCE_DIR "/tests/fixtures/methods/no-such-model.onnx", NULL);
     cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
     cr_expect(strstr(r.err, "no-such-model.onnx"), "stderr names the file: %s", r.err);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -412,24 +291,24 @@ Test(cli, info_lists_layers_shapes_and_op_counts) {
 
 Test(cli, predict_text_and_json) {
     char tmp[64], npy[256], png[256];
-    make_tmp(tmp, sizeof tmp);
-    write_test_npy(join(npy, sizeof npy, tmp, "tensor.npy"));
-    write_test_png(join(png, sizeof png, tmp, "photo.png"));
-    run_result r;
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    write_test_npy(tp_join(npy, sizeof npy, tmp, "tensor.npy"));
+    write_test_png(tp_join(png, sizeof png, tmp, "photo.png"));
+    tp_run r;
     run(&r, tmp, "predict", "-m", TINYCNN, npy, png, NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect(strstr(r.out, npy) && strstr(r.out, png), "both inputs reported: %s", r.out);
     cr_expect(strstr(r.out, npy) < strstr(r.out, png), "inputs in the order given");
-    cr_expect_eq(count_substr(r.out, "  1. "), 2, "one top-1 line per input: %s", r.out);
-    cr_expect_eq(count_substr(r.out, "  5. "), 2, "top-5 by default: %s", r.out);
-    cr_expect_eq(count_substr(r.out, "  6. "), 0, "no more than 5: %s", r.out);
-    cr_expect_eq(count_substr(r.out, "%"), 10, "a probability per line: %s", r.out);
-    run_free(&r);
+    cr_expect_eq(tp_count_substr(r.out, "  1. "), 2, "one top-1 line per input: %s", r.out);
+    cr_expect_eq(tp_count_substr(r.out, "  5. "), 2, "top-5 by default: %s", r.out);
+    cr_expect_eq(tp_count_substr(r.out, "  6. "), 0, "no more than 5: %s", r.out);
+    cr_expect_eq(tp_count_substr(r.out, "%"), 10, "a probability per line: %s", r.out);
+    tp_run_free(&r);
 
     run(&r, tmp, "predict", "-m", TINYCNN, "--topk", "3", png, NULL);
     cr_expect_eq(r.status, 0);
     cr_expect_eq(count_lines(r.out), 4, "--topk 3: a name line and 3 classes: %s", r.out);
-    run_free(&r);
+    tp_run_free(&r);
 
     run(&r, tmp, "predict", "-m", TINYCNN, "--json", npy, png, NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
@@ -451,40 +330,40 @@ Test(cli, predict_text_and_json) {
         cr_expect(strstr(line, i == 0 ? "\"input\": \"" : "photo.png"), "object %d names its input", i);
         line = eol + 1;
     }
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 Test(cli, predict_missing_file_among_good_ones) {
     char tmp[64], npy[256], png[256], missing[256];
-    make_tmp(tmp, sizeof tmp);
-    write_test_npy(join(npy, sizeof npy, tmp, "tensor.npy"));
-    write_test_png(join(png, sizeof png, tmp, "photo.png"));
-    join(missing, sizeof missing, tmp, "not-here.png");
-    run_result r;
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    write_test_npy(tp_join(npy, sizeof npy, tmp, "tensor.npy"));
+    write_test_png(tp_join(png, sizeof png, tmp, "photo.png"));
+    tp_join(missing, sizeof missing, tmp, "not-here.png");
+    tp_run r;
     run(&r, tmp, "predict", "-m", TINYCNN, png, missing, npy, NULL);
     cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
     cr_expect(strstr(r.out, png) && strstr(r.out, npy), "the good inputs are still predicted: %s", r.out);
     cr_expect(!strstr(r.out, "not-here.png"), "the missing one is not on stdout: %s", r.out);
     cr_expect(strstr(r.err, "not-here.png"), "stderr names the missing file: %s", r.err);
-    run_free(&r);
+    tp_run_free(&r);
 
     run(&r, tmp, "predict", "-m", TINYCNN, "--json", missing, png, NULL);
     cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
     cr_expect_eq(count_lines(r.out), 1, "--json: the good input's object only: %s", r.out);
     cr_expect(strstr(r.err, "not-here.png"), "stderr names the missing file: %s", r.err);
-    run_free(&r);
+    tp_run_free(&r);
 
     /* an array of the wrong shape is named with its shape */
     char bad[256];
     float v[2 * 8 * 8] = {0};
     int64_t dims[3] = {2, 8, 8};
-    cr_assert_eq(sal_npy_write(join(bad, sizeof bad, tmp, "wrong.npy"), v, 3, dims, NULL), SAL_OK);
+    cr_assert_eq(sal_npy_write(tp_join(bad, sizeof bad, tmp, "wrong.npy"), v, 3, dims, NULL), SAL_OK);
     run(&r, tmp, "predict", "-m", TINYCNN, bad, NULL);
     cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
     cr_expect(strstr(r.err, "wrong.npy") && strstr(r.err, "(2,8,8)"), "stderr names file and shape: %s", r.err);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -492,10 +371,10 @@ Test(cli, predict_missing_file_among_good_ones) {
 
 Test(cli, explain_writes_documented_files, .timeout = 120) {
     char tmp[64], png[256], out[256], p[512];
-    make_tmp(tmp, sizeof tmp);
-    write_test_png(join(png, sizeof png, tmp, "photo.png"));
-    join(out, sizeof out, tmp, "out/nested");   /* created with its parent */
-    run_result r;
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    write_test_png(tp_join(png, sizeof png, tmp, "photo.png"));
+    tp_join(out, sizeof out, tmp, "out/nested");   /* created with its parent */
+    tp_run r;
     run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency,gradcam,ig,occlusion", "--steps", "8",
         "--window", "8x8", "--stride", "4x4", "--layer", "cam.relu", png, "-o", out, "--raw", "--heatmap", NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
@@ -523,7 +402,7 @@ Test(cli, explain_writes_documented_files, .timeout = 120) {
     cr_expect(!strstr(list, "tmp"), "no temporary file left: %s", list);
 
     /* summary.csv: a header and one row per method, ig's with a completeness gap */
-    char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    char *csv = tp_slurp(tp_join(p, sizeof p, out, "summary.csv"), NULL);
     cr_assert_not_null(csv, "summary.csv");
     cr_expect_eq(count_lines(csv), 5, "header + 4 rows: %s", csv);
     char f[16][256];
@@ -553,44 +432,44 @@ Test(cli, explain_writes_documented_files, .timeout = 120) {
     cr_expect_eq(seen, 15, "one row per method");
     free(csv);
 
-    char *jl = slurp(join(p, sizeof p, out, "summary.jsonl"), NULL);
+    char *jl = tp_slurp(tp_join(p, sizeof p, out, "summary.jsonl"), NULL);
     cr_assert_not_null(jl, "summary.jsonl");
     cr_expect_eq(count_lines(jl), 4, "4 lines: %s", jl);
-    cr_expect_eq(count_substr(jl, "\"method\""), 4, "each line has \"method\": %s", jl);
-    cr_expect_eq(count_substr(jl, "\"completeness_gap\""), 4, "every line has every key: %s", jl);
-    cr_expect_eq(count_substr(jl, "\"completeness_gap\": null"), 3, "ig's line alone has its gap: %s", jl);
+    cr_expect_eq(tp_count_substr(jl, "\"method\""), 4, "each line has \"method\": %s", jl);
+    cr_expect_eq(tp_count_substr(jl, "\"completeness_gap\""), 4, "every line has every key: %s", jl);
+    cr_expect_eq(tp_count_substr(jl, "\"completeness_gap\": null"), 3, "ig's line alone has its gap: %s", jl);
     cr_expect(strstr(jl, "\"layer\": \"cam.relu\""), "gradcam's layer: %s", jl);
     free(jl);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 Test(cli, explain_npy_input_and_json, .timeout = 60) {
     char tmp[64], npy[256], out[256], p[512];
-    make_tmp(tmp, sizeof tmp);
-    write_test_npy(join(npy, sizeof npy, tmp, "tensor.npy"));
-    join(out, sizeof out, tmp, "out");
-    run_result r;
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    write_test_npy(tp_join(npy, sizeof npy, tmp, "tensor.npy"));
+    tp_join(out, sizeof out, tmp, "out");
+    tp_run r;
     run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency,gradcam", "--json", "--target", "3", npy, "-o", out, NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     /* a .npy input has no original image: the map is written at the model's size */
     int w = 0, h = 0;
-    cr_expect_eq(png_size(join(p, sizeof p, out, "tensor.saliency.png"), &w, &h), 0);
+    cr_expect_eq(png_size(tp_join(p, sizeof p, out, "tensor.saliency.png"), &w, &h), 0);
     cr_expect(w == 32 && h == 32, "npy input: 32x32 map, got %dx%d", w, h);
     cr_expect_eq(count_lines(r.out), 2, "--json: one object per input and method: %s", r.out);
-    cr_expect_eq(count_substr(r.out, "\"target\": 3"), 2, "--target 3 explained: %s", r.out);
-    cr_expect_eq(count_substr(r.out, "\"logits\": ["), 2, "logits included: %s", r.out);
-    run_free(&r);
-    remove_tree(tmp);
+    cr_expect_eq(tp_count_substr(r.out, "\"target\": 3"), 2, "--target 3 explained: %s", r.out);
+    cr_expect_eq(tp_count_substr(r.out, "\"logits\": ["), 2, "logits included: %s", r.out);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* salient bench: one JSON object per method with a positive rate, nothing written to disk; bad
  * options are usage errors. */
 Test(cli, bench_reports_throughput_per_method, .timeout = 60) {
     char tmp[64], npy[256];
-    make_tmp(tmp, sizeof tmp);
-    write_test_npy(join(npy, sizeof npy, tmp, "tensor.npy"));
-    run_result r;
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    write_test_npy(tp_join(npy, sizeof npy, tmp, "tensor.npy"));
+    tp_run r;
     run(&r, tmp, "bench", "-m", TINYCNN, "--device", "cpu", "-M", "saliency,gradcam,occlusion", "--images", "3",
         "--min-time", "0", "--json", NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
@@ -604,67 +483,67 @@ Test(cli, bench_reports_throughput_per_method, .timeout = 60) {
         const char *ips = line ? strstr(line, "\"images_per_s\": ") : NULL;
         cr_expect(ips && strtod(ips + 16, NULL) > 0, "%s: images/s missing or not positive: %s", ms[k], r.out);
     }
-    cr_expect_eq(count_substr(r.out, "\"images\": 3"), 3, "%s", r.out);
-    cr_expect_eq(count_substr(r.out, "\"gflops\": "), 3, "GFLOP/s per method: %s", r.out);
-    cr_expect_eq(count_substr(r.out, "\"peak_sgemm_gflops\": "), 1, "the device's measured rate: %s", r.out);
-    run_free(&r);
+    cr_expect_eq(tp_count_substr(r.out, "\"images\": 3"), 3, "%s", r.out);
+    cr_expect_eq(tp_count_substr(r.out, "\"gflops\": "), 3, "GFLOP/s per method: %s", r.out);
+    cr_expect_eq(tp_count_substr(r.out, "\"peak_sgemm_gflops\": "), 1, "the device's measured rate: %s", r.out);
+    tp_run_free(&r);
     /* inputs are used when given; text output has a header and a row per method */
     run(&r, tmp, "bench", "-m", TINYCNN, "--device", "cpu", "-M", "ig", "--steps", "4", "--min-time", "0", npy, NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect(strstr(r.out, "from the inputs") && strstr(r.out, "\nig "), "%s", r.out);
-    run_free(&r);
+    tp_run_free(&r);
     run(&r, tmp, "bench", "-m", TINYCNN, "-M", "nosuch", NULL);
     cr_expect_eq(r.status, 2, "unknown method: exit %d", r.status);
-    run_free(&r);
+    tp_run_free(&r);
     run(&r, tmp, "bench", "-m", TINYCNN, "--images", "0", NULL);
     cr_expect_eq(r.status, 2, "--images 0: exit %d", r.status);
     cr_expect(strstr(r.err, "--images"), "%s", r.err);
-    run_free(&r);
+    tp_run_free(&r);
     char list[4096] = "";
     dir_entries(tmp, list, sizeof list);
     cr_expect_str_eq(list, "tensor.npy ", "bench wrote files: %s", list);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* A .npy with NaN or infinite values is reported and skipped (its maps would be NaN throughout). */
 Test(cli, explain_non_finite_npy_among_good_ones, .timeout = 60) {
     char tmp[64], png[256], npy[256], out[256], p[512];
-    make_tmp(tmp, sizeof tmp);
-    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    write_test_png(tp_join(png, sizeof png, tmp, "photo.png"));
     static float x[3 * 32 * 32];
     x[100] = NAN;
     x[200] = INFINITY;
     int64_t dims[3] = {3, 32, 32};
     sal_error err = {0};
-    cr_assert_eq(sal_npy_write(join(npy, sizeof npy, tmp, "holes.npy"), x, 3, dims, &err), SAL_OK, "%s", err.msg);
-    join(out, sizeof out, tmp, "out");
-    run_result r;
+    cr_assert_eq(sal_npy_write(tp_join(npy, sizeof npy, tmp, "holes.npy"), x, 3, dims, &err), SAL_OK, "%s", err.msg);
+    tp_join(out, sizeof out, tmp, "out");
+    tp_run r;
     run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", npy, png, "-o", out, NULL);
     cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
     cr_expect(strstr(r.err, "holes.npy") && strstr(r.err, "2 of its 3072 values"), "stderr: %s", r.err);
-    cr_expect(exists(join(p, sizeof p, out, "photo.saliency.png")), "the good input is explained");
-    cr_expect(!exists(join(p, sizeof p, out, "holes.saliency.png")), "no map for the bad one");
-    run_free(&r);
-    remove_tree(tmp);
+    cr_expect(tp_exists(tp_join(p, sizeof p, out, "photo.saliency.png")), "the good input is explained");
+    cr_expect(!tp_exists(tp_join(p, sizeof p, out, "holes.saliency.png")), "no map for the bad one");
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 Test(cli, explain_missing_file_among_good_ones, .timeout = 60) {
     char tmp[64], png[256], out[256], missing[256], p[512];
-    make_tmp(tmp, sizeof tmp);
-    write_test_png(join(png, sizeof png, tmp, "photo.png"));
-    join(missing, sizeof missing, tmp, "not-here.png");
-    join(out, sizeof out, tmp, "out");
-    run_result r;
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    write_test_png(tp_join(png, sizeof png, tmp, "photo.png"));
+    tp_join(missing, sizeof missing, tmp, "not-here.png");
+    tp_join(out, sizeof out, tmp, "out");
+    tp_run r;
     run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", missing, png, "-o", out, NULL);
     cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
     cr_expect(strstr(r.err, "not-here.png"), "stderr names the missing file: %s", r.err);
-    cr_expect(exists(join(p, sizeof p, out, "photo.saliency.png")), "the good input is explained");
-    char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    cr_expect(tp_exists(tp_join(p, sizeof p, out, "photo.saliency.png")), "the good input is explained");
+    char *csv = tp_slurp(tp_join(p, sizeof p, out, "summary.csv"), NULL);
     cr_assert_not_null(csv);
     cr_expect_eq(count_lines(csv), 2, "header + the good input's row: %s", csv);
     free(csv);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* tu_rel_diff (a NaN counts as the worst difference) of two float32 .npy files of the same shape;
@@ -708,7 +587,7 @@ static double png_differing_fraction(const char *pa, const char *pb) {
  * (probability, score, completeness_gap) equal to float rounding; the seconds and the images per
  * call may differ. */
 static void expect_same_summaries(const char *pa, const char *pb) {
-    char *a = slurp(pa, NULL), *b = slurp(pb, NULL);
+    char *a = tp_slurp(pa, NULL), *b = tp_slurp(pb, NULL);
     cr_assert(a && b, "%s and %s written", pa, pb);
     cr_expect_eq(count_lines(a), count_lines(b), "as many rows:\n%s\n%s", a, b);
     static char fa[32][256], fb[32][256];
@@ -759,82 +638,116 @@ static void expect_same_summaries(const char *pa, const char *pb) {
  * each image its own maps. */
 Test(cli, explain_groups_of_images_give_the_one_image_maps, .timeout = 120) {
     char tmp[64], pngs[5][256], out[2][256], p[512], q[512];
-    make_tmp(tmp, sizeof tmp);
+    tp_make_tmp(tmp, sizeof tmp, "cli");
     for (int v = 0; v < 5; v++) {
         char name[32];
         snprintf(name, sizeof name, "im%d.png", v);
-        join(pngs[v], sizeof pngs[v], tmp, name);
+        tp_join(pngs[v], sizeof pngs[v], tmp, name);
         if (v != 2) write_test_png_v(pngs[v], v);   /* im2.png is missing */
     }
     const char *batch[2] = {"1", "3"};
     for (int k = 0; k < 2; k++) {
-        join(out[k], sizeof out[k], tmp, k ? "grouped" : "single");
-        run_result r;
+        tp_join(out[k], sizeof out[k], tmp, k ? "grouped" : "single");
+        tp_run r;
         run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency,gradcam,ig", "--steps", "4", "--topk", "2", "--raw",
             "--image-batch", batch[k], pngs[0], pngs[1], pngs[2], pngs[3], pngs[4], "-o", out[k], NULL);
         cr_expect_eq(r.status, 1, "%s: exit %d (one input is missing)\n%s", r.cmd, r.status, r.err);
         cr_expect(strstr(r.err, "im2.png"), "stderr names the missing file: %s", r.err);
-        run_free(&r);
+        tp_run_free(&r);
     }
-    char *csv = slurp(join(p, sizeof p, out[0], "summary.csv"), NULL);
+    char *csv = tp_slurp(tp_join(p, sizeof p, out[0], "summary.csv"), NULL);
     cr_assert_not_null(csv);
     cr_expect_eq(count_lines(csv), 1 + 4 * 3 * 2, "header + 4 images x 3 methods x 2 targets: %s", csv);
     free(csv);
-    expect_same_summaries(p, join(q, sizeof q, out[1], "summary.csv"));
+    expect_same_summaries(p, tp_join(q, sizeof q, out[1], "summary.csv"));
     static const char *ms[] = {"saliency", "gradcam", "ig"};
     for (int v = 0; v < 5; v++)
         for (int m = 0; m < 3; m++)
             for (int t = 1; t <= 2; t++) {
                 char name[64];
                 snprintf(name, sizeof name, "im%d.%s.top%d.npy", v, ms[m], t);
-                join(p, sizeof p, out[0], name);
-                join(q, sizeof q, out[1], name);
-                if (v == 2) { cr_expect(!exists(p) && !exists(q), "%s: no maps for the missing input", name); continue; }
+                tp_join(p, sizeof p, out[0], name);
+                tp_join(q, sizeof q, out[1], name);
+                if (v == 2) { cr_expect(!tp_exists(p) && !tp_exists(q), "%s: no maps for the missing input", name); continue; }
                 double d = npy_rel_diff(q, p);
                 cr_expect(d >= 0 && d < 1e-5, "%s: grouped and single maps differ by %g of the map's max", name, d);
                 /* the overlays, rendered one by one and written in parallel: the same picture (a
                  * colour step may differ where the maps differ by float rounding) */
                 snprintf(name, sizeof name, "im%d.%s.top%d.png", v, ms[m], t);
-                double f = png_differing_fraction(join(p, sizeof p, out[0], name), join(q, sizeof q, out[1], name));
+                double f = png_differing_fraction(tp_join(p, sizeof p, out[0], name), tp_join(q, sizeof q, out[1], name));
                 cr_expect(f >= 0 && f < 0.01, "%s: %.3g of the grouped overlay's pixels differ", name, f);
             }
     /* and the images' maps are their own: im3's saliency is not im1's */
-    join(p, sizeof p, out[1], "im1.saliency.top1.npy");
-    join(q, sizeof q, out[1], "im3.saliency.top1.npy");
+    tp_join(p, sizeof p, out[1], "im1.saliency.top1.npy");
+    tp_join(q, sizeof q, out[1], "im3.saliency.top1.npy");
     cr_expect_gt(npy_rel_diff(p, q), 1e-3, "two different images, two different maps");
-    join(p, sizeof p, out[1], "im1.saliency.top1.png");
-    join(q, sizeof q, out[1], "im3.saliency.top1.png");
+    tp_join(p, sizeof p, out[1], "im1.saliency.top1.png");
+    tp_join(q, sizeof q, out[1], "im3.saliency.top1.png");
     cr_expect_gt(png_differing_fraction(p, q), 0.1, "two different images, two different overlays");
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
+}
+
+/* Saliency, input x gradient and the gradient CAMs asked together share their passes
+ * (sal_explain_many): their raw maps are those of separate runs, bit for bit, top 1 and top 2. */
+Test(cli, explain_methods_sharing_passes_give_the_separate_maps, .timeout = 120) {
+    char tmp[64], png[2][256], together[256], alone[256], p[512], q[512];
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    tp_join(png[0], sizeof png[0], tmp, "a.png");
+    tp_join(png[1], sizeof png[1], tmp, "b.png");
+    write_test_png_v(png[0], 1);
+    write_test_png_v(png[1], 3);
+    tp_join(together, sizeof together, tmp, "together");
+    tp_run r;
+    run(&r, tmp, "explain", "-m", TINYCNN, "-M", "gradcam,saliency,ig,layercam,inputxgrad", "--steps", "4", "--topk",
+        "2", "--raw", png[0], png[1], "-o", together, NULL);
+    cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+    tp_run_free(&r);
+    static const char *ms[] = {"gradcam", "saliency", "ig", "layercam", "inputxgrad"};
+    for (int m = 0; m < 5; m++) {
+        tp_join(alone, sizeof alone, tmp, ms[m]);
+        run(&r, tmp, "explain", "-m", TINYCNN, "-M", ms[m], "--steps", "4", "--topk", "2", "--raw", png[0], png[1],
+            "-o", alone, NULL);
+        cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
+        tp_run_free(&r);
+        for (int v = 0; v < 2; v++)
+            for (int t = 1; t <= 2; t++) {
+                char name[64];
+                snprintf(name, sizeof name, "%c.%s.top%d.npy", v ? 'b' : 'a', ms[m], t);
+                double d = npy_rel_diff(tp_join(p, sizeof p, together, name), tp_join(q, sizeof q, alone, name));
+                cr_expect(d == 0, "%s: asked with the others, %s of the map's max from the map alone", name,
+                          d < 0 ? "unreadable or another shape" : "differs by a fraction");
+            }
+    }
+    tp_remove_tree(tmp);
 }
 
 /* Inputs with one name (a/photo.png, b/photo.png, photo.npy) each keep their files: the later ones
  * are photo-2, photo-3, said on stderr and in the summaries' stem column. */
 Test(cli, explain_inputs_with_one_name_keep_their_files, .timeout = 60) {
     char tmp[64], da[128], db[128], pa[512], pb[512], npy[256], out[256], p[512], q[512];
-    make_tmp(tmp, sizeof tmp);
-    join(da, sizeof da, tmp, "a");
-    join(db, sizeof db, tmp, "b");
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    tp_join(da, sizeof da, tmp, "a");
+    tp_join(db, sizeof db, tmp, "b");
     cr_assert(mkdir(da, 0777) == 0 && mkdir(db, 0777) == 0);
-    write_test_png_v(join(pa, sizeof pa, da, "photo.png"), 0);
-    write_test_png_v(join(pb, sizeof pb, db, "photo.png"), 1);
-    write_test_npy(join(npy, sizeof npy, tmp, "photo.npy"));
-    join(out, sizeof out, tmp, "out");
-    run_result r;
+    write_test_png_v(tp_join(pa, sizeof pa, da, "photo.png"), 0);
+    write_test_png_v(tp_join(pb, sizeof pb, db, "photo.png"), 1);
+    write_test_npy(tp_join(npy, sizeof npy, tmp, "photo.npy"));
+    tp_join(out, sizeof out, tmp, "out");
+    tp_run r;
     run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", "--raw", pa, pb, npy, "-o", out, NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect(strstr(r.err, "photo-2") && strstr(r.err, "photo-3"), "stderr says which files are renamed: %s", r.err);
     const char *stems[3] = {"photo", "photo-2", "photo-3"};
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/%s.saliency.png", out, stems[i]);
-        cr_expect(exists(p), "%s written", p);
+        cr_expect(tp_exists(p), "%s written", p);
         snprintf(p, sizeof p, "%s/%s.saliency.npy", out, stems[i]);
-        cr_expect(exists(p), "%s written", p);
+        cr_expect(tp_exists(p), "%s written", p);
     }
     snprintf(p, sizeof p, "%s/photo.saliency.npy", out);
     snprintf(q, sizeof q, "%s/photo-2.saliency.npy", out);
     cr_expect_gt(npy_rel_diff(p, q), 1e-3, "a/photo.png and b/photo.png have their own maps");
-    char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    char *csv = tp_slurp(tp_join(p, sizeof p, out, "summary.csv"), NULL);
     cr_assert_not_null(csv);
     char f[16][256];
     int nh = csv_fields(csv, f, 16), col = -1;
@@ -847,12 +760,12 @@ Test(cli, explain_inputs_with_one_name_keep_their_files, .timeout = 60) {
         cr_expect_str_eq(f[col], stems[row], "row %d's stem", row);
     }
     free(csv);
-    char *jl = slurp(join(p, sizeof p, out, "summary.jsonl"), NULL);
+    char *jl = tp_slurp(tp_join(p, sizeof p, out, "summary.jsonl"), NULL);
     cr_assert_not_null(jl);
     cr_expect(strstr(jl, "\"stem\": \"photo-3\""), "summary.jsonl has the stems: %s", jl);
     free(jl);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* A folder among the inputs stands for the images and .npy files under it, in path order (sub-
@@ -860,58 +773,58 @@ Test(cli, explain_inputs_with_one_name_keep_their_files, .timeout = 60) {
  * rest still explained, and the exit status is 1. */
 Test(cli, folders_stand_for_the_inputs_under_them, .timeout = 60) {
     char tmp[64], ds[128], sub[256], hid[256], empty[128], p[1024], out[256];
-    make_tmp(tmp, sizeof tmp);
-    join(ds, sizeof ds, tmp, "ds");
-    join(sub, sizeof sub, ds, "b-sub");
-    join(hid, sizeof hid, ds, ".hidden");
-    join(empty, sizeof empty, tmp, "empty");
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    tp_join(ds, sizeof ds, tmp, "ds");
+    tp_join(sub, sizeof sub, ds, "b-sub");
+    tp_join(hid, sizeof hid, ds, ".hidden");
+    tp_join(empty, sizeof empty, tmp, "empty");
     cr_assert(mkdir(ds, 0777) == 0 && mkdir(sub, 0777) == 0 && mkdir(hid, 0777) == 0 && mkdir(empty, 0777) == 0);
-    write_test_png_v(join(p, sizeof p, ds, "c.png"), 0);
-    write_test_png_v(join(p, sizeof p, ds, "a.PNG"), 1);
-    write_test_npy(join(p, sizeof p, sub, "z.npy"));
-    write_test_png_v(join(p, sizeof p, hid, "h.png"), 2);
-    cr_assert_eq(write_bytes(join(p, sizeof p, ds, "notes.txt"), "hi\n", 3), 0);
-    join(out, sizeof out, tmp, "out");
-    run_result r;
+    write_test_png_v(tp_join(p, sizeof p, ds, "c.png"), 0);
+    write_test_png_v(tp_join(p, sizeof p, ds, "a.PNG"), 1);
+    write_test_npy(tp_join(p, sizeof p, sub, "z.npy"));
+    write_test_png_v(tp_join(p, sizeof p, hid, "h.png"), 2);
+    cr_assert_eq(write_bytes(tp_join(p, sizeof p, ds, "notes.txt"), "hi\n", 3), 0);
+    tp_join(out, sizeof out, tmp, "out");
+    tp_run r;
     run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", ds, empty, "-o", out, NULL);
     cr_expect_eq(r.status, 1, "%s: exit %d (an empty folder)\n%s", r.cmd, r.status, r.err);
     cr_expect(strstr(r.err, "empty") && strstr(r.err, "no images"), "stderr names the empty folder: %s", r.err);
-    char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    char *csv = tp_slurp(tp_join(p, sizeof p, out, "summary.csv"), NULL);
     cr_assert_not_null(csv, "the folder's inputs were explained");
     cr_expect_eq(count_lines(csv), 4, "header + a.PNG, b-sub/z.npy, c.png: %s", csv);
     const char *a = strstr(csv, "a.PNG"), *z = strstr(csv, "b-sub/z.npy"), *c = strstr(csv, "c.png");
     cr_expect(a && z && c && a < z && z < c, "in path order: %s", csv);
     cr_expect(!strstr(csv, "h.png") && !strstr(csv, "notes"), "hidden and other files skipped: %s", csv);
     free(csv);
-    cr_expect(exists(join(p, sizeof p, out, "z.saliency.png")), "the .npy's map");
-    run_free(&r);
+    cr_expect(tp_exists(tp_join(p, sizeof p, out, "z.saliency.png")), "the .npy's map");
+    tp_run_free(&r);
     run(&r, tmp, "predict", "-m", TINYCNN, ds, NULL);
     cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect(strstr(r.out, "a.PNG") && strstr(r.out, "z.npy") && strstr(r.out, "c.png"), "predict lists the folder: %s", r.out);
-    run_free(&r);
+    tp_run_free(&r);
 
     /* a link back to a folder above is not followed (each file once, and the walk ends) */
-    cr_assert_eq(symlink("..", join(p, sizeof p, sub, "up")), 0);
+    cr_assert_eq(symlink("..", tp_join(p, sizeof p, sub, "up")), 0);
     run(&r, tmp, "predict", "-m", TINYCNN, ds, NULL);
     cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
-    cr_expect_eq(count_substr(r.out, "a.PNG"), 1, "a.PNG once: %s", r.out);
+    cr_expect_eq(tp_count_substr(r.out, "a.PNG"), 1, "a.PNG once: %s", r.out);
     cr_expect(strstr(r.err, "not listed again"), "a note on the link: %s", r.err);
-    run_free(&r);
+    tp_run_free(&r);
     /* nor a link to a sibling folder, nor a folder given twice */
     char side[512];
-    cr_assert_eq(symlink(sub, join(side, sizeof side, ds, "c-link")), 0);
+    cr_assert_eq(symlink(sub, tp_join(side, sizeof side, ds, "c-link")), 0);
     run(&r, tmp, "predict", "-m", TINYCNN, ds, sub, NULL);
     cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
-    cr_expect_eq(count_substr(r.out, "z.npy"), 1, "z.npy once: %s", r.out);
-    run_free(&r);
+    cr_expect_eq(tp_count_substr(r.out, "z.npy"), 1, "z.npy once: %s", r.out);
+    tp_run_free(&r);
     /* the output folder may not be an input folder, nor lie inside one, nor be the folder of an
      * input file: its maps would be mixed with the inputs (and be the next run's inputs); refused
      * as a usage error before anything is written */
     char inside[512], file_dir_out[512], before[1024], after[1024];
-    join(inside, sizeof inside, ds, "out");
+    tp_join(inside, sizeof inside, ds, "out");
     const char *dup_out[] = {ds, inside, sub};
     const char *dup_in[] = {ds, ds, p /* b-sub/z.npy: a file argument */};
-    join(p, sizeof p, sub, "z.npy");
+    tp_join(p, sizeof p, sub, "z.npy");
     snprintf(file_dir_out, sizeof file_dir_out, "%s/./", sub);   /* the same folder, spelt otherwise */
     dup_out[2] = file_dir_out;
     dir_entries(ds, before, sizeof before);
@@ -919,46 +832,46 @@ Test(cli, folders_stand_for_the_inputs_under_them, .timeout = 60) {
         run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", dup_in[k], "-o", dup_out[k], NULL);
         cr_expect_eq(r.status, 2, "%s: exit %d\n%s", r.cmd, r.status, r.err);
         cr_expect(strstr(r.err, "output folder") && strstr(r.err, dup_in[k]), "stderr names the input and says why: %s", r.err);
-        run_free(&r);
+        tp_run_free(&r);
     }
     dir_entries(ds, after, sizeof after);
     cr_expect_str_eq(after, before, "nothing was written into the input folder");
-    cr_expect(!exists(inside), "%s was created", inside);
+    cr_expect(!tp_exists(inside), "%s was created", inside);
 
     /* bench does not swap a folder without inputs for random images */
     run(&r, tmp, "bench", "-m", TINYCNN, "-M", "saliency", "--images", "2", "--min-time", "0", empty, NULL);
     cr_expect_neq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.out);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* A group (or predict's batch) whose forward pass does not fit the memory limit is run in smaller
  * forward passes (the methods batch on their own): every input is still explained. */
 Test(cli, explain_group_larger_than_memory_is_split, .timeout = 60) {
     char tmp[64], ds[128], p[512], out[256];
-    make_tmp(tmp, sizeof tmp);
-    join(ds, sizeof ds, tmp, "ds");
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    tp_join(ds, sizeof ds, tmp, "ds");
     cr_assert(mkdir(ds, 0777) == 0);
     for (int i = 0; i < 60; i++) {
         char name[32];
         snprintf(name, sizeof name, "im%02d.png", i);
-        write_test_png_v(join(p, sizeof p, ds, name), i % 4);
+        write_test_png_v(tp_join(p, sizeof p, ds, name), i % 4);
     }
-    join(out, sizeof out, tmp, "out");
-    run_result r;
+    tp_join(out, sizeof out, tmp, "out");
+    tp_run r;
     run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", "--mem-limit", "2", "--image-batch", "60", ds, "-o", out,
         NULL);
     cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
-    char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    char *csv = tp_slurp(tp_join(p, sizeof p, out, "summary.csv"), NULL);
     cr_expect(csv && count_lines(csv) == 61, "header + 60 rows: %s", csv ? csv : "(none)");
     free(csv);
-    run_free(&r);
+    tp_run_free(&r);
     /* predict's batches too (sal_forward halves what does not fit) */
     run(&r, tmp, "predict", "-m", TINYCNN, "--mem-limit", "2", "--batch", "60", ds, NULL);
     cr_expect_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
-    cr_expect_eq(count_substr(r.out, "im"), 60, "60 inputs predicted");
-    run_free(&r);
-    remove_tree(tmp);
+    cr_expect_eq(tp_count_substr(r.out, "im"), 60, "60 inputs predicted");
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -966,21 +879,21 @@ Test(cli, explain_group_larger_than_memory_is_split, .timeout = 60) {
 
 static char *smoothgrad_raw(const char *tmp, const char *png, const char *sub, const char *seed, size_t *len) {
     char out[256], p[512];
-    join(out, sizeof out, tmp, sub);
-    run_result r;
+    tp_join(out, sizeof out, tmp, sub);
+    tp_run r;
     run(&r, tmp, "explain", "-m", TINYCNN, "-M", "smoothgrad", "--samples", "4", "--seed", seed, "--raw", png,
         "-o", out, NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
-    run_free(&r);
-    char *b = slurp(join(p, sizeof p, out, "photo.smoothgrad.npy"), len);
+    tp_run_free(&r);
+    char *b = tp_slurp(tp_join(p, sizeof p, out, "photo.smoothgrad.npy"), len);
     cr_assert_not_null(b, "%s written", p);
     return b;
 }
 
 Test(cli, explain_seed_reproducible, .timeout = 60) {
     char tmp[64], png[256];
-    make_tmp(tmp, sizeof tmp);
-    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    write_test_png(tp_join(png, sizeof png, tmp, "photo.png"));
     size_t la, lb, lc;
     char *a = smoothgrad_raw(tmp, png, "a", "5", &la);
     char *b = smoothgrad_raw(tmp, png, "b", "5", &lb);
@@ -990,7 +903,7 @@ Test(cli, explain_seed_reproducible, .timeout = 60) {
     free(a);
     free(b);
     free(c);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -1014,7 +927,7 @@ static void expect_rejected(const char *tmp, const char *what, int status, const
         argv[n++] = "-o";
         argv[n++] = out;
         argv[n] = NULL;
-        run_result r;
+        tp_run r;
         run_argv(&r, tmp, argv);
         if (status < 0) cr_expect_neq(r.status, 0, "%s: %s: exit 0", what, r.cmd);
         else cr_expect_eq(r.status, status, "%s: %s: exit %d, expected %d\n%s", what, r.cmd, r.status, status, r.err);
@@ -1024,15 +937,15 @@ static void expect_rejected(const char *tmp, const char *what, int status, const
         if (variant == 0)
             cr_expect_eq(dir_entries(out, list, sizeof list), 0, "%s: files left in the output directory: %s", what, list);
         else
-            cr_expect(!exists(out), "%s: the output directory was created", what);
-        run_free(&r);
+            cr_expect(!tp_exists(out), "%s: the output directory was created", what);
+        tp_run_free(&r);
     }
 }
 
 Test(cli, explain_rejects_bad_options_before_writing, .timeout = 120) {
     char tmp[64], png[256];
-    make_tmp(tmp, sizeof tmp);
-    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    write_test_png(tp_join(png, sizeof png, tmp, "photo.png"));
     const char *const a1[] = {"-M", "nosuch", png, NULL};
     expect_rejected(tmp, "method", 2, "nosuch", a1);
     const char *const a1b[] = {"-M", "saliency,nosuch", png, NULL};
@@ -1064,23 +977,23 @@ Test(cli, explain_rejects_bad_options_before_writing, .timeout = 120) {
     expect_rejected(tmp, "nt-inner", 2, "--nt-inner", a8);
     const char *const a9[] = {"-M", "ig", "--baseline", "/nonexistent/baseline.npy", png, NULL};
     expect_rejected(tmp, "baseline", 1, "baseline.npy", a9);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 Test(cli, explain_rejects_bad_inputs_before_writing, .timeout = 120) {
     char tmp[64], png[256], junk[256], trunc[256], missing[256];
-    make_tmp(tmp, sizeof tmp);
-    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    write_test_png(tp_join(png, sizeof png, tmp, "photo.png"));
     /* random bytes under a .png name, and a PNG cut after its header */
     unsigned char noise[300];
     for (int i = 0; i < 300; i++) noise[i] = (unsigned char)(i * 151 + 7);
-    cr_assert_eq(write_bytes(join(junk, sizeof junk, tmp, "junk.png"), noise, sizeof noise), 0);
+    cr_assert_eq(write_bytes(tp_join(junk, sizeof junk, tmp, "junk.png"), noise, sizeof noise), 0);
     size_t len = 0;
-    char *good = slurp(png, &len);
+    char *good = tp_slurp(png, &len);
     cr_assert(good && len > 60);
-    cr_assert_eq(write_bytes(join(trunc, sizeof trunc, tmp, "truncated.png"), good, 60), 0);
+    cr_assert_eq(write_bytes(tp_join(trunc, sizeof trunc, tmp, "truncated.png"), good, 60), 0);
     free(good);
-    join(missing, sizeof missing, tmp, "not-here.png");
+    tp_join(missing, sizeof missing, tmp, "not-here.png");
     const char *const a1[] = {"-M", "saliency,gradcam", junk, NULL};
     expect_rejected(tmp, "junk", 1, "junk.png", a1);
     const char *const a2[] = {"-M", "saliency", trunc, NULL};
@@ -1090,45 +1003,45 @@ Test(cli, explain_rejects_bad_inputs_before_writing, .timeout = 120) {
     const char *const a4[] = {"-M", "saliency", png, NULL};
     /* a model that is not one */
     char badmodel[256];
-    cr_assert_eq(write_bytes(join(badmodel, sizeof badmodel, tmp, "model.onnx"), noise, sizeof noise), 0);
+    cr_assert_eq(write_bytes(tp_join(badmodel, sizeof badmodel, tmp, "model.onnx"), noise, sizeof noise), 0);
     for (int variant = 0; variant < 2; variant++) {
         char out[256];
         snprintf(out, sizeof out, "%s/out-model-%d", tmp, variant);
         if (variant == 0) mkdir(out, 0755);
-        run_result r;
+        tp_run r;
         run(&r, tmp, "explain", "-m", badmodel, a4[0], a4[1], a4[2], "-o", out, NULL);
         cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
         cr_expect(strstr(r.err, "model.onnx"), "stderr names the model: %s", r.err);
         if (variant == 0) cr_expect_eq(dir_entries(out, NULL, 0), 0, "bad model: files left");
-        else cr_expect(!exists(out), "bad model: output directory created");
-        run_free(&r);
+        else cr_expect(!tp_exists(out), "bad model: output directory created");
+        tp_run_free(&r);
     }
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 Test(cli, explain_unwritable_output_dir) {
     char tmp[64], png[256], parent[256], out[512];
-    make_tmp(tmp, sizeof tmp);
-    write_test_png(join(png, sizeof png, tmp, "photo.png"));
+    tp_make_tmp(tmp, sizeof tmp, "cli");
+    write_test_png(tp_join(png, sizeof png, tmp, "photo.png"));
     if (geteuid() == 0) {
         /* root ignores permissions: a path under a regular file can never be created */
-        cr_assert_eq(write_bytes(join(parent, sizeof parent, tmp, "a-file"), "x", 1), 0);
+        cr_assert_eq(write_bytes(tp_join(parent, sizeof parent, tmp, "a-file"), "x", 1), 0);
     } else {
-        cr_assert_eq(mkdir(join(parent, sizeof parent, tmp, "read-only"), 0500), 0);
+        cr_assert_eq(mkdir(tp_join(parent, sizeof parent, tmp, "read-only"), 0500), 0);
     }
     snprintf(out, sizeof out, "%s/sub", parent);
-    run_result r;
+    tp_run r;
     run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", png, "-o", out, NULL);
     cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
     cr_expect(strstr(r.err, parent), "stderr names the directory: %s", r.err);
     cr_expect(!strstr(r.err, " s\n"), "no method ran before the directory was checked: %s", r.err);
-    cr_expect(!exists(out), "%s was created", out);
+    cr_expect(!tp_exists(out), "%s was created", out);
     if (geteuid() != 0) cr_expect_eq(dir_entries(parent, NULL, 0), 0, "files left in %s", parent);
-    run_free(&r);
+    tp_run_free(&r);
     /* an output "directory" that is a file */
     run(&r, tmp, "explain", "-m", TINYCNN, "-M", "saliency", png, "-o", png, NULL);
     cr_expect_eq(r.status, 1, "%s: exit %d", r.cmd, r.status);
     cr_expect(strstr(r.err, "photo.png") && strstr(r.err, "not a directory"), "stderr: %s", r.err);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }

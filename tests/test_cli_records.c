@@ -27,74 +27,13 @@
 #include "salient.h"
 #include "io/io.h"
 #include "testutil.h"
+#include "testproc.h"
 
 #define SALIENT SAL_BINARY_DIR "/salient"
 #define TINYCNN SAL_SOURCE_DIR "/tests/fixtures/methods/tinycnn.onnx"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Files                                                                                            */
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = realloc(buf, 2 * cap + 1);
-            if (!nb) { free(buf); buf = NULL; break; }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (!buf) return NULL;
-    buf[n] = 0;
-    if (len) *len = n;
-    return buf;
-}
-
-static int exists(const char *path) {
-    struct stat sb;
-    return lstat(path, &sb) == 0;
-}
-
-static void remove_tree(const char *path) {
-    struct stat sb;
-    if (lstat(path, &sb)) return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[4096];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            remove_tree(sub);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static void make_tmp(char *dir, size_t len) {
-    snprintf(dir, len, "/tmp/salient_rec_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-}
-
-static const char *join(char *buf, size_t len, const char *dir, const char *name) {
-    snprintf(buf, len, "%s/%s", dir, name);
-    return buf;
-}
-
-static int count_substr(const char *s, const char *needle) {
-    int n = 0;
-    size_t len = strlen(needle);
-    for (const char *p = strstr(s, needle); p; p = strstr(p + len, needle)) n++;
-    return n;
-}
 
 /* n (3,32,32) float32 inputs in dir: in0.npy ... (smooth, distinct), and one 50x40 PNG photo.png */
 static void write_inputs(const char *dir, int n) {
@@ -109,7 +48,7 @@ static void write_inputs(const char *dir, int n) {
         char name[64];
         snprintf(name, sizeof name, "in%d.npy", i);
         sal_error err = {0};
-        cr_assert_eq(sal_npy_write(join(p, sizeof p, dir, name), x, 3, dims, &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_npy_write(tp_join(p, sizeof p, dir, name), x, 3, dims, &err), SAL_OK, "%s", err.msg);
     }
 }
 
@@ -129,68 +68,17 @@ static void write_photo(const char *path) {
 /* ------------------------------------------------------------------------------------------------ */
 /* Running the program                                                                              */
 
-typedef struct run_result {
-    int status;   /* exit status, -1 when killed */
-    char *out, *err;
-    char cmd[2048];
-} run_result;
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-    r->out = r->err = NULL;
-}
-
-/* Start `salient argv...` with stdout/stderr into scratch/out.N, err.N; env: "NAME=VALUE" or NULL.
- * Returns the child's pid. */
-static pid_t start(run_result *r, const char *scratch, const char *env, const char *const *argv, char *outp,
-                   char *errp, size_t len) {
-    static int counter;
-    counter++;
-    snprintf(outp, len, "%s/.out.%d", scratch, counter);
-    snprintf(errp, len, "%s/.err.%d", scratch, counter);
-    size_t used = (size_t)snprintf(r->cmd, sizeof r->cmd, "salient");
-    for (int i = 0; argv[i] && used < sizeof r->cmd; i++)
-        used += (size_t)snprintf(r->cmd + used, sizeof r->cmd - used, " %s", argv[i]);
-    const char *args[64] = {SALIENT};
-    int n = 1;
-    for (; argv[n - 1] && n < 63; n++) args[n] = argv[n - 1];
-    args[n] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fo = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0) _exit(127);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        setenv("OMP_NUM_THREADS", "1", 1);
-        unsetenv("SALIENT_PROGRESS_SECONDS");
-        if (env) putenv((char *)env);
-        execv(SALIENT, (char *const *)args);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void finish(run_result *r, pid_t pid, const char *outp, const char *errp) {
-    int st = 0;
-    waitpid(pid, &st, 0);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r->out = slurp(outp, NULL);
-    r->err = slurp(errp, NULL);
-    if (!r->out) r->out = strdup("");
-    if (!r->err) r->err = strdup("");
-    unlink(outp);
-    unlink(errp);
+/* Start salient with argv, one OpenMP thread and the default progress interval; env: NULL or one
+ * more "NAME=VALUE" for the child. */
+static pid_t start(tp_run *r, const char *scratch, const char *env, const char *const *argv) {
+    const char *envs[] = {"OMP_NUM_THREADS=1", "SALIENT_PROGRESS_SECONDS", env, NULL};
+    return tp_start(r, scratch, SALIENT, envs, NULL, argv);
 }
 
 #define RUN(r, scratch, env, ...)                                                                 \
     do {                                                                                          \
         const char *argv_[] = {__VA_ARGS__, NULL};                                                \
-        char o_[512], e_[512];                                                                    \
-        pid_t p_ = start((r), (scratch), (env), argv_, o_, e_, sizeof o_);                        \
-        finish((r), p_, o_, e_);                                                                  \
+        tp_finish((r), start((r), (scratch), (env), argv_));                                      \
     } while (0)
 
 static double now_s(void) {
@@ -208,12 +96,12 @@ static double now_s(void) {
 
 Test(records, progress_lines_when_stderr_is_not_a_terminal, .timeout = 600) {
     char tmp[64], out[256], in[256];
-    make_tmp(tmp, sizeof tmp);
-    join(in, sizeof in, tmp, "in");
+    tp_make_tmp(tmp, sizeof tmp, "rec");
+    tp_join(in, sizeof in, tmp, "in");
     mkdir(in, 0755);
     write_inputs(in, 3);
-    join(out, sizeof out, tmp, "out");
-    run_result r;
+    tp_join(out, sizeof out, tmp, "out");
+    tp_run r;
     /* SALIENT_PROGRESS_SECONDS (the test hook) makes the lines come every 0.05 s */
     RUN(&r, tmp, "SALIENT_PROGRESS_SECONDS=0.05", "explain", "-m", TINYCNN, SLOW, "--json", "--image-batch", "1", in,
         "-o", out);
@@ -245,23 +133,23 @@ Test(records, progress_lines_when_stderr_is_not_a_terminal, .timeout = 600) {
         if (!strchr(l, '\n')) break;
     }
     cr_expect_eq(objects, 3, "--json: 3 objects on stdout: %s", r.out);
-    run_free(&r);
+    tp_run_free(&r);
 
     /* the default pace: at most a line every few seconds, so a short run prints none */
-    remove_tree(out);
+    tp_remove_tree(out);
     RUN(&r, tmp, NULL, "explain", "-m", TINYCNN, "-M", "saliency", in, "-o", out);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
-    cr_expect_eq(count_substr(r.err, "salient: explain: "), 0, "no progress line in a short run: %s", r.err);
+    cr_expect_eq(tp_count_substr(r.err, "salient: explain: "), 0, "no progress line in a short run: %s", r.err);
     cr_expect(strstr(r.err, "explained 3 of 3 inputs"), "the run's one-line summary: %s", r.err);
-    run_free(&r);
+    tp_run_free(&r);
 
     /* --quiet: nothing on stderr at all */
-    remove_tree(out);
+    tp_remove_tree(out);
     RUN(&r, tmp, "SALIENT_PROGRESS_SECONDS=0.05", "explain", "-m", TINYCNN, SLOW, "--quiet", in, "-o", out);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect_str_empty(r.err, "--quiet: stderr empty: %s", r.err);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* On a terminal (script(1) gives the program one): a bar redrawn in place with \r, the count, the
@@ -269,11 +157,11 @@ Test(records, progress_lines_when_stderr_is_not_a_terminal, .timeout = 600) {
 Test(records, progress_bar_on_a_terminal, .timeout = 600) {
     if (access("/usr/bin/script", X_OK)) cr_skip_test("no /usr/bin/script (util-linux) to give the program a terminal");
     char tmp[64], cmd[2048], log[512], in[256];
-    make_tmp(tmp, sizeof tmp);
-    join(in, sizeof in, tmp, "in");
+    tp_make_tmp(tmp, sizeof tmp, "rec");
+    tp_join(in, sizeof in, tmp, "in");
     mkdir(in, 0755);
     write_inputs(in, 2);
-    join(log, sizeof log, tmp, "tty.log");
+    tp_join(log, sizeof log, tmp, "tty.log");
     for (int quiet = 0; quiet < 2; quiet++) {
         snprintf(cmd, sizeof cmd,
                  "cd %s && OMP_NUM_THREADS=1 SALIENT_PROGRESS_SECONDS=0.1 script -qec 'stty cols 200; %s explain -m %s "
@@ -281,10 +169,10 @@ Test(records, progress_bar_on_a_terminal, .timeout = 600) {
                  tmp, SALIENT, TINYCNN, quiet ? "--quiet" : "", quiet, log);
         int rc = system(cmd);
         cr_assert_eq(rc, 0, "%s: status %d", cmd, rc);
-        char *t = slurp(log, NULL);
+        char *t = tp_slurp(log, NULL);
         cr_assert_not_null(t);
         if (!quiet) {
-            cr_expect_geq(count_substr(t, "\rsalient explain ["), 2, "a bar redrawn in place: %s", t);
+            cr_expect_geq(tp_count_substr(t, "\rsalient explain ["), 2, "a bar redrawn in place: %s", t);
             cr_expect(strstr(t, "/2 inputs (") && strstr(t, "rise") && strstr(t, "ETA"), "count, method, ETA: %s", t);
             cr_expect(strstr(t, "\033[K"), "each draw clears the rest of the line");
         } else {
@@ -292,7 +180,7 @@ Test(records, progress_bar_on_a_terminal, .timeout = 600) {
         }
         free(t);
     }
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -384,17 +272,17 @@ static const char *field(const jfield *f, int n, const char *key) {
 
 Test(records, json_jsonl_and_csv_agree_field_by_field, .timeout = 120) {
     char tmp[64], out[256], p[4200], photo[512], in[256];
-    make_tmp(tmp, sizeof tmp);
-    join(in, sizeof in, tmp, "in");
+    tp_make_tmp(tmp, sizeof tmp, "rec");
+    tp_join(in, sizeof in, tmp, "in");
     mkdir(in, 0755);
     write_inputs(in, 1);
-    write_photo(join(photo, sizeof photo, in, "a \"quoted\", name.png"));   /* quotes and a comma */
-    join(out, sizeof out, tmp, "out");
-    run_result r;
+    write_photo(tp_join(photo, sizeof photo, in, "a \"quoted\", name.png"));   /* quotes and a comma */
+    tp_join(out, sizeof out, tmp, "out");
+    tp_run r;
     RUN(&r, tmp, NULL, "explain", "-m", TINYCNN, "-M", "saliency,ig,gradcam,kernelshap", "--steps", "4",
-        "--coalitions", "80", "--topk", "2", "--json", join(p, sizeof p, in, "in0.npy"), photo, "-o", out);
+        "--coalitions", "80", "--topk", "2", "--json", tp_join(p, sizeof p, in, "in0.npy"), photo, "-o", out);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
-    char *jl = slurp(join(p, sizeof p, out, "summary.jsonl"), NULL), *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    char *jl = tp_slurp(tp_join(p, sizeof p, out, "summary.jsonl"), NULL), *csv = tp_slurp(tp_join(p, sizeof p, out, "summary.csv"), NULL);
     cr_assert(jl && csv);
     cr_expect_str_eq(r.out, jl, "--json prints exactly summary.jsonl's lines");
     static char head[64][2048], row[64][2048];
@@ -448,7 +336,7 @@ Test(records, json_jsonl_and_csv_agree_field_by_field, .timeout = 120) {
         cr_expect_eq(!field(jf, nj, "completeness_gap"), strcmp(m, "ig") && strcmp(m, "kernelshap"), "%s: gap", m);
         cr_expect_eq(!field(jf, nj, "layer"), strcmp(m, "gradcam") != 0, "%s: layer", m);
         cr_expect_str_eq(field(jf, nj, "status"), "ok");
-        cr_expect(file && exists(join(p, sizeof p, out, file)), "row %d names a file that exists: %s", rows, file);
+        cr_expect(file && tp_exists(tp_join(p, sizeof p, out, file)), "row %d names a file that exists: %s", rows, file);
         rows++;
         cl = strchr(cl, '\n') + 1;
         jline = strchr(jline, '\n') + 1;
@@ -457,8 +345,8 @@ Test(records, json_jsonl_and_csv_agree_field_by_field, .timeout = 120) {
     cr_expect(!*cl && !*jline, "as many rows as lines");
     free(jl);
     free(csv);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -499,7 +387,7 @@ static int check_outputs(const char *out, int photo_w, int photo_h) {
     closedir(d);
     int rows = 0;
     static jfield jf[64];
-    char *jl = slurp(join(p, sizeof p, out, "summary.jsonl"), NULL);
+    char *jl = tp_slurp(tp_join(p, sizeof p, out, "summary.jsonl"), NULL);
     if (jl) {
         size_t n = strlen(jl);
         cr_expect(n == 0 || jl[n - 1] == '\n', "summary.jsonl ends with a whole line: ...%s", jl + (n > 80 ? n - 80 : 0));
@@ -507,14 +395,14 @@ static int check_outputs(const char *out, int photo_w, int photo_h) {
             int nj = json_fields(l, jf, 64);
             cr_expect_geq(nj, 19, "a whole object: %.100s", l);
             const char *file = field(jf, nj, "file");
-            cr_expect(file && exists(join(p, sizeof p, out, file)), "row names a file that exists: %s", file ? file : "(none)");
+            cr_expect(file && tp_exists(tp_join(p, sizeof p, out, file)), "row names a file that exists: %s", file ? file : "(none)");
             rows++;
         }
         free(jl);
     }
     /* summary.csv: the same rows, or (killed between the two appends) one chunk (<= 32 rows) more;
      * its rows, too, name files that exist */
-    char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    char *csv = tp_slurp(tp_join(p, sizeof p, out, "summary.csv"), NULL);
     if (csv) {
         static char f[64][2048];
         int nh = csv_fields(csv, f, 64), col = -1, lines = 0;
@@ -525,7 +413,7 @@ static int check_outputs(const char *out, int photo_w, int photo_h) {
         cr_expect(csv[n - 1] == '\n', "summary.csv ends with a whole line");
         for (const char *l = strchr(csv, '\n') + 1; col >= 0 && *l && strchr(l, '\n'); l = strchr(l, '\n') + 1) {
             cr_expect_eq(csv_fields(l, f, 64), nh, "a whole row: %.100s", l);
-            cr_expect(f[col][0] && exists(join(p, sizeof p, out, f[col])), "csv row names a file that exists: %s", f[col]);
+            cr_expect(f[col][0] && tp_exists(tp_join(p, sizeof p, out, f[col])), "csv row names a file that exists: %s", f[col]);
             lines++;
         }
         cr_expect(lines >= rows && lines <= rows + 32, "summary.csv has the rows of summary.jsonl (%d vs %d)", lines, rows);
@@ -538,14 +426,14 @@ static int check_outputs(const char *out, int photo_w, int photo_h) {
 
 Test(records, sigkill_at_random_points_leaves_whole_files_and_true_rows, .timeout = 600) {
     char tmp[64], out[256], in[256];
-    make_tmp(tmp, sizeof tmp);
-    join(in, sizeof in, tmp, "in");
+    tp_make_tmp(tmp, sizeof tmp, "rec");
+    tp_join(in, sizeof in, tmp, "in");
     mkdir(in, 0755);
     write_inputs(in, 8);
     char photo[512];
-    write_photo(join(photo, sizeof photo, in, "photo.png"));
-    join(out, sizeof out, tmp, "out");
-    run_result r;
+    write_photo(tp_join(photo, sizeof photo, in, "photo.png"));
+    tp_join(out, sizeof out, tmp, "out");
+    tp_run r;
     /* the whole run's length, to spread the kills over it */
     double t0 = now_s();
     RUN(&r, tmp, NULL, "explain", "-m", TINYCNN, "-M", "saliency,ig,occlusion", "--steps", "8", "--window", "4x4",
@@ -553,24 +441,23 @@ Test(records, sigkill_at_random_points_leaves_whole_files_and_true_rows, .timeou
     double full = now_s() - t0;
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect_eq(check_outputs(out, 50, 40), 9 * 3, "the full run's rows");
-    run_free(&r);
+    tp_run_free(&r);
     const uint64_t seed0 = tu_fresh_seed();
     uint64_t seed = seed0;
     int killed_with_rows = 0;
     for (int k = 0; k < 6; k++) {
-        remove_tree(out);
+        tp_remove_tree(out);
         double at = tu_uniform(&seed, 0.05f, 0.95f) * full;
         const char *argv[] = {"explain", "-m", TINYCNN, "-M", "saliency,ig,occlusion", "--steps", "8", "--window", "4x4",
                               "--stride", "2x2", "--raw", "--heatmap", "--image-batch", "2", in, "-o", out, NULL};
-        char o[512], e[512];
-        pid_t pid = start(&r, tmp, NULL, argv, o, e, sizeof o);
+        pid_t pid = start(&r, tmp, NULL, argv);
         usleep((useconds_t)(at * 1e6));
         kill(pid, SIGKILL);
-        finish(&r, pid, o, e);
+        tp_finish(&r, pid);
         int rows = check_outputs(out, 50, 40);
         killed_with_rows += rows > 0 && rows < 27;
         cr_log_info("kill %d at %.2f s of %.2f s (seed %llu): %d rows kept", k, at, full, (unsigned long long)seed0, rows);
-        run_free(&r);
+        tp_run_free(&r);
     }
     cr_expect_gt(killed_with_rows, 0, "some kill landed mid-run with rows kept (run of %.2f s)", full);
     /* a run into the killed run's folder clears its temporary files and completes */
@@ -580,71 +467,70 @@ Test(records, sigkill_at_random_points_leaves_whole_files_and_true_rows, .timeou
     struct dirent *de;
     while (d && (de = readdir(d))) cr_expect(!strstr(de->d_name, ".salient-tmp"), "temporary file left: %s", de->d_name);
     if (d) closedir(d);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* Only salient's own temporary names of dead processes are removed, with a note. */
 Test(records, stale_temporaries_of_killed_runs_are_removed) {
     char tmp[64], out[256], p[512], in[256];
-    make_tmp(tmp, sizeof tmp);
-    join(in, sizeof in, tmp, "in");
+    tp_make_tmp(tmp, sizeof tmp, "rec");
+    tp_join(in, sizeof in, tmp, "in");
     mkdir(in, 0755);
     write_inputs(in, 1);
-    join(out, sizeof out, tmp, "out");
+    tp_join(out, sizeof out, tmp, "out");
     mkdir(out, 0755);
     const char *stale = "in0.saliency.png.salient-tmp999999999.0", *foreign = "notes.txt.tmp999999999.0",
                *mine_like = "data.salient-tmpX.0";
     FILE *f;
-    cr_assert((f = fopen(join(p, sizeof p, out, stale), "w")) && fclose(f) == 0);
-    cr_assert((f = fopen(join(p, sizeof p, out, foreign), "w")) && fclose(f) == 0);
-    cr_assert((f = fopen(join(p, sizeof p, out, mine_like), "w")) && fclose(f) == 0);
-    run_result r;
+    cr_assert((f = fopen(tp_join(p, sizeof p, out, stale), "w")) && fclose(f) == 0);
+    cr_assert((f = fopen(tp_join(p, sizeof p, out, foreign), "w")) && fclose(f) == 0);
+    cr_assert((f = fopen(tp_join(p, sizeof p, out, mine_like), "w")) && fclose(f) == 0);
+    tp_run r;
     RUN(&r, tmp, NULL, "explain", "-m", TINYCNN, "-M", "saliency", in, "-o", out);
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
-    cr_expect(!exists(join(p, sizeof p, out, stale)), "a killed run's temporary is removed");
-    cr_expect(exists(join(p, sizeof p, out, foreign)), "another program's file is kept");
-    cr_expect(exists(join(p, sizeof p, out, mine_like)), "a name that only looks alike is kept");
+    cr_expect(!tp_exists(tp_join(p, sizeof p, out, stale)), "a killed run's temporary is removed");
+    cr_expect(tp_exists(tp_join(p, sizeof p, out, foreign)), "another program's file is kept");
+    cr_expect(tp_exists(tp_join(p, sizeof p, out, mine_like)), "a name that only looks alike is kept");
     cr_expect(strstr(r.err, "removed 1 temporary file"), "a note says so: %s", r.err);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* A second run into a folder in use is refused, naming the folder and the first run's pid; the
  * first completes with all its rows; the folder is free again afterwards. */
 Test(records, a_second_run_into_a_busy_folder_is_refused, .timeout = 600) {
     char tmp[64], out[256], lock[512], p[512], in[256];
-    make_tmp(tmp, sizeof tmp);
-    join(in, sizeof in, tmp, "in");
+    tp_make_tmp(tmp, sizeof tmp, "rec");
+    tp_join(in, sizeof in, tmp, "in");
     mkdir(in, 0755);
     write_inputs(in, 6);
-    join(out, sizeof out, tmp, "out");
-    join(lock, sizeof lock, out, ".salient.lock");
-    run_result a, b;
+    tp_join(out, sizeof out, tmp, "out");
+    tp_join(lock, sizeof lock, out, ".salient.lock");
+    tp_run a, b;
     const char *argv[] = {"explain", "-m", TINYCNN, SLOW, "--image-batch", "1", in, "-o", out, NULL};
-    char o[512], e[512];
-    pid_t pid = start(&a, tmp, NULL, argv, o, e, sizeof o);
-    for (int k = 0; k < 3000 && !exists(lock); k++) usleep(10000);
-    cr_assert(exists(lock), "the first run holds the folder's lock");
+    pid_t pid = start(&a, tmp, NULL, argv);
+    for (int k = 0; k < 3000 && !tp_exists(lock); k++) usleep(10000);
+    cr_assert(tp_exists(lock), "the first run holds the folder's lock");
     RUN(&b, tmp, NULL, "explain", "-m", TINYCNN, "-M", "saliency", in, "-o", out);
     char want[64];
     snprintf(want, sizeof want, "(pid %ld)", (long)pid);
     cr_expect_eq(b.status, 1, "refused: exit %d", b.status);
     cr_expect(strstr(b.err, out) && strstr(b.err, "another salient run") && strstr(b.err, want),
               "names the folder and the other run: %s", b.err);
-    run_free(&b);
-    finish(&a, pid, o, e);
+    tp_run_free(&b);
+    tp_finish(&a, pid);
     cr_expect_eq(a.status, 0, "the first run completes: %s", a.err);
     cr_expect_eq(check_outputs(out, 50, 40), 6, "the first run's rows, all of them");
-    char *csv = slurp(join(p, sizeof p, out, "summary.csv"), NULL);
+    char *csv = tp_slurp(tp_join(p, sizeof p, out, "summary.csv"), NULL);
     cr_expect(csv && !strstr(csv, "saliency"), "no row of the refused run");
     free(csv);
-    run_free(&a);
-    cr_expect(!exists(lock), "the lock file goes with the run");
+    tp_run_free(&a);
+    cr_expect(!tp_exists(lock), "the lock file goes with the run");
     RUN(&b, tmp, NULL, "explain", "-m", TINYCNN, "-M", "saliency", in, "-o", out);
     cr_expect_eq(b.status, 0, "the folder is free again: %s", b.err);
-    run_free(&b);
-    remove_tree(tmp);
+    tp_run_free(&b);
+    tp_remove_tree(tmp);
 }
 
 /* A full filesystem: a 160 KiB tmpfs in a private mount namespace (unshare -m; needs root, as in
@@ -653,11 +539,11 @@ Test(records, a_second_run_into_a_busy_folder_is_refused, .timeout = 600) {
 Test(records, a_full_filesystem_stops_the_run_cleanly, .timeout = 120) {
     if (geteuid() != 0 || access("/usr/bin/unshare", X_OK)) cr_skip_test("mounting a tmpfs needs root and unshare(1)");
     char tmp[64], in[256], cmd[4096], p[512], copy[256];
-    make_tmp(tmp, sizeof tmp);
-    join(in, sizeof in, tmp, "in");
+    tp_make_tmp(tmp, sizeof tmp, "rec");
+    tp_join(in, sizeof in, tmp, "in");
     mkdir(in, 0755);
     write_inputs(in, 30);
-    join(copy, sizeof copy, tmp, "copy");
+    tp_join(copy, sizeof copy, tmp, "copy");
     snprintf(cmd, sizeof cmd,
              "cd %s && mkdir -p fs && unshare -m sh -c 'mount -t tmpfs -o size=160k tmpfs fs || exit 99; "
              "OMP_NUM_THREADS=1 %s explain -m %s -M saliency,gradcam --raw --heatmap --image-batch 4 in -o fs/out "
@@ -666,7 +552,7 @@ Test(records, a_full_filesystem_stops_the_run_cleanly, .timeout = 120) {
     int rc = system(cmd);
     if (WIFEXITED(rc) && WEXITSTATUS(rc) == 99) cr_skip_test("mount -t tmpfs is not allowed here");
     cr_assert_eq(rc, 0, "%s: status %d", cmd, rc);
-    char *rcs = slurp(join(p, sizeof p, tmp, "rc"), NULL), *err = slurp(join(p, sizeof p, tmp, "stderr"), NULL);
+    char *rcs = tp_slurp(tp_join(p, sizeof p, tmp, "rc"), NULL), *err = tp_slurp(tp_join(p, sizeof p, tmp, "stderr"), NULL);
     cr_assert(rcs && err);
     cr_expect_eq(atoi(rcs), 1, "exit 1 on a full disk, got %s; stderr: %s", rcs, err);
     cr_expect(strstr(err, "No space left on device"), "the reason: %s", err);
@@ -674,31 +560,31 @@ Test(records, a_full_filesystem_stops_the_run_cleanly, .timeout = 120) {
     cr_expect(strstr(err, "stopping"), "the run stops: %s", err);
     int rows = check_outputs(copy, 50, 40);
     /* the maps written at once (a chunk) may fail together; the run does not go on to fail the rest */
-    cr_expect_lt(count_substr(err, "No space left"), 60 - rows, "stops at the first failures: %s", err);
+    cr_expect_lt(tp_count_substr(err, "No space left"), 60 - rows, "stops at the first failures: %s", err);
     cr_expect_gt(rows, 0, "the finished maps are kept and listed");
     cr_expect_lt(rows, 60, "not every map fitted");
     free(rcs);
     free(err);
-    remove_tree(tmp);
+    tp_remove_tree(tmp);
 }
 
 /* A map whose file cannot be put in place (a folder holds its name) gets a row that says so and
  * names no file; the run stops with exit 1 and the rows before it stay. */
 Test(records, a_row_whose_file_failed_says_so, .timeout = 60) {
     char tmp[64], out[256], p[4200], in[256];
-    make_tmp(tmp, sizeof tmp);
-    join(in, sizeof in, tmp, "in");
+    tp_make_tmp(tmp, sizeof tmp, "rec");
+    tp_join(in, sizeof in, tmp, "in");
     mkdir(in, 0755);
     write_inputs(in, 3);
-    join(out, sizeof out, tmp, "out");
+    tp_join(out, sizeof out, tmp, "out");
     mkdir(out, 0755);
-    cr_assert_eq(mkdir(join(p, sizeof p, out, "in1.gradcam.png"), 0755), 0);
-    run_result r;
+    cr_assert_eq(mkdir(tp_join(p, sizeof p, out, "in1.gradcam.png"), 0755), 0);
+    tp_run r;
     RUN(&r, tmp, NULL, "explain", "-m", TINYCNN, "-M", "saliency,gradcam", "--image-batch", "1", in, "-o", out);
     cr_expect_eq(r.status, 1, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect(strstr(r.err, "in1.gradcam.png") && strstr(r.err, "Is a directory") && strstr(r.err, "stopping"),
               "names the file, the reason, and stops: %s", r.err);
-    char *jl = slurp(join(p, sizeof p, out, "summary.jsonl"), NULL);
+    char *jl = tp_slurp(tp_join(p, sizeof p, out, "summary.jsonl"), NULL);
     cr_assert_not_null(jl);
     static jfield jf[64];
     int rows = 0, failed_rows = 0;
@@ -710,51 +596,50 @@ Test(records, a_row_whose_file_failed_says_so, .timeout = 60) {
             cr_expect(!file, "the failed map's row names no file: %s", file);
             cr_expect(status && !strncmp(status, "failed: ", 8) && strstr(status, "Is a directory"), "status: %s", status);
         } else {
-            cr_expect(file && exists(join(p, sizeof p, out, file)), "row names a file that exists: %s", file);
+            cr_expect(file && tp_exists(tp_join(p, sizeof p, out, file)), "row names a file that exists: %s", file);
             cr_expect_str_eq(status, "ok");
         }
     }
     cr_expect_eq(failed_rows, 1, "the failed map has its row");
     cr_expect_eq(rows, 4, "in0's two rows, in1's two, then the run stopped: %s", jl);
     free(jl);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* Ctrl-C (SIGINT) stops the run at the next pass: exit 130, a message, the finished rows and files
  * whole, the folder's lock released. */
 Test(records, sigint_stops_cleanly, .timeout = 600) {
     char tmp[64], out[256], in[256], p[512];
-    make_tmp(tmp, sizeof tmp);
-    join(in, sizeof in, tmp, "in");
+    tp_make_tmp(tmp, sizeof tmp, "rec");
+    tp_join(in, sizeof in, tmp, "in");
     mkdir(in, 0755);
     write_inputs(in, 8);
-    join(out, sizeof out, tmp, "out");
-    run_result r;
+    tp_join(out, sizeof out, tmp, "out");
+    tp_run r;
     const char *argv[] = {"explain", "-m", TINYCNN, SLOW, "--image-batch", "1", in, "-o", out, NULL};
-    char o[512], e[512];
-    pid_t pid = start(&r, tmp, NULL, argv, o, e, sizeof o);
+    pid_t pid = start(&r, tmp, NULL, argv);
     /* once the first rows are in */
-    for (int k = 0; k < 6000 && !exists(join(p, sizeof p, out, "summary.jsonl")); k++) usleep(10000);
+    for (int k = 0; k < 6000 && !tp_exists(tp_join(p, sizeof p, out, "summary.jsonl")); k++) usleep(10000);
     kill(pid, SIGINT);
     double t0 = now_s();
-    finish(&r, pid, o, e);
+    tp_finish(&r, pid);
     cr_expect_eq(r.status, 130, "exit 128 + SIGINT: %d\n%s", r.status, r.err);
     cr_expect(strstr(r.err, "interrupted (signal 2)") && strstr(r.err, "are complete"), "says so: %s", r.err);
     cr_expect_lt(now_s() - t0, 30, "stops at the next pass, not after the run");
     int rows = check_outputs(out, 50, 40);
     cr_expect(rows >= 1 && rows < 8, "the rows before the signal: %d", rows);
-    cr_expect(!exists(join(p, sizeof p, out, ".salient.lock")), "the lock is released");
-    run_free(&r);
-    remove_tree(tmp);
+    cr_expect(!tp_exists(tp_join(p, sizeof p, out, ".salient.lock")), "the lock is released");
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }
 
 /* salient bench bounds each method: a method whose call on N images would take more than
  * --max-time is timed on fewer images (said on stderr and in its row); every method's row comes. */
 Test(records, bench_times_slow_methods_on_fewer_images, .timeout = 600) {
     char tmp[64];
-    make_tmp(tmp, sizeof tmp);
-    run_result r;
+    tp_make_tmp(tmp, sizeof tmp, "rec");
+    tp_run r;
     RUN(&r, tmp, NULL, "bench", "-m", TINYCNN, "--device", "cpu", "-M", "occlusion,saliency", "--window", "4x4",
         "--stride", "2x2", "--images", "4", "--min-time", "0", "--max-time", "0.000001");
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
@@ -763,11 +648,11 @@ Test(records, bench_times_slow_methods_on_fewer_images, .timeout = 600) {
     cr_expect(strstr(r.out, "\nocclusion ") && strstr(r.out, "(timed on 1 image: slow)"), "its row says so: %s", r.out);
     cr_expect(strstr(r.out, "\nsaliency "), "every method's row: %s", r.out);
     cr_expect(strstr(r.out, "a method slower than 0 s per call is timed on fewer images"), "the header: %s", r.out);
-    run_free(&r);
+    tp_run_free(&r);
     RUN(&r, tmp, NULL, "bench", "-m", TINYCNN, "--device", "cpu", "-M", "occlusion", "--window", "4x4", "--stride", "2x2",
         "--images", "4", "--min-time", "0", "--max-time", "1000", "--json");
     cr_assert_eq(r.status, 0, "%s: exit %d\n%s", r.cmd, r.status, r.err);
     cr_expect(strstr(r.out, "\"images\": 4"), "a fast enough method is timed on all images: %s", r.out);
-    run_free(&r);
-    remove_tree(tmp);
+    tp_run_free(&r);
+    tp_remove_tree(tmp);
 }

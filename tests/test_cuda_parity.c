@@ -453,13 +453,18 @@ Test(parity_methods, transformer_methods_on_the_zoo_vit) {
     free(x);
 }
 
-Test(parity_methods, efficientnet_lite0) {
-    need_gpu();
-    char path[1024], mpath[1024];
-    tu_src_path("models/efficientnet_lite0.onnx", mpath, sizeof mpath);
+/* The fetched EfficientNet-Lite0's path into mpath; skip (visibly) when it is not there. */
+static void need_efficientnet(char *mpath, size_t len) {
+    tu_src_path("models/efficientnet_lite0.onnx", mpath, len);
     FILE *f = fopen(mpath, "rb");
     if (!f) cr_skip_test("%s missing: run scripts/fetch-models", mpath);
     fclose(f);
+}
+
+Test(parity_methods, efficientnet_lite0) {
+    need_gpu();
+    char path[1024], mpath[1024];
+    need_efficientnet(mpath, sizeof mpath);
     sal_error err = {0};
     float *x = NULL;
     int nd;
@@ -534,10 +539,7 @@ static int64_t mask_flips(const sal_node *n, const float *a, const float *b, int
 Test(parity_layers, efficientnet_lite0_layer_by_layer) {
     need_gpu();
     char path[1024], mpath[1024];
-    tu_src_path("models/efficientnet_lite0.onnx", mpath, sizeof mpath);
-    FILE *f = fopen(mpath, "rb");
-    if (!f) cr_skip_test("%s missing: run scripts/fetch-models", mpath);
-    fclose(f);
+    need_efficientnet(mpath, sizeof mpath);
     sal_error err = {0};
     sal_model *m = NULL;
     cr_assert_eq(sal_model_load(mpath, &m, &err), SAL_OK, "%s", err.msg);

@@ -24,29 +24,11 @@
 #include "salient.h"
 #include "io/io.h"
 #include "post/post.h"
+#include "testproc.h"
 
 #define SALIENT SAL_BINARY_DIR "/salient"
 #define TINYCNN SAL_SOURCE_DIR "/tests/fixtures/methods/tinycnn.onnx"
 #define CHROMIUM "/usr/bin/chromium"
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    if (b) b[n] = 0;
-    fclose(f);
-    return b;
-}
-
-static int count_substr(const char *s, const char *needle) {
-    int n = 0;
-    for (const char *p = strstr(s, needle); p; p = strstr(p + strlen(needle), needle)) n++;
-    return n;
-}
 
 /* Run argv (argv[0] the program) with stdout into out_path (NULL: /dev/null), stderr into err_path;
  * returns the exit status (-1 when killed). */
@@ -133,12 +115,12 @@ static char *explain_html(void) {
     const char *argv[] = {SALIENT, "explain", "-m", TINYCNN, "-M", "saliency,ig", "--steps", "8", "--topk", "2",
                           "--html", a, b, "-o", out, NULL};
     int st = run(argv, NULL, err, NULL);
-    char *e = slurp(err);
+    char *e = tp_slurp(err, NULL);
     cr_assert_eq(st, 0, "explain --html: exit %d\n%s", st, e ? e : "");
     free(e);
     char p[256];
     snprintf(p, sizeof p, "%s/index.html", out);
-    char *page = slurp(p);
+    char *page = tp_slurp(p, NULL);
     cr_assert_not_null(page, "%s written", p);
     return page;
 }
@@ -160,8 +142,8 @@ Test(html, page_shows_every_map_and_the_run_numbers) {
         snprintf(p, sizeof p, "%s/%s", out, imgs[i]);
         cr_expect_eq(access(p, R_OK), 0, "%s exists", p);
     }
-    cr_expect_eq(count_substr(page, "<section"), 2, "one section per input");
-    cr_expect_eq(count_substr(page, "<figure"), 2 * (1 + 4), "input + 2 methods x 2 targets per section");
+    cr_expect_eq(tp_count_substr(page, "<section"), 2, "one section per input");
+    cr_expect_eq(tp_count_substr(page, "<figure"), 2 * (1 + 4), "input + 2 methods x 2 targets per section");
     cr_expect(strstr(page, "no photo"), "the .npy input says it has no photo");
     /* the overlays carry their colour bars */
     sal_image ov;
@@ -179,7 +161,7 @@ Test(html, page_shows_every_map_and_the_run_numbers) {
               strstr(page, "<td>ig</td><td>4</td>"), "a times table with 4 maps per method");
     /* IG's gap relative to f(x) - f(baseline), from the summary's own numbers */
     snprintf(p, sizeof p, "%s/summary.jsonl", out);
-    char *jsonl = slurp(p);
+    char *jsonl = tp_slurp(p, NULL);
     double gap = 0, delta = 1;
     cr_assert(jsonl && ig_numbers(jsonl, &gap, &delta) == 0, "summary.jsonl has IG's gap and delta");
     char want[128];
@@ -209,9 +191,9 @@ Test(html, chromium_renders_the_page) {
     snprintf(profile, sizeof profile, "--user-data-dir=%s/profile", tmp);
     const char *dump[] = {CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", profile, "--dump-dom", url, NULL};
     cr_assert_eq(run(dump, dom, err, tmp), 0, "chromium --dump-dom failed (see %s)", err);
-    char *d = slurp(dom);
+    char *d = tp_slurp(dom, NULL);
     cr_assert_not_null(d);
-    cr_expect_eq(count_substr(d, "<figure"), 10, "the rendered DOM has every figure");
+    cr_expect_eq(tp_count_substr(d, "<figure"), 10, "the rendered DOM has every figure");
     cr_expect(strstr(d, "salient explain"), "the title is rendered");
     free(d);
     const char *snap[] = {CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", profile, size,

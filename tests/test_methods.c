@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/engine.h"
 #include "io/io.h"
 #include "method_elem.h"
+#include "methods/methods.h"
 #include "testutil.h"
 
 #define FIX "tests/fixtures/methods/"
@@ -424,6 +426,146 @@ Test(methods, images_over_several_batches_give_the_one_batch_maps) {
         sal_maps_free(&one);
     }
     free(x4);
+}
+
+/* Top-1 targets without a separate forward pass: the methods whose first pass over an image is
+ * its plain forward (the gradient ones and the CAM family) take the class from that pass's logits.
+ * The reference: each image's top-1 class from sal_forward, given as targets. Maps, scores and
+ * targets must be the same, and only one image's worth per image and pass may cross to the backend
+ * (a separate top-1 pass uploads the image once more). Images over two batches (batch 3 of 4),
+ * the last two negated, so that the classes differ. */
+Test(methods, top1_targets_come_from_the_methods_own_pass) {
+    static const sal_method ms[] = {SAL_M_SALIENCY, SAL_M_INPUTXGRAD, SAL_M_GUIDED, SAL_M_GRADCAM,
+                                    SAL_M_GRADCAMPP, SAL_M_HIRESCAM, SAL_M_XGRADCAM, SAL_M_LAYERCAM,
+                                    SAL_M_SCORECAM, SAL_M_GUIDED_GRADCAM};
+    const int64_t per = 3 * 32 * 32;
+    float *x4 = malloc(sizeof(float) * 4 * (size_t)per);
+    for (int k = 0; k < 4; k++)
+        for (int64_t j = 0; j < per; j++) x4[k * per + j] = (k < 2 ? 1.0f : -1.0f) * input[(k % 2) * per + j];
+    int top1[4];
+    cr_assert_eq(sal_session_plan(sess, 1, 32, 32), SAL_OK);
+    const int K = sal_session_num_classes(sess);
+    float *lg = malloc(sizeof(float) * (size_t)K);
+    for (int k = 0; k < 4; k++) {
+        cr_assert_eq(sal_forward(sess, x4 + k * per, 1, 32, 32, lg), SAL_OK, "%s", sal_session_error(sess));
+        top1[k] = 0;
+        for (int j = 1; j < K; j++) if (lg[j] > lg[top1[k]]) top1[k] = j;
+    }
+    free(lg);
+    cr_assert(top1[0] != top1[2] || top1[1] != top1[3], "the negated images should change a class");
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
+        const char *nm = sal_method_name(ms[i]);
+        sal_explain_opts o = sal_explain_opts_default(ms[i]);
+        o.batch = 3;
+        sal_maps given, own;
+        cr_assert_eq(sal_explain(sess, &o, x4, 4, 0, 0, top1, &given), SAL_OK, "%s", sal_session_error(sess));
+        uint64_t up0, down0, up1, down1;
+        sal_session_transfers(sess, &up0, &down0);
+        cr_assert_eq(sal_explain(sess, &o, x4, 4, 0, 0, NULL, &own), SAL_OK, "%s", sal_session_error(sess));
+        sal_session_transfers(sess, &up1, &down1);
+        const int64_t n = 4 * sal_maps_per_image(&given);
+        for (int k = 0; k < 4; k++) {
+            cr_expect_eq(own.targets[k], top1[k], "%s: image %d explained class %d, top-1 is %d", nm, k,
+                         own.targets[k], top1[k]);
+            cr_expect_eq(own.scores[k], given.scores[k], "%s: image %d's score %g, %g with the target given", nm,
+                         k, (double)own.scores[k], (double)given.scores[k]);
+        }
+        cr_expect_eq(memcmp(own.attr, given.attr, sizeof(float) * (size_t)n), 0, "%s: maps differ", nm);
+        double up = (double)(up1 - up0) / 4 / (double)(per * sizeof(float));
+        const double passes = ms[i] == SAL_M_GUIDED_GRADCAM ? 2 : 1;   /* its CAM pass, then the guided one */
+        cr_expect(up < passes + 0.5, "%s: %.2f images' worth uploaded per image for %g pass(es) (a separate top-1 pass?)",
+                  nm, up, passes);
+        sal_maps_free(&given);
+        sal_maps_free(&own);
+    }
+    free(x4);
+}
+
+/* sal_explain_many: saliency, input x gradient and the gradient CAMs asked together share one
+ * forward and one backward pass per image; each map must be the one sal_explain makes alone
+ * (bit for bit: the same arithmetic on the same numbers), with the same targets and scores, and a
+ * method that shares nothing (IG) rides along unchanged. Per image, the shared group uploads the
+ * image once (separately: once per method). Targets given and top-1. */
+Test(methods, methods_asked_together_share_passes_and_give_the_separate_maps) {
+    static const sal_method ms[] = {SAL_M_GRADCAM, SAL_M_SALIENCY, SAL_M_IG, SAL_M_GRADCAMPP, SAL_M_INPUTXGRAD,
+                                    SAL_M_HIRESCAM, SAL_M_XGRADCAM, SAL_M_LAYERCAM};
+    const int nm = (int)(sizeof ms / sizeof *ms);
+    const int64_t per = 3 * 32 * 32;
+    float *x4 = malloc(sizeof(float) * 4 * (size_t)per);
+    for (int k = 0; k < 4; k++)
+        for (int64_t j = 0; j < per; j++) x4[k * per + j] = (k < 2 ? 1.0f : -1.0f) * input[(k % 2) * per + j];
+    const int given[4] = {1, 4, 7, 9};
+    for (int with_targets = 0; with_targets < 2; with_targets++) {
+        sal_explain_opts o = tu_quick_opts(SAL_M_SALIENCY, 3);
+        o.batch = 3;
+        const int *tg = with_targets ? given : NULL;
+        sal_maps many[8];
+        cr_assert_eq(sal_explain_many(sess, &o, ms, nm, x4, 4, 0, 0, tg, many), SAL_OK, "%s", sal_session_error(sess));
+        for (int j = 0; j < nm; j++) {
+            const char *nmj = sal_method_name(ms[j]);
+            sal_explain_opts oj = o;
+            oj.method = ms[j];
+            sal_maps one;
+            cr_assert_eq(sal_explain(sess, &oj, x4, 4, 0, 0, tg, &one), SAL_OK, "%s", sal_session_error(sess));
+            cr_assert_eq(many[j].ndim, one.ndim, "%s", nmj);
+            const int64_t n = 4 * sal_maps_per_image(&one);
+            cr_assert_eq(sal_maps_per_image(&many[j]), sal_maps_per_image(&one), "%s", nmj);
+            cr_expect_eq(memcmp(many[j].attr, one.attr, sizeof(float) * (size_t)n), 0,
+                         "%s (targets %s): maps differ from sal_explain's, max rel %.3g", nmj,
+                         with_targets ? "given" : "top-1", rel_err(many[j].attr, one.attr, n));
+            if (one.upsampled)
+                cr_expect_eq(memcmp(many[j].upsampled, one.upsampled, sizeof(float) * 4 * 32 * 32), 0,
+                             "%s: upsampled maps differ", nmj);
+            cr_expect_str_eq(many[j].layer, one.layer, "%s", nmj);
+            for (int k = 0; k < 4; k++) {
+                cr_expect_eq(many[j].targets[k], one.targets[k], "%s: image %d's target", nmj, k);
+                cr_expect_eq(many[j].scores[k], one.scores[k], "%s: image %d's score", nmj, k);
+            }
+            sal_maps_free(&one);
+            sal_maps_free(&many[j]);
+        }
+    }
+    /* the shared group alone: one upload of each image for all seven methods */
+    static const sal_method grp[] = {SAL_M_GRADCAM, SAL_M_SALIENCY, SAL_M_GRADCAMPP, SAL_M_INPUTXGRAD,
+                                     SAL_M_HIRESCAM, SAL_M_XGRADCAM, SAL_M_LAYERCAM};
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_SALIENCY);
+    sal_maps mg[7];
+    uint64_t up0, down0, up1, down1;
+    sal_session_transfers(sess, &up0, &down0);
+    cr_assert_eq(sal_explain_many(sess, &o, grp, 7, x4, 4, 0, 0, NULL, mg), SAL_OK, "%s", sal_session_error(sess));
+    sal_session_transfers(sess, &up1, &down1);
+    double up = (double)(up1 - up0) / 4 / (double)(per * sizeof(float));
+    cr_expect(up < 1.5, "7 methods together uploaded %.2f images' worth per image (one shared pass: 1)", up);
+    for (int j = 0; j < 7; j++) sal_maps_free(&mg[j]);
+    /* refused: a method twice, none */
+    const sal_method twice[] = {SAL_M_GRADCAM, SAL_M_GRADCAM};
+    cr_expect_eq(sal_explain_many(sess, &o, twice, 2, x4, 4, 0, 0, NULL, mg), SAL_ERR_INVALID_ARG);
+    cr_expect(strstr(sal_session_error(sess), "gradcam"), "%s", sal_session_error(sess));
+    cr_expect_eq(sal_explain_many(sess, &o, grp, 0, x4, 4, 0, 0, NULL, mg), SAL_ERR_INVALID_ARG);
+    free(x4);
+}
+
+/* A method called again on the same shapes finds its plans in the engine's cache: IG's path
+ * batches (and its last, partial one), SmoothGrad's noisy batch, the top-1 and score passes and
+ * the automatic batch size's measuring plans are made once, not per call (planning costs a
+ * first touch of every arena: ~0.1 s per call on ResNet-50). */
+Test(methods, repeated_calls_make_no_new_plans) {
+    static const sal_method ms[] = {SAL_M_SALIENCY, SAL_M_IG, SAL_M_SMOOTHGRAD, SAL_M_GRADCAM};
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
+        for (int autob = 0; autob < 2; autob++) {
+            sal_explain_opts o = sal_explain_opts_default(ms[i]);
+            o.batch = autob ? 0 : 16;   /* IG: 50 points = 16 + 16 + 16 + 2 */
+            o.nt_samples = 16;
+            sal_maps m;
+            cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, NULL, &m), SAL_OK, "%s", sal_session_error(sess));
+            sal_maps_free(&m);
+            const unsigned long made0 = sal_engine_plans_made(sal_session_engine(sess));
+            cr_assert_eq(sal_explain(sess, &o, input, 1, 0, 0, NULL, &m), SAL_OK, "%s", sal_session_error(sess));
+            sal_maps_free(&m);
+            const unsigned long made = sal_engine_plans_made(sal_session_engine(sess)) - made0;
+            cr_expect_eq(made, 0, "%s (batch %s): the second call made %lu plans", sal_method_name(ms[i]),
+                         autob ? "automatic" : "16", made);
+        }
 }
 
 /* The methods build their batches and keep their sums on the device: per image, what crosses the

@@ -115,7 +115,7 @@ static result run_case(const char *dir, char *why, size_t whylen) {
     snprintf(path, sizeof path, "%s/model.onnx", dir);
     sal_error err = {0};
     sal_model *m = NULL;
-    sal_status st = sal_model_load(path, &m, &err);
+    sal_status st = sal_model_load_ex(path, SAL_LOAD_RAW, &m, &err);
     if (st == SAL_ERR_UNSUPPORTED) { snprintf(why, whylen, "%s", err.msg); return R_SKIP; }
     if (st) { snprintf(why, whylen, "load: %s", err.msg); return R_FAIL; }
     sal_graph *g = m->g;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "post/regions.h"
+#include "testutil.h"
 
 TestSuite(regions);
 
@@ -165,4 +166,41 @@ Test(regions, bad_arguments) {
     cr_expect_str_eq(sal_region_name(SAL_RM_BL), "bl");
     cr_expect_str_eq(sal_region_words(SAL_RM_BL), "bottom-left corner");
     cr_expect_str_eq(sal_region_name(SAL_RM_COUNT), "?");
+}
+
+/* The top 5% are selected (quickselect), not sorted: on random maps with many ties (values on a
+ * grid of 8 levels, zeros included) and on distinct values, concentration equals the sum of the
+ * k largest found by a full sort here, for sizes from 1x1 to 97x61. */
+static int cmp_desc_ref(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+Test(regions, concentration_equals_a_full_sort) {
+    uint64_t seed = tu_fresh_seed();
+    const int sizes[][2] = {{1, 1}, {2, 3}, {7, 7}, {20, 20}, {28, 28}, {97, 61}, {224, 224}};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+        for (int ties = 0; ties < 2; ties++) {
+            const int h = sizes[s][0], w = sizes[s][1], n = h * w;
+            float *m = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n);
+            for (int i = 0; i < n; i++) {
+                float u = tu_uniform(&seed, 0, 1);
+                m[i] = ties ? floorf(u * 8) / 8 : u;
+                ref[i] = m[i];
+            }
+            m[0] = 0.5f;   /* at least one positive value */
+            ref[0] = 0.5f;
+            qsort(ref, (size_t)n, sizeof *ref, cmp_desc_ref);
+            size_t k = (size_t)ceil(SAL_CONCENTRATION_TOP * n - 1e-9);
+            if (k < 1) k = 1;
+            double top = 0, total = 0;
+            for (size_t i = 0; i < k; i++) top += ref[i];
+            for (int i = 0; i < n; i++) total += ref[i];
+            sal_region_stats st;
+            cr_assert_eq(sal_region_metrics(m, h, w, NULL, &st, NULL), SAL_OK);
+            cr_expect(fabs(st.concentration - top / total) <= 1e-12, "%dx%d ties=%d (seed %llu): %.15g vs %.15g", h, w,
+                      ties, (unsigned long long)seed, st.concentration, top / total);
+            free(m);
+            free(ref);
+        }
 }

@@ -2,8 +2,10 @@
  * (ImageFolder labels or --truth), explains each batch with every method, measures the region
  * masses of each map (host/post/regions.h), commits the batch's records and mean-map sums to
  * OUT/audit.sqlite in one transaction (audit_store.c: resumable, crash-safe), then writes the
- * findings and exports (audit_findings.c). Single-threaded decoding for now; the shared progress
- * and fault-safe output code of `explain` is to be wired in later. */
+ * findings and exports (audit_findings.c), a thumbnail of every record's overlay and the full-size
+ * overlays asked for (audit_overlay.c). OUT is explain's fault-safe folder (host/cli/outdir.c:
+ * locked, cleared of killed runs' temporaries); progress on stderr is explain's (progress.c). */
+#define _DEFAULT_SOURCE   /* realpath */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,7 +13,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "audit.h"
@@ -30,12 +34,19 @@ static const char *audit_help =
     "batch: a rerun of the same command into the same OUT resumes where the last one stopped.\n"
     "\n"
     "  -o, --out DIR        output folder (required): audit.sqlite, records.csv, records.jsonl,\n"
-    "                       findings.json, report.html, mean/<method>.<class>.png and .npy\n"
+    "                       findings.json, report.html, mean/<method>.<class>.png and .npy,\n"
+    "                       thumbs/ and overlays/<file>.<method>.png\n"
     "  -M, --methods LIST   comma-separated methods (default gradcam,saliency)\n"
     "  --truth FILE.csv     true labels: lines `file,label` (file relative to DATA, or its base\n"
     "                       name; label a class name or index). Default: DATA/<class>/... named\n"
     "                       after the model's classes (case ignored); neither: unlabelled\n"
-    "  --mask FILE          a binary image (non-zero = inside): fills the mass_mask column\n"
+    "  --mask FILE|DIR      a binary image (non-zero = inside) for every input, or a folder of\n"
+    "                       masks matched by the input's path under DATA without extension\n"
+    "                       (DIR/<class>/<stem>.png, else DIR/<stem>.png), each the size of its\n"
+    "                       image: fills the mass_mask column (empty for an input with no mask)\n"
+    "  --overlays WHICH     full-size overlays in OUT/overlays/: all, flagged (default: the images\n"
+    "                       behind the findings' flags) or none; a thumbnail of every record's\n"
+    "                       overlay is always kept in OUT/thumbs/ for the report\n"
     "  --threshold R        flag a class whose mean mass in a corner or the border is at least R\n"
     "                       times the other classes' (default 3)\n"
     "  --area-ratio R       ... and at least R times the region's share of the pixels, the mass a\n"
@@ -49,7 +60,8 @@ static const char *audit_help =
     "\n"
     "usage: salient audit -m MODEL.onnx --merge DIR... [-o OUT] [--threshold R] [--area-ratio R]\n"
     "  combine the records of DIR/shard-*-of-*/ (or of folders holding audit.sqlite) into\n"
-    "  OUT/audit.sqlite (default OUT: the one DIR given) and write the findings\n";
+    "  OUT/audit.sqlite (default OUT: the one DIR given) and write the findings; with the shards'\n"
+    "  --overlays flagged, give the shards' preprocessing options to make the flags' overlays\n";
 
 /* K/N from a Slurm job array (K = the task's ID less the array's first ID) or an MPI launcher:
  * 1 when one says, 0 when none does, -1 (reported) when its numbers make no shard. */
@@ -156,26 +168,17 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void audit_prep_desc(const cli_model *cm, char *buf, size_t len) {
+    snprintf(buf, len, "size=%dx%d mean=%g,%g,%g std=%g,%g,%g scale=%g resize=%d gray=%d", cm->h, cm->w, cm->prep.mean[0],
+             cm->prep.mean[1], cm->prep.mean[2], cm->prep.std[0], cm->prep.std[1], cm->prep.std[2], cm->prep.scale,
+             cm->prep.resize_shorter, cm->gray_flag);
+}
+
 static int make_dir(const char *d) {
     if (mkdir(d, 0777) && errno != EEXIST) { cli_error("%s: cannot create this folder: %s", d, strerror(errno)); return -1; }
     struct stat st;
     if (stat(d, &st) || !S_ISDIR(st.st_mode)) { cli_error("%s: not a folder", d); return -1; }
     return 0;
-}
-
-/* The non-negative (h,w) map of one image's attribution that the metrics measure: a CAM's
- * upsampled map, occlusion's drop (channel 0) and the other methods' channel abs-max. */
-static void metric_map(sal_method m, const sal_maps *mp, int j, int h, int w, float *map /* (h,w) */) {
-    const size_t hw = (size_t)h * (size_t)w;
-    if (sal_method_is_cam(m) && mp->upsampled) {
-        memcpy(map, mp->upsampled + j * hw, sizeof(float) * hw);
-    } else if (m == SAL_M_OCCLUSION) {
-        memcpy(map, mp->attr + (size_t)j * (size_t)sal_maps_per_image(mp), sizeof(float) * hw);
-    } else {
-        int c = (int)mp->dims[0];
-        sal_reduce_channels(mp->attr + (size_t)j * (size_t)sal_maps_per_image(mp), c, h, w, SAL_REDUCE_ABS_MAX, map, NULL);
-    }
-    for (size_t i = 0; i < hw; i++) map[i] = map[i] > 0 ? map[i] : 0;   /* ReLU (NaN -> 0) */
 }
 
 /* Area-average map (h,w) into the mean map's (mh,mw) grid and add it to acc. */
@@ -191,6 +194,140 @@ static void accumulate(double *acc, int mh, int mw, const float *map, int h, int
     }
 }
 
+/* --mask DIR: the mask of the input rel (its path under DATA), DIR/<rel less its extension>.<ext>,
+ * else DIR/<base name less its extension>.<ext>, for an image extension ext; read into out (H,W)
+ * through the preprocessing's geometry (a pixel is inside when the mask pixel under its centre is
+ * non-zero in any channel). The mask must have its image's size (a .npy input's: the model's
+ * input). 1 when found, 0 when there is none, -1 (reported) when it cannot be read or its size is
+ * wrong. */
+static int mask_for(const char *dir, const char *rel, const sal_image *orig, const cli_model *cm, uint8_t *out) {
+    static const char *const exts[] = {"png", "bmp", "pgm", "ppm", "pbm", "jpg", "jpeg", "PNG", "BMP", "JPG"};
+    char stem[4200], path[4400];
+    snprintf(stem, sizeof stem, "%s", rel);
+    char *dot = strrchr(stem, '.'), *slash = strrchr(stem, '/');
+    if (dot && (!slash || dot > slash)) *dot = 0;
+    const char *base = strrchr(stem, '/') ? strrchr(stem, '/') + 1 : NULL;
+    int found = 0;
+    for (int pass = 0; pass < (base ? 2 : 1) && !found; pass++)
+        for (size_t k = 0; k < sizeof exts / sizeof *exts && !found; k++) {
+            snprintf(path, sizeof path, "%s/%s.%s", dir, pass ? base : stem, exts[k]);
+            found = access(path, F_OK) == 0;
+        }
+    if (!found) return 0;
+    sal_image mi = {0};
+    sal_error err = {0};
+    if (sal_image_load(path, &mi, &err)) { cli_error("--mask: %s (the mask of %s)", err.msg, rel); return -1; }
+    const int H = cm->h, W = cm->w;
+    const int want_w = orig->pix ? orig->w : W, want_h = orig->pix ? orig->h : H;
+    if (mi.w != want_w || mi.h != want_h) {
+        cli_error("--mask: %s is %dx%d pixels but its input %s is %dx%d: a mask must have the size of its image; "
+                  "fix the mask and rerun to resume", path, mi.w, mi.h, rel, want_w, want_h);
+        sal_image_free(&mi);
+        return -1;
+    }
+    float rect[4] = {0, 0, (float)W, (float)H};
+    if (orig->pix) sal_prep_rect(orig->w, orig->h, &cm->prep, rect);
+    for (int y = 0; y < H; y++) {
+        int sy = (int)floor(rect[1] + (y + 0.5) * (rect[3] - rect[1]) / H);
+        sy = sy < 0 ? 0 : sy >= mi.h ? mi.h - 1 : sy;
+        for (int xx = 0; xx < W; xx++) {
+            int sx = (int)floor(rect[0] + (xx + 0.5) * (rect[2] - rect[0]) / W);
+            sx = sx < 0 ? 0 : sx >= mi.w ? mi.w - 1 : sx;
+            const uint8_t *p = mi.pix + ((size_t)sy * mi.w + sx) * (size_t)mi.c;
+            int on = 0;
+            for (int k = 0; k < mi.c; k++) on |= p[k] != 0;
+            out[(size_t)y * W + xx] = (uint8_t)on;
+        }
+    }
+    sal_image_free(&mi);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Reading ahead: the next batch is decoded on a thread of its own while this one computes          */
+
+/* One batch's inputs, decoded. */
+typedef struct audit_batch {
+    float *x;                 /* (B,C,H,W) the images that loaded, packed to the front */
+    sal_image *origs;         /* (B) their decoded pixels, for the pictures (NULL pix: .npy) */
+    uint8_t *masks;           /* (B,H,W) --mask DIR's masks, or NULL */
+    char *has_mask;           /* (B) */
+    int *slot_input;          /* (B) index into inputs of each packed image */
+    char **err_files, **err_reasons;   /* (B) the files that did not load, and why (malloc'ed) */
+    int g, n_errs;            /* images loaded; files that did not */
+    int fatal, usage;         /* reading cannot go on (usage: a mask of the wrong size, exit 2) */
+    double secs;              /* time spent reading */
+} audit_batch;
+
+typedef struct audit_reader {
+    const cli_model *cm;
+    char **inputs;
+    const int *batch_idx;
+    size_t data_len, chw, hw;
+    const char *mask_dir;     /* --mask DIR, or NULL */
+    int b0, nb;               /* the batch: batch_idx[b0 .. b0+nb) */
+    audit_batch *b;
+} audit_reader;
+
+static void read_batch(audit_reader *r) {
+    audit_batch *b = r->b;
+    const double t0 = now_s();
+    b->g = b->n_errs = b->fatal = b->usage = 0;
+    for (int j = 0; j < r->nb; j++) {
+        int i = r->batch_idx[r->b0 + j];
+        const char *rel = r->inputs[i] + r->data_len + (r->inputs[i][r->data_len] == '/');
+        char msg[4096];
+        sal_image_free(&b->origs[b->g]);
+        if (cli_load_input(r->cm, r->inputs[i], b->x + r->chw * b->g, &b->origs[b->g], msg, sizeof msg)) {
+            cli_error("%s (recorded in the errors table, skipped)", msg);
+            b->err_files[b->n_errs] = (char *)rel;
+            b->err_reasons[b->n_errs] = strdup(msg);
+            if (!b->err_reasons[b->n_errs]) { cli_error("out of memory"); b->fatal = 1; break; }
+            b->n_errs++;
+            continue;
+        }
+        if (r->mask_dir) {
+            int m = mask_for(r->mask_dir, rel, &b->origs[b->g], r->cm, b->masks + r->hw * b->g);
+            if (m < 0) { b->fatal = b->usage = 1; break; }
+            b->has_mask[b->g] = (char)m;
+        }
+        b->slot_input[b->g++] = i;
+    }
+    b->secs = now_s() - t0;
+}
+
+static void *read_batch_thread(void *arg) {
+    read_batch(arg);
+    return NULL;
+}
+
+static int batch_alloc(audit_batch *b, int B, size_t chw, size_t hw, int with_masks) {
+    memset(b, 0, sizeof *b);
+    b->x = malloc(sizeof(float) * chw * (size_t)B);
+    b->origs = calloc((size_t)B, sizeof *b->origs);
+    b->masks = with_masks ? malloc(hw * (size_t)B) : NULL;
+    b->has_mask = calloc((size_t)B, 1);
+    b->slot_input = malloc(sizeof(int) * (size_t)B);
+    b->err_files = calloc((size_t)B, sizeof *b->err_files);
+    b->err_reasons = calloc((size_t)B, sizeof *b->err_reasons);
+    return b->x && b->origs && (!with_masks || b->masks) && b->has_mask && b->slot_input && b->err_files && b->err_reasons
+               ? 0 : -1;
+}
+
+static void batch_free(audit_batch *b, int B) {
+    if (b->origs)
+        for (int j = 0; j < B; j++) sal_image_free(&b->origs[j]);
+    for (int k = 0; b->err_reasons && k < b->n_errs; k++) free(b->err_reasons[k]);
+    free(b->x);
+    free(b->origs);
+    free(b->masks);
+    free(b->has_mask);
+    free(b->slot_input);
+    free(b->err_files);
+    free(b->err_reasons);
+    memset(b, 0, sizeof *b);
+}
+
 int cmd_audit(int argc, char **argv) {
     cli_common c;
     cli_common_init(&c);
@@ -198,6 +335,7 @@ int cmd_audit(int argc, char **argv) {
                *mask_path = NULL, *layer = NULL;
     double threshold = 3.0, area_ratio = 2.0;
     int shard_k = -1, shard_n = 0, merge = 0, n_pos = 0;
+    audit_overlays overlays = AUDIT_OVERLAYS_FLAGGED;
     char **pos = calloc((size_t)argc, sizeof *pos);   /* the positional arguments */
     if (!pos) { cli_error("out of memory"); return EXIT_FAIL; }
     for (int i = 1; i < argc; i++) {
@@ -211,7 +349,7 @@ int cmd_audit(int argc, char **argv) {
         int r = cli_common_parse(&c, argc, argv, &i);
         if (r < 0) return EXIT_USAGE;
         if (r > 0) continue;
-        const char *with_value[] = {"-o", "--out", "-M", "--methods", "--truth", "--mask", "--threshold", "--area-ratio", "--layer", "--shard"};
+        const char *with_value[] = {"-o", "--out", "-M", "--methods", "--truth", "--mask", "--threshold", "--area-ratio", "--layer", "--shard", "--overlays"};
         int takes = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) takes |= !strcmp(a, with_value[k]);
         if (takes) {
@@ -222,6 +360,16 @@ int cmd_audit(int argc, char **argv) {
             else if (!strcmp(a, "--truth")) truth_path = v;
             else if (!strcmp(a, "--mask")) mask_path = v;
             else if (!strcmp(a, "--layer")) layer = v;
+            else if (!strcmp(a, "--overlays")) {
+                if (!strcmp(v, "all")) overlays = AUDIT_OVERLAYS_ALL;
+                else if (!strcmp(v, "flagged")) overlays = AUDIT_OVERLAYS_FLAGGED;
+                else if (!strcmp(v, "none")) overlays = AUDIT_OVERLAYS_NONE;
+                else {
+                    cli_error("--overlays: expected all, flagged or none, got '%s'", v);
+                    free(pos);
+                    return EXIT_USAGE;
+                }
+            }
             else if (!strcmp(a, "--shard")) {
                 char *end;
                 long k = strtol(v, &end, 10), n = -1;
@@ -279,7 +427,7 @@ int cmd_audit(int argc, char **argv) {
     if (shard_n && out_dir) {
         if (make_dir(out_dir)) return EXIT_FAIL;
         snprintf(shard_dir, sizeof shard_dir, "%s/shard-%d-of-%d", out_dir, shard_k, shard_n);
-        fprintf(stderr, "salient: shard %d of %d (%s): writing %s\n", shard_k, shard_n, shard_who, shard_dir);
+        if (!c.quiet) fprintf(stderr, "salient: shard %d of %d (%s): writing %s\n", shard_k, shard_n, shard_who, shard_dir);
     }
     if (!data) { cli_error("audit: no DATA folder given (salient audit -m MODEL DATA -o OUT)"); return EXIT_USAGE; }
     if (!out_dir) { cli_error("audit: no output folder given (-o OUT)"); return EXIT_USAGE; }
@@ -320,9 +468,13 @@ int cmd_audit(int argc, char **argv) {
     uint8_t *mask = NULL;
     audit_store st = {0};
     audit_sums sums = {0};
-    float *x = NULL, *logits = NULL, *map = NULL;
+    cli_outdir od;
+    int od_open = 0;
+    char thumbs_dir[4300], overlays_dir[4300];
+    snprintf(thumbs_dir, sizeof thumbs_dir, "%s/thumbs", out_dir);
+    snprintf(overlays_dir, sizeof overlays_dir, "%s/overlays", out_dir);
+    float *logits = NULL, *map = NULL;
     audit_record *recs = NULL;
-    char **err_files = NULL, **err_reasons = NULL;
     int *labels = NULL, *preds = NULL, *batch_idx = NULL;
     if (cli_model_open(&cm, &c)) return EXIT_FAIL;
     if (sal_session_plan(cm.s, 1, cm.h, cm.w)) {
@@ -337,19 +489,35 @@ int cmd_audit(int argc, char **argv) {
     /* the run's identity: model, methods, and every option that changes a record */
     char sha[65], opts_desc[1024], mask_sha[65] = "", truth_sha[65] = "";
     if (audit_sha256_file(c.model, sha)) { cli_error("%s: cannot read: %s", c.model, strerror(errno)); goto out; }
-    if (mask_path && audit_sha256_file(mask_path, mask_sha)) { cli_error("--mask %s: cannot read: %s", mask_path, strerror(errno)); rc = EXIT_USAGE; goto out; }
+    struct stat mst;
+    const int mask_dir = mask_path && !stat(mask_path, &mst) && S_ISDIR(mst.st_mode);
+    if (mask_dir) {   /* a folder of masks: its path stands for it (the masks are read as the run goes) */
+        char *real = realpath(mask_path, NULL);
+        snprintf(mask_sha, sizeof mask_sha, "dir:%.60s", real ? real : mask_path);
+        if (real && strlen(real) > 60) {   /* a long path: its sha256 */
+            uint64_t h = 1469598103934665603ull;
+            for (const unsigned char *q = (const unsigned char *)real; *q; q++) h = (h ^ *q) * 1099511628211ull;
+            snprintf(mask_sha, sizeof mask_sha, "dir-fnv:%016llx", (unsigned long long)h);
+        }
+        free(real);
+    } else if (mask_path && audit_sha256_file(mask_path, mask_sha)) {
+        cli_error("--mask %s: cannot read: %s", mask_path, strerror(errno));
+        rc = EXIT_USAGE;
+        goto out;
+    }
     if (truth_path && audit_sha256_file(truth_path, truth_sha)) { cli_error("--truth %s: cannot read: %s", truth_path, strerror(errno)); rc = EXIT_USAGE; goto out; }
-    snprintf(opts_desc, sizeof opts_desc,
-             "size=%dx%d mean=%g,%g,%g std=%g,%g,%g scale=%g resize=%d gray=%d layer=%s mask=%s truth=%s",
-             H, W, cm.prep.mean[0], cm.prep.mean[1], cm.prep.mean[2], cm.prep.std[0], cm.prep.std[1], cm.prep.std[2],
-             cm.prep.scale, cm.prep.resize_shorter, c.gray, layer ? layer : "", mask_sha, truth_sha);
+    {
+        char prep[512];
+        audit_prep_desc(&cm, prep, sizeof prep);
+        snprintf(opts_desc, sizeof opts_desc, "%s layer=%s mask=%s truth=%s", prep, layer ? layer : "", mask_sha, truth_sha);
+    }
     char methods_desc[512] = "";
     for (int k = 0; k < n_methods; k++)
         snprintf(methods_desc + strlen(methods_desc), sizeof methods_desc - strlen(methods_desc), "%s%s", k ? "," : "", method_names[k]);
     audit_identity id = {{"format", "model sha256", "methods", "options"}, {"salient-audit-1", sha, methods_desc, opts_desc}, 4};
 
     if (truth_path && load_truth(truth_path, &cm, &truth, &n_truth)) { rc = EXIT_USAGE; goto out; }
-    if (mask_path) {
+    if (mask_path && !mask_dir) {
         sal_image mi = {0};
         sal_error err = {0};
         if (sal_image_load(mask_path, &mi, &err)) { cli_error("--mask: %s", err.msg); rc = EXIT_USAGE; goto out; }
@@ -365,10 +533,23 @@ int cmd_audit(int argc, char **argv) {
         sal_image_free(&mi);
     }
 
-    if (make_dir(out_dir)) goto out;
+    if (cli_outdir_open(&od, out_dir, c.quiet)) goto out;
+    od_open = 1;
+    audit_clean_tree(thumbs_dir);
+    audit_clean_tree(overlays_dir);
     {
         int r = audit_store_open(&st, out_dir, &id);
         if (r) { cli_error("%s", st.msg); rc = r == -2 ? EXIT_USAGE : EXIT_FAIL; goto out; }
+    }
+    {   /* where DATA is and which overlays were asked for: a merge makes the flags' overlays from them */
+        char *real = realpath(data, NULL);
+        static const char *const mode_names[] = {"none", "flagged", "all"};
+        if (audit_store_set_note(&st, "data", real ? real : data) || audit_store_set_note(&st, "overlays", mode_names[overlays])) {
+            free(real);
+            cli_error("%s", st.msg);
+            goto out;
+        }
+        free(real);
     }
     char *data_arg = (char *)data;
     {
@@ -403,11 +584,11 @@ int cmd_audit(int argc, char **argv) {
         n_labelled += labels[i] >= 0;
     }
     const int labelled = n_labelled > 0;
-    if (!labelled)
+    if (!labelled && !c.quiet)
         fprintf(stderr, "salient: note: no true labels (%s): the audit runs unlabelled, classes are the predicted ones\n",
                 truth ? "no file of DATA is in --truth" : !cm.labels ? "the model has no class names; give --labels or --truth"
                 : "DATA's folders are not named after the model's classes; give --truth");
-    else if (n_labelled < n_inputs)
+    else if (n_labelled < n_inputs && !c.quiet)
         fprintf(stderr, "salient: note: %d of %d files have no true label (%s)\n", n_inputs - n_labelled, n_inputs,
                 truth ? "not in --truth" : "in folders named after no class");
 
@@ -426,45 +607,66 @@ int cmd_audit(int argc, char **argv) {
         for (int i = 0; i < n_inputs; i++)
             n_mine += audit_shard_of(inputs[i] + data_len + (inputs[i][data_len] == '/'), shard_n) == shard_k;
     }
-    if (n_done) fprintf(stderr, "salient: %s: %d of %d files recorded already; resuming with the other %d\n", st.path,
+    if (n_done && !c.quiet) fprintf(stderr, "salient: %s: %d of %d files recorded already; resuming with the other %d\n", st.path,
                         n_mine - n_todo, n_mine, n_todo);
 
     const int B = c.batch;
-    x = malloc(sizeof(float) * chw * (size_t)B);          /* (B,C,H,W) */
     logits = malloc(sizeof(float) * (size_t)K * (size_t)B);   /* (B,K) */
     map = malloc(sizeof(float) * hw);                     /* (H,W) */
     recs = calloc((size_t)B * (size_t)n_methods, sizeof *recs);
-    err_files = calloc((size_t)B, sizeof *err_files);
-    err_reasons = calloc((size_t)B, sizeof *err_reasons);
     preds = malloc(sizeof(int) * (size_t)B);
-    int *slot_input = malloc(sizeof(int) * (size_t)B);
     float *norm = malloc(sizeof(float) * hw);
-    if (!x || !logits || !map || !recs || !err_files || !err_reasons || !preds || !slot_input || !norm) {
-        free(slot_input);
+    audit_batch bufs[2];   /* this batch and the next, read ahead */
+    int bufs_ok = !batch_alloc(&bufs[0], B, chw, hw, mask_dir) && !batch_alloc(&bufs[1], B, chw, hw, mask_dir);
+    if (!logits || !map || !recs || !preds || !norm || !bufs_ok) {
         free(norm);
+        batch_free(&bufs[0], B);
+        batch_free(&bufs[1], B);
         cli_error("out of memory for a batch of %d images", B);
         goto out;
     }
+    /* SALIENT_AUDIT_READ_AHEAD=0: read each batch in turn (to measure what reading ahead gains) */
+    const char *ra_env = getenv("SALIENT_AUDIT_READ_AHEAD");
+    const int read_ahead = !(ra_env && !strcmp(ra_env, "0"));
+    audit_reader reader = {&cm, inputs, batch_idx, data_len, chw, hw, mask_dir ? mask_path : NULL, 0,
+                           n_todo < B ? n_todo : B, &bufs[0]};
+    if (n_todo) read_batch(&reader);
+    int cur = 0;
     int failed_now = 0, done_now = 0;
-    double t_start = now_s(), last_note = t_start;
-    int fatal = 0;
-    for (int b0 = 0; b0 < n_todo && !fatal; b0 += B) {
-        int nb = n_todo - b0 < B ? n_todo - b0 : B, g = 0, n_errs = 0, n_recs = 0;
-        for (int j = 0; j < nb; j++) {
-            int i = batch_idx[b0 + j];
-            const char *rel = inputs[i] + data_len + (inputs[i][data_len] == '/');
-            char msg[4096];
-            if (cli_load_input(&cm, inputs[i], x + chw * g, NULL, msg, sizeof msg)) {
-                cli_error("%s (recorded in the errors table, skipped)", msg);
-                err_files[n_errs] = (char *)rel;
-                err_reasons[n_errs] = strdup(msg);
-                if (!err_reasons[n_errs]) { cli_error("out of memory"); fatal = 1; break; }
-                n_errs++;
-                continue;
-            }
-            slot_input[g++] = i;
+    double t_start = now_s();
+    int fatal = 0, stopped = 0;
+    /* where the time goes: decoding, the model (forward and methods, with the metrics and mean
+     * maps), the pictures, the database's commits (the findings are timed below) */
+    double t_read = 0, t_compute = 0, t_metrics = 0, t_pictures = 0, t_commit = 0;
+    cli_device_note(&cm);
+    cli_progress pg;
+    cli_progress_start(&pg, "audit", "images", n_todo, c.quiet);
+    cli_interrupt_catch();   /* Ctrl-C: stop at the next pass; the batches recorded so far stay */
+    for (int b0 = 0; b0 < n_todo && !fatal && !stopped; b0 += B) {
+        audit_batch *bt = &bufs[cur];
+        int nb = n_todo - b0 < B ? n_todo - b0 : B, n_recs = 0;
+        const int g = bt->g, n_errs = bt->n_errs;
+        float *x = bt->x;
+        sal_image *origs = bt->origs;
+        uint8_t *masks = bt->masks;
+        const char *has_mask = bt->has_mask;
+        const int *slot_input = bt->slot_input;
+        char **err_files = bt->err_files, **err_reasons = bt->err_reasons;
+        t_read += bt->secs;
+        if (bt->fatal) {
+            if (bt->usage) rc = EXIT_USAGE;
+            fatal = 1;
+            break;
         }
-        if (fatal) { for (int k = 0; k < n_errs; k++) free(err_reasons[k]); break; }
+        /* the next batch, read while this one computes */
+        audit_reader next = reader;
+        next.b0 = b0 + B;
+        next.nb = n_todo - next.b0 < B ? n_todo - next.b0 : B;
+        next.b = &bufs[1 - cur];
+        pthread_t reading;
+        int ahead = 0, has_next = next.b0 < n_todo;
+        if (has_next && read_ahead) ahead = pthread_create(&reading, NULL, read_batch_thread, &next) == 0;
+        double tp = now_s();
         if (g && sal_forward(cm.s, x, g, H, W, logits)) {
             cli_error("%s and the other images of its batch: %s", inputs[slot_input[0]], sal_session_error(cm.s));
             fatal = 1;
@@ -475,12 +677,22 @@ int cmd_audit(int argc, char **argv) {
             for (int k = 1; k < K; k++) if (lg[k] > lg[p]) p = k;
             preds[j] = p;
         }
-        for (int mi = 0; mi < n_methods && !fatal && g; mi++) {
+        for (int mi = 0; mi < n_methods && !fatal && !stopped && g; mi++) {
             sal_explain_opts o = sal_explain_opts_default(methods[mi]);
             o.layer = layer;
+            o.progress = cli_progress_sal;   /* the bar moves inside the call */
+            o.progress_user = &pg;
+            cli_progress_stage(&pg, "%s", method_names[mi]);
+            cli_progress_span(&pg, (double)nb * mi / n_methods, (double)nb / n_methods);
             sal_maps mp = {0};
             double t0 = now_s();
-            if (sal_explain(cm.s, &o, x, g, H, W, preds, &mp)) {
+            sal_status est = sal_explain(cm.s, &o, x, g, H, W, preds, &mp);
+            if (est == SAL_ERR_CANCELLED && cli_interrupted()) {   /* the batch is not recorded */
+                sal_maps_free(&mp);
+                stopped = 1;
+                break;
+            }
+            if (est) {
                 cli_error("%s on %s and the other images of its batch: %s", method_names[mi], inputs[slot_input[0]],
                           sal_session_error(cm.s));
                 sal_maps_free(&mp);
@@ -488,17 +700,36 @@ int cmd_audit(int argc, char **argv) {
                 break;
             }
             double secs = (now_s() - t0) / g;
+            t_compute += now_s() - tp;
+            const double tl = now_s();
             for (int j = 0; j < g; j++) {
                 int i = slot_input[j];
+                const char *rel = inputs[i] + data_len + (inputs[i][data_len] == '/');
                 const float *lg = logits + (size_t)j * K;
                 double zsum = 0;
                 for (int k = 0; k < K; k++) zsum += exp((double)lg[k] - lg[preds[j]]);
-                metric_map(methods[mi], &mp, j, H, W, map);
+                audit_metric_map(methods[mi], &mp, j, H, W, map);
                 sal_region_stats rs;
                 sal_error err = {0};
-                if (sal_region_metrics(map, H, W, mask, &rs, &err)) { cli_error("%s", err.msg); fatal = 1; break; }
+                const uint8_t *mk = mask_dir ? (has_mask[j] ? masks + hw * j : NULL) : mask;
+                if (sal_region_metrics(map, H, W, mk, &rs, &err)) { cli_error("%s", err.msg); fatal = 1; break; }
+                /* the record's pictures, in place before its row is committed */
+                {
+                    double tq = now_s();
+                    char msg[4600];
+                    const sal_image *og = origs[j].pix ? &origs[j] : NULL;
+                    float rect[4] = {0, 0, (float)W, (float)H};
+                    if (og) sal_prep_rect(og->w, og->h, &cm.prep, rect);
+                    if (audit_write_pictures(cm.s, methods[mi], map, H, W, og, rect, out_dir, rel, method_names[mi], 1,
+                                             overlays == AUDIT_OVERLAYS_ALL, msg, sizeof msg)) {
+                        cli_error("%s", msg);
+                        fatal = 1;
+                        break;
+                    }
+                    t_pictures += now_s() - tq;
+                }
                 audit_record *r = &recs[n_recs++];
-                r->file = inputs[i] + data_len + (inputs[i][data_len] == '/');
+                r->file = rel;
                 r->label = labels[i];
                 r->predicted = preds[j];
                 r->predicted_label = cli_label(&cm, preds[j]);
@@ -522,33 +753,63 @@ int cmd_audit(int argc, char **argv) {
                     a->n++;
                     a->dirty = 1;
                 }
+                if (fatal) break;
             }
+            t_metrics += now_s() - tl;
             sal_maps_free(&mp);
+            tp = now_s();   /* the next method's time */
         }
-        if (!fatal && audit_store_commit(&st, recs, n_recs, err_files, err_reasons, n_errs, &sums, method_names)) {
+        double tc = now_s();
+        if (!fatal && !stopped && audit_store_commit(&st, recs, n_recs, err_files, err_reasons, n_errs, &sums, method_names)) {
             cli_error("%s", st.msg);
             fatal = 1;
         }
+        t_commit += now_s() - tc;
         for (int k = 0; k < n_errs; k++) free(err_reasons[k]);
+        bt->n_errs = 0;
+        if (ahead) pthread_join(reading, NULL);
+        else if (has_next && !fatal && !stopped) {
+            cli_progress_stage(&pg, "reading");
+            read_batch(&next);
+        }
+        cur = 1 - cur;
+        if (fatal || stopped) break;
         failed_now += n_errs;
         done_now += nb;
-        double t = now_s();
-        if (t - last_note >= 1.0 || b0 + nb >= n_todo) {
-            last_note = t;
-            fprintf(stderr, "salient: audit [%d/%d] %.1f images/s, %d failed\n", n_mine - n_todo + done_now, n_mine,
-                    done_now / (t - t_start > 0 ? t - t_start : 1e-9), failed_now);
-        }
+        cli_progress_add(&pg, nb, n_errs);
     }
-    free(slot_input);
+    cli_progress_end(&pg);
     free(norm);
+    batch_free(&bufs[0], B);
+    batch_free(&bufs[1], B);
+    if (stopped || cli_interrupted()) {
+        cli_error("audit: interrupted (signal %d): %d of %d files recorded in %s; rerun the same command to resume",
+                  cli_interrupted(), n_mine - n_todo + done_now, n_mine, st.path);
+        rc = 128 + cli_interrupted();
+        goto out;
+    }
     if (fatal) {
         cli_error("audit stopped: the batches recorded so far are kept in %s; rerun the same command to resume", st.path);
         goto out;
     }
+    if (!c.quiet && done_now) {
+        double secs = now_s() - t_start;
+        fprintf(stderr, "salient: audited %d files with %d method%s in %.1f s (%.2f images/s), %d unreadable; time: reading "
+                "%.1f s%s, model %.1f s, metrics and mean maps %.1f s, thumbnails%s %.1f s, records %.1f s\n", done_now,
+                n_methods, n_methods == 1 ? "" : "s", secs, secs > 0 ? done_now / secs : 0.0, failed_now, t_read,
+                read_ahead ? " (a batch ahead, beside the model)" : "",
+                t_compute, t_metrics - t_pictures, overlays == AUDIT_OVERLAYS_ALL ? " and overlays" : "", t_pictures, t_commit);
+    }
+    double t_find = now_s();
 
+    audit_overlay_ctx octx = {&cm, data, out_dir, layer};
     audit_findings_opts fo = {out_dir, c.model, cm.labels, cm.n_labels, method_names, n_methods, threshold,
-                              area_ratio, labelled, H, W, mask != NULL};
+                              area_ratio, labelled, H, W, mask != NULL || mask_dir,
+                              overlays == AUDIT_OVERLAYS_FLAGGED ? audit_overlay_flagged : NULL, &octx, c.quiet};
     if (audit_write_findings(&st, &fo, &sums)) goto out;
+    if (!c.quiet)
+        fprintf(stderr, "salient: findings, exports, report%s: %.1f s\n",
+                overlays == AUDIT_OVERLAYS_FLAGGED ? " and the flags' overlays" : "", now_s() - t_find);
     int n_err_total = 0;
     if (audit_store_count_errors(&st, &n_err_total)) { cli_error("%s", st.msg); goto out; }
     if (n_err_total || n_bad)
@@ -556,18 +817,16 @@ int cmd_audit(int argc, char **argv) {
     rc = n_err_total || n_bad ? EXIT_FAIL : EXIT_OK;
 out:
     audit_store_close(&st);
+    if (od_open) cli_outdir_close(&od, 0);
     audit_sums_free(&sums);
     cli_free_inputs(inputs, n_inputs);
     cli_free_inputs(done, n_done);
     for (int i = 0; i < n_truth; i++) free(truth[i].file);
     free(truth);
     free(mask);
-    free(x);
     free(logits);
     free(map);
     free(recs);
-    free(err_files);
-    free(err_reasons);
     free(labels);
     free(preds);
     free(batch_idx);

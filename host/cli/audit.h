@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "salient.h"
+#include "io/io.h"
 #include "post/regions.h"
 
 typedef struct sqlite3 sqlite3;
@@ -79,6 +81,12 @@ int audit_store_commit(audit_store *st, const audit_record *recs, int n_recs, ch
  * method_names[0..n_methods); a row of another method or size is an error. */
 int audit_store_load_sums(audit_store *st, audit_sums *sums, char *const *method_names, int n_methods);
 int audit_store_count_errors(audit_store *st, int *n);
+/* A note in table run that is not part of the identity (rewritten by every run; a merge does not
+ * compare it): "data" (DATA's real path) and "overlays" (the --overlays mode). -1 (msg) on failure. */
+int audit_store_set_note(audit_store *st, const char *key, const char *value);
+/* The preprocessing part of the identity's options: "size=HxW mean=... gray=G". */
+struct cli_model;
+void audit_prep_desc(const struct cli_model *cm, char *buf, size_t len);
 
 /* The shard of a relative path: FNV-1a 64 of its bytes, modulo n (adding files does not move
  * the others). */
@@ -90,6 +98,45 @@ int audit_shard_of(const char *rel, int n);
 struct cli_model;
 int audit_merge(struct cli_model *cm, const char *model_path, char *const *sources, int n, const char *out_dir,
                 double threshold, double area_ratio);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Pictures (audit_overlay.c)                                                                        */
+
+/* --overlays: full-size overlays for no record, the records behind the findings' flags, or all. */
+typedef enum audit_overlays { AUDIT_OVERLAYS_NONE = 0, AUDIT_OVERLAYS_FLAGGED, AUDIT_OVERLAYS_ALL } audit_overlays;
+#define AUDIT_THUMB_MAX 96   /* a thumbnail's longer side at most, in pixels (never enlarged) */
+
+/* The non-negative (h,w) map of image j's attribution that the metrics measure: a CAM's upsampled
+ * map, occlusion's drop (channel 0), the other methods' channel abs-max; ReLU. */
+void audit_metric_map(sal_method m, const sal_maps *mp, int j, int h, int w, float *map /* (h,w) */);
+/* OUT/<sub>/<rel>.<method>.png (sub: "thumbs" or "overlays"). */
+void audit_picture_path(char *buf, size_t len, const char *out_dir, const char *sub, const char *rel, const char *method);
+/* The pictures of one record from its map (h,w): with thumb, OUT/thumbs/<rel>.<method>.png (the
+ * overlay at most AUDIT_THUMB_MAX a side); with full, OUT/overlays/<rel>.<method>.png (the overlay
+ * on the original, at its size). orig NULL (.npy inputs): the bare heatmap instead of an overlay.
+ * rect: sal_prep_rect's part of the original the map covers. Folders made as needed; each file
+ * written to a temporary name and renamed. 0, or -1 with "file: why" in msg. */
+int audit_write_pictures(sal_session *s, sal_method m, const float *map, int h, int w, const sal_image *orig,
+                         const float rect[4], const char *out_dir, const char *rel, const char *method, int thumb,
+                         int full, char *msg, size_t len);
+/* What --overlays flagged needs to explain a flag's image again. */
+struct cli_model;
+typedef struct audit_overlay_ctx {
+    struct cli_model *cm;
+    const char *data;      /* DATA, the folder records' files are relative to */
+    const char *out_dir;
+    const char *layer;     /* --layer, or NULL */
+} audit_overlay_ctx;
+/* An audit_findings_opts.flagged callback (user: an audit_overlay_ctx): OUT/overlays/<rel>.<method>.png
+ * unless it exists; 0, or -1 (reported) when it cannot be written. An input gone since its record
+ * is reported and skipped (0). */
+int audit_overlay_flagged(void *user, const char *rel, const char *method);
+/* Remove the temporary files (sal_io_atomic_open's "<file>.salient-tmp<pid>.<n>") of dead processes
+ * under dir, recursively; returns how many. */
+int audit_clean_tree(const char *dir);
+/* Hard-link (else copy) every file under from/ to the same path under to/; files already there are
+ * kept. 0, or -1 (reported). */
+int audit_gather_tree(const char *from, const char *to);
 
 /* SHA-256 of a file as 64 hex digits + NUL; -1 when it cannot be read. */
 int audit_sha256_file(const char *path, char hex[65]);
@@ -109,6 +156,11 @@ typedef struct audit_findings_opts {
     int labelled;                /* classes are true labels (1) or predicted classes (0) */
     int h, w;                    /* the model's input size (region areas) */
     int have_mask;
+    /* called for each file behind a flag (the flag's strongest files) before the report is
+     * written, or NULL: --overlays flagged makes their overlays. Nonzero stops the findings. */
+    int (*flagged)(void *user, const char *file, const char *method);
+    void *flagged_user;
+    int quiet;                   /* --quiet: no flags or summary on stderr (errors only) */
 } audit_findings_opts;
 
 /* The findings' numbers, per class and method. */
@@ -134,6 +186,12 @@ typedef struct audit_report_data {
 /* The class's name, or "class K"; a name as a file name (letters, digits, - _ . kept). */
 void audit_class_name(const audit_findings_opts *o, int k, char *buf, size_t len);
 void audit_file_safe(char *s);
+/* The rankings (findings.json's and the report's): SQL selecting (file, method, share,
+ * predicted_label) of the AUDIT_RANKED records with the most mass in a corner (k 0), on the
+ * border (1), and misclassified with the most off the object (2: outside the mask when have_mask,
+ * else outside the centre box). */
+#define AUDIT_RANKED 10
+void audit_ranking_sql(int k, int have_mask, char *buf, size_t len);
 /* OUT/report.html (audit_report.c): one self-contained page. 0, or -1 reported. */
 int audit_write_report(audit_store *st, const audit_findings_opts *o, const audit_report_data *d);
 

@@ -19,21 +19,27 @@
 #include "post/post.h"
 
 #define TOP_FILES 5
-#define RANKED 10   /* records per ranking */
 
 /* The rankings of findings.json: the records (file, method) with the most mass in any corner,
  * on the border, and the misclassified ones with the most mass off the object (outside the
- * --mask when there is one, else outside the centre box), RANKED of each. */
+ * --mask when there is one, else outside the centre box), AUDIT_RANKED of each. */
+void audit_ranking_sql(int k, int have_mask, char *buf, size_t len) {
+    const char *off = have_mask ? "1 - mass_mask" : "1 - mass_center";
+    if (k == 0)
+        snprintf(buf, len, "SELECT file, method, max(mass_tl, mass_tr, mass_bl, mass_br) AS v, predicted_label FROM records"
+                 " WHERE v IS NOT NULL ORDER BY v DESC, file, method LIMIT %d", AUDIT_RANKED);
+    else if (k == 1)
+        snprintf(buf, len, "SELECT file, method, mass_border AS v, predicted_label FROM records WHERE v IS NOT NULL"
+                 " ORDER BY v DESC, file, method LIMIT %d", AUDIT_RANKED);
+    else
+        snprintf(buf, len, "SELECT file, method, %s AS v, predicted_label FROM records WHERE correct = 0 AND v IS NOT NULL"
+                 " ORDER BY v DESC, file, method LIMIT %d", off, AUDIT_RANKED);
+}
+
 static int write_rankings(FILE *f, audit_store *st, int have_mask) {
     static const char *const names[3] = {"corner", "border", "misclassified_off_object"};
-    const char *off = have_mask ? "1 - mass_mask" : "1 - mass_center";
     char sql[3][512];
-    snprintf(sql[0], sizeof sql[0], "SELECT file, method, max(mass_tl, mass_tr, mass_bl, mass_br) AS v FROM records"
-             " WHERE v IS NOT NULL ORDER BY v DESC, file, method LIMIT %d", RANKED);
-    snprintf(sql[1], sizeof sql[1], "SELECT file, method, mass_border AS v FROM records WHERE v IS NOT NULL"
-             " ORDER BY v DESC, file, method LIMIT %d", RANKED);
-    snprintf(sql[2], sizeof sql[2], "SELECT file, method, %s AS v FROM records WHERE correct = 0 AND v IS NOT NULL"
-             " ORDER BY v DESC, file, method LIMIT %d", off, RANKED);
+    for (int k = 0; k < 3; k++) audit_ranking_sql(k, have_mask, sql[k], sizeof sql[k]);
     fprintf(f, ",\n\"rankings\":{\"off_object_is\":\"%s\"", have_mask ? "outside the mask" : "outside the centre box");
     for (int k = 0; k < 3; k++) {
         sqlite3_stmt *q = NULL;
@@ -243,6 +249,11 @@ static int cmp_flag(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
+static void free_files(char **v, int n_flags) {
+    for (size_t i = 0; v && i < (size_t)n_flags * TOP_FILES; i++) free(v[i]);
+    free(v);
+}
+
 static void json_num(FILE *f, double v) {
     if (isfinite(v)) fprintf(f, "%.6g", v);
     else fputs("null", f);
@@ -385,6 +396,8 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
         fputs("}}", f);
     }
     fputs("],\n\"flags\":[", f);
+    char **flag_files = o->flagged && n_flags ? calloc((size_t)n_flags * TOP_FILES, sizeof *flag_files) : NULL;   /* (flags,TOP_FILES) */
+    int oom = o->flagged && n_flags && !flag_files;
     for (int i = 0; i < n_flags; i++) {
         const audit_flag *fl = &flags[i];
         audit_class_name(o, fl->cls, name, sizeof name);
@@ -404,27 +417,42 @@ int audit_write_findings(audit_store *st, const audit_findings_opts *o, audit_su
             for (int j = 0; sqlite3_step(q) == SQLITE_ROW; j++) {
                 if (j) fputc(',', f);
                 cli_json_string(f, (const char *)sqlite3_column_text(q, 0));
+                if (flag_files && j < TOP_FILES) {   /* for the overlays of the flags' images */
+                    flag_files[(size_t)i * TOP_FILES + j] = strdup((const char *)sqlite3_column_text(q, 0));
+                    if (!flag_files[(size_t)i * TOP_FILES + j]) oom = 1;
+                }
             }
         }
         sqlite3_finalize(q);
         q = NULL;
         fputs("]}", f);
-        fprintf(stderr, "salient: flag: %s: %.1fx more %s mass in the %s than the other classes (mean share %.3f)\n",
+        if (!o->quiet) fprintf(stderr, "salient: flag: %s: %.1fx more %s mass in the %s than the other classes (mean share %.3f)\n",
                 name, fl->ratio, o->methods[fl->method], sal_region_words((sal_region_metric)fl->region), fl->mass);
     }
     fputc(']', f);
-    if (write_rankings(f, st, o->have_mask)) { af_abort(&fj); free(ratio); goto out; }
+    if (write_rankings(f, st, o->have_mask)) { af_abort(&fj); free(ratio); free_files(flag_files, n_flags); goto out; }
     fputs("}\n", f);
     free(ratio);
-    if (af_close(&fj)) goto out;
+    if (af_close(&fj)) { free_files(flag_files, n_flags); goto out; }
+    if (oom) { cli_error("out of memory for the flags' files"); free_files(flag_files, n_flags); goto out; }
+    /* the flags' images' overlays (--overlays flagged), before the report links them */
+    for (int i = 0; i < n_flags && flag_files; i++)
+        for (int j = 0; j < TOP_FILES; j++) {
+            const char *file = flag_files[(size_t)i * TOP_FILES + j];
+            if (file && o->flagged(o->flagged_user, file, o->methods[flags[i].method])) {
+                free_files(flag_files, n_flags);
+                goto out;
+            }
+        }
+    free_files(flag_files, n_flags);
     {
         audit_report_data rd = {acc, K, flags, n_flags, images_max, n_failed};
         if (audit_write_report(st, o, &rd)) goto out;
     }
-    if (!n_flags)
+    if (!n_flags && !o->quiet)
         fprintf(stderr, "salient: no flags: no class holds %gx more mass in a corner or the border than the others "
                 "and %gx that region's share of the pixels\n", o->threshold, o->min_area_ratio);
-    fprintf(stderr, "salient: audit written to %s (report.html, findings.json, records.csv, records.jsonl, mean/)\n", o->out_dir);
+    if (!o->quiet) fprintf(stderr, "salient: audit written to %s (report.html, findings.json, records.csv, records.jsonl, mean/)\n", o->out_dir);
     rc = 0;
 out:
     free(acc);

@@ -22,6 +22,9 @@ static int is_file(const char *p) {
     return !stat(p, &st) && S_ISREG(st.st_mode);
 }
 
+/* The run table's notes (audit_store_set_note), not part of a run's identity. */
+static int is_note(const char *key) { return !strcmp(key, "data") || !strcmp(key, "overlays"); }
+
 static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* The stores a folder stands for: audit.sqlite in each of its shard-K-of-N folders when it has
@@ -125,6 +128,7 @@ int audit_merge(cli_model *cm, const char *model_path, char *const *sources, int
         sqlite3_close(db);
         if (i) {
             for (int k = 0; k < first.n; k++) {
+                if (is_note(first.keys[k])) continue;
                 const char *v = identity_get(&other, first.keys[k]);
                 if (!v || strcmp(v, first.values[k])) {
                     cli_error("--merge: %s and %s come from different runs: %s '%s' vs '%s'", stores[0], stores[i],
@@ -196,9 +200,50 @@ int audit_merge(cli_model *cm, const char *model_path, char *const *sources, int
         have_mask = sqlite3_column_int(q, 1) > 0;
     }
     sqlite3_finalize(q);
-    fprintf(stderr, "salient: merged %d store%s into %s\n", n, n == 1 ? "" : "s", out.path);
+    if (!cm->quiet) fprintf(stderr, "salient: merged %d store%s into %s\n", n, n == 1 ? "" : "s", out.path);
+    /* the shards' thumbnails, gathered under OUT (hard links where they can be) */
+    for (int i = 0; i < n; i++) {
+        char src_dir[4400], from[4500], to[4500];
+        snprintf(src_dir, sizeof src_dir, "%s", stores[i]);
+        char *slash = strrchr(src_dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(src_dir, sizeof src_dir, ".");
+        /* the overlays too with --overlays all; with flagged they are made below for the merged
+         * flags (a shard's own flags are not the merge's) */
+        const char *subs[2] = {"thumbs", "overlays"}, *shard_mode = identity_get(&first, "overlays");
+        for (int k = 0; k < (shard_mode && !strcmp(shard_mode, "all") ? 2 : 1); k++) {
+            snprintf(from, sizeof from, "%s/%s", src_dir, subs[k]);
+            snprintf(to, sizeof to, "%s/%s", out_dir, subs[k]);
+            if (audit_gather_tree(from, to)) goto out;
+        }
+    }
     audit_findings_opts fo = {out_dir, model_path, cm->labels, cm->n_labels, method_names, n_methods, threshold,
-                              area_ratio, labelled, cm->h, cm->w, have_mask};
+                              area_ratio, labelled, cm->h, cm->w, have_mask, NULL, NULL, cm->quiet};
+    /* --overlays flagged: the merged flags' images explained again, as a single run would, when
+     * DATA is where the shards read it and this merge preprocesses as they did */
+    const char *mode = identity_get(&first, "overlays"), *data = identity_get(&first, "data");
+    const char *options = identity_get(&first, "options");
+    char layer[512] = "";
+    audit_overlay_ctx octx = {cm, data, out_dir, NULL};
+    if (mode && !strcmp(mode, "flagged")) {
+        char prep[512];
+        audit_prep_desc(cm, prep, sizeof prep);
+        const size_t pl = strlen(prep);
+        const char *lay = options ? strstr(options, " layer=") : NULL, *lay_end = lay ? strstr(lay, " mask=") : NULL;
+        struct stat dsb;
+        if (!data || stat(data, &dsb) || !S_ISDIR(dsb.st_mode)) {
+            cli_error("note: the overlays of the flags' images are not made: the shards' DATA (%s) is not here",
+                      data ? data : "not recorded");
+        } else if (!options || strncmp(options, prep, pl) || options[pl] != ' ' || !lay || !lay_end) {
+            cli_error("note: the overlays of the flags' images are not made: give the merge the shards' preprocessing "
+                      "options (theirs: %.200s; the merge's: %s)", options ? options : "?", prep);
+        } else {
+            snprintf(layer, sizeof layer, "%.*s", (int)(lay_end - lay - 7), lay + 7);
+            octx.layer = layer[0] ? layer : NULL;
+            fo.flagged = audit_overlay_flagged;
+            fo.flagged_user = &octx;
+        }
+    }
     if (audit_write_findings(&out, &fo, &sums)) goto out;
     int n_err = 0;
     audit_store_count_errors(&out, &n_err);

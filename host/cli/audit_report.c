@@ -1,7 +1,8 @@
 /* audit_report.c — OUT/report.html of `salient audit`: one self-contained page (mean maps inlined
  * as data: URIs, no external script, style or font) with the findings first (flags in plain
- * words), the mean maps per class with a colour bar, the per-class accuracy and mass table, then
- * a sortable, filterable table of every record. Opened with #selftest, its script checks itself
+ * words), the mean maps per class with a colour bar, the per-class accuracy and mass table, the
+ * rankings (findings.json's, with thumbnails), then a sortable, filterable table of every record
+ * with its thumbnail, linked to its full-size overlay where there is one. Opened with #selftest, its script checks itself
  * (every image decoded; a click on a column sorts the table) and writes the result into
  * <pre id="selftest">, which tests read back from headless chromium. */
 #include <errno.h>
@@ -41,6 +42,80 @@ static int base64_file(FILE *f, const char *path) {
     return bad ? -1 : 0;
 }
 
+/* A relative path as a URL: bytes other than letters, digits, - . _ ~ / percent-encoded. */
+static void url_path(FILE *f, const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-._~/", *p))
+            fputc(*p, f);
+        else
+            fprintf(f, "%%%02X", *p);
+    }
+}
+
+/* The record's thumbnail (OUT/thumbs/), linked to its full-size overlay (OUT/overlays/) when
+ * there is one; an empty cell when there is no thumbnail (an audit made before they existed). */
+static void picture_cell(FILE *f, const char *out_dir, const char *file, const char *method) {
+    char path[4400], rel[4300];
+    fputs("<td>", f);
+    audit_picture_path(path, sizeof path, out_dir, "thumbs", file, method);
+    if (access(path, R_OK) == 0) {
+        audit_picture_path(path, sizeof path, out_dir, "overlays", file, method);
+        int full = access(path, R_OK) == 0;
+        if (full) {
+            snprintf(rel, sizeof rel, "overlays/%s.%s.png", file, method);
+            fputs("<a class=\"full\" href=\"", f);
+            url_path(f, rel);
+            fputs("\">", f);
+        }
+        snprintf(rel, sizeof rel, "thumbs/%s.%s.png", file, method);
+        fputs("<img class=\"thumb\" alt=\"\" src=\"", f);
+        url_path(f, rel);
+        fputs("\">", f);
+        if (full) fputs("</a>", f);
+    }
+    fputs("</td>", f);
+}
+
+/* The records with the most mass in a corner, on the border, and the misclassified ones with the
+ * most mass off the object (outside the mask, else outside the centre box): the lists of
+ * findings.json's "rankings", RANKED each, with their thumbnails. */
+static int write_rankings(FILE *f, audit_store *st, const audit_findings_opts *o) {
+    static const char *const titles[3] = {"Most mass in a corner", "Most mass on the border",
+                                          "Misclassified, most mass off the object"};
+    char sql[3][512];
+    for (int k = 0; k < 3; k++) audit_ranking_sql(k, o->have_mask, sql[k], sizeof sql[k]);
+    fprintf(f, "<h2>Rankings</h2>\n<p>The records whose maps sit most at the edges (off the object: %s).</p>\n"
+               "<div class=\"rankings\">\n", o->have_mask ? "outside the mask" : "outside the centre box");
+    for (int k = 0; k < 3; k++) {
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_prepare_v2(st->db, sql[k], -1, &q, NULL) != SQLITE_OK) {
+            cli_error("%s: %s", st->path, sqlite3_errmsg(st->db));
+            return -1;
+        }
+        fprintf(f, "<table class=\"ranking\" id=\"ranking%d\"><caption>%s</caption><tr><th>file</th><th>map</th>"
+                   "<th>method</th><th>predicted</th><th>share</th></tr>\n", k, titles[k]);
+        int rows = 0;
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            const char *file = (const char *)sqlite3_column_text(q, 0), *method = (const char *)sqlite3_column_text(q, 1);
+            fputs("<tr><td>", f);
+            cli_html_text(f, file);
+            fputs("</td>", f);
+            picture_cell(f, o->out_dir, file, method);
+            fputs("<td>", f);
+            cli_html_text(f, method);
+            fputs("</td><td>", f);
+            cli_html_text(f, (const char *)sqlite3_column_text(q, 3));
+            fprintf(f, "</td><td>%.3f</td></tr>\n", sqlite3_column_double(q, 2));
+            rows++;
+        }
+        if (!rows) fputs("<tr><td colspan=\"5\">none</td></tr>\n", f);
+        sqlite3_finalize(q);
+        fputs("</table>\n", f);
+    }
+    fputs("</div>\n", f);
+    return 0;
+}
+
 static void num(FILE *f, double v, const char *fmt) {
     if (isfinite(v)) fprintf(f, fmt, v);
 }
@@ -51,7 +126,9 @@ static const char *style =
     "td:first-child,th:first-child{text-align:left}th{background:#eee;cursor:pointer}"
     ".maps img{width:112px;height:112px;image-rendering:pixelated}.flag{color:#a00;font-weight:bold}"
     ".cbar{display:inline-block;width:240px;height:12px;vertical-align:middle;margin:0 6px}"
-    "#filter{margin:0.5em 0;width:24em}";
+    "#filter{margin:0.5em 0;width:24em}.thumb{height:48px;image-rendering:pixelated;vertical-align:middle}"
+    "a.full .thumb{outline:2px solid #a00}.rankings{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}"
+    "caption{font-weight:bold;text-align:left;padding:4px 0}";
 
 static const char *script =
     "function sortBy(th){const t=th.closest('table'),i=[...th.parentNode.children].indexOf(th),"
@@ -71,8 +148,11 @@ static const char *script =
     "const vals=[...t.tBodies[0].rows].map(r=>r.cells[th.cellIndex].textContent===''?-Infinity:+r.cells[th.cellIndex].textContent);"
     "let desc=true;for(let k=1;k<vals.length;k++)if(vals[k]>vals[k-1])desc=false;"
     "const after=[...t.tBodies[0].rows].map(r=>r.cells[0].textContent).join('|');"
+    "const th2=[...document.querySelectorAll('#images img.thumb')],ranked=document.querySelectorAll('.ranking img').length,tok=th2.filter(i=>i.complete&&i.naturalWidth>0).length,"
+    "links=document.querySelectorAll('#images a.full').length;"
     "document.getElementById('selftest').textContent='SELFTEST images='+imgs.length+' loaded='+ok+' rows='+vals.length+"
-    "' sorted_desc='+desc+' order_changed='+(before!==after)+' first='+first();});\n";
+    "' sorted_desc='+desc+' order_changed='+(before!==after)+' thumbs='+th2.length+' thumbs_loaded='+tok+' ranked='+ranked+' overlays='+links+"
+    "' first='+first();});\n";
 
 int audit_write_report(audit_store *st, const audit_findings_opts *o, const audit_report_data *d) {
     char path[4200], tmp[4300];
@@ -170,9 +250,16 @@ int audit_write_report(audit_store *st, const audit_findings_opts *o, const audi
     }
     fputs("</tbody></table>\n", f);
 
+    /* rankings: findings.json's, with their pictures */
+    if (write_rankings(f, st, o)) {
+        fclose(f);
+        remove(tmp);
+        return -1;
+    }
+
     /* every record */
-    fputs("<h2>Images</h2>\n<input id=\"filter\" placeholder=\"filter rows (file, class, method...)\">\n"
-          "<table class=\"sortable\" id=\"images\"><thead><tr><th>file</th><th>label</th><th>predicted</th>"
+    fputs("<h2>Images</h2>\n<p>Each record with a thumbnail of its overlay; a framed one links to the full-size overlay.</p>\n<input id=\"filter\" placeholder=\"filter rows (file, class, method...)\">\n"
+          "<table class=\"sortable\" id=\"images\"><thead><tr><th>file</th><th>map</th><th>label</th><th>predicted</th>"
           "<th data-type=\"num\">probability</th><th>method</th>",
           f);
     for (int r = 0; r < SAL_RM_COUNT + 2; r++)
@@ -190,7 +277,9 @@ int audit_write_report(audit_store *st, const audit_findings_opts *o, const audi
     while (!rc && sqlite3_step(q) == SQLITE_ROW) {
         fputs("<tr><td>", f);
         cli_html_text(f, (const char *)sqlite3_column_text(q, 0));
-        fputs("</td><td>", f);
+        fputs("</td>", f);
+        picture_cell(f, o->out_dir, (const char *)sqlite3_column_text(q, 0), (const char *)sqlite3_column_text(q, 4));
+        fputs("<td>", f);
         if (sqlite3_column_type(q, 1) != SQLITE_NULL) {
             audit_class_name(o, sqlite3_column_int(q, 1), name, sizeof name);
             cli_html_text(f, name);

@@ -333,6 +333,17 @@ int audit_store_load_sums(audit_store *st, audit_sums *sums, char *const *method
     return rc;
 }
 
+int audit_store_set_note(audit_store *st, const char *key, const char *value) {
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO run(key, value) VALUES(?, ?)", -1, &q, NULL) != SQLITE_OK)
+        return fail_db(st, "recording the run's notes");
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, value, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : fail_db(st, "recording the run's notes");
+    sqlite3_finalize(q);
+    return rc;
+}
+
 int audit_store_count_errors(audit_store *st, int *n) {
     sqlite3_stmt *q = NULL;
     *n = 0;

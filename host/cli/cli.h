@@ -28,6 +28,7 @@ typedef struct cli_common {
     int json;
     int quiet;              /* -q, --quiet: no progress report */
     long long max_pixels;   /* --max-pixels: larger images are refused before decoding */
+    double dicom_center, dicom_width;   /* --dicom-window C,W; width 0: the file's window */
 } cli_common;
 
 void cli_common_init(cli_common *c);
@@ -44,6 +45,7 @@ typedef struct cli_model {
     sal_prep_opts prep;
     int gray_flag;          /* --gray */
     long long max_pixels;   /* --max-pixels */
+    double dicom_center, dicom_width;   /* --dicom-window */
     char **labels;
     int n_labels;
     int note_shown;         /* cli_device_note printed */
@@ -69,6 +71,9 @@ int cli_model_open(cli_model *cm, const cli_common *c);
  * error of a command that fails; nothing when the device is the one asked for. */
 void cli_device_note(cli_model *cm);
 void cli_model_close(cli_model *cm);
+/* Why a model's input is no image batch of either layout, naming the input and its declared shape
+ * (into buf, len bytes; returns buf). */
+const char *cli_layout_problem(const sal_model *m, char *buf, size_t len);
 /* Load an image or .npy into out (C,h,w). Returns 0, or -1 and prints "salient: FILE: why" (or,
  * when msg is not NULL, writes "FILE: why" into msg, msg_len bytes, for the caller to print). keep
  * (may be NULL) receives an image input's decoded pixels, for overlays (the caller frees them);
@@ -142,6 +147,10 @@ void cli_progress_end(cli_progress *p);
 void cli_progress_hold(void);
 void cli_progress_release(void);
 void cli_json_string(FILE *f, const char *s);
+/* An overlay's default opacity rule (common.c; explain's and audit's pictures): by value (1) for
+ * signed maps and the sparse gradient maps, whose few strong pixels would otherwise sit in a
+ * uniform colour wash; a constant blend (0) for CAMs and the perturbation methods' smooth maps. */
+int cli_opacity_by_value_default(sal_method m, int signed_map);
 
 /* An output folder that survives faults (host/cli/outdir.c): cli_outdir_open creates it (and its
  * parents), locks it for this run (OUT/.salient.lock, flock: a second run into the same folder is

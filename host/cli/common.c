@@ -58,6 +58,9 @@ const char *cli_common_help =
     "                       0.875, never enlarging an image to crop it (one at the input size is\n"
     "                       taken whole); `salient info MODEL` shows what a model gets\n"
     "  --gray               convert images to grayscale first\n"
+    "  --dicom-window C,W   DICOM (.dcm) inputs: this VOI window (center, width) of the\n"
+    "                       modality values (CT: Hounsfield units) instead of the file's own\n"
+    "                       (or, without one, the image's range)\n"
     "  --json               one JSON object per input on stdout\n"
     "  -q, --quiet          no progress report or notes on stderr (errors are still printed)\n";
 
@@ -99,8 +102,8 @@ static int parse_int(const char *opt, const char *s, int lo, int *out) {
 /* The common options: those taking a value first (N_COMMON_WITH_VALUE), then the flags. */
 static const char *const common_options[] = {"-m", "--model", "--labels", "--device", "--threads", "--batch",
                                              "--mem-limit", "--size", "--mean", "--std", "--scale", "--crop",
-                                             "--max-pixels", "--gray", "--json"};
-#define N_COMMON_WITH_VALUE 13
+                                             "--max-pixels", "--dicom-window", "--gray", "--json"};
+#define N_COMMON_WITH_VALUE 14
 #define N_COMMON_OPTIONS (sizeof common_options / sizeof *common_options)
 
 int cli_common_parse(cli_common *c, int argc, char **argv, int *i) {
@@ -129,6 +132,15 @@ int cli_common_parse(cli_common *c, int argc, char **argv, int *i) {
         long long mp = strtoll(v, &end, 10);
         if (end == v || *end || mp < 1) { cli_error("--max-pixels: expected a positive integer, got '%s'", v); return -1; }
         c->max_pixels = mp;
+    }
+    else if (!strcmp(a, "--dicom-window")) {
+        float cw[2];
+        if (parse_floats(v, cw, 2) != 2 || !(cw[1] >= 1)) {
+            cli_error("--dicom-window: expected CENTER,WIDTH with a width of at least 1 (e.g. 40,400), got '%s'", v);
+            return -1;
+        }
+        c->dicom_center = cw[0];
+        c->dicom_width = cw[1];
     }
     else if (!strcmp(a, "--batch")) { if (parse_int(a, v, 1, &c->batch)) return -1; }
     else if (!strcmp(a, "--size")) {
@@ -288,7 +300,12 @@ int cli_model_open(cli_model *cm, const cli_common *c) {
                   sal_model_num_inputs(cm->m));
         goto fail;
     }
-    if (in.dims[1] > 3 || in.dims[2] > SAL_IMAGE_MAX_SIDE || in.dims[3] > SAL_IMAGE_MAX_SIDE) {
+    if (in.dims[1] != 1 && in.dims[1] != 3) {   /* neither layout has an image's channels */
+        char why[700];
+        cli_error("%s: %s", c->model, cli_layout_problem(cm->m, why, sizeof why));
+        goto fail;
+    }
+    if (in.dims[2] > SAL_IMAGE_MAX_SIDE || in.dims[3] > SAL_IMAGE_MAX_SIDE) {
         cli_error("%s: input '%s' is (N,%lld,%lld,%lld): images give 1 or 3 channels and at most "
                   "%d pixels per side", c->model, in.name, (long long)in.dims[1],
                   (long long)in.dims[2], (long long)in.dims[3], SAL_IMAGE_MAX_SIDE);
@@ -297,10 +314,6 @@ int cli_model_open(cli_model *cm, const cli_common *c) {
     cm->c = (int)in.dims[1];
     cm->h = in.dims[2] > 0 ? (int)in.dims[2] : c->h;
     cm->w = in.dims[3] > 0 ? (int)in.dims[3] : c->w;
-    if (cm->c != 1 && cm->c != 3) {
-        cli_error("%s: input '%s' has %d channels; images give 1 or 3", c->model, in.name, cm->c);
-        goto fail;
-    }
     if (cm->h <= 0 || cm->w <= 0) {
         cli_error("%s: the model's input size is dynamic: give --size HxW", c->model);
         goto fail;
@@ -320,6 +333,8 @@ int cli_model_open(cli_model *cm, const cli_common *c) {
     cm->gray_flag = c->gray;
     cm->quiet = c->quiet;
     cm->max_pixels = c->max_pixels;
+    cm->dicom_center = c->dicom_center;
+    cm->dicom_width = c->dicom_width;
 
     char path[4096];
     const char *lp = cli_labels_path(c->labels, c->model, cm->m, path, sizeof path);
@@ -338,6 +353,24 @@ void cli_device_note(cli_model *cm) {
     cm->note_shown = 1;
     if (cm->quiet) return;   /* --quiet: errors only */
     if (*sal_session_device_note(cm->s)) fprintf(stderr, "salient: note: %s\n", sal_session_device_note(cm->s));
+    const char *why = "";
+    if (sal_model_max_batch(cm->m, &why) == 1)
+        fprintf(stderr, "salient: note: running one image per pass: %s\n", why);
+}
+
+const char *cli_layout_problem(const sal_model *m, char *buf, size_t len) {
+    sal_tensor_info f;
+    sal_model_file_input(m, &f);
+    char dims[200];
+    size_t k = (size_t)snprintf(dims, sizeof dims, "(");
+    for (int i = 0; i < f.ndim && k < sizeof dims; i++)
+        k += (size_t)snprintf(dims + k, sizeof dims - k, f.dims[i] < 0 ? "%s?" : "%s%lld", i ? "," : "",
+                              (long long)f.dims[i]);
+    if (k < sizeof dims) snprintf(dims + k, sizeof dims - k, ")");
+    snprintf(buf, len, "input '%s' is %s: neither channels-first (N,C,H,W) nor channels-last (N,H,W,C) "
+             "with an image's 1 or 3 channels (the model's metadata salient.layout = NCHW or NHWC "
+             "settles the layout)", f.name ? f.name : "?", dims);
+    return buf;
 }
 
 void cli_model_close(cli_model *cm) {
@@ -365,6 +398,38 @@ static void load_error(char *msg, size_t len, const char *fmt, ...) {
     vsnprintf(msg ? msg : line, msg ? len : sizeof line, fmt, ap);
     va_end(ap);
     if (!msg) cli_error("%s", line);
+}
+
+/* A DICOM file as a gray image: modality values (rescale slope and intercept applied) through the
+ * window (--dicom-window, else the file's, else the image's range) to 0..255 at full precision
+ * (*fpix), MONOCHROME1 inverted; img->pix the same rounded, for overlays. */
+static sal_status load_dicom(const cli_model *cm, const char *path, sal_image *img, float **fpix, sal_error *err) {
+    sal_dicom d;
+    sal_status st = sal_dicom_read(path, cm->max_pixels, &d, err);
+    if (st) return st;
+    const size_t n = (size_t)d.w * (size_t)d.h;
+    img->w = d.w;
+    img->h = d.h;
+    img->c = 1;
+    img->pix = malloc(n);
+    *fpix = malloc(n * sizeof(float));
+    if (!img->pix || !*fpix) {
+        st = err->status = SAL_ERR_NOMEM;
+        snprintf(err->msg, sizeof err->msg, "%.200s: out of memory", path);
+    }
+    if (!st) st = sal_dicom_to_gray(&d, cm->dicom_center, cm->dicom_width, *fpix, img->pix, err);
+    if (st) {
+        if (strncmp(err->msg, path, strlen(path))) {   /* name the file */
+            char why[SAL_ERROR_LEN];
+            snprintf(why, sizeof why, "%s", err->msg);
+            snprintf(err->msg, sizeof err->msg, "%.200s: %.800s", path, why);
+        }
+        sal_image_free(img);
+        free(*fpix);
+        *fpix = NULL;
+    }
+    sal_dicom_free(&d);
+    return st;
 }
 
 int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image *keep, char *msg, size_t msg_len) {
@@ -397,7 +462,13 @@ int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image 
         return 0;
     }
     sal_image img = {0};
-    if (sal_image_load_limit(path, cm->max_pixels, &img, &err)) { load_error(msg, msg_len, "%s", err.msg); return -1; }
+    float *fpix = NULL;   /* a 16-bit PNG's or a DICOM file's samples at full precision */
+    if (ends_with(path, ".dcm")) {
+        if (load_dicom(cm, path, &img, &fpix, &err)) { load_error(msg, msg_len, "%s", err.msg); return -1; }
+    } else if (sal_image_load_full(path, cm->max_pixels, &img, &fpix, &err)) {
+        load_error(msg, msg_len, "%s", err.msg);
+        return -1;
+    }
     sal_status st = SAL_OK;
     sal_image g = {0};
     if (cm->gray_flag && img.c == 3) {
@@ -406,7 +477,8 @@ int cli_load_input(const cli_model *cm, const char *path, float *out, sal_image 
         for (int64_t i = 0; g.pix && i < (int64_t)img.w * img.h; i++)
             g.pix[i] = (uint8_t)(0.299f * img.pix[3 * i] + 0.587f * img.pix[3 * i + 1] + 0.114f * img.pix[3 * i + 2] + 0.5f);
     }
-    if (!st) st = sal_preprocess(g.pix ? &g : &img, &cm->prep, out, &err);
+    if (!st) st = g.pix ? sal_preprocess(&g, &cm->prep, out, &err) : sal_preprocess_full(&img, fpix, &cm->prep, out, &err);
+    free(fpix);
     sal_image_free(&g);
     if (!st && keep) *keep = img;   /* the decoded original, for the caller's overlays */
     else sal_image_free(&img);
@@ -436,7 +508,7 @@ static int sv_push(strvec *sv, const char *s) {
 }
 
 /* The file names a folder stands for (case aside). */
-static const char *const input_ext[] = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".npy"};
+static const char *const input_ext[] = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".npy", ".dcm"};
 #define N_INPUT_EXT (sizeof input_ext / sizeof *input_ext)
 
 static int is_input_name(const char *name) {
@@ -697,6 +769,18 @@ int cli_check_output(const char *out, char *const *args, int n) {
         }
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Overlays                                                                                         */
+
+int cli_opacity_by_value_default(sal_method m, int signed_map) {
+    if (signed_map) return 1;
+    switch (m) {
+    case SAL_M_SALIENCY: case SAL_M_INPUTXGRAD: case SAL_M_SMOOTHGRAD: case SAL_M_SMOOTHGRAD_SQ: case SAL_M_VARGRAD:
+    case SAL_M_IG: case SAL_M_GUIDED: case SAL_M_GUIDED_GRADCAM: case SAL_M_GRADSHAP: return 1;
+    default: return 0;
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------ */

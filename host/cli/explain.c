@@ -242,14 +242,6 @@ static void free_stems(char **stems, int n) {
     free(stems);
 }
 
-static int opacity_by_value_default(sal_method m, int signed_map) {
-    if (signed_map) return 1;
-    switch (m) {
-    case SAL_M_SALIENCY: case SAL_M_INPUTXGRAD: case SAL_M_SMOOTHGRAD: case SAL_M_SMOOTHGRAD_SQ: case SAL_M_VARGRAD:
-    case SAL_M_IG: case SAL_M_GUIDED: case SAL_M_GUIDED_GRADCAM: case SAL_M_GRADSHAP: return 1;
-    default: return 0;
-    }
-}
 
 /* How one image's attribution (mp: a one-image view) is post-processed: which array (and
  * channels) goes in, and sal_render's options (the field's defaults: gradient maps abs-max and clipped at the 99th percentile; CAMs
@@ -280,7 +272,7 @@ static void render_plan(const xopts *xo, sal_method m, const sal_maps *mp, const
     /* the default: opacity by value for sparse maps (the gradient methods, whose few strong pixels
      * would otherwise sit in a uniform colour wash) and for signed maps (whose zero is bwr's
      * white); the classic constant blend for CAMs and the perturbation methods' smooth maps */
-    ro->alpha_by_value = xo->opacity >= 0 ? xo->opacity : opacity_by_value_default(m, ro->signed_map);
+    ro->alpha_by_value = xo->opacity >= 0 ? xo->opacity : cli_opacity_by_value_default(m, ro->signed_map);
     ro->alpha = xo->have_alpha ? xo->alpha : ro->alpha_by_value ? SAL_OVERLAY_ALPHA_BY_VALUE : SAL_OVERLAY_ALPHA;
 }
 
@@ -678,8 +670,42 @@ static int run_explain(const xopts *xo, const cli_common *c, cli_model *cm, char
                 }
         }
         int fatal = 0;
+        /* saliency, input x gradient and the gradient CAMs asked together: one forward and one
+         * backward pass per image serve them all (sal_explain_many); each gets the time split */
+        int shared_mi[SAL_M_COUNT], n_shared = 0;
+        for (int mi = 0; mi < xo->n_methods && n_shared < SAL_M_COUNT; mi++)
+            if (sal_method_shares_pass(xo->methods[mi])) shared_mi[n_shared++] = mi;
+        if (n_shared < 2) n_shared = 0;
+        for (int r = 0; r < tk && n_shared && !stop && !fatal; r++) {
+            sal_method sm[SAL_M_COUNT];
+            sal_maps sout[SAL_M_COUNT];
+            for (int q = 0; q < n_shared; q++) sm[q] = xo->methods[shared_mi[q]];
+            sal_explain_opts o = xo->base;
+            o.progress = cli_progress_sal;
+            o.progress_user = &pg;
+            if (tk > 1) cli_progress_stage(&pg, "%d methods sharing passes, top %d", n_shared, r + 1);
+            else cli_progress_stage(&pg, "%d methods sharing passes", n_shared);
+            cli_progress_span(&pg, (double)g * (shared_mi[0] * tk + r) / n_held, (double)g * n_shared / n_held);
+            for (int j = 0; j < g; j++) tg[j] = targets[(size_t)j * tk + r];
+            double t0 = now_s();
+            sal_status st = sal_explain_many(cm->s, &o, sm, n_shared, x, g, cm->h, cm->w, tg, sout);
+            double secs = now_s() - t0;
+            for (int q = 0; q < n_shared; q++) {
+                sal_maps *mp = &held[shared_mi[q] * tk + r];
+                if (st) memset(mp, 0, sizeof *mp);
+                else *mp = sout[q];
+                held_secs[shared_mi[q] * tk + r] = secs / g / n_shared;
+            }
+            if (st == SAL_ERR_CANCELLED && cli_interrupted()) { stop = 1; break; }
+            if (st) {
+                cli_error("%s%s: %s", ic[0].in, g > 1 ? " and the other images of its group" : "", sal_session_error(cm->s));
+                failed += g * n_shared;
+                if (first) { cli_error("explain: %s failed on the first image: stopping, no files written", sal_method_name(sm[0])); fatal = 1; }
+            }
+        }
         for (int mi = 0; mi < xo->n_methods && !fatal && !stop; mi++) {
             sal_method m = xo->methods[mi];
+            if (n_shared && sal_method_shares_pass(m)) continue;   /* done above */
             for (int r = 0; r < tk; r++) {
                 sal_explain_opts o = xo->base;
                 o.method = m;

@@ -1,4 +1,5 @@
 /* info.c — `salient info MODEL`: inputs, outputs, layers with output shapes, op counts. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +11,10 @@ static const char *help =
     "image, and how many nodes of each op type it has (layer names are what --layer takes); then\n"
     "the preprocessing predict and explain give its images (the model's embedded salient.mean,\n"
     "salient.std, salient.resize and salient.labels, else the field's defaults, else the flags given\n"
-    "here: --mean, --std, --scale, --crop, --labels), its class names, and the default CAM layer.\n";
+    "here: --mean, --std, --scale, --crop, --labels), its class names, and the default CAM layer.\n"
+    "Last, whether predict and explain can run it: one image, forward and backward to the input,\n"
+    "on the CPU. Exit status 1, with the reason (the node and op at fault), when it cannot; 0 when\n"
+    "it runs, or when that cannot be told (a dynamic input size without --size).\n";
 
 static void print_dims(const int64_t *d, int n) {
     putchar('(');
@@ -80,6 +84,41 @@ static void print_defaults(const cli_common *c, const char *model, const sal_mod
                "grid)\n", ai.layers, ai.first, ai.last, ai.heads, ai.tokens, ai.h, ai.w);
 }
 
+/* Whether predict and explain can run this model: one zero image through the CLI's usual CPU
+ * session, forward and backward to the input (the planner checks every op and shape; the run
+ * checks every kernel, backward ones included). Returns 1 when it runs, 0 when it cannot (why
+ * in why), -1 when it cannot be told (a dynamic input size without --size). */
+static int check_runs(const cli_common *c, const sal_model *m, sal_session *s, char *why, size_t len) {
+    sal_tensor_info in;
+    sal_model_input(m, 0, &in);
+    if (sal_model_num_inputs(m) != 1 || in.ndim != 4) {
+        snprintf(why, len, "the model has %d inputs%s; salient explains models of one image input",
+                 sal_model_num_inputs(m), sal_model_num_inputs(m) == 1 ? " of rank other than 4" : "");
+        return 0;
+    }
+    if (in.dims[1] != 1 && in.dims[1] != 3) {
+        cli_layout_problem(m, why, len);
+        return 0;
+    }
+    const int h = in.dims[2] > 0 ? (int)in.dims[2] : c->h, w = in.dims[3] > 0 ? (int)in.dims[3] : c->w;
+    if (h <= 0 || w <= 0) {
+        snprintf(why, len, "the input size is dynamic: give --size HxW to check");
+        return -1;
+    }
+    if (!s) { snprintf(why, len, "no CPU session"); return 0; }
+    const int64_t per = in.dims[1] * (int64_t)h * w;
+    float *x = calloc((size_t)per, sizeof(float)), *g = malloc(sizeof(float) * (size_t)per);
+    if (!x || !g) { free(x); free(g); snprintf(why, len, "out of memory"); return 0; }
+    sal_grad_opts go = sal_grad_opts_default();
+    sal_grad_out out = {0};
+    out.input_grad = g;
+    int ok = sal_session_plan(s, 1, h, w) == SAL_OK && sal_gradient(s, x, 1, h, w, &go, &out) == SAL_OK;
+    if (!ok) snprintf(why, len, "%s", sal_session_error(s));
+    free(x);
+    free(g);
+    return ok;
+}
+
 int cmd_info(int argc, char **argv) {
     cli_common c;
     cli_common_init(&c);
@@ -110,6 +149,14 @@ int cmd_info(int argc, char **argv) {
         print_dims(t.dims, t.ndim);
         printf(" float32\n");
     }
+    if (!strcmp(sal_model_input_layout(m), "NHWC")) {
+        sal_tensor_info f;
+        sal_model_file_input(m, &f);
+        printf("layout: channels-last (NHWC): the file's input %s is ", f.name);
+        print_dims(f.dims, f.ndim);
+        printf("; salient feeds it (N,C,H,W) through a Transpose (node salient.nhwc_input) and its "
+               "maps are (C,H,W)\n");
+    }
     for (int i = 0; i < sal_model_num_outputs(m); i++) {
         sal_tensor_info t;
         sal_model_output(m, i, &t);
@@ -117,6 +164,11 @@ int cmd_info(int argc, char **argv) {
         print_dims(t.dims, t.ndim);
         printf("\n");
     }
+    const char *batch_why = "";
+    if (sal_model_max_batch(m, &batch_why) == 1)
+        printf("batch: one image per pass (%s); predict and explain run batch by batch\n", batch_why);
+    else
+        printf("batch: any\n");
     int folded, bns;
     sal_model_fold_stats(m, &folded, &bns);
     printf("folded at load: %d constant nodes, %d BatchNormalization into Conv\n", folded, bns);
@@ -124,10 +176,11 @@ int cmd_info(int argc, char **argv) {
     /* shapes for one image */
     sal_session_opts so = sal_session_opts_default();
     so.device = SAL_DEVICE_CPU;
+    so.threads = c.threads;
     sal_session *s = NULL;
     int planned = 0;
-    if (!sal_session_create(m, &so, &s, &err) && !sal_session_plan(s, 1, c.h, c.w)) planned = 1;
-    else if (s) fprintf(stderr, "salient: note: no layer shapes (%s)\n", sal_session_error(s));
+    if (sal_session_create(m, &so, &s, &err)) fprintf(stderr, "salient: note: no layer shapes (%s)\n", err.msg);
+    else if (!sal_session_plan(s, 1, c.h, c.w)) planned = 1;
     int nl = sal_model_num_layers(m);
     printf("layers: %d\n", nl);
     const char *types[256];
@@ -149,7 +202,17 @@ int cmd_info(int argc, char **argv) {
     for (int k = 0; k < nt; k++) printf(" %s=%d", types[k], counts[k]);
     printf("\n");
     print_defaults(&c, model, m, s, planned);
+    char why[1200];
+    int runs = check_runs(&c, m, s, why, sizeof why);
+    if (runs > 0) printf("runs: yes (one image, forward and backward to the input, on the CPU)\n");
+    else if (runs < 0) printf("runs: not checked (%s)\n", why);
+    else {
+        printf("runs: no (%s)\n", why);
+        /* the library's messages already begin with the model's path */
+        if (!strncmp(why, model, strlen(model))) cli_error("cannot run %s", why);
+        else cli_error("cannot run %s: %s", model, why);
+    }
     sal_session_free(s);
     sal_model_free(m);
-    return EXIT_OK;
+    return runs == 0 ? EXIT_FAIL : EXIT_OK;
 }

@@ -54,7 +54,7 @@ static int create_dirs(const char *dir, char *created, size_t len) {
     }
     struct stat sb;
     if (stat(path, &sb) || !S_ISDIR(sb.st_mode)) { cli_error("%s: not a directory", path); return -1; }
-    if (access(path, W_OK)) { cli_error("%s: not writable", path); return -1; }
+    if (access(path, W_OK)) { cli_error("%s: not writable: %s", path, strerror(errno)); return -1; }
     return 0;
 }
 

@@ -73,6 +73,7 @@ struct sal_engine {
     plan *p;              /* the current plan */
     unsigned long tick;
     unsigned long runs;   /* forward passes and plans so far (run stamps) */
+    unsigned long made;   /* plans made (not found among the cached ones) */
     size_t mem_limit;     /* bytes one plan's memory may take, 0 = no limit */
     int *uses;            /* (n_values): how many node inputs read each value */
     double flops;         /* Conv/Gemm/MatMul FLOPs run so far, forward and backward */
@@ -476,6 +477,7 @@ sal_status sal_engine_plan_set(sal_engine *e, const sal_shape *in_shapes, int mo
     plan_clear(e);
     e->p->cap = cset;   /* owned by the plan from here: plan_clear frees it */
     e->p->n_cap = n_cap;
+    e->made++;
     e->p->used = e->tick;
     sal_status st = SAL_OK;
     e->p->pv = calloc((size_t)g->n_values + 1, sizeof *e->p->pv);
@@ -662,6 +664,8 @@ const sal_shape *sal_engine_shape(const sal_engine *e, int value) {
     if (!e->p->pv[value].runtime && !e->p->pv[value].konst) return NULL;
     return &e->p->pv[value].shape;
 }
+
+unsigned long sal_engine_plans_made(const sal_engine *e) { return e ? e->made : 0; }
 
 size_t sal_engine_plan_bytes(const sal_engine *e) {
     return (e->p->arena_floats + e->p->garena_floats + e->p->scratch_floats) * sizeof(float);

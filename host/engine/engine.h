@@ -38,6 +38,8 @@ double sal_engine_flops(const sal_engine *e);
 void sal_engine_set_mem_limit(sal_engine *e, size_t bytes);
 /* Bytes of the plan's activation, gradient and scratch memory. */
 size_t sal_engine_plan_bytes(const sal_engine *e);
+/* How many plans the engine has made so far (a plan found in its cache is not made again). */
+unsigned long sal_engine_plans_made(const sal_engine *e);
 
 /* inputs: host data, one per graph input, uploaded first; NULL runs on what the backend's input
  * buffers already hold (see sal_engine_input_dev). */

@@ -428,7 +428,13 @@ static sal_status infer(sal_inc *s, const sal_node *n, const sal_shape **shp, sa
     ctx.in_const = kon; ctx.n_out = n->n_out; ctx.out_shape = out_shape; ctx.out_dtype = out_dt;
     ctx.err = err;
     sal_status st = def->infer(&ctx);
-    if (st) { free(ctx.params); return sal_fail_prefix(err, st, "incremental inference"); }
+    if (st) {   /* shapes the full plan accepted, refused for a batch of windows or a patch: a shape
+                 * computed for one image (a Reshape target folded from the base plan's Shape) does not
+                 * follow the batch. Full passes then do the work (the caller's fallback) */
+        free(ctx.params);
+        sal_fail_prefix(err, st, "incremental inference");
+        return st == SAL_ERR_NOMEM ? st : SAL_ERR_UNSUPPORTED;
+    }
     *params = ctx.params;
     *scratch = ctx.scratch_floats;
     return SAL_OK;

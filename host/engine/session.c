@@ -21,6 +21,11 @@ struct sal_session {
      * calls (a GPU's cudaMalloc/cudaFree cost milliseconds and synchronize) */
     struct scratch { void *p; size_t bytes; int used; } scratch[SAL_SCRATCH_MAX];
     int n_scratch;
+    /* sal_session_auto_batch's measure for input size ab_h x ab_w (ab_ok): bytes per image and
+     * fixed, from plans of batch 1 and 2 made once (planning again on every call evicted the
+     * method's own cached plans) */
+    int ab_ok, ab_h, ab_w;
+    size_t ab_per, ab_fixed;
 };
 
 static void scratch_drop_free(sal_session *s);
@@ -74,6 +79,22 @@ const char *sal_model_metadata(const sal_model *m, const char *key) {
 void sal_model_fold_stats(const sal_model *m, int *constants_folded, int *batchnorms_folded) {
     if (constants_folded) *constants_folded = m ? m->g->consts_folded : 0;
     if (batchnorms_folded) *batchnorms_folded = m ? m->g->bn_folded : 0;
+}
+
+const char *sal_model_input_layout(const sal_model *m) {
+    return m && m->g->layout == SAL_LAYOUT_NHWC ? "NHWC" : "NCHW";
+}
+
+void sal_model_file_input(const sal_model *m, sal_tensor_info *info) {
+    memset(info, 0, sizeof *info);
+    if (!m || m->g->n_inputs < 1) return;
+    const int v = m->g->layout == SAL_LAYOUT_NHWC ? m->g->file_input : m->g->inputs[0];
+    if (v >= 0 && v < m->g->n_values) value_info(m->g, v, info);
+}
+
+int sal_model_max_batch(const sal_model *m, const char **why) {
+    if (why) *why = m && m->g->max_batch ? m->g->batch_why : "";
+    return m ? m->g->max_batch : 0;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -174,9 +195,14 @@ const char *sal_session_error(const sal_session *s) { return s ? s->err.msg : ""
 const char *sal_session_device(const sal_session *s) { return s && s->b ? s->b->ops->name : ""; }
 const char *sal_session_device_note(const sal_session *s) { return s ? s->note : ""; }
 
+int sal_session_max_batch(const sal_session *s) { return s ? s->m->g->max_batch : 0; }
+
 static sal_status plan(sal_session *s, int n, int h, int w, int mode, const int *caps, int n_caps) {
     const sal_graph *g = s->m->g;
     if (n <= 0) return sfail(s, SAL_ERR_INVALID_ARG, "batch size must be positive (got %d)", n);
+    if (g->max_batch > 0 && n > g->max_batch)   /* the callers split: this is a bug's guard */
+        return sfail(s, SAL_ERR_INVALID_ARG, "%s: a batch of %d images, but the model runs %d at a time "
+                     "(%s)", g->path, n, g->max_batch, g->batch_why);
     if (g->n_inputs != 1)
         return sfail(s, SAL_ERR_UNSUPPORTED, "%s: the model has %d inputs; salient explains "
                      "single-input image models", g->path, g->n_inputs);
@@ -233,6 +259,8 @@ sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, i
                                   size_t *bytes_per_image, size_t *bytes_fixed) {
     if (!s || !batch) return SAL_ERR_INVALID_ARG;
     if (cap <= 0) cap = s->b->ops->max_batch > 0 ? s->b->ops->max_batch : 16;
+    const int maxb = s->m->g->max_batch;
+    if (maxb > 0 && cap > maxb) cap = maxb;
     if (!budget) {
         size_t avail = 0, total = 0;
         if (!s->b->ops->mem_info || s->b->ops->mem_info(s->b, &avail, &total))
@@ -242,21 +270,31 @@ sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, i
         if (s->mem_limit && budget > s->mem_limit) budget = s->mem_limit;
     }
     /* plans of batch 1 and 2 measure the memory per image and the part that does not grow with
-     * the batch; planning makes them current: restore the previous plan after (the engine keeps
-     * recent plans, so that costs nothing) */
-    int pn = s->n, ph = s->h, pw = s->w, pmode = s->mode, pncap = s->n_caps;
-    int *pcap = NULL;
-    if (pncap && !(pcap = malloc(sizeof(int) * (size_t)pncap))) return sfail(s, SAL_ERR_NOMEM, "out of memory");
-    if (pncap) memcpy(pcap, s->caps, sizeof(int) * (size_t)pncap);
-    sal_status st = plan1(s, 1, h, w, SAL_PLAN_GRAD, -1);
-    if (st) { free(pcap); return st; }
-    size_t b1 = sal_engine_plan_bytes(s->e), b2 = 0;
-    if (plan1(s, 2, h, w, SAL_PLAN_GRAD, -1) == SAL_OK) b2 = sal_engine_plan_bytes(s->e);
-    size_t per = b2 > b1 ? b2 - b1 : b1, fixed = b1 > per ? b1 - per : 0;
-    if (per == 0) per = 1;
-    if (pn > 0) st = plan(s, pn, ph, pw, pmode, pcap, pncap);
-    free(pcap);
-    if (st) return st;
+     * the batch, once per input size; planning makes them current: restore the previous plan
+     * after */
+    size_t per = s->ab_per, fixed = s->ab_fixed;
+    if (!s->ab_ok || s->ab_h != h || s->ab_w != w) {
+        int pn = s->n, ph = s->h, pw = s->w, pmode = s->mode, pncap = s->n_caps;
+        int *pcap = NULL;
+        if (pncap && !(pcap = malloc(sizeof(int) * (size_t)pncap))) return sfail(s, SAL_ERR_NOMEM, "out of memory");
+        if (pncap) memcpy(pcap, s->caps, sizeof(int) * (size_t)pncap);
+        sal_status st = plan1(s, 1, h, w, SAL_PLAN_GRAD, -1);
+        if (st) { free(pcap); return st; }
+        size_t b1 = sal_engine_plan_bytes(s->e), b2 = 0;
+        if ((maxb <= 0 || maxb >= 2) && plan1(s, 2, h, w, SAL_PLAN_GRAD, -1) == SAL_OK)
+            b2 = sal_engine_plan_bytes(s->e);
+        per = b2 > b1 ? b2 - b1 : b1;
+        fixed = b1 > per ? b1 - per : 0;
+        if (per == 0) per = 1;
+        if (pn > 0) st = plan(s, pn, ph, pw, pmode, pcap, pncap);
+        free(pcap);
+        if (st) return st;
+        s->ab_ok = 1;
+        s->ab_h = h;
+        s->ab_w = w;
+        s->ab_per = per;
+        s->ab_fixed = fixed;
+    }
     size_t fit = budget > fixed ? (budget - fixed) / per : 0;
     *batch = fit < 1 ? 1 : fit > (size_t)cap ? cap : (int)fit;
     if (bytes_per_image) *bytes_per_image = per;
@@ -347,7 +385,24 @@ static sal_status forward_once(sal_session *s, const float *x, int n, int h, int
     return st;
 }
 
+/* Floats of one image of the session's input at h x w (the model's own size where it fixes it). */
+static int64_t image_floats(const sal_session *s, int h, int w) {
+    const sal_shape *d = &s->m->g->values[s->m->g->inputs[0]].decl;
+    return d->d[1] * (d->d[2] > 0 ? d->d[2] : h) * (d->d[3] > 0 ? d->d[3] : w);
+}
+
 sal_status sal_forward(sal_session *s, const float *x, int n, int h, int w, float *logits) {
+    const int maxb = s ? s->m->g->max_batch : 0;
+    if (maxb > 0 && n > maxb && x && logits) {   /* a model of fixed batch: pass by pass */
+        const int64_t per = image_floats(s, h, w);
+        sal_status st = SAL_OK;
+        for (int i = 0, nb = 0; !st && i < n; i += nb) {
+            nb = n - i < maxb ? n - i : maxb;
+            st = sal_forward(s, x + i * per, nb, h, w, logits + (int64_t)i * sal_session_num_classes(s));
+            /* (num_classes is that of the plan the first pass made) */
+        }
+        return st;
+    }
     sal_status st = forward_once(s, x, n, h, w, logits);
     if (st != SAL_ERR_NOMEM || n < 2) return st;
     /* out of memory: the first half, then (its plan has set the shapes) the second */
@@ -357,8 +412,45 @@ sal_status sal_forward(sal_session *s, const float *x, int n, int h, int w, floa
     return sal_forward(s, x + n1 * per, n - n1, h, w, logits + (int64_t)n1 * sal_session_num_classes(s));
 }
 
+static sal_status gradient_once(sal_session *s, const float *x, int n, int h, int w,
+                                const sal_grad_opts *o, sal_grad_out *out);
+
 sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,
                         const sal_grad_opts *o, sal_grad_out *out) {
+    const int maxb = s ? s->m->g->max_batch : 0;
+    if (maxb <= 0 || n <= maxb || !x || !o || !out) return gradient_once(s, x, n, h, w, o, out);
+    /* a model of fixed batch: pass by pass, each writing its rows of every output */
+    const int64_t per = image_floats(s, h, w);
+    sal_status st = SAL_OK;
+    int64_t k = 0, lay = 0;   /* classes, and floats of one image's captured layer: from the first pass */
+    for (int i = 0, nb = 0; !st && i < n; i += nb) {
+        nb = n - i < maxb ? n - i : maxb;
+        sal_grad_opts oi = *o;
+        sal_grad_out po = {0};
+        if (o->targets) oi.targets = o->targets + i;
+        if (o->seed) oi.seed = o->seed + i * k;   /* k is known from the first pass on (i > 0) */
+        if (i > 0) {
+            if (out->logits) po.logits = out->logits + i * k;
+            if (out->input_grad) po.input_grad = out->input_grad + i * per;
+            if (out->layer_act) po.layer_act = out->layer_act + i * lay;
+            if (out->layer_grad) po.layer_grad = out->layer_grad + i * lay;
+            if (out->targets_out) po.targets_out = out->targets_out + i;
+        } else {
+            po = *out;
+        }
+        st = gradient_once(s, x + i * per, nb, h, w, &oi, &po);
+        if (!st && i == 0) {
+            k = sal_session_num_classes(s);
+            int c = o->layer && *o->layer ? find_layer_value(s->m->g, o->layer) : -1;
+            const sal_shape *ls = c >= 0 ? sal_engine_shape(s->e, c) : NULL;
+            lay = ls ? sal_shape_numel(ls) / nb : 0;
+        }
+    }
+    return st;
+}
+
+static sal_status gradient_once(sal_session *s, const float *x, int n, int h, int w,
+                                const sal_grad_opts *o, sal_grad_out *out) {
     if (!s) return SAL_ERR_INVALID_ARG;
     if (!x || !o || !out) return sfail(s, SAL_ERR_INVALID_ARG, "sal_gradient: NULL argument");
     const sal_graph *g = s->m->g;
@@ -519,6 +611,16 @@ sal_status sal_explain(sal_session *s, const sal_explain_opts *o, const float *x
     if (!out) return sfail(s, SAL_ERR_INVALID_ARG, "sal_explain: out is NULL");
     sal_error err = {0};
     sal_status st = sal_explain_impl(s, s->m, o, x, n, h, w, targets, out, &err);
+    if (st) s->err = err;
+    return st;
+}
+
+sal_status sal_explain_many(sal_session *s, const sal_explain_opts *o, const sal_method *methods, int nm,
+                            const float *x, int n, int h, int w, const int *targets, sal_maps *out) {
+    if (!s) return SAL_ERR_INVALID_ARG;
+    if (!out) return sfail(s, SAL_ERR_INVALID_ARG, "sal_explain_many: out is NULL");
+    sal_error err = {0};
+    sal_status st = sal_explain_many_impl(s, s->m, o, methods, nm, x, n, h, w, targets, out, &err);
     if (st) s->err = err;
     return st;
 }

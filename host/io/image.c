@@ -316,8 +316,43 @@ static sal_status load_pnm(const char *path, const uint8_t *b, size_t n, int64_t
 /* ------------------------------------------------------------------------------------------------ */
 /* Loading                                                                                          */
 
+/* A 16-bit PNG: pix holds v * 255/65535 rounded, and *fpix (when fpix is not NULL) the same at
+ * full precision (the 8-bit scale, so preprocessing's scale and mean apply unchanged). */
+static sal_status load_png16(const char *path, const uint8_t *b, size_t n, int want, int x, int y,
+                             sal_image *img, float **fpix_out, sal_error *err) {
+    int x2 = 0, y2 = 0, comp2 = 0;
+    stbi_us *p = stbi_load_16_from_memory(b, (int)n, &x2, &y2, &comp2, want);
+    if (!p)
+        return sal_fail(err, SAL_ERR_PARSE, "%s: cannot decode 16-bit PNG: %s", path,
+                        stbi_failure_reason() ? stbi_failure_reason() : "unknown reason");
+    if (x2 != x || y2 != y) {
+        stbi_image_free(p);
+        return sal_fail(err, SAL_ERR_PARSE, "%s: inconsistent PNG header (%dx%d vs %dx%d)", path, x, y, x2, y2);
+    }
+    const size_t count = (size_t)x * (size_t)y * (size_t)want;   /* (h,w,c) */
+    uint8_t *pix = malloc(count);
+    float *fpix = fpix_out ? malloc(count * sizeof(float)) : NULL;
+    if (!pix || (fpix_out && !fpix)) {
+        stbi_image_free(p);
+        free(pix);
+        free(fpix);
+        return sal_fail(err, SAL_ERR_NOMEM, "%s: out of memory for a %dx%d image", path, x, y);
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (fpix) fpix[i] = (float)((double)p[i] * 255.0 / 65535.0);
+        pix[i] = (uint8_t)((p[i] * 255u + 32767u) / 65535u);
+    }
+    stbi_image_free(p);
+    img->w = x;
+    img->h = y;
+    img->c = want;
+    img->pix = pix;
+    if (fpix_out) *fpix_out = fpix;
+    return SAL_OK;
+}
+
 static sal_status load_stb(const char *path, image_format fmt, const uint8_t *b, size_t n,
-                           int64_t max_pixels, sal_image *img, sal_error *err) {
+                           int64_t max_pixels, sal_image *img, float **fpix, sal_error *err) {
     const char *fname = format_name(fmt);
     int x = 0, y = 0, comp = 0;
     if (!stbi_info_from_memory(b, (int)n, &x, &y, &comp))
@@ -334,6 +369,7 @@ static sal_status load_stb(const char *path, image_format fmt, const uint8_t *b,
     if (pst != SAL_OK) return pst;
     int want = comp <= 2 ? 1 : 3; /* gray+alpha -> gray, RGBA -> RGB: alpha dropped */
     int x2 = 0, y2 = 0, comp2 = 0;
+    if (fmt == FMT_PNG && stbi_is_16_bit_from_memory(b, (int)n)) return load_png16(path, b, n, want, x, y, img, fpix, err);
     stbi_uc *p = stbi_load_from_memory(b, (int)n, &x2, &y2, &comp2, want);
     if (!p)
         return sal_fail(err, SAL_ERR_PARSE, "%s: cannot decode %s: %s", path, fname,
@@ -363,9 +399,15 @@ sal_status sal_image_load(const char *path, sal_image *img, sal_error *err) {
 }
 
 sal_status sal_image_load_limit(const char *path, int64_t max_pixels, sal_image *img, sal_error *err) {
+    return sal_image_load_full(path, max_pixels, img, NULL, err);
+}
+
+sal_status sal_image_load_full(const char *path, int64_t max_pixels, sal_image *img, float **fpix,
+                               sal_error *err) {
     if (!img)
         return sal_fail(err, SAL_ERR_INVALID_ARG, "%s: sal_image_load: NULL image", path ? path : "(null)");
     memset(img, 0, sizeof *img);
+    if (fpix) *fpix = NULL;
     uint8_t *b;
     size_t n;
     sal_status st = sal_io_read_file(path, IMAGE_MAX_FILE_BYTES, &b, &n, err);
@@ -386,7 +428,7 @@ sal_status sal_image_load_limit(const char *path, int64_t max_pixels, sal_image 
     }
     if (st == SAL_OK)
         st = fmt == FMT_PNM ? load_pnm(path, b, n, max_pixels, img, err)
-                            : load_stb(path, fmt, b, n, max_pixels, img, err);
+                            : load_stb(path, fmt, b, n, max_pixels, img, fpix, err);
     free(b);
     if (st != SAL_OK) memset(img, 0, sizeof *img);
     return st;
@@ -463,6 +505,11 @@ sal_status sal_prep_geometry(int img_w, int img_h, const sal_prep_opts *o, int *
 }
 
 sal_status sal_preprocess(const sal_image *img, const sal_prep_opts *o, float *out, sal_error *err) {
+    return sal_preprocess_full(img, NULL, o, out, err);
+}
+
+sal_status sal_preprocess_full(const sal_image *img, const float *fpix, const sal_prep_opts *o, float *out,
+                               sal_error *err) {
     if (!img || !o || !out)
         return sal_fail(err, SAL_ERR_INVALID_ARG, "preprocess: NULL image, options or output");
     if (!img->pix || img->w < 1 || img->h < 1 || img->w > SAL_IMAGE_MAX_SIDE ||
@@ -513,14 +560,23 @@ sal_status sal_preprocess(const sal_image *img, const sal_prep_opts *o, float *o
     for (int y = 0; y < oh; y++) {
         const uint8_t *r0 = img->pix + (size_t)y0[y] * stride;
         const uint8_t *r1 = img->pix + (size_t)y1[y] * stride;
+        /* full-precision samples (16-bit PNG) where the image has them */
+        const float *f0 = fpix ? fpix + (size_t)y0[y] * stride : NULL;
+        const float *f1 = fpix ? fpix + (size_t)y1[y] * stride : NULL;
         const double wy = fy[y];
         for (int x = 0; x < ow; x++) {
             const double wx = fx[x];
             const size_t a = (size_t)x0[x] * (size_t)C_in, b = (size_t)x1[x] * (size_t)C_in;
             double v[3]; /* (C_in) resized values */
             for (int c = 0; c < C_in; c++) {
-                double t = (1.0 - wx) * r0[a + c] + wx * r0[b + c];
-                double u = (1.0 - wx) * r1[a + c] + wx * r1[b + c];
+                double t, u;
+                if (f0) {
+                    t = (1.0 - wx) * f0[a + c] + wx * f0[b + c];
+                    u = (1.0 - wx) * f1[a + c] + wx * f1[b + c];
+                } else {
+                    t = (1.0 - wx) * r0[a + c] + wx * r0[b + c];
+                    u = (1.0 - wx) * r1[a + c] + wx * r1[b + c];
+                }
                 v[c] = (1.0 - wy) * t + wy * u;
             }
             double m[3]; /* (C) model-channel values */

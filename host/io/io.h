@@ -39,7 +39,8 @@ typedef struct sal_image {
 
 /* Decode a PNG, JPEG, BMP or PGM/PPM (P2, P3, P5, P6) file; the format is told by the file's first
  * bytes, never by its name. Gray and gray+alpha give c = 1; RGB and RGBA give c = 3 (alpha is
- * dropped, not composited). 16-bit PNGs are reduced to 8 bits by stb_image; PNM samples are
+ * dropped, not composited). 16-bit PNGs give round(v * 255/65535) (sal_image_load_full keeps
+ * them at full precision too); PNM samples are
  * rescaled to 0..255 as round(v*255/maxval).
  * Before decoding the file's structure is checked so that damaged files fail instead of decoding
  * to garbage (stb_image alone would accept many of them): PNG chunk lengths and the CRC of every
@@ -59,8 +60,41 @@ sal_status sal_image_load(const char *path, sal_image *img, sal_error *err);
  * size and the limit; max_pixels <= 0: no limit beyond SAL_IMAGE_MAX_SIDE). */
 sal_status sal_image_load_limit(const char *path, int64_t max_pixels, sal_image *img, sal_error *err);
 
+/* sal_image_load_limit that also gives a 16-bit PNG's samples at full precision: *fpix (may be
+ * NULL; the caller frees it) receives (h,w,c) floats v * 255/65535 (the 0..255 scale of pix, so
+ * preprocessing's scale and mean apply unchanged), or NULL for 8-bit images. */
+sal_status sal_image_load_full(const char *path, int64_t max_pixels, sal_image *img, float **fpix,
+                               sal_error *err);
+
 /* Free img->pix and zero *img; NULL and already-freed images are fine. */
 void sal_image_free(sal_image *img);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* DICOM (host/io/dicom.cpp through GDCM; dicom_gray.c)                                             */
+
+typedef struct sal_dicom {
+    int w, h;
+    float *values;            /* (h,w): the first frame's stored values * slope + intercept (CT:
+                                 Hounsfield units), at full precision; malloc'ed */
+    double slope, intercept;  /* RescaleSlope, RescaleIntercept (1 and 0 when absent) */
+    int has_window;           /* the file's first VOI window (WindowCenter, WindowWidth >= 1) */
+    double window_center, window_width;
+    int monochrome1;          /* MONOCHROME1: low values are bright (shown inverted) */
+} sal_dicom;
+
+/* Read a single-sample (MONOCHROME1/2) DICOM image: 8, 16 or 32-bit, signed or not, any transfer
+ * syntax GDCM decodes. Errors name the file: SAL_ERR_IO, SAL_ERR_PARSE, SAL_ERR_UNSUPPORTED
+ * (color, a side > SAL_IMAGE_MAX_SIDE, more than max_pixels pixels when max_pixels > 0, a build
+ * without GDCM), SAL_ERR_NOMEM. On failure *d is zeroed. */
+sal_status sal_dicom_read(const char *path, int64_t max_pixels, sal_dicom *d, sal_error *err);
+void sal_dicom_free(sal_dicom *d);
+/* Display gray levels on the 0..255 scale: DICOM's linear VOI function (PS3.3 C.11.2.1.2.1) of
+ * window (center, width): x <= c - 0.5 - (w-1)/2 gives 0, x > c - 0.5 + (w-1)/2 gives 255, else
+ * ((x - (c - 0.5)) / (w - 1) + 0.5) * 255; then 255 - y for MONOCHROME1. width <= 0: the file's
+ * window, else the image's range (center (min+max+1)/2, width max-min+1). gray (h,w) floats and
+ * pix (h,w) rounded bytes: either may be NULL. */
+sal_status sal_dicom_to_gray(const sal_dicom *d, double center, double width, float *gray, uint8_t *pix,
+                             sal_error *err);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Preprocessing                                                                                    */
@@ -103,7 +137,8 @@ sal_prep_opts sal_prep_opts_gray(int h, int w);
  *     of input length n and resized length r, s = (d+0.5)*n/r - 0.5 clamped to [0,n-1],
  *     i0 = floor(s), i1 = min(i0+1, n-1), f = s - i0. Along x first then y:
  *         top = (1-fx)*p[y0][x0] + fx*p[y0][x1],  bot = (1-fx)*p[y1][x0] + fx*p[y1][x1],
- *         v = (1-fy)*top + fy*bot                  (p are the uint8 samples, per image channel)
+ *         v = (1-fy)*top + fy*bot                  (p are the uint8 samples, per image channel;
+ *                                                   sal_preprocess_full's fpix where given)
  *  4. Channels, on the resized values: 3 -> 1: 0.299*R + 0.587*G + 0.114*B (ITU-R 601 luma);
  *     1 -> 3: the gray value repeated.
  *  5. out[c][y][x] = (v*scale - mean[c]) / std[c].
@@ -113,6 +148,10 @@ sal_prep_opts sal_prep_opts_gray(int h, int w);
  * Messages here name the option at fault (there is no file). */
 sal_status sal_preprocess(const sal_image *img, const sal_prep_opts *opts, float *out,
                           sal_error *err);
+/* sal_preprocess reading the samples from fpix ((h,w,c) floats on the 0..255 scale, from
+ * sal_image_load_full) instead of img->pix when fpix is not NULL: 16-bit data at full precision. */
+sal_status sal_preprocess_full(const sal_image *img, const float *fpix, const sal_prep_opts *opts,
+                               float *out, sal_error *err);
 
 /* The resize and crop sal_preprocess applies to an img_w x img_h image: resized size (rh, rw)
  * and crop offsets (top, left) in resized pixels. SAL_ERR_SHAPE when the crop does not fit. */

@@ -207,6 +207,13 @@ sal_status sal_dzero(sal_method_ctx *cx, void *dst, size_t bytes) {
     return st ? dcopy_fail(cx, st, "clearing", bytes, &e) : SAL_OK;
 }
 
+/* The class of the largest logit of z (k); ties: the lower class. */
+static int top1_of(const float *z, int k) {
+    int best = 0;
+    for (int j = 1; j < k; j++) if (z[j] > z[best]) best = j;
+    return best;
+}
+
 static sal_status pass_dev_once(sal_method_ctx *cx, int first, int nb, const int *tg, int guided,
                                 const sal_dev_io *io, float *scores) {
     sal_session *s = cx->s;
@@ -224,8 +231,16 @@ static sal_status pass_dev_once(sal_method_ctx *cx, int first, int nb, const int
     for (int i = 0; !st && i < nb; i++) {
         const float *z = logits + (size_t)i * k;
         float *si = seed ? seed + (size_t)i * k : NULL;
-        scores[i] = cx->o->explain_prob ? prob_seed(z, k, tg[i], si) : z[tg[i]];
-        if (si && !cx->o->explain_prob) si[tg[i]] = 1.0f;
+        int t = tg[i];
+        if (t < 0) {   /* deferred top-1 (cx->top1_out): this pass's own logits of the image */
+            if (!cx->top1_out)
+                st = sal_fail(serr(cx), SAL_ERR_INTERNAL, "item %d of a pass has no target", first + i);
+            t = top1_of(z, k);
+            if (!st) cx->top1_out[first + i] = t;
+        }
+        if (st) break;
+        scores[i] = cx->o->explain_prob ? prob_seed(z, k, t, si) : z[t];
+        if (si && !cx->o->explain_prob) si[t] = 1.0f;
     }
     if (!st && grad) st = sal_session_dev_backward(s, seed, guided, 0);
     if (!st && grad) st = io->take(io->ctx, sal_session_dev_input_grad(s), din, first, nb);
@@ -761,8 +776,7 @@ static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, c
  * relu == 0 (signed maps) the map is instead upsampled and divided by max|L|. */
 static sal_status cam_final(const float *L, int lh, int lw, float *out, int h, int w, int relu) {
     int64_t n = (int64_t)lh * lw, N = (int64_t)h * w;
-    if (n <= 0 || N <= 0) return SAL_ERR_INVALID_ARG;
-    float *m = malloc(sizeof(float) * (size_t)n);
+    float *m = n > 0 ? calloc((size_t)n, sizeof(float)) : NULL;
     if (!m) return SAL_ERR_NOMEM;
     if (relu) {
         float mn = L[0], mx;
@@ -813,6 +827,15 @@ static sal_status dev_forward_capture(sal_method_ctx *cx, const float *dimg, con
     return st ? st : sal_session_dev_forward(cx->s, lg);
 }
 
+/* Image i's target after its forward pass gave its logits lg: *t as given, or, deferred (-1), the
+ * top-1 class of lg, written into the call's targets (cx->top1_out). */
+static sal_status cam_target(sal_method_ctx *cx, const float *lg, int i, int *t) {
+    if (*t >= 0) return SAL_OK;
+    if (!cx->top1_out) return sal_fail(serr(cx), SAL_ERR_INTERNAL, "image %d has no target", i);
+    *t = cx->top1_out[i] = top1_of(lg, cx->k);
+    return SAL_OK;
+}
+
 /* Arguments of the CAM primitives: a layer activation of lc channels of lhw pixels. */
 static sal_mp_args cam_args(const sal_method_ctx *cx, const float *dact, int64_t lc, int64_t lhw) {
     sal_mp_args a = sal_mp_base(cx);
@@ -820,6 +843,51 @@ static sal_mp_args cam_args(const sal_method_ctx *cx, const float *dact, int64_t
     a.lc = (int)lc;
     a.lhw = lhw;
     return a;
+}
+
+/* A gradient CAM's (lh, lw) map of one image into host cam (lhw), from the layer's activation and
+ * gradient dact, dgrad (lc, lhw) in the backend's memory: the channel weights into dwts (lc), the
+ * weighted sum (with the ReLU when asked) into dcam (lhw), then downloaded. */
+static sal_status cam_map_of(sal_method_ctx *cx, sal_method method, const float *dact, const float *dgrad,
+                             int64_t lc, int64_t lhw, float *dwts, float *dcam, float *cam) {
+    sal_status st = SAL_OK;
+    sal_mp_args a = cam_args(cx, dact, lc, lhw);
+    a.in2 = dgrad;
+    a.wf = dwts;
+    a.out = dwts;
+    a.mode = method == SAL_M_XGRADCAM ? SAL_CAM_W_X : method == SAL_M_GRADCAMPP ? SAL_CAM_W_PP
+             : method == SAL_M_HIRESCAM || method == SAL_M_LAYERCAM ? SAL_CAM_W_NONE
+             : SAL_CAM_W_MEAN;
+    if (a.mode != SAL_CAM_W_NONE) st = sal_mp(cx, SAL_MP_cam_weights, lc, &a);
+    a.mode = method == SAL_M_HIRESCAM ? SAL_CAM_S_HIRES : method == SAL_M_LAYERCAM ? SAL_CAM_S_LAYER
+             : SAL_CAM_S_WEIGHTED;
+    a.out = dcam;
+    a.f0 = cx->o->cam_relu ? 1.0f : 0.0f;
+    if (!st) st = sal_mp(cx, SAL_MP_cam_sum, lhw, &a);
+    if (!st) st = sal_dget(cx, cam, dcam, sizeof(float) * (size_t)lhw);
+    return st;
+}
+
+/* A channels-last CAM layer's captured activation and gradient (NHWC maps, tokens after cl->skip
+ * leading ones) as planes (lc, lhw) in dpa and dpg; *dact and *dgrad then point at them. Nothing
+ * to do for an NCHW layer or a value the score does not reach. */
+static sal_status cam_as_planes(sal_method_ctx *cx, const sal_cam_layer *cl, const float **dact, const float **dgrad,
+                                float *dpa, float *dpg) {
+    if (cl->layout == SAL_LAYOUT_NCHW || !*dact || !*dgrad) return SAL_OK;
+    const int64_t lc = cl->channels, lhw = (int64_t)cl->h * cl->w;
+    sal_mp_args c = sal_mp_base(cx);
+    c.lc = (int)lc;
+    c.lhw = lhw;
+    c.k0 = cl->skip;
+    c.in = *dact;
+    c.out = dpa;
+    sal_status st = sal_mp(cx, SAL_MP_to_planes, lc * lhw, &c);
+    c.in = *dgrad;
+    c.out = dpg;
+    if (!st) st = sal_mp(cx, SAL_MP_to_planes, lc * lhw, &c);
+    *dact = dpa;
+    *dgrad = dpg;
+    return st;
 }
 
 static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const float *x, int n, const int *tg,
@@ -874,10 +942,12 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             float *dparts = sal_dalloc(cx, sizeof(float) * 2 * SAL_MP_PARTS * (size_t)B);
             float *dw = sal_dalloc(cx, sizeof(float) * (size_t)lc), *dc = sal_dalloc(cx, sizeof(float) * (size_t)lhw);
             if (!sc || !t1 || !dx || !dact || !dup || !dmm || !dparts || !dw || !dc) st = SAL_ERR_NOMEM;
-            for (int k = 0; k < B && t1; k++) t1[k] = t;
-            /* the image's forward pass: its score, and the layer's activation kept on the backend */
+            /* the image's forward pass: its score (and its top-1 class when that is deferred),
+             * and the layer's activation kept on the backend */
             if (!st) st = sal_dput(cx, dx, xi, sizeof(float) * (size_t)cx->per);
             if (!st) st = dev_forward_capture(cx, dx, NULL, layer_v, lg);
+            if (!st) st = cam_target(cx, lg, i, &t);
+            for (int k = 0; !st && k < B; k++) t1[k] = t;
             if (!st) out->scores[i] = cx->o->explain_prob ? prob_seed(lg, cx->k, t, NULL) : lg[t];
             if (!st) st = sal_method_progress(cx, 1, 0);
             if (!st) {
@@ -937,6 +1007,7 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
              * weighted sum (with the ReLU) on the backend: only the (lh, lw) map comes back */
             int t = tg[i];
             st = dev_forward_capture(cx, NULL, xi, layer_v, lg);
+            if (!st) st = cam_target(cx, lg, i, &t);
             if (!st) st = sal_method_progress(cx, 1, 0);
             if (!st) {
                 memset(seed, 0, sizeof(float) * (size_t)cx->k);
@@ -946,38 +1017,12 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             }
             const float *dact = st ? NULL : sal_session_dev_capture(cx->s, 0);
             const float *dgrad = st ? NULL : sal_session_dev_capture(cx->s, 1);
-            if (!st && last && dact && dgrad) {   /* as planes (lc, lhw) */
-                sal_mp_args c = sal_mp_base(cx);
-                c.lc = (int)lc;
-                c.lhw = lhw;
-                c.k0 = cl.skip;
-                c.in = dact;
-                c.out = dpa;
-                st = sal_mp(cx, SAL_MP_to_planes, lc * lhw, &c);
-                c.in = dgrad;
-                c.out = dpg;
-                if (!st) st = sal_mp(cx, SAL_MP_to_planes, lc * lhw, &c);
-                dact = dpa;
-                dgrad = dpg;
-            }
+            if (!st) st = cam_as_planes(cx, &cl, &dact, &dgrad, dpa, dpg);   /* (lc, lhw) */
             if (!st && (!dact || !dgrad)) {
                 /* the score does not depend on the layer: the map is zero */
                 memset(cam, 0, sizeof(float) * (size_t)lhw);
             } else if (!st) {
-                sal_mp_args a = cam_args(cx, dact, lc, lhw);
-                a.in2 = dgrad;
-                a.wf = dwts;
-                a.out = dwts;
-                a.mode = o->method == SAL_M_XGRADCAM ? SAL_CAM_W_X : o->method == SAL_M_GRADCAMPP ? SAL_CAM_W_PP
-                         : o->method == SAL_M_HIRESCAM || o->method == SAL_M_LAYERCAM ? SAL_CAM_W_NONE
-                         : SAL_CAM_W_MEAN;
-                if (a.mode != SAL_CAM_W_NONE) st = sal_mp(cx, SAL_MP_cam_weights, lc, &a);
-                a.mode = o->method == SAL_M_HIRESCAM ? SAL_CAM_S_HIRES : o->method == SAL_M_LAYERCAM ? SAL_CAM_S_LAYER
-                         : SAL_CAM_S_WEIGHTED;
-                a.out = dcam;
-                a.f0 = o->cam_relu ? 1.0f : 0.0f;
-                if (!st) st = sal_mp(cx, SAL_MP_cam_sum, lhw, &a);
-                if (!st) st = sal_dget(cx, cam, dcam, sizeof(float) * (size_t)lhw);
+                st = cam_map_of(cx, o->method, dact, dgrad, lc, lhw, dwts, dcam, cam);
             }
         }
         if (!st) st = cam_final(cam, (int)lh, (int)lw, out->upsampled + (int64_t)i * cx->h * cx->w, cx->h, cx->w, o->cam_relu);
@@ -1028,6 +1073,19 @@ static sal_status top1_targets(sal_method_ctx *cx, const float *x, int n, int *t
     return st;
 }
 
+/* Methods whose first model pass over each image is a plain forward of that image (then backward):
+ * with no targets given, that pass's logits pick the top-1 class (pass_dev_once, cam_target), the
+ * same class a separate forward would pick, one forward pass per image fewer. */
+static int top1_in_pass(sal_method m) {
+    switch (m) {
+    case SAL_M_SALIENCY: case SAL_M_INPUTXGRAD: case SAL_M_GUIDED:
+    case SAL_M_GRADCAM: case SAL_M_GRADCAMPP: case SAL_M_HIRESCAM: case SAL_M_XGRADCAM: case SAL_M_LAYERCAM:
+    case SAL_M_SCORECAM: case SAL_M_GUIDED_GRADCAM:
+        return 1;
+    default: return 0;
+    }
+}
+
 /* Model passes per image of the methods outside the CAM family (see each method's loops). */
 static int64_t method_passes_per_image(const sal_method_ctx *cx) {
     const sal_explain_opts *o = cx->o;
@@ -1069,6 +1127,8 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     cx.batch = o->batch;
     if (cx.batch <= 0 && (st = sal_session_auto_batch(s, cx.h, cx.w, 0, 0, &cx.batch, NULL, NULL)))
         return sal_fail(err, st, "%s", sal_session_error(s));
+    /* a model of fixed batch (sal_model_max_batch): every internal batch within it */
+    if (sal_session_max_batch(s) > 0 && cx.batch > sal_session_max_batch(s)) cx.batch = sal_session_max_batch(s);
     st = sal_session_plan(s, 1, cx.h, cx.w);
     if (st) return sal_fail(err, st, "%s", sal_session_error(s));
     /* (the plan has checked h and w) NaN or infinity would run through every pass into the maps */
@@ -1145,6 +1205,10 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
             }
             out->targets[i] = targets[i];
         }
+    } else if (top1_in_pass(o->method)) {
+        /* the method's first pass over each image computes its logits: it picks the class there */
+        for (int i = 0; i < n; i++) out->targets[i] = -1;
+        cx.top1_out = out->targets;
     } else if ((st = top1_targets(&cx, x, n, out->targets))) {
         sal_maps_free(out);
         return sal_fail(err, st, "%s", sal_session_error(s));
@@ -1199,6 +1263,8 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     else if (o->method == SAL_M_GRADSHAP) st = sal_explain_gradshap(&cx, x, n, out->targets, out);
     else if (o->method == SAL_M_KERNELSHAP) st = sal_explain_kernelshap(&cx, x, n, out->targets, out);
     else st = explain_gradient(&cx, x, n, out->targets, out);
+    for (int i = 0; !st && i < n; i++)
+        if (out->targets[i] < 0) st = sal_fail(sal_session_err(s), SAL_ERR_INTERNAL, "image %d got no top-1 target", i);
     if (!st) st = sal_method_progress(&cx, 0, 1);   /* the end: done == total */
     if (st) {
         const char *why = sal_session_error(s);
@@ -1208,4 +1274,185 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     }
     out->batch = cx.batch;
     return SAL_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Several methods sharing passes                                                                   */
+
+/* Methods whose map of an image comes from one forward pass capturing the CAM layer and one
+ * backward pass of the target's score: the input gradient (saliency, input x gradient) and the
+ * layer's activation and gradient (the gradient CAM family). */
+int sal_method_shares_pass(sal_method m) {
+    switch (m) {
+    case SAL_M_SALIENCY: case SAL_M_INPUTXGRAD:
+    case SAL_M_GRADCAM: case SAL_M_GRADCAMPP: case SAL_M_HIRESCAM: case SAL_M_XGRADCAM: case SAL_M_LAYERCAM:
+        return 1;
+    default: return 0;
+    }
+}
+
+/* Every method of ms (nm, each sal_method_shares_pass) on n images x, per image one forward pass
+ * capturing the CAM layer and one backward pass (to the layer only when no input-space method is
+ * asked), out[j] the maps of ms[j] as sal_explain makes them. */
+static sal_status explain_shared(sal_method_ctx *cx, const sal_model *m, const sal_method *ms, int nm,
+                                 const float *x, int n, int *tg, sal_maps *out) {
+    const sal_explain_opts *o = cx->o;
+    char layer[sizeof out[0].layer] = "";
+    int need_input = 0, need_cam = 0;
+    for (int j = 0; j < nm; j++) {
+        if (sal_method_is_cam(ms[j])) need_cam = 1;
+        else need_input = 1;
+    }
+    sal_cam_layer cl;
+    sal_status st = sal_cam_layer_resolve(cx->s, m, cx->h, cx->w, o->layer, o->tokens_h, o->tokens_w, &cl, serr(cx));
+    if (st) return st;
+    snprintf(layer, sizeof layer, "%s", cl.name);
+    const int64_t lc = cl.channels, lh = cl.h, lw = cl.w, lhw = lh * lw;
+    const int last = cl.layout != SAL_LAYOUT_NCHW;   /* read through planes (cam_as_planes) */
+    const int layer_v = sal_session_find_layer(cx->s, layer);
+    for (int j = 0; j < nm; j++) {
+        sal_maps *mp = &out[j];
+        mp->n = n;
+        mp->batch = 1;
+        mp->targets = malloc(sizeof(int) * (size_t)n);
+        mp->scores = calloc((size_t)n, sizeof(float));
+        if (sal_method_is_cam(ms[j])) {
+            mp->ndim = 2;
+            mp->dims[0] = lh;
+            mp->dims[1] = lw;
+            snprintf(mp->layer, sizeof mp->layer, "%s", layer);
+            mp->attr = calloc((size_t)n * (size_t)lhw, sizeof(float));
+            mp->upsampled = calloc((size_t)n * (size_t)cx->h * cx->w, sizeof(float));
+            if (!mp->upsampled) st = SAL_ERR_NOMEM;
+        } else {
+            mp->ndim = 3;
+            mp->dims[0] = cx->c;
+            mp->dims[1] = cx->h;
+            mp->dims[2] = cx->w;
+            mp->attr = calloc((size_t)n * (size_t)cx->per, sizeof(float));
+        }
+        if (!mp->targets || !mp->scores || !mp->attr) st = SAL_ERR_NOMEM;
+    }
+    float *lg = malloc(sizeof(float) * (size_t)cx->k), *seed = malloc(sizeof(float) * (size_t)cx->k);
+    float *dwts = need_cam ? sal_dalloc(cx, sizeof(float) * (size_t)lc) : NULL;
+    float *dcam = need_cam ? sal_dalloc(cx, sizeof(float) * (size_t)lhw) : NULL;
+    float *dpa = need_cam && last ? sal_dalloc(cx, sizeof(float) * (size_t)(lc * lhw)) : NULL;
+    float *dpg = need_cam && last ? sal_dalloc(cx, sizeof(float) * (size_t)(lc * lhw)) : NULL;
+    if (!st && (!lg || !seed || (need_cam && (!dwts || !dcam || (last && (!dpa || !dpg)))))) st = SAL_ERR_NOMEM;
+    if (!st) st = sal_method_progress_start(cx, n);
+    for (int i = 0; i < n && !st; i++) {
+        const float *xi = x + i * cx->per;
+        int t = tg[i];
+        st = dev_forward_capture(cx, NULL, xi, layer_v, lg);
+        if (!st && t < 0) t = tg[i] = top1_of(lg, cx->k);
+        float score = 0;
+        if (!st) {
+            memset(seed, 0, sizeof(float) * (size_t)cx->k);
+            if (o->explain_prob) score = prob_seed(lg, cx->k, t, seed);
+            else { score = lg[t]; seed[t] = 1.0f; }
+            st = sal_session_dev_backward(cx->s, seed, 0, !need_input);
+        }
+        const float *dact = st ? NULL : sal_session_dev_capture(cx->s, 0);
+        const float *dgrad = st ? NULL : sal_session_dev_capture(cx->s, 1);
+        const float *dgx = st ? NULL : sal_session_dev_input_grad(cx->s);
+        if (!st && need_cam) st = cam_as_planes(cx, &cl, &dact, &dgrad, dpa, dpg);
+        for (int j = 0; j < nm && !st; j++) {
+            sal_maps *mp = &out[j];
+            mp->targets[i] = t;
+            mp->scores[i] = score;
+            if (sal_method_is_cam(ms[j])) {
+                float *cam = mp->attr + i * lhw;
+                if (dact && dgrad) st = cam_map_of(cx, ms[j], dact, dgrad, lc, lhw, dwts, dcam, cam);
+                /* else the score does not depend on the layer: the map stays zero */
+                if (!st) st = cam_final(cam, (int)lh, (int)lw, mp->upsampled + (int64_t)i * cx->h * cx->w, cx->h,
+                                        cx->w, o->cam_relu);
+            } else if (dgx) {
+                float *a = mp->attr + i * cx->per;
+                st = sal_dget(cx, a, dgx, sizeof(float) * (size_t)cx->per);
+                if (!st && ms[j] == SAL_M_INPUTXGRAD)
+                    for (int64_t q = 0; q < cx->per; q++) a[q] *= xi[q];
+            }
+        }
+        if (!st) st = sal_method_progress(cx, 1, 0);
+    }
+    free(lg);
+    free(seed);
+    sal_dfree(cx, dwts);
+    sal_dfree(cx, dcam);
+    sal_dfree(cx, dpa);
+    sal_dfree(cx, dpg);
+    return st;
+}
+
+sal_status sal_explain_many_impl(sal_session *s, const sal_model *m, const sal_explain_opts *o,
+                                 const sal_method *ms, int nm, const float *x, int n, int h, int w,
+                                 const int *targets, sal_maps *out, sal_error *err) {
+    if (!out || nm <= 0 || !ms) return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: no methods");
+    for (int j = 0; j < nm; j++) memset(&out[j], 0, sizeof out[j]);
+    if (!o || !x || n <= 0) return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: no input");
+    int shared = 0;
+    for (int j = 0; j < nm; j++) {
+        if (ms[j] < 0 || ms[j] >= SAL_M_COUNT)
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: unknown method %d", (int)ms[j]);
+        shared += sal_method_shares_pass(ms[j]);
+        for (int q = 0; q < j; q++)
+            if (ms[q] == ms[j])
+                return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: method %s is asked twice", sal_method_name(ms[j]));
+    }
+    sal_status st = SAL_OK;
+    /* the methods that share nothing (or a single sharer): one sal_explain each */
+    for (int j = 0; j < nm && !st; j++) {
+        if (shared >= 2 && sal_method_shares_pass(ms[j])) continue;
+        sal_explain_opts oj = *o;
+        oj.method = ms[j];
+        st = sal_explain_impl(s, m, &oj, x, n, h, w, targets, &out[j], err);
+    }
+    if (!st && shared >= 2) {
+        sal_method_ctx cx = {0};
+        sal_method group[SAL_M_COUNT];
+        sal_maps gout[SAL_M_COUNT];
+        int ng = 0;
+        for (int j = 0; j < nm; j++)
+            if (sal_method_shares_pass(ms[j])) group[ng++] = ms[j];
+        sal_explain_opts og = *o;
+        og.method = group[0];
+        cx.s = s;
+        cx.o = &og;
+        sal_tensor_info in;
+        sal_model_input(m, 0, &in);
+        cx.c = (int)in.dims[1];
+        cx.h = in.dims[2] > 0 ? (int)in.dims[2] : h;
+        cx.w = in.dims[3] > 0 ? (int)in.dims[3] : w;
+        cx.per = (int64_t)cx.c * cx.h * cx.w;
+        cx.batch = 1;
+        cx.prog.method = group[0];
+        cx.prog.n_images = n;
+        int *tg = malloc(sizeof(int) * (size_t)n);
+        if (!tg) st = sal_fail(err, SAL_ERR_NOMEM, "out of memory");
+        if (!st && (st = sal_session_plan(s, 1, cx.h, cx.w))) st = sal_fail(err, st, "%s", sal_session_error(s));
+        if (!st) st = check_finite(x, n, cx.per, "image", err);
+        cx.k = st ? 0 : sal_session_num_classes(s);
+        for (int i = 0; !st && i < n; i++) {
+            tg[i] = targets ? targets[i] : -1;
+            if (targets && (targets[i] < 0 || targets[i] >= cx.k))
+                st = sal_fail(err, SAL_ERR_INVALID_ARG, "--target %d is out of range: the model has %d classes",
+                              targets[i], cx.k);
+        }
+        memset(gout, 0, sizeof gout);
+        if (!st) {
+            st = explain_shared(&cx, m, group, ng, x, n, tg, gout);
+            if (!st) st = sal_method_progress(&cx, 0, 1);
+            if (st) {
+                const char *why = sal_session_error(s);
+                if (st == SAL_ERR_CANCELLED) st = sal_fail(err, st, "%s", why);
+                else st = sal_fail(err, st, "%s: %s", sal_method_name(group[0]), why && *why ? why : sal_status_str(st));
+            }
+        }
+        for (int j = 0, g = 0; j < nm; j++)
+            if (sal_method_shares_pass(ms[j])) out[j] = gout[g++];
+        free(tg);
+    }
+    if (st)
+        for (int j = 0; j < nm; j++) sal_maps_free(&out[j]);
+    return st;
 }

@@ -16,6 +16,11 @@ typedef struct sal_method_ctx {
     int c, h, w, k;      /* input channels and size, number of classes */
     int64_t per;         /* c*h*w */
     int batch;           /* internal batch */
+    /* targets NULL on a method whose passes start with the image itself (saliency, input x
+     * gradient, guided backprop, the gradient CAMs): the call's targets (n), -1 until the image's
+     * own pass picks its top-1 class from the logits it computed (no separate forward pass);
+     * NULL otherwise */
+    int *top1_out;
     /* Guided Grad-CAM: the ReLU'd Grad-CAM maps of the call's images (n, cam_lh, cam_lhw / cam_lh)
      * in the backend's memory, multiplied (nearest-upsampled) into the guided gradients; NULL
      * otherwise */
@@ -160,5 +165,9 @@ const sal_model *sal_session_model(const sal_session *s);
 sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explain_opts *o,
                             const float *x, int n, int h, int w, const int *targets, sal_maps *out,
                             sal_error *err);
+/* sal_explain_many: nm methods (o->method ignored), out[j] the maps of ms[j]. */
+sal_status sal_explain_many_impl(sal_session *s, const sal_model *m, const sal_explain_opts *o,
+                                 const sal_method *ms, int nm, const float *x, int n, int h, int w,
+                                 const int *targets, sal_maps *out, sal_error *err);
 
 #endif

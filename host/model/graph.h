@@ -118,6 +118,11 @@ typedef struct sal_graph {
     int consts_folded, bn_folded;
     int n_meta;
     char **meta_keys, **meta_values;   /* the model's metadata_props */
+    /* the image input (layout.c; zeros until sal_graph_adapt_image_input runs) */
+    int layout;          /* SAL_LAYOUT_NCHW, or SAL_LAYOUT_NHWC as the file declares it */
+    int file_input;      /* value of the input as the file declares it (NHWC: the Transpose's output) */
+    int max_batch;       /* 0: any batch; 1: fixed at 1 (batch_why says by what) */
+    char batch_why[400];
 } sal_graph;
 
 sal_graph *sal_graph_new(const char *path);
@@ -145,6 +150,19 @@ sal_status sal_node_attr_floats(sal_node *n, const char *name, int count, const 
  * an error naming op and node), fold constant subgraphs and BatchNorm into Conv, drop dead nodes.
  * The loader calls this; tests that build graphs by hand call it too. */
 sal_status sal_graph_finalize(sal_graph *g, sal_error *err);
+
+/* The image input of a finalized graph (layout.c): a channels-last (N,H,W,C) input (the model's
+ * metadata salient.layout = NHWC, or a last dimension of 1 or 3 and a second that is not) gets a
+ * channels-first twin "<input>.nchw" as the graph's input, feeding a Transpose to the original;
+ * and the largest batch is found (the input declares a batch of 1, or a Reshape of an activation
+ * hard-codes 1 as its first dimension). sal_model_load runs it; SAL_LOAD_RAW leaves the graph as
+ * the file has it (the ONNX conformance tests feed their inputs as declared). */
+/* (layouts: SAL_LAYOUT_NCHW and SAL_LAYOUT_NHWC of include/salient.h's sal_layout) */
+sal_status sal_graph_adapt_image_input(sal_graph *g, sal_error *err);
+#define SAL_LOAD_RAW 1
+sal_status sal_model_load_ex(const char *path, int flags, sal_model **out, sal_error *err);
+sal_status sal_model_load_buffer_ex(const void *data, size_t len, const char *name, int flags,
+                                    sal_model **out, sal_error *err);
 
 /* Parse an ONNX TensorProto from bytes into a host tensor (used by the loader and by the
  * conformance tests for their input_N.pb / output_N.pb files). */

@@ -289,6 +289,11 @@ static sal_status build_graph(sal_graph *g, const Onnx__ModelProto *mp, sal_erro
 
 sal_status sal_model_load_buffer(const void *data, size_t len, const char *name, sal_model **out,
                                  sal_error *err) {
+    return sal_model_load_buffer_ex(data, len, name, 0, out, err);
+}
+
+sal_status sal_model_load_buffer_ex(const void *data, size_t len, const char *name, int flags,
+                                    sal_model **out, sal_error *err) {
     if (!out) return sal_fail(err, SAL_ERR_INVALID_ARG, "sal_model_load: out is NULL");
     *out = NULL;
     if (!name) name = "<buffer>";
@@ -303,6 +308,7 @@ sal_status sal_model_load_buffer(const void *data, size_t len, const char *name,
     if (!st) st = build_graph(g, mp, err);
     onnx__model_proto__free_unpacked(mp, NULL);
     if (!st) st = sal_graph_finalize(g, err);
+    if (!st && !(flags & SAL_LOAD_RAW)) st = sal_graph_adapt_image_input(g, err);
     if (st) {
         sal_graph_free(g);
         free(m);
@@ -314,6 +320,10 @@ sal_status sal_model_load_buffer(const void *data, size_t len, const char *name,
 }
 
 sal_status sal_model_load(const char *path, sal_model **out, sal_error *err) {
+    return sal_model_load_ex(path, 0, out, err);
+}
+
+sal_status sal_model_load_ex(const char *path, int flags, sal_model **out, sal_error *err) {
     if (!path || !out) return sal_fail(err, SAL_ERR_INVALID_ARG, "sal_model_load: NULL argument");
     *out = NULL;
     FILE *f = fopen(path, "rb");
@@ -333,7 +343,7 @@ sal_status sal_model_load(const char *path, sal_model **out, sal_error *err) {
         free(buf);
         return sal_fail(err, SAL_ERR_IO, "%s: short read (%zu of %ld bytes)", path, got, len);
     }
-    sal_status st = sal_model_load_buffer(buf, (size_t)len, path, out, err);
+    sal_status st = sal_model_load_buffer_ex(buf, (size_t)len, path, flags, out, err);
     free(buf);
     return st;
 }

@@ -49,20 +49,6 @@ static sal_status float_inputs(sal_op_ctx *ctx, int n) {
     return SAL_OK;
 }
 
-static sal_status put_params(sal_op_ctx *ctx, const void *p, size_t size) {
-    void *m = malloc(size);
-    if (!m) return sal_op_fail(ctx, SAL_ERR_NOMEM, "out of memory for the op's parameters");
-    memcpy(m, p, size);
-    ctx->params = m;
-    return SAL_OK;
-}
-
-static int64_t dims_prod(const int64_t *d, int from, int to) {
-    int64_t p = 1;
-    for (int i = from; i < to; i++) p *= d[i];
-    return p;
-}
-
 /* axis in [-r, r - 1 + extra] -> [0, r - 1 + extra]. */
 static sal_status norm_axis(sal_op_ctx *ctx, const char *what, int64_t axis, int r, int extra,
                             int *out) {
@@ -129,7 +115,7 @@ static sal_status activation(sal_op_ctx *ctx, const sal_scalar_params *p) {
     if (!st) st = float_inputs(ctx, 1);
     if (st) return st;
     ctx->out_shape[0] = *in_shape(ctx, 0);
-    return put_params(ctx, p, sizeof *p);
+    return sal_op_put_params(ctx, p, sizeof *p);
 }
 
 sal_status sal_infer_relu(sal_op_ctx *ctx) {
@@ -193,7 +179,7 @@ sal_status sal_infer_tanh(sal_op_ctx *ctx) {
 
 /* Sort the broadcast into one of the kernels' fast paths (see SAL_BC_* in ops.h). */
 static void bcast_classify(sal_bcast_params *p, int64_t na, int64_t nb) {
-    int64_t n = dims_prod(p->out, 0, p->ndim);
+    int64_t n = sal_dims_prod(p->out, 0, p->ndim);
     p->mode = SAL_BC_GENERAL;
     p->outer = p->mid = p->inner = 1;
     if (na == n && nb == n) { p->mode = SAL_BC_SAME; return; }
@@ -211,9 +197,9 @@ static void bcast_classify(sal_bcast_params *p, int64_t na, int64_t nb) {
     for (int d = first; d <= last; d++)
         if (p->out[d] > 1 && s[d] == 0) return;   /* the small input is not one block */
     p->mode = na == n ? SAL_BC_CHANNEL_B : SAL_BC_CHANNEL_A;
-    p->outer = dims_prod(p->out, 0, first);
-    p->mid = dims_prod(p->out, first, last + 1);
-    p->inner = dims_prod(p->out, last + 1, p->ndim);
+    p->outer = sal_dims_prod(p->out, 0, first);
+    p->mid = sal_dims_prod(p->out, first, last + 1);
+    p->inner = sal_dims_prod(p->out, last + 1, p->ndim);
 }
 
 static sal_status binary(sal_op_ctx *ctx) {
@@ -255,7 +241,7 @@ static sal_status binary(sal_op_ctx *ctx) {
                            sal_shape_str(a, sa, sizeof sa), sal_shape_str(&b, sb, sizeof sb),
                            SAL_MAX_DIMS);
     bcast_classify(&p, sal_shape_numel(a), sal_shape_numel(&b));
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 sal_status sal_infer_add(sal_op_ctx *ctx) { return binary(ctx); }
@@ -320,17 +306,17 @@ sal_status sal_infer_reducemean(sal_op_ctx *ctx) {
         if (kind[d]) { p.rmask |= 1u << d; nred++; at = d; }
     if (nred <= 1) {
         if (at < 0) {   /* nothing reduced: y is x */
-            p.outer = dims_prod(p.rdims, 0, p.rdim);
+            p.outer = sal_dims_prod(p.rdims, 0, p.rdim);
             p.axis_len = 1;
             p.inner = 1;
         } else {
-            p.outer = dims_prod(p.rdims, 0, at);
+            p.outer = sal_dims_prod(p.rdims, 0, at);
             p.axis_len = p.rdims[at];
-            p.inner = dims_prod(p.rdims, at + 1, p.rdim);
+            p.inner = sal_dims_prod(p.rdims, at + 1, p.rdim);
             p.axis = at;
         }
     }
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 /* Softmax: opset < 13 coerces x to 2-D at `axis` (default 1) and normalizes over the flattened
@@ -349,17 +335,17 @@ sal_status sal_infer_softmax(sal_op_ctx *ctx) {
     sal_axis_params p;
     memset(&p, 0, sizeof p);
     p.axis = axis;
-    p.outer = dims_prod(x->d, 0, axis);
+    p.outer = sal_dims_prod(x->d, 0, axis);
     if (old) {
-        p.axis_len = dims_prod(x->d, axis, x->ndim);
+        p.axis_len = sal_dims_prod(x->d, axis, x->ndim);
         p.inner = 1;
     } else {
         p.axis_len = x->d[axis];
-        p.inner = dims_prod(x->d, axis + 1, x->ndim);
+        p.inner = sal_dims_prod(x->d, axis + 1, x->ndim);
     }
     p.count = p.axis_len;
     ctx->out_shape[0] = *x;
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 sal_status sal_infer_concat(sal_op_ctx *ctx) {
@@ -391,10 +377,10 @@ sal_status sal_infer_concat(sal_op_ctx *ctx) {
     sal_axis_params p;
     memset(&p, 0, sizeof p);
     p.axis = axis;
-    p.outer = dims_prod(y.d, 0, axis);
+    p.outer = sal_dims_prod(y.d, 0, axis);
     p.axis_len = y.d[axis];
-    p.inner = dims_prod(y.d, axis + 1, y.ndim);
-    return put_params(ctx, &p, sizeof p);
+    p.inner = sal_dims_prod(y.d, axis + 1, y.ndim);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -428,7 +414,7 @@ sal_status sal_infer_transpose(sal_op_ctx *ctx) {
     sal_shape *y = &ctx->out_shape[0];
     y->ndim = x->ndim;
     for (int d = 0; d < x->ndim; d++) y->d[d] = x->d[p.perm[d]];
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 /* Pad: modes constant, edge, reflect. Negative pads crop; edge/reflect pad the cropped tensor.
@@ -495,7 +481,7 @@ sal_status sal_infer_pad(sal_op_ctx *ctx) {
         if (p.mode != SAL_PAD_CONSTANT && kept == 0 && y->d[d] > 0)
             return sal_op_fail(ctx, SAL_ERR_SHAPE, "mode '%s' cannot pad the empty dim %d", mode, d);
     }
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -518,8 +504,8 @@ sal_status sal_infer_flatten(sal_op_ctx *ctx) {
         return st;
     sal_shape *y = &ctx->out_shape[0];
     y->ndim = 2;
-    y->d[0] = dims_prod(x->d, 0, axis);
-    y->d[1] = dims_prod(x->d, axis, x->ndim);
+    y->d[0] = sal_dims_prod(x->d, 0, axis);
+    y->d[1] = sal_dims_prod(x->d, axis, x->ndim);
     return SAL_OK;
 }
 

@@ -15,24 +15,6 @@
 /* ------------------------------------------------------------------------------------------------ */
 /* Helpers                                                                                          */
 
-static sal_status float_input(sal_op_ctx *ctx, int i, const char *what) {
-    if (!in_shape(ctx, i))
-        return sal_op_fail(ctx, SAL_ERR_SHAPE, "input %d (%s) is missing", i, what);
-    int t = in_dtype(ctx, i);
-    if (t != 0 && t != SAL_F32)
-        return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "input %d (%s) has type %s: only float32 is "
-                           "supported on run-time data", i, what, sal_dtype_name(t));
-    return SAL_OK;
-}
-
-static sal_status put_params(sal_op_ctx *ctx, const void *p, size_t size) {
-    void *m = malloc(size);
-    if (!m) return sal_op_fail(ctx, SAL_ERR_NOMEM, "out of memory for the op's parameters");
-    memcpy(m, p, size);
-    ctx->params = m;
-    return SAL_OK;
-}
-
 /* Constant integer input idx, at most cap entries, into v; *n its count. */
 static sal_status const_ints(sal_op_ctx *ctx, int idx, const char *what, int64_t *v, int cap, int *n) {
     const sal_tensor *t = in_const(ctx, idx);
@@ -64,7 +46,7 @@ static void row_strides(const sal_shape *s, int64_t *st) {
 /* numpy's slice rules: negative starts/ends count from the end, both clamped (to [0, dim] for a
  * positive step, [-1, dim - 1] for a negative one). */
 sal_status sal_infer_slice(sal_op_ctx *ctx) {
-    sal_status st = float_input(ctx, 0, "data");
+    sal_status st = sal_op_float_input(ctx, 0, "data", 1);
     if (st) return st;
     const sal_shape *x = in_shape(ctx, 0);
     const int r = x->ndim;
@@ -136,14 +118,14 @@ sal_status sal_infer_slice(sal_op_ctx *ctx) {
     }
     for (int d = 0; d < r; d++) p.out[d] = y->d[d];
     ctx->out_dtype[0] = SAL_F32;
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Gather                                                                                           */
 
 sal_status sal_infer_gather(sal_op_ctx *ctx) {
-    sal_status st = float_input(ctx, 0, "data");
+    sal_status st = sal_op_float_input(ctx, 0, "data", 1);
     if (st) return st;
     const sal_shape *x = in_shape(ctx, 0);
     const int r = x->ndim;
@@ -188,14 +170,14 @@ sal_status sal_infer_gather(sal_op_ctx *ctx) {
     for (int d = 0; d < is->ndim; d++) y->d[y->ndim++] = is->d[d];
     for (int d = ax + 1; d < r; d++) y->d[y->ndim++] = x->d[d];
     ctx->out_dtype[0] = SAL_F32;
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* DepthToSpace, SpaceToDepth: x (N, C, H, W), blocksize b                                          */
 
 static sal_status block_input(sal_op_ctx *ctx, int64_t *b) {
-    sal_status st = float_input(ctx, 0, "input");
+    sal_status st = sal_op_float_input(ctx, 0, "input", 1);
     if (st) return st;
     const sal_shape *x = in_shape(ctx, 0);
     char sx[128];
@@ -238,7 +220,7 @@ sal_status sal_infer_depthtospace(sal_op_ctx *ctx) {
     }
     ctx->out_shape[0] = (sal_shape){4, {N, c2, H * b, W * b}};
     ctx->out_dtype[0] = SAL_F32;
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 /* y (N, C*b*b, H/b, W/b) viewed as (N, b, b, C, H/b, W/b) at (n, i, j, c, h, w) reads x at
@@ -264,7 +246,7 @@ sal_status sal_infer_spacetodepth(sal_op_ctx *ctx) {
     }
     ctx->out_shape[0] = (sal_shape){4, {N, C * b * b, H / b, W / b}};
     ctx->out_dtype[0] = SAL_F32;
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -281,13 +263,13 @@ static sal_status tile_params(sal_op_ctx *ctx, const sal_shape *x, const sal_sha
     }
     ctx->out_shape[0] = *y;
     ctx->out_dtype[0] = SAL_F32;
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 /* Expand: y = x broadcast with the constant shape (numpy rules both ways: a 1 in shape keeps x's
  * dim). */
 sal_status sal_infer_expand(sal_op_ctx *ctx) {
-    sal_status st = float_input(ctx, 0, "input");
+    sal_status st = sal_op_float_input(ctx, 0, "input", 1);
     if (st) return st;
     const sal_shape *x = in_shape(ctx, 0);
     int64_t sv[SAL_MAX_DIMS];
@@ -306,7 +288,7 @@ sal_status sal_infer_expand(sal_op_ctx *ctx) {
 }
 
 sal_status sal_infer_tile(sal_op_ctx *ctx) {
-    sal_status st = float_input(ctx, 0, "input");
+    sal_status st = sal_op_float_input(ctx, 0, "input", 1);
     if (st) return st;
     const sal_shape *x = in_shape(ctx, 0);
     int64_t rep[SAL_MAX_DIMS];
@@ -332,8 +314,8 @@ sal_status sal_infer_where(sal_op_ctx *ctx) {
     if (!in_const(ctx, 0))
         return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "the condition must be a constant when the "
                            "model is planned (salient computes run-time data in float32 only)");
-    sal_status st = float_input(ctx, 1, "X");
-    if (!st) st = float_input(ctx, 2, "Y");
+    sal_status st = sal_op_float_input(ctx, 1, "X", 1);
+    if (!st) st = sal_op_float_input(ctx, 2, "Y", 1);
     if (st) return st;
     const sal_shape *c = in_shape(ctx, 0), *x = in_shape(ctx, 1), *yv = in_shape(ctx, 2);
     sal_shape t, out;
@@ -361,5 +343,5 @@ sal_status sal_infer_where(sal_op_ctx *ctx) {
     p.ny = sal_shape_numel(yv);
     ctx->out_shape[0] = out;
     ctx->out_dtype[0] = SAL_F32;
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }

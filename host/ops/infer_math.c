@@ -18,40 +18,15 @@
 /* ------------------------------------------------------------------------------------------------ */
 /* Helpers                                                                                          */
 
-/* Input i is present and (when a runtime value, or whenever `always`) float32. */
-static sal_status float_input(sal_op_ctx *ctx, int i, const char *what, int always) {
-    if (!in_shape(ctx, i))
-        return sal_op_fail(ctx, SAL_ERR_SHAPE, "input %d (%s) is missing", i, what);
-    int t = in_dtype(ctx, i);
-    if ((always || !in_const(ctx, i)) && t != 0 && t != SAL_F32)
-        return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "input %d (%s) has type %s: only float32 is "
-                           "supported", i, what, sal_dtype_name(t));
-    return SAL_OK;
-}
-
-static sal_status put_params(sal_op_ctx *ctx, const void *p, size_t size) {
-    void *m = malloc(size);
-    if (!m) return sal_op_fail(ctx, SAL_ERR_NOMEM, "out of memory for the op's parameters");
-    memcpy(m, p, size);
-    ctx->params = m;
-    return SAL_OK;
-}
-
-static int64_t dims_prod(const int64_t *d, int from, int to) {
-    int64_t p = 1;
-    for (int i = from; i < to; i++) p *= d[i];
-    return p;
-}
-
 /* ------------------------------------------------------------------------------------------------ */
 /* Unary math                                                                                       */
 
 static sal_status unary(sal_op_ctx *ctx, const sal_scalar_params *p) {
-    sal_status st = float_input(ctx, 0, "X", 1);
+    sal_status st = sal_op_float_input(ctx, 0, "X", 1);
     if (st) return st;
     ctx->out_shape[0] = *in_shape(ctx, 0);
     ctx->out_dtype[0] = SAL_F32;
-    return put_params(ctx, p, sizeof *p);
+    return sal_op_put_params(ctx, p, sizeof *p);
 }
 
 sal_status sal_infer_sqrt(sal_op_ctx *ctx) {
@@ -97,7 +72,7 @@ sal_status sal_infer_softplus(sal_op_ctx *ctx) {
  * int64 or float 2) is a parameter; otherwise X and Y are broadcast tensors, X float32, Y float32
  * or a constant of any numeric type. */
 sal_status sal_infer_pow(sal_op_ctx *ctx) {
-    sal_status st = float_input(ctx, 0, "X", 1);
+    sal_status st = sal_op_float_input(ctx, 0, "X", 1);
     if (st) return st;
     if (!in_shape(ctx, 1)) return sal_op_fail(ctx, SAL_ERR_SHAPE, "input 1 (Y) is missing");
     const sal_shape *x = in_shape(ctx, 0), *e = in_shape(ctx, 1);
@@ -109,17 +84,17 @@ sal_status sal_infer_pow(sal_op_ctx *ctx) {
         p.scalar = 1;
         p.e = (float)sal_tensor_f64(ec, 0);
         ctx->out_shape[0] = *x;
-        return put_params(ctx, &p, sizeof p);
+        return sal_op_put_params(ctx, &p, sizeof p);
     }
     /* a constant exponent of another type reaches the kernels as a float32 copy (engine.c) */
-    if ((st = float_input(ctx, 1, "Y", 0))) return st;
+    if ((st = sal_op_float_input(ctx, 1, "Y", 0))) return st;
     char sa[128], sb[128];
     st = sal_broadcast(x, e, &ctx->out_shape[0], &p.b);
     if (st)
         return sal_op_fail(ctx, SAL_ERR_SHAPE, "shapes %s and %s do not broadcast",
                            sal_shape_str(x, sa, sizeof sa), sal_shape_str(e, sb, sizeof sb));
     p.b.mode = SAL_BC_GENERAL;
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -128,9 +103,9 @@ sal_status sal_infer_pow(sal_op_ctx *ctx) {
 /* X normalized over dims axis.. (default -1); Scale and B hold those dims' elements (or one);
  * outputs Y, and optionally Mean and InvStdDev shaped as X with the normalized dims set to 1. */
 sal_status sal_infer_layernorm(sal_op_ctx *ctx) {
-    sal_status st = float_input(ctx, 0, "X", 1);
-    if (!st) st = float_input(ctx, 1, "Scale", 1);
-    if (!st && in_shape(ctx, 2)) st = float_input(ctx, 2, "B", 1);
+    sal_status st = sal_op_float_input(ctx, 0, "X", 1);
+    if (!st) st = sal_op_float_input(ctx, 1, "Scale", 1);
+    if (!st && in_shape(ctx, 2)) st = sal_op_float_input(ctx, 2, "B", 1);
     if (st) return st;
     const sal_shape *x = in_shape(ctx, 0);
     int64_t axis = sal_attr_int(ctx->node, "axis", -1);
@@ -140,8 +115,8 @@ sal_status sal_infer_layernorm(sal_op_ctx *ctx) {
     int ax = (int)(axis < 0 ? axis + x->ndim : axis);
     sal_ln_params p;
     memset(&p, 0, sizeof p);
-    p.rows = dims_prod(x->d, 0, ax);
-    p.len = dims_prod(x->d, ax, x->ndim);
+    p.rows = sal_dims_prod(x->d, 0, ax);
+    p.len = sal_dims_prod(x->d, ax, x->ndim);
     p.epsilon = sal_attr_float(ctx->node, "epsilon", 1e-5f);
     if (!(p.epsilon >= 0.f))
         return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "epsilon %g is negative or NaN", p.epsilon);
@@ -160,7 +135,7 @@ sal_status sal_infer_layernorm(sal_op_ctx *ctx) {
             for (int d = ax; d < x->ndim; d++) ctx->out_shape[j].d[d] = 1;
     }
     if (ctx->n_out > 3) return sal_op_fail(ctx, SAL_ERR_SHAPE, "%d outputs (at most 3)", ctx->n_out);
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -173,7 +148,7 @@ sal_status sal_infer_reducemax(sal_op_ctx *ctx) { return sal_infer_reducemean(ct
 
 /* GlobalMaxPool: x (N, C, spatial...) -> (N, C, 1, ...): a max over the spatial dims. */
 sal_status sal_infer_globalmaxpool(sal_op_ctx *ctx) {
-    sal_status st = float_input(ctx, 0, "X", 1);
+    sal_status st = sal_op_float_input(ctx, 0, "X", 1);
     if (st) return st;
     const sal_shape *x = in_shape(ctx, 0);
     char sx[128];
@@ -186,7 +161,7 @@ sal_status sal_infer_globalmaxpool(sal_op_ctx *ctx) {
     ctx->out_dtype[0] = SAL_F32;
     sal_axis_params p;
     memset(&p, 0, sizeof p);
-    const int64_t nc = x->d[0] * x->d[1], s = dims_prod(x->d, 2, x->ndim);
+    const int64_t nc = x->d[0] * x->d[1], s = sal_dims_prod(x->d, 2, x->ndim);
     p.count = s;
     p.keepdims = 1;
     p.axis = -1;
@@ -195,7 +170,7 @@ sal_status sal_infer_globalmaxpool(sal_op_ctx *ctx) {
     p.outer = nc;
     p.axis_len = s;
     p.inner = 1;
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -207,9 +182,9 @@ sal_status sal_infer_globalmaxpool(sal_op_ctx *ctx) {
  * and with output_shape (or auto_pad SAME_*, which asks for in*s) the total padding is derived,
  * its odd unit at the end for SAME_UPPER and at the beginning otherwise. 1-D is H = 1. */
 sal_status sal_infer_convtranspose(sal_op_ctx *ctx) {
-    sal_status st = float_input(ctx, 0, "X", 1);
-    if (!st) st = float_input(ctx, 1, "W", 1);
-    if (!st && in_shape(ctx, 2)) st = float_input(ctx, 2, "B", 1);
+    sal_status st = sal_op_float_input(ctx, 0, "X", 1);
+    if (!st) st = sal_op_float_input(ctx, 1, "W", 1);
+    if (!st && in_shape(ctx, 2)) st = sal_op_float_input(ctx, 2, "B", 1);
     if (st) return st;
     const sal_shape *x = in_shape(ctx, 0), *w = in_shape(ctx, 1);
     char sx[128], sw[128];
@@ -297,5 +272,5 @@ sal_status sal_infer_convtranspose(sal_op_ctx *ctx) {
     if (nsp == 2) y->d[2] = p.oh;
     y->d[x->ndim - 1] = p.ow;
     ctx->out_dtype[0] = SAL_F32;
-    return put_params(ctx, &p, sizeof p);
+    return sal_op_put_params(ctx, &p, sizeof p);
 }

@@ -31,8 +31,15 @@ SAL_TWIN_OP_LIST(SAL_DECL_INFER)
 sal_status sal_cpu_twin_fwd(const sal_op_call *c, sal_error *err);
 sal_status sal_cpu_twin_bwd(const sal_op_call *c, sal_error *err);
 
-/* Helper for infer functions: fail naming the node and op. */
+/* Helpers for infer functions (registry.c). Fail naming the node and op: */
 sal_status sal_op_fail(sal_op_ctx *ctx, sal_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A malloc'ed copy of the op's parameters into ctx->params. */
+sal_status sal_op_put_params(sal_op_ctx *ctx, const void *p, size_t size);
+/* Input i (named `what` in messages) is present and, when a run-time value or whenever `always`,
+ * float32. */
+sal_status sal_op_float_input(sal_op_ctx *ctx, int i, const char *what, int always);
+/* d[from] * ... * d[to - 1] (1 when from >= to). */
+int64_t sal_dims_prod(const int64_t *d, int from, int to);
 
 #endif

@@ -1,6 +1,7 @@
 /* registry.c — the table of supported ONNX ops (default domain) and shared infer helpers. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "op_decls.h"
@@ -95,6 +96,30 @@ sal_status sal_op_fail(sal_op_ctx *ctx, sal_status st, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     return sal_fail(ctx->err, st, "node '%s' (%s): %s", ctx->node->name, ctx->node->op_type, msg);
+}
+
+sal_status sal_op_put_params(sal_op_ctx *ctx, const void *p, size_t size) {
+    void *m = malloc(size);
+    if (!m) return sal_op_fail(ctx, SAL_ERR_NOMEM, "out of memory for the op's parameters");
+    memcpy(m, p, size);
+    ctx->params = m;
+    return SAL_OK;
+}
+
+sal_status sal_op_float_input(sal_op_ctx *ctx, int i, const char *what, int always) {
+    if (!in_shape(ctx, i))
+        return sal_op_fail(ctx, SAL_ERR_SHAPE, "input %d (%s) is missing", i, what);
+    int t = in_dtype(ctx, i);
+    if ((always || !in_const(ctx, i)) && t != 0 && t != SAL_F32)
+        return sal_op_fail(ctx, SAL_ERR_UNSUPPORTED, "input %d (%s) has type %s: only float32 is "
+                           "supported", i, what, sal_dtype_name(t));
+    return SAL_OK;
+}
+
+int64_t sal_dims_prod(const int64_t *d, int from, int to) {
+    int64_t p = 1;
+    for (int i = from; i < to; i++) p *= d[i];
+    return p;
 }
 
 /* ------------------------------------------------------------------------------------------------ */

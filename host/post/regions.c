@@ -28,9 +28,26 @@ static void set_err(sal_error *err, sal_status st, const char *msg) {
     snprintf(err->msg, sizeof err->msg, "%s", msg);
 }
 
-static int cmp_desc(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x < y) - (x > y);
+/* Reorder v[0..n) so that v[0..k) hold its k largest values (in no particular order): quickselect
+ * with a median-of-three pivot, O(n) on average; a full sort of a 224x224 map per record cost
+ * ~8 ms, as much as the rest of the metrics together. */
+static void select_largest(float *v, size_t n, size_t k) {
+    size_t lo = 0, hi = n;   /* the k-th largest lies in [lo, hi) */
+    while (hi - lo > 1) {
+        const size_t mid = lo + (hi - lo) / 2;
+        float a = v[lo], b = v[mid], c = v[hi - 1];
+        const float pivot = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+        /* three-way partition, descending: [lo, gt) > pivot, [gt, i) == pivot, [lt, hi) < pivot */
+        size_t gt = lo, i = lo, lt = hi;
+        while (i < lt) {
+            if (v[i] > pivot) { float t = v[i]; v[i] = v[gt]; v[gt] = t; gt++; i++; }
+            else if (v[i] < pivot) { lt--; float t = v[i]; v[i] = v[lt]; v[lt] = t; }
+            else i++;
+        }
+        if (k <= gt) hi = gt;          /* the k largest end inside the greater part */
+        else if (k <= lt) return;      /* ... among the values equal to the pivot: done */
+        else lo = lt;
+    }
 }
 
 sal_status sal_region_metrics(const float *map, int h, int w, const uint8_t *mask,
@@ -40,7 +57,7 @@ sal_status sal_region_metrics(const float *map, int h, int w, const uint8_t *mas
         return SAL_ERR_INVALID_ARG;
     }
     const size_t n = (size_t)h * (size_t)w;
-    float *sorted = malloc(sizeof(float) * n);   /* (h*w) masses, for the top 5% */
+    float *sorted = malloc(sizeof(float) * n);   /* (h*w) masses, the top 5% selected to the front */
     if (!sorted) {
         set_err(err, SAL_ERR_NOMEM, "sal_region_metrics: out of memory for the map's copy");
         return SAL_ERR_NOMEM;
@@ -73,7 +90,7 @@ sal_status sal_region_metrics(const float *map, int h, int w, const uint8_t *mas
     out->entropy = ent;
     size_t k = (size_t)ceil(SAL_CONCENTRATION_TOP * (double)n - 1e-9);
     if (k < 1) k = 1;
-    qsort(sorted, n, sizeof *sorted, cmp_desc);
+    select_largest(sorted, n, k);
     double top = 0;
     for (size_t i = 0; i < k; i++) top += sorted[i];
     out->concentration = top / total;

@@ -917,7 +917,7 @@ static sal_status cpu_gemm(void *ctx, const char *nm, int ta, int tb, int64_t M,
                            sal_error *err) {
     (void)ctx; (void)nm; (void)err;
     for (int64_t i = 0; i < count; i++)
-        sal_sgemm(ta, tb, M, N, K, alpha, A + i * sa, lda, B + i * sb, ldb, beta, C + i * sc, ldc);
+        sal_sgemm_rows(ta, tb, M, N, K, alpha, A + i * sa, lda, B + i * sb, ldb, beta, C + i * sc, ldc);
     return SAL_OK;
 }
 

@@ -6,7 +6,7 @@
  * activations over x's elements; a binary op's output-sized input over its elements, a broadcast
  * one over ITS elements, each call summing every output position that read it (deterministic,
  * no atomics); BatchNorm one launch for dx and one over the channels for the statistics. */
-#include "twin_all.h"
+#include "plan_util.h"
 
 static int64_t numel(const sal_shape *s) { return sal_shape_numel(s); }
 
@@ -17,17 +17,6 @@ static int bin_code(int op) {
     case SAL_OP_MUL: return SAL_TW_BIN_MUL;
     default: return SAL_TW_BIN_DIV;
     }
-}
-
-static int fail(const sal_op_call *c, sal_error *err, const char *why) {
-    sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s' (%s): %s", c->node->name, c->node->op_type, why);
-    return -1;
-}
-
-static int launch(sal_tw_launch *l, int fn, int64_t count) {
-    l->fn = fn;
-    l->count = count;
-    return 1;
 }
 
 /* Activations: element functions fwd/bwd, params copied when the op has them. */

@@ -7,18 +7,7 @@
  * output: the view is injective), except a Gather with repeated indices, which gathers per input
  * element; tile views and Where gather per element of each input whose gin is not NULL (Where's
  * condition has no gradient). */
-#include "twin_all.h"
-
-static int fail(const sal_op_call *c, sal_error *err, const char *why) {
-    sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s' (%s): %s", c->node->name, c->node->op_type, why);
-    return -1;
-}
-
-static int launch(sal_tw_launch *l, int fn, int64_t count) {
-    l->fn = fn;
-    l->count = count;
-    return 1;
-}
+#include "plan_util.h"
 
 static int plan_view(const sal_op_call *c, int backward, int k, sal_tw_launch *l, sal_tw_args *a) {
     if (k > 0) return 0;

@@ -7,18 +7,7 @@
  * launch per input whose gin is not NULL (LayerNorm: x over rows, then Scale and B over their
  * elements). LayerNorm's Mean and InvStdDev outputs carry no gradient: a gradient arriving on
  * them is refused. */
-#include "twin_all.h"
-
-static int fail(const sal_op_call *c, sal_error *err, const char *why) {
-    sal_fail(err, SAL_ERR_UNSUPPORTED, "node '%s' (%s): %s", c->node->name, c->node->op_type, why);
-    return -1;
-}
-
-static int launch(sal_tw_launch *l, int fn, int64_t count) {
-    l->fn = fn;
-    l->count = count;
-    return 1;
-}
+#include "plan_util.h"
 
 static int un_code(const sal_op_call *c) {
     const sal_scalar_params *s = c->params;
