@@ -209,6 +209,54 @@ sal_status sal_gradient(sal_session *s, const float *x, int n, int h, int w,
 sal_status sal_session_value_shape(sal_session *s, const char *layer, int *ndim,
                                    int64_t dims[SAL_MAX_DIMS]);
 
+/* ------------------------------------------------------------------------------------------------ */
+/* CAM layers: where the CAM methods read, and how that layer's output maps to a grid              */
+
+typedef enum sal_layout {
+    SAL_LAYOUT_NCHW = 0,   /* (N, C, h, w) feature maps */
+    SAL_LAYOUT_NHWC,       /* (N, h, w, C): channels last (Swin's stages, ConvNeXt's permuted norms) */
+    SAL_LAYOUT_TOKENS      /* (N, T, D) transformer tokens: `skip` leading ones (a class token),
+                              then the h x w grid, row-major */
+} sal_layout;
+
+typedef struct sal_cam_layer {
+    char name[256];     /* the layer: its node's name, or the name it was given by */
+    sal_layout layout;
+    int channels;       /* C, or D for tokens */
+    int h, w;           /* the map's grid */
+    int skip;           /* tokens before the grid (1: a class token); 0 for feature maps */
+    int is_default;     /* chosen by the default rule */
+} sal_cam_layer;
+
+/* The layer CAM methods read on (C,h,w) inputs (h, w: 0 when the model fixes them) and its grid.
+ * `layer` (node or value name; NULL or "" for the default rule): a 4-D output is (N,C,h,w), or
+ * (N,h,w,C) when only that reading has the input's proportions (within 1.5x); a 3-D output is
+ * (N,T,D) tokens whose grid is found from the input (equal square patches: T = gh*gw, or
+ * gh*gw + 1 with a class token first), or given as tokens_h x tokens_w (0 x 0: from the shape;
+ * with 4-D outputs it picks the reading with that grid). The default rule: the last layer that
+ * is a feature map with both sides above 1, or, when it comes later, the last token layer that
+ * feeds both the queries and the keys of the model's last attention (its first LayerNorm's output
+ * in a ViT block: after the last attention only the class token reaches a ViT's head, so the patch
+ * tokens' gradients are zero there; pytorch-grad-cam's ViT recipe takes the same layer). A layer
+ * whose map would have a side of 1, a token count no grid fits, or another rank fails
+ * (SAL_ERR_SHAPE) with a message naming the layer; no candidate at all: SAL_ERR_NOT_FOUND. */
+sal_status sal_session_cam_layer(sal_session *s, int h, int w, const char *layer, int tokens_h,
+                                 int tokens_w, sal_cam_layer *out);
+
+/* The attention layers that attention rollout and Chefer's relevance read, on (C,h,w) inputs:
+ * `layers` (comma-separated node or value names; NULL or "": every Softmax over the last axis of
+ * a (N, heads, T, T) or (N*heads, T, T) value, in execution order), each with the same heads and
+ * T tokens: a class token and an h x w grid of patches (tokens_h x tokens_w, or 0 x 0 to find it
+ * from the input: equal square patches). Failures name the layer. */
+typedef struct sal_attention_info {
+    int layers;                  /* how many */
+    int heads, tokens;           /* each one's heads and tokens (T) */
+    int h, w;                    /* the patch grid: T = 1 + h*w */
+    char first[256], last[256];  /* the first and the last layer's names */
+} sal_attention_info;
+sal_status sal_session_attention(sal_session *s, int h, int w, const char *layers, int tokens_h,
+                                 int tokens_w, sal_attention_info *out);
+
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Attribution methods                                                                              */
@@ -232,18 +280,23 @@ typedef enum sal_method {
     SAL_M_RISE,           /* random masks on a coarse grid, score-weighted (Petsiuk et al.) */
     SAL_M_GRADSHAP,       /* GradientSHAP (Captum's GradientShap) */
     SAL_M_KERNELSHAP,     /* KernelSHAP over grid cells or superpixels */
+    SAL_M_ROLLOUT,        /* attention rollout (Abnar & Zuidema 2020), transformers with a class token */
+    SAL_M_CHEFER,         /* gradient-weighted attention relevance (Chefer et al. 2021) */
     SAL_M_COUNT
 } sal_method;
 
 /* "saliency", "ig", "gradcam++"...; SAL_ERR_INVALID_ARG for an unknown name. */
 sal_status sal_method_parse(const char *name, sal_method *m);
 const char *sal_method_name(sal_method m);
-int sal_method_is_cam(sal_method m);   /* map at a layer's resolution */
+int sal_method_is_cam(sal_method m);   /* map at a layer's resolution (the CAM family; rollout and
+                                          chefer at the token grid) */
 
 typedef enum sal_ig_rule {
     SAL_IG_GAUSSLEGENDRE = 0, SAL_IG_RIEMANN_LEFT, SAL_IG_RIEMANN_RIGHT, SAL_IG_RIEMANN_MIDDLE,
     SAL_IG_RIEMANN_TRAPEZOID
 } sal_ig_rule;
+
+typedef enum sal_head_fusion { SAL_FUSE_MEAN = 0, SAL_FUSE_MAX, SAL_FUSE_MIN } sal_head_fusion;
 
 typedef enum sal_baseline {
     SAL_BASELINE_ZERO = 0,  /* zeros in model-input space */
@@ -294,7 +347,17 @@ typedef struct sal_explain_opts {
                                    incremental inference where the backend has it (the CPU), which
                                    recomputes only each layer's patch that the window reaches */
     /* CAM family */
-    const char *layer;          /* NULL: the last node with a 4-D output larger than 1x1 */
+    const char *layer;          /* NULL: the default rule of sal_session_cam_layer */
+    int tokens_h, tokens_w;     /* the layer's token grid; 0: from its shape (sal_session_cam_layer);
+                                   rollout and chefer: the patch grid after the class token */
+    /* Attention rollout and Chefer's relevance */
+    const char *attention_layers; /* comma-separated names of the attention probability layers
+                                   (Softmax nodes or values); NULL: found by pattern
+                                   (sal_session_attention) */
+    sal_head_fusion head_fusion;  /* rollout: the heads' mean (default, the paper's), max or min */
+    float rollout_discard;        /* rollout: the fraction of each layer's fused attention set to 0,
+                                     lowest first, the class token's own kept (vit-explain's
+                                     discard_ratio); 0 (default): none */
     int cam_relu;               /* 1: ReLU on the map (default) */
     /* RISE */
     int rise_masks;             /* 4000 */

@@ -64,7 +64,7 @@ typedef struct sal_mp_args {
     X(mul) X(occ_batch) X(occ_acc) X(occ_final) X(cam_weights) X(cam_sum) X(rise_grid) X(rise_mask) \
     X(cam_up_ac) X(cam_nearest_mul) X(masked) X(mask_acc) X(scaled) X(gshap_point) X(gshap_acc) X(kshap_batch) \
     X(reduce) X(sort_keys) X(percentile) X(clip) X(range_part) X(range_join) X(normalize) X(heatmap) \
-    X(overlay) X(patch_rows)
+    X(overlay) X(patch_rows) X(to_planes) X(attn_eye) X(attn_fuse) X(attn_step) X(attn_discard)
 
 /* count n. out = in. */
 SAL_HD void sal_mp_copy(int64_t i, const sal_mp_args *a) { a->out[i] = a->in[i]; }
@@ -218,6 +218,69 @@ SAL_HD void sal_mp_cam_sum(int64_t j, const sal_mp_args *a) {
     }
     float r = (float)v;
     a->out[j] = a->f0 != 0.0f && r < 0 ? 0.0f : r;
+}
+
+/* count lc*lhw: a channels-last layer as planes, out (lc, lhw): out[c*lhw + j] = in[(k0 + j)*lc + c]:
+ * an (h,w,C) feature map (k0 = 0) or (T,D) tokens whose grid starts after k0 leading ones (a class
+ * token: pytorch-grad-cam's ViT reshape_transform). in, lc, lhw, k0, out. */
+SAL_HD void sal_mp_to_planes(int64_t i, const sal_mp_args *a) {
+    int64_t c = i / a->lhw, j = i - c * a->lhw;
+    a->out[i] = a->in[(a->k0 + j) * a->lc + c];
+}
+
+/* --- Attention rollout and Chefer's relevance (host/methods/attention.c) ------------------------ */
+
+/* count T*T: out = the (T,T) identity, T = lc. */
+SAL_HD void sal_mp_attn_eye(int64_t i, const sal_mp_args *a) {
+    int64_t r = i / a->lc, c = i - r * a->lc;
+    a->out[i] = r == c ? 1.0f : 0.0f;
+}
+
+/* count T*T: out (T,T) = one layer's attention fused over its heads, in (heads, T, T) with
+ * heads = lc and T*T = lhw, heads in order, in double: mode 0 the mean of the probabilities A
+ * (rollout), 2 their max, 3 their min (vit-explain's head fusions); mode 1 the mean of
+ * max(0, G*A) with G = in2 their gradients (Chefer's rule). */
+SAL_HD void sal_mp_attn_fuse(int64_t i, const sal_mp_args *a) {
+    double s = 0;
+    for (int h = 0; h < a->lc; h++) {
+        float A = a->in[(int64_t)h * a->lhw + i];
+        if (a->mode == 1) {
+            float v = a->in2[(int64_t)h * a->lhw + i] * A;
+            s += v > 0 ? v : 0;
+        } else if (a->mode == 2) {
+            s = h == 0 || A > s ? A : s;
+        } else if (a->mode == 3) {
+            s = h == 0 || A < s ? A : s;
+        } else {
+            s += A;
+        }
+    }
+    a->out[i] = (float)(a->mode >= 2 ? s : s / a->lc);
+}
+
+/* count T*T: vit-explain's discarding in the fused attention `out` (T,T), in place: element i
+ * becomes 0 when it is among the k0 smallest, that is at most in2[k0 - 1] (in2: the T*T values
+ * sorted ascending), except element 0 (the class token's attention to itself); k0 == 0: none. */
+SAL_HD void sal_mp_attn_discard(int64_t i, const sal_mp_args *a) {
+    if (a->k0 > 0 && i != 0 && a->out[i] <= a->in2[a->k0 - 1]) a->out[i] = 0.0f;
+}
+
+/* count T*T: one layer's step of the product over layers, out = M R with R = in2 (T,T) so far
+ * and M from the fused attention in (T,T), T = lc, in double, k ascending: mode 0 (rollout)
+ * M = (A + I)/2 with its rows renormalized to sum 1; mode 1 (Chefer) M = I + A, so out = R + A R. */
+SAL_HD void sal_mp_attn_step(int64_t i, const sal_mp_args *a) {
+    int64_t T = a->lc, r = i / T, c = i - r * T;
+    const float *A = a->in + r * T, *R = a->in2;
+    double s = 0;
+    if (a->mode == 0) {
+        double rs = 0;
+        for (int64_t k = 0; k < T; k++) rs += ((double)A[k] + (k == r)) * 0.5;
+        for (int64_t k = 0; k < T; k++) s += ((double)A[k] + (k == r)) * 0.5 / rs * R[k * T + c];
+    } else {
+        s = R[i];
+        for (int64_t k = 0; k < T; k++) s += (double)A[k] * R[k * T + c];
+    }
+    a->out[i] = (float)s;
 }
 
 /* --- Masks: RISE, Score-CAM ------------------------------------------------------------------- */

@@ -272,6 +272,62 @@ Test(messages, info_shows_preprocessing_labels_and_cam_layer, .timeout = 60) {
     remove_flat(tmp);
 }
 
+/* Transformers: the CAM layer info and explain name (tokens, a ConvNeXt's last stage rather than
+ * its classifier's (N,1,1,C) norm), the attention layers of rollout and chefer, and the layers
+ * refused by name before anything is written (tests/fixtures/zoo/, test_attention checks the maps). */
+Test(messages, transformer_cam_and_attention_layers, .timeout = 60) {
+    char tmp[64], in[128], out[128];
+    make_tmp(tmp, sizeof tmp);
+    snprintf(in, sizeof in, "%s/in.npy", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    write_input(in);
+    const char *vit = SAL_SOURCE_DIR "/tests/fixtures/zoo/vit_op13.onnx";
+    const char *cnx = SAL_SOURCE_DIR "/tests/fixtures/zoo/convnext_op13.onnx";
+    static run_result r;
+    run(&r, tmp, "info", vit, NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "default CAM layer: /encoder/layers/encoder_layer_1/ln_1/Add_1 (1,17,32): tokens on a 4x4 "
+                     "grid after a class token"), "%s", r.out);
+    cr_expect(strstr(r.out, "attention layers (rollout, chefer): 2, /encoder/layers/encoder_layer_0/self_attention/Softmax"),
+              "%s", r.out);
+    run(&r, tmp, "info", cnx, NULL);
+    cr_expect(strstr(r.out, "default CAM layer: /features/features.3/features.3.0/Add (1,32,4,4): a 4x4 map"), "%s", r.out);
+    cr_expect(!strstr(r.out, "attention layers"), "%s", r.out);
+    /* explain notes the layers it chose, once each */
+    run(&r, tmp, "explain", "-m", vit, "-M", "gradcam,gradcam++,rollout,chefer", in, "-o", out, NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    const char *note = strstr(r.err, "note: CAM layer /encoder/layers/encoder_layer_1/ln_1/Add_1");
+    cr_expect(note && !strstr(note + 1, "note: CAM layer"), "one CAM layer note: %s", r.err);
+    note = strstr(r.err, "note: attention layers: 2 ");
+    cr_expect(note && !strstr(note + 1, "note: attention layers"), "one attention note: %s", r.err);
+    run(&r, tmp, "explain", "-q", "-m", vit, "-M", "gradcam,rollout", in, "-o", out, NULL);
+    cr_expect(!strstr(r.err, "note"), "--quiet: %s", r.err);
+    /* refused by name, exit 2, nothing written */
+    char out2[160];
+    snprintf(out2, sizeof out2, "%s/out2", tmp);
+    run(&r, tmp, "explain", "-m", cnx, "-M", "gradcam", "--layer", "/classifier/classifier.0/Add_1", in, "-o", out2, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "/classifier/classifier.0/Add_1") && strstr(r.err, "side of 1"), "%s", r.err);
+    run(&r, tmp, "explain", "-m", vit, "-M", "gradcam", "--tokens", "3x3", in, "-o", out2, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "--tokens 3x3") && strstr(r.err, "9 or 10 tokens"), "%s", r.err);
+    run(&r, tmp, "explain", "-m", cnx, "-M", "rollout", in, "-o", out2, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "no attention layer"), "%s", r.err);
+    run(&r, tmp, "explain", "-m", vit, "-M", "chefer", "--attention-layers", "nope", in, "-o", out2, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "--attention-layers") && strstr(r.err, "'nope'"), "%s", r.err);
+    run(&r, tmp, "explain", "-m", vit, "-M", "rollout,chefer", "--head-fusion", "max", in, "-o", out2, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "--head-fusion") && strstr(r.err, "rollout's option"), "%s", r.err);
+    run(&r, tmp, "explain", "-m", vit, "-M", "rollout", "--discard", "1.5", in, "-o", out2, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "--discard"), "%s", r.err);
+    cr_expect(access(out2, F_OK) != 0, "a refused run wrote %s", out2);
+    remove_flat(out);
+    remove_flat(tmp);
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Pictures: the overlay's default opacity                                                          */
 

@@ -432,8 +432,24 @@ Test(parity_methods, every_method_on_the_fixture_cnn) {
     cr_assert_eq(sal_npy_read(tu_src_path("tests/fixtures/methods/input.npy", path, sizeof path), &x, &nd, d, &err),
                  SAL_OK, "%s", err.msg);
     tu_src_path("tests/fixtures/methods/tinycnn.onnx", mpath, sizeof mpath);
-    for (int m = 0; m < SAL_M_COUNT; m++)
-        explain_both(mpath, x, 2, 32, 32, (sal_method)m, NULL, METHOD_TOL, 0);
+    for (int m = 0; m < SAL_M_COUNT; m++)   /* rollout and chefer need a transformer: below */
+        if (m != SAL_M_ROLLOUT && m != SAL_M_CHEFER) explain_both(mpath, x, 2, 32, 32, (sal_method)m, NULL, METHOD_TOL, 0);
+    free(x);
+}
+
+/* The zoo's small ViT: attention rollout, Chefer's relevance, Grad-CAM and Score-CAM on its tokens. */
+Test(parity_methods, transformer_methods_on_the_zoo_vit) {
+    need_gpu();
+    char path[1024], mpath[1024];
+    sal_error err = {0};
+    float *x = NULL;
+    int nd;
+    int64_t d[SAL_MAX_DIMS];
+    cr_assert_eq(sal_npy_read(tu_src_path("tests/fixtures/zoo/input.npy", path, sizeof path), &x, &nd, d, &err),
+                 SAL_OK, "%s", err.msg);
+    tu_src_path("tests/fixtures/zoo/vit_op13.onnx", mpath, sizeof mpath);
+    static const sal_method ms[] = {SAL_M_ROLLOUT, SAL_M_CHEFER, SAL_M_GRADCAM, SAL_M_SCORECAM};
+    for (size_t k = 0; k < sizeof ms / sizeof ms[0]; k++) explain_both(mpath, x, 2, 32, 32, ms[k], NULL, METHOD_TOL, 0);
     free(x);
 }
 

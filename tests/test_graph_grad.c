@@ -647,6 +647,94 @@ Test(graph_grad, capture_stop_matches_full_backward_residual) {
     capture_case(&b, S4(2, 4, 7, 7), "r1", 1);
 }
 
+/* Several values captured in one gradient plan (sal_engine_plan_set), backward stopped early: the
+ * residual block's bn (the Conv output the BatchNorm folded into, which the Relu after it would
+ * otherwise be fused into), r1 and c2. Every captured activation and gradient equals what a full backward of an unfused plan
+ * without captures gives (the same ops in the same order: bit for bit); bn keeps its negative
+ * pre-activations; its gradient is r1's masked by bn > 0 (the Relu's derivative, by hand); the
+ * pass stopped at the earliest capture (bn's Conv did not run: the input gradient is the residual
+ * path's seed only); the set is order- and repeat-blind (a cached plan is reused for {c2, r1, bn,
+ * bn}); and a single-capture plan still stops at its own value. */
+Test(graph_grad, capture_set_in_one_pass) {
+    gb b = build_residual();
+    finalize(&b);
+    rig r = rig_new(b.g), u = rig_new(b.g);
+    u.be->fuse_conv_act = 0;   /* the reference: every value its own */
+    sal_error err = {0};
+    enum { N = 2, C = 4, HW = 7, NX = N * C * HW * HW };
+    sal_shape xs = S4(N, C, HW, HW);
+    const char *names[3] = {"bn", "r1", "c2"};   /* bn: the Conv that the BatchNorm was folded into */
+    int caps[3], vx = b.g->inputs[0];
+    for (int k = 0; k < 3; k++) {
+        caps[k] = sal_graph_find_value(b.g, names[k]);
+        cr_assert_geq(caps[k], 0, "no value '%s'", names[k]);
+    }
+    float x[NX], w[NX], act[3][NX], grad[3][NX], ref_act[3][NX], ref_grad[3][NX], gx[NX];
+    tu_fill(x, NX, &b.rng, -1.f, 1.f);
+    tu_fill(w, NX, &b.rng, -1.f, 1.f);
+    const float *ins[1] = {x};
+    cr_assert_eq(sal_engine_plan(u.e, &xs, SAL_PLAN_GRAD, -1, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_forward(u.e, ins, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_backward(u.e, w, 0, 0, &err), SAL_OK, "%s", err.msg);
+    for (int k = 0; k < 3; k++) {
+        cr_assert_eq(sal_engine_read(u.e, caps[k], ref_act[k], &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_engine_read_grad(u.e, caps[k], ref_grad[k], &err), SAL_OK, "%s", err.msg);
+    }
+    cr_assert_eq(sal_engine_plan_set(r.e, &xs, SAL_PLAN_GRAD, caps, 3, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_forward(r.e, ins, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_backward(r.e, w, 0, 1, &err), SAL_OK, "%s", err.msg);
+    for (int k = 0; k < 3; k++) {
+        cr_assert_eq(sal_engine_read(r.e, caps[k], act[k], &err), SAL_OK, "%s", err.msg);
+        cr_assert_eq(sal_engine_read_grad(r.e, caps[k], grad[k], &err), SAL_OK, "%s", err.msg);
+        int64_t bad_a = -1, bad_g = -1, nz = 0;
+        for (int64_t i = 0; i < NX; i++) {
+            if (bad_a < 0 && act[k][i] != ref_act[k][i]) bad_a = i;
+            if (bad_g < 0 && grad[k][i] != ref_grad[k][i]) bad_g = i;
+            nz += grad[k][i] != 0;
+        }
+        cr_expect(bad_a < 0, "%s: activation %lld differs from the unfused plan's", names[k], (long long)bad_a);
+        cr_expect(bad_g < 0, "%s: gradient %lld is %g, the full backward's %g", names[k], (long long)bad_g,
+                  bad_g < 0 ? 0.0 : (double)grad[k][bad_g], bad_g < 0 ? 0.0 : (double)ref_grad[k][bad_g]);
+        cr_expect(nz > NX / 4, "%s: only %lld nonzero gradient elements", names[k], (long long)nz);
+    }
+    int neg = 0, bad_mask = 0;
+    for (int64_t i = 0; i < NX; i++) {
+        neg += act[0][i] < 0;
+        bad_mask += grad[0][i] != (act[0][i] > 0 ? grad[1][i] : 0.0f);
+    }
+    cr_expect(neg > 0, "bn lost its negative values: the Relu was fused into it despite the capture");
+    cr_expect(bad_mask == 0, "bn's gradient is not r1's masked by bn > 0 at %d elements", bad_mask);
+    cr_assert_eq(sal_engine_read_grad(r.e, vx, gx, &err), SAL_OK, "%s", err.msg);
+    for (int64_t i = 0; i < NX; i++)
+        cr_expect(gx[i] == w[i], "input gradient %lld: %g, expected the residual path's seed %g (the pass "
+                  "should stop at bn)", (long long)i, gx[i], w[i]);
+    /* the same set in another order, with a repeat and a negative entry: the same (cached) plan */
+    const float *act_dev = sal_engine_value_dev(r.e, caps[0]);
+    int again[5] = {caps[2], caps[1], -1, caps[0], caps[0]};
+    cr_assert_eq(sal_engine_plan_set(r.e, &xs, SAL_PLAN_GRAD, again, 5, &err), SAL_OK, "%s", err.msg);
+    cr_expect(sal_engine_value_dev(r.e, caps[0]) == act_dev, "an equal capture set made a new plan");
+    /* one capture (c2): the pass stops there, r1's gradient is then complete and c1's untouched */
+    cr_assert_eq(sal_engine_plan(r.e, &xs, SAL_PLAN_GRAD, caps[2], &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_forward(r.e, ins, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_backward(r.e, w, 0, 1, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read_grad(r.e, caps[2], grad[2], &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read_grad(r.e, caps[1], grad[1], &err), SAL_OK, "%s", err.msg);
+    cr_expect(memcmp(grad[2], ref_grad[2], sizeof grad[2]) == 0, "c2's gradient with a single capture");
+    int64_t r1_nz = 0;
+    for (int64_t i = 0; i < NX; i++) r1_nz += grad[1][i] != 0;
+    cr_expect(r1_nz == 0, "single capture at c2: r1's gradient has %lld nonzero elements (the pass "
+              "should have stopped at c2's Conv)", (long long)r1_nz);
+    /* another set of the same size ({r1} after {c2}) is another plan: it stops at r1 */
+    cr_assert_eq(sal_engine_plan(r.e, &xs, SAL_PLAN_GRAD, caps[1], &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_forward(r.e, ins, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_backward(r.e, w, 0, 1, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_engine_read_grad(r.e, caps[1], grad[1], &err), SAL_OK, "%s", err.msg);
+    cr_expect(memcmp(grad[1], ref_grad[1], sizeof grad[1]) == 0, "r1's gradient with a single capture at r1");
+    rig_free(&r);
+    rig_free(&u);
+    sal_graph_free(b.g);
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Guided Backprop                                                                                  */
 

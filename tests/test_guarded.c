@@ -73,6 +73,7 @@ Test(guarded, a_host_read_of_backend_memory_faults, FAULTS) {
 Test(guarded, every_method_gives_the_plain_cpu_maps) {
     for (int prob = 0; prob < 2; prob++)
         for (int m = 0; m < SAL_M_COUNT; m++) {
+            if (m == SAL_M_ROLLOUT || m == SAL_M_CHEFER) continue;   /* a transformer's: below */
             sal_explain_opts o = tu_quick_opts((sal_method)m, 3);
             o.batch = 3;
             o.explain_prob = prob;
@@ -158,4 +159,48 @@ Test(guarded, efficientnet_lite0_gives_the_plain_cpu_maps) {
     sal_session_free(p);
     sal_session_free(g);
     sal_model_free(m);
+}
+
+/* The transformer methods and CAM on tokens, on the zoo's small ViT: attention rollout and Chefer's
+ * relevance (every attention captured in one pass, products on the backend) and Grad-CAM on the
+ * default token layer (tokens read as planes on the backend). */
+Test(guarded, transformer_methods_give_the_plain_cpu_maps) {
+    sal_model *vm = NULL;
+    sal_session *vp = NULL, *vg = NULL;
+    sal_error err = {0};
+    cr_assert_eq(tu_open("tests/fixtures/zoo/vit_op13.onnx", SAL_DEVICE_CPU, &vm, &vp, &err), SAL_OK, "%s", err.msg);
+    sal_backend *b = NULL;
+    cr_assert_eq(sal_backend_cpu_guarded_create(0, &b, &err), SAL_OK, "%s", err.msg);
+    cr_assert_eq(sal_session_create_on(vm, b, NULL, &vg, &err), SAL_OK, "%s", err.msg);
+    char path[1024];
+    float *x = NULL;
+    int nd;
+    int64_t d[SAL_MAX_DIMS];
+    cr_assert_eq(sal_npy_read(tu_src_path("tests/fixtures/zoo/input.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK,
+                 "%s", err.msg);
+    /* the last: rollout with max fusion and 90% discarded (the backend's sort) */
+    static const sal_method ms[] = {SAL_M_ROLLOUT, SAL_M_CHEFER, SAL_M_GRADCAM, SAL_M_SCORECAM, SAL_M_ROLLOUT};
+    for (int prob = 0; prob < 2; prob++)
+        for (size_t k = 0; k < sizeof ms / sizeof ms[0]; k++) {
+            sal_explain_opts o = sal_explain_opts_default(ms[k]);
+            o.explain_prob = prob;
+            if (k == 4) {
+                o.head_fusion = SAL_FUSE_MAX;
+                o.rollout_discard = 0.9f;
+            }
+            sal_maps a, c;
+            cr_assert_eq(sal_explain(vp, &o, x, 2, 0, 0, NULL, &a), SAL_OK, "%s", sal_session_error(vp));
+            cr_assert_eq(sal_explain(vg, &o, x, 2, 0, 0, NULL, &c), SAL_OK, "%s (guarded): %s", sal_method_name(ms[k]),
+                         sal_session_error(vg));
+            int64_t n = sal_maps_per_image(&a);
+            cr_expect_gt(n, 1);
+            cr_expect_leq(rel_diff(c.attr, a.attr, 2 * n), 1e-6, "%s (prob %d): guarded map differs", sal_method_name(ms[k]), prob);
+            cr_expect_leq(rel_diff(c.upsampled, a.upsampled, 2 * 32 * 32), 1e-6);
+            sal_maps_free(&a);
+            sal_maps_free(&c);
+        }
+    free(x);
+    sal_session_free(vg);
+    sal_session_free(vp);
+    sal_model_free(vm);
 }

@@ -190,6 +190,10 @@ int cli_html_write(const char *outdir);
 /* s written into HTML text or an attribute value: < > & " escaped. */
 void cli_html_text(FILE *f, const char *s);
 
+/* "NAME (1,17,32): tokens on a 4x4 grid after a class token" and the like: what a CAM layer is
+ * and how its map is read (sal_session_cam_layer), for notes and `salient info`. */
+const char *cli_cam_layer_desc(sal_session *s, const sal_cam_layer *cl, char *buf, size_t len);
+
 int cmd_info(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_explain(int argc, char **argv);

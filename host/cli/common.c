@@ -782,3 +782,25 @@ int cli_opacity_by_value_default(sal_method m, int signed_map) {
     default: return 0;
     }
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* CAM layers                                                                                       */
+
+const char *cli_cam_layer_desc(sal_session *s, const sal_cam_layer *cl, char *buf, size_t len) {
+    int nd = 0;
+    int64_t d[SAL_MAX_DIMS];
+    char shape[96] = "";
+    if (!sal_session_value_shape(s, cl->name, &nd, d)) {
+        size_t at = 0;
+        for (int i = 0; i < nd && at < sizeof shape; i++)
+            at += (size_t)snprintf(shape + at, sizeof shape - at, "%s%lld", i ? "," : "(", (long long)d[i]);
+        if (at < sizeof shape) snprintf(shape + at, sizeof shape - at, ")");
+    }
+    if (cl->layout == SAL_LAYOUT_TOKENS)
+        snprintf(buf, len, "%s %s: tokens on a %dx%d grid%s", cl->name, shape, cl->h, cl->w,
+                 cl->skip == 1 ? " after a class token" : cl->skip ? " after leading tokens" : "");
+    else
+        snprintf(buf, len, "%s %s: a %dx%d map%s", cl->name, shape, cl->h, cl->w,
+                 cl->layout == SAL_LAYOUT_NHWC ? ", channels last" : "");
+    return buf;
+}

@@ -22,7 +22,8 @@ static const char *help_head =
     "Attribution maps for each input (an image, a .npy, or a folder: the images and .npy files\n"
     "under it, in path order). Methods: saliency, inputxgrad, smoothgrad, smoothgrad_sq,\n"
     "vargrad, ig, guided, occlusion, gradcam, gradcam++, hirescam, xgradcam, layercam, scorecam,\n"
-    "guided-gradcam, rise, gradshap, kernelshap.\n"
+    "guided-gradcam, rise, gradshap, kernelshap, rollout (attention rollout), chefer (gradient-\n"
+    "weighted attention relevance; both for transformers with a class token).\n"
     "options:\n"
     "  -M, --methods LIST   comma-separated methods (default saliency)\n"
     "  -o, --out DIR        output directory (created if absent)\n"
@@ -44,7 +45,16 @@ static const char *method_help =
     "  --window HxW         occlusion window (default 15x15)\n"
     "  --stride HxW         occlusion stride (default 8x8)\n"
     "  --fill F             occlusion fill: zero (default), mean, blur\n"
-    "  --layer NAME         CAM layer (default: the last 4-D layer larger than 1x1)\n"
+    "  --layer NAME         CAM layer (default: the last feature map with both sides above 1, or a\n"
+    "                       ViT's last token layer before its last attention; `salient info` names it)\n"
+    "  --tokens HxW         the CAM layer's grid: (N, H*W [+1 class token], D) tokens, or which sides\n"
+    "                       of a 4-D layer are H and W (default: from the layer's shape); rollout\n"
+    "                       and chefer: the patch grid after the class token\n"
+    "  --attention-layers L rollout and chefer: comma-separated attention layers (Softmax nodes;\n"
+    "                       default: every Softmax over the last axis of (N,heads,T,T) values)\n"
+    "  --head-fusion F      rollout: the heads' mean (default), max or min\n"
+    "  --discard R          rollout: set the lowest fraction R of each layer's fused attention to 0\n"
+    "                       (vit-explain's discard_ratio; default 0)\n"
     "  --no-relu            keep negative CAM values\n"
     "  --masks N            RISE masks (default 4000)\n"
     "  --grid N             RISE mask grid (default 7) and KernelSHAP feature grid (default 8)\n"
@@ -268,8 +278,9 @@ static void render_plan(const xopts *xo, sal_method m, const sal_maps *mp, const
 
 /* Method options checked against the model before any output exists. The library checks them
  * too, but only when a method runs, which is after earlier methods' files were written. */
-static int check_methods(const xopts *xo, cli_model *cm) {
+static int check_methods(const xopts *xo, cli_model *cm, int quiet) {
     const sal_explain_opts *o = &xo->base;
+    int cam_checked = 0, attn_checked = 0;
     for (int mi = 0; mi < xo->n_methods; mi++) {
         sal_method m = xo->methods[mi];
         int is_nt = m == SAL_M_SMOOTHGRAD || m == SAL_M_SMOOTHGRAD_SQ || m == SAL_M_VARGRAD;
@@ -294,28 +305,39 @@ static int check_methods(const xopts *xo, cli_model *cm) {
                 return -1;
             }
         }
-        if (sal_method_is_cam(m) || m == SAL_M_GUIDED_GRADCAM) {
-            int nd;
-            int64_t d[SAL_MAX_DIMS];
-            if (o->layer && *o->layer) {
-                if (sal_session_value_shape(cm->s, o->layer, &nd, d)) {
-                    cli_error("--layer %s: %s", o->layer, sal_session_error(cm->s));
-                    return -1;
-                }
-                if (nd != 4) {
-                    cli_error("--layer %s: its output has %d dimensions; %s needs a 4-D (N,C,H,W) layer (see `salient info`)",
-                              o->layer, nd, sal_method_name(m));
-                    return -1;
-                }
-            } else {
-                int found = 0;
-                for (int i = sal_model_num_layers(cm->m) - 1; i >= 0 && !found; i--)
-                    found = !sal_session_layer_shape(cm->s, i, &nd, d) && nd == 4 && d[2] * d[3] > 1;
-                if (!found) {
-                    cli_error("%s: no layer with a 4-D output larger than 1x1: give --layer", sal_method_name(m));
-                    return -1;
-                }
+        int attn = m == SAL_M_ROLLOUT || m == SAL_M_CHEFER;
+        if (m == SAL_M_CHEFER && (o->head_fusion != SAL_FUSE_MEAN || o->rollout_discard != 0.0f)) {
+            cli_error("%s: chefer's rule averages the heads and discards nothing; it is rollout's option",
+                      o->head_fusion != SAL_FUSE_MEAN ? "--head-fusion" : "--discard");
+            return -1;
+        }
+        if (attn && !attn_checked) {   /* the attention layers, once; named on stderr when found */
+            sal_attention_info ai;
+            if (sal_session_attention(cm->s, cm->h, cm->w, o->attention_layers, o->tokens_h, o->tokens_w, &ai)) {
+                if (o->attention_layers && *o->attention_layers)
+                    cli_error("--attention-layers: %s", sal_session_error(cm->s));
+                else cli_error("%s: %s", sal_method_name(m), sal_session_error(cm->s));
+                return -1;
             }
+            attn_checked = 1;
+            if (!quiet && !(o->attention_layers && *o->attention_layers))
+                fprintf(stderr, "salient: note: attention layers: %d (%s ... %s), %d heads over %d tokens, a %dx%d "
+                        "grid after a class token (--attention-layers LIST for others)\n", ai.layers, ai.first,
+                        ai.last, ai.heads, ai.tokens, ai.h, ai.w);
+        }
+        if ((sal_method_is_cam(m) || m == SAL_M_GUIDED_GRADCAM) && !attn && !cam_checked) {
+            /* the layer and its grid, once for every CAM method; the default is named on stderr */
+            sal_cam_layer cl;
+            if (sal_session_cam_layer(cm->s, cm->h, cm->w, o->layer, o->tokens_h, o->tokens_w, &cl)) {
+                if (o->layer && *o->layer) cli_error("--layer %s: %s", o->layer, sal_session_error(cm->s));
+                else cli_error("%s: %s", sal_method_name(m), sal_session_error(cm->s));
+                return -1;
+            }
+            cam_checked = 1;
+            char desc[512];
+            if (!quiet && cl.is_default)
+                fprintf(stderr, "salient: note: CAM layer %s (the default; --layer NAME for another)\n",
+                        cli_cam_layer_desc(cm->s, &cl, desc, sizeof desc));
         }
     }
     return 0;
@@ -884,7 +906,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         if (a[0] == '-' && a[1]) {
             static const char *with_value[] = {"-M", "--methods", "-o", "--out", "--target", "--topk", "--output",
                 "--seed", "--samples", "--steps", "--method-batch", "--image-batch", "--noise", "--nt-inner", "--rule", "--baseline",
-                "--window", "--stride", "--fill", "--layer", "--reduce", "--clip", "--colormap", "--alpha", "--opacity",
+                "--window", "--stride", "--fill", "--layer", "--tokens", "--attention-layers", "--head-fusion", "--discard", "--reduce", "--clip", "--colormap", "--alpha", "--opacity",
                 "--masks", "--grid", "--keep", "--stdev", "--coalitions", "--superpixels"};
             int known = 0;
             for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
@@ -990,6 +1012,20 @@ static int explain_or_bench(int argc, char **argv, int bench) {
                 else if (!strcmp(v, "blur")) xo.base.occ_fill = 2;
                 else { cli_error("--fill: expected zero, mean or blur, got '%s'", v); goto out; }
             } else if (!strcmp(a, "--layer")) xo.base.layer = v;
+            else if (!strcmp(a, "--attention-layers")) xo.base.attention_layers = v;
+            else if (!strcmp(a, "--discard")) {
+                xo.base.rollout_discard = strtof(v, &end);
+                if (*end || !*v || !(xo.base.rollout_discard >= 0.0f && xo.base.rollout_discard < 1.0f)) {
+                    cli_error("--discard: expected a fraction in [0, 1), got '%s'", v);
+                    goto out;
+                }
+            } else if (!strcmp(a, "--head-fusion")) {
+                if (!strcmp(v, "mean")) xo.base.head_fusion = SAL_FUSE_MEAN;
+                else if (!strcmp(v, "max")) xo.base.head_fusion = SAL_FUSE_MAX;
+                else if (!strcmp(v, "min")) xo.base.head_fusion = SAL_FUSE_MIN;
+                else { cli_error("--head-fusion: expected mean, max or min, got '%s'", v); goto out; }
+            }
+            else if (!strcmp(a, "--tokens")) { if (parse_hw(a, v, &xo.base.tokens_h, &xo.base.tokens_w)) goto out; }
             else if (!strcmp(a, "--reduce")) {
                 if (sal_reduce_parse(v, &xo.reduce, &err)) { cli_error("--reduce: %s", err.msg); goto out; }
                 xo.have_reduce = 1;
@@ -1067,7 +1103,7 @@ static int explain_or_bench(int argc, char **argv, int bench) {
         }
         fixed_target = (int)t;
     }
-    if (check_methods(&xo, &cm)) { cli_model_close(&cm); rc = EXIT_USAGE; goto out; }
+    if (check_methods(&xo, &cm, c.quiet)) { cli_model_close(&cm); rc = EXIT_USAGE; goto out; }
     if (baseline_arg) {
         float *data = NULL;
         int nd;

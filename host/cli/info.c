@@ -68,20 +68,20 @@ static void print_defaults(const cli_common *c, const char *model, const sal_mod
         printf("%s\n", n > 3 ? ", ..." : "");
         sal_labels_free(labels, n);
     }
-    int found = -1, nd = 0;
-    int64_t d[SAL_MAX_DIMS];
-    for (int i = sal_model_num_layers(m) - 1; planned && i >= 0 && found < 0; i--)
-        if (!sal_session_layer_shape(s, i, &nd, d) && nd == 4 && d[2] * d[3] > 1) found = i;
-    if (found >= 0) {
-        sal_layer_info L;
-        sal_model_layer(m, found, &L);
-        printf("default CAM layer: %s ", L.name);
-        print_dims(d, nd);
-        printf(" (the last 4-D layer larger than 1x1; --layer NAME for another)\n");
+    sal_cam_layer cl;
+    char desc[512];
+    if (!planned) {
+        printf("default CAM layer: unknown (no layer shapes: give --size HxW)\n");
+    } else if (sal_session_cam_layer(s, h, w, NULL, 0, 0, &cl) == SAL_OK) {
+        printf("default CAM layer: %s (the last feature map with both sides above 1, or a transformer's last token "
+               "layer before its last attention; --layer NAME for another)\n", cli_cam_layer_desc(s, &cl, desc, sizeof desc));
     } else {
-        printf("default CAM layer: %s\n", planned ? "none (no 4-D layer larger than 1x1: CAM methods need --layer)"
-                                                   : "unknown (no layer shapes: give --size HxW)");
+        printf("default CAM layer: none (%s): CAM methods need --layer\n", sal_session_error(s));
     }
+    sal_attention_info ai;
+    if (planned && sal_session_attention(s, h, w, NULL, 0, 0, &ai) == SAL_OK)
+        printf("attention layers (rollout, chefer): %d, %s ... %s, %d heads over %d tokens (a class token and a %dx%d "
+               "grid)\n", ai.layers, ai.first, ai.last, ai.heads, ai.tokens, ai.h, ai.w);
 }
 
 /* Whether predict and explain can run this model: one zero image through the CLI's usual CPU

@@ -1,6 +1,7 @@
 /* engine.c — plans and runs a graph on a backend: shape inference, plan-time folding, memory
  * planning (one activation arena, one gradient arena, one scratch buffer per plan), forward, and
- * backward to the inputs with optional capture of one value. */
+ * backward to the inputs with optional capture of a set of values (their activations kept, their
+ * gradients complete when the backward pass stops early). */
 #include "engine.h"
 
 #include <stdlib.h>
@@ -39,9 +40,11 @@ typedef struct pnode {
     double flops;  /* multiply-adds x 2 of a Conv/Gemm/MatMul (its backward-data costs the same) */
 } pnode;
 
-/* One plan: everything that depends on the input shapes, the mode and the captured value. */
+/* One plan: everything that depends on the input shapes, the mode and the captured values. */
 typedef struct plan {
-    int planned, mode, capture;
+    int planned, mode;
+    int *cap;             /* (n_cap) captured values, ascending, distinct; NULL when none */
+    int n_cap;
     sal_shape *key;       /* (n_inputs) */
     pvalue *pv;           /* (n_values) */
     pnode *steps;
@@ -122,7 +125,16 @@ static void plan_clear(sal_engine *e) {   /* clears e->p */
     free(e->p->out_shp);
     e->p->in_ptr = NULL; e->p->in_shp = NULL; e->p->out_ptr = NULL; e->p->gin_ptr = NULL; e->p->gout_ptr = NULL;
     e->p->out_shp = NULL;
+    free(e->p->cap);
+    e->p->cap = NULL;
+    e->p->n_cap = 0;
     e->p->planned = 0;
+}
+
+static int captured(const plan *p, int v) {
+    for (int i = 0; i < p->n_cap; i++)
+        if (p->cap[i] == v) return 1;
+    return 0;
 }
 
 /* Clear every cached plan (engine teardown). */
@@ -337,13 +349,13 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
      * output y = clamp(x, lo, hi) instead of x, and its mask is the same from either
      * (lo < x < hi exactly when lo < y < hi; x > 0 exactly when y > 0), while its gradient keeps
      * its own memory (gstorage). Nothing else reads the Conv's output (uses == 1, not a graph
-     * output, not the captured value), and Conv's backward-data does not need it. */
+     * output, not a captured value), and Conv's backward-data does not need it. */
     int fused = 0;
     if (!alias && params && e->b->fuse_conv_act &&
         (n->op == SAL_OP_RELU || n->op == SAL_OP_CLIP) && n->in[0] >= 0 && n->out[0] >= 0) {
         int xv = n->in[0];
         int ps = pv[xv].runtime ? pv[xv].producer_step : -1;
-        if (ps >= 0 && e->uses[xv] == 1 && !g->values[xv].is_output && xv != e->p->capture &&
+        if (ps >= 0 && e->uses[xv] == 1 && !g->values[xv].is_output && !captured(e->p, xv) &&
             pv[xv].storage == xv) {
             pnode *cs = &e->p->steps[ps];
             sal_conv_params *cp = (sal_conv_params *)cs->params;
@@ -416,16 +428,43 @@ static int64_t place(pvalue *pv, int n_values, int *order, int count) {
     return top;
 }
 
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
 sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, int capture_value,
                            sal_error *err) {
+    return sal_engine_plan_set(e, in_shapes, mode, &capture_value, capture_value >= 0, err);
+}
+
+sal_status sal_engine_plan_set(sal_engine *e, const sal_shape *in_shapes, int mode, const int *captures,
+                               int n_captures, sal_error *err) {
     const sal_graph *g = e->g;
     e->tick++;
+    /* the set, ascending and distinct, negative entries dropped */
+    int *cset = n_captures > 0 ? malloc(sizeof(int) * (size_t)n_captures) : NULL, n_cap = 0;
+    if (n_captures > 0 && !cset) return sal_fail(err, SAL_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n_captures; i++) {
+        if (captures[i] >= g->n_values) {
+            free(cset);
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "%s: capture of value %d: the graph has %d values", g->path,
+                            captures[i], g->n_values);
+        }
+        if (captures[i] >= 0) cset[n_cap++] = captures[i];
+    }
+    if (n_cap > 1) qsort(cset, (size_t)n_cap, sizeof *cset, cmp_int);
+    int nu = 0;
+    for (int i = 0; i < n_cap; i++)
+        if (!nu || cset[nu - 1] != cset[i]) cset[nu++] = cset[i];
+    n_cap = nu;
+    if (!n_cap) { free(cset); cset = NULL; }
     for (int k = 0; k < SAL_PLAN_CACHE; k++) {
         plan *c = &e->plans[k];
-        if (!c->planned || c->mode != mode || c->capture != capture_value) continue;
-        int same = 1;
+        if (!c->planned || c->mode != mode || c->n_cap != n_cap) continue;
+        int same = !n_cap || !memcmp(c->cap, cset, sizeof(int) * (size_t)n_cap);
         for (int i = 0; i < g->n_inputs; i++) same &= sal_shape_eq(&c->key[i], &in_shapes[i]);
-        if (same) { e->p = c; c->used = e->tick; return SAL_OK; }
+        if (same) { free(cset); e->p = c; c->used = e->tick; return SAL_OK; }
     }
     /* a free slot, else the least recently used plan */
     plan *victim = &e->plans[0];
@@ -436,6 +475,8 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
     }
     e->p = victim;
     plan_clear(e);
+    e->p->cap = cset;   /* owned by the plan from here: plan_clear frees it */
+    e->p->n_cap = n_cap;
     e->made++;
     e->p->used = e->tick;
     sal_status st = SAL_OK;
@@ -491,14 +532,16 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
         pv[v].runtime = 1;
         e->p->key[i] = *s;
     }
-    e->p->capture = capture_value;   /* plan_node reads it (fusion: not into the captured value) */
+    /* plan_node reads e->p->cap (fusion: not into a captured value) */
     for (int i = 0; i < g->n_nodes && !st; i++) st = plan_node(e, i, err);
     if (st) { plan_clear(e); return st; }
-    if (capture_value >= 0 && !pv[capture_value].runtime) {
-        plan_clear(e);
-        return sal_fail(err, SAL_ERR_INVALID_ARG, "%s: value '%s' is a constant, not a layer output",
-                        g->path, g->values[capture_value].name);
-    }
+    for (int i = 0; i < n_cap; i++)
+        if (!pv[cset[i]].runtime) {
+            int cv = cset[i];
+            plan_clear(e);
+            return sal_fail(err, SAL_ERR_INVALID_ARG, "%s: value '%s' is a constant, not a layer output",
+                            g->path, g->values[cv].name);
+        }
 
     /* lifetimes of storage roots */
     int end = e->p->n_steps;
@@ -508,7 +551,7 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
         int first = pv[v].producer_step < 0 ? 0 : pv[v].producer_step;
         if (first < pv[r].first) pv[r].first = first;
         if (first > pv[r].last) pv[r].last = first;
-        if (g->values[v].is_output || v == capture_value || mode != SAL_PLAN_FORWARD) pv[r].last = end;
+        if (g->values[v].is_output || captured(e->p, v) || mode != SAL_PLAN_FORWARD) pv[r].last = end;
     }
     for (int s = 0; s < e->p->n_steps; s++) {
         const sal_node *n = &g->nodes[e->p->steps[s].node];
@@ -612,7 +655,6 @@ sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, 
     }
     e->p->planned = 1;
     e->p->mode = mode;
-    e->p->capture = capture_value;
     e->p->stamp = ++e->runs;
     return SAL_OK;
 }
@@ -743,8 +785,13 @@ sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int
     if (!gseed) return SAL_OK;   /* output does not depend on the input */
     st = sal_backend_upload(e->b, gseed, seed, (size_t)sal_shape_numel(&e->p->pv[out0].shape) * sizeof(float), err);
     if (st) return st;
+    /* stopping early: every step after the earliest captured value's producer runs, so each captured
+     * value's gradient has all of its readers' contributions */
     int stop = -1;
-    if (stop_at_capture && e->p->capture >= 0) stop = e->p->pv[e->p->capture].producer_step;
+    for (int i = 0; stop_at_capture && i < e->p->n_cap; i++) {
+        int ps = e->p->pv[e->p->cap[i]].producer_step;
+        if (i == 0 || ps < stop) stop = ps;
+    }
     for (int s = e->p->n_steps - 1; s > stop; s--) {
         const pnode *p = &e->p->steps[s];
         if (p->alias && !p->fused) continue;

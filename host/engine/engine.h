@@ -4,7 +4,8 @@
  * subgraphs, one activation arena with lifetimes (forward plans reuse memory, gradient plans keep
  * every activation for the backward pass), one gradient arena, one scratch buffer. Nothing is
  * allocated per op. Backward seeds output 0 and propagates to the inputs only (never to weights);
- * it can capture one value's activation and gradient and stop there. */
+ * it can capture a set of values (activations and gradients) and stop once their gradients are
+ * complete. */
 #ifndef SAL_ENGINE_H
 #define SAL_ENGINE_H
 
@@ -19,8 +20,14 @@ enum { SAL_PLAN_FORWARD = 0, SAL_PLAN_GRAD = 1, SAL_PLAN_KEEP = 2 };
 sal_status sal_engine_create(const sal_graph *g, sal_backend *b, sal_engine **out, sal_error *err);
 void sal_engine_free(sal_engine *e);
 
-/* in_shapes: one per graph input (g->inputs order). capture_value: value index or -1. Replans
- * only when something changed. */
+/* in_shapes: one per graph input (g->inputs order). captures: n_captures value indices (any
+ * order, repeats and negative entries ignored) whose activations the plan keeps (never fused
+ * away, alive to the end of a forward plan) and whose gradients a gradient plan completes before
+ * a backward pass that stops early (stop_at_capture). Replans only when something changed (the
+ * shapes, the mode or the set). */
+sal_status sal_engine_plan_set(sal_engine *e, const sal_shape *in_shapes, int mode, const int *captures,
+                               int n_captures, sal_error *err);
+/* The same with one captured value (capture_value: a value index, or -1 for none). */
 sal_status sal_engine_plan(sal_engine *e, const sal_shape *in_shapes, int mode, int capture_value,
                            sal_error *err);
 /* Shape of a value under the current plan (NULL when unknown). */
@@ -44,7 +51,8 @@ float *sal_engine_input_dev(sal_engine *e, int i);
 const float *sal_engine_value_dev(sal_engine *e, int value);
 const float *sal_engine_grad_dev(sal_engine *e, int value);
 sal_status sal_engine_read(sal_engine *e, int value, float *host, sal_error *err);
-/* seed: host (shape of output 0). stop_at_capture: skip everything before the captured value. */
+/* seed: host (shape of output 0). stop_at_capture: skip the steps before the earliest captured
+ * value's producer (every captured value's gradient is then complete; nothing earlier is). */
 sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int stop_at_capture,
                                sal_error *err);
 sal_status sal_engine_read_grad(sal_engine *e, int value, float *host, sal_error *err);

@@ -14,7 +14,8 @@ struct sal_session {
     sal_engine *e;
     char note[SAL_ERROR_LEN + 64];
     sal_error err;
-    int n, h, w, mode, capture;   /* current plan */
+    int n, h, w, mode;   /* current plan (n 0: none yet) */
+    int *caps, n_caps;   /* its captured values (as given to the engine) */
     size_t mem_limit;
     /* the methods' and post-processing's buffers in the backend's memory, kept for reuse between
      * calls (a GPU's cudaMalloc/cudaFree cost milliseconds and synchronize) */
@@ -160,7 +161,6 @@ sal_status sal_session_create_on(const sal_model *m, sal_backend *b, const sal_s
     sal_session *s = calloc(1, sizeof *s);
     if (!s) { b->ops->destroy(b); return sal_fail(err, SAL_ERR_NOMEM, "out of memory"); }
     s->m = m;
-    s->capture = -2;
     s->b = b;
     s->mem_limit = o->mem_limit;
     sal_status st = sal_engine_create(m->g, b, &s->e, err);
@@ -187,6 +187,7 @@ void sal_session_free(sal_session *s) {
     for (int i = 0; i < s->n_scratch; i++) s->b->ops->release(s->b, s->scratch[i].p);
     sal_engine_free(s->e);
     if (s->b) s->b->ops->destroy(s->b);
+    free(s->caps);
     free(s);
 }
 
@@ -196,7 +197,7 @@ const char *sal_session_device_note(const sal_session *s) { return s ? s->note :
 
 int sal_session_max_batch(const sal_session *s) { return s ? s->m->g->max_batch : 0; }
 
-static sal_status plan(sal_session *s, int n, int h, int w, int mode, int capture) {
+static sal_status plan(sal_session *s, int n, int h, int w, int mode, const int *caps, int n_caps) {
     const sal_graph *g = s->m->g;
     if (n <= 0) return sfail(s, SAL_ERR_INVALID_ARG, "batch size must be positive (got %d)", n);
     if (g->max_batch > 0 && n > g->max_batch)   /* the callers split: this is a bug's guard */
@@ -226,18 +227,32 @@ static sal_status plan(sal_session *s, int n, int h, int w, int mode, int captur
                          (long long)shape.d[2], (long long)shape.d[3], h, w);
         }
     }
-    sal_status st = sal_engine_plan(s->e, &shape, mode, capture, &s->err);
+    int same = n_caps == s->n_caps && (!n_caps || !memcmp(caps, s->caps, sizeof(int) * (size_t)n_caps));
+    int *keep = NULL;
+    if (!same && n_caps > 0) {
+        if (!(keep = malloc(sizeof(int) * (size_t)n_caps))) return sfail(s, SAL_ERR_NOMEM, "out of memory");
+        memcpy(keep, caps, sizeof(int) * (size_t)n_caps);
+    }
+    sal_status st = sal_engine_plan_set(s->e, &shape, mode, caps, n_caps, &s->err);
     if (st == SAL_ERR_NOMEM && scratch_has_free(s)) {   /* give the cached buffers back first */
         scratch_drop_free(s);
-        st = sal_engine_plan(s->e, &shape, mode, capture, &s->err);
+        st = sal_engine_plan_set(s->e, &shape, mode, caps, n_caps, &s->err);
     }
-    if (st) return st;
+    if (st) { free(keep); return st; }
     s->n = n;
     s->h = (int)shape.d[2];
     s->w = (int)shape.d[3];
     s->mode = mode;
-    s->capture = capture;
+    if (!same) {
+        free(s->caps);
+        s->caps = keep;
+        s->n_caps = n_caps;
+    }
     return SAL_OK;
+}
+
+static sal_status plan1(sal_session *s, int n, int h, int w, int mode, int capture) {
+    return plan(s, n, h, w, mode, &capture, capture >= 0);
 }
 
 sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, int cap, int *batch,
@@ -259,16 +274,21 @@ sal_status sal_session_auto_batch(sal_session *s, int h, int w, size_t budget, i
      * after */
     size_t per = s->ab_per, fixed = s->ab_fixed;
     if (!s->ab_ok || s->ab_h != h || s->ab_w != w) {
-        int pn = s->n, ph = s->h, pw = s->w, pmode = s->mode, pcap = s->capture;
-        sal_status st = plan(s, 1, h, w, SAL_PLAN_GRAD, -1);
-        if (st) return st;
+        int pn = s->n, ph = s->h, pw = s->w, pmode = s->mode, pncap = s->n_caps;
+        int *pcap = NULL;
+        if (pncap && !(pcap = malloc(sizeof(int) * (size_t)pncap))) return sfail(s, SAL_ERR_NOMEM, "out of memory");
+        if (pncap) memcpy(pcap, s->caps, sizeof(int) * (size_t)pncap);
+        sal_status st = plan1(s, 1, h, w, SAL_PLAN_GRAD, -1);
+        if (st) { free(pcap); return st; }
         size_t b1 = sal_engine_plan_bytes(s->e), b2 = 0;
-        if ((maxb <= 0 || maxb >= 2) && plan(s, 2, h, w, SAL_PLAN_GRAD, -1) == SAL_OK)
+        if ((maxb <= 0 || maxb >= 2) && plan1(s, 2, h, w, SAL_PLAN_GRAD, -1) == SAL_OK)
             b2 = sal_engine_plan_bytes(s->e);
         per = b2 > b1 ? b2 - b1 : b1;
         fixed = b1 > per ? b1 - per : 0;
         if (per == 0) per = 1;
-        if (pn > 0 && pcap >= -1 && (st = plan(s, pn, ph, pw, pmode, pcap))) return st;
+        if (pn > 0) st = plan(s, pn, ph, pw, pmode, pcap, pncap);
+        free(pcap);
+        if (st) return st;
         s->ab_ok = 1;
         s->ab_h = h;
         s->ab_w = w;
@@ -303,7 +323,7 @@ sal_status sal_session_mem_info(const sal_session *s, size_t *avail, size_t *tot
 
 sal_status sal_session_plan(sal_session *s, int n, int h, int w) {
     if (!s) return SAL_ERR_INVALID_ARG;
-    return plan(s, n, h, w, SAL_PLAN_FORWARD, -1);
+    return plan1(s, n, h, w, SAL_PLAN_FORWARD, -1);
 }
 
 int sal_session_num_classes(const sal_session *s) {
@@ -443,7 +463,7 @@ static sal_status gradient_once(sal_session *s, const float *x, int n, int h, in
     }
     if (!o->need_input_grad && capture < 0)
         return sfail(s, SAL_ERR_INVALID_ARG, "sal_gradient: stopping early needs a layer to capture");
-    sal_status st = plan(s, n, h, w, SAL_PLAN_GRAD, capture);
+    sal_status st = plan1(s, n, h, w, SAL_PLAN_GRAD, capture);
     if (st) return st;
     const float *ins[1] = {x};
     st = sal_engine_forward(s->e, ins, &s->err);
@@ -529,16 +549,23 @@ void sal_session_scratch_put(sal_session *s, const void *p) {
         }
 }
 sal_error *sal_session_err(sal_session *s) { return &s->err; }
+const sal_model *sal_session_model(const sal_session *s) { return s->m; }
 
 int sal_session_find_layer(sal_session *s, const char *layer) {
     return layer && *layer ? find_layer_value(s->m->g, layer) : -1;
 }
 
 sal_status sal_session_dev_plan(sal_session *s, int n, int h, int w, int grad, int capture, float **dev_in) {
-    /* a gradient plan also serves forward passes of the same shape */
+    return sal_session_dev_plan_set(s, n, h, w, grad, &capture, capture >= 0, dev_in);
+}
+
+sal_status sal_session_dev_plan_set(sal_session *s, int n, int h, int w, int grad, const int *caps, int n_caps,
+                                    float **dev_in) {
+    /* a gradient plan also serves forward passes of the same shape (keeping its captures) */
     int mode = grad || (s->mode == SAL_PLAN_GRAD && s->n == n) ? SAL_PLAN_GRAD : SAL_PLAN_FORWARD;
-    if (mode == SAL_PLAN_GRAD && !grad && capture < 0) capture = s->capture;
-    sal_status st = plan(s, n, h, w, mode, mode == SAL_PLAN_GRAD ? capture : -1);
+    sal_status st;
+    if (mode == SAL_PLAN_GRAD && !grad && n_caps == 0) st = plan(s, n, h, w, mode, s->caps, s->n_caps);
+    else st = plan(s, n, h, w, mode, caps, n_caps);   /* a forward plan keeps its captured values too */
     if (st) return st;
     *dev_in = sal_engine_input_dev(s->e, 0);
     return *dev_in ? SAL_OK : sfail(s, SAL_ERR_INTERNAL, "the plan has no input buffer");
@@ -565,8 +592,14 @@ const float *sal_session_dev_input_grad(sal_session *s) {
 }
 
 const float *sal_session_dev_capture(sal_session *s, int grad) {
-    if (s->capture < 0) return NULL;
-    return grad ? sal_engine_grad_dev(s->e, s->capture) : sal_engine_value_dev(s->e, s->capture);
+    return s->n_caps ? sal_session_dev_captured(s, s->caps[0], grad) : NULL;
+}
+
+const float *sal_session_dev_captured(sal_session *s, int value, int grad) {
+    int in_set = 0;
+    for (int i = 0; i < s->n_caps; i++) in_set |= s->caps[i] == value;
+    if (!in_set) return NULL;
+    return grad ? sal_engine_grad_dev(s->e, value) : sal_engine_value_dev(s->e, value);
 }
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -25,7 +25,7 @@
 static const char *method_names[SAL_M_COUNT] = {
     "saliency", "inputxgrad", "smoothgrad", "smoothgrad_sq", "vargrad", "ig", "guided",
     "occlusion", "gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "scorecam",
-    "guided-gradcam", "rise", "gradshap", "kernelshap",
+    "guided-gradcam", "rise", "gradshap", "kernelshap", "rollout", "chefer",
 };
 
 sal_status sal_method_parse(const char *name, sal_method *m) {
@@ -39,7 +39,7 @@ const char *sal_method_name(sal_method m) {
 }
 
 int sal_method_is_cam(sal_method m) {
-    return m >= SAL_M_GRADCAM && m <= SAL_M_SCORECAM;
+    return (m >= SAL_M_GRADCAM && m <= SAL_M_SCORECAM) || m == SAL_M_ROLLOUT || m == SAL_M_CHEFER;
 }
 
 sal_explain_opts sal_explain_opts_default(sal_method m) {
@@ -159,6 +159,8 @@ static float prob_seed(const float *z, int k, int t, float *seed) {
     }
     return (float)pt;
 }
+
+float sal_prob_seed(const float *z, int k, int t, float *seed) { return prob_seed(z, k, t, seed); }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Batches in the backend's memory                                                                  */
@@ -769,23 +771,6 @@ static sal_status explain_occlusion(sal_method_ctx *cx, const float *x, int n, c
 /* ------------------------------------------------------------------------------------------------ */
 /* CAM family                                                                                       */
 
-/* The default CAM layer: the last node whose output is 4-D with spatial size above 1x1. */
-static sal_status default_layer(sal_method_ctx *cx, const sal_model *m, char *name, size_t len) {
-    int nl = sal_model_num_layers(m);
-    for (int i = nl - 1; i >= 0; i--) {
-        int nd;
-        int64_t d[SAL_MAX_DIMS];
-        if (sal_session_layer_shape(cx->s, i, &nd, d)) continue;
-        if (nd == 4 && d[2] * d[3] > 1) {
-            sal_layer_info L;
-            sal_model_layer(m, i, &L);
-            snprintf(name, len, "%s", L.name);
-            return SAL_OK;
-        }
-    }
-    return SAL_ERR_NOT_FOUND;
-}
-
 /* pytorch-grad-cam's presentation of a CAM: m = (L - min) / (1e-7 + max(L - min)), bilinear
  * (half-pixel, cv2's INTER_LINEAR) to the input size, ReLU, and the same scaling again. With
  * relu == 0 (signed maps) the map is instead upsampled and divided by max|L|. */
@@ -818,6 +803,10 @@ static sal_status cam_final(const float *L, int lh, int lw, float *out, int h, i
         for (int64_t j = 0; mx > 0 && j < N; j++) out[j] /= mx;
     }
     return SAL_OK;
+}
+
+sal_status sal_cam_final(const float *L, int lh, int lw, float *out, int h, int w, int relu) {
+    return cam_final(L, lh, lw, out, h, w, relu);
 }
 
 /* One image's forward pass in a gradient plan capturing value layer_v (so a backward pass to the
@@ -879,22 +868,38 @@ static sal_status cam_map_of(sal_method_ctx *cx, sal_method method, const float 
     return st;
 }
 
+/* A channels-last CAM layer's captured activation and gradient (NHWC maps, tokens after cl->skip
+ * leading ones) as planes (lc, lhw) in dpa and dpg; *dact and *dgrad then point at them. Nothing
+ * to do for an NCHW layer or a value the score does not reach. */
+static sal_status cam_as_planes(sal_method_ctx *cx, const sal_cam_layer *cl, const float **dact, const float **dgrad,
+                                float *dpa, float *dpg) {
+    if (cl->layout == SAL_LAYOUT_NCHW || !*dact || !*dgrad) return SAL_OK;
+    const int64_t lc = cl->channels, lhw = (int64_t)cl->h * cl->w;
+    sal_mp_args c = sal_mp_base(cx);
+    c.lc = (int)lc;
+    c.lhw = lhw;
+    c.k0 = cl->skip;
+    c.in = *dact;
+    c.out = dpa;
+    sal_status st = sal_mp(cx, SAL_MP_to_planes, lc * lhw, &c);
+    c.in = *dgrad;
+    c.out = dpg;
+    if (!st) st = sal_mp(cx, SAL_MP_to_planes, lc * lhw, &c);
+    *dact = dpa;
+    *dgrad = dpg;
+    return st;
+}
+
 static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const float *x, int n, const int *tg,
                               sal_maps *out) {
     const sal_explain_opts *o = cx->o;
-    sal_status st;
-    if (o->layer && *o->layer) snprintf(out->layer, sizeof out->layer, "%s", o->layer);
-    else if ((st = default_layer(cx, m, out->layer, sizeof out->layer)))
-        return st;
-    int nd;
-    int64_t d[SAL_MAX_DIMS];
-    /* plan to learn the layer's shape */
-    st = sal_session_plan(cx->s, 1, cx->h, cx->w);
+    sal_cam_layer cl;
+    sal_status st = sal_cam_layer_resolve(cx->s, m, cx->h, cx->w, o->layer, o->tokens_h, o->tokens_w, &cl, serr(cx));
     if (st) return st;
-    st = sal_session_value_shape(cx->s, out->layer, &nd, d);
-    if (st) return st;
-    if (nd != 4) return SAL_ERR_SHAPE;
-    int64_t lc = d[1], lh = d[2], lw = d[3], lhw = lh * lw;
+    snprintf(out->layer, sizeof out->layer, "%s", cl.name);
+    int64_t lc = cl.channels, lh = cl.h, lw = cl.w, lhw = lh * lw;
+    /* a channels-last layer (NHWC, tokens) is read through planes (lc, lhw) made on the backend */
+    int last = cl.layout != SAL_LAYOUT_NCHW;
     out->ndim = 2;
     out->dims[0] = lh;
     out->dims[1] = lw;
@@ -908,7 +913,10 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
     float *lg = malloc(sizeof(float) * (size_t)cx->k), *seed = malloc(sizeof(float) * (size_t)cx->k);
     float *dwts = scorecam ? NULL : sal_dalloc(cx, sizeof(float) * (size_t)lc);
     float *dcam = scorecam ? NULL : sal_dalloc(cx, sizeof(float) * (size_t)lhw);
-    if (!out->attr || !out->upsampled || !wts || !lg || !seed || (!scorecam && (!dwts || !dcam)))
+    float *dpa = last && !scorecam ? sal_dalloc(cx, sizeof(float) * (size_t)(lc * lhw)) : NULL;
+    float *dpg = last && !scorecam ? sal_dalloc(cx, sizeof(float) * (size_t)(lc * lhw)) : NULL;
+    if (!out->attr || !out->upsampled || !wts || !lg || !seed || (!scorecam && (!dwts || !dcam)) ||
+        (last && !scorecam && (!dpa || !dpg)))
         st = SAL_ERR_NOMEM;
     /* passes: each image's own (capturing the layer), Score-CAM's one per channel, and Guided
      * Grad-CAM's guided backprop pass per image after this */
@@ -946,7 +954,10 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
                 sal_mp_args c = sal_mp_base(cx);
                 c.in = sal_session_dev_capture(cx->s, 0);
                 c.out = dact;
-                st = c.in ? sal_mp(cx, SAL_MP_copy, lc * lhw, &c)
+                c.lc = (int)lc;
+                c.lhw = lhw;
+                c.k0 = cl.skip;
+                st = c.in ? sal_mp(cx, last ? SAL_MP_to_planes : SAL_MP_copy, lc * lhw, &c)
                           : sal_fail(serr(cx), SAL_ERR_INTERNAL, "layer '%s': no activation captured", out->layer);
             }
             sal_prim_io io = {cx, sal_mp_base(cx), SAL_MP_masked, -1};
@@ -1006,6 +1017,7 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             }
             const float *dact = st ? NULL : sal_session_dev_capture(cx->s, 0);
             const float *dgrad = st ? NULL : sal_session_dev_capture(cx->s, 1);
+            if (!st) st = cam_as_planes(cx, &cl, &dact, &dgrad, dpa, dpg);   /* (lc, lhw) */
             if (!st && (!dact || !dgrad)) {
                 /* the score does not depend on the layer: the map is zero */
                 memset(cam, 0, sizeof(float) * (size_t)lhw);
@@ -1020,6 +1032,8 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
     free(seed);
     sal_dfree(cx, dwts);
     sal_dfree(cx, dcam);
+    sal_dfree(cx, dpa);
+    sal_dfree(cx, dpg);
     return st;
 }
 
@@ -1217,6 +1231,8 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
         return sal_fail(err, st, "%s", sal_session_error(s));
     }
     if (o->method == SAL_M_OCCLUSION) st = explain_occlusion(&cx, x, n, out->targets, out);
+    else if (o->method == SAL_M_ROLLOUT || o->method == SAL_M_CHEFER)
+        st = sal_explain_attention(&cx, m, x, n, out->targets, out);
     else if (sal_method_is_cam(o->method)) st = explain_cam(&cx, m, x, n, out->targets, out);
     else if (o->method == SAL_M_GUIDED_GRADCAM) {
         /* guided backprop times the Grad-CAM map upsampled to the input */
@@ -1254,8 +1270,6 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
         const char *why = sal_session_error(s);
         sal_maps_free(out);
         if (st == SAL_ERR_CANCELLED) return sal_fail(err, st, "%s", why);
-        if (st == SAL_ERR_NOT_FOUND && !(o->layer && *o->layer))
-            return sal_fail(err, st, "no layer with a 4-D output larger than 1x1 for a CAM method: give --layer");
         return sal_fail(err, st, "%s: %s", sal_method_name(o->method), why && *why ? why : sal_status_str(st));
     }
     out->batch = cx.batch;
@@ -1289,16 +1303,12 @@ static sal_status explain_shared(sal_method_ctx *cx, const sal_model *m, const s
         if (sal_method_is_cam(ms[j])) need_cam = 1;
         else need_input = 1;
     }
-    sal_status st = SAL_OK;
-    int64_t lc = 0, lh = 1, lw = 1, lhw = 1;
-    if (o->layer && *o->layer) snprintf(layer, sizeof layer, "%s", o->layer);
-    else if ((st = default_layer(cx, m, layer, sizeof layer))) return st;
-    if ((st = sal_session_plan(cx->s, 1, cx->h, cx->w))) return st;
-    int nd;
-    int64_t d[SAL_MAX_DIMS];
-    if ((st = sal_session_value_shape(cx->s, layer, &nd, d))) return st;
-    if (nd != 4) return SAL_ERR_SHAPE;
-    lc = d[1], lh = d[2], lw = d[3], lhw = lh * lw;
+    sal_cam_layer cl;
+    sal_status st = sal_cam_layer_resolve(cx->s, m, cx->h, cx->w, o->layer, o->tokens_h, o->tokens_w, &cl, serr(cx));
+    if (st) return st;
+    snprintf(layer, sizeof layer, "%s", cl.name);
+    const int64_t lc = cl.channels, lh = cl.h, lw = cl.w, lhw = lh * lw;
+    const int last = cl.layout != SAL_LAYOUT_NCHW;   /* read through planes (cam_as_planes) */
     const int layer_v = sal_session_find_layer(cx->s, layer);
     for (int j = 0; j < nm; j++) {
         sal_maps *mp = &out[j];
@@ -1326,7 +1336,9 @@ static sal_status explain_shared(sal_method_ctx *cx, const sal_model *m, const s
     float *lg = malloc(sizeof(float) * (size_t)cx->k), *seed = malloc(sizeof(float) * (size_t)cx->k);
     float *dwts = need_cam ? sal_dalloc(cx, sizeof(float) * (size_t)lc) : NULL;
     float *dcam = need_cam ? sal_dalloc(cx, sizeof(float) * (size_t)lhw) : NULL;
-    if (!st && (!lg || !seed || (need_cam && (!dwts || !dcam)))) st = SAL_ERR_NOMEM;
+    float *dpa = need_cam && last ? sal_dalloc(cx, sizeof(float) * (size_t)(lc * lhw)) : NULL;
+    float *dpg = need_cam && last ? sal_dalloc(cx, sizeof(float) * (size_t)(lc * lhw)) : NULL;
+    if (!st && (!lg || !seed || (need_cam && (!dwts || !dcam || (last && (!dpa || !dpg)))))) st = SAL_ERR_NOMEM;
     if (!st) st = sal_method_progress_start(cx, n);
     for (int i = 0; i < n && !st; i++) {
         const float *xi = x + i * cx->per;
@@ -1343,6 +1355,7 @@ static sal_status explain_shared(sal_method_ctx *cx, const sal_model *m, const s
         const float *dact = st ? NULL : sal_session_dev_capture(cx->s, 0);
         const float *dgrad = st ? NULL : sal_session_dev_capture(cx->s, 1);
         const float *dgx = st ? NULL : sal_session_dev_input_grad(cx->s);
+        if (!st && need_cam) st = cam_as_planes(cx, &cl, &dact, &dgrad, dpa, dpg);
         for (int j = 0; j < nm && !st; j++) {
             sal_maps *mp = &out[j];
             mp->targets[i] = t;
@@ -1366,6 +1379,8 @@ static sal_status explain_shared(sal_method_ctx *cx, const sal_model *m, const s
     free(seed);
     sal_dfree(cx, dwts);
     sal_dfree(cx, dcam);
+    sal_dfree(cx, dpa);
+    sal_dfree(cx, dpg);
     return st;
 }
 
@@ -1430,8 +1445,6 @@ sal_status sal_explain_many_impl(sal_session *s, const sal_model *m, const sal_e
             if (st) {
                 const char *why = sal_session_error(s);
                 if (st == SAL_ERR_CANCELLED) st = sal_fail(err, st, "%s", why);
-                else if (st == SAL_ERR_NOT_FOUND && !(o->layer && *o->layer))
-                    st = sal_fail(err, st, "no layer with a 4-D output larger than 1x1 for a CAM method: give --layer");
                 else st = sal_fail(err, st, "%s: %s", sal_method_name(group[0]), why && *why ? why : sal_status_str(st));
             }
         }

@@ -61,13 +61,20 @@ void *sal_session_scratch(sal_session *s, size_t bytes);
 void sal_session_scratch_put(sal_session *s, const void *p);
 int sal_session_find_layer(sal_session *s, const char *layer);
 sal_status sal_session_dev_plan(sal_session *s, int n, int h, int w, int grad, int capture, float **dev_in);
+/* dev_plan capturing a set of values (n_caps of them; one forward and one backward pass then give
+ * all of their activations and gradients: dev_captured) */
+sal_status sal_session_dev_plan_set(sal_session *s, int n, int h, int w, int grad, const int *caps, int n_caps,
+                                    float **dev_in);
 sal_status sal_session_dev_forward(sal_session *s, float *logits);
 /* dev_forward in two steps: queue the forward pass, then wait for it and download the logits */
 sal_status sal_session_dev_launch(sal_session *s);
 sal_status sal_session_dev_logits(sal_session *s, float *logits);
 sal_status sal_session_dev_backward(sal_session *s, const float *seed, int guided, int stop_at_capture);
 const float *sal_session_dev_input_grad(sal_session *s);
-const float *sal_session_dev_capture(sal_session *s, int grad);
+const float *sal_session_dev_capture(sal_session *s, int grad);   /* the lowest captured value's */
+/* A captured value's activation (grad 0) or gradient (grad 1) in the backend's memory; NULL when
+ * the current plan does not capture it, or (gradient) when it does not reach the output. */
+const float *sal_session_dev_captured(sal_session *s, int value, int grad);
 
 /* Scores (logit, or probability with explain_prob) of targets tg for n images already in the
  * backend's memory, one after the other from d (n, C,H,W): forward passes in batches. */
@@ -130,6 +137,30 @@ sal_status sal_explain_kernelshap(sal_method_ctx *cx, const float *x, int n, con
 /* KernelSHAP's superpixels: a SLIC-like k-means of x (C,H,W) into about K labels (H,W); *m
  * receives the number of superpixels. */
 sal_status sal_kshap_superpixels(const float *x, int C, int H, int W, int K, int *labels, int *m);
+
+/* The softmax probability of class t from logits z (k of them); with seed, its gradient w.r.t.
+ * the logits into seed (k) (explain_prob). */
+float sal_prob_seed(const float *z, int k, int t, float *seed);
+/* pytorch-grad-cam's presentation of a layer map L (lh, lw) as an (h, w) map (min-max, bilinear,
+ * ReLU, min-max; relu 0: divided by max |L|). */
+sal_status sal_cam_final(const float *L, int lh, int lw, float *out, int h, int w, int relu);
+/* The grid of T tokens on an in_h x in_w input (cam_layer.c): T - 1 (*skip 1: a class token
+ * first) or T (*skip 0) equal square patches; 0 when none fits. */
+int sal_token_grid(int64_t T, int in_h, int in_w, int *gh, int *gw, int *skip);
+/* Attention rollout and Chefer's relevance (host/methods/attention.c): out->attr (n, gh, gw),
+ * out->upsampled (n, H, W), out->scores, out->layer. */
+sal_status sal_explain_attention(sal_method_ctx *cx, const sal_model *m, const float *x, int n, const int *tg,
+                                 sal_maps *out);
+
+/* CAM layers and attention layers (host/methods/cam_layer.c). resolve: sal_session_cam_layer's
+ * rule with the message in err. attention_layers: the nodes (*nodes, malloc'd, in execution
+ * order; *count of them) whose outputs are attention probabilities, every one over the same
+ * *heads heads and *tokens tokens (planned for one (C,h,w) image). */
+sal_status sal_cam_layer_resolve(sal_session *s, const sal_model *m, int h, int w, const char *layer, int th,
+                                 int tw, sal_cam_layer *out, sal_error *err);
+sal_status sal_attention_layers(sal_session *s, const sal_model *m, int h, int w, int **nodes, int *count,
+                                int *heads, int *tokens, sal_error *err);
+const sal_model *sal_session_model(const sal_session *s);
 
 sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explain_opts *o,
                             const float *x, int n, int h, int w, const int *targets, sal_maps *out,

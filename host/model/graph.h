@@ -157,7 +157,7 @@ sal_status sal_graph_finalize(sal_graph *g, sal_error *err);
  * and the largest batch is found (the input declares a batch of 1, or a Reshape of an activation
  * hard-codes 1 as its first dimension). sal_model_load runs it; SAL_LOAD_RAW leaves the graph as
  * the file has it (the ONNX conformance tests feed their inputs as declared). */
-enum { SAL_LAYOUT_NCHW = 0, SAL_LAYOUT_NHWC = 1 };
+/* (layouts: SAL_LAYOUT_NCHW and SAL_LAYOUT_NHWC of include/salient.h's sal_layout) */
 sal_status sal_graph_adapt_image_input(sal_graph *g, sal_error *err);
 #define SAL_LOAD_RAW 1
 sal_status sal_model_load_ex(const char *path, int flags, sal_model **out, sal_error *err);
