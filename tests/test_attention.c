@@ -21,23 +21,10 @@
 
 #include "io/io.h"
 #include "testutil.h"
+#include "testproc.h"
 
 #define MAP_TOL 1e-4
 enum { N = 2, C = 3, HW = 32, IMG = C * HW * HW, G = 4 };
-
-static float *load_npy(const char *rel, int64_t want) {
-    char path[1024];
-    tu_src_path(rel, path, sizeof path);
-    float *d = NULL;
-    int nd = 0;
-    int64_t dims[SAL_MAX_DIMS];
-    sal_error err = {0};
-    cr_assert_eq(sal_npy_read(path, &d, &nd, dims, &err), SAL_OK, "%s: %s", rel, err.msg);
-    int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= dims[i];
-    cr_assert_eq(n, want, "%s: %lld elements, expected %lld", rel, (long long)n, (long long)want);
-    return d;
-}
 
 typedef struct zoo_model {
     sal_model *m;
@@ -51,7 +38,7 @@ static zoo_model open_zoo(const char *stem) {
     sal_error err = {0};
     snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.onnx", stem);
     cr_assert_eq(tu_open(rel, SAL_DEVICE_CPU, &z.m, &z.s, &err), SAL_OK, "%s: %s", stem, err.msg);
-    z.x = load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
+    z.x = tp_load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
     return z;
 }
 
@@ -70,7 +57,7 @@ static void check_maps(zoo_model *z, sal_explain_opts o, const char *what, const
     cr_assert(m.ndim == 2 && m.dims[0] == G && m.dims[1] == G, "%s: map %lldx%lld, expected %dx%d", what,
               (long long)m.dims[0], (long long)m.dims[1], G, G);
     if (expect_layer) cr_expect_str_eq(m.layer, expect_layer, "%s: layer '%s', expected '%s'", what, m.layer, expect_layer);
-    float *want = load_npy(layer_ref, N * G * G);
+    float *want = tp_load_npy(layer_ref, N * G * G);
     for (int i = 0; i < N; i++) {
         double e = tu_rel_diff(m.attr + i * G * G, want + i * G * G, G * G, 1e-12);
         cr_log_info("%s image %d: layer map error %.3g of its max", what, i, e);
@@ -78,7 +65,7 @@ static void check_maps(zoo_model *z, sal_explain_opts o, const char *what, const
     }
     free(want);
     if (final_ref) {
-        float *fin = load_npy(final_ref, N * HW * HW);
+        float *fin = tp_load_npy(final_ref, N * HW * HW);
         double e = tu_rel_diff(m.upsampled, fin, N * HW * HW, 1.0);
         cr_expect(e < MAP_TOL, "%s: the final map differs from pytorch-grad-cam's by %.3g", what, e);
         free(fin);
@@ -116,7 +103,7 @@ Test(attention, gradcam_on_vit_tokens_in_a_shared_pass) {
     cr_assert_eq(sal_explain_many(z.s, &o, ms, 3, z.x, N, 0, 0, NULL, out), SAL_OK, "%s", sal_session_error(z.s));
     cr_expect_str_eq(out[1].layer, "/encoder/layers/encoder_layer_1/ln_1/Add_1");
     cr_assert(out[1].ndim == 2 && out[1].dims[0] == G && out[1].dims[1] == G);
-    float *want = load_npy("tests/fixtures/zoo/vit_gradcam_layer.npy", N * G * G);
+    float *want = tp_load_npy("tests/fixtures/zoo/vit_gradcam_layer.npy", N * G * G);
     double e = tu_rel_diff(out[1].attr, want, N * G * G, 1e-12);
     cr_expect(e < MAP_TOL, "shared pass: Grad-CAM differs from pytorch-grad-cam's by %.3g", e);
     free(want);

@@ -24,24 +24,11 @@
 
 #include "io/io.h"
 #include "testutil.h"
+#include "testproc.h"
 
 #define SALIENT SAL_BINARY_DIR "/salient"
 #define TWIN_TOL 1e-5
 enum { N = 3, K = 10, C = 3, HW = 32, IMG = C * HW * HW };
-
-static float *load_npy(const char *rel, int64_t want) {
-    char path[1024];
-    tu_src_path(rel, path, sizeof path);
-    float *d = NULL;
-    int nd = 0;
-    int64_t dims[SAL_MAX_DIMS];
-    sal_error err = {0};
-    cr_assert_eq(sal_npy_read(path, &d, &nd, dims, &err), SAL_OK, "%s: %s", rel, err.msg);
-    int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= dims[i];
-    cr_assert_eq(n, want, "%s: %lld elements, expected %lld", rel, (long long)n, (long long)want);
-    return d;
-}
 
 static void open_zoo(const char *stem, sal_model **m, sal_session **s) {
     char rel[256];
@@ -84,8 +71,8 @@ static void check_fixed(const char *stem, const char *why_has) {
     cr_expect_eq(sal_model_max_batch(md, NULL), 0, "cnn_dyn: any batch");
     cr_expect_eq(sal_session_max_batch(sf), 1, "%s: the session knows its maximum batch", stem);
 
-    float *x = load_npy("tests/fixtures/zoo/input3.npy", (int64_t)N * IMG);
-    float *ort = load_npy("tests/fixtures/zoo/cnn_dyn.logits.npy", N * K);
+    float *x = tp_load_npy("tests/fixtures/zoo/input3.npy", (int64_t)N * IMG);
+    float *ort = tp_load_npy("tests/fixtures/zoo/cnn_dyn.logits.npy", N * K);
     float lf[N * K], ld[N * K];
     cr_assert_eq(sal_forward(sd, x, N, HW, HW, ld), SAL_OK, "twin forward: %s", sal_session_error(sd));
     cr_assert_eq(sal_forward(sf, x, N, HW, HW, lf), SAL_OK, "%s forward of 3 images: %s", stem, sal_session_error(sf));
@@ -135,9 +122,9 @@ Test(nhwc, fed_transposed_logits_and_gradient, .timeout = 60) {
               "the session's input is (N,3,32,32)");
     cr_expect(f.ndim == 4 && f.dims[1] == HW && f.dims[2] == HW && f.dims[3] == C, "the file's is (N,32,32,3)");
     cr_expect_str_eq(f.name, "input_1");
-    float *x = load_npy("tests/fixtures/zoo/input3.npy", (int64_t)N * IMG);   /* (3,3,32,32) */
-    float *ref_l = load_npy("tests/fixtures/zoo/nhwc.logits.npy", N * K);
-    float *ref_g = load_npy("tests/fixtures/zoo/nhwc.grad.npy", (int64_t)N * IMG);
+    float *x = tp_load_npy("tests/fixtures/zoo/input3.npy", (int64_t)N * IMG);   /* (3,3,32,32) */
+    float *ref_l = tp_load_npy("tests/fixtures/zoo/nhwc.logits.npy", N * K);
+    float *ref_g = tp_load_npy("tests/fixtures/zoo/nhwc.grad.npy", (int64_t)N * IMG);
     float logits[N * K], *g = malloc(sizeof(float) * N * IMG);
     sal_grad_opts go = sal_grad_opts_default();
     sal_grad_out out = {logits, g, NULL, NULL, NULL};
@@ -166,7 +153,7 @@ Test(nhwc, occlusion_incremental_matches_full_passes, .timeout = 60) {
     sal_model *m;
     sal_session *s;
     open_zoo("nhwc", &m, &s);
-    float *x = load_npy("tests/fixtures/zoo/input3.npy", (int64_t)N * IMG);
+    float *x = tp_load_npy("tests/fixtures/zoo/input3.npy", (int64_t)N * IMG);
     sal_explain_opts o = sal_explain_opts_default(SAL_M_OCCLUSION);
     sal_maps inc = {0}, full = {0};
     cr_assert_eq(sal_explain(s, &o, x, 2, HW, HW, NULL, &inc), SAL_OK, "%s", sal_session_error(s));
@@ -268,7 +255,7 @@ Test(cli_input_side, info_says_whether_the_model_runs, .timeout = 60) {
 Test(cli_input_side, predict_on_a_fixed_batch_model, .timeout = 60) {
     char tmp[] = "/tmp/salient-input-side-XXXXXX";
     cr_assert_not_null(mkdtemp(tmp));
-    float *x = load_npy("tests/fixtures/zoo/input3.npy", (int64_t)N * IMG);
+    float *x = tp_load_npy("tests/fixtures/zoo/input3.npy", (int64_t)N * IMG);
     char npy[N][600];
     int64_t dims[3] = {C, HW, HW};
     sal_error err = {0};

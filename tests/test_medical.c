@@ -17,6 +17,7 @@
 
 #include "io/io.h"
 #include "testutil.h"
+#include "testproc.h"
 
 Test(png16, read_at_full_precision_until_preprocessing) {
     char path[1024], vpath[1024];
@@ -76,20 +77,6 @@ Test(png16, read_at_full_precision_until_preprocessing) {
 
 #define CT_SMALL "/usr/lib/python3/dist-packages/pydicom/data/test_files/CT_small.dcm"
 
-static float *load_f32(const char *rel, int64_t want) {
-    char path[1024];
-    tu_src_path(rel, path, sizeof path);
-    float *d = NULL;
-    int nd = 0;
-    int64_t dims[SAL_MAX_DIMS];
-    sal_error err = {0};
-    cr_assert_eq(sal_npy_read(path, &d, &nd, dims, &err), SAL_OK, "%s: %s", rel, err.msg);
-    int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= dims[i];
-    cr_assert_eq(n, want, "%s: %lld values", rel, (long long)n);
-    return d;
-}
-
 static double max_abs_diff(const float *a, const float *b, int64_t n) {
     double m = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -107,11 +94,11 @@ Test(dicom, ct_small_matches_pydicom) {
     cr_assert(d.w == 128 && d.h == 128, "128x128, got %dx%d", d.w, d.h);
     cr_expect(d.slope == 1 && d.intercept == -1024, "rescale 1, -1024: got %g, %g", d.slope, d.intercept);
     cr_expect(!d.has_window && !d.monochrome1, "no window, MONOCHROME2");
-    float *v = load_f32("tests/fixtures/medical/ct_small.values.npy", 128 * 128);
+    float *v = tp_load_npy("tests/fixtures/medical/ct_small.values.npy", 128 * 128);
     double dv = max_abs_diff(d.values, v, 128 * 128);
     cr_expect(dv == 0, "Hounsfield values differ from pydicom's by %g", dv);
-    float *g = load_f32("tests/fixtures/medical/ct_small.gray.npy", 128 * 128);
-    float *g40 = load_f32("tests/fixtures/medical/ct_small.gray_40_400.npy", 128 * 128);
+    float *g = tp_load_npy("tests/fixtures/medical/ct_small.gray.npy", 128 * 128);
+    float *g40 = tp_load_npy("tests/fixtures/medical/ct_small.gray_40_400.npy", 128 * 128);
     float gray[128 * 128];
     uint8_t pix[128 * 128];
     cr_assert_eq(sal_dicom_to_gray(&d, 0, 0, gray, pix, &err), SAL_OK, "%s", err.msg);
@@ -139,8 +126,8 @@ Test(dicom, monochrome1_rescale_and_the_files_window) {
     cr_expect(d.has_window && d.window_center == 300 && d.window_width == 800, "the first window, 300/800: %d %g %g",
               d.has_window, d.window_center, d.window_width);
     cr_expect(d.monochrome1, "MONOCHROME1");
-    float *v = load_f32("tests/fixtures/medical/mono1.values.npy", 120);
-    float *g = load_f32("tests/fixtures/medical/mono1.gray.npy", 120);
+    float *v = tp_load_npy("tests/fixtures/medical/mono1.values.npy", 120);
+    float *g = tp_load_npy("tests/fixtures/medical/mono1.gray.npy", 120);
     cr_expect(max_abs_diff(d.values, v, 120) == 0, "modality values differ from pydicom's");
     float gray[120];
     cr_assert_eq(sal_dicom_to_gray(&d, 0, 0, gray, NULL, &err), SAL_OK, "%s", err.msg);
@@ -165,7 +152,7 @@ Test(dicom, predict_reads_it_through_the_window) {
     char dcm[1024], model[1024];
     tu_src_path("tests/fixtures/medical/mono1.dcm", dcm, sizeof dcm);
     tu_src_path("tests/fixtures/watermark/clean.onnx", model, sizeof model);
-    float *g = load_f32("tests/fixtures/medical/mono1.gray.npy", 120);
+    float *g = tp_load_npy("tests/fixtures/medical/mono1.gray.npy", 120);
     sal_image img = {10, 12, 1, calloc(120, 1)};
     sal_prep_opts p = sal_prep_opts_gray(28, 28);
     float x[28 * 28], ref[10];

@@ -17,25 +17,11 @@
 
 #include "io/io.h"
 #include "testutil.h"
+#include "testproc.h"
 
 #define LOGIT_TOL 1e-5
 #define GRAD_TOL 1e-4
 enum { N = 2, K = 10, C = 3, HW = 32, IMG = C * HW * HW };
-
-static float *load_npy(const char *rel, int64_t want) {
-    char path[1024];
-    tu_src_path(rel, path, sizeof path);
-    float *d = NULL;
-    int nd = 0;
-    int64_t dims[SAL_MAX_DIMS];
-    sal_error err = {0};
-    sal_status st = sal_npy_read(path, &d, &nd, dims, &err);
-    cr_assert_eq(st, SAL_OK, "%s: %s", rel, err.msg);
-    int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= dims[i];
-    cr_assert_eq(n, want, "%s: %lld elements, expected %lld", rel, (long long)n, (long long)want);
-    return d;
-}
 
 static void check_model(const char *stem) {
     char rel[256], path[1024];
@@ -51,11 +37,11 @@ static void check_model(const char *stem) {
     st = sal_session_create(m, &o, &s, &err);
     cr_assert_eq(st, SAL_OK, "%s: session: %s", stem, err.msg);
 
-    float *x = load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
+    float *x = tp_load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
     snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.logits.npy", stem);
-    float *ref_logits = load_npy(rel, N * K);
+    float *ref_logits = tp_load_npy(rel, N * K);
     snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.grad.npy", stem);
-    float *ref_grad = load_npy(rel, (int64_t)N * IMG);
+    float *ref_grad = tp_load_npy(rel, (int64_t)N * IMG);
 
     float logits[N * K], *g = malloc(sizeof(float) * N * IMG);
     int targets[N];
@@ -109,11 +95,11 @@ static void check_model_cuda(const char *stem) {
     o.device = SAL_DEVICE_CUDA;
     sal_session *s = NULL;
     cr_assert_eq(sal_session_create(m, &o, &s, &err), SAL_OK, "%s: cuda session: %s", stem, err.msg);
-    float *x = load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
+    float *x = tp_load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
     snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.logits.npy", stem);
-    float *ref_logits = load_npy(rel, N * K);
+    float *ref_logits = tp_load_npy(rel, N * K);
     snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.grad.npy", stem);
-    float *ref_grad = load_npy(rel, (int64_t)N * IMG);
+    float *ref_grad = tp_load_npy(rel, (int64_t)N * IMG);
     float logits[N * K], *g = malloc(sizeof(float) * N * IMG);
     sal_grad_opts go = sal_grad_opts_default();
     sal_grad_out out = {0};

@@ -14,6 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "io/io.h"
+#include "testutil.h"
+
 char *tp_slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -68,6 +71,20 @@ void tp_make_tmp(char *dir, size_t len, const char *tag) {
 const char *tp_join(char *buf, size_t len, const char *dir, const char *name) {
     snprintf(buf, len, "%s/%s", dir, name);
     return buf;
+}
+
+float *tp_load_npy(const char *rel, int64_t want) {
+    char path[1024];
+    tu_src_path(rel, path, sizeof path);
+    float *d = NULL;
+    int nd = 0;
+    int64_t dims[SAL_MAX_DIMS];
+    sal_error err = {0};
+    cr_assert_eq(sal_npy_read(path, &d, &nd, dims, &err), SAL_OK, "%s: %s", rel, err.msg);
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= dims[i];
+    cr_assert_eq(n, want, "%s: %lld elements, expected %lld", rel, (long long)n, (long long)want);
+    return d;
 }
 
 int tp_count_substr(const char *s, const char *needle) {

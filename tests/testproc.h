@@ -6,6 +6,7 @@
 #define SAL_TESTPROC_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Whole file, NUL-terminated; *len (if given) receives its size. NULL when it cannot be read. */
@@ -17,6 +18,9 @@ void tp_remove_tree(const char *path);
 void tp_make_tmp(char *dir, size_t len, const char *tag);
 /* dir/name into buf; returns buf. */
 const char *tp_join(char *buf, size_t len, const char *dir, const char *name);
+/* A float32 .npy of the source tree (path relative to it) holding exactly `want` values (asserts
+ * otherwise); malloc'ed. */
+float *tp_load_npy(const char *rel, int64_t want);
 /* Non-overlapping occurrences of needle in s. */
 int tp_count_substr(const char *s, const char *needle);
 
