@@ -122,3 +122,101 @@ Test(zoo_cuda, every_model) {
                                   "swin_op17", "shufflenet_op13"};
     for (size_t i = 0; i < sizeof stems / sizeof stems[0]; i++) check_model_cuda(stems[i]);
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The methods end to end on the small transformers and ConvNeXt, checked by their own properties: */
+/* IG's completeness (the sum of the attributions is f(x) - f(0)), KernelSHAP's efficiency (the     */
+/* same for its feature values), SmoothGrad with no noise being the plain gradient, incremental     */
+/* occlusion equal to full passes, and RISE's map finite and not constant.                          */
+
+static void explain_one(sal_session *s, sal_explain_opts *o, const float *x, const int *t, sal_maps *out,
+                        const char *stem) {
+    cr_assert_eq(sal_explain(s, o, x, N, HW, HW, t, out), SAL_OK, "%s %s: %s", stem, sal_method_name(o->method),
+                 sal_session_error(s));
+}
+
+static void check_methods(const char *stem) {
+    char rel[256], path[1024];
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.onnx", stem);
+    tu_src_path(rel, path, sizeof path);
+    sal_model *m = NULL;
+    sal_error err = {0};
+    cr_assert_eq(sal_model_load(path, &m, &err), SAL_OK, "%s: load: %s", stem, err.msg);
+    sal_session_opts so = sal_session_opts_default();
+    so.device = SAL_DEVICE_CPU;
+    sal_session *s = NULL;
+    cr_assert_eq(sal_session_create(m, &so, &s, &err), SAL_OK, "%s: session: %s", stem, err.msg);
+    float *x = tp_load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
+    int t[N] = {3, 7};   /* not the top class: a target that is not the easy one */
+
+    sal_explain_opts o = sal_explain_opts_default(SAL_M_IG);
+    o.ig_steps = 128;
+    sal_maps ig;
+    explain_one(s, &o, x, t, &ig, stem);
+    for (int i = 0; i < N; i++) {
+        double gap = ig.completeness[i], d = fabs(ig.delta[i]);
+        cr_log_info("%s IG image %d: gap %.3g of delta %.3g", stem, i, gap, ig.delta[i]);
+        cr_expect(gap <= 0.01 * d + 1e-4, "%s IG image %d: |sum - (f(x) - f(0))| = %.3g, over 1%% of %.3g", stem,
+                  i, gap, d);
+    }
+    sal_maps_free(&ig);
+
+    o = sal_explain_opts_default(SAL_M_KERNELSHAP);
+    o.kshap_coalitions = 200;
+    o.kshap_grid = 4;
+    sal_maps ks;
+    explain_one(s, &o, x, t, &ks, stem);
+    for (int i = 0; i < N; i++)
+        cr_expect(ks.completeness[i] <= 1e-3 * fabs(ks.delta[i]) + 1e-5, "%s KernelSHAP image %d: efficiency "
+                  "gap %.3g of %.3g", stem, i, ks.completeness[i], ks.delta[i]);
+    sal_maps_free(&ks);
+
+    o = sal_explain_opts_default(SAL_M_SMOOTHGRAD);
+    o.nt_samples = 4;
+    o.nt_sigma = 0.f;
+    sal_maps sg, sal;
+    explain_one(s, &o, x, t, &sg, stem);
+    o = sal_explain_opts_default(SAL_M_SALIENCY);
+    explain_one(s, &o, x, t, &sal, stem);
+    double e = tu_rel_diff(sg.attr, sal.attr, N * sal_maps_per_image(&sal), 1e-12);
+    cr_expect(e <= 1e-6, "%s: SmoothGrad without noise differs from the gradient by %.3g", stem, e);
+    sal_maps_free(&sg);
+    sal_maps_free(&sal);
+
+    o = sal_explain_opts_default(SAL_M_OCCLUSION);
+    o.occ_h = o.occ_w = 8;
+    o.occ_stride_h = o.occ_stride_w = 4;
+    sal_maps inc, full;
+    explain_one(s, &o, x, t, &inc, stem);
+    o.occ_full = 1;
+    explain_one(s, &o, x, t, &full, stem);
+    e = tu_rel_diff(inc.attr, full.attr, N * sal_maps_per_image(&full), 1e-12);
+    cr_expect(e <= 1e-5, "%s: incremental occlusion differs from full passes by %.3g", stem, e);
+    sal_maps_free(&inc);
+    sal_maps_free(&full);
+
+    o = sal_explain_opts_default(SAL_M_RISE);
+    o.rise_masks = 200;
+    sal_maps r;
+    explain_one(s, &o, x, t, &r, stem);
+    int64_t per = sal_maps_per_image(&r);
+    for (int i = 0; i < N; i++) {
+        const float *a = r.attr + (size_t)i * (size_t)per;
+        float lo = a[0], hi = a[0];
+        int finite = 1;
+        for (int64_t k = 0; k < per; k++) {
+            finite &= isfinite(a[k]);
+            if (a[k] < lo) lo = a[k];
+            if (a[k] > hi) hi = a[k];
+        }
+        cr_expect(finite && hi > lo, "%s RISE image %d: map finite and not constant (%g..%g)", stem, i, lo, hi);
+    }
+    sal_maps_free(&r);
+    free(x);
+    sal_session_free(s);
+    sal_model_free(m);
+}
+
+Test(zoo_methods, vit, .timeout = 900) { check_methods("vit_op17"); }
+Test(zoo_methods, swin, .timeout = 900) { check_methods("swin_op17"); }
+Test(zoo_methods, convnext, .timeout = 900) { check_methods("convnext_op17"); }
