@@ -328,6 +328,112 @@ static void batch_free(audit_batch *b, int B) {
     memset(b, 0, sizeof *b);
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Writing behind: a finished batch's pictures, then its commit, on a thread of their own while the */
+/* next batch computes (one batch at a time: the compute thread waits for it before handing on the  */
+/* next, so batches commit in order and at most two are in flight when the process dies)            */
+
+/* What every batch's writing shares. The writer has a session of its own for sal_render (a
+ * session's scratch buffers serve one thread), and the store is used by one thread at a time: the
+ * writer while a job runs, the compute thread before the loop and after the last job. */
+typedef struct audit_writer {
+    sal_session *s;
+    const sal_method *methods;
+    char *const *method_names;
+    const sal_prep_opts *prep;
+    const char *out_dir;
+    int H, W, full;           /* full: --overlays all */
+    audit_store *st;
+} audit_writer;
+
+/* One finished batch, handed to the writer. */
+typedef struct audit_job {
+    const audit_writer *w;
+    audit_batch *bt;          /* the batch's inputs: originals for the pictures, unreadable files */
+    audit_record *recs;       /* (B*M) */
+    int *rec_slot;            /* (B*M) each record's image in bt (packed index) */
+    int *rec_method;          /* (B*M) each record's method index */
+    float *maps;              /* (B*M,H,W) each record's metric map */
+    int n_recs, nb, n_errs;   /* records; files of the batch; unreadable ones */
+    audit_sums sums;          /* copies of the accumulators after this batch, those it changed */
+    int failed;
+    char msg[16384];          /* the failure, "file: why" */
+    double t_pictures, t_commit;
+} audit_job;
+
+static int job_alloc(audit_job *jb, int n, size_t hw) {
+    memset(jb, 0, sizeof *jb);
+    jb->recs = calloc((size_t)n, sizeof *jb->recs);
+    jb->rec_slot = malloc(sizeof(int) * (size_t)n);
+    jb->rec_method = malloc(sizeof(int) * (size_t)n);
+    jb->maps = malloc(sizeof(float) * hw * (size_t)n);
+    return jb->recs && jb->rec_slot && jb->rec_method && jb->maps ? 0 : -1;
+}
+
+static void job_free(audit_job *jb) {
+    free(jb->recs);
+    free(jb->rec_slot);
+    free(jb->rec_method);
+    free(jb->maps);
+    audit_sums_free(&jb->sums);
+    memset(jb, 0, sizeof *jb);
+}
+
+/* Copy the accumulators changed since the last copy (dirty in live) into jb->sums, and mark them
+ * clean in live: the job commits the sums as they stood after its batch. -1 when out of memory. */
+static int job_take_sums(audit_job *jb, audit_sums *live) {
+    audit_sums_free(&jb->sums);
+    memset(&jb->sums, 0, sizeof jb->sums);
+    jb->sums.mh = live->mh;
+    jb->sums.mw = live->mw;
+    const size_t cells = (size_t)live->mh * (size_t)live->mw;
+    for (int i = 0; i < live->n; i++) {
+        audit_sum *a = &live->v[i];
+        if (!a->dirty) continue;
+        audit_sum *c = audit_sums_get(&jb->sums, a->method, a->kind, a->cls);
+        if (!c) return -1;
+        c->n = a->n;
+        memcpy(c->sum, a->sum, sizeof(double) * cells);
+        c->dirty = 1;
+        a->dirty = 0;
+    }
+    return 0;
+}
+
+/* The batch's pictures, each in place before the commit of the rows naming it; then the commit.
+ * The unreadable files' reasons are freed either way. */
+static void job_run(audit_job *jb) {
+    const audit_writer *w = jb->w;
+    audit_batch *bt = jb->bt;
+    const size_t hw = (size_t)w->H * (size_t)w->W;
+    double t0 = now_s();
+    jb->failed = 0;
+    for (int r = 0; r < jb->n_recs && !jb->failed; r++) {
+        const int j = jb->rec_slot[r], mi = jb->rec_method[r];
+        const sal_image *og = bt->origs[j].pix ? &bt->origs[j] : NULL;
+        float rect[4] = {0, 0, (float)w->W, (float)w->H};
+        if (og) sal_prep_rect(og->w, og->h, w->prep, rect);
+        if (audit_write_pictures(w->s, w->methods[mi], jb->maps + hw * (size_t)r, w->H, w->W, og, rect, w->out_dir,
+                                 jb->recs[r].file, w->method_names[mi], 1, w->full, jb->msg, sizeof jb->msg))
+            jb->failed = 1;
+    }
+    double t1 = now_s();
+    jb->t_pictures = t1 - t0;
+    if (!jb->failed && audit_store_commit(w->st, jb->recs, jb->n_recs, bt->err_files, bt->err_reasons, jb->n_errs,
+                                          &jb->sums, w->method_names)) {
+        snprintf(jb->msg, sizeof jb->msg, "%s", w->st->msg);
+        jb->failed = 1;
+    }
+    jb->t_commit = now_s() - t1;
+    for (int k = 0; k < bt->n_errs; k++) free(bt->err_reasons[k]);
+    bt->n_errs = 0;
+}
+
+static void *job_thread(void *arg) {
+    job_run(arg);
+    return NULL;
+}
+
 int cmd_audit(int argc, char **argv) {
     cli_common c;
     cli_common_init(&c);
@@ -473,8 +579,8 @@ int cmd_audit(int argc, char **argv) {
     char thumbs_dir[4300], overlays_dir[4300];
     snprintf(thumbs_dir, sizeof thumbs_dir, "%s/thumbs", out_dir);
     snprintf(overlays_dir, sizeof overlays_dir, "%s/overlays", out_dir);
-    float *logits = NULL, *map = NULL;
-    audit_record *recs = NULL;
+    float *logits = NULL;
+    sal_session *writer_s = NULL;   /* the writer thread's, for its pictures */
     int *labels = NULL, *preds = NULL, *batch_idx = NULL;
     if (cli_model_open(&cm, &c)) return EXIT_FAIL;
     if (sal_session_plan(cm.s, 1, cm.h, cm.w)) {
@@ -612,57 +718,80 @@ int cmd_audit(int argc, char **argv) {
 
     const int B = c.batch;
     logits = malloc(sizeof(float) * (size_t)K * (size_t)B);   /* (B,K) */
-    map = malloc(sizeof(float) * hw);                     /* (H,W) */
-    recs = calloc((size_t)B * (size_t)n_methods, sizeof *recs);
     preds = malloc(sizeof(int) * (size_t)B);
     float *norm = malloc(sizeof(float) * hw);
-    audit_batch bufs[2];   /* this batch and the next, read ahead */
-    int bufs_ok = !batch_alloc(&bufs[0], B, chw, hw, mask_dir) && !batch_alloc(&bufs[1], B, chw, hw, mask_dir);
-    if (!logits || !map || !recs || !preds || !norm || !bufs_ok) {
+    /* three batches of inputs: the one computing, the next one read ahead, and the last one while
+     * the writer draws its pictures; two jobs: the one computing and the one being written */
+    audit_batch bufs[3];
+    audit_job jobs[2];
+    int bufs_ok = 1;
+    for (int k = 0; k < 3; k++) bufs_ok &= !batch_alloc(&bufs[k], B, chw, hw, mask_dir);
+    for (int k = 0; k < 2; k++) bufs_ok &= !job_alloc(&jobs[k], B * n_methods, hw);
+    /* SALIENT_AUDIT_READ_AHEAD=0: read each batch in turn; SALIENT_AUDIT_WRITE_BEHIND=0: write each
+     * batch's pictures and commit it before the next computes (to measure what each gains) */
+    const char *ra_env = getenv("SALIENT_AUDIT_READ_AHEAD"), *wb_env = getenv("SALIENT_AUDIT_WRITE_BEHIND");
+    const int read_ahead = !(ra_env && !strcmp(ra_env, "0"));
+    const int write_behind = !(wb_env && !strcmp(wb_env, "0"));
+    audit_writer writer = {cm.s, methods, method_names, &cm.prep, out_dir, H, W, overlays == AUDIT_OVERLAYS_ALL, &st};
+    if (!logits || !preds || !norm || !bufs_ok) {
         free(norm);
-        batch_free(&bufs[0], B);
-        batch_free(&bufs[1], B);
+        for (int k = 0; k < 3; k++) batch_free(&bufs[k], B);
+        for (int k = 0; k < 2; k++) job_free(&jobs[k]);
         cli_error("out of memory for a batch of %d images", B);
         goto out;
     }
-    /* SALIENT_AUDIT_READ_AHEAD=0: read each batch in turn (to measure what reading ahead gains) */
-    const char *ra_env = getenv("SALIENT_AUDIT_READ_AHEAD");
-    const int read_ahead = !(ra_env && !strcmp(ra_env, "0"));
+    if (write_behind && n_todo > B) {   /* the writer's own session for its pictures */
+        sal_session_opts so = sal_session_opts_default();
+        so.device = c.device;
+        so.threads = 1;
+        so.mem_limit = (size_t)c.mem_limit_mib << 20;
+        sal_error serr = {0};
+        if (sal_session_create(cm.m, &so, &writer_s, &serr)) {
+            cli_error("%s (the session that draws the pictures)", serr.msg);
+            free(norm);
+            for (int k = 0; k < 3; k++) batch_free(&bufs[k], B);
+            for (int k = 0; k < 2; k++) job_free(&jobs[k]);
+            goto out;
+        }
+        writer.s = writer_s;
+    }
+    for (int k = 0; k < 2; k++) jobs[k].w = &writer;
     audit_reader reader = {&cm, inputs, batch_idx, data_len, chw, hw, mask_dir ? mask_path : NULL, 0,
                            n_todo < B ? n_todo : B, &bufs[0]};
     if (n_todo) read_batch(&reader);
-    int cur = 0;
     int failed_now = 0, done_now = 0;
     double t_start = now_s();
     int fatal = 0, stopped = 0;
     /* where the time goes: decoding, the model (forward and methods, with the metrics and mean
      * maps), the pictures, the database's commits (the findings are timed below) */
-    double t_read = 0, t_compute = 0, t_metrics = 0, t_pictures = 0, t_commit = 0;
+    double t_read = 0, t_compute = 0, t_metrics = 0, t_pictures = 0, t_commit = 0, t_write_wait = 0;
+    pthread_t writing;
+    audit_job *in_write = NULL;   /* the job on the writer thread */
     cli_device_note(&cm);
     cli_progress pg;
     cli_progress_start(&pg, "audit", "images", n_todo, c.quiet);
     cli_interrupt_catch();   /* Ctrl-C: stop at the next pass; the batches recorded so far stay */
-    for (int b0 = 0; b0 < n_todo && !fatal && !stopped; b0 += B) {
-        audit_batch *bt = &bufs[cur];
+    for (int b0 = 0, bi = 0; b0 < n_todo && !fatal && !stopped; b0 += B, bi++) {
+        audit_batch *bt = &bufs[bi % 3];
+        audit_job *jb = &jobs[bi % 2];   /* batch bi-2's job, written and joined already */
         int nb = n_todo - b0 < B ? n_todo - b0 : B, n_recs = 0;
         const int g = bt->g, n_errs = bt->n_errs;
         float *x = bt->x;
-        sal_image *origs = bt->origs;
         uint8_t *masks = bt->masks;
         const char *has_mask = bt->has_mask;
         const int *slot_input = bt->slot_input;
-        char **err_files = bt->err_files, **err_reasons = bt->err_reasons;
         t_read += bt->secs;
         if (bt->fatal) {
             if (bt->usage) rc = EXIT_USAGE;
             fatal = 1;
             break;
         }
-        /* the next batch, read while this one computes */
+        /* the next batch, read while this one computes, into the buffer of batch bi-2 (its job
+         * was joined before batch bi-1 was handed to the writer) */
         audit_reader next = reader;
         next.b0 = b0 + B;
         next.nb = n_todo - next.b0 < B ? n_todo - next.b0 : B;
-        next.b = &bufs[1 - cur];
+        next.b = &bufs[(bi + 1) % 3];
         pthread_t reading;
         int ahead = 0, has_next = next.b0 < n_todo;
         if (has_next && read_ahead) ahead = pthread_create(&reading, NULL, read_batch_thread, &next) == 0;
@@ -708,27 +837,15 @@ int cmd_audit(int argc, char **argv) {
                 const float *lg = logits + (size_t)j * K;
                 double zsum = 0;
                 for (int k = 0; k < K; k++) zsum += exp((double)lg[k] - lg[preds[j]]);
+                float *map = jb->maps + hw * (size_t)n_recs;   /* (H,W) kept for the record's pictures */
                 audit_metric_map(methods[mi], &mp, j, H, W, map);
                 sal_region_stats rs;
                 sal_error err = {0};
                 const uint8_t *mk = mask_dir ? (has_mask[j] ? masks + hw * j : NULL) : mask;
                 if (sal_region_metrics(map, H, W, mk, &rs, &err)) { cli_error("%s", err.msg); fatal = 1; break; }
-                /* the record's pictures, in place before its row is committed */
-                {
-                    double tq = now_s();
-                    char msg[4600];
-                    const sal_image *og = origs[j].pix ? &origs[j] : NULL;
-                    float rect[4] = {0, 0, (float)W, (float)H};
-                    if (og) sal_prep_rect(og->w, og->h, &cm.prep, rect);
-                    if (audit_write_pictures(cm.s, methods[mi], map, H, W, og, rect, out_dir, rel, method_names[mi], 1,
-                                             overlays == AUDIT_OVERLAYS_ALL, msg, sizeof msg)) {
-                        cli_error("%s", msg);
-                        fatal = 1;
-                        break;
-                    }
-                    t_pictures += now_s() - tq;
-                }
-                audit_record *r = &recs[n_recs++];
+                jb->rec_slot[n_recs] = j;
+                jb->rec_method[n_recs] = mi;
+                audit_record *r = &jb->recs[n_recs++];
                 r->file = rel;
                 r->label = labels[i];
                 r->predicted = preds[j];
@@ -759,29 +876,57 @@ int cmd_audit(int argc, char **argv) {
             sal_maps_free(&mp);
             tp = now_s();   /* the next method's time */
         }
-        double tc = now_s();
-        if (!fatal && !stopped && audit_store_commit(&st, recs, n_recs, err_files, err_reasons, n_errs, &sums, method_names)) {
-            cli_error("%s", st.msg);
-            fatal = 1;
+        /* the last batch's writing must be over (committed) before this one is handed on */
+        if (in_write) {
+            double tw = now_s();
+            pthread_join(writing, NULL);
+            t_write_wait += now_s() - tw;
+            t_pictures += in_write->t_pictures;
+            t_commit += in_write->t_commit;
+            if (in_write->failed) { cli_error("%s", in_write->msg); fatal = 1; }
+            else { done_now += in_write->nb; failed_now += in_write->n_errs; }
+            in_write = NULL;
         }
-        t_commit += now_s() - tc;
-        for (int k = 0; k < n_errs; k++) free(err_reasons[k]);
-        bt->n_errs = 0;
+        if (!fatal && !stopped) {
+            jb->bt = bt;
+            jb->n_recs = n_recs;
+            jb->nb = nb;
+            jb->n_errs = n_errs;
+            if (job_take_sums(jb, &sums)) { cli_error("out of memory for the mean maps"); fatal = 1; }
+        }
+        if (!fatal && !stopped) {
+            if (writer_s && pthread_create(&writing, NULL, job_thread, jb) == 0) {
+                in_write = jb;
+            } else {   /* in turn, on this thread */
+                job_run(jb);
+                t_pictures += jb->t_pictures;
+                t_commit += jb->t_commit;
+                if (jb->failed) { cli_error("%s", jb->msg); fatal = 1; }
+                else { done_now += nb; failed_now += n_errs; }
+            }
+        }
         if (ahead) pthread_join(reading, NULL);
         else if (has_next && !fatal && !stopped) {
             cli_progress_stage(&pg, "reading");
             read_batch(&next);
         }
-        cur = 1 - cur;
         if (fatal || stopped) break;
-        failed_now += n_errs;
-        done_now += nb;
         cli_progress_add(&pg, nb, n_errs);
+    }
+    if (in_write) {   /* the last batch's writing */
+        double tw = now_s();
+        pthread_join(writing, NULL);
+        t_write_wait += now_s() - tw;
+        t_pictures += in_write->t_pictures;
+        t_commit += in_write->t_commit;
+        if (in_write->failed) { cli_error("%s", in_write->msg); fatal = 1; }
+        else { done_now += in_write->nb; failed_now += in_write->n_errs; }
+        in_write = NULL;
     }
     cli_progress_end(&pg);
     free(norm);
-    batch_free(&bufs[0], B);
-    batch_free(&bufs[1], B);
+    for (int k = 0; k < 3; k++) batch_free(&bufs[k], B);
+    for (int k = 0; k < 2; k++) job_free(&jobs[k]);
     if (stopped || cli_interrupted()) {
         cli_error("audit: interrupted (signal %d): %d of %d files recorded in %s; rerun the same command to resume",
                   cli_interrupted(), n_mine - n_todo + done_now, n_mine, st.path);
@@ -794,11 +939,16 @@ int cmd_audit(int argc, char **argv) {
     }
     if (!c.quiet && done_now) {
         double secs = now_s() - t_start;
+        char behind[128] = "";
+        if (writer_s)
+            snprintf(behind, sizeof behind, " (both on a writer thread, behind the model; the model waited %.1f s for it)",
+                     t_write_wait);
         fprintf(stderr, "salient: audited %d files with %d method%s in %.1f s (%.2f images/s), %d unreadable; time: reading "
-                "%.1f s%s, model %.1f s, metrics and mean maps %.1f s, thumbnails%s %.1f s, records %.1f s\n", done_now,
+                "%.1f s%s, model %.1f s, metrics and mean maps %.1f s, thumbnails%s %.1f s, records %.1f s%s\n", done_now,
                 n_methods, n_methods == 1 ? "" : "s", secs, secs > 0 ? done_now / secs : 0.0, failed_now, t_read,
                 read_ahead ? " (a batch ahead, beside the model)" : "",
-                t_compute, t_metrics - t_pictures, overlays == AUDIT_OVERLAYS_ALL ? " and overlays" : "", t_pictures, t_commit);
+                t_compute, t_metrics, overlays == AUDIT_OVERLAYS_ALL ? " and overlays" : "", t_pictures, t_commit,
+                behind);
     }
     double t_find = now_s();
 
@@ -825,8 +975,7 @@ out:
     free(truth);
     free(mask);
     free(logits);
-    free(map);
-    free(recs);
+    sal_session_free(writer_s);
     free(labels);
     free(preds);
     free(batch_idx);
