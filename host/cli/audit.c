@@ -3,8 +3,10 @@
  * masses of each map (host/post/regions.h), commits the batch's records and mean-map sums to
  * OUT/audit.sqlite in one transaction (audit_store.c: resumable, crash-safe), then writes the
  * findings and exports (audit_findings.c), a thumbnail of every record's overlay and the full-size
- * overlays asked for (audit_overlay.c). OUT is explain's fault-safe folder (host/cli/outdir.c:
- * locked, cleared of killed runs' temporaries); progress on stderr is explain's (progress.c). */
+ * overlays asked for (audit_overlay.c). Three threads: the next batch is decoded ahead, this one
+ * computes, the last one's pictures and commit are written behind. OUT is explain's fault-safe
+ * folder (host/cli/outdir.c: locked, cleared of killed runs' temporaries); progress on stderr is
+ * explain's (progress.c). */
 #define _DEFAULT_SOURCE   /* realpath */
 #include <errno.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 /* audit_store.c — `salient audit`'s record store, OUT/audit.sqlite (SQLite in WAL mode): the
  * run's identity (model sha256, methods, options), one row per image, method and target
  * (records), unreadable inputs (errors), and the mean-map accumulators (mean_sums). One
- * transaction per batch: a kill at any moment loses at most the batch in flight, and the
+ * transaction per batch: a kill at any moment loses at most the batches in flight, and the
  * database is also the manifest a rerun resumes from. Also SHA-256 (FIPS 180-4) of the model. */
 #include <errno.h>
 #include <math.h>
