@@ -672,6 +672,7 @@ Test(audit, report_in_headless_chromium) {
     cr_expect(strstr(res, want), "the report links %d overlays: %.300s", n_seen, res);
     free(fj);
     free(dom);
+    snprintf(path, sizeof path, "%s/report.html", out);   /* the screenshot is of the report */
     snprintf(cmd, sizeof cmd, "HOME=%s timeout 180 /usr/bin/chromium %s --window-size=1200,1400 --screenshot=%s/audit-report.png 'file://%s' > /dev/null 2>&1",
              tmp, flags, SAL_BINARY_DIR, path);
     cr_expect_eq(system(cmd), 0, "%s failed", cmd);
