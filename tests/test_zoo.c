@@ -23,19 +23,26 @@
 #define GRAD_TOL 1e-4
 enum { N = 2, K = 10, C = 3, HW = 32, IMG = C * HW * HW };
 
-static void check_model(const char *stem) {
+/* tests/fixtures/zoo/STEM.onnx and a CPU session on it. */
+static void open_zoo(const char *stem, sal_model **m, sal_session **s) {
     char rel[256], path[1024];
     snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.onnx", stem);
     tu_src_path(rel, path, sizeof path);
-    sal_model *m = NULL;
     sal_error err = {0};
-    sal_status st = sal_model_load(path, &m, &err);
-    cr_assert_eq(st, SAL_OK, "%s: load: %s", stem, err.msg);
+    *m = NULL;
+    *s = NULL;
+    cr_assert_eq(sal_model_load(path, m, &err), SAL_OK, "%s: load: %s", stem, err.msg);
     sal_session_opts o = sal_session_opts_default();
     o.device = SAL_DEVICE_CPU;
+    cr_assert_eq(sal_session_create(*m, &o, s, &err), SAL_OK, "%s: session: %s", stem, err.msg);
+}
+
+static void check_model(const char *stem) {
+    char rel[256];
+    sal_model *m = NULL;
     sal_session *s = NULL;
-    st = sal_session_create(m, &o, &s, &err);
-    cr_assert_eq(st, SAL_OK, "%s: session: %s", stem, err.msg);
+    open_zoo(stem, &m, &s);
+    sal_status st;
 
     float *x = tp_load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
     snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.logits.npy", stem);
@@ -136,16 +143,9 @@ static void explain_one(sal_session *s, sal_explain_opts *o, const float *x, con
 }
 
 static void check_methods(const char *stem) {
-    char rel[256], path[1024];
-    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.onnx", stem);
-    tu_src_path(rel, path, sizeof path);
     sal_model *m = NULL;
-    sal_error err = {0};
-    cr_assert_eq(sal_model_load(path, &m, &err), SAL_OK, "%s: load: %s", stem, err.msg);
-    sal_session_opts so = sal_session_opts_default();
-    so.device = SAL_DEVICE_CPU;
     sal_session *s = NULL;
-    cr_assert_eq(sal_session_create(m, &so, &s, &err), SAL_OK, "%s: session: %s", stem, err.msg);
+    open_zoo(stem, &m, &s);
     float *x = tp_load_npy("tests/fixtures/zoo/input.npy", (int64_t)N * IMG);
     int t[N] = {3, 7};   /* not the top class: a target that is not the easy one */
 

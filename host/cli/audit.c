@@ -431,9 +431,28 @@ static void job_run(audit_job *jb) {
     bt->n_errs = 0;
 }
 
+/* A written batch into the run's totals: its times, and its rows and errors as done, or its
+ * message as the run's fatal error. */
+static void job_collect(const audit_job *jb, double *t_pictures, double *t_commit, int *fatal, int *done,
+                        int *failed) {
+    *t_pictures += jb->t_pictures;
+    *t_commit += jb->t_commit;
+    if (jb->failed) { cli_error("%s", jb->msg); *fatal = 1; }
+    else { *done += jb->nb; *failed += jb->n_errs; }
+}
+
 static void *job_thread(void *arg) {
     job_run(arg);
     return NULL;
+}
+
+/* Wait for the writer thread th (writing jb) and collect jb; *t_wait: the time waited. */
+static void writer_join(pthread_t th, audit_job *jb, double *t_wait, double *t_pictures, double *t_commit,
+                        int *fatal, int *done, int *failed) {
+    double tw = now_s();
+    pthread_join(th, NULL);
+    *t_wait += now_s() - tw;
+    job_collect(jb, t_pictures, t_commit, fatal, done, failed);
 }
 
 int cmd_audit(int argc, char **argv) {
@@ -880,13 +899,7 @@ int cmd_audit(int argc, char **argv) {
         }
         /* the last batch's writing must be over (committed) before this one is handed on */
         if (in_write) {
-            double tw = now_s();
-            pthread_join(writing, NULL);
-            t_write_wait += now_s() - tw;
-            t_pictures += in_write->t_pictures;
-            t_commit += in_write->t_commit;
-            if (in_write->failed) { cli_error("%s", in_write->msg); fatal = 1; }
-            else { done_now += in_write->nb; failed_now += in_write->n_errs; }
+            writer_join(writing, in_write, &t_write_wait, &t_pictures, &t_commit, &fatal, &done_now, &failed_now);
             in_write = NULL;
         }
         if (!fatal && !stopped) {
@@ -901,10 +914,7 @@ int cmd_audit(int argc, char **argv) {
                 in_write = jb;
             } else {   /* in turn, on this thread */
                 job_run(jb);
-                t_pictures += jb->t_pictures;
-                t_commit += jb->t_commit;
-                if (jb->failed) { cli_error("%s", jb->msg); fatal = 1; }
-                else { done_now += nb; failed_now += n_errs; }
+                job_collect(jb, &t_pictures, &t_commit, &fatal, &done_now, &failed_now);
             }
         }
         if (ahead) pthread_join(reading, NULL);
@@ -916,13 +926,7 @@ int cmd_audit(int argc, char **argv) {
         cli_progress_add(&pg, nb, n_errs);
     }
     if (in_write) {   /* the last batch's writing */
-        double tw = now_s();
-        pthread_join(writing, NULL);
-        t_write_wait += now_s() - tw;
-        t_pictures += in_write->t_pictures;
-        t_commit += in_write->t_commit;
-        if (in_write->failed) { cli_error("%s", in_write->msg); fatal = 1; }
-        else { done_now += in_write->nb; failed_now += in_write->n_errs; }
+        writer_join(writing, in_write, &t_write_wait, &t_pictures, &t_commit, &fatal, &done_now, &failed_now);
         in_write = NULL;
     }
     cli_progress_end(&pg);
