@@ -155,14 +155,13 @@ sal_status sal_explain_attention(sal_method_ctx *cx, const sal_model *m, const f
     float *dF = sal_dalloc(cx, sizeof(float) * (size_t)TT);   /* (T,T) the fused attention */
     float *dR = sal_dalloc(cx, sizeof(float) * (size_t)TT);   /* (T,T) the product so far */
     float *dR2 = sal_dalloc(cx, sizeof(float) * (size_t)TT);
-    float *dmap = sal_dalloc(cx, sizeof(float) * (size_t)lhw);   /* (gh, gw) */
     /* discarding: the fused attention's values sorted (T*T), and the sort's scratch */
     const int64_t discard = (int64_t)((double)TT * o->rollout_discard);
     sal_backend *be = sal_session_backend(cx->s);
     size_t sort_bytes = discard ? be->ops->sort_scratch(be, TT) : 0;
     float *dK = discard ? sal_dalloc(cx, sizeof(float) * (size_t)TT) : NULL;
     void *dsort = sort_bytes ? sal_dalloc(cx, sort_bytes) : NULL;
-    if (!out->attr || !out->upsampled || !vals || !lg || !seed || !dF || !dR || !dR2 || !dmap ||
+    if (!out->attr || !out->upsampled || !vals || !lg || !seed || !dF || !dR || !dR2 ||
         (discard && !dK) || (sort_bytes && !dsort))
         st = SAL_ERR_NOMEM;
     for (int l = 0; !st && l < L; l++) vals[l] = m->g->nodes[nodes[l]].out[0];
@@ -222,12 +221,8 @@ sal_status sal_explain_attention(sal_method_ctx *cx, const sal_model *m, const f
             dR = dR2;
             dR2 = t;
         }
-        /* the class token's row over the patches */
-        sal_mp_args c = sal_mp_base(cx);
-        c.in = dR + 1;
-        c.out = dmap;
-        if (!st) st = sal_mp(cx, SAL_MP_copy, lhw, &c);
-        if (!st) st = sal_dget(cx, out->attr + i * lhw, dmap, sizeof(float) * (size_t)lhw);
+        /* the class token's row over the patches: R[0][1..T-1], the (gh, gw) map */
+        if (!st) st = sal_dget(cx, out->attr + i * lhw, dR + 1, sizeof(float) * (size_t)lhw);
         if (!st) st = sal_cam_final(out->attr + i * lhw, ai.h, ai.w, out->upsampled + (int64_t)i * cx->h * cx->w,
                                     cx->h, cx->w, 1);
     }
@@ -238,7 +233,6 @@ sal_status sal_explain_attention(sal_method_ctx *cx, const sal_model *m, const f
     sal_dfree(cx, dF);
     sal_dfree(cx, dR);
     sal_dfree(cx, dR2);
-    sal_dfree(cx, dmap);
     sal_dfree(cx, dK);
     sal_dfree(cx, dsort);
     return st;

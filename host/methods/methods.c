@@ -812,9 +812,10 @@ sal_status sal_cam_final(const float *L, int lh, int lw, float *out, int h, int 
 /* One image's forward pass in a gradient plan capturing value layer_v (so a backward pass to the
  * layer can follow): the image from the backend (dimg) or the host (himg); its logits into lg. */
 static sal_status dev_forward_capture(sal_method_ctx *cx, const float *dimg, const float *himg, int layer_v,
-                                      float *lg) {
+                                      float *lg, const float **din_out) {
     float *din = NULL;
     sal_status st = sal_session_dev_plan(cx->s, 1, cx->h, cx->w, 1, layer_v, &din);
+    if (din_out) *din_out = din;
     if (st) return st;
     if (dimg) {
         sal_mp_args a = sal_mp_base(cx);
@@ -890,6 +891,74 @@ static sal_status cam_as_planes(sal_method_ctx *cx, const sal_cam_layer *cl, con
     return st;
 }
 
+/* Backend buffers of one-pass maps: a gradient CAM's channel weights (lc) and sum (lhw), a
+ * channels-last layer's planes (lc, lhw) x2, input x gradient's product (per); NULL where unused. */
+typedef struct pass_bufs {
+    float *dwts, *dcam, *dpa, *dpg, *dxg;
+} pass_bufs;
+
+/* Image i (host xi) for the methods ms (nm, each sal_method_shares_pass): one forward pass
+ * capturing the CAM layer layer_v, the target (*t as given, or the top-1 of this pass when -1,
+ * written into cx->top1_out when there is one), one backward pass (to the layer only when no
+ * input-space method is asked), then each method's map of the image into out[j]: a CAM's (lh, lw)
+ * map and its upsampling, or the input gradient (times the input on the backend for input x
+ * gradient). lg, seed: host (k) scratch. */
+static sal_status one_pass_maps(sal_method_ctx *cx, const sal_cam_layer *cl, int layer_v, const sal_method *ms,
+                                int nm, int i, const float *xi, int *t, float *lg, float *seed, const pass_bufs *b,
+                                sal_maps *out) {
+    const sal_explain_opts *o = cx->o;
+    const int64_t lc = cl->channels, lhw = (int64_t)cl->h * cl->w;
+    int need_input = 0, need_cam = 0;
+    for (int j = 0; j < nm; j++) {
+        if (sal_method_is_cam(ms[j])) need_cam = 1;
+        else need_input = 1;
+    }
+    const float *din = NULL;
+    sal_status st = dev_forward_capture(cx, NULL, xi, need_cam ? layer_v : -1, lg, &din);
+    if (!st && *t < 0) {
+        *t = top1_of(lg, cx->k);
+        if (cx->top1_out) cx->top1_out[i] = *t;
+    }
+    if (!st) st = sal_method_progress(cx, 1, 0);
+    float score = 0;
+    if (!st) {
+        memset(seed, 0, sizeof(float) * (size_t)cx->k);
+        if (o->explain_prob) score = prob_seed(lg, cx->k, *t, seed);
+        else { score = lg[*t]; seed[*t] = 1.0f; }
+        st = sal_session_dev_backward(cx->s, seed, 0, !need_input);
+    }
+    const float *dact = st || !need_cam ? NULL : sal_session_dev_capture(cx->s, 0);
+    const float *dgrad = st || !need_cam ? NULL : sal_session_dev_capture(cx->s, 1);
+    const float *dgx = st || !need_input ? NULL : sal_session_dev_input_grad(cx->s);
+    if (!st && need_cam) st = cam_as_planes(cx, cl, &dact, &dgrad, b->dpa, b->dpg);   /* (lc, lhw) */
+    for (int j = 0; j < nm && !st; j++) {
+        sal_maps *mp = &out[j];
+        if (mp->targets) mp->targets[i] = *t;   /* (Guided Grad-CAM's inner Grad-CAM keeps none) */
+        if (mp->scores) mp->scores[i] = score;
+        if (sal_method_is_cam(ms[j])) {
+            float *cam = mp->attr + i * lhw;
+            if (dact && dgrad) st = cam_map_of(cx, ms[j], dact, dgrad, lc, lhw, b->dwts, b->dcam, cam);
+            else memset(cam, 0, sizeof(float) * (size_t)lhw);   /* the score does not depend on the layer */
+            if (!st) st = cam_final(cam, cl->h, cl->w, mp->upsampled + (int64_t)i * cx->h * cx->w, cx->h, cx->w,
+                                    o->cam_relu);
+        } else if (!dgx) {
+            memset(mp->attr + i * cx->per, 0, sizeof(float) * (size_t)cx->per);
+        } else {
+            const float *g = dgx;
+            if (ms[j] == SAL_M_INPUTXGRAD) {   /* the gradient times the input, on the backend */
+                sal_mp_args a = sal_mp_base(cx);
+                a.in = dgx;
+                a.in2 = din;
+                a.out = b->dxg;
+                st = sal_mp(cx, SAL_MP_mul, cx->per, &a);
+                g = b->dxg;
+            }
+            if (!st) st = sal_dget(cx, mp->attr + i * cx->per, g, sizeof(float) * (size_t)cx->per);
+        }
+    }
+    return st;
+}
+
 static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const float *x, int n, const int *tg,
                               sal_maps *out) {
     const sal_explain_opts *o = cx->o;
@@ -945,7 +1014,7 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             /* the image's forward pass: its score (and its top-1 class when that is deferred),
              * and the layer's activation kept on the backend */
             if (!st) st = sal_dput(cx, dx, xi, sizeof(float) * (size_t)cx->per);
-            if (!st) st = dev_forward_capture(cx, dx, NULL, layer_v, lg);
+            if (!st) st = dev_forward_capture(cx, dx, NULL, layer_v, lg, NULL);
             if (!st) st = cam_target(cx, lg, i, &t);
             for (int k = 0; !st && k < B; k++) t1[k] = t;
             if (!st) out->scores[i] = cx->o->explain_prob ? prob_seed(lg, cx->k, t, NULL) : lg[t];
@@ -1002,30 +1071,15 @@ static sal_status explain_cam(sal_method_ctx *cx, const sal_model *m, const floa
             }
             free(sc); free(t1);
             sal_dfree(cx, dx); sal_dfree(cx, dact); sal_dfree(cx, dup); sal_dfree(cx, dmm); sal_dfree(cx, dparts); sal_dfree(cx, dw); sal_dfree(cx, dc);
+            if (!st) st = cam_final(cam, (int)lh, (int)lw, out->upsampled + (int64_t)i * cx->h * cx->w, cx->h, cx->w,
+                                    o->cam_relu);
         } else {
             /* one image forward, backward to the layer, then the channel weights and their
              * weighted sum (with the ReLU) on the backend: only the (lh, lw) map comes back */
             int t = tg[i];
-            st = dev_forward_capture(cx, NULL, xi, layer_v, lg);
-            if (!st) st = cam_target(cx, lg, i, &t);
-            if (!st) st = sal_method_progress(cx, 1, 0);
-            if (!st) {
-                memset(seed, 0, sizeof(float) * (size_t)cx->k);
-                if (o->explain_prob) out->scores[i] = prob_seed(lg, cx->k, t, seed);
-                else { out->scores[i] = lg[t]; seed[t] = 1.0f; }
-                st = sal_session_dev_backward(cx->s, seed, 0, 1);
-            }
-            const float *dact = st ? NULL : sal_session_dev_capture(cx->s, 0);
-            const float *dgrad = st ? NULL : sal_session_dev_capture(cx->s, 1);
-            if (!st) st = cam_as_planes(cx, &cl, &dact, &dgrad, dpa, dpg);   /* (lc, lhw) */
-            if (!st && (!dact || !dgrad)) {
-                /* the score does not depend on the layer: the map is zero */
-                memset(cam, 0, sizeof(float) * (size_t)lhw);
-            } else if (!st) {
-                st = cam_map_of(cx, o->method, dact, dgrad, lc, lhw, dwts, dcam, cam);
-            }
+            pass_bufs b = {dwts, dcam, dpa, dpg, NULL};
+            st = one_pass_maps(cx, &cl, layer_v, &o->method, 1, i, xi, &t, lg, seed, &b, out);
         }
-        if (!st) st = cam_final(cam, (int)lh, (int)lw, out->upsampled + (int64_t)i * cx->h * cx->w, cx->h, cx->w, o->cam_relu);
     }
     free(wts);
     free(lg);
@@ -1297,19 +1351,18 @@ int sal_method_shares_pass(sal_method m) {
 static sal_status explain_shared(sal_method_ctx *cx, const sal_model *m, const sal_method *ms, int nm,
                                  const float *x, int n, int *tg, sal_maps *out) {
     const sal_explain_opts *o = cx->o;
-    char layer[sizeof out[0].layer] = "";
-    int need_input = 0, need_cam = 0;
-    for (int j = 0; j < nm; j++) {
-        if (sal_method_is_cam(ms[j])) need_cam = 1;
-        else need_input = 1;
-    }
+    int need_cam = 0;
+    for (int j = 0; j < nm; j++) need_cam |= sal_method_is_cam(ms[j]);
     sal_cam_layer cl;
-    sal_status st = sal_cam_layer_resolve(cx->s, m, cx->h, cx->w, o->layer, o->tokens_h, o->tokens_w, &cl, serr(cx));
-    if (st) return st;
-    snprintf(layer, sizeof layer, "%s", cl.name);
-    const int64_t lc = cl.channels, lh = cl.h, lw = cl.w, lhw = lh * lw;
-    const int last = cl.layout != SAL_LAYOUT_NCHW;   /* read through planes (cam_as_planes) */
-    const int layer_v = sal_session_find_layer(cx->s, layer);
+    memset(&cl, 0, sizeof cl);
+    sal_status st = SAL_OK;
+    if (need_cam &&
+        (st = sal_cam_layer_resolve(cx->s, m, cx->h, cx->w, o->layer, o->tokens_h, o->tokens_w, &cl, serr(cx))))
+        return st;
+    const int64_t lc = cl.channels, lhw = (int64_t)cl.h * cl.w;
+    const int last = need_cam && cl.layout != SAL_LAYOUT_NCHW;   /* read through planes (cam_as_planes) */
+    const int layer_v = need_cam ? sal_session_find_layer(cx->s, cl.name) : -1;
+    int need_xg = 0;
     for (int j = 0; j < nm; j++) {
         sal_maps *mp = &out[j];
         mp->n = n;
@@ -1318,9 +1371,9 @@ static sal_status explain_shared(sal_method_ctx *cx, const sal_model *m, const s
         mp->scores = calloc((size_t)n, sizeof(float));
         if (sal_method_is_cam(ms[j])) {
             mp->ndim = 2;
-            mp->dims[0] = lh;
-            mp->dims[1] = lw;
-            snprintf(mp->layer, sizeof mp->layer, "%s", layer);
+            mp->dims[0] = cl.h;
+            mp->dims[1] = cl.w;
+            snprintf(mp->layer, sizeof mp->layer, "%s", cl.name);
             mp->attr = calloc((size_t)n * (size_t)lhw, sizeof(float));
             mp->upsampled = calloc((size_t)n * (size_t)cx->h * cx->w, sizeof(float));
             if (!mp->upsampled) st = SAL_ERR_NOMEM;
@@ -1330,57 +1383,28 @@ static sal_status explain_shared(sal_method_ctx *cx, const sal_model *m, const s
             mp->dims[1] = cx->h;
             mp->dims[2] = cx->w;
             mp->attr = calloc((size_t)n * (size_t)cx->per, sizeof(float));
+            need_xg |= ms[j] == SAL_M_INPUTXGRAD;
         }
         if (!mp->targets || !mp->scores || !mp->attr) st = SAL_ERR_NOMEM;
     }
     float *lg = malloc(sizeof(float) * (size_t)cx->k), *seed = malloc(sizeof(float) * (size_t)cx->k);
-    float *dwts = need_cam ? sal_dalloc(cx, sizeof(float) * (size_t)lc) : NULL;
-    float *dcam = need_cam ? sal_dalloc(cx, sizeof(float) * (size_t)lhw) : NULL;
-    float *dpa = need_cam && last ? sal_dalloc(cx, sizeof(float) * (size_t)(lc * lhw)) : NULL;
-    float *dpg = need_cam && last ? sal_dalloc(cx, sizeof(float) * (size_t)(lc * lhw)) : NULL;
-    if (!st && (!lg || !seed || (need_cam && (!dwts || !dcam || (last && (!dpa || !dpg)))))) st = SAL_ERR_NOMEM;
+    pass_bufs b = {need_cam ? sal_dalloc(cx, sizeof(float) * (size_t)lc) : NULL,
+                   need_cam ? sal_dalloc(cx, sizeof(float) * (size_t)lhw) : NULL,
+                   last ? sal_dalloc(cx, sizeof(float) * (size_t)(lc * lhw)) : NULL,
+                   last ? sal_dalloc(cx, sizeof(float) * (size_t)(lc * lhw)) : NULL,
+                   need_xg ? sal_dalloc(cx, sizeof(float) * (size_t)cx->per) : NULL};
+    if (!st && (!lg || !seed || (need_cam && (!b.dwts || !b.dcam || (last && (!b.dpa || !b.dpg)))) ||
+                (need_xg && !b.dxg)))
+        st = SAL_ERR_NOMEM;
     if (!st) st = sal_method_progress_start(cx, n);
-    for (int i = 0; i < n && !st; i++) {
-        const float *xi = x + i * cx->per;
-        int t = tg[i];
-        st = dev_forward_capture(cx, NULL, xi, layer_v, lg);
-        if (!st && t < 0) t = tg[i] = top1_of(lg, cx->k);
-        float score = 0;
-        if (!st) {
-            memset(seed, 0, sizeof(float) * (size_t)cx->k);
-            if (o->explain_prob) score = prob_seed(lg, cx->k, t, seed);
-            else { score = lg[t]; seed[t] = 1.0f; }
-            st = sal_session_dev_backward(cx->s, seed, 0, !need_input);
-        }
-        const float *dact = st ? NULL : sal_session_dev_capture(cx->s, 0);
-        const float *dgrad = st ? NULL : sal_session_dev_capture(cx->s, 1);
-        const float *dgx = st ? NULL : sal_session_dev_input_grad(cx->s);
-        if (!st && need_cam) st = cam_as_planes(cx, &cl, &dact, &dgrad, dpa, dpg);
-        for (int j = 0; j < nm && !st; j++) {
-            sal_maps *mp = &out[j];
-            mp->targets[i] = t;
-            mp->scores[i] = score;
-            if (sal_method_is_cam(ms[j])) {
-                float *cam = mp->attr + i * lhw;
-                if (dact && dgrad) st = cam_map_of(cx, ms[j], dact, dgrad, lc, lhw, dwts, dcam, cam);
-                /* else the score does not depend on the layer: the map stays zero */
-                if (!st) st = cam_final(cam, (int)lh, (int)lw, mp->upsampled + (int64_t)i * cx->h * cx->w, cx->h,
-                                        cx->w, o->cam_relu);
-            } else if (dgx) {
-                float *a = mp->attr + i * cx->per;
-                st = sal_dget(cx, a, dgx, sizeof(float) * (size_t)cx->per);
-                if (!st && ms[j] == SAL_M_INPUTXGRAD)
-                    for (int64_t q = 0; q < cx->per; q++) a[q] *= xi[q];
-            }
-        }
-        if (!st) st = sal_method_progress(cx, 1, 0);
-    }
+    for (int i = 0; i < n && !st; i++) st = one_pass_maps(cx, &cl, layer_v, ms, nm, i, x + i * cx->per, &tg[i], lg, seed, &b, out);
     free(lg);
     free(seed);
-    sal_dfree(cx, dwts);
-    sal_dfree(cx, dcam);
-    sal_dfree(cx, dpa);
-    sal_dfree(cx, dpg);
+    sal_dfree(cx, b.dwts);
+    sal_dfree(cx, b.dcam);
+    sal_dfree(cx, b.dpa);
+    sal_dfree(cx, b.dpg);
+    sal_dfree(cx, b.dxg);
     return st;
 }
 
