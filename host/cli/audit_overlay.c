@@ -78,18 +78,6 @@ static void downscale(const uint8_t *src, int w, int h, int c, uint8_t *dst, int
     }
 }
 
-/* The render options of an audit picture: the non-negative map the metrics measure, coloured
- * with jet; gradient maps clipped at the 99th percentile with opacity by value, CAMs and the
- * perturbation methods unclipped with a constant blend (explain's defaults for unsigned maps). */
-static void audit_render_opts(sal_method m, sal_render_opts *ro) {
-    memset(ro, 0, sizeof *ro);
-    ro->reduce = SAL_REDUCE_ABS_MAX;
-    ro->clip = sal_method_is_cam(m) || m == SAL_M_OCCLUSION ? 100.0 : SAL_CLIP_PERCENTILE_DEFAULT;
-    ro->cmap = SAL_CMAP_JET;
-    ro->alpha_by_value = cli_opacity_by_value_default(m, 0);
-    ro->alpha = ro->alpha_by_value ? SAL_OVERLAY_ALPHA_BY_VALUE : SAL_OVERLAY_ALPHA;
-}
-
 static int write_png(const char *path, int w, int h, const uint8_t *rgb, char *msg, size_t len) {
     if (make_parents(path, msg, len)) return -1;
     sal_error err = {0};
@@ -103,8 +91,8 @@ static int write_png(const char *path, int w, int h, const uint8_t *rgb, char *m
 int audit_write_pictures(sal_session *s, sal_method m, const float *map, int h, int w, const sal_image *orig,
                          const float rect[4], const char *out_dir, const char *rel, const char *method, int thumb,
                          int full, char *msg, size_t len) {
-    sal_render_opts ro;
-    audit_render_opts(m, &ro);
+    sal_render_opts ro;   /* the non-negative map the metrics measure, with explain's defaults */
+    cli_render_defaults(m, 0, &ro);
     sal_error err = {0};
     char path[4400];
     int rc = -1;

@@ -147,10 +147,13 @@ void cli_progress_end(cli_progress *p);
 void cli_progress_hold(void);
 void cli_progress_release(void);
 void cli_json_string(FILE *f, const char *s);
-/* An overlay's default opacity rule (common.c; explain's and audit's pictures): by value (1) for
- * signed maps and the sparse gradient maps, whose few strong pixels would otherwise sit in a
- * uniform colour wash; a constant blend (0) for CAMs and the perturbation methods' smooth maps. */
-int cli_opacity_by_value_default(sal_method m, int signed_map);
+/* The field's picture defaults for method m's map (common.c; explain's and audit's pictures):
+ * channels reduced by abs-max; gradient maps clipped at the 99th percentile, CAMs and occlusion
+ * unclipped; jet, or bwr for a signed map; opacity by value for signed maps and the sparse
+ * gradient maps (whose few strong pixels would otherwise sit in a uniform colour wash), a
+ * constant blend for CAMs and the perturbation methods' smooth maps. */
+struct sal_render_opts;   /* post/post.h */
+void cli_render_defaults(sal_method m, int signed_map, struct sal_render_opts *ro);
 
 /* An output folder that survives faults (host/cli/outdir.c): cli_outdir_open creates it (and its
  * parents), locks it for this run (OUT/.salient.lock, flock: a second run into the same folder is

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "post/post.h"
 
 void cli_error(const char *fmt, ...) {
     char line[4600];   /* one write per message: lines from several threads never mix */
@@ -774,13 +775,23 @@ int cli_check_output(const char *out, char *const *args, int n) {
 /* ------------------------------------------------------------------------------------------------ */
 /* Overlays                                                                                         */
 
-int cli_opacity_by_value_default(sal_method m, int signed_map) {
+static int opacity_by_value_default(sal_method m, int signed_map) {
     if (signed_map) return 1;
     switch (m) {
     case SAL_M_SALIENCY: case SAL_M_INPUTXGRAD: case SAL_M_SMOOTHGRAD: case SAL_M_SMOOTHGRAD_SQ: case SAL_M_VARGRAD:
     case SAL_M_IG: case SAL_M_GUIDED: case SAL_M_GUIDED_GRADCAM: case SAL_M_GRADSHAP: return 1;
     default: return 0;
     }
+}
+
+void cli_render_defaults(sal_method m, int signed_map, sal_render_opts *ro) {
+    memset(ro, 0, sizeof *ro);
+    ro->reduce = SAL_REDUCE_ABS_MAX;
+    ro->signed_map = signed_map;
+    ro->clip = sal_method_is_cam(m) || m == SAL_M_OCCLUSION ? 100.0 : SAL_CLIP_PERCENTILE_DEFAULT;
+    ro->cmap = signed_map ? SAL_CMAP_BWR : SAL_CMAP_JET;
+    ro->alpha_by_value = opacity_by_value_default(m, signed_map);
+    ro->alpha = ro->alpha_by_value ? SAL_OVERLAY_ALPHA_BY_VALUE : SAL_OVERLAY_ALPHA;
 }
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -248,31 +248,29 @@ static void free_stems(char **stems, int n) {
  * and occlusion unclipped; occlusion and signed reductions are signed maps). */
 static void render_plan(const xopts *xo, sal_method m, const sal_maps *mp, const float **src, int *c,
                         sal_render_opts *ro) {
-    int is_cam = sal_method_is_cam(m);
-    memset(ro, 0, sizeof *ro);
-    ro->reduce = SAL_REDUCE_ABS_MAX;
-    if (is_cam) {
+    int signed_map;
+    sal_reduce reduce = SAL_REDUCE_ABS_MAX;
+    if (sal_method_is_cam(m)) {
         *src = mp->upsampled;
         *c = 1;
-        ro->signed_map = !xo->base.cam_relu;
+        signed_map = !xo->base.cam_relu;
     } else {
         *c = (int)mp->dims[0];
         *src = mp->attr;
         sal_reduce r = xo->have_reduce ? xo->reduce : SAL_REDUCE_ABS_MAX;
         if (m == SAL_M_OCCLUSION && !xo->have_reduce) {
             *c = 1;   /* every channel holds the same drop */
-            ro->signed_map = 1;
+            signed_map = 1;
         } else {
-            ro->reduce = r == SAL_REDUCE_NONE ? SAL_REDUCE_ABS_MAX : r;
-            ro->signed_map = ro->reduce == SAL_REDUCE_SUM;
+            reduce = r == SAL_REDUCE_NONE ? SAL_REDUCE_ABS_MAX : r;
+            signed_map = reduce == SAL_REDUCE_SUM;
         }
     }
-    ro->clip = xo->have_clip ? xo->clip : (is_cam || m == SAL_M_OCCLUSION ? 100.0 : SAL_CLIP_PERCENTILE_DEFAULT);
-    ro->cmap = xo->have_cmap ? xo->cmap : ro->signed_map ? SAL_CMAP_BWR : SAL_CMAP_JET;
-    /* the default: opacity by value for sparse maps (the gradient methods, whose few strong pixels
-     * would otherwise sit in a uniform colour wash) and for signed maps (whose zero is bwr's
-     * white); the classic constant blend for CAMs and the perturbation methods' smooth maps */
-    ro->alpha_by_value = xo->opacity >= 0 ? xo->opacity : cli_opacity_by_value_default(m, ro->signed_map);
+    cli_render_defaults(m, signed_map, ro);
+    ro->reduce = reduce;
+    if (xo->have_clip) ro->clip = xo->clip;
+    if (xo->have_cmap) ro->cmap = xo->cmap;
+    if (xo->opacity >= 0) ro->alpha_by_value = xo->opacity;
     ro->alpha = xo->have_alpha ? xo->alpha : ro->alpha_by_value ? SAL_OVERLAY_ALPHA_BY_VALUE : SAL_OVERLAY_ALPHA;
 }
 
