@@ -23,6 +23,7 @@
 #include "io/io.h"
 #include "post/post.h"
 #include "testutil.h"
+#include "testproc.h"
 
 #define OP_TOL 1e-4
 #define METHOD_TOL 1e-3
@@ -424,13 +425,8 @@ static void explain_both(const char *model_path, const float *x, int n, int h, i
 
 Test(parity_methods, every_method_on_the_fixture_cnn) {
     need_gpu();
-    char path[1024], mpath[1024];
-    sal_error err = {0};
-    float *x = NULL;
-    int nd;
-    int64_t d[SAL_MAX_DIMS];
-    cr_assert_eq(sal_npy_read(tu_src_path("tests/fixtures/methods/input.npy", path, sizeof path), &x, &nd, d, &err),
-                 SAL_OK, "%s", err.msg);
+    char mpath[1024];
+    float *x = tp_load_npy("tests/fixtures/methods/input.npy", 2 * 3 * 32 * 32);   /* (N,3,H,W) */
     tu_src_path("tests/fixtures/methods/tinycnn.onnx", mpath, sizeof mpath);
     for (int m = 0; m < SAL_M_COUNT; m++)   /* rollout and chefer need a transformer: below */
         if (m != SAL_M_ROLLOUT && m != SAL_M_CHEFER) explain_both(mpath, x, 2, 32, 32, (sal_method)m, NULL, METHOD_TOL, 0);
@@ -440,13 +436,8 @@ Test(parity_methods, every_method_on_the_fixture_cnn) {
 /* The zoo's small ViT: attention rollout, Chefer's relevance, Grad-CAM and Score-CAM on its tokens. */
 Test(parity_methods, transformer_methods_on_the_zoo_vit) {
     need_gpu();
-    char path[1024], mpath[1024];
-    sal_error err = {0};
-    float *x = NULL;
-    int nd;
-    int64_t d[SAL_MAX_DIMS];
-    cr_assert_eq(sal_npy_read(tu_src_path("tests/fixtures/zoo/input.npy", path, sizeof path), &x, &nd, d, &err),
-                 SAL_OK, "%s", err.msg);
+    char mpath[1024];
+    float *x = tp_load_npy("tests/fixtures/zoo/input.npy", 2 * 3 * 32 * 32);   /* (N,3,H,W) */
     tu_src_path("tests/fixtures/zoo/vit_op13.onnx", mpath, sizeof mpath);
     static const sal_method ms[] = {SAL_M_ROLLOUT, SAL_M_CHEFER, SAL_M_GRADCAM, SAL_M_SCORECAM};
     for (size_t k = 0; k < sizeof ms / sizeof ms[0]; k++) explain_both(mpath, x, 2, 32, 32, ms[k], NULL, METHOD_TOL, 0);
@@ -463,14 +454,9 @@ static void need_efficientnet(char *mpath, size_t len) {
 
 Test(parity_methods, efficientnet_lite0) {
     need_gpu();
-    char path[1024], mpath[1024];
+    char mpath[1024];
     need_efficientnet(mpath, sizeof mpath);
-    sal_error err = {0};
-    float *x = NULL;
-    int nd;
-    int64_t d[SAL_MAX_DIMS];
-    cr_assert_eq(sal_npy_read(tu_src_path("samples-npy/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK,
-                 "%s", err.msg);
+    float *x = tp_load_npy("samples-npy/chelsea.npy", 3 * 224 * 224);   /* (N,3,H,W) */
     sal_method ms[] = {SAL_M_SALIENCY, SAL_M_IG, SAL_M_GUIDED, SAL_M_GRADCAM, SAL_M_OCCLUSION};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) explain_both(mpath, x, 1, 224, 224, ms[i], NULL, METHOD_TOL, 1);
     free(x);
@@ -538,17 +524,13 @@ static int64_t mask_flips(const sal_node *n, const float *a, const float *b, int
  * card's own run-to-run noise. */
 Test(parity_layers, efficientnet_lite0_layer_by_layer) {
     need_gpu();
-    char path[1024], mpath[1024];
+    char mpath[1024];
     need_efficientnet(mpath, sizeof mpath);
     sal_error err = {0};
     sal_model *m = NULL;
     cr_assert_eq(sal_model_load(mpath, &m, &err), SAL_OK, "%s", err.msg);
     const sal_graph *g = m->g;
-    float *x = NULL;   /* [1,3,224,224] */
-    int nd;
-    int64_t d[SAL_MAX_DIMS];
-    cr_assert_eq(sal_npy_read(tu_src_path("samples-npy/chelsea.npy", path, sizeof path), &x, &nd, d, &err), SAL_OK,
-                 "%s", err.msg);
+    float *x = tp_load_npy("samples-npy/chelsea.npy", 3 * 224 * 224);   /* (1,3,224,224) */
     side cpu = {0}, gpu = {0};
     cr_assert_eq(sal_backend_cpu_create(2, &cpu.b, &err), SAL_OK, "%s", err.msg);
     cr_assert_eq(sal_backend_cuda_create(&gpu.b, &err), SAL_OK, "%s", err.msg);
