@@ -1161,13 +1161,9 @@ static int64_t method_passes_per_image(const sal_method_ctx *cx) {
     }
 }
 
-sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explain_opts *o,
-                            const float *x, int n, int h, int w, const int *targets, sal_maps *out,
-                            sal_error *err) {
-    memset(out, 0, sizeof *out);
-    if (!o || !x || n <= 0) return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: no input");
-    if (o->method < 0 || o->method >= SAL_M_COUNT)
-        return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: unknown method %d", (int)o->method);
+/* A method call's context: the session, the options, and the image geometry (the model's fixed
+ * sides, else h and w). */
+static sal_method_ctx ctx_of(sal_session *s, const sal_model *m, const sal_explain_opts *o, int h, int w) {
     sal_method_ctx cx = {0};
     cx.s = s;
     cx.o = o;
@@ -1177,6 +1173,17 @@ sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explai
     cx.h = in.dims[2] > 0 ? (int)in.dims[2] : h;
     cx.w = in.dims[3] > 0 ? (int)in.dims[3] : w;
     cx.per = (int64_t)cx.c * cx.h * cx.w;
+    return cx;
+}
+
+sal_status sal_explain_impl(sal_session *s, const sal_model *m, const sal_explain_opts *o,
+                            const float *x, int n, int h, int w, const int *targets, sal_maps *out,
+                            sal_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!o || !x || n <= 0) return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: no input");
+    if (o->method < 0 || o->method >= SAL_M_COUNT)
+        return sal_fail(err, SAL_ERR_INVALID_ARG, "explain: unknown method %d", (int)o->method);
+    sal_method_ctx cx = ctx_of(s, m, o, h, w);
     sal_status st = SAL_OK;
     cx.batch = o->batch;
     if (cx.batch <= 0 && (st = sal_session_auto_batch(s, cx.h, cx.w, 0, 0, &cx.batch, NULL, NULL)))
@@ -1432,7 +1439,6 @@ sal_status sal_explain_many_impl(sal_session *s, const sal_model *m, const sal_e
         st = sal_explain_impl(s, m, &oj, x, n, h, w, targets, &out[j], err);
     }
     if (!st && shared >= 2) {
-        sal_method_ctx cx = {0};
         sal_method group[SAL_M_COUNT];
         sal_maps gout[SAL_M_COUNT];
         int ng = 0;
@@ -1440,14 +1446,7 @@ sal_status sal_explain_many_impl(sal_session *s, const sal_model *m, const sal_e
             if (sal_method_shares_pass(ms[j])) group[ng++] = ms[j];
         sal_explain_opts og = *o;
         og.method = group[0];
-        cx.s = s;
-        cx.o = &og;
-        sal_tensor_info in;
-        sal_model_input(m, 0, &in);
-        cx.c = (int)in.dims[1];
-        cx.h = in.dims[2] > 0 ? (int)in.dims[2] : h;
-        cx.w = in.dims[3] > 0 ? (int)in.dims[3] : w;
-        cx.per = (int64_t)cx.c * cx.h * cx.w;
+        sal_method_ctx cx = ctx_of(s, m, &og, h, w);
         cx.batch = 1;
         cx.prog.method = group[0];
         cx.prog.n_images = n;
