@@ -15,6 +15,8 @@
  * threshold 0's show that the whole-layer path does a full pass's work. Then occlusion maps with
  * and without incremental inference must agree, on the plain and the guarded backend. */
 #include <criterion/criterion.h>
+#include <float.h>
+#include <math.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -395,9 +397,28 @@ static void occlusion_maps_agree(sal_session *s, const char *what, int configs) 
             o.occ_full = 0;
             cr_assert_eq(sal_explain(s, &o, x, 2, 32, 32, NULL, &inc), SAL_OK, "%s", sal_session_error(s));
             int64_t n = 2 * sal_maps_per_image(&full);
-            double d = tu_rel_diff(inc.attr, full.attr, n, 1e-12);
-            cr_expect_leq(d, 1e-5, "%s: window %dx%d stride %dx%d prob %d: incremental map differs by %g",
-                          what, o.occ_h, o.occ_w, o.occ_stride_h, o.occ_stride_w, prob, d);
+            /* A map value is f(x) - f(occluded x) (or divided by the window's size): a difference
+             * of two float32 outputs. The incremental pass runs the same arithmetic on tiles, but
+             * oneDNN's GEMM may sum a tile's columns in another order than the whole plane's
+             * (host/backend/cpu/gemm.c; seen on AVX2), so each output can move by a few of its
+             * ulps, and where f(x) is large against the map (probabilities near 0.5, maps near
+             * 1e-3) that alone is > 1e-5 of the map. Budget: 1e-5 of the map's largest value plus
+             * 16 float32 ulps of the largest score. A wrong patch moves outputs by far more
+             * (incremental_forward_matches_full_passes checks the outputs themselves). */
+            double dmax = 0, mmax = 0, smax = 0;
+            for (int64_t i = 0; i < n; i++) {
+                const double e = fabs((double)inc.attr[i] - (double)full.attr[i]);
+                if (!(e <= dmax)) dmax = e;
+                if (fabs((double)full.attr[i]) > mmax) mmax = fabs((double)full.attr[i]);
+            }
+            for (int i = 0; i < 2; i++)
+                if (fabs((double)full.scores[i]) > smax) smax = fabs((double)full.scores[i]);
+            const double budget = 1e-5 * mmax + 16 * FLT_EPSILON * smax;
+            cr_expect_leq(dmax, budget, "%s: window %dx%d stride %dx%d prob %d: incremental map differs by %g "
+                          "(map max %g, score max %g, budget %g)", what, o.occ_h, o.occ_w, o.occ_stride_h,
+                          o.occ_stride_w, prob, dmax, mmax, smax, budget);
+            cr_log_info("%s: window %dx%d prob %d: diff %g, map max %g, score max %g", what, o.occ_h, o.occ_w,
+                        prob, dmax, mmax, smax);
             sal_maps_free(&full);
             sal_maps_free(&inc);
         }

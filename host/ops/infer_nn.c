@@ -237,9 +237,8 @@ sal_status sal_infer_conv(sal_op_ctx *ctx) {
     } else {
         /* im2col / col2im buffer (Cg*kh*kw, OH*OW) of one image and group (forward and backward) */
         ctx->scratch_floats = pointwise ? 0 : (size_t)(kk * ohw);
-        p->batch_gemm = pointwise && group == 1 && p->n > 1 && ohw <= SAL_CONV_BATCH_GEMM_MAX_HW &&
-                        p->n * ohw <= 0x7fffffff;
-        if (p->batch_gemm) ctx->scratch_floats = (size_t)((C + M) * p->n * ohw);
+        /* no GEMM spans several images: a GEMM's columns round differently for another column
+         * count (host/backend/cpu/gemm.c), and an image's result must not depend on its batch */
     }
 
     ctx->out_shape[0].ndim = x->ndim;

@@ -174,13 +174,8 @@ typedef struct sal_conv_params {
     /* CPU depthwise kernel (group == c): floats of one thread's zero-padded plane buffer; the
      * scratch holds SAL_CONV_DW_SLOTS of them (threads beyond that are not used). */
     int64_t dw_slot;
-    /* CPU pointwise kernel with a small output plane and several images: the images' planes are
-     * gathered side by side (C, n*OH*OW) so that one GEMM covers the batch (scratch: (c + m) *
-     * n*OH*OW floats) instead of n thin ones. */
-    int batch_gemm;
 } sal_conv_params;
 #define SAL_CONV_DW_SLOTS 32
-#define SAL_CONV_BATCH_GEMM_MAX_HW 256    /* output planes up to 16x16 */
 
 typedef struct sal_pool_params {
     int64_t n, c, h, w, oh, ow;

@@ -34,7 +34,7 @@ typedef struct wcache {   /* a weight tensor reordered into one layout */
 } wcache;
 
 typedef struct centry {
-    sal_conv_params key;   /* geometry + act (dw_slot / batch_gemm zeroed) */
+    sal_conv_params key;   /* geometry + act (dw_slot zeroed) */
     const float *w, *b;
     int dir;               /* 0 forward, 1 backward-data */
     dnnl_primitive_t prim;

@@ -607,25 +607,6 @@ sal_status sal_cpu_conv_fwd(const sal_op_call *c, sal_error *err) {
     const int pointwise = conv_pointwise(p);
     if (!pointwise && !c->scratch)
         return sal_fail(err, SAL_ERR_INTERNAL, "node '%s' (Conv): no scratch for im2col", c->node->name);
-    if (p->batch_gemm && c->scratch) {
-        /* small planes, several images: xt (C, n*OHW) <- x (n, C, OHW); yt (M, n*OHW) = W xt in
-         * one GEMM; y (n, M, OHW) <- yt with the bias and the fused activation */
-        const int64_t N = p->n, C = p->c, M = p->m, NP = N * OHW;
-        float *xt = c->scratch, *yt = c->scratch + C * NP;
-#pragma omp parallel for num_threads(par(t, C * NP)) schedule(static)
-        for (int64_t cn = 0; cn < C * N; cn++) {
-            const int64_t ch = cn / N, n = cn % N;
-            memcpy(xt + ch * NP + n * OHW, x + (n * C + ch) * OHW, sizeof(float) * (size_t)OHW);
-        }
-        sal_sgemm(0, 0, (int)M, (int)NP, (int)C, 1.f, w, (int)C, xt, (int)NP, 0.f, yt, (int)NP);
-        const float lo = p->act ? p->act_lo : -INFINITY, hi = p->act ? p->act_hi : INFINITY;
-#pragma omp parallel for num_threads(par(t, M * NP)) schedule(static)
-        for (int64_t nm = 0; nm < N * M; nm++) {
-            const int64_t n = nm / M, m = nm % M;
-            bias_clamp_span(y + nm * OHW, yt + m * NP + n * OHW, OHW, b ? b[m] : 0.f, lo, hi);
-        }
-        return SAL_OK;
-    }
     for (int64_t n = 0; n < p->n; n++)
         for (int64_t g = 0; g < G; g++) {
             const float *xg = x + (n * p->c + g * Cg) * HW;   /* (Cg, H, W) */
