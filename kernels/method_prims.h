@@ -1,7 +1,7 @@
 /* method_prims.h — the attribution methods' batch builders and accumulators, written once as
  * element functions (SAL_HD) and run by the session's backend: a host loop on the CPU backend
  * (host/backend/cpu/cpu_backend.c), one CUDA thread per element on the CUDA backend
- * (kernels/cuda_methods.cu). The methods (host/methods/methods.c) keep their batches, gradients
+ * (kernels/cuda_methods.cu). The methods (host/methods/) keep their batches, gradients
  * and accumulators in the backend's memory and call these through sal_backend_ops.prim, so on a
  * GPU only scores and finished maps cross the bus; on the CPU the same functions run on host
  * memory, which is how the method tests (Captum and pytorch-grad-cam fixtures, IG completeness,

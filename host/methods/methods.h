@@ -76,6 +76,12 @@ const float *sal_session_dev_capture(sal_session *s, int grad);   /* the lowest 
  * the current plan does not capture it, or (gradient) when it does not reach the output. */
 const float *sal_session_dev_captured(sal_session *s, int value, int grad);
 
+/* The session's backend and error of a method call (shorthands for every method file). */
+static inline sal_backend *bk(sal_method_ctx *cx) { return sal_session_backend(cx->s); }
+static inline sal_error *serr(sal_method_ctx *cx) { return sal_session_err(cx->s); }
+/* The class of the largest logit of z (k); ties: the lower class. */
+int sal_top1_of(const float *z, int k);
+
 /* Scores (logit, or probability with explain_prob) of targets tg for n images already in the
  * backend's memory, one after the other from d (n, C,H,W): forward passes in batches. */
 sal_status sal_method_scores(sal_method_ctx *cx, const float *d, int n, const int *tg, float *scores);
@@ -127,6 +133,21 @@ sal_status sal_prim_take(void *ctx, const float *dev_grad, const float *dev_in, 
 sal_status sal_method_baseline(sal_method_ctx *cx, const float *x, int image, float *b);
 /* Separable box blur of radius r of x (c,h,w) into out. */
 void sal_box_blur(const float *x, int c, int h, int w, int r, float *out);
+
+/* The method families, called by sal_explain_impl (methods.c) with the call's context, its n images
+ * x (host, (n,C,H,W)) and targets tg (n; -1: the image's own pass picks its top-1 class where
+ * cx->top1_out is set). Input-space methods (gradient.c: saliency, input x gradient, guided
+ * backprop, IG, the NoiseTunnel family) and occlusion (occlusion.c) fill out->attr (n,C,H,W),
+ * allocated and zeroed by the caller, and out->scores; the CAM family (cam.c) allocates out->attr
+ * (n, lh, lw) and out->upsampled (n, H, W) and names out->layer. sal_explain_shared (cam.c): every
+ * method of ms (nm, each sal_method_shares_pass) from one forward and one backward pass per image,
+ * out[j] the maps of ms[j]. */
+sal_status sal_explain_gradient(sal_method_ctx *cx, const float *x, int n, const int *tg, sal_maps *out);
+sal_status sal_explain_occlusion(sal_method_ctx *cx, const float *x, int n, const int *tg, sal_maps *out);
+sal_status sal_explain_cam(sal_method_ctx *cx, const sal_model *m, const float *x, int n, const int *tg,
+                           sal_maps *out);
+sal_status sal_explain_shared(sal_method_ctx *cx, const sal_model *m, const sal_method *ms, int nm,
+                              const float *x, int n, int *tg, sal_maps *out);
 
 /* Perturbation and Shapley methods (host/methods/perturb.c): fill out->attr (n,C,H,W) and
  * out->scores; out->attr is allocated and zeroed by the caller. */
