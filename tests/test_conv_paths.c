@@ -4,9 +4,10 @@
  * naive double-precision reference written here from the ONNX Conv definition, over geometries
  * that reach every branch (3x3 / 7x7 / strided 1x1 / dilated / grouped / padded asymmetrically,
  * batch 1 and 3). Backward-data must ADD into gin (the engine's contract): gin starts non-zero.
- * Also: the per-node choice (AUTO) sends 3x3 convolutions with constant weights to oneDNN and
- * keeps depthwise, 1x1 stride-1 and runtime-weight ones on our kernels; a plan's weights are
- * reordered once and reused. */
+ * Also: the per-node choice (AUTO, the CPU default) sends group-1 convolutions other than 1x1
+ * stride 1 with constant weights to oneDNN, whatever their batch and plane size, and keeps
+ * depthwise, 1x1 stride-1 and runtime-weight ones on our kernels; a plan's weights are reordered
+ * once and reused. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <math.h>
@@ -180,9 +181,19 @@ Test(conv_paths, auto_choice_by_shape) {
     geo gd = {1, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 32, 1, 0};
     p = params_of(&gd);
     cr_expect(!sal_dnnl_conv_choose(&p, SAL_CONV_IMPL_AUTO), "depthwise: ours");
-    geo gt = {1, 4, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0};
+    /* the choice reads neither the batch nor the plane's size: an image's convolution runs the
+     * same code alone, in a batch of 32, and on an incremental occlusion tile (a tiny plane) */
+    geo gt = {1, 32, 3, 5, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0};
     p = params_of(&gt);
-    cr_expect(!sal_dnnl_conv_choose(&p, SAL_CONV_IMPL_AUTO), "tiny (9 KMAC): ours");
+    cr_expect(sal_dnnl_conv_choose(&p, SAL_CONV_IMPL_AUTO), "the 3x3 on a 3x5 tile: oneDNN as on 28x28");
+    geo gb = g3;
+    gb.n = 32;
+    p = params_of(&gb);
+    cr_expect(sal_dnnl_conv_choose(&p, SAL_CONV_IMPL_AUTO), "the 3x3 at batch 32: oneDNN as at batch 1");
+    p = params_of(&g1);
+    p.n = 32;
+    p.h = p.w = p.oh = p.ow = 2;
+    cr_expect(!sal_dnnl_conv_choose(&p, SAL_CONV_IMPL_AUTO), "the 1x1 at batch 32 on 2x2: ours as alone");
 }
 
 /* One backend, the same geometry with fresh weights (and inputs) three times: the cache must key
