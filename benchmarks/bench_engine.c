@@ -302,7 +302,7 @@ static void usage(FILE *f) {
             "usage: bench_engine [--model M.onnx] [--batch 1,8,32] [--modes forward,gradient]\n"
             "                    [--reps 5] [--min-time 3] [--max-reps 50] [--warmup 2] [--threads 0]\n"
             "                    [--device cpu|auto|cuda] [--inputs a.npy,b.npy] [--json] [--serve]\n"
-            "                    [--conv auto|gemm|dnnl]   (CPU convolutions: per node, im2col+GEMM, oneDNN)\n");
+            "                    [--conv auto|gemm|dnnl|layout]   (CPU convolutions: per node, im2col+GEMM, oneDNN, per node + channels-last between oneDNN convolutions)\n");
 }
 
 int main(int argc, char **argv) {
@@ -329,7 +329,8 @@ int main(int argc, char **argv) {
             if (!strcmp(v, "auto")) conv_impl = SAL_CONV_IMPL_AUTO;
             else if (!strcmp(v, "gemm")) conv_impl = SAL_CONV_IMPL_GEMM;
             else if (!strcmp(v, "dnnl")) conv_impl = SAL_CONV_IMPL_DNNL;
-            else die("--conv: auto, gemm or dnnl, not '%s'%s", v, "");
+            else if (!strcmp(v, "layout")) conv_impl = SAL_CONV_IMPL_LAYOUT;
+            else die("--conv: auto, gemm, dnnl or layout, not '%s'%s", v, "");
         }
         else if (strcmp(a, "--device") == 0) {
             NEED_VALUE();

@@ -7,7 +7,7 @@
  * windows in the middle, at each corner, hanging over the border, empty, covering everything,
  * and mixed sizes in one batch, under thresholds 0 (every layer recomputed whole through the
  * patch machinery), 0.5 (the default) and 1 (patches as long as they fit). Models: the fixture
- * CNN, a narrow and shallow ResNet-shaped graph built here (7x7/2 stem, 3x3/2 max pool,
+ * CNN, a narrow and shallow ResNet-shaped graph (testgraph.c: 7x7/2 stem, 3x3/2 max pool,
  * bottlenecks with strided 3x3 and strided 1x1 projection shortcuts that skip pixels, global
  * pool, Gemm), a graph of the other layer kinds the patches follow or give up on (dilated
  * depthwise, SAME padding, ceil-mode and padded pools, channel Concat, BatchNorm, x*sigmoid(x),
@@ -25,167 +25,47 @@
 #include "engine/engine.h"
 #include "engine/incremental.h"
 #include "methods/methods.h"
+#include "testgraph.h"
 #include "testutil.h"
-
-/* ------------------------------------------------------------------------------------------------ */
-/* Graph building                                                                                   */
-
-typedef struct gb {
-    sal_graph *g;
-    uint64_t rng;
-    int count;
-} gb;
-
-static const char *nm(gb *b, const char *p, char *buf) {
-    snprintf(buf, 64, "%s%d", p, b->count++);
-    return buf;
-}
-
-static void add_const(gb *b, const char *name, sal_shape s, float scale) {
-    sal_tensor *t = sal_tensor_new(SAL_F32, &s);
-    cr_assert_not_null(t);
-    tu_fill(t->data, sal_shape_numel(&s), &b->rng, -scale, scale);
-    cr_assert_geq(sal_graph_add_const(b->g, name, t), 0);
-}
-
-/* Conv (+ Relu when relu) of x into a new value, returned in out (64 chars). */
-static void conv(gb *b, const char *x, char *out, int cin, int cout, int k, int stride, int pad, int dil,
-                 int group, int relu) {
-    char w[64], bi[64], y[64];
-    nm(b, "w", w);
-    nm(b, "b", bi);
-    nm(b, "conv", y);
-    add_const(b, w, tu_shape(4, cout, cin / group, k, k), sqrtf(6.0f / (cin / group * k * k)));
-    add_const(b, bi, tu_shape(1, cout), 0.1f);
-    const char *ins[3] = {x, w, bi}, *outs[1] = {y};
-    int n = sal_graph_add_node(b->g, "Conv", y, 3, ins, 1, outs);
-    cr_assert_geq(n, 0);
-    int64_t ks[2] = {k, k}, st[2] = {stride, stride}, pads[4] = {pad, pad, pad, pad}, dl[2] = {dil, dil};
-    sal_node_attr_ints(&b->g->nodes[n], "kernel_shape", 2, ks);
-    sal_node_attr_ints(&b->g->nodes[n], "strides", 2, st);
-    if (pad >= 0) sal_node_attr_ints(&b->g->nodes[n], "pads", 4, pads);
-    else sal_node_attr_str(&b->g->nodes[n], "auto_pad", "SAME_UPPER");
-    if (dil > 1) sal_node_attr_ints(&b->g->nodes[n], "dilations", 2, dl);
-    if (group > 1) sal_node_attr_int(&b->g->nodes[n], "group", group);
-    if (!relu) { strcpy(out, y); return; }
-    char r[64];
-    nm(b, "relu", r);
-    const char *ri[1] = {y}, *ro[1] = {r};
-    cr_assert_geq(sal_graph_add_node(b->g, "Relu", r, 1, ri, 1, ro), 0);
-    strcpy(out, r);
-}
-
-/* A node of op with inputs ins into a new value out. */
-static sal_node *op(gb *b, const char *type, int n_in, const char **ins, char *out) {
-    nm(b, type, out);
-    const char *outs[1] = {out};
-    int n = sal_graph_add_node(b->g, type, out, n_in, ins, 1, outs);
-    cr_assert_geq(n, 0);
-    return &b->g->nodes[n];
-}
-
-static void pool(gb *b, const char *type, const char *x, char *out, int k, int s, int pad, int ceil, int cip) {
-    const char *ins[1] = {x};
-    sal_node *n = op(b, type, 1, ins, out);
-    int64_t ks[2] = {k, k}, st[2] = {s, s}, pads[4] = {pad, pad, pad, pad};
-    sal_node_attr_ints(n, "kernel_shape", 2, ks);
-    sal_node_attr_ints(n, "strides", 2, st);
-    sal_node_attr_ints(n, "pads", 4, pads);
-    if (ceil) sal_node_attr_int(n, "ceil_mode", 1);
-    if (cip) sal_node_attr_int(n, "count_include_pad", 1);
-}
-
-/* global pool, flatten, Gemm to `classes` logits named "y" */
-static void head(gb *b, const char *x, int c, int classes) {
-    char gp[64], fl[64], w[64], bi[64];
-    const char *i1[1] = {x};
-    op(b, "GlobalAveragePool", 1, i1, gp);
-    const char *i2[1] = {gp};
-    op(b, "Flatten", 1, i2, fl);
-    nm(b, "fcw", w);
-    nm(b, "fcb", bi);
-    add_const(b, w, tu_shape(2, classes, c), sqrtf(3.0f / c));
-    add_const(b, bi, tu_shape(1, classes), 0.1f);
-    const char *gi[3] = {fl, w, bi}, *go[1] = {"y"};
-    int n = sal_graph_add_node(b->g, "Gemm", "fc", 3, gi, 1, go);
-    sal_node_attr_int(&b->g->nodes[n], "transB", 1);
-    sal_graph_mark_output(b->g, "y");
-}
-
-static sal_graph *finish(gb *b) {
-    sal_error err = {0};
-    cr_assert_eq(sal_graph_finalize(b->g, &err), SAL_OK, "%s", err.msg);
-    return b->g;
-}
-
-/* ResNet-50's shape, narrow and shallow: stem 7x7/2 + max pool 3x3/2, bottleneck stages of
- * [2, 1, 1] blocks, widths 4, 8, 8 (x4 out), strided 3x3 and strided 1x1 projections. */
-static sal_graph *mini_resnet(int C) {
-    gb b = {sal_graph_new("mini_resnet"), 7, 0};
-    sal_shape xs = {4, {-1, C, -1, -1}};
-    sal_graph_add_input(b.g, "x", &xs);
-    char x[64], y[64], z[64], sc[64], s[64], r[64];
-    conv(&b, "x", x, C, 8, 7, 2, 3, 1, 1, 1);
-    pool(&b, "MaxPool", x, y, 3, 2, 1, 0, 0);
-    strcpy(x, y);
-    int cin = 8, blocks[3] = {2, 1, 1}, widths[3] = {4, 8, 8};
-    for (int stage = 0; stage < 3; stage++)
-        for (int i = 0; i < blocks[stage]; i++) {
-            int stride = i == 0 && stage > 0 ? 2 : 1, wd = widths[stage];
-            conv(&b, x, y, cin, wd, 1, 1, 0, 1, 1, 1);
-            conv(&b, y, z, wd, wd, 3, stride, 1, 1, 1, 1);
-            conv(&b, z, y, wd, wd * 4, 1, 1, 0, 1, 1, 0);
-            if (i == 0) conv(&b, x, sc, cin, wd * 4, 1, stride, 0, 1, 1, 0);
-            else strcpy(sc, x);
-            const char *ai[2] = {y, sc};
-            op(&b, "Add", 2, ai, s);
-            const char *ri[1] = {s};
-            op(&b, "Relu", 1, ri, r);
-            strcpy(x, r);
-            cin = wd * 4;
-        }
-    head(&b, x, cin, 10);
-    return finish(&b);
-}
 
 /* The other layer kinds: SAME-padded strided conv, BatchNorm, swish (x * sigmoid(x)), dilated
  * depthwise, ceil-mode max pool, padded average pools with and without the padding counted
  * (the latter recomputed whole), channel Concat, Sub, HardSwish. */
 static sal_graph *zoo(int C) {
-    gb b = {sal_graph_new("zoo"), 11, 0};
+    tg_builder b = {sal_graph_new("zoo"), 11, 0};
     sal_shape xs = {4, {-1, C, -1, -1}};
     sal_graph_add_input(b.g, "x", &xs);
     char a[64], bn[64], sg[64], sw[64], dw[64], mp[64], ap[64], cat[64], sub[64], hs[64], ap2[64], c2[64];
-    conv(&b, "x", a, C, 6, 3, 2, -1, 1, 1, 0);
+    tg_conv(&b, "x", a, C, 6, 3, 2, -1, 1, 1, 0);
     char sc[64], bb[64], mn[64], vr[64];
-    nm(&b, "bns", sc); nm(&b, "bnb", bb); nm(&b, "bnm", mn); nm(&b, "bnv", vr);
-    add_const(&b, sc, tu_shape(1, 6), 1.0f);
-    add_const(&b, bb, tu_shape(1, 6), 0.5f);
-    add_const(&b, mn, tu_shape(1, 6), 0.5f);
+    tg_nm(&b, "bns", sc); tg_nm(&b, "bnb", bb); tg_nm(&b, "bnm", mn); tg_nm(&b, "bnv", vr);
+    tg_const(&b, sc, tu_shape(1, 6), 1.0f);
+    tg_const(&b, bb, tu_shape(1, 6), 0.5f);
+    tg_const(&b, mn, tu_shape(1, 6), 0.5f);
     sal_shape vs = tu_shape(1, 6);
     sal_tensor *vt = sal_tensor_new(SAL_F32, &vs);
     for (int i = 0; i < 6; i++) ((float *)vt->data)[i] = 0.5f + 0.1f * i;
     sal_graph_add_const(b.g, vr, vt);
     const char *bi[5] = {a, sc, bb, mn, vr};
-    op(&b, "BatchNormalization", 5, bi, bn);
+    tg_op(&b, "BatchNormalization", 5, bi, bn);
     const char *si[1] = {bn};
-    op(&b, "Sigmoid", 1, si, sg);
+    tg_op(&b, "Sigmoid", 1, si, sg);
     const char *mi[2] = {bn, sg};
-    op(&b, "Mul", 2, mi, sw);
-    conv(&b, sw, dw, 6, 6, 3, 1, 2, 2, 6, 0);            /* depthwise, dilation 2, no Relu */
-    pool(&b, "MaxPool", dw, mp, 3, 2, 0, 1, 0);          /* ceil mode: windows over the edge */
-    pool(&b, "AveragePool", mp, ap, 3, 1, 1, 0, 1);      /* padding counted */
+    tg_op(&b, "Mul", 2, mi, sw);
+    tg_conv(&b, sw, dw, 6, 6, 3, 1, 2, 2, 6, 0);            /* depthwise, dilation 2, no Relu */
+    tg_pool(&b, "MaxPool", dw, mp, 3, 2, 0, 1, 0);          /* ceil mode: windows over the edge */
+    tg_pool(&b, "AveragePool", mp, ap, 3, 1, 1, 0, 1);      /* padding counted */
     const char *ci[2] = {mp, ap};
-    op(&b, "Concat", 2, ci, cat);
+    tg_op(&b, "Concat", 2, ci, cat);
     sal_node_attr_int(&b.g->nodes[b.g->n_nodes - 1], "axis", 1);
-    conv(&b, cat, c2, 12, 12, 1, 1, 0, 1, 1, 0);
+    tg_conv(&b, cat, c2, 12, 12, 1, 1, 0, 1, 1, 0);
     const char *di[2] = {c2, cat};
-    op(&b, "Sub", 2, di, sub);
+    tg_op(&b, "Sub", 2, di, sub);
     const char *hi[1] = {sub};
-    op(&b, "HardSwish", 1, hi, hs);
-    pool(&b, "AveragePool", hs, ap2, 3, 1, 1, 0, 0);     /* padding not counted: whole */
-    head(&b, ap2, 12, 7);
-    return finish(&b);
+    tg_op(&b, "HardSwish", 1, hi, hs);
+    tg_pool(&b, "AveragePool", hs, ap2, 3, 1, 1, 0, 0);     /* padding not counted: whole */
+    tg_head(&b, ap2, 12, 7);
+    return tg_finish(&b);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -338,7 +218,7 @@ Test(incremental, fixture_cnn_matches_full_passes) {
 }
 
 Test(incremental, resnet_shaped_model_matches_full_passes) {
-    sal_graph *g = mini_resnet(3);
+    sal_graph *g = tg_mini_resnet(3, NULL);
     check_model("mini ResNet", g, 3, 64, 64, 15, 8);
     check_model("mini ResNet", g, 3, 64, 64, 4, 2);
     sal_graph_free(g);

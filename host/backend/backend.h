@@ -42,6 +42,9 @@ typedef struct sal_backend_ops {
      * the work queued after it behind every such upload (without blocking the host). */
     sal_status (*upload_async)(sal_backend *b, void *dst, const void *src, size_t bytes, sal_error *err);
     sal_status (*wait_uploads)(sal_backend *b, sal_error *err);
+    /* 1 when this backend's Conv kernel takes convolution p with channels-last activations
+     * (p->nhwc_x / nhwc_y: engine/layout_pass.c); NULL: never */
+    int (*conv_nhwc)(sal_backend *b, const sal_conv_params *p);
 } sal_backend_ops;
 
 struct sal_backend {
@@ -49,6 +52,10 @@ struct sal_backend {
     int threads;
     int host_memory;   /* pointers are host memory: constants are used in place, not uploaded */
     int fuse_conv_act; /* its Conv kernels apply sal_conv_params.act (the engine may fuse) */
+    int layout_nhwc;   /* the engine runs its layout pass (engine/layout_pass.c) in forward and
+                          gradient plans: activations between convolutions that ops->conv_nhwc
+                          accepts are held channels-last (the CPU under SAL_CONV_IMPL_LAYOUT; CUDA
+                          never) */
     int incremental;   /* incremental inference (engine/incremental.h) is enabled on it: its Conv
                           and pooling kernels take any tile shape the planner's infer accepts; 0
                           (CUDA for now: its descriptor cache keys a Conv by node and input
@@ -79,9 +86,10 @@ static inline sal_status sal_backend_download(sal_backend *b, void *dst, const v
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err);
 
 /* Which convolution implementation a CPU backend uses: SAL_CONV_IMPL_AUTO (per node by shape),
- * _GEMM (the default: cpu_nn.c's kernels only) or _DNNL (oneDNN's primitives wherever they apply);
- * backend/cpu/cpu_conv_dnnl.h. Tests and benchmarks force each path with it. No effect on other
- * backends. */
+ * _GEMM (cpu_nn.c's kernels only), _DNNL (oneDNN's primitives wherever they apply) or _LAYOUT
+ * (AUTO plus the engine's channels-last layout pass); backend/cpu/cpu_conv_dnnl.h. Tests and
+ * benchmarks force each path with it; plans made before a change keep their layouts. No effect
+ * on other backends. */
 void sal_backend_cpu_set_conv_impl(sal_backend *b, int impl);
 
 /* The CPU backend dressed as a device, for tests (backend/cpu/cpu_guard.c): host_memory 0, and

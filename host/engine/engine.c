@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../model/fold.h"
+#include "layout_pass.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Plan state                                                                                       */
@@ -29,6 +30,7 @@ typedef struct pvalue {
     int64_t goff;             /* floats into the gradient arena, -1: no gradient */
     int first, last;          /* lifetime in steps (storage roots only) */
     int producer_step;        /* step that writes it, -1 for inputs */
+    int nhwc;                 /* held channels-last, (N, H, W, C), with its gradient (layout_pass.c) */
 } pvalue;
 
 typedef struct pnode {
@@ -57,6 +59,7 @@ typedef struct plan {
     const float **gout_ptr;
     const sal_shape **out_shp;
     int max_io;
+    int n_nhwc;           /* values the layout pass made channels-last */
     unsigned long used;   /* for least-recently-used replacement */
     unsigned long stamp;  /* sal_engine_run_stamp: set by each forward and each (re)plan */
 } plan;
@@ -128,6 +131,7 @@ static void plan_clear(sal_engine *e) {   /* clears e->p */
     free(e->p->cap);
     e->p->cap = NULL;
     e->p->n_cap = 0;
+    e->p->n_nhwc = 0;
     e->p->planned = 0;
 }
 
@@ -390,6 +394,36 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
     return SAL_OK;
 }
 
+/* The layout pass (layout_pass.c) on the current plan: pv[].nhwc and the Convs' nhwc_x / nhwc_y. */
+static sal_status layout(sal_engine *e, sal_error *err) {
+    const sal_graph *g = e->g;
+    plan *p = e->p;
+    const int ns = p->n_steps;
+    int *node = malloc(sizeof(int) * (size_t)(ns + 1)), *alias = malloc(sizeof(int) * (size_t)(ns + 1));
+    void **params = malloc(sizeof(void *) * (size_t)(ns + 1));
+    const sal_shape **shape = malloc(sizeof(sal_shape *) * (size_t)(g->n_values + 1));
+    char *pinned = calloc((size_t)g->n_values + 1, 1), *nhwc = calloc((size_t)g->n_values + 1, 1);
+    int count = -1;
+    if (node && alias && params && shape && pinned && nhwc) {
+        for (int s = 0; s < ns; s++) {
+            node[s] = p->steps[s].node;
+            alias[s] = p->steps[s].alias;
+            params[s] = p->steps[s].params;
+        }
+        for (int v = 0; v < g->n_values; v++) {
+            shape[v] = p->pv[v].runtime ? &p->pv[v].shape : NULL;
+            pinned[v] = (char)(g->values[v].is_output || captured(p, v));
+        }
+        for (int i = 0; i < g->n_inputs; i++) pinned[g->inputs[i]] = 1;
+        sal_layout_view view = {g, e->b, ns, node, params, alias, shape, pinned};
+        count = sal_layout_pass(&view, nhwc);
+        for (int v = 0; count >= 0 && v < g->n_values; v++) p->pv[v].nhwc = nhwc[v];
+        p->n_nhwc = count;
+    }
+    free(node); free(alias); free(params); free(shape); free(pinned); free(nhwc);
+    return count < 0 ? sal_fail(err, SAL_ERR_NOMEM, "out of memory") : SAL_OK;
+}
+
 /* Greedy first-fit placement of storage roots by lifetime. */
 static int64_t place(pvalue *pv, int n_values, int *order, int count) {
     typedef struct { int64_t off, size; int last; } blk;
@@ -542,6 +576,14 @@ sal_status sal_engine_plan_set(sal_engine *e, const sal_shape *in_shapes, int mo
             return sal_fail(err, SAL_ERR_INVALID_ARG, "%s: value '%s' is a constant, not a layer output",
                             g->path, g->values[cv].name);
         }
+
+    /* channels-last activations between the backend's convolutions, where it asks for them; never
+     * in KEEP plans (incremental inference reads tiles of (N, C, H, W) activations) */
+    if (e->b->layout_nhwc && (mode == SAL_PLAN_FORWARD || mode == SAL_PLAN_GRAD) &&
+        (st = layout(e, err))) {
+        plan_clear(e);
+        return st;
+    }
 
     /* lifetimes of storage roots */
     int end = e->p->n_steps;
@@ -718,14 +760,38 @@ float *sal_engine_input_dev(sal_engine *e, int i) {
     return act_ptr(e, e->g->inputs[i]);
 }
 
+/* Values held channels-last are the engine's business: no pointer to them leaves it (their
+ * readers outside, methods and captures, see (N, C, H, W) values only; sal_engine_read converts). */
 const float *sal_engine_value_dev(sal_engine *e, int value) {
-    if (!e->p || !e->p->planned || value < 0 || !e->p->pv[value].runtime) return NULL;
+    if (!e->p || !e->p->planned || value < 0 || !e->p->pv[value].runtime || e->p->pv[value].nhwc) return NULL;
     return act_ptr(e, value);
 }
 
 const float *sal_engine_grad_dev(sal_engine *e, int value) {
-    if (!e->p || !e->p->planned || e->p->mode != SAL_PLAN_GRAD || value < 0) return NULL;
+    if (!e->p || !e->p->planned || e->p->mode != SAL_PLAN_GRAD || value < 0 || e->p->pv[value].nhwc) return NULL;
     return grad_ptr(e, value);
+}
+
+int sal_engine_nhwc(const sal_engine *e, int value) {
+    if (!e->p || !e->p->planned || value < 0 || value >= e->g->n_values) return 0;
+    return e->p->pv[value].nhwc;
+}
+
+int sal_engine_n_nhwc(const sal_engine *e) { return e->p && e->p->planned ? e->p->n_nhwc : 0; }
+
+/* host (N, C, H, W) <- src (N, H, W, C) of shape s (the logical (N, C, H, W) one), downloaded
+ * through a temporary copy */
+static sal_status read_nhwc(sal_engine *e, const sal_shape *s, const float *src, float *host, sal_error *err) {
+    const int64_t N = s->d[0], C = s->d[1], HW = s->d[2] * s->d[3];
+    const size_t n = (size_t)(N * C * HW);
+    float *t = malloc(n * sizeof(float) + 1);
+    if (!t) return sal_fail(err, SAL_ERR_NOMEM, "out of memory");
+    sal_status st = sal_backend_download(e->b, t, src, n * sizeof(float), err);
+    for (int64_t b = 0; !st && b < N; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < HW; i++) host[(b * C + c) * HW + i] = t[(b * HW + i) * C + c];
+    free(t);
+    return st;
 }
 
 sal_status sal_engine_forward(sal_engine *e, const float *const *inputs, sal_error *err) {
@@ -761,6 +827,7 @@ sal_status sal_engine_read(sal_engine *e, int value, float *host, sal_error *err
         memcpy(host, p->konst->data, n * sizeof(float));
         return SAL_OK;
     }
+    if (p->nhwc) return read_nhwc(e, &p->shape, act_ptr(e, value), host, err);
     return sal_backend_download(e->b, host, act_ptr(e, value), n * sizeof(float), err);
 }
 
@@ -770,6 +837,7 @@ sal_status sal_engine_read_grad(sal_engine *e, int value, float *host, sal_error
     size_t n = (size_t)sal_shape_numel(&e->p->pv[value].shape);
     float *gp = grad_ptr(e, value);
     if (!gp) { memset(host, 0, n * sizeof(float)); return SAL_OK; }   /* does not reach the output */
+    if (e->p->pv[value].nhwc) return read_nhwc(e, &e->p->pv[value].shape, gp, host, err);
     return sal_backend_download(e->b, host, gp, n * sizeof(float), err);
 }
 
@@ -832,7 +900,7 @@ int sal_engine_step(const sal_engine *e, int s, const void **params, int *alias,
 }
 
 const float *sal_engine_data_dev(sal_engine *e, int value) {
-    if (!e->p || !e->p->planned || value < 0 || value >= e->g->n_values) return NULL;
+    if (!e->p || !e->p->planned || value < 0 || value >= e->g->n_values || e->p->pv[value].nhwc) return NULL;
     return act_ptr(e, value);
 }
 

@@ -51,6 +51,13 @@ float *sal_engine_input_dev(sal_engine *e, int i);
 const float *sal_engine_value_dev(sal_engine *e, int value);
 const float *sal_engine_grad_dev(sal_engine *e, int value);
 sal_status sal_engine_read(sal_engine *e, int value, float *host, sal_error *err);
+/* The layout pass (layout_pass.c: on backends with layout_nhwc, forward and gradient plans): 1
+ * when the current plan holds this value (and its gradient) channels-last, (N, H, W, C). Such a
+ * value is never a graph input or output nor captured; sal_engine_value_dev / grad_dev /
+ * data_dev give NULL for it, and sal_engine_read / read_grad convert it to (N, C, H, W).
+ * sal_engine_n_nhwc: how many values the current plan holds so. */
+int sal_engine_nhwc(const sal_engine *e, int value);
+int sal_engine_n_nhwc(const sal_engine *e);
 /* seed: host (shape of output 0). stop_at_capture: skip the steps before the earliest captured
  * value's producer (every captured value's gradient is then complete; nothing earlier is). */
 sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int stop_at_capture,

@@ -171,6 +171,11 @@ typedef struct sal_conv_params {
      * y = min(max(y, lo), hi) */
     int act;
     float act_lo, act_hi;
+    /* Physical layout of the activations (set by the engine's layout pass, engine/layout_pass.c,
+     * on backends that ask for it; 0 elsewhere): 1 = X (and its gradient) is held channels-last,
+     * (N, H, W, C), instead of (N, C, H, W); the same for Y. Only the CPU's oneDNN path takes
+     * them (sal_dnnl_conv_choose sends any Conv with a flag set there). */
+    int nhwc_x, nhwc_y;
     /* CPU depthwise kernel (group == c): floats of one thread's zero-padded plane buffer; the
      * scratch holds SAL_CONV_DW_SLOTS of them (threads beyond that are not used). */
     int64_t dw_slot;

@@ -91,7 +91,15 @@ static void cpu_destroy(sal_backend *b) {
 }
 
 void sal_backend_cpu_set_conv_impl(sal_backend *b, int impl) {
-    if (b && b->ops && !strcmp(b->ops->name, "cpu") && b->impl) ((cpu_impl *)b->impl)->conv_impl = impl;
+    if (b && b->ops && !strcmp(b->ops->name, "cpu") && b->impl) {
+        ((cpu_impl *)b->impl)->conv_impl = impl;
+        b->layout_nhwc = impl == SAL_CONV_IMPL_LAYOUT;
+    }
+}
+
+static int cpu_conv_nhwc(sal_backend *b, const sal_conv_params *p) {
+    const cpu_impl *ci = b->impl;
+    return ci && sal_dnnl_conv_nhwc_ok(p, ci->conv_impl);
 }
 
 /* The convolution through oneDNN when the choice says so; 0 and *done = 0 otherwise. */
@@ -258,6 +266,7 @@ static sal_status cpu_wait_uploads(sal_backend *b, sal_error *err) { (void)b; (v
 static const sal_backend_ops cpu_ops = {
     "cpu", cpu_destroy, cpu_supports, cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_zero,
     cpu_fwd, cpu_bwd, cpu_sync, cpu_mem_info, 16, cpu_peak_gflops, cpu_prim, cpu_sort_scratch, cpu_sort, cpu_copy, cpu_wait_uploads,
+    cpu_conv_nhwc,
 };
 
 sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err) {

@@ -2,7 +2,9 @@
  * 2.6, C API): dnnl_convolution_forward (bias and the fused Relu/Clip as post-ops) and
  * dnnl_convolution_backward_data, in the blocked layouts the library chooses (format_tag any for
  * weights, source and destination), with our plain NCHW tensors reordered in and out around each
- * call. Weights are reordered once, at the first call of a shape, and kept with the backend
+ * call. A side the engine's layout pass holds channels-last (sal_conv_params.nhwc_x / nhwc_y)
+ * is given to the primitive as tag nhwc, in place, with no reorder (oneDNN's jit:avx2 and
+ * jit_1x1:avx2 kernels take nhwc directly). Weights are reordered once, at the first call of a shape, and kept with the backend
  * (shared by every plan of that weight tensor in that layout).
  *
  * One cache per CPU backend (no global state): entries keyed by the convolution's whole geometry,
@@ -41,6 +43,9 @@ typedef struct centry {
     dnnl_primitive_t in_reorder;    /* plain -> the primitive's src / diff_dst layout, or NULL */
     dnnl_primitive_t out_reorder;   /* the primitive's dst layout -> plain (forward, or NULL);
                                        backward: diff_src layout -> plain with a sum */
+    int add_out;                    /* backward, diff_src already in our layout: added to gin by a
+                                       loop of ours (oneDNN's same-layout sum reorder is its slow
+                                       "simple:any" one) */
     dnnl_memory_desc_t plain_in, plain_out, in_md, out_md;
     size_t in_bytes, out_bytes;     /* workspace bytes for the blocked copies (0: none) */
     float *weights;                 /* in the primitive's layout (owned by a wcache) */
@@ -110,11 +115,18 @@ size_t sal_dnnl_conv_cache_weight_bytes(const sal_dnnl_conv_cache *c) {
 /* ------------------------------------------------------------------------------------------------ */
 /* Choice                                                                                           */
 
+int sal_dnnl_conv_nhwc_ok(const sal_conv_params *p, int mode) {
+    return mode == SAL_CONV_IMPL_LAYOUT && p->const_wb && p->spatial == 2 && p->group == 1;
+}
+
 int sal_dnnl_conv_choose(const sal_conv_params *p, int mode) {
+    /* channels-last activations: only this path reads them (whatever the mode is now: a plan made
+     * under LAYOUT keeps its layouts) */
+    if ((p->nhwc_x || p->nhwc_y) && p->const_wb) return 1;
     if (mode == SAL_CONV_IMPL_GEMM || !p->const_wb) return 0;
     if (p->spatial != 2 && p->spatial != 1) return 0;
     if (mode == SAL_CONV_IMPL_DNNL) return 1;
-    /* auto: group-1 convolutions other than 1x1 stride 1 (ResNet's 3x3s, its 7x7 stem and strided
+    /* auto (and layout, for convolutions the layout pass left in NCHW): group-1 convolutions other than 1x1 stride 1 (ResNet's 3x3s, its 7x7 stem and strided
      * 1x1s; EfficientNet's stem); grouped/depthwise ones stay on our kernels (the depthwise ones
      * win there), and so do 1x1 stride-1 ones (one plain GEMM, no im2col to save; through oneDNN
      * they measured no faster on EfficientNet-Lite0). The rule reads neither the batch nor the
@@ -137,6 +149,7 @@ static sal_conv_params key_of(const sal_conv_params *p) {
     k.dh = p->dh; k.dw = p->dw; k.pt = p->pt; k.pl = p->pl; k.pb = p->pb; k.pr = p->pr;
     k.group = p->group; k.has_bias = p->has_bias; k.act = p->act;
     k.act_lo = p->act ? p->act_lo : 0.f; k.act_hi = p->act ? p->act_hi : 0.f;
+    k.nhwc_x = p->nhwc_x; k.nhwc_y = p->nhwc_y;
     return k;
 }
 
@@ -145,7 +158,7 @@ static int key_eq(const sal_conv_params *a, const sal_conv_params *b) {
            a->m == b->m && a->oh == b->oh && a->ow == b->ow && a->kh == b->kh && a->kw == b->kw &&
            a->sh == b->sh && a->sw == b->sw && a->dh == b->dh && a->dw == b->dw && a->pt == b->pt &&
            a->pl == b->pl && a->pb == b->pb && a->pr == b->pr && a->group == b->group &&
-           a->has_bias == b->has_bias && a->act == b->act &&
+           a->has_bias == b->has_bias && a->act == b->act && a->nhwc_x == b->nhwc_x && a->nhwc_y == b->nhwc_y &&
            (!a->act || (a->act_lo == b->act_lo && a->act_hi == b->act_hi));
 }
 
@@ -260,11 +273,16 @@ static sal_status entry_make(sal_dnnl_conv_cache *c, const sal_conv_params *p, c
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL, hint = NULL;
     dnnl_convolution_desc_t cd;
-    DN(dnnl_memory_desc_init_by_tag(&e->plain_in, 4, dir ? yd : xd, dnnl_f32, dnnl_nchw), "descriptor");
-    DN(dnnl_memory_desc_init_by_tag(&e->plain_out, 4, dir ? xd : yd, dnnl_f32, dnnl_nchw), "descriptor");
+    /* our memory: (N, C, H, W), or (N, H, W, C) on a side the layout pass made channels-last */
+    const dnnl_format_tag_t x_tag = p->nhwc_x ? dnnl_nhwc : dnnl_nchw, y_tag = p->nhwc_y ? dnnl_nhwc : dnnl_nchw;
+    DN(dnnl_memory_desc_init_by_tag(&e->plain_in, 4, dir ? yd : xd, dnnl_f32, dir ? y_tag : x_tag), "descriptor");
+    DN(dnnl_memory_desc_init_by_tag(&e->plain_out, 4, dir ? xd : yd, dnnl_f32, dir ? x_tag : y_tag), "descriptor");
     /* format any: the blocked layouts (nhwc, nChw16c) are where oneDNN's fast kernels are; with
-     * plain nchw it falls back to its own im2col + GEMM ("gemm:jit"), which is what cpu_nn.c does */
-    const dnnl_format_tag_t act_tag = dnnl_format_tag_any;
+     * plain nchw it falls back to its own im2col + GEMM ("gemm:jit"), which is what cpu_nn.c does.
+     * With a channels-last side, both sides are nhwc: the primitive reads or writes our memory in
+     * place there, and the other side is reordered from or to (N, C, H, W) (an nhwc side beside a
+     * format-any one made oneDNN 2.6 fall back to its reference kernel for 1x1 convolutions). */
+    const dnnl_format_tag_t act_tag = p->nhwc_x || p->nhwc_y ? dnnl_nhwc : dnnl_format_tag_any;
     DN(dnnl_memory_desc_init_by_tag(&x_any, 4, xd, dnnl_f32, act_tag), "descriptor");
     DN(dnnl_memory_desc_init_by_tag(&y_any, 4, yd, dnnl_f32, act_tag), "descriptor");
     if (G == 1) {
@@ -304,9 +322,10 @@ static sal_status entry_make(sal_dnnl_conv_cache *c, const sal_conv_params *p, c
     const dnnl_memory_desc_t wmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     if ((st = weights_in(c, w, &w_plain, &wmd, name, &e->weights, err))) goto done;
     DN(make_reorder(c, &e->plain_in, &e->in_md, 0, &e->in_reorder), "input reorder");
-    DN(make_reorder(c, &e->out_md, &e->plain_out, dir, &e->out_reorder), "output reorder");
+    e->add_out = dir && dnnl_memory_desc_equal(&e->out_md, &e->plain_out);
+    if (!e->add_out) DN(make_reorder(c, &e->out_md, &e->plain_out, dir, &e->out_reorder), "output reorder");
     e->in_bytes = e->in_reorder ? dnnl_memory_desc_get_size(&e->in_md) : 0;
-    e->out_bytes = e->out_reorder ? dnnl_memory_desc_get_size(&e->out_md) : 0;
+    e->out_bytes = e->out_reorder || e->add_out ? dnnl_memory_desc_get_size(&e->out_md) : 0;
     DN(dnnl_memory_create(&e->m_in, &e->in_md, c->eng, DNNL_MEMORY_NONE), "memory");
     DN(dnnl_memory_create(&e->m_out, &e->out_md, c->eng, DNNL_MEMORY_NONE), "memory");
     DN(dnnl_memory_create(&e->m_w, &wmd, c->eng, e->weights), "memory");
@@ -347,7 +366,7 @@ static sal_status run(sal_dnnl_conv_cache *c, centry *e, const float *in, float 
     if ((st = grow_ws(c, e->in_bytes + e->out_bytes + 64, name, err))) return st;
     char *ws = (char *)c->ws;
     void *in_h = e->in_reorder ? (void *)ws : (void *)in;
-    void *out_h = e->out_reorder ? (void *)(ws + ((e->in_bytes + 63) / 64) * 64) : (void *)out;
+    void *out_h = e->out_reorder || e->add_out ? (void *)(ws + ((e->in_bytes + 63) / 64) * 64) : (void *)out;
     DN(dnnl_memory_set_data_handle(e->m_pin, (void *)in), "memory");
     DN(dnnl_memory_set_data_handle(e->m_pout, out), "memory");
     DN(dnnl_memory_set_data_handle(e->m_in, in_h), "memory");
@@ -370,6 +389,12 @@ static sal_status run(sal_dnnl_conv_cache *c, centry *e, const float *in, float 
         DN(dnnl_primitive_execute(e->out_reorder, c->stream, 2, a), "output reorder");
     }
     DN(dnnl_stream_wait(c->stream), "stream wait");
+    if (e->add_out) {   /* gin += dX, in the same layout; on the caller's OpenMP team */
+        const int64_t n = (int64_t)(e->out_bytes / sizeof(float));
+        const float *d = out_h;
+#pragma omp parallel for schedule(static) if (n > 32768)
+        for (int64_t i = 0; i < n; i++) out[i] += d[i];
+    }
 done:
     return st;
 }

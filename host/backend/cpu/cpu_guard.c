@@ -115,6 +115,7 @@ static sal_status g_wait_uploads(sal_backend *b, sal_error *err) { return gd(b)-
 static const sal_backend_ops guard_ops = {
     "cpu-guarded", g_destroy, g_supports, g_alloc, g_release, g_upload, g_download, g_zero,
     g_fwd, g_bwd, g_sync, g_mem_info, 16, g_peak, g_prim, g_sort_scratch, g_sort, g_upload_async, g_wait_uploads,
+    NULL,
 };
 
 sal_status sal_backend_cpu_guarded_create(int threads, sal_backend **out, sal_error *err) {

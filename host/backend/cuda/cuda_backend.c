@@ -602,6 +602,7 @@ static sal_status cu_sort(sal_backend *b, float *data, int64_t n, void *scratch,
 static const sal_backend_ops cuda_ops = {
     "cuda", cu_destroy, cu_supports, cu_alloc, cu_release, cu_upload, cu_download, cu_zero,
     cu_fwd, cu_bwd, cu_sync, cu_mem_info, 256, cu_peak_gflops, cu_prim, cu_sort_scratch, cu_sort, cu_upload_async, cu_wait_uploads,
+    NULL,
 };
 
 sal_status sal_backend_cuda_create(sal_backend **out, sal_error *err) {
