@@ -129,10 +129,11 @@ sal_session_opts sal_session_opts_default(void);
 /* The CPU thread count a session with threads = 0 uses: OMP_NUM_THREADS when the user set it,
  * else the CPUs this process may run on (its affinity mask: taskset, cpusets), capped by its
  * cgroup's CPU quota (containers); not the machine's count. Linking the library also links
- * libsalient_ompenv.so, which makes OpenMP's idle threads wait passively (they sleep instead of
- * spinning, which collapses on a shared machine) unless the user set OMP_WAIT_POLICY or
- * GOMP_SPINCOUNT: it sets OMP_WAIT_POLICY=passive while the process loads, before libgomp reads
- * it (libgomp reads it only then). */
+ * libsalient_ompenv.so, which makes OpenMP's idle threads spin only briefly before they sleep
+ * (libgomp's own long spin collapses on a shared machine; sleeping at once makes a pass wake its
+ * workers at every parallel region) unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT: it
+ * sets GOMP_SPINCOUNT=3000 while the process loads, before libgomp reads it (libgomp reads it
+ * only then). */
 int sal_cpu_threads_default(void);
 
 typedef struct sal_session sal_session;

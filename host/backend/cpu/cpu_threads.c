@@ -1,6 +1,6 @@
 /* cpu_threads.c — OpenMP defaults for a shared machine: the default thread count from the CPUs
  * this process may actually use (its affinity mask and its cgroup's CPU quota), not the machine's
- * count. The passive wait policy is set by libsalient_ompenv.so (ompenv/sal_ompenv.c), which must
+ * count. The default wait (a short spin, GOMP_SPINCOUNT=3000) is set by libsalient_ompenv.so (ompenv/sal_ompenv.c), which must
  * run before libgomp's constructor: see there. */
 #define _GNU_SOURCE
 #include "cpu_threads.h"
