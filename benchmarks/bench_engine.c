@@ -302,13 +302,15 @@ static void usage(FILE *f) {
             "usage: bench_engine [--model M.onnx] [--batch 1,8,32] [--modes forward,gradient]\n"
             "                    [--reps 5] [--min-time 3] [--max-reps 50] [--warmup 2] [--threads 0]\n"
             "                    [--device cpu|auto|cuda] [--inputs a.npy,b.npy] [--json] [--serve]\n"
-            "                    [--conv auto|gemm|dnnl|layout]   (CPU convolutions: per node, im2col+GEMM, oneDNN, per node + channels-last between oneDNN convolutions)\n");
+            "                    [--conv auto|gemm|dnnl|layout]   (CPU convolutions: per node, im2col+GEMM, oneDNN, per node + channels-last between oneDNN convolutions;\n"
+            "                                                       default: the library's, layout)\n");
 }
 
 int main(int argc, char **argv) {
     const char *model_path = "models/efficientnet_lite0.onnx", *inputs = default_inputs;
     char batch_list[256] = "1,8,32", mode_list[64] = "forward,gradient";
-    int reps = 5, max_reps = 50, warmup = 2, threads = 0, json = 0, do_serve = 0, conv_impl = SAL_CONV_IMPL_AUTO;
+    int reps = 5, max_reps = 50, warmup = 2, threads = 0, json = 0, do_serve = 0,
+        conv_impl = -1;   /* -1: the library's default (LAYOUT) */
     double min_time = 3.0;
     sal_device device = SAL_DEVICE_CPU;
     for (int i = 1; i < argc; i++) {
@@ -363,7 +365,7 @@ int main(int argc, char **argv) {
     o.threads = threads;
     for (int m = 0; m < N_MODES; m++)
         if (sal_session_create(b.model, &o, &b.sess[m], &err)) die("%s%s", err.msg, "");
-        else sal_backend_cpu_set_conv_impl(sal_session_backend(b.sess[m]), conv_impl);
+        else if (conv_impl >= 0) sal_backend_cpu_set_conv_impl(sal_session_backend(b.sess[m]), conv_impl);
     b.threads = threads;
     if (threads == 0) {   /* what the CPU backend uses for 0: omp_get_num_procs() = usable CPUs */
         cpu_set_t set;
