@@ -63,19 +63,28 @@ SAL_HD void sal_tw__pool_span(int64_t o, int64_t s, int64_t d, int64_t k, int64_
  * window has no tap inside the input. The CPU's MaxPool runs it too (cpu_nn.c). */
 SAL_HD int64_t sal_tw__window_argmax(const float *plane, int64_t W, int64_t ylo, int64_t yhi, int64_t xlo,
                                      int64_t xhi, int64_t iy0, int64_t ix0, int64_t dh, int64_t dw) {
-    int64_t best = -1;
-    float bv = 0.f;
+    if (ylo >= yhi || xlo >= xhi) return -1;
+    /* Two scans, the same answer as one scan keeping the first strictly greater tap: the maximum
+     * (a select the compiler makes branch-free: a data-dependent branch mispredicted on most
+     * windows), then the first tap equal to it (+0 and -0 compare equal, as under >). A NaN is
+     * never greater, so it is skipped, unless it is the first tap: then no tap is greater and
+     * none equal, and the first tap is the answer. */
+    const int64_t first = (iy0 + ylo * dh) * W + ix0 + xlo * dw;
+    float m = plane[first];
     for (int64_t ky = ylo; ky < yhi; ky++) {
-        const int64_t row = (iy0 + ky * dh) * W;
+        const float *row = plane + (iy0 + ky * dh) * W + ix0;
         for (int64_t kx = xlo; kx < xhi; kx++) {
-            float v = plane[row + ix0 + kx * dw];
-            if (best < 0 || v > bv) {
-                bv = v;
-                best = row + ix0 + kx * dw;
-            }
+            const float v = row[kx * dw];
+            m = v > m ? v : m;
         }
     }
-    return best;
+    if (m != m) return first;
+    for (int64_t ky = ylo; ky < yhi; ky++) {
+        const int64_t row = (iy0 + ky * dh) * W + ix0;
+        for (int64_t kx = xlo; kx < xhi; kx++)
+            if (plane[row + kx * dw] == m) return row + kx * dw;
+    }
+    return first;
 }
 
 /* The first maximum of window (oy, ox). */
