@@ -68,7 +68,7 @@ SAL_HD int64_t sal_tw__window_argmax(const float *plane, int64_t W, int64_t ylo,
      * (a select the compiler makes branch-free: a data-dependent branch mispredicted on most
      * windows), then the first tap equal to it (+0 and -0 compare equal, as under >). A NaN is
      * never greater, so it is skipped, unless it is the first tap: then no tap is greater and
-     * none equal, and the first tap is the answer. */
+     * none equal (NaN == NaN is false), and the first tap is returned after the scans. */
     const int64_t first = (iy0 + ylo * dh) * W + ix0 + xlo * dw;
     float m = plane[first];
     for (int64_t ky = ylo; ky < yhi; ky++) {
@@ -78,7 +78,6 @@ SAL_HD int64_t sal_tw__window_argmax(const float *plane, int64_t W, int64_t ylo,
             m = v > m ? v : m;
         }
     }
-    if (m != m) return first;
     for (int64_t ky = ylo; ky < yhi; ky++) {
         const int64_t row = (iy0 + ky * dh) * W + ix0;
         for (int64_t kx = xlo; kx < xhi; kx++)

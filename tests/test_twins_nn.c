@@ -163,6 +163,49 @@ Test(twins_nn, avgpool) {
         }
 }
 
+/* MaxPool's window argmax (kernels/twin_nn.h: a maximum scan, then the first equal tap) against
+ * the rule written as one scan: the first tap strictly greater than every earlier one. Windows of
+ * 0-2 x 0-2 taps with dilation 1-2 over values drawn from a set with ties, signed zeros, NaN and
+ * infinities, where a two-scan shortcut could pick another tap. */
+static int64_t argmax_one_scan(const float *plane, int64_t W, int64_t ylo, int64_t yhi, int64_t xlo,
+                               int64_t xhi, int64_t dh, int64_t dw) {
+    int64_t best = -1;
+    float bv = 0.f;
+    for (int64_t ky = ylo; ky < yhi; ky++)
+        for (int64_t kx = xlo; kx < xhi; kx++) {
+            const int64_t at = ky * dh * W + kx * dw;
+            if (best < 0 || plane[at] > bv) {
+                bv = plane[at];
+                best = at;
+            }
+        }
+    return best;
+}
+
+Test(twins_nn, window_argmax_first_maximum) {
+    const float vals[] = {0.f, -0.f, 1.f, -1.f, 2.f, NAN, -INFINITY, INFINITY};
+    uint64_t seed = tu_fresh_seed(), r = seed;
+    float p[64];
+    int bad = 0;
+    for (int it = 0; it < 200000 && bad < 3; it++) {
+        for (int i = 0; i < 64; i++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            p[i] = vals[(r >> 33) % 8];
+        }
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        const int64_t ylo = (r >> 33) % 3, yhi = ylo + (r >> 40) % 3, xlo = (r >> 45) % 3,
+                      xhi = xlo + (r >> 50) % 3, dh = 1 + (r >> 55) % 2, dw = 1 + (r >> 60) % 2;
+        const int64_t want = argmax_one_scan(p, 8, ylo, yhi, xlo, xhi, dh, dw),
+                      got = sal_tw__window_argmax(p, 8, ylo, yhi, xlo, xhi, 0, 0, dh, dw);
+        if (got != want) {
+            bad++;
+            cr_expect_eq(got, want, "window [%lld,%lld)x[%lld,%lld) dil %lld,%lld: tap %lld, want %lld (seed %llu)",
+                         (long long)ylo, (long long)yhi, (long long)xlo, (long long)xhi, (long long)dh,
+                         (long long)dw, (long long)got, (long long)want, (ull)seed);
+        }
+    }
+}
+
 Test(twins_nn, globalavgpool) {
     const sal_shape xs[] = {tu_shape(4, 2, 3, 5, 7), tu_shape(3, 1, 4, 9), tu_shape(5, 2, 2, 3, 4, 5),
                             tu_shape(4, 2, 3, 1, 1), tu_shape(4, 1, 8, 64, 64)};
