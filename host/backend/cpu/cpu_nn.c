@@ -23,7 +23,6 @@
 #include "gemm.h"
 #include <math.h>
 #include <omp.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "../backend.h"
@@ -803,11 +802,6 @@ static sal_status pool_run(const sal_op_call *c, sal_error *err, int is_max, int
     float *gx = backward ? c->gin[0] : NULL;
     if (backward && (!gy || !gx)) return SAL_OK;
     const int64_t H = p->h, W = p->w, OH = p->oh, OW = p->ow;
-    /* the column spans depend only on ox: computed once per call (their integer divisions cost
-     * more than a 3x3 window's comparisons) */
-    pool_span *xspan = malloc(sizeof(pool_span) * (size_t)(OW > 0 ? OW : 1));   /* (OW) */
-    if (!xspan) return sal_fail(err, SAL_ERR_NOMEM, "out of memory in pooling");
-    for (int64_t ox = 0; ox < OW; ox++) pool_span_of(ox, p->sw, p->dw, p->kw, p->pl, p->pr, W, &xspan[ox]);
 #pragma omp parallel for num_threads(par(nthreads(c), p->n * p->c * OH * OW * p->kh * p->kw)) schedule(static)
     for (int64_t nc = 0; nc < p->n * p->c; nc++) {
         const float *plane = x + nc * H * W;
@@ -817,7 +811,8 @@ static sal_status pool_run(const sal_op_call *c, sal_error *err, int is_max, int
             pool_span_of(oy, p->sh, p->dh, p->kh, p->pt, p->pb, H, &ys);
             int64_t iy0 = oy * p->sh - p->pt;
             for (int64_t ox = 0; ox < OW; ox++) {
-                const pool_span xs = xspan[ox];
+                pool_span xs;
+                pool_span_of(ox, p->sw, p->dw, p->kw, p->pl, p->pr, W, &xs);
                 int64_t ix0 = ox * p->sw - p->pl, o = (nc * OH + oy) * OW + ox;
                 if (is_max) {
                     int64_t at = pool_argmax(plane, W, &ys, &xs, iy0, ix0, p->dh, p->dw);
@@ -848,7 +843,6 @@ static sal_status pool_run(const sal_op_call *c, sal_error *err, int is_max, int
             }
         }
     }
-    free(xspan);
     return SAL_OK;
 }
 
