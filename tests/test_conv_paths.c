@@ -4,7 +4,8 @@
  * naive double-precision reference written here from the ONNX Conv definition, over geometries
  * that reach every branch (3x3 / 7x7 / strided 1x1 / dilated / grouped / padded asymmetrically,
  * batch 1 and 3). Backward-data must ADD into gin (the engine's contract): gin starts non-zero.
- * Also: the per-node choice (AUTO, the CPU default) sends group-1 convolutions other than 1x1
+ * Also: the per-node choice (AUTO; the CPU default LAYOUT uses it for the convolutions its layout
+ * pass leaves in NCHW) sends group-1 convolutions other than 1x1
  * stride 1 with constant weights to oneDNN, whatever their batch and plane size, and keeps
  * depthwise, 1x1 stride-1 and runtime-weight ones on our kernels; a plan's weights are reordered
  * once and reused. */

@@ -256,7 +256,7 @@ static void check_model(const char *rel_path, const char *what, const float *x, 
         /* Another summation order moves a few ReLU masks and max-pool choices (ties within
          * rounding) in a deep network: those pixels take another path's gradient. Measured on
          * torchvision's ResNet-50, 2 images: 1.2% (saliency) and 0.12% (guided) of the elements
-         * beyond 1e-5 of the largest, against 50% and 6% for the default AUTO mode's blocked
+         * beyond 1e-5 of the largest, against 50% and 6% for AUTO mode's blocked
          * oneDNN kernels against GEMM. A wrong layout anywhere moves nearly all of them. */
         double mx = 0;
         int64_t far = 0;
@@ -292,6 +292,17 @@ static float *samples(int n, char *path, int len) {
     return src;
 }
 
+/* Two sample photos for a model file the repository does not carry; skips the test when either
+ * is missing (how_to_get: what makes the model). */
+static float *model_samples(const char *rel_model, const char *how_to_get) {
+    char path[1024];
+    if (access(tu_src_path(rel_model, path, sizeof path), R_OK))
+        cr_skip_test("%s missing (%s)", rel_model, how_to_get);
+    float *x = samples(2, path, sizeof path);
+    if (!x) cr_skip_test("samples-npy/ missing (scripts/fetch-models)");
+    return x;
+}
+
 Test(layout, fixture_cnn) {
     uint64_t seed = 3;
     float *x = tu_rand_buf(2 * 3 * 32 * 32, &seed, -2, 2);
@@ -301,22 +312,14 @@ Test(layout, fixture_cnn) {
 }
 
 Test(layout, efficientnet_lite0_untouched) {
-    char path[1024];
-    if (access(tu_src_path("models/efficientnet_lite0.onnx", path, sizeof path), R_OK))
-        cr_skip_test("models/efficientnet_lite0.onnx missing (scripts/fetch-models)");
-    float *x = samples(2, path, sizeof path);
-    if (!x) cr_skip_test("samples-npy/ missing (scripts/fetch-models)");
+    float *x = model_samples("models/efficientnet_lite0.onnx", "scripts/fetch-models");
     check_model("models/efficientnet_lite0.onnx", "EfficientNet-Lite0", x, 2, 224, 224, SAL_CONV_IMPL_GEMM, 0);
     check_model("models/efficientnet_lite0.onnx", "EfficientNet-Lite0", x, 2, 224, 224, SAL_CONV_IMPL_AUTO, 0);
     free(x);
 }
 
 Test(layout, torchvision_resnet50) {
-    char path[1024];
-    if (access(tu_src_path("build/bench-models/resnet50-tv.onnx", path, sizeof path), R_OK))
-        cr_skip_test("build/bench-models/resnet50-tv.onnx missing (benchmarks/run-methods makes it)");
-    float *x = samples(2, path, sizeof path);
-    if (!x) cr_skip_test("samples-npy/ missing (scripts/fetch-models)");
+    float *x = model_samples("build/bench-models/resnet50-tv.onnx", "benchmarks/run-methods makes it");
     check_model("build/bench-models/resnet50-tv.onnx", "torchvision ResNet-50", x, 2, 224, 224, SAL_CONV_IMPL_GEMM, 1);
     free(x);
 }

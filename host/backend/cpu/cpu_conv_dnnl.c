@@ -4,8 +4,8 @@
  * weights, source and destination), with our plain NCHW tensors reordered in and out around each
  * call. A side the engine's layout pass holds channels-last (sal_conv_params.nhwc_x / nhwc_y)
  * is given to the primitive as tag nhwc, in place, with no reorder (oneDNN's jit:avx2 and
- * jit_1x1:avx2 kernels take nhwc directly). Weights are reordered once, at the first call of a shape, and kept with the backend
- * (shared by every plan of that weight tensor in that layout).
+ * jit_1x1:avx2 kernels take nhwc directly). Weights are reordered once, at the first call of a
+ * shape, and kept with the backend (shared by every plan of that weight tensor in that layout).
  *
  * One cache per CPU backend (no global state): entries keyed by the convolution's whole geometry,
  * its fused activation and its weight/bias pointers (constants: stable for the model's life), one
@@ -126,8 +126,8 @@ int sal_dnnl_conv_choose(const sal_conv_params *p, int mode) {
     if (mode == SAL_CONV_IMPL_GEMM || !p->const_wb) return 0;
     if (p->spatial != 2 && p->spatial != 1) return 0;
     if (mode == SAL_CONV_IMPL_DNNL) return 1;
-    /* auto (and layout, for convolutions the layout pass left in NCHW): group-1 convolutions other than 1x1 stride 1 (ResNet's 3x3s, its 7x7 stem and strided
-     * 1x1s; EfficientNet's stem); grouped/depthwise ones stay on our kernels (the depthwise ones
+    /* auto (and layout, for convolutions the layout pass left in NCHW): group-1 convolutions
+     * other than 1x1 stride 1 (ResNet's 3x3s, its 7x7 stem and strided 1x1s; EfficientNet's stem); grouped/depthwise ones stay on our kernels (the depthwise ones
      * win there), and so do 1x1 stride-1 ones (one plain GEMM, no im2col to save; through oneDNN
      * they measured no faster on EfficientNet-Lite0). The rule reads neither the batch nor the
      * spatial size, so an image's convolutions run the same code at any batch and on an
