@@ -56,6 +56,9 @@ struct sal_backend {
                           gradient plans: activations between convolutions that ops->conv_nhwc
                           accepts are held channels-last (the CPU under SAL_CONV_IMPL_LAYOUT; CUDA
                           never) */
+    int grad_set;      /* its backward honours sal_op_call.gin_set (writes a gradient's first
+                          contribution): the engine then zeroes only the gradients no step writes
+                          first, not the whole gradient arena before each pass */
     int incremental;   /* incremental inference (engine/incremental.h) is enabled on it: its Conv
                           and pooling kernels take any tile shape the planner's infer accepts; 0
                           (CUDA for now: its descriptor cache keys a Conv by node and input

@@ -58,6 +58,9 @@ sal_status sal_engine_read(sal_engine *e, int value, float *host, sal_error *err
  * sal_engine_n_nhwc: how many values the current plan holds so. */
 int sal_engine_nhwc(const sal_engine *e, int value);
 int sal_engine_n_nhwc(const sal_engine *e);
+/* First writes (backends with grad_set, gradient plans): how many gradients a full backward pass
+ * of the current plan has a step write first (sal_op_call.gin_set) rather than zero beforehand. */
+int sal_engine_n_first_writes(const sal_engine *e);
 /* seed: host (shape of output 0). stop_at_capture: skip the steps before the earliest captured
  * value's producer (every captured value's gradient is then complete; nothing earlier is). */
 sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int stop_at_capture,

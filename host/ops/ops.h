@@ -146,6 +146,9 @@ typedef struct sal_op_call {
     /* backward only */
     const float *const *gout;    /* (n_out): gradient w.r.t. each output (NULL: zero) */
     float *const *gin;           /* (n_in): ADD the gradient w.r.t. input i here; NULL: not needed */
+    unsigned gin_set;            /* bit i set: WRITE it into gin[i] instead, whose content is
+                                    garbage (the first contribution to that gradient; only on
+                                    backends with grad_set, backend.h) */
     int guided;                  /* ReLU-family ops apply the Guided Backprop rule */
     float *scratch;              /* ctx->scratch_floats floats */
     int threads;

@@ -60,6 +60,18 @@ sal_status sal_cpu_forward(const sal_op_call *call, sal_error *err) {
     return st;
 }
 
+/* The gin_set bits (ops.h) kernel k writes itself: Relu's, and Add's and Sub's without
+ * broadcasting (cpu_elem.c); every other kernel only adds. */
+static unsigned bwd_sets(const sal_op_call *call) {
+    switch (call->node->op) {
+    case SAL_OP_RELU: return 1u;
+    case SAL_OP_ADD:
+    case SAL_OP_SUB:
+        return call->params && ((const sal_bcast_params *)call->params)->mode == SAL_BC_SAME ? 3u : 0u;
+    default: return 0u;
+    }
+}
+
 sal_status sal_cpu_backward(const sal_op_call *call, sal_error *err) {
     const cpu_kernel *k = kernel_of(call->node->op);
     if (!k || !k->bwd)
@@ -67,7 +79,18 @@ sal_status sal_cpu_backward(const sal_op_call *call, sal_error *err) {
                         call->node->name, call->node->op_type);
     int saved = omp_get_max_threads();
     if (call->threads > 0) omp_set_num_threads(call->threads);
-    sal_status st = k->bwd(call, err);
+    /* first contributions to a gradient that the kernel only adds: zeros under them first */
+    sal_op_call c = *call;
+    const unsigned zero = call->gin_set & ~bwd_sets(call);
+    for (int i = 0; zero && i < call->n_in && i < 32; i++) {
+        if (!(zero >> i & 1) || !call->gin[i]) continue;
+        const int64_t n = sal_shape_numel(call->in_shape[i]), piece = 1 << 16;
+        float *gx = call->gin[i];
+#pragma omp parallel for schedule(static) if (n > 4 * piece)
+        for (int64_t a = 0; a < n; a += piece) memset(gx + a, 0, sizeof(float) * (size_t)(n - a < piece ? n - a : piece));
+    }
+    c.gin_set &= ~zero;
+    sal_status st = k->bwd(&c, err);
     omp_set_num_threads(saved);
     return st;
 }
@@ -291,6 +314,7 @@ sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err
     b->ops = &cpu_ops;
     b->host_memory = 1;
     b->fuse_conv_act = 1;
+    b->grad_set = 1;
     b->incremental = 1;
     b->threads = threads > 0 ? threads : sal_cpu_default_threads();
     *out = b;

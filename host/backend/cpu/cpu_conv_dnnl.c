@@ -13,7 +13,9 @@
  * so the workspace for blocked copies is one growable buffer of the cache.
  *
  * Backward-data computes dX into the workspace and ADDS it into gin[0] with a reorder whose
- * post-op is a sum (the engine's contract: gradients accumulate), in one pass.
+ * post-op is a sum (the engine's contract: gradients accumulate), in one pass; the first
+ * contribution to a gradient (sal_op_call.gin_set) the primitive writes there directly when
+ * diff_src is already in gin's layout.
  *
  * Which convolutions go here is sal_dnnl_conv_choose()'s rule (measured: README, "CPU math
  * library"); the im2col/depthwise kernels of cpu_nn.c keep the rest. */
@@ -360,13 +362,21 @@ static sal_status entry_get(sal_dnnl_conv_cache *c, const sal_conv_params *p, co
 /* Calls                                                                                            */
 
 /* in (plain) -> [reorder] -> prim -> [reorder (+ sum)] -> out (plain) */
-static sal_status run(sal_dnnl_conv_cache *c, centry *e, const float *in, float *out, const char *name,
+/* One call; backward with set: out's content is garbage and dX is written there, not added
+ * (straight from the primitive when diff_src is in out's layout, else into zeros). */
+static sal_status run(sal_dnnl_conv_cache *c, centry *e, const float *in, float *out, int set, const char *name,
                       sal_error *err) {
     sal_status st = SAL_OK;
     if ((st = grow_ws(c, e->in_bytes + e->out_bytes + 64, name, err))) return st;
     char *ws = (char *)c->ws;
+    const int add_out = e->add_out && !set;
+    if (set && e->out_reorder) {   /* the reorder adds (a sum post-op) */
+        const int64_t n = (int64_t)(dnnl_memory_desc_get_size(&e->plain_out) / sizeof(float)), piece = 1 << 16;
+#pragma omp parallel for schedule(static) if (n > 4 * piece)
+        for (int64_t a = 0; a < n; a += piece) memset(out + a, 0, sizeof(float) * (size_t)(n - a < piece ? n - a : piece));
+    }
     void *in_h = e->in_reorder ? (void *)ws : (void *)in;
-    void *out_h = e->out_reorder || e->add_out ? (void *)(ws + ((e->in_bytes + 63) / 64) * 64) : (void *)out;
+    void *out_h = e->out_reorder || add_out ? (void *)(ws + ((e->in_bytes + 63) / 64) * 64) : (void *)out;
     DN(dnnl_memory_set_data_handle(e->m_pin, (void *)in), "memory");
     DN(dnnl_memory_set_data_handle(e->m_pout, out), "memory");
     DN(dnnl_memory_set_data_handle(e->m_in, in_h), "memory");
@@ -389,7 +399,7 @@ static sal_status run(sal_dnnl_conv_cache *c, centry *e, const float *in, float 
         DN(dnnl_primitive_execute(e->out_reorder, c->stream, 2, a), "output reorder");
     }
     DN(dnnl_stream_wait(c->stream), "stream wait");
-    if (e->add_out) {   /* gin += dX, in the same layout; on the caller's OpenMP team */
+    if (add_out) {   /* gin += dX, in the same layout; on the caller's OpenMP team */
         const int64_t n = (int64_t)(e->out_bytes / sizeof(float));
         const float *d = out_h;
 #pragma omp parallel for schedule(static) if (n > 32768)
@@ -406,7 +416,7 @@ sal_status sal_dnnl_conv_fwd(sal_dnnl_conv_cache *c, const sal_op_call *call, sa
     centry *e = NULL;
     sal_status st = entry_get(c, p, call->in[1], b, 0, name, &e, err);
     if (st) return st;
-    return run(c, e, call->in[0], call->out[0], name, err);
+    return run(c, e, call->in[0], call->out[0], 0, name, err);
 }
 
 sal_status sal_dnnl_conv_bwd_data(sal_dnnl_conv_cache *c, const sal_op_call *call, sal_error *err) {
@@ -416,5 +426,5 @@ sal_status sal_dnnl_conv_bwd_data(sal_dnnl_conv_cache *c, const sal_op_call *cal
     centry *e = NULL;
     sal_status st = entry_get(c, p, call->in[1], NULL, 1, name, &e, err);
     if (st) return st;
-    return run(c, e, call->gout[0], call->gin[0], name, err);
+    return run(c, e, call->gout[0], call->gin[0], call->gin_set & 1, name, err);
 }

@@ -63,7 +63,11 @@ sal_status sal_cpu_relu_bwd(const sal_op_call *c, sal_error *err) {
     if (!gx || !g) return SAL_OK;
     int64_t n = numel(c->in_shape[0]);
     int nt = nthreads(c);
-    if (c->guided) {
+    const int guided = c->guided != 0;
+    if (c->gin_set & 1) {   /* the first contribution (ops.h) */
+#pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) gx[i] = sal_act_relu_d(x[i], g[i], guided);
+    } else if (guided) {
 #pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
         for (int64_t i = 0; i < n; i++) gx[i] += sal_act_relu_d(x[i], g[i], 1);
     } else {
@@ -637,6 +641,27 @@ static void bin_bwd(int op, const sal_bcast_params *p, const float *a, const flo
     }
 }
 
+/* Add's and Sub's backward without broadcasting when it writes a first contribution (gin_set,
+ * ops.h; sal_cpu_backward sends only those here): the gradient or its negation, written to the
+ * set operands and added to the others. */
+static sal_status addsub_bwd_set(int op, const sal_op_call *c, int nt) {
+    const int64_t n = bcast_numel(c->params);
+    const float *g = c->gout[0];
+    for (int k = 0; k < 2; k++) {
+        float *gx = c->gin[k];
+        if (!gx) continue;
+        const float sg = op == BIN_SUB && k == 1 ? -1.f : 1.f;
+        if (c->gin_set >> k & 1) {
+#pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
+            for (int64_t i = 0; i < n; i++) gx[i] = sg * g[i];
+        } else {
+#pragma omp parallel for simd num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
+            for (int64_t i = 0; i < n; i++) gx[i] += sg * g[i];
+        }
+    }
+    return SAL_OK;
+}
+
 #define BINARY_KERNELS(name, OP)                                                                  \
     sal_status sal_cpu_##name##_fwd(const sal_op_call *c, sal_error *err) {                       \
         NEED_PARAMS(c, err);                                                                      \
@@ -646,6 +671,7 @@ static void bin_bwd(int op, const sal_bcast_params *p, const float *a, const flo
     sal_status sal_cpu_##name##_bwd(const sal_op_call *c, sal_error *err) {                       \
         NEED_PARAMS(c, err);                                                                      \
         if (!c->gout[0] || (!c->gin[0] && !c->gin[1])) return SAL_OK;                            \
+        if (c->gin_set) return addsub_bwd_set(OP, c, nthreads(c));                                \
         bin_bwd(OP, c->params, c->in[0], c->in[1], c->gout[0], c->gin[0], c->gin[1],             \
                 nthreads(c));                                                                     \
         return SAL_OK;                                                                            \
