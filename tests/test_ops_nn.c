@@ -747,6 +747,72 @@ Test(maxpool, ties_route_to_first_maximum) {
     sal_graph_free(g);
 }
 
+/* Rows wide enough for the CPU's vectorized path (windows wholly inside the input in x, 64 at a
+ * time, cpu_nn.c maxpool_chunk) and its seams with the per-window path at the edges: forward
+ * values and routed gradients bit for bit the one-scan rule's (the first tap strictly greater
+ * than every earlier one; a NaN first tap keeps the window), on values with ties, signed zeros,
+ * NaN and infinities; the gradient summed in window order, as the kernel must. */
+Test(maxpool, wide_rows_bitwise) {
+    static const pool_case wide[] = {
+        /* name            nsp n  c  h  w    kh kw sh sw dh dw pt pl pb pr      ceil cip oh ow */
+        {"wide_k3s2_p1",    2, 1, 2, 9, 150, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, "", 0, 0, 5, 75},
+        {"wide_k3s1",       2, 1, 2, 5, 133, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, "", 0, 0, 3, 131},
+        {"wide_k2s2",       2, 2, 1, 6, 140, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, "", 0, 0, 3, 70},
+        {"wide_k3s3_d2_p1", 2, 1, 2, 9, 131, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, "", 0, 0, 3, 43},
+        {"wide_k5s2_p2",    2, 1, 1, 7, 200, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2, "", 0, 0, 4, 100},
+        {"wide_asym_pr2",   2, 1, 2, 5, 129, 3, 3, 2, 2, 1, 1, 0, 0, 0, 2, "", 0, 0, 2, 65},
+    };
+    static const float special[] = {0.f, -0.f, 1.f, -1.f, 2.f, NAN, -INFINITY, INFINITY};
+    for (size_t k = 0; k < sizeof wide / sizeof wide[0]; k++) {
+        const pool_case *pc = &wide[k];
+        uint64_t seed = tu_fresh_seed(), s = seed;
+        sal_shape xs = pool_x_shape(pc), ysh = pool_y_shape(pc);
+        const int64_t nx = sal_shape_numel(&xs), ny = sal_shape_numel(&ysh);
+        float *x = malloc(sizeof(float) * (size_t)nx);
+        for (int64_t i = 0; i < nx; i++) {
+            uint64_t r = tu_next(&s);
+            x[i] = r % 5 < 2 ? special[(r >> 8) % 8] : 0.25f * (float)((int)((r >> 16) % 17) - 8);
+        }
+        float *gy = tu_rand_buf(ny, &s, -1.f, 1.f);
+        float *yref = malloc(sizeof(float) * (size_t)ny), *gref = calloc((size_t)nx, sizeof(float));
+        for (int64_t nc = 0; nc < pc->n * pc->c; nc++)
+            for (int64_t oy = 0; oy < pc->oh; oy++)
+                for (int64_t ox = 0; ox < pc->ow; ox++) {
+                    int64_t best = -1;
+                    for (int64_t ky = 0; ky < pc->kh; ky++)
+                        for (int64_t kx = 0; kx < pc->kw; kx++) {
+                            int64_t iy = oy * pc->sh - pc->pt + ky * pc->dh, ix = ox * pc->sw - pc->pl + kx * pc->dw;
+                            if (iy < 0 || iy >= pc->h || ix < 0 || ix >= pc->w) continue;
+                            int64_t at = (nc * pc->h + iy) * pc->w + ix;
+                            if (best < 0 || x[at] > x[best]) best = at;
+                        }
+                    cr_assert_geq(best, 0);
+                    const int64_t o = (nc * pc->oh + oy) * pc->ow + ox;
+                    yref[o] = x[best];
+                    gref[best] += gy[o];
+                }
+        sal_graph *g = pool_graph(pc, 1);
+        const float *ins[1] = {x};
+        nn_run r;
+        sal_error err = {0};
+        cr_assert_eq(nn_run_node(g, ins, gy, &r, &err), SAL_OK, "%s: %s", pc->name, err.msg);
+        cr_assert_eq(sal_shape_numel(&r.out_shape), ny, "%s: output size", pc->name);
+        int64_t bad_y = 0, bad_g = 0, fy = -1, fg = -1;
+        for (int64_t i = 0; i < ny; i++)
+            if (memcmp(&r.out[i], &yref[i], sizeof(float))) { bad_y++; if (fy < 0) fy = i; }
+        for (int64_t i = 0; i < nx; i++)
+            if (memcmp(&r.gin[0][i], &gref[i], sizeof(float))) { bad_g++; if (fg < 0) fg = i; }
+        cr_expect_eq(bad_y, 0, "maxpool %s: %lld outputs differ, first [%lld] %g against %g (seed %llu)", pc->name,
+                     (long long)bad_y, (long long)fy, fy >= 0 ? r.out[fy] : 0.0, fy >= 0 ? yref[fy] : 0.0, ULL(seed));
+        cr_expect_eq(bad_g, 0, "maxpool %s: %lld gradient elements differ, first [%lld] %g against %g (seed %llu)",
+                     pc->name, (long long)bad_g, (long long)fg, fg >= 0 ? r.gin[0][fg] : 0.0,
+                     fg >= 0 ? gref[fg] : 0.0, ULL(seed));
+        nn_run_free(&r);
+        sal_graph_free(g);
+        free(x); free(gy); free(yref); free(gref);
+    }
+}
+
 /* The ONNX examples with ceil_mode: x = 1..16 in 4x4, kernel 3, stride 2. */
 Test(pool, onnx_ceil_examples) {
     pool_case pc = pool_cases[6];

@@ -792,6 +792,58 @@ static inline int64_t pool_argmax(const float *plane, int64_t W, const pool_span
     return sal_tw__window_argmax(plane, W, ys->lo, ys->hi, xs->lo, xs->hi, iy0, ix0, dh, dw);
 }
 
+/* MaxPool over windows [a, a + nj) of one output row (nj <= POOL_CHUNK), each with all kw taps
+ * inside the input in x: window j starts at input column a * sw - pl + j * sw. ys: its valid rows,
+ * at input row iy0 + ky * dh. Forward: the maximum of each window, scanned tap by tap in
+ * row-major window order over all the windows at once (vectorized across windows), the same
+ * select as sal_tw__window_argmax's first scan, whose value is its first maximum's (a NaN first tap
+ * stays: nothing compares greater). Backward: the first tap equal to it, found scanning the taps
+ * backwards (none equal, a NaN maximum: the first tap, as there), credited with gy in window order. */
+enum { POOL_CHUNK = 64 };
+
+static inline __attribute__((always_inline)) void
+maxpool_chunk_s(const int64_t sw, const float *plane, float *gplane, const sal_pool_params *p, const pool_span *ys,
+                int64_t iy0, int64_t a, int64_t nj, float *y, const float *gy) {
+    const int64_t W = p->w, dw = p->dw, dh = p->dh, kw = p->kw;
+    const float *r0 = plane + (iy0 + ys->lo * dh) * W + a * sw - p->pl;   /* window 0's first tap */
+    float m[POOL_CHUNK];
+#pragma omp simd
+    for (int64_t j = 0; j < nj; j++) m[j] = r0[j * sw];
+    for (int64_t ky = ys->lo; ky < ys->hi; ky++)
+        for (int64_t kx = 0; kx < kw; kx++) {
+            const float *t = r0 + (ky - ys->lo) * dh * W + kx * dw;
+#pragma omp simd
+            for (int64_t j = 0; j < nj; j++) {
+                const float v = t[j * sw];
+                m[j] = v > m[j] ? v : m[j];
+            }
+        }
+    if (!gplane) {
+#pragma omp simd
+        for (int64_t j = 0; j < nj; j++) y[j] = m[j];
+        return;
+    }
+    int32_t at[POOL_CHUNK];   /* tap offset from the window's first tap */
+    for (int64_t j = 0; j < nj; j++) at[j] = 0;
+    for (int64_t ky = ys->hi - 1; ky >= ys->lo; ky--)
+        for (int64_t kx = kw - 1; kx >= 0; kx--) {
+            const int32_t off = (int32_t)((ky - ys->lo) * dh * W + kx * dw);
+            const float *t = r0 + off;
+#pragma omp simd
+            for (int64_t j = 0; j < nj; j++) at[j] = t[j * sw] == m[j] ? off : at[j];
+        }
+    float *g0 = gplane + (r0 - plane);
+    for (int64_t j = 0; j < nj; j++) g0[j * sw + at[j]] += gy[j];
+}
+
+/* the stride as a constant where it is 1 or 2 (most models' pools): the loops vectorize */
+static void maxpool_chunk(const float *plane, float *gplane, const sal_pool_params *p, const pool_span *ys,
+                          int64_t iy0, int64_t a, int64_t nj, float *y, const float *gy) {
+    if (p->sw == 2) maxpool_chunk_s(2, plane, gplane, p, ys, iy0, a, nj, y, gy);
+    else if (p->sw == 1) maxpool_chunk_s(1, plane, gplane, p, ys, iy0, a, nj, y, gy);
+    else maxpool_chunk_s(p->sw, plane, gplane, p, ys, iy0, a, nj, y, gy);
+}
+
 static sal_status pool_run(const sal_op_call *c, sal_error *err, int is_max, int backward) {
     sal_status st;
     if ((st = need_params(c, err))) return st;
@@ -802,6 +854,11 @@ static sal_status pool_run(const sal_op_call *c, sal_error *err, int is_max, int
     float *gx = backward ? c->gin[0] : NULL;
     if (backward && (!gy || !gx)) return SAL_OK;
     const int64_t H = p->h, W = p->w, OH = p->oh, OW = p->ow;
+    /* MaxPool's windows with every tap inside the input in x: ox in [xa, xb), by chunks */
+    int64_t xa = (p->pl + p->sw - 1) / p->sw, xb = (W - 1 - (p->kw - 1) * p->dw + p->pl) / p->sw + 1;
+    if (W - 1 - (p->kw - 1) * p->dw + p->pl < 0) xb = 0;
+    if (xb > OW) xb = OW;
+    if (!is_max || xb <= xa) xa = xb = -1;
 #pragma omp parallel for num_threads(par(nthreads(c), p->n * p->c * OH * OW * p->kh * p->kw)) schedule(static)
     for (int64_t nc = 0; nc < p->n * p->c; nc++) {
         const float *plane = x + nc * H * W;
@@ -811,6 +868,15 @@ static sal_status pool_run(const sal_op_call *c, sal_error *err, int is_max, int
             pool_span_of(oy, p->sh, p->dh, p->kh, p->pt, p->pb, H, &ys);
             int64_t iy0 = oy * p->sh - p->pt;
             for (int64_t ox = 0; ox < OW; ox++) {
+                if (ox == xa && ys.lo < ys.hi) {   /* windows in order: the scatter's order too */
+                    for (int64_t a = xa; a < xb; a += POOL_CHUNK) {
+                        const int64_t nj = xb - a < POOL_CHUNK ? xb - a : POOL_CHUNK, o = (nc * OH + oy) * OW + a;
+                        maxpool_chunk(plane, gplane, p, &ys, iy0, a, nj, backward ? NULL : y + o,
+                                      backward ? gy + o : NULL);
+                    }
+                    ox = xb - 1;
+                    continue;
+                }
                 pool_span xs;
                 pool_span_of(ox, p->sw, p->dw, p->kw, p->pl, p->pr, W, &xs);
                 int64_t ix0 = ox * p->sw - p->pl, o = (nc * OH + oy) * OW + ox;
