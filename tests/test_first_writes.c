@@ -6,7 +6,8 @@
  * guided the second time), in GEMM and LAYOUT convolution modes, on a ResNet-50-shaped graph
  * and on a graph of the awkward cases: a value read twice by one node (Add(x, x), Mul(x, x)),
  * Add(m, m) as m's only reader, a Sub whose second operand's first contribution is negated, broadcasting, max pooling, a
- * Concat, a value with three readers. A pass that stops at a captured value still zeroes what
+ * Concat, a value with three readers, an Add operand that shares the Add's gradient memory and a
+ * Sub operand that must not (negated). A pass that stops at a captured value still zeroes what
  * it does not reach. Each check asserts that the plan has first writes (and the reference
  * none), so that none passes vacuously. */
 #include <criterion/criterion.h>
@@ -88,6 +89,21 @@ static void check(const sal_graph *g, int impl, int B, int C, int H, int W, cons
     plan_forward(&ref, &xs, -1, x);
     cr_assert_gt(sal_engine_n_first_writes(fw.e), 0, "%s: no first writes planned", what);
     cr_assert_eq(sal_engine_n_first_writes(ref.e), 0, "%s: first writes without grad_set", what);
+    /* an Add operand only that Add reads shares the output's gradient memory (NCHW values:
+     * their pointers are given out), never without grad_set */
+    int shared = 0;
+    for (int k = 0; k < g->n_nodes; k++) {
+        const sal_node *n = &g->nodes[k];
+        if (n->op != SAL_OP_ADD || n->n_in != 2 || n->in[0] == n->in[1]) continue;
+        const float *go = sal_engine_grad_dev(fw.e, n->out[0]);
+        for (int i = 0; i < 2; i++) {
+            const float *gi = sal_engine_grad_dev(fw.e, n->in[i]);
+            shared += go && gi == go;
+            cr_expect(!sal_engine_grad_dev(ref.e, n->out[0]) ||
+                      sal_engine_grad_dev(ref.e, n->in[i]) != sal_engine_grad_dev(ref.e, n->out[0]));
+        }
+    }
+    if (impl == SAL_CONV_IMPL_GEMM) cr_expect_gt(shared, 0, "%s: no Add operand shares its output's gradient", what);
     const int64_t no = sal_shape_numel(sal_engine_shape(fw.e, g->outputs[0]));
     for (int pass = 0; pass < 2; pass++) {   /* the second over the first's gradients */
         float *seed = tu_rand_buf(no, &rng, -1, 1);
@@ -108,7 +124,8 @@ static sal_graph *odd_graph(void) {
     tg_builder b = {sal_graph_new("first_writes"), 11, 0};
     sal_shape xs = {4, {-1, 4, -1, -1}};
     sal_graph_add_input(b.g, "x", &xs);
-    char c1[64], a[64], m[64], d[64], r[64], s[64], bc[64], bb[64], p[64], c2[64], e[64], cat[64], c3[64];
+    char c1[64], a[64], m[64], d[64], r[64], s[64], bc[64], bb[64], p[64], c2[64], e[64], cat[64], c3[64], c4[64],
+        q[64];
     tg_conv(&b, "x", c1, 4, 8, 3, 1, 1, 1, 1, 1);
     const char *i_aa[2] = {c1, c1};
     tg_op(&b, "Add", 2, i_aa, a);          /* one value read twice: no first write, zeroed */
@@ -132,7 +149,10 @@ static sal_graph *odd_graph(void) {
     sal_node *cn = tg_op(&b, "Concat", 2, i_c, cat);
     sal_node_attr_int(cn, "axis", 1);
     tg_conv(&b, cat, c3, 16, 8, 3, 1, 1, 1, 1, 1);
-    tg_head(&b, c3, 8, 5);
+    tg_conv(&b, c3, c4, 8, 8, 1, 1, 0, 1, 1, 0);
+    const char *i_q[2] = {c3, c4};
+    tg_op(&b, "Sub", 2, i_q, q);           /* c4 read only here, but negated: never aliased */
+    tg_head(&b, q, 8, 5);
     return tg_finish(&b);
 }
 

@@ -42,6 +42,8 @@ typedef struct pnode {
     double flops;  /* multiply-adds x 2 of a Conv/Gemm/MatMul (its backward-data costs the same) */
     unsigned gset; /* backward: bit i set, this step's contribution is the first to input i's
                       gradient, which it writes instead of adding to (sal_op_call.gin_set) */
+    unsigned galias; /* bit i set: input i's gradient is the output's own memory (an Add operand
+                        nothing else reads; plan_node): the backward pass passes no gin for it */
 } pnode;
 
 /* One plan: everything that depends on the input shapes, the mode and the captured values. */
@@ -223,6 +225,12 @@ static int gslot(const pvalue *pv, int v) {
     return pv[r].goff < 0 ? -1 : r;
 }
 
+/* The gradient slot the backward pass of step p gives input i (-1: none; an aliased operand's
+ * is the output's own, which it does not touch). */
+static int ginslot(const pvalue *pv, const pnode *p, const sal_node *n, int i) {
+    return i < 32 && (p->galias >> i & 1) ? -1 : gslot(pv, n->in[i]);
+}
+
 /* First writes (backends with grad_set): walking the steps as a full backward pass does, the
  * first step to contribute to a gradient writes it (pnode.gset) instead of adding to zeros, and
  * only the gradients no step writes first are zeroed before the pass (plan.gzero): the output's
@@ -242,16 +250,16 @@ static sal_status plan_first_writes(sal_engine *e, sal_error *err) {
         const sal_node *n = &g->nodes[p->node];
         int any_out = 0, any_in = 0;   /* the conditions under which sal_engine_backward runs it */
         for (int j = 0; j < n->n_out; j++) any_out |= gslot(pv, n->out[j]) >= 0;
-        for (int i = 0; i < n->n_in; i++) any_in |= gslot(pv, n->in[i]) >= 0;
+        for (int i = 0; i < n->n_in; i++) any_in |= ginslot(pv, p, n, i) >= 0;
         if (!any_out || !any_in) continue;
         for (int i = 0; i < n->n_in; i++) {
-            int r = gslot(pv, n->in[i]), twice = 0;
+            int r = ginslot(pv, p, n, i), twice = 0;
             if (r < 0 || written[r]) continue;
-            for (int k = 0; k < n->n_in; k++) twice |= k != i && gslot(pv, n->in[k]) == r;
+            for (int k = 0; k < n->n_in; k++) twice |= k != i && ginslot(pv, p, n, k) == r;
             if (!twice && i < 32) p->gset |= 1u << i;
         }
         for (int i = 0; i < n->n_in; i++) {   /* after the loop above: Add(x, x) writes neither */
-            int r = gslot(pv, n->in[i]);
+            int r = ginslot(pv, p, n, i);
             if (r >= 0) written[r] = 1;
         }
     }
@@ -467,11 +475,28 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
                         "(over 2^40)", g->path, n->name, n->op_type, scratch);
     }
     if (scratch > e->p->scratch_floats) e->p->scratch_floats = scratch;
+    /* Add, or Sub's first operand, without broadcasting, on a backend with grad_set: an operand
+     * that only this node reads, produced by a step and neither an output nor captured, has the
+     * output's gradient (dL/da = dL/dy), so it shares the output's gradient memory and the
+     * backward pass leaves it alone (pnode.galias): no copy. One operand: the other gets the copy. */
+    unsigned galias = 0;
+    if (!alias && e->b->grad_set && params && (n->op == SAL_OP_ADD || n->op == SAL_OP_SUB) && n->out[0] >= 0 &&
+        ((const sal_bcast_params *)params)->mode == SAL_BC_SAME)
+        for (int i = 0; i < (n->op == SAL_OP_SUB ? 1 : n->n_in); i++) {
+            int v = n->in[i];
+            if (v < 0 || !pv[v].runtime || pv[v].producer_step < 0 || e->uses[v] != 1 || g->values[v].is_output ||
+                captured(e->p, v) || pv[v].gstorage != v || sal_shape_numel(&pv[v].shape) != sal_shape_numel(&out_shape[0]))
+                continue;
+            pv[v].gstorage = n->out[0];
+            galias = 1u << i;
+            break;
+        }
     pnode *p = &e->p->steps[e->p->n_steps++];
     p->node = ni;
     p->params = params;
     p->alias = alias;
     p->fused = fused;
+    p->galias = galias;
     p->flops = alias ? 0 : step_flops(n, params);
     if (n->n_in > e->p->max_io) e->p->max_io = n->n_in;
     if (n->n_out > e->p->max_io) e->p->max_io = n->n_out;
@@ -971,7 +996,7 @@ sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int
             any_out |= e->p->gout_ptr[j] != NULL;
         }
         for (int i = 0; i < n->n_in; i++) {
-            e->p->gin_ptr[i] = n->in[i] >= 0 ? grad_ptr(e, n->in[i]) : NULL;
+            e->p->gin_ptr[i] = n->in[i] >= 0 && !(i < 32 && (p->galias >> i & 1)) ? grad_ptr(e, n->in[i]) : NULL;
             any_in |= e->p->gin_ptr[i] != NULL;
         }
         if (!any_out || !any_in) continue;
