@@ -52,6 +52,8 @@ struct sal_backend {
     int threads;
     int host_memory;   /* pointers are host memory: constants are used in place, not uploaded */
     int fuse_conv_act; /* its Conv kernels apply sal_conv_params.act (the engine may fuse) */
+    int fuse_add_act;  /* its Add kernel applies sal_bcast_params.act to same-shape sums (the
+                          engine may fuse a ResNet block's closing Relu into its residual Add) */
     int layout_nhwc;   /* the engine runs its layout pass (engine/layout_pass.c) in forward and
                           gradient plans: activations between convolutions that ops->conv_nhwc
                           accepts are held channels-last (the CPU under SAL_CONV_IMPL_LAYOUT; CUDA

@@ -64,6 +64,7 @@ typedef struct plan {
     const sal_shape **out_shp;
     int max_io;
     int n_nhwc;           /* values the layout pass made channels-last */
+    int n_fused_add;      /* Relu / Clip steps run inside the Add before them (fuse_add_act) */
     int64_t *gzero;       /* (2 n_gzero) [offset, floats] of the gradient arena that a full backward
                              pass zeroes first: the gradients no step writes first (steps[].gset);
                              NULL on backends without grad_set (they zero the whole arena) */
@@ -140,6 +141,7 @@ static void plan_clear(sal_engine *e) {   /* clears e->p */
     e->p->cap = NULL;
     e->p->n_cap = 0;
     e->p->n_nhwc = 0;
+    e->p->n_fused_add = 0;
     free(e->p->gzero);
     e->p->gzero = NULL;
     e->p->n_gzero = 0;
@@ -447,7 +449,7 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
      * its own memory (gstorage). Nothing else reads the Conv's output (uses == 1, not a graph
      * output, not a captured value), and Conv's backward-data does not need it. */
     int fused = 0;
-    if (!alias && params && e->b->fuse_conv_act &&
+    if (!alias && params && (e->b->fuse_conv_act || e->b->fuse_add_act) &&
         (n->op == SAL_OP_RELU || n->op == SAL_OP_CLIP) && n->in[0] >= 0 && n->out[0] >= 0) {
         int xv = n->in[0];
         int ps = pv[xv].runtime ? pv[xv].producer_step : -1;
@@ -456,12 +458,23 @@ static sal_status plan_node(sal_engine *e, int ni, sal_error *err) {
             pnode *cs = &e->p->steps[ps];
             sal_conv_params *cp = (sal_conv_params *)cs->params;
             const sal_node *cn = &g->nodes[cs->node];
-            if (cn->op == SAL_OP_CONV && cp && !cp->act && cn->out[0] == xv) {
-                const sal_scalar_params *sp = (const sal_scalar_params *)params;
+            const sal_scalar_params *sp = (const sal_scalar_params *)params;
+            if (cn->op == SAL_OP_CONV && e->b->fuse_conv_act && cp && !cp->act && cn->out[0] == xv) {
                 cp->act = 1;
                 cp->act_lo = sp->lo;
                 cp->act_hi = sp->hi;
                 alias = fused = 1;
+            }
+            /* the same after a same-shape Add (a residual block's closing Relu), on a backend
+             * whose Add applies it: the Add's backward reads no value, only dL/dy */
+            sal_bcast_params *bp = (sal_bcast_params *)cs->params;
+            if (cn->op == SAL_OP_ADD && e->b->fuse_add_act && bp && !cs->alias && bp->mode == SAL_BC_SAME &&
+                !bp->act && cn->out[0] == xv) {
+                bp->act = 1;
+                bp->act_lo = sp->lo;
+                bp->act_hi = sp->hi;
+                alias = fused = 1;
+                e->p->n_fused_add++;
             }
         }
     }
@@ -891,6 +904,8 @@ int sal_engine_nhwc(const sal_engine *e, int value) {
 }
 
 int sal_engine_n_nhwc(const sal_engine *e) { return e->p && e->p->planned ? e->p->n_nhwc : 0; }
+
+int sal_engine_n_fused_add(const sal_engine *e) { return e->p && e->p->planned ? e->p->n_fused_add : 0; }
 
 int sal_engine_n_first_writes(const sal_engine *e) {
     int k = 0;

@@ -61,6 +61,9 @@ int sal_engine_n_nhwc(const sal_engine *e);
 /* First writes (backends with grad_set, gradient plans): how many gradients a full backward pass
  * of the current plan has a step write first (sal_op_call.gin_set) rather than zero beforehand. */
 int sal_engine_n_first_writes(const sal_engine *e);
+/* Add + Relu fusion (backends with fuse_add_act): how many Relu / Clip steps of the current plan
+ * run inside the same-shape Add before them (sal_bcast_params.act). */
+int sal_engine_n_fused_add(const sal_engine *e);
 /* seed: host (shape of output 0). stop_at_capture: skip the steps before the earliest captured
  * value's producer (every captured value's gradient is then complete; nothing earlier is). */
 sal_status sal_engine_backward(sal_engine *e, const float *seed, int guided, int stop_at_capture,

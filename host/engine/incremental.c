@@ -576,6 +576,17 @@ static sal_status exec_step(sal_inc *s, int step, int nb, sal_error *err) {
         p->act_lo = bp->act_lo;
         p->act_hi = bp->act_hi;
     }
+    if (!st && n->op == SAL_OP_ADD && bparams && ((const sal_bcast_params *)bparams)->act) {
+        /* the Relu / Clip the engine fused into it (its operands' tiles share one shape) */
+        const sal_bcast_params *bp = bparams;
+        sal_bcast_params *p = params;
+        p->act = bp->act;
+        p->act_lo = bp->act_lo;
+        p->act_hi = bp->act_hi;
+        if (p->mode != SAL_BC_SAME)
+            st = sal_fail(err, SAL_ERR_INTERNAL, "incremental inference: node '%s' (Add with a fused "
+                          "activation) broadcasts its operands' tiles", n->name);
+    }
     float *outp[8] = {0};
     const sal_shape *oshp[8] = {0};
     for (int j = 0; !st && j < n->n_out; j++) {

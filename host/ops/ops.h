@@ -208,6 +208,11 @@ typedef struct sal_bcast_params {
      *   SAL_BC_GENERAL:   anything else: use ndim/out/sa/sb */
     int mode;
     int64_t outer, mid, inner;
+    /* Add only, SAL_BC_SAME only: a Relu or Clip that alone reads the sum runs inside the Add,
+     * y = clamp(a + b, act_lo, act_hi) (set by the engine on backends with fuse_add_act, like
+     * sal_conv_params.act; 0: none) */
+    int act;
+    float act_lo, act_hi;
 } sal_bcast_params;
 
 enum { SAL_BC_GENERAL = 0, SAL_BC_SAME, SAL_BC_SCALAR_A, SAL_BC_SCALAR_B, SAL_BC_CHANNEL_A,

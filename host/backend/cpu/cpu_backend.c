@@ -314,6 +314,7 @@ sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err
     b->ops = &cpu_ops;
     b->host_memory = 1;
     b->fuse_conv_act = 1;
+    b->fuse_add_act = 1;
     b->grad_set = 1;
     b->incremental = 1;
     b->threads = threads > 0 ? threads : sal_cpu_default_threads();

@@ -379,12 +379,25 @@ static void bin_fwd(int op, const sal_bcast_params *p, const float *a, const flo
     case SAL_BC_SCALAR_B: {
         const int64_t nch = (n + BCHUNK - 1) / BCHUNK;
         const int mode = p->mode;
+        /* a fused Relu / Clip (sal_bcast_params.act: same-shape Add only), on the chunk while it
+         * is in cache; Relu through Relu's own element function, so fused equals unfused */
+        const int act = mode == SAL_BC_SAME && op == BIN_ADD ? p->act : 0;
+        const int relu = act && p->act_lo == 0.f && isinf(p->act_hi) && p->act_hi > 0;
+        const float lo = p->act_lo, hi = p->act_hi;
 #pragma omp parallel for num_threads(nt) if (parallel : n > PAR_MIN) schedule(static)
         for (int64_t t = 0; t < nch; t++) {
             const int64_t i0 = t * BCHUNK, cnt = n - i0 < BCHUNK ? n - i0 : BCHUNK;
             if (mode == SAL_BC_SAME) BIN_CALL(op, row_fwd, 0, 0, a + i0, b + i0, y + i0, cnt);
             else if (mode == SAL_BC_SCALAR_A) BIN_CALL(op, row_fwd, 1, 0, a, b + i0, y + i0, cnt);
             else BIN_CALL(op, row_fwd, 0, 1, a + i0, b, y + i0, cnt);
+            float *yc = y + i0;
+            if (relu) {
+#pragma omp simd
+                for (int64_t i = 0; i < cnt; i++) yc[i] = sal_act_relu(yc[i]);
+            } else if (act) {
+#pragma omp simd
+                for (int64_t i = 0; i < cnt; i++) yc[i] = sal_act_clip(yc[i], lo, hi);
+            }
         }
         return;
     }

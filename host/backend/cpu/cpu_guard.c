@@ -130,6 +130,7 @@ sal_status sal_backend_cpu_guarded_create(int threads, sal_backend **out, sal_er
     b->threads = g->cpu->threads;
     b->host_memory = 0;
     b->fuse_conv_act = g->cpu->fuse_conv_act;
+    b->fuse_add_act = g->cpu->fuse_add_act;
     b->grad_set = g->cpu->grad_set;
     b->incremental = g->cpu->incremental;
     *out = b;
