@@ -3,7 +3,7 @@
  *
  *   bench_engine [--model M.onnx] [--batch 1,8,32] [--modes forward,gradient] [--reps 5]
  *                [--min-time 3] [--max-reps 50] [--warmup 2] [--threads 0] [--device cpu]
- *                [--inputs a.npy,b.npy,...] [--json]
+ *                [--inputs a.npy,b.npy,...] [--json] [--conv auto|gemm|dnnl|layout] [--winograd 1|0]
  *   bench_engine --serve [--model ...] [--threads ...] [--inputs ...]
  *
  * Inputs: the (3,224,224) float32 .npy tensors of samples-npy/ (scripts/fetch-models), repeated in
@@ -303,14 +303,17 @@ static void usage(FILE *f) {
             "                    [--reps 5] [--min-time 3] [--max-reps 50] [--warmup 2] [--threads 0]\n"
             "                    [--device cpu|auto|cuda] [--inputs a.npy,b.npy] [--json] [--serve]\n"
             "                    [--conv auto|gemm|dnnl|layout]   (CPU convolutions: per node, im2col+GEMM, oneDNN, per node + channels-last between oneDNN convolutions;\n"
-            "                                                       default: the library's, layout)\n");
+            "                                                       default: the library's, layout)\n"
+            "                    [--winograd 1|0]   (3x3 stride-1 convolutions on channels-last data by Winograd's\n"
+            "                                        F(2x2,3x3), the default, or by oneDNN's direct kernels)\n");
 }
 
 int main(int argc, char **argv) {
     const char *model_path = "models/efficientnet_lite0.onnx", *inputs = default_inputs;
     char batch_list[256] = "1,8,32", mode_list[64] = "forward,gradient";
     int reps = 5, max_reps = 50, warmup = 2, threads = 0, json = 0, do_serve = 0,
-        conv_impl = -1;   /* -1: the library's default (LAYOUT) */
+        conv_impl = -1,   /* -1: the library's default (LAYOUT) */
+        winograd = 1;
     double min_time = 3.0;
     sal_device device = SAL_DEVICE_CPU;
     for (int i = 1; i < argc; i++) {
@@ -334,6 +337,7 @@ int main(int argc, char **argv) {
             else if (!strcmp(v, "layout")) conv_impl = SAL_CONV_IMPL_LAYOUT;
             else die("--conv: auto, gemm, dnnl or layout, not '%s'%s", v, "");
         }
+        else if (strcmp(a, "--winograd") == 0) { NEED_VALUE(); winograd = atoi(v) != 0; }
         else if (strcmp(a, "--device") == 0) {
             NEED_VALUE();
             if (strcmp(v, "cpu") == 0) device = SAL_DEVICE_CPU;
@@ -365,7 +369,10 @@ int main(int argc, char **argv) {
     o.threads = threads;
     for (int m = 0; m < N_MODES; m++)
         if (sal_session_create(b.model, &o, &b.sess[m], &err)) die("%s%s", err.msg, "");
-        else if (conv_impl >= 0) sal_backend_cpu_set_conv_impl(sal_session_backend(b.sess[m]), conv_impl);
+        else {
+            if (conv_impl >= 0) sal_backend_cpu_set_conv_impl(sal_session_backend(b.sess[m]), conv_impl);
+            sal_backend_cpu_set_winograd(sal_session_backend(b.sess[m]), winograd);
+        }
     b.threads = threads;
     if (threads == 0) {   /* what the CPU backend uses for 0: omp_get_num_procs() = usable CPUs */
         cpu_set_t set;

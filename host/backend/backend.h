@@ -96,6 +96,9 @@ sal_status sal_backend_cpu_create(int threads, sal_backend **out, sal_error *err
  * benchmarks force each path with it; plans made before a change keep their layouts. No effect
  * on other backends. */
 void sal_backend_cpu_set_conv_impl(sal_backend *b, int impl);
+/* 3x3 stride-1 convolutions on channels-last activations by Winograd's F(2x2, 3x3) (the default,
+ * 1) or through oneDNN's direct kernels (0); host/backend/cpu/cpu_conv_wino.c. */
+void sal_backend_cpu_set_winograd(sal_backend *b, int on);
 
 /* The CPU backend dressed as a device, for tests (backend/cpu/cpu_guard.c): host_memory 0, and
  * its memory unreadable to the host outside its own operations. */

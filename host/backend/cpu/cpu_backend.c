@@ -13,6 +13,7 @@
 #include "gemm.h"
 #include "cpu_threads.h"
 #include "cpu_conv_dnnl.h"
+#include "cpu_conv_wino.h"
 #include "../../ops/op_decls.h"
 #include "method_prims.h"
 
@@ -102,13 +103,16 @@ sal_status sal_cpu_backward(const sal_op_call *call, sal_error *err) {
  * goes there) and which convolution implementation to use. */
 typedef struct cpu_impl {
     sal_dnnl_conv_cache *dnnl;
+    sal_wino_cache *wino;
     int conv_impl;   /* SAL_CONV_IMPL_* */
+    int no_wino;     /* sal_backend_cpu_set_winograd(b, 0): those convolutions go to oneDNN too */
 } cpu_impl;
 
 static void cpu_destroy(sal_backend *b) {
     if (!b) return;
     cpu_impl *ci = b->impl;
     if (ci) sal_dnnl_conv_cache_free(ci->dnnl);
+    if (ci) sal_wino_cache_free(ci->wino);
     free(ci);
     free(b);
 }
@@ -125,7 +129,12 @@ static int cpu_conv_nhwc(sal_backend *b, const sal_conv_params *p) {
     return ci && sal_dnnl_conv_nhwc_ok(p, ci->conv_impl);
 }
 
-/* The convolution through oneDNN when the choice says so; 0 and *done = 0 otherwise. */
+void sal_backend_cpu_set_winograd(sal_backend *b, int on) {
+    if (b && b->ops && !strcmp(b->ops->name, "cpu") && b->impl) ((cpu_impl *)b->impl)->no_wino = !on;
+}
+
+/* The convolution through oneDNN (or, among those, Winograd's: cpu_conv_wino.c) when the choice
+ * says so; 0 and *done = 0 otherwise. */
 static sal_status cpu_conv_dnnl(sal_backend *b, const sal_op_call *c, int backward, int *done, sal_error *err) {
     *done = 0;
     cpu_impl *ci = b->impl;
@@ -134,6 +143,11 @@ static sal_status cpu_conv_dnnl(sal_backend *b, const sal_op_call *c, int backwa
         return SAL_OK;
     if (backward && c->n_in > 1 && (c->gin[1] || (c->n_in > 2 && c->gin[2]))) return SAL_OK;
     sal_status st;
+    if (!ci->no_wino && sal_wino_choose((const sal_conv_params *)c->params)) {
+        if (!ci->wino && (st = sal_wino_cache_create(&ci->wino, err))) return st;
+        *done = 1;
+        return backward ? sal_wino_conv_bwd_data(ci->wino, c, err) : sal_wino_conv_fwd(ci->wino, c, err);
+    }
     if (!ci->dnnl && (st = sal_dnnl_conv_cache_create(&ci->dnnl, err))) return st;
     *done = 1;
     /* oneDNN sizes its OpenMP team from the calling thread's setting, as the GEMM does */
