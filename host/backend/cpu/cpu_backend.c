@@ -14,6 +14,7 @@
 #include "cpu_threads.h"
 #include "cpu_conv_dnnl.h"
 #include "cpu_conv_wino.h"
+#include "cpu_mem.h"
 #include "../../ops/op_decls.h"
 #include "method_prims.h"
 
@@ -160,9 +161,7 @@ static sal_status cpu_conv_dnnl(sal_backend *b, const sal_op_call *c, int backwa
 static int cpu_supports(sal_backend *b, const sal_node *n) { (void)b; return sal_cpu_supports(n); }
 static void *cpu_alloc(sal_backend *b, size_t bytes) {
     (void)b;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
-    return p;
+    return sal_cpu_alloc(bytes);   /* huge pages from 2 MiB up */
 }
 static void cpu_release(sal_backend *b, void *p) { (void)b; free(p); }
 /* A copy (src) or a zero fill (src NULL) of bytes at dst. Large ones (the gradient arena before

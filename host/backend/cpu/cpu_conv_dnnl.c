@@ -20,6 +20,7 @@
  * Which convolutions go here is sal_dnnl_conv_choose()'s rule (measured: README, "CPU math
  * library"); the im2col/depthwise kernels of cpu_nn.c keep the rest. */
 #include "cpu_conv_dnnl.h"
+#include "cpu_mem.h"
 
 #include <math.h>
 #include <omp.h>
@@ -167,7 +168,7 @@ static int key_eq(const sal_conv_params *a, const sal_conv_params *b) {
 static sal_status grow_ws(sal_dnnl_conv_cache *c, size_t bytes, const char *name, sal_error *err) {
     if (bytes <= c->ws_bytes) return SAL_OK;
     void *p = NULL;
-    if (posix_memalign(&p, 64, bytes) != 0)
+    if (!(p = sal_cpu_alloc(bytes)))
         return sal_fail(err, SAL_ERR_NOMEM, "node '%s' (Conv): out of memory for a %zu-byte oneDNN "
                         "workspace", name, bytes);
     free(c->ws);
@@ -194,7 +195,7 @@ static sal_status weights_in(sal_dnnl_conv_cache *c, const float *w, const dnnl_
     }
     void *data = NULL;
     size_t bytes = dnnl_memory_desc_get_size(md);
-    if (posix_memalign(&data, 64, bytes ? bytes : 64) != 0)
+    if (!(data = sal_cpu_alloc(bytes)))
         return sal_fail(err, SAL_ERR_NOMEM, "node '%s' (Conv): out of memory for reordered weights", name);
     dnnl_memory_t ms = NULL, md_ = NULL;
     dnnl_primitive_desc_t pd = NULL;

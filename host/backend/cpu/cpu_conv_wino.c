@@ -21,6 +21,7 @@
  * path); the tiles run in chunks whose transformed inputs and products fit one growable workspace
  * of the cache. Calls on one backend are sequential. */
 #include "cpu_conv_wino.h"
+#include "cpu_mem.h"
 
 #include <math.h>
 #include <omp.h>
@@ -119,7 +120,7 @@ static sal_status entry_get(sal_wino_cache *c, const float *w, int64_t K, int64_
         c->cap = nc;
     }
     const int64_t cin = dir ? K : C, cout = dir ? C : K;
-    float *U = malloc(sizeof(float) * 16 * (size_t)cin * (size_t)cout);
+    float *U = sal_cpu_alloc(sizeof(float) * 16 * (size_t)cin * (size_t)cout);
     if (!U) return sal_fail(err, SAL_ERR_NOMEM, "node '%s' (Conv): out of memory for its Winograd kernels", name);
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < K; k++)
@@ -138,7 +139,7 @@ static sal_status entry_get(sal_wino_cache *c, const float *w, int64_t K, int64_
 
 static sal_status grow(float **p, size_t *have, size_t want, int zero, const char *name, sal_error *err) {
     if (*have >= want) return SAL_OK;
-    float *n = zero ? calloc(want, sizeof(float)) : malloc(sizeof(float) * want);
+    float *n = zero ? calloc(want, sizeof(float)) : sal_cpu_alloc(sizeof(float) * want);
     if (!n) return sal_fail(err, SAL_ERR_NOMEM, "node '%s' (Conv): out of memory for the Winograd workspace", name);
     free(*p);
     *p = n;
