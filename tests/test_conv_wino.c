@@ -168,7 +168,7 @@ TestSuite(conv_wino, .timeout = 300);
 
 Test(conv_wino, matches_reference) {
     static const geo cases[] = {
-        {1, 16, 8, 8, 16, 1, 1, 1, 1, 1, 0},       /* the smallest plane the rule takes */
+        {1, 16, 7, 7, 16, 1, 1, 1, 1, 1, 0},       /* the smallest plane the rule takes */
         {3, 24, 13, 11, 40, 1, 1, 1, 1, 1, 1},     /* odd plane: half tiles; ReLU; batch 3 */
         {2, 70, 11, 17, 20, 0, 0, 0, 0, 0, 2},     /* no padding, Clip; 70 channels: 64 + 6 */
         {1, 130, 14, 14, 72, 1, 0, 0, 1, 1, 1},    /* asymmetric pads */
@@ -220,7 +220,9 @@ Test(conv_wino, rule) {
     cr_expect(!sal_wino_choose(&p), "run-time weights");
     p = params_of(&g);
     p.oh = p.ow = 7;
-    cr_expect(!sal_wino_choose(&p), "a 7x7 plane (ResNet-50's last stage: no faster)");
+    cr_expect(sal_wino_choose(&p), "a 7x7 plane (ResNet-50's last stage)");
+    p.oh = 6;
+    cr_expect(!sal_wino_choose(&p), "a 6x7 plane: smaller than anything measured");
     p = params_of(&g);
     p.c = 8;
     cr_expect(!sal_wino_choose(&p), "8 input channels");

@@ -74,12 +74,13 @@ size_t sal_wino_cache_weight_bytes(const sal_wino_cache *c) {
 
 int sal_wino_choose(const sal_conv_params *p) {
     /* channels-last on both sides (the layout pass's interior convolutions), 3x3, stride 1,
-     * dilation 1, pads of 0 or 1, at least 16 channels each side, and planes of at least 8x8:
-     * ResNet-50's 7x7 stage measured no faster (its 4x4 tiles cover an 8x8 plane) */
+     * dilation 1, pads of 0 or 1, at least 16 channels each side, and output planes of at least
+     * 7x7: ResNet-50's smallest, 1.15-1.3x faster than oneDNN's direct kernels even though its 4x4
+     * tiles cover an 8x8 plane (benchmarks/bench_conv_shapes.c); nothing smaller was measured */
     return p->spatial == 2 && p->group == 1 && p->const_wb && p->nhwc_x && p->nhwc_y && p->kh == 3 &&
            p->kw == 3 && p->sh == 1 && p->sw == 1 && p->dh == 1 && p->dw == 1 && p->pt >= 0 && p->pt <= 1 &&
            p->pl >= 0 && p->pl <= 1 && p->pb >= 0 && p->pb <= 1 && p->pr >= 0 && p->pr <= 1 && p->c >= 16 &&
-           p->m >= 16 && p->oh >= 8 && p->ow >= 8;
+           p->m >= 16 && p->oh >= 7 && p->ow >= 7;
 }
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -15,7 +15,7 @@ void sal_wino_cache_free(sal_wino_cache *c);   /* NULL-safe */
 size_t sal_wino_cache_weight_bytes(const sal_wino_cache *c);
 
 /* 1 when convolution p may run here: group 1, 3x3, stride 1, dilation 1, pads 0 or 1, at least 16
- * channels in and out, an output plane of at least 8x8, constant weights, channels-last X and Y.
+ * channels in and out, an output plane of at least 7x7, constant weights, channels-last X and Y.
  * The rule reads no batch size: an image's convolutions run the same code in any batch. */
 int sal_wino_choose(const sal_conv_params *p);
 
